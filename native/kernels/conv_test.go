@@ -1,0 +1,101 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// fastVsNaiveTol bounds the difference between a fast kernel and its float64 naive reference:
+// a value passes when |fast−naive| ≤ fastVsNaiveTol·max(1, |naive|). Float32 accumulation over
+// a few thousand terms stays well inside it.
+const fastVsNaiveTol = 1e-5
+
+// randomVec returns n values uniform in [lo, hi) from a fixed seed.
+func randomVec(seed uint64, n int, lo, hi float32) []float32 {
+	r := rand.New(rand.NewPCG(seed, 1))
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = lo + (hi-lo)*r.Float32()
+	}
+	return v
+}
+
+// reportClose fails t when got and want differ by more than tol·max(1,|want|) anywhere, printing
+// max abs and rel error and the first mismatching indices.
+func reportClose(t *testing.T, what string, got, want []float32, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: got %d values, want %d", what, len(got), len(want))
+	}
+	var maxAbs, maxRel float64
+	var bad []string
+	for i := range want {
+		d := math.Abs(float64(got[i]) - float64(want[i]))
+		maxAbs = max(maxAbs, d)
+		if w := math.Abs(float64(want[i])); w > 0 {
+			maxRel = max(maxRel, d/w)
+		}
+		if !(d <= tol*max(1, math.Abs(float64(want[i])))) && len(bad) < 5 {
+			bad = append(bad, fmt.Sprintf("[%d] got %g want %g", i, got[i], want[i]))
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("%s: max abs %.3g, max rel %.3g (tol %g); first mismatches: %v", what, maxAbs, maxRel, tol, bad)
+	} else {
+		t.Logf("%s: max abs %.3g, max rel %.3g", what, maxAbs, maxRel)
+	}
+}
+
+func TestConv2DMatchesNaive(t *testing.T) {
+	shapes := []Conv2DShape{
+		{B: 2, Cin: 3, H: 7, W: 5, Cout: 4, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1},
+		{B: 1, Cin: 5, H: 9, W: 6, Cout: 3, KH: 3, KW: 3, Stride: 2, PadBottom: 1, PadRight: 1}, // diffusers Downsample2D
+		{B: 2, Cin: 6, H: 5, W: 3, Cout: 7, KH: 1, KW: 1, Stride: 1},                            // pointwise, no unfolding
+		{B: 1, Cin: 2, H: 11, W: 13, Cout: 3, KH: 3, KW: 2, Stride: 3, PadTop: 2, PadLeft: 1, PadRight: 3},
+		{B: 1, Cin: 1, H: 4, W: 4, Cout: 1, KH: 5, KW: 5, Stride: 1, PadTop: 2, PadBottom: 2, PadLeft: 2, PadRight: 2},
+		{B: 1, Cin: 3, H: 3, W: 2, Cout: 2, KH: 1, KW: 1, Stride: 2, PadTop: 1, PadRight: 1}, // padded 1×1
+		// K·OutH·OutW exceeds convColBudget: exercises the banded path.
+		{B: 1, Cin: 16, H: 91, W: 89, Cout: 5, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1},
+	}
+	for i, s := range shapes {
+		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
+			inp := randomVec(uint64(10*i+1), s.B*s.Cin*s.H*s.W, -1, 1)
+			w := randomVec(uint64(10*i+2), s.Cout*s.Cin*s.KH*s.KW, -0.5, 0.5)
+			var bias []float32
+			if i%2 == 0 {
+				bias = randomVec(uint64(10*i+3), s.Cout, -1, 1)
+			}
+			n := s.B * s.Cout * s.OutH() * s.OutW()
+			want, got := make([]float32, n), make([]float32, n)
+			for j := range got {
+				got[j] = float32(math.NaN()) // every output must be written
+			}
+			Conv2DNaive(want, inp, w, bias, s)
+			Conv2D(got, inp, w, bias, s)
+			reportClose(t, fmt.Sprintf("conv %+v", s), got, want, fastVsNaiveTol)
+		})
+	}
+}
+
+// TestConv2DNaiveKnownValues pins the reference itself on a hand-computed case: a 2×2 all-ones
+// kernel with stride 2 after diffusers' (0,1,0,1) pad over a 3×3 input 1..9.
+func TestConv2DNaiveKnownValues(t *testing.T) {
+	s := Conv2DShape{B: 1, Cin: 1, H: 3, W: 3, Cout: 1, KH: 2, KW: 2, Stride: 2, PadBottom: 1, PadRight: 1}
+	inp := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9}
+	out := make([]float32, 4)
+	Conv2DNaive(out, inp, []float32{1, 1, 1, 1}, []float32{0.5}, s)
+	want := []float32{1 + 2 + 4 + 5 + 0.5, 3 + 6 + 0.5, 7 + 8 + 0.5, 9 + 0.5}
+	reportClose(t, "conv known values", out, want, 0)
+}
+
+func TestConv2DPanicsOnShapeMismatch(t *testing.T) {
+	s := Conv2DShape{B: 1, Cin: 2, H: 3, W: 3, Cout: 1, KH: 3, KW: 3, Stride: 1}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Conv2D with a short weight did not panic")
+		}
+	}()
+	Conv2D(make([]float32, 1), make([]float32, 18), make([]float32, 17), nil, s)
+}

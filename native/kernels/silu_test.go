@@ -1,0 +1,13 @@
+package kernels
+
+import "testing"
+
+func TestSiLUMatchesNaive(t *testing.T) {
+	inp := randomVec(3, 100003, -100, 100)
+	want, got := make([]float32, len(inp)), make([]float32, len(inp))
+	SiLUNaive(want, inp)
+	SiLU(got, inp)
+	reportClose(t, "silu", got, want, fastVsNaiveTol)
+	SiLUNaive(want[:3], []float32{0, 1, -1})
+	reportClose(t, "silu known values", want[:3], []float32{0, 0.7310586, -0.26894143}, 1e-7)
+}
