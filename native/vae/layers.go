@@ -1,0 +1,184 @@
+package vae
+
+import (
+	"math"
+
+	"github.com/modelrt/modelrt/native/kernels"
+)
+
+// groupNormEps is diffusers' resnet_eps for the VAE; every GroupNorm in it (resnets, mid-block
+// attention, conv_norm_out) uses it.
+const groupNormEps = 1e-6
+
+// tensor is an NCHW activation.
+type tensor struct {
+	data       []float32
+	b, c, h, w int
+}
+
+func newTensor(b, c, h, w int) tensor {
+	return tensor{data: make([]float32, b*c*h*w), b: b, c: c, h: h, w: w}
+}
+
+// conv2d: weight (Cout,Cin,K,K), bias (Cout); zero padding top/bottom/left/right.
+type conv2d struct {
+	weight, bias         []float32
+	cin, cout, k, stride int
+	pad                  [4]int
+}
+
+// Forward: x (B,Cin,H,W) → (B,Cout,H',W').
+func (l *conv2d) Forward(x tensor) tensor {
+	s := kernels.Conv2DShape{B: x.b, Cin: x.c, H: x.h, W: x.w, Cout: l.cout, KH: l.k, KW: l.k, Stride: l.stride,
+		PadTop: l.pad[0], PadBottom: l.pad[1], PadLeft: l.pad[2], PadRight: l.pad[3]}
+	y := newTensor(x.b, l.cout, s.OutH(), s.OutW())
+	kernels.Conv2D(y.data, x.data, l.weight, l.bias, s)
+	return y
+}
+
+// groupNorm: gamma, beta (C).
+type groupNorm struct {
+	gamma, beta []float32
+	groups      int
+}
+
+// Forward: x (B,C,H,W) → GroupNorm(x), followed by SiLU when silu is set.
+func (l *groupNorm) Forward(x tensor, silu bool) tensor {
+	y := newTensor(x.b, x.c, x.h, x.w)
+	if silu {
+		kernels.GroupNormSiLU(y.data, x.data, l.gamma, l.beta, x.b, x.c, x.h*x.w, l.groups, groupNormEps)
+	} else {
+		kernels.GroupNorm(y.data, x.data, l.gamma, l.beta, x.b, x.c, x.h*x.w, l.groups, groupNormEps)
+	}
+	return y
+}
+
+// addInto adds src to dst element-wise (a residual connection).
+func addInto(dst, src tensor) {
+	for i, v := range src.data {
+		dst.data[i] += v
+	}
+}
+
+// resnetBlock is diffusers' ResnetBlock2D without a time embedding:
+// out = shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x)))))), shortcut a 1×1 conv when the
+// channel count changes and the identity otherwise.
+type resnetBlock struct {
+	norm1, norm2 groupNorm
+	conv1, conv2 conv2d
+	shortcut     *conv2d
+}
+
+func (r *resnetBlock) Forward(x tensor) tensor {
+	h := r.conv1.Forward(r.norm1.Forward(x, true))
+	h = r.conv2.Forward(r.norm2.Forward(h, true))
+	if r.shortcut != nil {
+		x = r.shortcut.Forward(x)
+	}
+	addInto(h, x)
+	return h
+}
+
+// attention is the mid block's single-head self-attention over the H·W positions:
+// out = x + to_out(softmax(q·kᵀ/sqrt(C))·v) with q, k, v = to_q, to_k, to_v of group_norm(x).
+// The linears act on channels, so they run as 1×1 convs over the NCHW map.
+type attention struct {
+	norm          groupNorm
+	q, k, v, proj conv2d
+}
+
+func (a *attention) Forward(x tensor) tensor {
+	n := a.norm.Forward(x, false)
+	q, k, v := a.q.Forward(n), a.k.Forward(n), a.v.Forward(n)
+	o := newTensor(x.b, x.c, x.h, x.w)
+	kernels.SpatialAttention(o.data, q.data, k.data, v.data, x.b, x.c, x.h*x.w, float32(1/math.Sqrt(float64(x.c))))
+	y := a.proj.Forward(o)
+	addInto(y, x)
+	return y
+}
+
+// midBlock is UNetMidBlock2D: resnet, attention (optional), resnet.
+type midBlock struct {
+	res0, res1 resnetBlock
+	attn       *attention
+}
+
+func (m *midBlock) Forward(x tensor) tensor {
+	x = m.res0.Forward(x)
+	if m.attn != nil {
+		x = m.attn.Forward(x)
+	}
+	return m.res1.Forward(x)
+}
+
+// downBlock is DownEncoderBlock2D: resnets, then (all but the last block) Downsample2D, a 3×3
+// stride-2 conv after a (0,1,0,1) zero pad, which halves H and W.
+type downBlock struct {
+	resnets []resnetBlock
+	down    *conv2d
+}
+
+func (d *downBlock) Forward(x tensor) tensor {
+	for i := range d.resnets {
+		x = d.resnets[i].Forward(x)
+	}
+	if d.down != nil {
+		x = d.down.Forward(x)
+	}
+	return x
+}
+
+// upBlock is UpDecoderBlock2D: resnets, then (all but the last block) Upsample2D, nearest 2×
+// upsampling followed by a 3×3 conv.
+type upBlock struct {
+	resnets []resnetBlock
+	up      *conv2d
+}
+
+func (u *upBlock) Forward(x tensor) tensor {
+	for i := range u.resnets {
+		x = u.resnets[i].Forward(x)
+	}
+	if u.up != nil {
+		y := newTensor(x.b, x.c, 2*x.h, 2*x.w)
+		kernels.UpsampleNearest2x(y.data, x.data, x.b*x.c, x.h, x.w)
+		x = u.up.Forward(y)
+	}
+	return x
+}
+
+// encoder: image (B,Cin,H,W) → moments (B,2L,H/f,W/f).
+type encoder struct {
+	convIn  conv2d
+	down    []downBlock
+	mid     midBlock
+	normOut groupNorm
+	convOut conv2d
+}
+
+func (e *encoder) Forward(x tensor) tensor {
+	x = e.convIn.Forward(x)
+	for i := range e.down {
+		x = e.down[i].Forward(x)
+	}
+	x = e.mid.Forward(x)
+	return e.convOut.Forward(e.normOut.Forward(x, true))
+}
+
+// decoder: latent (B,L,h,w) → image (B,Cout,h·f,w·f).
+type decoder struct {
+	convIn  conv2d
+	mid     midBlock
+	up      []upBlock
+	normOut groupNorm
+	convOut conv2d
+}
+
+func (d *decoder) Forward(z tensor) tensor {
+	x := d.convIn.Forward(z)
+	x = d.mid.Forward(x)
+	for i := range d.up {
+		x = d.up[i].Forward(x)
+	}
+	return d.convOut.Forward(d.normOut.Forward(x, true))
+}
