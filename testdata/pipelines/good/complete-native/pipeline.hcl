@@ -1,0 +1,69 @@
+# Text completion on the native (pure Go) backend: tokenize → generate → detokenize.
+#   modelrt run complete-native --input prompt="Hello"
+
+variable "model_dir" {
+  type        = string
+  default     = "../../../models/gpt2-tiny"
+  description = "GPT-2 model directory (config.json, model.safetensors, tokenizer files)"
+}
+
+variable "max_new_tokens" {
+  type    = number
+  default = 16
+}
+
+backend "native" {
+  plugin = "modelrt-native"
+}
+
+model "gpt2" {
+  backend = backend.native
+  path    = var.model_dir
+  task    = "causal-lm"
+}
+
+pipeline "complete" {
+  description = "Continue a prompt with GPT-2"
+
+  input "prompt" {
+    type        = string
+    description = "text to continue"
+  }
+  input "seed" {
+    type    = number
+    default = 1
+  }
+
+  stage "ids" {
+    use       = "tokenize"
+    tokenizer = model.gpt2
+    text      = input.prompt
+  }
+
+  stage "gen" {
+    use            = "generate"
+    model          = model.gpt2
+    input_ids      = stage.ids.ids
+    max_new_tokens = var.max_new_tokens
+    sampling {
+      temperature = 0.8
+      top_k       = 40
+      top_p       = 0.95
+      seed        = input.seed
+    }
+  }
+
+  stage "text" {
+    use       = "detokenize"
+    tokenizer = model.gpt2
+    ids       = stage.gen.ids
+  }
+
+  output "text" {
+    value       = stage.text.text
+    description = "prompt followed by its continuation"
+  }
+  output "new_tokens" {
+    value = length(stage.gen.ids) - length(stage.ids.ids)
+  }
+}
