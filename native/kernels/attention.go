@@ -1,0 +1,174 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+)
+
+// AttentionShape describes a causal multi-head attention step over a KV cache: T new query
+// positions per row appended after P positions already cached, in a cache of capacity S ≥ P+T
+// positions per (row, head).
+type AttentionShape struct {
+	B, T, H, D int // rows, new positions, heads, head size
+	P, S       int // cached positions before this step, cache capacity
+}
+
+func (s AttentionShape) check(dst, q, k, v []float32, mask []int64) {
+	if s.B <= 0 || s.T <= 0 || s.H <= 0 || s.D <= 0 || s.P < 0 || s.S < s.P+s.T {
+		panic(fmt.Sprintf("kernels: bad attention shape %+v", s))
+	}
+	c := s.H * s.D
+	switch {
+	case len(q) != s.B*s.T*c:
+		panic(fmt.Sprintf("kernels: attention q has %d values, want %d", len(q), s.B*s.T*c))
+	case len(dst) != s.B*s.T*c:
+		panic(fmt.Sprintf("kernels: attention dst has %d values, want %d", len(dst), s.B*s.T*c))
+	case len(k) != s.B*s.H*s.S*s.D || len(v) != len(k):
+		panic(fmt.Sprintf("kernels: attention k/v have %d/%d values, want %d", len(k), len(v), s.B*s.H*s.S*s.D))
+	case mask != nil && len(mask) != s.B*(s.P+s.T):
+		panic(fmt.Sprintf("kernels: attention mask has %d values, want %d", len(mask), s.B*(s.P+s.T)))
+	}
+}
+
+// AttentionNaive is the reference for Attention, in float64.
+func AttentionNaive(dst, q, k, v []float32, mask []int64, s AttentionShape) {
+	s.check(dst, q, k, v, mask)
+	c, l := s.H*s.D, s.P+s.T
+	scale := 1 / math.Sqrt(float64(s.D))
+	w := make([]float64, l)
+	for b := 0; b < s.B; b++ {
+		for h := 0; h < s.H; h++ {
+			kv := (b*s.H + h) * s.S * s.D
+			for t := 0; t < s.T; t++ {
+				qr := q[(b*s.T+t)*c+h*s.D:][:s.D]
+				vis := s.P + t + 1 // causally visible keys
+				any := false
+				for j := 0; j < vis; j++ {
+					any = any || mask == nil || mask[b*l+j] != 0
+				}
+				m := math.Inf(-1)
+				for j := 0; j < vis; j++ {
+					w[j] = math.Inf(-1)
+					if !any {
+						w[j] = 0 // no unmasked key: uniform over the visible ones
+					} else if mask == nil || mask[b*l+j] != 0 {
+						var d float64
+						for e := 0; e < s.D; e++ {
+							d += float64(qr[e]) * float64(k[kv+j*s.D+e])
+						}
+						w[j] = d * scale
+					}
+					m = math.Max(m, w[j])
+				}
+				var sum float64
+				for j := 0; j < vis; j++ {
+					w[j] = math.Exp(w[j] - m)
+					sum += w[j]
+				}
+				out := dst[(b*s.T+t)*c+h*s.D:][:s.D]
+				for e := 0; e < s.D; e++ {
+					var o float64
+					for j := 0; j < vis; j++ {
+						o += w[j] * float64(v[kv+j*s.D+e])
+					}
+					out[e] = float32(o / sum)
+				}
+			}
+		}
+	}
+}
+
+// Attention computes causal scaled-dot-product attention of T new queries against the cache,
+// reading keys and values in place:
+//
+//	q, dst: (B,T,H·D), head h in columns h·D..(h+1)·D
+//	k, v:   (B,H,S,D), positions [0,P+T) filled (the caller has appended this step's keys)
+//	mask:   nil or (B,P+T), 0 = padding key, never attended
+//	dst[b,t,h] = Σ_j softmax_j(q·k_j / sqrt(D)) · v_j   over keys j ≤ P+t with mask[b,j] ≠ 0
+//
+// A query that sees no unmasked key (a padding position before a left-padded row's first token)
+// attends uniformly to all its visible keys, as Hugging Face's eager attention does; its output
+// is finite and nothing should use it.
+func Attention(dst, q, k, v []float32, mask []int64, s AttentionShape) {
+	s.check(dst, q, k, v, mask)
+	p := acquire()
+	defer p.release()
+	p.attn = attentionJob{s: s, dst: dst, q: q, k: k, v: v, mask: mask, scale: float32(1 / math.Sqrt(float64(s.D)))}
+	// One item per (b, h, t); queries of one head are contiguous so a chunk reuses its keys.
+	n := s.B * s.H * s.T
+	grain := max(1, n/(8*p.workers))
+	if n*(s.P+s.T)*s.D < rowsMinWork {
+		grain = n
+	}
+	p.run(&p.attn, n, grain)
+	p.attn = attentionJob{}
+}
+
+type attentionJob struct {
+	s      AttentionShape
+	dst, q []float32
+	k, v   []float32
+	mask   []int64
+	scale  float32
+}
+
+func (j *attentionJob) chunk(w, lo, hi int) {
+	s := j.s
+	c, l := s.H*s.D, s.P+s.T
+	scores := thePool.buf(w, l)
+	for it := lo; it < hi; it++ {
+		t := it % s.T
+		bh := it / s.T
+		b, h := bh/s.H, bh%s.H
+		kv := bh * s.S * s.D
+		qr := j.q[(b*s.T+t)*c+h*s.D:][:s.D]
+		out := j.dst[(b*s.T+t)*c+h*s.D:][:s.D]
+		vis := s.P + t + 1
+		var mrow []int64
+		if j.mask != nil {
+			mrow = j.mask[b*l : b*l+vis]
+		}
+		sc := scores[:vis]
+		m := float32(math.Inf(-1))
+		seen := false
+		for jj := range sc {
+			if mrow != nil && mrow[jj] == 0 {
+				sc[jj] = float32(math.Inf(-1))
+				continue
+			}
+			seen = true
+			d := dot(qr, j.k[kv+jj*s.D:][:s.D]) * j.scale
+			sc[jj] = d
+			m = max(m, d)
+		}
+		if !seen {
+			for jj := range sc {
+				sc[jj] = 0
+			}
+			m = 0
+		}
+		var sum float32
+		for jj, e := range sc {
+			x := float32(0)
+			if !math.IsInf(float64(e), -1) {
+				x = float32(math.Exp(float64(e - m)))
+			}
+			sc[jj] = x
+			sum += x
+		}
+		clear(out)
+		for jj, wgt := range sc {
+			if wgt == 0 {
+				continue
+			}
+			vr := j.v[kv+jj*s.D:][:len(out)]
+			for e := range out {
+				out[e] += wgt * vr[e]
+			}
+		}
+		inv := 1 / sum
+		for e := range out {
+			out[e] *= inv
+		}
+	}
+}

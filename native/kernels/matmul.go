@@ -1,0 +1,286 @@
+package kernels
+
+import "fmt"
+
+// Tile sizes of the blocked product: a task is gemmMB rows × gemmNB columns of C, and the K loop
+// is cut in gemmKB slices so that the B panel being reused (gemmKB×gemmNB floats, 128 KiB) stays
+// in L2 while the rows of the task go by.
+const (
+	gemmMB = 16
+	gemmNB = 128
+	gemmKB = 256
+	// gemmNBMax bounds the column strip of a few-row product (see Gemm).
+	gemmNBMax = 4096
+)
+
+func checkGemm(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, bias []float32) {
+	if m < 0 || n < 0 || k < 0 || lda < k || ldb < n || ldc < n {
+		panic(fmt.Sprintf("kernels: bad gemm dims m=%d n=%d k=%d lda=%d ldb=%d ldc=%d", m, n, k, lda, ldb, ldc))
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	switch {
+	case k > 0 && len(a) < (m-1)*lda+k:
+		panic(fmt.Sprintf("kernels: gemm A has %d values, want (%d-1)·%d+%d", len(a), m, lda, k))
+	case k > 0 && len(b) < (k-1)*ldb+n:
+		panic(fmt.Sprintf("kernels: gemm B has %d values, want (%d-1)·%d+%d", len(b), k, ldb, n))
+	case len(c) < (m-1)*ldc+n:
+		panic(fmt.Sprintf("kernels: gemm C has %d values, want (%d-1)·%d+%d", len(c), m, ldc, n))
+	case bias != nil && len(bias) != n:
+		panic(fmt.Sprintf("kernels: gemm bias has %d values, want %d", len(bias), n))
+	}
+}
+
+// GemmNaive is the reference for Gemm, accumulating in float64:
+//
+//	C[i,j] = bias[j] + Σ_p A[i,p]·B[p,j]
+func GemmNaive(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, bias []float32) {
+	checkGemm(m, n, k, a, lda, b, ldb, c, ldc, bias)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			if bias != nil {
+				s = float64(bias[j])
+			}
+			for p := 0; p < k; p++ {
+				s += float64(a[i*lda+p]) * float64(b[p*ldb+j])
+			}
+			c[i*ldc+j] = float32(s)
+		}
+	}
+}
+
+// Gemm computes C = A·B (+ bias broadcast over the rows when bias is non-nil), overwriting C:
+//
+//	A: (M,K) row stride lda · B: (K,N) row stride ldb · C: (M,N) row stride ldc · bias: (N)
+//
+// B's layout is that of a Hugging Face Conv1D weight [in,out] and of an im2col matrix, so both
+// use it untransposed. It panics when a dimension or slice length is inconsistent.
+func Gemm(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, bias []float32) {
+	checkGemm(m, n, k, a, lda, b, ldb, c, ldc, bias)
+	if m == 0 || n == 0 {
+		return
+	}
+	p := acquire()
+	defer p.release()
+	nb := gemmNB
+	if m < gemmMB {
+		// Few rows (a decode step) make the product a stream through B: wide column strips keep
+		// each worker's reads long and sequential, which is what memory bandwidth rewards.
+		nb = min(max(gemmNB, (n/(8*p.workers)+15)&^15), gemmNBMax)
+	}
+	p.mm = gemmJob{m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, bias: bias, nb: nb}
+	mt, nt := (m+gemmMB-1)/gemmMB, (n+nb-1)/nb
+	p.run(&p.mm, mt*nt, 1)
+	p.mm = gemmJob{}
+}
+
+// MatMul computes dst = a·b + bias for contiguous row-major operands:
+//
+//	dst: (M,N) · a: (M,K) · b: (K,N) · bias: (N) or nil
+func MatMul(dst, a, b, bias []float32, m, k, n int) {
+	if len(dst) != m*n || len(a) != m*k || len(b) != k*n {
+		panic(fmt.Sprintf("kernels: MatMul lengths dst=%d a=%d b=%d for m=%d k=%d n=%d", len(dst), len(a), len(b), m, k, n))
+	}
+	Gemm(m, n, k, a, k, b, n, dst, n, bias)
+}
+
+// MatMulNaive is the reference for MatMul.
+func MatMulNaive(dst, a, b, bias []float32, m, k, n int) {
+	if len(dst) != m*n || len(a) != m*k || len(b) != k*n {
+		panic(fmt.Sprintf("kernels: MatMul lengths dst=%d a=%d b=%d for m=%d k=%d n=%d", len(dst), len(a), len(b), m, k, n))
+	}
+	GemmNaive(m, n, k, a, k, b, n, dst, n, bias)
+}
+
+// MatVec computes dst = x·w + bias, one row through a Conv1D-layout weight (the decode step):
+//
+//	dst: (N) · x: (K) · w: (K,N) · bias: (N) or nil
+func MatVec(dst, x, w, bias []float32, k, n int) { MatMul(dst, x, w, bias, 1, k, n) }
+
+// MatVecNaive is the reference for MatVec.
+func MatVecNaive(dst, x, w, bias []float32, k, n int) { MatMulNaive(dst, x, w, bias, 1, k, n) }
+
+type gemmJob struct {
+	m, n, k       int
+	a, b, c, bias []float32
+	lda, ldb, ldc int
+	nb            int // column strip width
+}
+
+// chunk computes tiles [lo,hi) of C; tile t covers rows (t/nt)·MB.. and columns (t%nt)·nb.. .
+func (j *gemmJob) chunk(_, lo, hi int) {
+	nt := (j.n + j.nb - 1) / j.nb
+	for t := lo; t < hi; t++ {
+		i0, j0 := (t/nt)*gemmMB, (t%nt)*j.nb
+		j.tile(i0, min(i0+gemmMB, j.m), j0, min(j0+j.nb, j.n))
+	}
+}
+
+// tile computes C[i0:i1, j0:j1] with rows in pairs and K in steps of 4: each pass over a strip
+// of columns reads four rows of B once and updates two rows of C, which keeps the loop within the
+// 16 SSE registers while halving the loads of B per multiply-add.
+func (j *gemmJob) tile(i0, i1, j0, j1 int) {
+	w := j1 - j0
+	for i := i0; i < i1; i++ {
+		ci := j.c[i*j.ldc+j0:][:w]
+		if j.bias != nil {
+			copy(ci, j.bias[j0:j1])
+		} else {
+			clear(ci)
+		}
+	}
+	a, b, lda, ldb := j.a, j.b, j.lda, j.ldb
+	for p0 := 0; p0 < j.k; p0 += gemmKB {
+		p1 := min(p0+gemmKB, j.k)
+		i := i0
+		for ; i+2 <= i1; i += 2 {
+			c0 := j.c[i*j.ldc+j0:][:w]
+			c1 := j.c[(i+1)*j.ldc+j0:][:w]
+			ar0, ar1 := a[i*lda:], a[(i+1)*lda:]
+			p := p0
+			for ; p+4 <= p1; p += 4 {
+				a00, a01, a02, a03 := ar0[p], ar0[p+1], ar0[p+2], ar0[p+3]
+				a10, a11, a12, a13 := ar1[p], ar1[p+1], ar1[p+2], ar1[p+3]
+				b0 := b[p*ldb+j0:][:w]
+				b1 := b[(p+1)*ldb+j0:][:w]
+				b2 := b[(p+2)*ldb+j0:][:w]
+				b3 := b[(p+3)*ldb+j0:][:w]
+				for x := range c0 {
+					v0, v1, v2, v3 := b0[x], b1[x], b2[x], b3[x]
+					c0[x] += a00*v0 + a01*v1 + a02*v2 + a03*v3
+					c1[x] += a10*v0 + a11*v1 + a12*v2 + a13*v3
+				}
+			}
+			for ; p < p1; p++ {
+				a0, a1 := ar0[p], ar1[p]
+				bp := b[p*ldb+j0:][:w]
+				for x := range c0 {
+					c0[x] += a0 * bp[x]
+					c1[x] += a1 * bp[x]
+				}
+			}
+		}
+		if i < i1 {
+			axpyRow(j.c[i*j.ldc+j0:][:w], a[i*lda:], b, ldb, j0, p0, p1)
+		}
+	}
+}
+
+// axpyRow adds Σ_{p0≤p<p1} a[p]·B[p, j0:j0+len(c)] to c, four rows of B per pass.
+func axpyRow(c, a, b []float32, ldb, j0, p0, p1 int) {
+	w := len(c)
+	p := p0
+	for ; p+4 <= p1; p += 4 {
+		a0, a1, a2, a3 := a[p], a[p+1], a[p+2], a[p+3]
+		b0 := b[p*ldb+j0:][:w]
+		b1 := b[(p+1)*ldb+j0:][:w]
+		b2 := b[(p+2)*ldb+j0:][:w]
+		b3 := b[(p+3)*ldb+j0:][:w]
+		for x := range c {
+			c[x] += a0*b0[x] + a1*b1[x] + a2*b2[x] + a3*b3[x]
+		}
+	}
+	for ; p < p1; p++ {
+		a0 := a[p]
+		bp := b[p*ldb+j0:][:w]
+		for x := range c {
+			c[x] += a0 * bp[x]
+		}
+	}
+}
+
+// MatMulTNaive is the reference for MatMulT, accumulating in float64.
+func MatMulTNaive(dst, a, b, bias []float32, m, k, n int) {
+	checkMatMulT(dst, a, b, bias, m, k, n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			if bias != nil {
+				s = float64(bias[j])
+			}
+			for p := 0; p < k; p++ {
+				s += float64(a[i*k+p]) * float64(b[j*k+p])
+			}
+			dst[i*n+j] = float32(s)
+		}
+	}
+}
+
+func checkMatMulT(dst, a, b, bias []float32, m, k, n int) {
+	if m < 0 || k < 0 || n < 0 || len(dst) != m*n || len(a) != m*k || len(b) != n*k || (bias != nil && len(bias) != n) {
+		panic(fmt.Sprintf("kernels: MatMulT lengths dst=%d a=%d b=%d bias=%d for m=%d k=%d n=%d", len(dst), len(a), len(b), len(bias), m, k, n))
+	}
+}
+
+// MatMulT computes dst = a·bᵀ + bias, for weights stored one output per row (nn.Linear, a tied
+// embedding used as the LM head, attention keys):
+//
+//	dst: (M,N) · a: (M,K) · b: (N,K) · bias: (N) or nil
+func MatMulT(dst, a, b, bias []float32, m, k, n int) {
+	checkMatMulT(dst, a, b, bias, m, k, n)
+	if m == 0 || n == 0 {
+		return
+	}
+	p := acquire()
+	defer p.release()
+	p.mmt = gemmTJob{m: m, n: n, k: k, a: a, b: b, c: dst, bias: bias}
+	p.run(&p.mmt, n, 64)
+	p.mmt = gemmTJob{}
+}
+
+type gemmTJob struct {
+	m, n, k       int
+	a, b, c, bias []float32
+}
+
+// chunk computes columns [lo,hi) of every row of C, four columns (rows of B) at a time so that
+// each load of A feeds four independent sums.
+func (j *gemmTJob) chunk(_, lo, hi int) {
+	k := j.k
+	for i := 0; i < j.m; i++ {
+		ai := j.a[i*k:][:k]
+		ci := j.c[i*j.n:][:j.n]
+		x := lo
+		for ; x+4 <= hi; x += 4 {
+			r0 := j.b[x*k:][:len(ai)]
+			r1 := j.b[(x+1)*k:][:len(ai)]
+			r2 := j.b[(x+2)*k:][:len(ai)]
+			r3 := j.b[(x+3)*k:][:len(ai)]
+			var s0, s1, s2, s3 float32
+			for p, v := range ai {
+				s0 += v * r0[p]
+				s1 += v * r1[p]
+				s2 += v * r2[p]
+				s3 += v * r3[p]
+			}
+			ci[x], ci[x+1], ci[x+2], ci[x+3] = s0, s1, s2, s3
+		}
+		for ; x < hi; x++ {
+			ci[x] = dot(ai, j.b[x*k:][:len(ai)])
+		}
+		if j.bias != nil {
+			for x := lo; x < hi; x++ {
+				ci[x] += j.bias[x]
+			}
+		}
+	}
+}
+
+// dot returns Σ a[i]·b[i] with four partial sums; len(b) must be ≥ len(a).
+func dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}

@@ -1,0 +1,137 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"testing"
+)
+
+// oddSizes exercise every remainder of the unrolled loops (×2 rows, ×4 depth) and of the tiles.
+var oddSizes = []int{1, 3, 17, 65, 127, 130}
+
+// nanVec returns n NaNs: a kernel that leaves any output unwritten fails the comparison.
+func nanVec(n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(math.NaN())
+	}
+	return v
+}
+
+func TestMatMulMatchesNaive(t *testing.T) {
+	seed := uint64(1)
+	for _, m := range oddSizes {
+		for _, k := range oddSizes {
+			for _, n := range []int{1, 3, 17, 129, 300} {
+				seed++
+				a := randomVec(seed, m*k, -1, 1)
+				b := randomVec(seed+1000, k*n, -1, 1)
+				var bias []float32
+				if seed%2 == 0 {
+					bias = randomVec(seed+2000, n, -1, 1)
+				}
+				want, got := make([]float32, m*n), nanVec(m*n)
+				MatMulNaive(want, a, b, bias, m, k, n)
+				MatMul(got, a, b, bias, m, k, n)
+				reportClose(t, fmt.Sprintf("MatMul m=%d k=%d n=%d", m, k, n), got, want, fastVsNaiveTol)
+				gotT, bt := nanVec(m*n), make([]float32, n*k)
+				for p := 0; p < k; p++ {
+					for j := 0; j < n; j++ {
+						bt[j*k+p] = b[p*n+j]
+					}
+				}
+				MatMulT(gotT, a, bt, bias, m, k, n)
+				reportClose(t, fmt.Sprintf("MatMulT m=%d k=%d n=%d", m, k, n), gotT, want, fastVsNaiveTol)
+			}
+		}
+	}
+}
+
+func TestGemmStrides(t *testing.T) {
+	// Operands embedded in wider matrices: only the (m,n,k) window may be read or written.
+	m, n, k, lda, ldb, ldc := 37, 21, 19, 23, 30, 25
+	a := randomVec(7, (m-1)*lda+k, -1, 1)
+	b := randomVec(8, (k-1)*ldb+n, -1, 1)
+	want, got := randomVec(9, (m-1)*ldc+n, -1, 1), nanVec((m-1)*ldc+n)
+	for i := 0; i < m; i++ {
+		for j := n; j < ldc && i*ldc+j < len(got); j++ {
+			got[i*ldc+j] = want[i*ldc+j] // the gaps between rows must survive
+		}
+	}
+	GemmNaive(m, n, k, a, lda, b, ldb, want, ldc, nil)
+	Gemm(m, n, k, a, lda, b, ldb, got, ldc, nil)
+	reportClose(t, "Gemm strided", got, want, fastVsNaiveTol)
+}
+
+func TestMatVecMatchesNaive(t *testing.T) {
+	for _, k := range []int{1, 5, 768} {
+		for _, n := range []int{1, 7, 2304} {
+			x, w, bias := randomVec(1, k, -1, 1), randomVec(2, k*n, -1, 1), randomVec(3, n, -1, 1)
+			want, got := make([]float32, n), nanVec(n)
+			MatVecNaive(want, x, w, bias, k, n)
+			MatVec(got, x, w, bias, k, n)
+			reportClose(t, fmt.Sprintf("MatVec k=%d n=%d", k, n), got, want, fastVsNaiveTol)
+		}
+	}
+}
+
+func TestMatMulPanicsOnShapeMismatch(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("MatMul with a short operand did not panic")
+		}
+	}()
+	MatMul(make([]float32, 6), make([]float32, 5), make([]float32, 6), nil, 2, 3, 3)
+}
+
+func TestKernelsDoNotAllocate(t *testing.T) {
+	const m, k, n = 4, 96, 300
+	a, b, dst := randomVec(1, m*k, -1, 1), randomVec(2, k*n, -1, 1), make([]float32, m*n)
+	s := AttentionShape{B: 2, T: 3, H: 4, D: 16, P: 5, S: 16}
+	q, kc, vc := randomVec(3, s.B*s.T*s.H*s.D, -1, 1), randomVec(4, s.B*s.H*s.S*s.D, -1, 1), randomVec(5, s.B*s.H*s.S*s.D, -1, 1)
+	out, mask := make([]float32, len(q)), make([]int64, s.B*(s.P+s.T))
+	for i := range mask {
+		mask[i] = 1
+	}
+	big := randomVec(6, 1<<16, -3, 3)
+	gamma, beta := randomVec(7, 256, -1, 1), randomVec(8, 256, -1, 1)
+	for name, f := range map[string]func(){
+		"MatMul":    func() { MatMul(dst, a, b, nil, m, k, n) },
+		"MatMulT":   func() { MatMulT(dst, a, b, nil, m, k, n) },
+		"Attention": func() { Attention(out, q, kc, vc, mask, s) },
+		"GeluNew":   func() { GeluNew(big, big) },
+		"LayerNorm": func() { LayerNorm(big, big, gamma, beta, 256, 1e-5) },
+		"Softmax":   func() { Softmax(big, big, 256) },
+	} {
+		f() // grow scratch buffers
+		if allocs := testing.AllocsPerRun(20, f); allocs != 0 {
+			t.Errorf("%s: %v allocations per call, want 0", name, allocs)
+		}
+	}
+}
+
+// Decode-step shapes of GPT-2 124M: c_attn (768→2304) and the tied LM head (768→50257).
+func BenchmarkMatVecCAttn(b *testing.B)       { benchMatMul(b, 1, 768, 2304) }
+func BenchmarkMatVecLMHead(b *testing.B)      { benchMatMul(b, 1, 768, 50257) }
+func BenchmarkMatMul64x768x3072(b *testing.B) { benchMatMul(b, 64, 768, 3072) }
+
+func benchMatMul(b *testing.B, m, k, n int) {
+	a, w, dst := randomVec(1, m*k, -1, 1), randomVec(2, k*n, -1, 1), make([]float32, m*n)
+	b.ResetTimer()
+	for range b.N {
+		MatMul(dst, a, w, nil, m, k, n)
+	}
+	sec := b.Elapsed().Seconds()
+	b.ReportMetric(float64(2*m*k*n)*float64(b.N)/sec/1e9, "GFLOP/s")
+	b.ReportMetric(float64(4*k*n)*float64(b.N)/sec/1e9, "weightGB/s")
+}
+
+func BenchmarkMatMulTLMHead(b *testing.B) {
+	const k, n = 768, 50257
+	a, w, dst := randomVec(1, k, -1, 1), randomVec(2, k*n, -1, 1), make([]float32, n)
+	b.ResetTimer()
+	for range b.N {
+		MatMulT(dst, a, w, nil, 1, k, n)
+	}
+	b.ReportMetric(float64(4*k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "weightGB/s")
+}

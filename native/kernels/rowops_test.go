@@ -1,0 +1,65 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"testing"
+)
+
+func TestRowOpsMatchNaive(t *testing.T) {
+	for _, c := range []int{1, 3, 17, 65, 127, 768} {
+		for _, rows := range []int{1, 3, 65} {
+			x := randomVec(uint64(c*rows), rows*c, -4, 4)
+			for i := range x {
+				x[i] += 50 // a large mean: float32 statistics would lose digits
+			}
+			gamma, beta := randomVec(1, c, 0.5, 1.5), randomVec(2, c, -1, 1)
+			want, got := make([]float32, len(x)), nanVec(len(x))
+			LayerNormNaive(want, x, gamma, beta, c, 1e-5)
+			LayerNorm(got, x, gamma, beta, c, 1e-5)
+			reportClose(t, fmt.Sprintf("LayerNorm rows=%d c=%d", rows, c), got, want, fastVsNaiveTol)
+
+			xs := randomVec(uint64(c+rows), rows*c, -20, 20)
+			SoftmaxNaive(want, xs, c)
+			got = nanVec(len(x))
+			Softmax(got, xs, c)
+			reportClose(t, fmt.Sprintf("Softmax rows=%d c=%d", rows, c), got, want, fastVsNaiveTol)
+		}
+	}
+	for _, n := range []int{1, 3, 255, 256, 257, 100000} {
+		x := randomVec(uint64(n), n, -8, 8)
+		x[0] = 30 // saturated ends of tanh
+		if n > 1 {
+			x[1] = -30
+		}
+		want, got := make([]float32, n), nanVec(n)
+		GeluNewNaive(want, x)
+		GeluNew(got, x)
+		reportClose(t, fmt.Sprintf("GeluNew n=%d", n), got, want, fastVsNaiveTol)
+	}
+}
+
+// TestGeluNewIsTanhVariant pins the formula with values computed independently (PyTorch 1.13,
+// torch.nn.functional.gelu(x, approximate="tanh")), so the exact-erf GELU cannot pass for it.
+func TestGeluNewIsTanhVariant(t *testing.T) {
+	const tol = 1e-6
+	xs := []float32{-3, -1, -0.5, 0, 0.5, 1, 2, 3}
+	want := []float32{-0.0036374, -0.1588080, -0.1542860, 0, 0.3457140, 0.8411920, 1.9545977, 2.9963627}
+	got := make([]float32, len(xs))
+	GeluNew(got, xs)
+	for i := range xs {
+		if math.Abs(float64(got[i]-want[i])) > tol {
+			t.Errorf("GeluNew(%v) = %.7f, want %.7f", xs[i], got[i], want[i])
+		}
+	}
+}
+
+func TestLayerNormKnownValues(t *testing.T) {
+	x := []float32{1, 2, 3, 4}
+	got := make([]float32, 4)
+	LayerNorm(got, x, []float32{1, 1, 1, 2}, []float32{0, 0, 0, 1}, 4, 0)
+	// mean 2.5, var 1.25
+	s := float32(math.Sqrt(1.25))
+	want := []float32{-1.5 / s, -0.5 / s, 0.5 / s, 2*1.5/s + 1}
+	reportClose(t, "LayerNorm known", got, want, 1e-6)
+}
