@@ -140,6 +140,9 @@ func findGraph(dir string) (string, error) {
 // with optimizations off (cheap), which also surfaces every load error — not ONNX, truncated,
 // missing external data, IR or opset too new — with ONNX Runtime's message and the file name.
 func graphInfo(path string) ([]ortgo.InputOutputInfo, []ortgo.InputOutputInfo, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil, fmt.Errorf("load %s: %w", path, err)
+	}
 	opts, err := ortgo.NewSessionOptions()
 	if err != nil {
 		return nil, nil, fmt.Errorf("ort: session options: %w", err)
