@@ -169,7 +169,7 @@ func evalParams(params []Param, attrs hcl.Attributes, ctx *hcl.EvalContext, stat
 			continue
 		}
 		if err := p.checkValue(v); err != nil {
-			diags = append(diags, attrDiag(attr, ctx, "Invalid value for "+what,
+			diags = append(diags, attrDiag(attr, nil, "Invalid value for "+what,
 				fmt.Sprintf("Inappropriate value for %s %q: %s.", what, p.Name, err)))
 		} else if !static && !v.IsWhollyKnown() {
 			diags = append(diags, attrDiag(attr, ctx, "Value not available",
@@ -192,16 +192,19 @@ func evalAs(attr *hcl.Attribute, ty cty.Type, ctx *hcl.EvalContext, what string)
 	}
 	cv, err := convert.Convert(v, ty)
 	if err != nil {
+		msg := errText(err)
+		if ty.Equals(ModelRef) {
+			// cty would say "object required": name what the object is.
+			msg = "a reference to a model block is required, like model.gpt2"
+		}
 		return cty.DynamicVal, append(diags, attrDiag(attr, ctx, "Incorrect attribute value type",
-			fmt.Sprintf("Inappropriate value for %s %q: %s %s.", what, attr.Name, typeNeed(ty), errText(err))))
+			fmt.Sprintf("Inappropriate value for %s %q: %s.", what, attr.Name, msg)))
 	}
 	return cv, diags
 }
 
-// typeNeed and errText phrase cty conversion errors for pipeline authors:
-// cty says "string required"; the capsule types say "image required".
-func typeNeed(ty cty.Type) string { return "want " + TypeName(ty) + ";" }
-
+// errText is a cty conversion error as a clause ("string required, but have
+// list of number"); capsule types read "image required".
 func errText(err error) string { return strings.TrimSuffix(err.Error(), ".") }
 
 func attrDiag(attr *hcl.Attribute, ctx *hcl.EvalContext, summary, detail string) *hcl.Diagnostic {

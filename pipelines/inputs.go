@@ -48,7 +48,7 @@ func (p *Pipeline) BindInputValues(given map[string]cty.Value) (map[string]cty.V
 		}
 		v, err := convert.Convert(given[name], in.Type)
 		if err != nil {
-			diags = append(diags, invalidInput(p, in, fmt.Sprintf("%s %s", typeNeed(in.Type), errText(err))))
+			diags = append(diags, invalidInput(p, in, errText(err)))
 			continue
 		}
 		vals[name] = v

@@ -315,7 +315,7 @@ func (l *loader) variable(b *hcl.Block) {
 			cv, err := convert.Convert(val, v.Type)
 			if err != nil {
 				l.add(hcl.Diagnostics{attrDiag(a, nil, "Invalid default value for variable",
-					fmt.Sprintf("The default of variable %q does not match its type: %s %s.", v.Name, typeNeed(v.Type), errText(err)))})
+					fmt.Sprintf("The default of variable %q does not match its type: %s.", v.Name, errText(err)))})
 				cv = cty.UnknownVal(v.Type)
 			}
 			v.Default = cv
@@ -366,7 +366,7 @@ func parseRaw(raw string, ty cty.Type, srcName string) (cty.Value, error) {
 	if ty.IsPrimitiveType() || ty == cty.DynamicPseudoType {
 		v, err := convert.Convert(cty.StringVal(raw), ty)
 		if err != nil {
-			return cty.NilVal, fmt.Errorf("%s %s", typeNeed(ty), errText(err))
+			return cty.NilVal, errors.New(errText(err))
 		}
 		return v, nil
 	}
@@ -380,7 +380,7 @@ func parseRaw(raw string, ty cty.Type, srcName string) (cty.Value, error) {
 	}
 	cv, err := convert.Convert(v, ty)
 	if err != nil {
-		return cty.NilVal, fmt.Errorf("%s %s", typeNeed(ty), errText(err))
+		return cty.NilVal, errors.New(errText(err))
 	}
 	return cv, nil
 }

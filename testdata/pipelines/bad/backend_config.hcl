@@ -1,0 +1,7 @@
+backend "onnxrt" {
+  plugin = "modelrt-onnxrt"
+  config {
+    intra_op_threads = 2
+    graph_optimization = "all"
+  }
+}

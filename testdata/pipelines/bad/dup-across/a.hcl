@@ -1,0 +1,3 @@
+backend "native" {
+  plugin = "modelrt-native"
+}

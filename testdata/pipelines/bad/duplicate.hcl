@@ -1,0 +1,15 @@
+backend "native" {
+  plugin = "modelrt-native"
+}
+
+model "gpt2" {
+  backend = backend.native
+  path    = "../../models/gpt2-tiny"
+  task    = "causal-lm"
+}
+
+model "gpt2" {
+  backend = backend.native
+  path    = "../../models/gpt2-tiny"
+  task    = "causal-lm"
+}

@@ -1,0 +1,3 @@
+locals {
+  home = env("HOME")
+}

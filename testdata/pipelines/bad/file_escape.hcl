@@ -1,0 +1,3 @@
+locals {
+  secret = file("../../../go.mod")
+}

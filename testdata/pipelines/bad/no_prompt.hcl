@@ -1,0 +1,16 @@
+backend "native" {
+  plugin = "modelrt-native"
+}
+
+model "gpt2" {
+  backend = backend.native
+  path    = "../../models/gpt2-tiny"
+  task    = "causal-lm"
+}
+
+pipeline "complete" {
+  stage "gen" {
+    use   = "generate"
+    model = model.gpt2
+  }
+}

@@ -1,0 +1,9 @@
+backend "native" {
+  plugin = "modelrt-native"
+}
+
+model "gpt2" {
+  backend = backend.native
+  path    = = "../../models/gpt2-tiny"
+  task    = "causal-lm"
+}

@@ -1,0 +1,7 @@
+backend "native" {
+  plugin = "modelrt-native"
+}
+
+resource "gpt2" {
+  path = "../../models/gpt2-tiny"
+}
