@@ -47,7 +47,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "ONNX Runtime is required in CI: %v\n", initErr)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if bench124M.dir != "" {
+		os.RemoveAll(bench124M.dir)
+	}
+	os.Exit(code)
 }
 
 // needORT skips (outside CI, where TestMain already failed) when the library is missing.

@@ -1,0 +1,201 @@
+package ort
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/onnx/export"
+	"github.com/modelrt/modelrt/onnx/graph"
+)
+
+// benchThreads is the intra-op thread count of the benchmarks (docs/benchmarks.md).
+const benchThreads = 2
+
+// gpt2Small is GPT-2 124M's shape.
+func gpt2Small() *export.Config {
+	eps, yes := 1e-5, true
+	return &export.Config{
+		VocabSize: 50257, NPositions: 1024, NEmbd: 768, NLayer: 12, NHead: 12,
+		LayerNormEpsilon: &eps, ActivationFunction: "gelu_new", ScaleAttnWeights: &yes, TieWordEmbeddings: &yes,
+	}
+}
+
+// randomWeights gives every GPT-2 tensor of cfg uniform values in ±0.05 from a fixed xorshift
+// stream (LayerNorm gains 1), so that the benchmark graph is reproducible without a checkpoint.
+type randomWeights struct {
+	cfg   *export.Config
+	state uint64
+}
+
+func (w *randomWeights) shape(name string) ([]int64, bool) {
+	c, v, p := int64(w.cfg.NEmbd), int64(w.cfg.VocabSize), int64(w.cfg.NPositions)
+	switch name {
+	case "transformer.wte.weight":
+		return []int64{v, c}, true
+	case "transformer.wpe.weight":
+		return []int64{p, c}, true
+	case "transformer.ln_f.weight", "transformer.ln_f.bias":
+		return []int64{c}, true
+	}
+	var layer int
+	var rest string
+	if _, err := fmt.Sscanf(name, "transformer.h.%d.%s", &layer, &rest); err != nil || layer >= w.cfg.NLayer {
+		return nil, false
+	}
+	shapes := map[string][]int64{
+		"ln_1.weight": {c}, "ln_1.bias": {c}, "ln_2.weight": {c}, "ln_2.bias": {c},
+		"attn.c_attn.weight": {c, 3 * c}, "attn.c_attn.bias": {3 * c},
+		"attn.c_proj.weight": {c, c}, "attn.c_proj.bias": {c},
+		"mlp.c_fc.weight": {c, 4 * c}, "mlp.c_fc.bias": {4 * c},
+		"mlp.c_proj.weight": {4 * c, c}, "mlp.c_proj.bias": {c},
+	}
+	s, ok := shapes[rest]
+	return s, ok
+}
+
+func (w *randomWeights) Tensor(name string) ([]byte, []int64, error) {
+	shape, ok := w.shape(name)
+	if !ok {
+		return nil, nil, fmt.Errorf("random weights: %s: %w", name, safetensors.ErrNotFound)
+	}
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	raw := make([]byte, 4*n)
+	gain := strings.HasSuffix(name, "ln_1.weight") || strings.HasSuffix(name, "ln_2.weight") || strings.HasSuffix(name, "ln_f.weight")
+	for i := int64(0); i < n; i++ {
+		v := float32(1)
+		if !gain {
+			w.state ^= w.state << 13
+			w.state ^= w.state >> 7
+			w.state ^= w.state << 17
+			v = (float32(w.state>>40)/float32(1<<24) - 0.5) * 0.1
+		}
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	return raw, shape, nil
+}
+
+var bench124M struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// benchModel exports a random-weight GPT-2 124M with onnx/export (Optimum cache convention,
+// opset 14) into a temporary directory, once per test binary.
+func benchModel(b *testing.B) string {
+	b.Helper()
+	needORT(b)
+	bench124M.once.Do(func() {
+		dir, err := os.MkdirTemp("", "modelrt-ort-bench-")
+		if err != nil {
+			bench124M.err = err
+			return
+		}
+		bench124M.dir = dir
+		cfg := gpt2Small()
+		m, err := export.BuildGPT2(cfg, &randomWeights{cfg: cfg, state: 0x9e3779b97f4a7c15}, export.DefaultOptions())
+		if err != nil {
+			bench124M.err = err
+			return
+		}
+		if err := graph.Save(m, filepath.Join(dir, export.ModelFile), graph.SaveOptions{}); err != nil {
+			bench124M.err = err
+			return
+		}
+		js, _ := json.Marshal(map[string]any{"n_positions": cfg.NPositions, "n_embd": cfg.NEmbd, "n_layer": cfg.NLayer, "n_head": cfg.NHead, "vocab_size": cfg.VocabSize, "eos_token_id": 50256})
+		bench124M.err = os.WriteFile(filepath.Join(dir, "config.json"), js, 0o644)
+	})
+	if bench124M.err != nil {
+		b.Fatal(bench124M.err)
+	}
+	return bench124M.dir
+}
+
+func benchLM(b *testing.B) *LM {
+	lm, err := LoadLM(benchModel(b), SessionOptions{IntraOpThreads: benchThreads, InterOpThreads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { lm.Close() })
+	return lm
+}
+
+func benchPrompt(n int) []int64 {
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = int64((i*7919 + 13) % 50257)
+	}
+	return ids
+}
+
+// BenchmarkPrefill64: one 64-token prompt per iteration at batch 1, last logits only.
+func BenchmarkPrefill64(b *testing.B) {
+	lm := benchLM(b)
+	V := lm.Info().VocabSize
+	ids := benchPrompt(64)
+	logits := make([]float32, V)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s, err := lm.NewSession(1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Forward(ctx, ids, 1, len(ids), nil, true, logits); err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(len(ids)*b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// BenchmarkDecode: one token per iteration at batch 1 after a 64-token prompt (the session is
+// renewed, off the clock, before it reaches the context length).
+func BenchmarkDecode(b *testing.B) {
+	lm := benchLM(b)
+	V := lm.Info().VocabSize
+	ctx := context.Background()
+	logits := make([]float32, V)
+	prompt := benchPrompt(64)
+	var s *LMSession
+	start := func() {
+		if s != nil {
+			s.Close()
+		}
+		var err error
+		if s, err = lm.NewSession(1); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Forward(ctx, prompt, 1, len(prompt), nil, true, logits); err != nil {
+			b.Fatal(err)
+		}
+	}
+	start()
+	defer func() { s.Close() }()
+	next := []int64{464}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if s.Len() >= lm.Info().MaxContext {
+			b.StopTimer()
+			start()
+			b.StartTimer()
+		}
+		if err := s.Forward(ctx, next, 1, 1, nil, true, logits); err != nil {
+			b.Fatal(err)
+		}
+		next[0] = int64(i*31+7) % int64(V)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
