@@ -23,6 +23,9 @@ type Stepper interface {
 	// Step feeds ids (B,T) (row-major) and the full attention mask (B, P+T), 1 = attend,
 	// where P is the number of positions already fed in this session, and returns the
 	// logits of the last position of each row: (B, V).
+	//
+	// Generate reuses ids and mask across calls, so Step must not keep them; it reads the
+	// returned logits before the next call, so Step may reuse that buffer.
 	Step(ctx context.Context, ids []int64, B, T int, mask []int64) ([]float32, error)
 }
 
@@ -116,14 +119,12 @@ func Generate(ctx context.Context, s Stepper, prompts [][]int, opts Options) (*R
 	if len(opts.EOS) > 0 {
 		pad = opts.EOS[0]
 	}
-	maxLen := T + opts.MaxNewTokens
-	if opts.MaxContext > 0 {
-		maxLen = min(maxLen, opts.MaxContext)
-	}
 
 	rows := make([]*rowState, B)
 	ids := make([]int64, B*T)
-	maskBuf := make([]int64, B*maxLen)
+	// Buffers grow with the rows; MaxNewTokens is an upper bound, often far above what a row
+	// uses, so it only caps the initial capacity.
+	maskBuf := make([]int64, 0, B*(T+min(opts.MaxNewTokens, preallocTokens)))
 	for b, p := range prompts {
 		r := newRowState(b, p, T-len(p), &opts)
 		rows[b] = r
@@ -139,7 +140,8 @@ func Generate(ctx context.Context, s Stepper, prompts [][]int, opts Options) (*R
 		return nil, fmt.Errorf("generate: before prefill: %w", err)
 	}
 	start := time.Now()
-	logits, err := s.Step(ctx, ids, B, T, fillMask(maskBuf, rows, T))
+	maskBuf = fillMask(maskBuf, rows, T)
+	logits, err := s.Step(ctx, ids, B, T, maskBuf)
 	if err != nil {
 		return nil, fmt.Errorf("generate: prefill: %w", err)
 	}
@@ -160,7 +162,7 @@ func Generate(ctx context.Context, s Stepper, prompts [][]int, opts Options) (*R
 		active := 0
 		for b, r := range rows {
 			if !r.done {
-				r.next(logits[b*V:(b+1)*V], n+1 >= maxLen)
+				r.next(logits[b*V:(b+1)*V], opts.MaxContext > 0 && n+1 >= opts.MaxContext)
 			}
 			step[b] = int64(pad)
 			if !r.done {
@@ -174,7 +176,8 @@ func Generate(ctx context.Context, s Stepper, prompts [][]int, opts Options) (*R
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("generate: after %d positions: %w", n, err)
 		}
-		logits, err = s.Step(ctx, step, B, 1, fillMask(maskBuf, rows, n+1))
+		maskBuf = fillMask(maskBuf, rows, n+1)
+		logits, err = s.Step(ctx, step, B, 1, maskBuf)
 		if err != nil {
 			return nil, fmt.Errorf("generate: decode step at position %d: %w", n, err)
 		}
@@ -232,10 +235,10 @@ func validate(prompts [][]int, opts Options) error {
 	return opts.Sampling.Validate()
 }
 
-// fillMask writes the (B, L) mask of a session holding L positions: 0 over each row's left
-// padding, 1 after it. Finished rows keep attending to what they are fed.
+// fillMask writes the (B, L) mask of a session holding L positions into buf (grown if short):
+// 0 over each row's left padding, 1 after it. Finished rows keep attending to what they are fed.
 func fillMask(buf []int64, rows []*rowState, L int) []int64 {
-	m := buf[:len(rows)*L]
+	m := slices.Grow(buf[:0], len(rows)*L)[:len(rows)*L]
 	for b, r := range rows {
 		row := m[b*L : (b+1)*L]
 		for j := range row {
@@ -271,6 +274,9 @@ type rowState struct {
 	maxStop int
 }
 
+// preallocTokens caps the new tokens that buffers are sized for up front.
+const preallocTokens = 1024
+
 // pcgStream is the second PCG word; rows differ by seed, not by stream, so that a row's samples
 // equal those of the same prompt run alone with seed Seed+row.
 const pcgStream = 0x6d6f64656c7274 // "modelrt"
@@ -280,7 +286,7 @@ func newRowState(index int, prompt []int, pad int, opts *Options) *rowState {
 		index:  index,
 		opts:   opts,
 		pad:    pad,
-		ids:    append(make([]int, 0, len(prompt)+opts.MaxNewTokens), prompt...),
+		ids:    append(make([]int, 0, len(prompt)+min(opts.MaxNewTokens, preallocTokens)), prompt...),
 		prompt: len(prompt),
 		rng:    rand.New(rand.NewPCG(opts.Sampling.Seed+uint64(index), pcgStream)),
 	}

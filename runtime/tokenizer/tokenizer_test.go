@@ -565,3 +565,74 @@ func BenchmarkDecode(b *testing.B) {
 		tok.Decode(ids)
 	}
 }
+
+func TestAccessors(t *testing.T) {
+	tok := loadGPT2(t)
+	if s := tok.TokenString(18435); s != "ĠHello" {
+		t.Errorf("TokenString(18435) = %q, want ĠHello", s)
+	}
+	if id, ok := tok.TokenID(EndOfText); !ok || id != gpt2EOS {
+		t.Errorf("TokenID(%s) = %d %v", EndOfText, id, ok)
+	}
+	if s := tok.TokenString(gpt2Vocab); s != "" {
+		t.Errorf("TokenString(out of range) = %q", s)
+	}
+	if got := tok.Decode([]int{-1, 15496, gpt2Vocab}); got != "\uFFFDHello\uFFFD" {
+		t.Errorf("Decode with unknown ids = %q", got)
+	}
+	if got := tok.Decode([]int{gpt2EOS}); got != EndOfText {
+		t.Errorf("Decode(EOS) = %q", got)
+	}
+}
+
+// TestAddPrefixSpace: tokenizer.json's ByteLevel add_prefix_space encodes "Hello" as " Hello"
+// (per segment between special tokens), as Hugging Face tokenizers do.
+func TestAddPrefixSpace(t *testing.T) {
+	ref := loadGPT2(t)
+	doc := map[string]any{
+		"added_tokens":  []map[string]any{{"id": gpt2EOS, "content": EndOfText}},
+		"pre_tokenizer": map[string]any{"type": "ByteLevel", "add_prefix_space": true},
+		"model":         map[string]any{"type": "BPE", "vocab": gpt2VocabMap(t), "merges": gpt2MergeStrings(t)},
+	}
+	data, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ParseTokenizerJSON(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tok.Encode("Hello<|endoftext|>world")
+	want := slices.Concat(ref.Encode(" Hello"), []int{gpt2EOS}, ref.Encode(" world"))
+	if !slices.Equal(got, want) {
+		t.Errorf("%s", firstDiff(got, want))
+	}
+}
+
+func gpt2VocabMap(t *testing.T) map[string]int {
+	data, err := os.ReadFile(filepath.Join(gpt2Dir, "encoder.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ParseVocab(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func gpt2MergeStrings(t *testing.T) []string {
+	data, err := os.ReadFile(filepath.Join(gpt2Dir, "vocab.bpe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	merges, err := ParseMerges(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(merges))
+	for i, m := range merges {
+		out[i] = m[0] + " " + m[1]
+	}
+	return out
+}
