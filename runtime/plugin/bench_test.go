@@ -1,0 +1,58 @@
+package plugin
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/modelrt/modelrt/sdk"
+)
+
+// logitsVocab is GPT-2's vocabulary size: one decode step's logits row.
+const logitsVocab = 50257
+
+// BenchmarkInferLogits measures one inference round trip that returns a (1, 50257) float32
+// logits row: through a real plugin process (gRPC over a unix socket with mTLS) and, for
+// comparison, the same work done in-process.
+func BenchmarkInferLogits(b *testing.B) {
+	bytesPerCall := int64(logitsVocab * 4)
+	b.Run("plugin", func(b *testing.B) {
+		p, err := Start(context.Background(), testConfig(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		ctx := context.Background()
+		if _, err := p.LoadModel(ctx, &sdk.LoadModelRequest{Name: "logits", Path: b.TempDir()}); err != nil {
+			b.Fatal(err)
+		}
+		req := &sdk.InferRequest{Model: "logits", Inputs: map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{1, 1}, []int64{464})}}
+		b.SetBytes(bytesPerCall)
+		b.ResetTimer()
+		for b.Loop() {
+			r, err := p.Infer(ctx, req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if r.Outputs["logits"].Len() != logitsVocab {
+				b.Fatal("short logits")
+			}
+		}
+	})
+	b.Run("in-process", func(b *testing.B) {
+		// The same call without the boundary: the backend hands back its (cached) row and the
+		// host validates and views it.
+		row := make([]float32, logitsVocab)
+		for i := range row {
+			row[i] = float32(math.Sin(float64(i)))
+		}
+		b.SetBytes(bytesPerCall)
+		for b.Loop() {
+			t := sdk.FromFloat32([]int64{1, logitsVocab}, row)
+			v, err := t.Float32s()
+			if err != nil || len(v) != logitsVocab {
+				b.Fatal("invalid")
+			}
+		}
+	})
+}
