@@ -1,0 +1,75 @@
+package gpt2
+
+import (
+	"sync"
+	"testing"
+)
+
+// gpt2Small is the shape of the 124M-parameter GPT-2 ("gpt2" on the hub).
+var gpt2Small = Config{VocabSize: 50257, NPositions: 1024, NEmbd: 768, NLayer: 12, NHead: 12,
+	LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 50256, EOSTokenID: 50256}
+
+var (
+	benchModelOnce sync.Once
+	benchModel     *Model
+)
+
+// smallModel returns a random-weight 124M model, built once per test binary (about 500 MB of
+// float32 weights; never written to disk).
+func smallModel(b *testing.B) *Model {
+	b.Helper()
+	benchModelOnce.Do(func() { benchModel = NewRandom(gpt2Small, 1) })
+	return benchModel
+}
+
+func benchIDs(n int) []int64 {
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = int64((i*7919 + 13) % gpt2Small.VocabSize)
+	}
+	return ids
+}
+
+// BenchmarkPrefill64 runs a 64-token prompt at batch 1 into an empty cache, logits of the last
+// position only (what generation needs).
+func BenchmarkPrefill64(b *testing.B) {
+	m := smallModel(b)
+	const T = 64
+	c := m.NewCache(1)
+	ids := benchIDs(T)
+	logits := make([]float32, gpt2Small.VocabSize)
+	b.ResetTimer()
+	for range b.N {
+		c.Reset()
+		if err := m.Forward(c, ids, 1, T, nil, true, logits); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(T*b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// BenchmarkDecode measures one-token steps at batch 1 after a 64-token prompt; the cache is
+// refilled when it nears n_positions, outside the timer.
+func BenchmarkDecode(b *testing.B) {
+	m := smallModel(b)
+	c := m.NewCache(1)
+	prompt := benchIDs(64)
+	logits := make([]float32, gpt2Small.VocabSize)
+	next := []int64{42}
+	b.ResetTimer()
+	for i := range b.N {
+		if c.Len() == 0 || c.Len() >= 256 {
+			b.StopTimer()
+			c.Reset()
+			if err := m.Forward(c, prompt, 1, len(prompt), nil, true, logits); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		next[0] = int64(i % gpt2Small.VocabSize)
+		if err := m.Forward(c, next, 1, 1, nil, true, logits); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}

@@ -1,0 +1,227 @@
+package gpt2
+
+import (
+	"fmt"
+
+	"github.com/modelrt/modelrt/native/kernels"
+)
+
+// Cache is the KV cache of one session; its batch size is fixed when created. It also keeps the
+// attention mask of the positions it holds and the working buffers of Forward, so that a decode
+// step allocates nothing. A Cache is not safe for concurrent use.
+type Cache struct {
+	batch, capacity int
+	n               int         // positions stored
+	k, v            [][]float32 // per layer (B,H,S,D), S = capacity
+	mask            []int64     // (B,S): 1 attend, 0 padding, for positions [0,n)
+	seen            []int64     // (B): Σ mask[b, :n], the next real token's position id
+	padded          bool        // some stored position is padding
+	buf             step
+}
+
+// NewCache returns an empty cache for batch rows, with room for n_positions positions per row.
+// It panics when batch < 1.
+func (m *Model) NewCache(batch int) *Cache {
+	if batch < 1 {
+		panic(fmt.Sprintf("gpt2: NewCache(%d): batch must be positive", batch))
+	}
+	cfg := m.cfg
+	size := batch * cfg.NPositions * cfg.NEmbd
+	c := &Cache{batch: batch, capacity: cfg.NPositions,
+		mask: make([]int64, batch*cfg.NPositions), seen: make([]int64, batch)}
+	for range cfg.NLayer {
+		c.k = append(c.k, make([]float32, size))
+		c.v = append(c.v, make([]float32, size))
+	}
+	return c
+}
+
+// Len returns the number of positions already stored per row.
+func (c *Cache) Len() int { return c.n }
+
+// Batch returns the number of rows the cache was created for.
+func (c *Cache) Batch() int { return c.batch }
+
+// Reset empties the cache, keeping its memory.
+func (c *Cache) Reset() {
+	c.n = 0
+	c.padded = false
+	clear(c.seen)
+}
+
+// step holds the working buffers of one Forward call (grown, never shrunk).
+type step struct {
+	cache   *Cache
+	B, T, P int
+	mask    []int64   // (B,P+T) for the attention kernel, nil when nothing is padded
+	maskBuf []int64   // backing store of mask
+	pos     []int64   // (B,T) position ids
+	x, h    []float32 // (B·T,C) residual stream, normalized copy
+	qkv     []float32 // (B·T,3C)
+	q, att  []float32 // (B·T,C)
+	proj    []float32 // (B·T,C)
+	hidden  []float32 // (B·T,Inner)
+	lnf     []float32 // (rows,C) final norm of the rows whose logits are wanted
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// Forward appends T positions for each of B rows and writes their logits.
+//
+//	ids:  (B,T) row-major token ids
+//	mask: nil, or (B, Len()+T) with 1 = attend, 0 = padding (left padding); its first Len()
+//	      columns must repeat what earlier calls passed (nil counts as all ones)
+//	dst:  (B,T,V) logits, or (B,1,V) — the last position of each row — when lastOnly
+//
+// Position ids follow Hugging Face generate: cumsum(mask)−1, with padding positions given id 1;
+// padding keys are never attended. Ids outside [0,V), T < 1, Len()+T > n_positions, a mask of the
+// wrong length or with values other than 0 and 1 are errors wrapping ErrInvalidInput, and leave
+// the cache unchanged; the sequence is never truncated.
+func (m *Model) Forward(c *Cache, ids []int64, B, T int, mask []int64, lastOnly bool, dst []float32) error {
+	cfg := m.cfg
+	if err := c.validate(cfg, ids, B, T, mask); err != nil {
+		return err
+	}
+	rows := B * T
+	if lastOnly {
+		rows = B
+	}
+	if want := rows * cfg.VocabSize; len(dst) != want {
+		return fmt.Errorf("gpt2: Forward: dst has %d values, want %d (%d rows × vocab %d)", len(dst), want, rows, cfg.VocabSize)
+	}
+	s := c.prepare(cfg, B, T, mask)
+
+	C := cfg.NEmbd
+	for b := 0; b < B; b++ {
+		for t := 0; t < T; t++ {
+			i := b*T + t
+			x := s.x[i*C : (i+1)*C]
+			tok := m.WTE[ids[i]*int64(C):][:C]
+			pe := m.WPE[s.pos[i]*int64(C):][:C]
+			for e := range x {
+				x[e] = tok[e] + pe[e]
+			}
+		}
+	}
+	for l := range m.Blocks {
+		m.Blocks[l].Forward(s, l)
+	}
+	// Only the rows whose logits are wanted go through ln_f and the LM head, which for a prefill
+	// with lastOnly saves T−1 of T vocabulary-sized products.
+	lnf := s.lnf[:rows*C]
+	if lastOnly {
+		for b := 0; b < B; b++ {
+			m.LNF.Forward(lnf[b*C:(b+1)*C], s.x[(b*T+T-1)*C:][:C])
+		}
+	} else {
+		m.LNF.Forward(lnf, s.x[:rows*C])
+	}
+	kernels.MatMulT(dst, lnf, m.LMHead, nil, rows, C, cfg.VocabSize)
+	c.commit(B, T, mask)
+	return nil
+}
+
+func (c *Cache) validate(cfg Config, ids []int64, B, T int, mask []int64) error {
+	switch {
+	case B != c.batch:
+		return fmt.Errorf("%w: batch %d, but the cache was created for %d rows", ErrInvalidInput, B, c.batch)
+	case T < 1:
+		return fmt.Errorf("%w: no input tokens (T=%d); a prompt needs at least one token", ErrInvalidInput, T)
+	case len(ids) != B*T:
+		return fmt.Errorf("%w: %d ids for shape (%d,%d)", ErrInvalidInput, len(ids), B, T)
+	case c.n+T > cfg.NPositions:
+		return fmt.Errorf("%w: sequence of %d positions (%d cached + %d new) exceeds the model's n_positions %d", ErrInvalidInput, c.n+T, c.n, T, cfg.NPositions)
+	}
+	for i, id := range ids {
+		if id < 0 || id >= int64(cfg.VocabSize) {
+			return fmt.Errorf("%w: token id %d at (%d,%d) is outside the vocabulary [0,%d)", ErrInvalidInput, id, i/T, i%T, cfg.VocabSize)
+		}
+	}
+	if mask == nil {
+		return nil
+	}
+	l := c.n + T
+	if len(mask) != B*l {
+		return fmt.Errorf("%w: attention mask has %d values, want (%d,%d) = %d (cached %d + new %d positions)", ErrInvalidInput, len(mask), B, l, B*l, c.n, T)
+	}
+	for b := 0; b < B; b++ {
+		for j := 0; j < l; j++ {
+			v := mask[b*l+j]
+			if v != 0 && v != 1 {
+				return fmt.Errorf("%w: attention mask value %d at (%d,%d); want 0 or 1", ErrInvalidInput, v, b, j)
+			}
+			if j < c.n && v != c.mask[b*c.capacity+j] {
+				return fmt.Errorf("%w: attention mask at (%d,%d) is %d but the cached position was given %d", ErrInvalidInput, b, j, v, c.mask[b*c.capacity+j])
+			}
+		}
+	}
+	return nil
+}
+
+// prepare sizes the working buffers and computes position ids and the kernel's mask.
+func (c *Cache) prepare(cfg Config, B, T int, mask []int64) *step {
+	s := &c.buf
+	s.cache, s.B, s.T, s.P = c, B, T, c.n
+	rows, C := B*T, cfg.NEmbd
+	s.x, s.h = grow(s.x, rows*C), grow(s.h, rows*C)
+	s.qkv = grow(s.qkv, rows*3*C)
+	s.q, s.att, s.proj = grow(s.q, rows*C), grow(s.att, rows*C), grow(s.proj, rows*C)
+	s.hidden = grow(s.hidden, rows*cfg.Inner())
+	s.lnf = grow(s.lnf, rows*C)
+	s.pos = grow(s.pos, rows)
+
+	l := c.n + T
+	padded := c.padded
+	for b := 0; b < B; b++ {
+		seen := c.seen[b]
+		for t := 0; t < T; t++ {
+			on := mask == nil || mask[b*l+c.n+t] != 0
+			if on {
+				s.pos[b*T+t] = seen
+				seen++
+			} else {
+				s.pos[b*T+t] = 1 // HF generate: position_ids.masked_fill_(attention_mask == 0, 1)
+				padded = true
+			}
+		}
+	}
+	s.mask = nil
+	if padded {
+		s.maskBuf = grow(s.maskBuf, B*l)
+		s.mask = s.maskBuf
+		for b := 0; b < B; b++ {
+			copy(s.mask[b*l:b*l+c.n], c.mask[b*c.capacity:])
+			for t := 0; t < T; t++ {
+				s.mask[b*l+c.n+t] = 1
+				if mask != nil {
+					s.mask[b*l+c.n+t] = mask[b*l+c.n+t]
+				}
+			}
+		}
+	}
+	return s
+}
+
+// commit records the new positions once the step has succeeded.
+func (c *Cache) commit(B, T int, mask []int64) {
+	l := c.n + T
+	for b := 0; b < B; b++ {
+		for t := 0; t < T; t++ {
+			v := int64(1)
+			if mask != nil {
+				v = mask[b*l+c.n+t]
+			}
+			c.mask[b*c.capacity+c.n+t] = v
+			c.seen[b] += v
+			if v == 0 {
+				c.padded = true
+			}
+		}
+	}
+	c.n = l
+}

@@ -1,0 +1,385 @@
+package gpt2
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelrt/modelrt/native/safetensors"
+)
+
+const (
+	// refLogitsTol is the absolute tolerance between native logits and the PyTorch reference
+	// (float32 both; the difference is summation order only).
+	refLogitsTol = 1e-4
+	// selfTol bounds native-vs-native comparisons that differ only in how the work is split
+	// (cache vs recompute, padded vs unpadded batch).
+	selfTol = 2e-5
+)
+
+var fixtures = []string{"gpt2-tiny", "gpt2-odd", "gpt2-bf16"}
+
+func fixtureDir(name string) string { return filepath.Join("..", "..", "testdata", "models", name) }
+
+// reference is the content of a fixture's reference.safetensors.
+type reference struct {
+	ids, mask      []int64 // (B,T)
+	B, T           int
+	logits         []float32 // (B,T,V)
+	greedy         []int64   // (1, P+8)
+	greedyHello    []int64   // gpt2-tiny only
+	newTokens      int
+	greedyPromptSz int
+}
+
+func loadReference(t *testing.T, dir string) reference {
+	t.Helper()
+	f, err := safetensors.Open(filepath.Join(dir, "reference.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got := f.Metadata()["format"]; got != "modelrt-gpt2-reference/v1" {
+		t.Fatalf("%s: reference format %q, want modelrt-gpt2-reference/v1", dir, got)
+	}
+	var r reference
+	var shape []int
+	if r.ids, shape, err = f.Int64("input_ids"); err != nil {
+		t.Fatal(err)
+	}
+	r.B, r.T = shape[0], shape[1]
+	if r.mask, _, err = f.Int64("attention_mask"); err != nil {
+		t.Fatal(err)
+	}
+	if r.logits, _, err = f.Float32("logits"); err != nil {
+		t.Fatal(err)
+	}
+	if r.greedy, _, err = f.Int64("greedy_ids"); err != nil {
+		t.Fatal(err)
+	}
+	if f.Has("greedy_hello_ids") {
+		if r.greedyHello, _, err = f.Int64("greedy_hello_ids"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.newTokens = 8
+	return r
+}
+
+// compare fails t when |got−want| > tol anywhere, printing max abs and rel error and the first
+// mismatching indices.
+func compare(t *testing.T, what string, got, want []float32, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	var maxAbs, maxRel float64
+	var bad []string
+	for i := range want {
+		d := math.Abs(float64(got[i]) - float64(want[i]))
+		if !(d <= tol) && len(bad) < 5 {
+			bad = append(bad, fmt.Sprintf("[%d] got %.6g want %.6g", i, got[i], want[i]))
+		}
+		if math.IsNaN(d) {
+			d = math.Inf(1)
+		}
+		maxAbs = max(maxAbs, d)
+		if w := math.Abs(float64(want[i])); w > 1e-3 {
+			maxRel = max(maxRel, d/w)
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("%s: max abs %.3g, max rel %.3g (tol %g); first mismatches: %s", what, maxAbs, maxRel, tol, strings.Join(bad, ", "))
+	} else {
+		t.Logf("%s: max abs %.3g, max rel %.3g (tol %g)", what, maxAbs, maxRel, tol)
+	}
+}
+
+func mustLoad(t *testing.T, name string) *Model {
+	t.Helper()
+	m, err := Load(fixtureDir(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestLogitsMatchPyTorch(t *testing.T) {
+	for _, name := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			m := mustLoad(t, name)
+			r := loadReference(t, fixtureDir(name))
+			V := m.Config().VocabSize
+			got := make([]float32, r.B*r.T*V)
+			if err := m.Forward(m.NewCache(r.B), r.ids, r.B, r.T, r.mask, false, got); err != nil {
+				t.Fatal(err)
+			}
+			compare(t, name+" logits (padded batch)", got, r.logits, refLogitsTol)
+
+			last := make([]float32, r.B*V)
+			if err := m.Forward(m.NewCache(r.B), r.ids, r.B, r.T, r.mask, true, last); err != nil {
+				t.Fatal(err)
+			}
+			for b := 0; b < r.B; b++ {
+				compare(t, fmt.Sprintf("%s lastOnly row %d", name, b), last[b*V:(b+1)*V], r.logits[((b+1)*r.T-1)*V:][:V], refLogitsTol)
+			}
+		})
+	}
+}
+
+// TestLeftPaddedRowEqualsUnpadded: the padded row of the reference batch must give, at its real
+// positions, the logits of the same tokens run alone without padding.
+func TestLeftPaddedRowEqualsUnpadded(t *testing.T) {
+	for _, name := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			m := mustLoad(t, name)
+			r := loadReference(t, fixtureDir(name))
+			V := m.Config().VocabSize
+			batch := make([]float32, r.B*r.T*V)
+			if err := m.Forward(m.NewCache(r.B), r.ids, r.B, r.T, r.mask, false, batch); err != nil {
+				t.Fatal(err)
+			}
+			for b := 0; b < r.B; b++ {
+				pads := 0
+				for pads < r.T && r.mask[b*r.T+pads] == 0 {
+					pads++
+				}
+				n := r.T - pads
+				alone := make([]float32, n*V)
+				if err := m.Forward(m.NewCache(1), r.ids[b*r.T+pads:(b+1)*r.T], 1, n, nil, false, alone); err != nil {
+					t.Fatal(err)
+				}
+				compare(t, fmt.Sprintf("row %d (%d pads) vs alone", b, pads), batch[(b*r.T+pads)*V:(b+1)*r.T*V], alone, selfTol)
+			}
+		})
+	}
+}
+
+// TestCacheStepsEqualRecompute feeds the padded reference batch in pieces (2 tokens, then one
+// at a time, with the growing mask) and compares with the full recompute.
+func TestCacheStepsEqualRecompute(t *testing.T) {
+	for _, name := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			m := mustLoad(t, name)
+			r := loadReference(t, fixtureDir(name))
+			V := m.Config().VocabSize
+			full := make([]float32, r.B*r.T*V)
+			if err := m.Forward(m.NewCache(r.B), r.ids, r.B, r.T, r.mask, false, full); err != nil {
+				t.Fatal(err)
+			}
+			c := m.NewCache(r.B)
+			for t0 := 0; t0 < r.T; {
+				n := 1
+				if t0 == 0 {
+					n = 2
+				}
+				ids := make([]int64, 0, r.B*n)
+				mask := make([]int64, 0, r.B*(t0+n))
+				for b := 0; b < r.B; b++ {
+					ids = append(ids, r.ids[b*r.T+t0:b*r.T+t0+n]...)
+					mask = append(mask, r.mask[b*r.T:b*r.T+t0+n]...)
+				}
+				step := make([]float32, r.B*n*V)
+				if err := m.Forward(c, ids, r.B, n, mask, false, step); err != nil {
+					t.Fatal(err)
+				}
+				if c.Len() != t0+n {
+					t.Fatalf("Len() = %d after %d positions", c.Len(), t0+n)
+				}
+				for b := 0; b < r.B; b++ {
+					compare(t, fmt.Sprintf("row %d positions [%d,%d)", b, t0, t0+n), step[b*n*V:(b+1)*n*V], full[(b*r.T+t0)*V:(b*r.T+t0+n)*V], selfTol)
+				}
+				t0 += n
+			}
+		})
+	}
+}
+
+// greedy runs prompt then steps argmax tokens through the cache, one Forward per token.
+func greedy(t *testing.T, m *Model, prompt []int64, steps int) []int64 {
+	t.Helper()
+	V := m.Config().VocabSize
+	c := m.NewCache(1)
+	logits := make([]float32, V)
+	ids := append([]int64(nil), prompt...)
+	in := prompt
+	for range steps {
+		if err := m.Forward(c, in, 1, len(in), nil, true, logits); err != nil {
+			t.Fatal(err)
+		}
+		best := 0
+		for i, v := range logits {
+			if v > logits[best] {
+				best = i
+			}
+		}
+		ids = append(ids, int64(best))
+		in = ids[len(ids)-1:]
+	}
+	return ids
+}
+
+func TestGreedyMatchesPyTorch(t *testing.T) {
+	for _, name := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			m := mustLoad(t, name)
+			r := loadReference(t, fixtureDir(name))
+			check := func(what string, want []int64) {
+				got := greedy(t, m, want[:len(want)-r.newTokens], r.newTokens)
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("%s: greedy ids %v, want %v", what, got, want)
+				}
+			}
+			check("greedy_ids", r.greedy)
+			if r.greedyHello != nil {
+				check("greedy_hello_ids", r.greedyHello)
+			}
+		})
+	}
+}
+
+// TestHubNaming rewrites gpt2-odd the way the hub's original gpt2 checkpoint names it (no
+// "transformer." prefix, attn.bias mask buffers, an explicit lm_head.weight) and expects the
+// same logits.
+func TestHubNaming(t *testing.T) {
+	src := fixtureDir("gpt2-odd")
+	dir := t.TempDir()
+	copyFile(t, filepath.Join(src, "config.json"), filepath.Join(dir, "config.json"))
+	ts := readAll(t, filepath.Join(src, "model.safetensors"))
+	var out []safetensors.Tensor
+	for _, x := range ts {
+		x.Name = strings.TrimPrefix(x.Name, "transformer.")
+		out = append(out, x)
+		if x.Name == "wte.weight" {
+			out = append(out, safetensors.Tensor{Name: "lm_head.weight", DType: x.DType, Shape: x.Shape, F32: x.F32})
+		}
+	}
+	for i := 0; i < 3; i++ {
+		out = append(out, safetensors.Tensor{Name: fmt.Sprintf("h.%d.attn.bias", i), DType: safetensors.F32, Shape: []int{1, 1, 2, 2}, F32: []float32{1, 0, 1, 1}})
+	}
+	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), out, nil); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := loadReference(t, src)
+	got := make([]float32, r.B*r.T*m.Config().VocabSize)
+	if err := m.Forward(m.NewCache(r.B), r.ids, r.B, r.T, r.mask, false, got); err != nil {
+		t.Fatal(err)
+	}
+	compare(t, "hub-named gpt2-odd", got, r.logits, refLogitsTol)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readAll loads every tensor of a float safetensors file as F32 writer input.
+func readAll(t *testing.T, path string) []safetensors.Tensor {
+	t.Helper()
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var ts []safetensors.Tensor
+	for _, name := range f.Names() {
+		v, shape, err := f.Float32(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: shape, F32: v})
+	}
+	return ts
+}
+
+func TestForwardRejectsBadInput(t *testing.T) {
+	m := mustLoad(t, "gpt2-odd")
+	cfg := m.Config()
+	V := cfg.VocabSize
+	one := make([]float32, V)
+	cases := []struct {
+		name  string
+		B, T  int
+		ids   []int64
+		mask  []int64
+		cache int // batch of the cache
+		want  string
+	}{
+		{"id = vocab", 1, 1, []int64{int64(V)}, nil, 1, "outside the vocabulary"},
+		{"negative id", 1, 2, []int64{3, -1}, nil, 1, "token id -1 at (0,1)"},
+		{"empty prompt", 1, 0, nil, nil, 1, "no input tokens"},
+		{"too long", 1, cfg.NPositions + 1, make([]int64, cfg.NPositions+1), nil, 1, "exceeds the model's n_positions 32"},
+		{"mask length", 1, 2, []int64{1, 2}, []int64{1}, 1, "attention mask has 1 values"},
+		{"mask value", 1, 2, []int64{1, 2}, []int64{1, 2}, 1, "mask value 2"},
+		{"batch mismatch", 2, 1, []int64{1, 2}, nil, 1, "created for 1 rows"},
+		{"ids length", 1, 2, []int64{1}, nil, 1, "1 ids for shape (1,2)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cache := m.NewCache(c.cache)
+			dst := make([]float32, max(1, c.B*c.T)*V)
+			err := m.Forward(cache, c.ids, c.B, c.T, c.mask, false, dst)
+			if !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want ErrInvalidInput containing %q", err, c.want)
+			}
+			if cache.Len() != 0 {
+				t.Errorf("cache grew to %d on error", cache.Len())
+			}
+		})
+	}
+	// Filling the context exactly works; one more position is refused, never truncated.
+	c := m.NewCache(1)
+	if err := m.Forward(c, make([]int64, cfg.NPositions-1), 1, cfg.NPositions-1, nil, true, one); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Forward(c, []int64{7}, 1, 1, nil, true, one); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Forward(c, []int64{7}, 1, 1, nil, true, one); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("step past n_positions: err = %v", err)
+	}
+	// A mask that rewrites a cached position is refused.
+	c.Reset()
+	if err := m.Forward(c, []int64{1, 2}, 1, 2, []int64{0, 1}, true, one); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Forward(c, []int64{3}, 1, 1, []int64{1, 1, 1}, true, one); !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "cached position") {
+		t.Fatalf("rewritten mask: err = %v", err)
+	}
+	if err := m.Forward(c, []int64{3}, 1, 1, nil, true, make([]float32, 3)); err == nil || !strings.Contains(err.Error(), "dst has 3 values") {
+		t.Fatalf("short dst: err = %v", err)
+	}
+}
+
+// TestDecodeDoesNotAllocate: a decode step reuses the cache's buffers.
+func TestDecodeDoesNotAllocate(t *testing.T) {
+	m := mustLoad(t, "gpt2-odd")
+	c := m.NewCache(1)
+	logits := make([]float32, m.Config().VocabSize)
+	if err := m.Forward(c, []int64{1, 2, 3}, 1, 3, nil, true, logits); err != nil {
+		t.Fatal(err)
+	}
+	ids := []int64{4}
+	allocs := testing.AllocsPerRun(10, func() {
+		if err := m.Forward(c, ids, 1, 1, nil, true, logits); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("decode step: %v allocations, want 0", allocs)
+	}
+}

@@ -1,0 +1,293 @@
+// Package gpt2 is GPT2LMHeadModel's forward pass in pure Go, computed as Hugging Face computes it
+// (gelu_new, Conv1D [in,out] weights, 1/sqrt(head_dim) attention scaling, learned positions,
+// tied LM head), batched with left padding, over a KV cache so that a decode step costs one
+// token's work.
+//
+// A model is a tree of small structs (Model → Block → Attention, MLP, LayerNorm, Linear), each
+// with its own Forward, bound to the tensors of a Hugging Face model directory by name. The math
+// lives in native/kernels; this package never imports a backend.
+package gpt2
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+
+	"github.com/modelrt/modelrt/native/kernels"
+	"github.com/modelrt/modelrt/native/safetensors"
+)
+
+// ErrInvalidInput marks a Forward call whose ids, mask or length the model cannot accept; the
+// plugin maps it to InvalidArgument.
+var ErrInvalidInput = errors.New("gpt2: invalid input")
+
+// Linear is a Hugging Face Conv1D: y = x·W + b with W stored [in,out].
+type Linear struct {
+	Weight  []float32 // (In,Out)
+	Bias    []float32 // (Out)
+	In, Out int
+}
+
+// Forward computes dst = x·W + b for rows rows. x: (rows,In); dst: (rows,Out).
+func (l *Linear) Forward(dst, x []float32, rows int) {
+	kernels.MatMul(dst[:rows*l.Out], x[:rows*l.In], l.Weight, l.Bias, rows, l.In, l.Out)
+}
+
+// LayerNorm is torch.nn.LayerNorm over the last axis.
+type LayerNorm struct {
+	Weight, Bias []float32 // (C)
+	Eps          float32
+}
+
+// Forward normalizes each row of x (rows,C) into dst.
+func (n *LayerNorm) Forward(dst, x []float32) {
+	kernels.LayerNorm(dst, x, n.Weight, n.Bias, len(n.Weight), n.Eps)
+}
+
+// Attention is GPT-2's causal self-attention: c_attn projects to q‖k‖v, heads are contiguous
+// column groups of size HeadDim, c_proj mixes the heads.
+type Attention struct {
+	CAttn, CProj   Linear
+	NHead, HeadDim int
+}
+
+// Forward appends the keys and values of the step to the cache of this layer and writes the
+// attention output, projected, into s.proj. x: (B·T,C) normalized input.
+func (a *Attention) Forward(s *step, layer int, x []float32) {
+	c := a.NHead * a.HeadDim
+	rows := s.B * s.T
+	qkv := s.qkv[:rows*3*c]
+	a.CAttn.Forward(qkv, x, rows)
+	// Split q‖k‖v: queries to s.q, keys and values into the (B,H,S,D) cache at positions P...
+	kc, vc := s.cache.k[layer], s.cache.v[layer]
+	q := s.q[:rows*c]
+	d, S := a.HeadDim, s.cache.capacity
+	for b := 0; b < s.B; b++ {
+		for t := 0; t < s.T; t++ {
+			r := qkv[(b*s.T+t)*3*c:][:3*c]
+			copy(q[(b*s.T+t)*c:][:c], r[:c])
+			for h := 0; h < a.NHead; h++ {
+				at := ((b*a.NHead+h)*S + s.P + t) * d
+				copy(kc[at:at+d], r[c+h*d:][:d])
+				copy(vc[at:at+d], r[2*c+h*d:][:d])
+			}
+		}
+	}
+	att := s.att[:rows*c]
+	kernels.Attention(att, q, kc, vc, s.mask, kernels.AttentionShape{B: s.B, T: s.T, H: a.NHead, D: d, P: s.P, S: S})
+	a.CProj.Forward(s.proj[:rows*c], att, rows)
+}
+
+// MLP is c_fc → gelu_new → c_proj.
+type MLP struct {
+	CFC, CProj Linear
+}
+
+// Forward writes the MLP of x (rows,C) into dst (rows,C), using hidden (rows,Inner) as scratch.
+func (m *MLP) Forward(dst, hidden, x []float32, rows int) {
+	h := hidden[:rows*m.CFC.Out]
+	m.CFC.Forward(h, x, rows)
+	kernels.GeluNew(h, h)
+	m.CProj.Forward(dst, h, rows)
+}
+
+// Block is one pre-norm transformer layer: x += attn(ln_1(x)); x += mlp(ln_2(x)).
+type Block struct {
+	LN1  LayerNorm
+	Attn Attention
+	LN2  LayerNorm
+	MLP  MLP
+}
+
+// Forward updates the residual stream s.x (B·T,C) in place.
+func (blk *Block) Forward(s *step, layer int) {
+	rows := s.B * s.T
+	n := rows * blk.Attn.CProj.Out
+	x, h := s.x[:n], s.h[:n]
+	blk.LN1.Forward(h, x)
+	blk.Attn.Forward(s, layer, h)
+	addInPlace(x, s.proj[:n])
+	blk.LN2.Forward(h, x)
+	blk.MLP.Forward(s.proj[:n], s.hidden, h, rows)
+	addInPlace(x, s.proj[:n])
+}
+
+func addInPlace(x, y []float32) {
+	y = y[:len(x)]
+	for i := range x {
+		x[i] += y[i]
+	}
+}
+
+// Model is GPT2LMHeadModel. LMHead aliases WTE when the checkpoint ties them (always for
+// GPT-2); logits are computed as h·LMHeadᵀ without a transposed copy.
+type Model struct {
+	cfg    Config
+	WTE    []float32 // (V,C) token embeddings
+	WPE    []float32 // (NPositions,C) position embeddings
+	Blocks []Block
+	LNF    LayerNorm
+	LMHead []float32 // (V,C)
+}
+
+// Config returns the model's configuration.
+func (m *Model) Config() Config { return m.cfg }
+
+// binder resolves Hugging Face tensor names in a safetensors file, checking each shape against
+// the one the config implies, and records the first error.
+type binder struct {
+	f      *safetensors.File
+	prefix string // "transformer." or ""
+	err    error
+}
+
+func (b *binder) get(name string, shape ...int) []float32 {
+	if b.err != nil {
+		return nil
+	}
+	full := b.prefix + name
+	ti, err := b.f.Info(full)
+	if err != nil {
+		b.err = fmt.Errorf("gpt2: %s: missing tensor %q (want shape %s): %w", b.f.Path(), full, fmtShape(shape), err)
+		return nil
+	}
+	if !equalShape(ti.Shape, shape) {
+		b.err = fmt.Errorf("gpt2: %s: tensor %q has shape %s, want %s from config.json", b.f.Path(), full, fmtShape(ti.Shape), fmtShape(shape))
+		return nil
+	}
+	switch ti.DType {
+	case safetensors.F32, safetensors.F16, safetensors.BF16:
+	default:
+		b.err = fmt.Errorf("gpt2: %s: tensor %q has dtype %s, want F32, F16 or BF16", b.f.Path(), full, ti.DType)
+		return nil
+	}
+	data, _, err := b.f.Float32(full)
+	if err != nil {
+		b.err = fmt.Errorf("gpt2: %w", err)
+	}
+	return data
+}
+
+func (b *binder) linear(name string, in, out int) Linear {
+	return Linear{Weight: b.get(name+".weight", in, out), Bias: b.get(name+".bias", out), In: in, Out: out}
+}
+
+func (b *binder) layerNorm(name string, c int, eps float64) LayerNorm {
+	return LayerNorm{Weight: b.get(name+".weight", c), Bias: b.get(name+".bias", c), Eps: float32(eps)}
+}
+
+func equalShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func fmtShape(s []int) string {
+	parts := make([]string, len(s))
+	for i, d := range s {
+		parts[i] = fmt.Sprint(d)
+	}
+	return "(" + strings.Join(parts, ",") + ")"
+}
+
+// Load reads dir/config.json and dir/model.safetensors. Tensor names may carry the
+// "transformer." prefix (transformers' save_pretrained) or not (the hub's original gpt2
+// checkpoint); the attn.bias / attn.masked_bias mask buffers are ignored; lm_head.weight, when
+// absent, is tied to wte. A missing tensor or a shape that disagrees with config.json is an error
+// naming the file and the tensor.
+func Load(dir string) (*Model, error) {
+	cfg, err := LoadConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "model.safetensors")
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("gpt2: load %s: %w", dir, err)
+	}
+	defer f.Close()
+	b := &binder{f: f}
+	if f.Has("transformer.wte.weight") {
+		b.prefix = "transformer."
+	}
+	c, v, inner := cfg.NEmbd, cfg.VocabSize, cfg.Inner()
+	m := &Model{cfg: cfg}
+	m.WTE = b.get("wte.weight", v, c)
+	m.WPE = b.get("wpe.weight", cfg.NPositions, c)
+	for i := 0; i < cfg.NLayer && b.err == nil; i++ {
+		p := fmt.Sprintf("h.%d.", i)
+		m.Blocks = append(m.Blocks, Block{
+			LN1: b.layerNorm(p+"ln_1", c, cfg.LayerNormEpsilon),
+			Attn: Attention{
+				CAttn: b.linear(p+"attn.c_attn", c, 3*c), CProj: b.linear(p+"attn.c_proj", c, c),
+				NHead: cfg.NHead, HeadDim: cfg.HeadDim(),
+			},
+			LN2: b.layerNorm(p+"ln_2", c, cfg.LayerNormEpsilon),
+			MLP: MLP{CFC: b.linear(p+"mlp.c_fc", c, inner), CProj: b.linear(p+"mlp.c_proj", inner, c)},
+		})
+	}
+	m.LNF = b.layerNorm("ln_f", c, cfg.LayerNormEpsilon)
+	m.LMHead = m.WTE
+	if f.Has("lm_head.weight") {
+		hb := &binder{f: f}
+		m.LMHead = hb.get("lm_head.weight", v, c)
+		if hb.err != nil && b.err == nil {
+			b.err = hb.err
+		}
+	}
+	if b.err != nil {
+		return nil, b.err
+	}
+	if f.Has(b.prefix + fmt.Sprintf("h.%d.ln_1.weight", cfg.NLayer)) {
+		return nil, fmt.Errorf("gpt2: %s: tensor %q exists but config.json says n_layer=%d", path, b.prefix+fmt.Sprintf("h.%d.ln_1.weight", cfg.NLayer), cfg.NLayer)
+	}
+	return m, nil
+}
+
+// NewRandom builds a model of shape cfg with weights drawn from a fixed seed (uniform with
+// standard deviation 0.02, LayerNorm gains 1), for benchmarks; nothing is read from disk. It
+// panics on an invalid cfg.
+func NewRandom(cfg Config, seed uint64) *Model {
+	if err := cfg.Validate(); err != nil {
+		panic("gpt2: NewRandom: " + err.Error())
+	}
+	r := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	const std = 0.02
+	a := float32(std * math.Sqrt(3))
+	fill := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = a * (2*r.Float32() - 1)
+		}
+		return v
+	}
+	ln := func(c int) LayerNorm {
+		g := make([]float32, c)
+		for i := range g {
+			g[i] = 1
+		}
+		return LayerNorm{Weight: g, Bias: make([]float32, c), Eps: float32(cfg.LayerNormEpsilon)}
+	}
+	lin := func(in, out int) Linear { return Linear{Weight: fill(in * out), Bias: fill(out), In: in, Out: out} }
+	c, inner := cfg.NEmbd, cfg.Inner()
+	m := &Model{cfg: cfg, WTE: fill(cfg.VocabSize * c), WPE: fill(cfg.NPositions * c), LNF: ln(c)}
+	for range cfg.NLayer {
+		m.Blocks = append(m.Blocks, Block{
+			LN1:  ln(c),
+			Attn: Attention{CAttn: lin(c, 3*c), CProj: lin(c, c), NHead: cfg.NHead, HeadDim: cfg.HeadDim()},
+			LN2:  ln(c),
+			MLP:  MLP{CFC: lin(c, inner), CProj: lin(inner, c)},
+		})
+	}
+	m.LMHead = m.WTE
+	return m
+}
