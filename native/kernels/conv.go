@@ -114,7 +114,7 @@ func Conv2D(out, inp, weight, bias []float32, s Conv2DShape) {
 		src := inp[b*s.Cin*s.H*s.W : (b+1)*s.Cin*s.H*s.W]
 		dst := out[b*s.Cout*n : (b+1)*s.Cout*n]
 		if pointwise {
-			convGemm(s.Cout, n, k, weight, k, src, n, dst, n)
+			Gemm(s.Cout, n, k, weight, k, src, n, dst, n, nil)
 			addBiasRows(dst, bias, n)
 			continue
 		}
@@ -123,7 +123,7 @@ func Conv2D(out, inp, weight, bias []float32, s Conv2DShape) {
 			bn := (y1 - y0) * ow
 			c := col[:k*bn]
 			im2col(c, src, s, y0, y1)
-			convGemm(s.Cout, bn, k, weight, k, c, bn, dst[y0*ow:], n)
+			Gemm(s.Cout, bn, k, weight, k, c, bn, dst[y0*ow:], n, nil)
 		}
 		addBiasRows(dst, bias, n)
 	}
@@ -181,4 +181,27 @@ func addBiasRows(dst, bias []float32, n int) {
 			row[i] += bv
 		}
 	}
+}
+
+// parallelMinWork is the work (items × cost) below which parallelRange stays on the caller's
+// goroutine: waking a helper costs a few microseconds.
+const parallelMinWork = 1 << 15
+
+// rangeJob adapts a function over an item range to the worker pool.
+type rangeJob func(lo, hi int)
+
+func (f rangeJob) chunk(_, lo, hi int) { f(lo, hi) }
+
+// parallelRange calls fn on disjoint subranges covering [0,n) on the worker pool, or on the
+// caller's goroutine when n·cost (cost: approximate work per item) is too small to pay for it.
+// fn must not call another parallel kernel.
+func parallelRange(n, cost int, fn func(lo, hi int)) {
+	if n*cost < parallelMinWork {
+		fn(0, n)
+		return
+	}
+	p := acquire()
+	defer p.release()
+	// About four chunks per worker, so a core slowed by other work does not hold up the rest.
+	p.run(rangeJob(fn), n, max(1, n/(4*p.workers)))
 }

@@ -55,9 +55,9 @@ func SpatialAttentionNaive(out, q, k, v []float32, b, c, n int, scale float32) {
 const attnScoreBudget = 1 << 20
 
 // SpatialAttention computes the same as SpatialAttentionNaive with matrix products: per batch
-// item, q and v are transposed to (N,C) once; then for each block of query rows
-// S = scale · qᵀ[rows]·k (rows×N), softmax over each row, O = S·vᵀ (rows×C), written back
-// channel-major. It panics when a length does not match.
+// item, q is transposed to (N,C) and scaled once, v transposed to (N,C); then for each block of
+// query rows S = (scale·qᵀ[rows])·k (rows×N), softmax over each row, O = S·vᵀ (rows×C), written
+// back channel-major. It panics when a length does not match.
 func SpatialAttention(out, q, k, v []float32, b, c, n int, scale float32) {
 	checkSpatialAttention(out, q, k, v, b, c, n)
 	rows := max(1, min(n, attnScoreBudget/n))
@@ -68,16 +68,15 @@ func SpatialAttention(out, q, k, v []float32, b, c, n int, scale float32) {
 	for bi := 0; bi < b; bi++ {
 		base := bi * c * n
 		transposeInto(qt, q[base:base+c*n], c, n)
+		for i := range qt {
+			qt[i] *= scale
+		}
 		transposeInto(vt, v[base:base+c*n], c, n)
 		for i0 := 0; i0 < n; i0 += rows {
 			r := min(rows, n-i0)
-			convGemm(r, n, c, qt[i0*c:], c, k[base:], n, sc, n)
-			parallelRange(r, 4*n, func(lo, hi int) {
-				for i := lo; i < hi; i++ {
-					softmaxScaled(sc[i*n:(i+1)*n], scale)
-				}
-			})
-			convGemm(r, c, n, sc, n, vt, c, o, c)
+			Gemm(r, n, c, qt[i0*c:], c, k[base:], n, sc, n, nil)
+			Softmax(sc[:r*n], sc[:r*n], n)
+			Gemm(r, c, n, sc, n, vt, c, o, c, nil)
 			for i := 0; i < r; i++ {
 				for ch := 0; ch < c; ch++ {
 					out[base+ch*n+i0+i] = o[i*c+ch]
@@ -93,23 +92,5 @@ func transposeInto(dst, src []float32, rows, cols int) {
 		for j, x := range src[i*cols : (i+1)*cols] {
 			dst[j*rows+i] = x
 		}
-	}
-}
-
-// softmaxScaled replaces row with softmax(scale·row), subtracting the maximum first.
-func softmaxScaled(row []float32, scale float32) {
-	mx := math.Inf(-1)
-	for _, x := range row {
-		mx = max(mx, float64(scale)*float64(x))
-	}
-	var sum float64
-	for j, x := range row {
-		e := math.Exp(float64(scale)*float64(x) - mx)
-		row[j] = float32(e)
-		sum += e
-	}
-	inv := float32(1 / sum)
-	for j := range row {
-		row[j] *= inv
 	}
 }
