@@ -376,7 +376,7 @@ func detect(path string, ins, outs []ortgo.InputOutputInfo, cfg modelConfig) (*L
 	heads, headDim := int64(-1), int64(-1)
 	lm.inPast = len(inNames)
 	for i, p := range pasts {
-		if p.layer != i/perLayer {
+		if p.layer != i/perLayer || (perLayer == 2 && p.kind != [2]string{"key", "value"}[i%2]) {
 			return unsupported(fmt.Sprintf("past inputs are not layers 0..%d with one %s each", nLayer-1, map[int]string{1: "tensor", 2: "key and value"}[perLayer]))
 		}
 		if dt := dtypeName(p.info.DataType); dt != "float32" {
