@@ -63,9 +63,11 @@ type Param struct {
 	// means any task.
 	Tasks []string
 	// Whole requires a number to be an integer; Min and Max bound it (nil:
-	// unbounded). They make the catalogue documentable as data.
+	// unbounded), MinOpen excludes Min itself. They make the catalogue
+	// documentable as data.
 	Whole    bool
 	Min, Max *float64
+	MinOpen  bool
 	// ObjectOrMap marks a cty.DynamicPseudoType parameter that must be an
 	// object or map of values (infer's inputs).
 	ObjectOrMap bool
@@ -213,7 +215,7 @@ func catalogue() []*StageType {
 						Description: "keep the k most likely tokens; 0 disables"},
 					{Name: "top_p", Type: cty.Number, Default: cty.NumberFloatVal(1), Min: num(0), Max: num(1),
 						Description: "nucleus sampling: keep the smallest set of tokens whose probability reaches p; 1 disables"},
-					{Name: "repetition_penalty", Type: cty.Number, Default: cty.NumberFloatVal(1), Min: num(0),
+					{Name: "repetition_penalty", Type: cty.Number, Default: cty.NumberFloatVal(1), Min: num(0), MinOpen: true,
 						Description: "CTRL-style penalty on already generated tokens; 1 disables"},
 					{Name: "seed", Type: cty.Number, Whole: true, Min: num(0),
 						Description: "random seed; unset means a different draw on each run"},
@@ -335,7 +337,11 @@ func (p *Param) constraintText() string {
 		parts = append(parts, "whole")
 	}
 	if p.Min != nil {
-		parts = append(parts, fmt.Sprintf("≥ %g", *p.Min))
+		op := "≥"
+		if p.MinOpen {
+			op = ">"
+		}
+		parts = append(parts, fmt.Sprintf("%s %g", op, *p.Min))
 	}
 	if p.Max != nil {
 		parts = append(parts, fmt.Sprintf("≤ %g", *p.Max))
@@ -375,8 +381,15 @@ func (p *Param) checkValue(v cty.Value) error {
 		if p.Whole && !f.IsInt() {
 			return fmt.Errorf("a whole number is required, got %s", f.Text('g', -1))
 		}
-		if p.Min != nil && f.Cmp(big.NewFloat(*p.Min)) < 0 {
-			return fmt.Errorf("must be at least %g, got %s", *p.Min, f.Text('g', -1))
+		if p.Min != nil {
+			c := f.Cmp(big.NewFloat(*p.Min))
+			if c < 0 || (p.MinOpen && c == 0) {
+				what := "at least"
+				if p.MinOpen {
+					what = "greater than"
+				}
+				return fmt.Errorf("must be %s %g, got %s", what, *p.Min, f.Text('g', -1))
+			}
 		}
 		if p.Max != nil && f.Cmp(big.NewFloat(*p.Max)) > 0 {
 			return fmt.Errorf("must be at most %g, got %s", *p.Max, f.Text('g', -1))

@@ -11,7 +11,8 @@ import (
 )
 
 // EvalContext builds the evaluation context of every expression of the
-// configuration — the one place that decides what expressions can read:
+// configuration — the one place that decides what expressions can read (it
+// only reads c, so independent stages may be evaluated concurrently):
 //
 //	var.<name>      bound variable values
 //	local.<name>    local values (those evaluated so far while loading)
@@ -65,9 +66,6 @@ func (c *Config) EvalContext(v *Values) *hcl.EvalContext {
 			stages[n] = cty.ObjectVal(outs)
 		}
 		vars["stage"] = cty.ObjectVal(stages)
-	}
-	if c.funcs == nil {
-		c.funcs = functions(c.Dir)
 	}
 	return &hcl.EvalContext{Variables: vars, Functions: c.funcs}
 }

@@ -170,6 +170,8 @@ func decode(cfg *Config, files []*hcl.File, opts LoadOptions) hcl.Diagnostics {
 	cfg.Backends = map[string]*Backend{}
 	cfg.Models = map[string]*Model{}
 	cfg.Pipelines = map[string]*Pipeline{}
+	// Set once here so that concurrent EvalStage calls only read the Config.
+	cfg.funcs = functions(cfg.Dir)
 	l := &loader{cfg: cfg, opts: opts}
 	for _, f := range files {
 		l.collect(f)

@@ -598,3 +598,33 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("missing file: %v", diags)
 	}
 }
+
+// TestEvalStageConcurrent evaluates independent stages at once, as an
+// engine running a wave does; run with -race to check that evaluation only
+// reads the Config.
+func TestEvalStageConcurrent(t *testing.T) {
+	cfg := loadGood(t, completeNative, LoadOptions{})
+	p := cfg.Pipelines["complete"]
+	inputs, _ := p.BindInputs(map[string]string{"prompt": "Hello"})
+	ids := cty.ListVal([]cty.Value{cty.NumberIntVal(1)})
+	v := Values{Inputs: inputs, Stages: map[string]map[string]cty.Value{
+		"ids": {"ids": ids}, "gen": {"ids": ids, "text": cty.StringVal("x")}}}
+	errs := make(chan error, 3*8)
+	for i := 0; i < 8; i++ {
+		for _, name := range []string{"ids", "gen", "text"} {
+			go func() {
+				_, diags := EvalStage(p.Stage(name), v)
+				if diags.HasErrors() {
+					errs <- diags
+					return
+				}
+				errs <- nil
+			}()
+		}
+	}
+	for i := 0; i < 3*8; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
