@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -329,7 +330,7 @@ func compareNodeOutput(t *testing.T, name string, got ort.Value, want *onnxpb.Te
 	if err != nil {
 		t.Fatalf("output %s: %v", name, err)
 	}
-	if !sameDims(shape, want.Dims) {
+	if !slices.Equal(shape, want.Dims) {
 		t.Errorf("output %s: shape %v, want %v", name, shape, want.Dims)
 		return
 	}
@@ -383,18 +384,6 @@ func compareClose(t *testing.T, name string, got, want []float32, rtol float64) 
 	if len(bad) > 0 {
 		t.Errorf("output %s: max abs err %.3g, max rel err %.3g (atol %g, rtol %g); first mismatches: %v", name, maxAbs, maxRel, nodeAbsTol, rtol, bad)
 	}
-}
-
-func sameDims(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func head(b []byte) []byte {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -56,12 +57,12 @@ func TestExportLayout(t *testing.T) {
 			wantOuts = append(wantOuts, "present.0.key float32 [batch_size,2,past_sequence_length + sequence_length,8]")
 		}
 		for _, w := range wantIns {
-			if !contains(ins, w) {
+			if !slices.Contains(ins, w) {
 				t.Errorf("%+v: inputs %q lack %q", opts, ins, w)
 			}
 		}
 		for _, w := range wantOuts {
-			if !contains(outs, w) {
+			if !slices.Contains(outs, w) {
 				t.Errorf("%+v: outputs %q lack %q", opts, outs, w)
 			}
 		}
@@ -101,15 +102,6 @@ func TestExportLayout(t *testing.T) {
 func hasOp(s *onnx.Summary, op string) bool {
 	for _, o := range s.Ops {
 		if o.Op == op {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
 			return true
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -272,22 +273,10 @@ func (g *gpt2) weight(name string, want ...int64) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("export: weight %s: %w", name, err)
 	}
-	if !equalShape(shape, want) {
+	if !slices.Equal(shape, want) {
 		return "", fmt.Errorf("export: weight %s has shape %v, config says %v", name, shape, want)
 	}
 	return g.b.Tensor(name, graph.Float, shape, raw), nil
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // BuildGPT2 builds the GPT-2 graph for cfg with weights w (HF GPT2LMHeadModel names).
@@ -308,6 +297,7 @@ func BuildGPT2(cfg *Config, w Weights, opts Options) (*onnxpb.ModelProto, error)
 	ids := b.Input("input_ids", graph.Int64, batch, seq)
 	mask := b.Input("attention_mask", graph.Int64, batch, total)
 	pos := b.Input("position_ids", graph.Int64, batch, seq)
+	b.Output("logits", graph.Float, batch, seq, V) // first, as Optimum orders outputs
 	var pastKV [][2]string
 	if opts.WithPast {
 		for i := 0; i < cfg.NLayer; i++ {
@@ -366,7 +356,6 @@ func BuildGPT2(cfg *Config, w Weights, opts Options) (*onnxpb.ModelProto, error)
 	// wte is stored once.
 	headT := b.Node("Transpose", []string{head}, graph.IntList("perm", 1, 0))
 	b.NodeTo("MatMul", []string{x, headT}, []string{"logits"})
-	b.Output("logits", graph.Float, batch, seq, V)
 
 	return b.Model(graph.ModelOptions{
 		Opset:        int64(op),

@@ -3,8 +3,10 @@
 package export_test
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/onnx"
 	"github.com/modelrt/modelrt/onnx/export"
+	"github.com/modelrt/modelrt/onnx/graph"
 	"github.com/modelrt/modelrt/onnx/internal/orttest"
 )
 
@@ -25,13 +28,18 @@ const logitsAbsTol = 1e-4
 // fixtureDirs are the GPT-2 fixtures of testdata/models (scripts/fixtures/gpt2_fixtures.py).
 var fixtureDirs = []string{"gpt2-odd", "gpt2-bf16", "gpt2-tiny"}
 
-func fixture(t *testing.T, name string) string {
+// fixture returns a fixture's directory, config and reference.
+func fixture(t *testing.T, name string) (string, *export.Config, *reference) {
 	t.Helper()
 	dir := filepath.Join("..", "..", "testdata", "models", name)
 	if _, err := os.Stat(filepath.Join(dir, "reference.safetensors")); err != nil {
 		t.Fatalf("fixture %s is missing (regenerate with /usr/bin/python3 scripts/fixtures/gpt2_fixtures.py): %v", name, err)
 	}
-	return dir
+	cfg, err := export.ReadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, cfg, readReference(t, dir)
 }
 
 // reference holds a fixture's inputs and PyTorch logits.
@@ -85,7 +93,7 @@ func positionIDs(mask []int64, B, T int) []int64 {
 }
 
 // graphIO lists a graph's input and output names (from the model file, not assumed).
-func graphIO(t *testing.T, path string) (ins, outs []string) {
+func graphIO(t testing.TB, path string) (ins, outs []string) {
 	t.Helper()
 	m, err := onnx.Read(path)
 	if err != nil {
@@ -231,12 +239,7 @@ func exportTo(t *testing.T, src string, opts export.Options) string {
 func TestExportMatchesPyTorch(t *testing.T) {
 	orttest.Init(t)
 	for _, name := range fixtureDirs {
-		dir := fixture(t, name)
-		cfg, err := export.ReadConfig(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref := readReference(t, dir)
+		dir, cfg, ref := fixture(t, name)
 		for _, opset := range []int{14, 17} {
 			for _, withPast := range []bool{false, true} {
 				opts := export.Options{Opset: opset, WithPast: withPast}
@@ -266,12 +269,7 @@ func TestExportMatchesPyTorch(t *testing.T) {
 // padded row included).
 func TestExportCacheSteps(t *testing.T) {
 	orttest.Init(t)
-	dir := fixture(t, "gpt2-odd")
-	cfg, err := export.ReadConfig(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref := readReference(t, dir)
+	dir, cfg, ref := fixture(t, "gpt2-odd")
 	for _, opset := range []int{14, 17} {
 		t.Run(fmt.Sprintf("opset%d", opset), func(t *testing.T) {
 			l := openLM(t, exportTo(t, dir, export.Options{Opset: opset, WithPast: true}), cfg)
@@ -303,12 +301,7 @@ func TestExportCacheSteps(t *testing.T) {
 func TestExportGreedy(t *testing.T) {
 	orttest.Init(t)
 	for _, name := range fixtureDirs {
-		dir := fixture(t, name)
-		cfg, err := export.ReadConfig(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref := readReference(t, dir)
+		dir, cfg, ref := fixture(t, name)
 		l := openLM(t, exportTo(t, dir, export.DefaultOptions()), cfg)
 		const newTokens = 8
 		prompt := ref.greedy[:len(ref.greedy)-newTokens]
@@ -343,5 +336,137 @@ func TestExportGreedy(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// randomWeights serves N(0, 0.02) float32 tensors of any requested shape, for benchmarks.
+type randomWeights struct{ shapes map[string][]int64 }
+
+func (w randomWeights) Tensor(name string) ([]byte, []int64, error) {
+	shape, ok := w.shapes[name]
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: %w", name, safetensors.ErrNotFound)
+	}
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	r := rand.New(rand.NewPCG(uint64(len(name)), uint64(n)))
+	raw := make([]byte, 4*n)
+	for i := int64(0); i < n; i++ {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(float32(r.NormFloat64()*0.02)))
+	}
+	return raw, shape, nil
+}
+
+// gpt2Shapes lists the HF tensor shapes of a GPT-2 with config c.
+func gpt2Shapes(c *export.Config) map[string][]int64 {
+	V, P, C := int64(c.VocabSize), int64(c.NPositions), int64(c.NEmbd)
+	s := map[string][]int64{"transformer.wte.weight": {V, C}, "transformer.wpe.weight": {P, C}, "transformer.ln_f.weight": {C}, "transformer.ln_f.bias": {C}}
+	for i := 0; i < c.NLayer; i++ {
+		p := fmt.Sprintf("transformer.h.%d.", i)
+		for name, shape := range map[string][]int64{
+			"ln_1.weight": {C}, "ln_1.bias": {C}, "ln_2.weight": {C}, "ln_2.bias": {C},
+			"attn.c_attn.weight": {C, 3 * C}, "attn.c_attn.bias": {3 * C},
+			"attn.c_proj.weight": {C, C}, "attn.c_proj.bias": {C},
+			"mlp.c_fc.weight": {C, 4 * C}, "mlp.c_fc.bias": {4 * C},
+			"mlp.c_proj.weight": {4 * C, C}, "mlp.c_proj.bias": {C},
+		} {
+			s[p+name] = shape
+		}
+	}
+	return s
+}
+
+// mk makes a tensor that the caller destroys (orttest.Tensor would keep every benchmark step's
+// tensors until the end).
+func mk[T ort.TensorData](b *testing.B, shape []int64, data []T) ort.Value {
+	t, err := ort.NewTensor(ort.NewShape(shape...), data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return t
+}
+
+// BenchmarkGPT2124MDecode runs a GPT-2 124M-shaped random model exported by BuildGPT2 in ONNX
+// Runtime with 2 threads: a 64-token prefill, then one token per iteration with the cache
+// (reported as tokens/s). The cache is restarted every 256 tokens.
+func BenchmarkGPT2124MDecode(b *testing.B) {
+	for _, opset := range []int{14, 17} {
+		b.Run(fmt.Sprintf("opset%d", opset), func(b *testing.B) { benchDecode(b, opset) })
+	}
+}
+
+func benchDecode(b *testing.B, opset int) {
+	orttest.Init(b)
+	cfg := &export.Config{VocabSize: 50257, NPositions: 1024, NEmbd: 768, NLayer: 12, NHead: 12}
+	m, err := export.BuildGPT2(cfg, randomWeights{gpt2Shapes(cfg)}, export.Options{Opset: opset, WithPast: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "model.onnx")
+	if err := graph.Save(m, path, graph.SaveOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	o := orttest.Options(b)
+	defer o.Destroy()
+	if err := o.SetIntraOpNumThreads(2); err != nil {
+		b.Fatal(err)
+	}
+	ins, outs := graphIO(b, path)
+	s, err := ort.NewDynamicAdvancedSession(path, ins, outs, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Destroy()
+	const prompt, maxLen = 64, 320
+	step := func(ids []int64, total int, past []ort.Value) []ort.Value {
+		T := len(ids)
+		mask := make([]int64, total)
+		pos := make([]int64, T)
+		for i := range mask {
+			mask[i] = 1
+		}
+		for i := range pos {
+			pos[i] = int64(total - T + i)
+		}
+		in := []ort.Value{mk(b, []int64{1, int64(T)}, ids), mk(b, []int64{1, int64(total)}, mask), mk(b, []int64{1, int64(T)}, pos)}
+		for l := 0; l < 2*cfg.NLayer; l++ {
+			if past == nil {
+				in = append(in, mk(b, []int64{1, 12, 0, 64}, []float32{}))
+			} else {
+				in = append(in, past[1+l])
+			}
+		}
+		out := make([]ort.Value, len(outs))
+		if err := s.Run(in, out); err != nil {
+			b.Fatal(err)
+		}
+		for _, v := range in {
+			v.Destroy()
+		}
+		out[0].Destroy()
+		return out
+	}
+	ids := make([]int64, prompt)
+	past := step(ids, prompt, nil)
+	total := prompt
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if total == maxLen {
+			b.StopTimer()
+			for _, v := range past[1:] {
+				v.Destroy()
+			}
+			past, total = step(ids, prompt, nil), prompt
+			b.StartTimer()
+		}
+		total++
+		past = step([]int64{int64(i % 50257)}, total, past)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+	for _, v := range past[1:] {
+		v.Destroy()
 	}
 }
