@@ -470,3 +470,42 @@ func benchDecode(b *testing.B, opset int) {
 		v.Destroy()
 	}
 }
+
+// TestExportMatchesTorchExport compares this exporter's graph with torch.onnx.export's graph of
+// the same weights (testdata/models/gpt2-odd-onnx-optimum-op*), both in ONNX Runtime, on a
+// full pass and on one cached decoding step.
+func TestExportMatchesTorchExport(t *testing.T) {
+	orttest.Init(t)
+	dir, cfg, ref := fixture(t, "gpt2-odd")
+	for _, opset := range []int{14, 17} {
+		t.Run(fmt.Sprintf("opset%d", opset), func(t *testing.T) {
+			torchPath := filepath.Join("..", "..", "testdata", "models", fmt.Sprintf("gpt2-odd-onnx-optimum-op%d", opset), "model.onnx")
+			if _, err := os.Stat(torchPath); err != nil {
+				t.Fatalf("torch export fixture missing (scripts/fixtures): %v", err)
+			}
+			ours := openLM(t, exportTo(t, dir, export.Options{Opset: opset, WithPast: true}), cfg)
+			theirs := openLM(t, torchPath, cfg)
+			B, T := ref.B, ref.T
+			a, pa := ours.run(t, B, T-1, head2(ref.ids, B, T, T-1), head2(ref.mask, B, T, T-1), head2(ref.pos, B, T, T-1), nil)
+			b, pb := theirs.run(t, B, T-1, head2(ref.ids, B, T, T-1), head2(ref.mask, B, T, T-1), head2(ref.pos, B, T, T-1), nil)
+			compareFloats(t, "prefill logits", a, b, logitsAbsTol)
+			for i := range pa {
+				compareFloats(t, fmt.Sprintf("present.%d.key", i), pa[i].k, pb[i].k, logitsAbsTol)
+				compareFloats(t, fmt.Sprintf("present.%d.value", i), pa[i].v, pb[i].v, logitsAbsTol)
+			}
+			last := func(x []int64) []int64 { return []int64{x[T-1], x[2*T-1]} }
+			a, _ = ours.run(t, B, 1, last(ref.ids), ref.mask, last(ref.pos), pa)
+			b, _ = theirs.run(t, B, 1, last(ref.ids), ref.mask, last(ref.pos), pb)
+			compareFloats(t, "decode step logits", a, b, logitsAbsTol)
+		})
+	}
+}
+
+// head2 returns the first n columns of a [B,T] matrix.
+func head2(x []int64, B, T, n int) []int64 {
+	var out []int64
+	for b := 0; b < B; b++ {
+		out = append(out, x[b*T:b*T+n]...)
+	}
+	return out
+}
