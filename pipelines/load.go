@@ -162,6 +162,9 @@ type loader struct {
 	models    []*hcl.Block
 	pipelines []*hcl.Block
 	locals    []*Local
+	// declared maps "type.name" to the first declaration, for duplicates
+	// across files.
+	declared map[string]hcl.Range
 }
 
 func decode(cfg *Config, files []*hcl.File, opts LoadOptions) hcl.Diagnostics {
@@ -172,7 +175,7 @@ func decode(cfg *Config, files []*hcl.File, opts LoadOptions) hcl.Diagnostics {
 	cfg.Pipelines = map[string]*Pipeline{}
 	// Set once here so that concurrent EvalStage calls only read the Config.
 	cfg.funcs = functions(cfg.Dir)
-	l := &loader{cfg: cfg, opts: opts}
+	l := &loader{cfg: cfg, opts: opts, declared: map[string]hcl.Range{}}
 	for _, f := range files {
 		l.collect(f)
 	}
@@ -239,39 +242,25 @@ func (l *loader) collect(f *hcl.File) {
 				Subject: b.LabelRanges[0].Ptr()}})
 			continue
 		}
-		var prev *hcl.Range
+		key := b.Type + "." + name
+		if first, dup := l.declared[key]; dup {
+			l.add(hcl.Diagnostics{duplicate(b.Type, name, acrossFiles, first, b.DefRange)})
+			continue
+		}
+		l.declared[key] = b.DefRange
 		switch b.Type {
 		case "variable":
-			if v := l.cfg.Variables[name]; v != nil {
-				prev = &v.DeclRange
-			} else {
-				l.cfg.Variables[name] = &Variable{Name: name, DeclRange: b.DefRange, Type: cty.DynamicPseudoType}
-				l.variables = append(l.variables, b)
-			}
+			l.cfg.Variables[name] = &Variable{Name: name, DeclRange: b.DefRange, Type: cty.DynamicPseudoType}
+			l.variables = append(l.variables, b)
 		case "backend":
-			if v := l.cfg.Backends[name]; v != nil {
-				prev = &v.DeclRange
-			} else {
-				l.cfg.Backends[name] = &Backend{Name: name, DeclRange: b.DefRange, Config: cty.EmptyObjectVal}
-				l.backends = append(l.backends, b)
-			}
+			l.cfg.Backends[name] = &Backend{Name: name, DeclRange: b.DefRange, Config: cty.EmptyObjectVal}
+			l.backends = append(l.backends, b)
 		case "model":
-			if v := l.cfg.Models[name]; v != nil {
-				prev = &v.DeclRange
-			} else {
-				l.cfg.Models[name] = &Model{Name: name, DeclRange: b.DefRange, Options: cty.NullVal(cty.DynamicPseudoType)}
-				l.models = append(l.models, b)
-			}
+			l.cfg.Models[name] = &Model{Name: name, DeclRange: b.DefRange, Options: cty.NullVal(cty.DynamicPseudoType)}
+			l.models = append(l.models, b)
 		case "pipeline":
-			if v := l.cfg.Pipelines[name]; v != nil {
-				prev = &v.DeclRange
-			} else {
-				l.cfg.Pipelines[name] = &Pipeline{Name: name, DeclRange: b.DefRange, cfg: l.cfg}
-				l.pipelines = append(l.pipelines, b)
-			}
-		}
-		if prev != nil {
-			l.add(hcl.Diagnostics{duplicate(b.Type, name, acrossFiles, *prev, b.DefRange)})
+			l.cfg.Pipelines[name] = &Pipeline{Name: name, DeclRange: b.DefRange, cfg: l.cfg}
+			l.pipelines = append(l.pipelines, b)
 		}
 	}
 }

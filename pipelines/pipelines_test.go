@@ -170,14 +170,18 @@ backend "b" { plugin = "modelrt-native" }`, LoadOptions{})
 	}
 }
 
-func TestStaticChecks(t *testing.T) {
-	model := `backend "n" { plugin = "modelrt-native" }
+// gpt2Prelude declares a backend and a GPT-2 model for inline configurations
+// (six lines, so that the pipeline below it starts on line 7).
+const gpt2Prelude = `backend "n" { plugin = "modelrt-native" }
 model "gpt2" {
   backend = backend.n
   path    = "../models/gpt2-tiny"
   task    = "causal-lm"
 }
 `
+
+func TestStaticChecks(t *testing.T) {
+	model := gpt2Prelude
 	cases := []struct {
 		name, src, summary, detail, at string
 	}{
@@ -315,13 +319,7 @@ func TestStageGraph(t *testing.T) {
 
 	// Two independent branches joined at the end: declaration order is kept
 	// among independent stages, and the waves put the branches side by side.
-	cfg, diags := loadSrc(`backend "n" { plugin = "modelrt-native" }
-model "gpt2" {
-  backend = backend.n
-  path    = "../models/gpt2-tiny"
-  task    = "causal-lm"
-}
-pipeline "p" {
+	cfg, diags := loadSrc(gpt2Prelude+`pipeline "p" {
   stage "join" {
     use       = "tokenize"
     tokenizer = model.gpt2
