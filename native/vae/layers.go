@@ -1,6 +1,7 @@
 package vae
 
 import (
+	"log/slog"
 	"math"
 
 	"github.com/modelrt/modelrt/native/kernels"
@@ -15,6 +16,8 @@ type tensor struct {
 	data       []float32
 	b, c, h, w int
 }
+
+func (t tensor) shape() []int { return []int{t.b, t.c, t.h, t.w} }
 
 func newTensor(b, c, h, w int) tensor {
 	return tensor{data: make([]float32, b*c*h*w), b: b, c: c, h: h, w: w}
@@ -160,6 +163,7 @@ func (e *encoder) Forward(x tensor) tensor {
 	x = e.convIn.Forward(x)
 	for i := range e.down {
 		x = e.down[i].Forward(x)
+		slog.Debug("vae: encoder down block done", "block", i, "shape", x.shape())
 	}
 	x = e.mid.Forward(x)
 	return e.convOut.Forward(e.normOut.Forward(x, true))
@@ -179,6 +183,7 @@ func (d *decoder) Forward(z tensor) tensor {
 	x = d.mid.Forward(x)
 	for i := range d.up {
 		x = d.up[i].Forward(x)
+		slog.Debug("vae: decoder up block done", "block", i, "shape", x.shape())
 	}
 	return d.convOut.Forward(d.normOut.Forward(x, true))
 }
