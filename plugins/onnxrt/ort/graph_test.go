@@ -283,7 +283,8 @@ func TestDetect(t *testing.T) {
 		{"no past", []ortgo.InputOutputInfo{ids}, []ortgo.InputOutputInfo{logits}, modelConfig{}, ConventionNoPast, ""},
 		{"float ids", []ortgo.InputOutputInfo{info("input_ids", f32, -1, -1)}, []ortgo.InputOutputInfo{logits}, modelConfig{}, "", "input_ids is float32"},
 		{"no input_ids", []ortgo.InputOutputInfo{info("tokens", i64, -1, -1)}, []ortgo.InputOutputInfo{logits}, modelConfig{}, "", "no input_ids"},
-		{"unknown extra input", []ortgo.InputOutputInfo{ids, info("use_cache_branch", ortgo.TensorElementDataTypeBool, 1)}, []ortgo.InputOutputInfo{logits}, modelConfig{}, "", "unrecognised inputs use_cache_branch"},
+		{"unknown extra input", []ortgo.InputOutputInfo{ids, info("token_type_ids", i64, -1, -1)}, []ortgo.InputOutputInfo{logits}, modelConfig{}, "", "unrecognised inputs token_type_ids"},
+		{"cache branch without past", []ortgo.InputOutputInfo{ids, info("use_cache_branch", ortgo.TensorElementDataTypeBool, 1)}, []ortgo.InputOutputInfo{logits}, modelConfig{}, "", "use_cache_branch without past"},
 		{"no logits", []ortgo.InputOutputInfo{ids}, []ortgo.InputOutputInfo{info("scores", f32, -1, -1, 50)}, modelConfig{}, "", "no logits output"},
 		{"symbolic vocab", []ortgo.InputOutputInfo{ids}, []ortgo.InputOutputInfo{info("logits", f32, -1, -1, -1)}, modelConfig{}, "", "vocabulary size is symbolic"},
 	}

@@ -32,7 +32,7 @@ const (
 	ConventionNoPast Convention = "no-past"
 )
 
-const knownConventions = `optimum (input_ids, attention_mask, [position_ids], past_key_values.{i}.key|value [B,H,P,D] -> logits, present.{i}.key|value); ` +
+const knownConventions = `optimum (input_ids, attention_mask, [position_ids], [use_cache_branch], past_key_values.{i}.key|value [B,H,P,D] -> logits, present.{i}.key|value); ` +
 	`ort-stacked (input_ids, [position_ids], [attention_mask], past_{i} [2,B,H,P,D] -> logits, present_{i}); ` +
 	`no-past (input_ids, [attention_mask], [position_ids] -> logits)`
 
@@ -64,8 +64,10 @@ type LM struct {
 	// input roles, as indices into the input list the session was created with
 	maskType, posType string // element types of attention_mask and position_ids
 	inMask, inPos     int    // -1 when absent
-	inPast            int    // index of the first past input; past inputs follow in slot order
-	slots             []cacheSlot
+	// cacheBranch: the graph has Optimum's merged-decoder flag use_cache_branch (bool [1]),
+	// fed false at prefill and true once the session holds a cache.
+	cacheBranch bool
+	slots       []cacheSlot
 
 	// mu guards closed; Forward holds it shared for the length of a run, Close exclusively.
 	mu     sync.RWMutex
@@ -301,6 +303,14 @@ func detect(path string, ins, outs []ortgo.InputOutputInfo, cfg modelConfig) (*L
 		inNames = append(inNames, "position_ids")
 	}
 
+	if u, ok := inBy["use_cache_branch"]; ok {
+		if dtypeName(u.DataType) != "bool" {
+			return unsupported("use_cache_branch is " + dtypeName(u.DataType) + ", want bool")
+		}
+		lm.cacheBranch = true
+		inNames = append(inNames, "use_cache_branch")
+	}
+
 	// Classify the remaining inputs as past tensors of one convention.
 	type pastIn struct {
 		layer int
@@ -311,7 +321,7 @@ func detect(path string, ins, outs []ortgo.InputOutputInfo, cfg modelConfig) (*L
 	var unknown []string
 	for _, in := range ins {
 		switch in.Name {
-		case "input_ids", "attention_mask", "position_ids":
+		case "input_ids", "attention_mask", "position_ids", "use_cache_branch":
 			continue
 		}
 		if m := reOptimumPast.FindStringSubmatch(in.Name); m != nil {
@@ -359,6 +369,9 @@ func detect(path string, ins, outs []ortgo.InputOutputInfo, cfg modelConfig) (*L
 		perLayer, rank = 1, 5
 	}
 	if len(pasts) == 0 {
+		if lm.cacheBranch {
+			return unsupported("use_cache_branch without past inputs")
+		}
 		lm.info.Convention = ConventionNoPast
 		lm.info.NLayer, lm.info.NHead, lm.info.HeadDim = cfg.nLayer, cfg.nHead, cfg.headDim
 		return lm, inNames, outNames, nil
@@ -374,7 +387,6 @@ func detect(path string, ins, outs []ortgo.InputOutputInfo, cfg modelConfig) (*L
 	})
 	nLayer := len(pasts) / perLayer
 	heads, headDim := int64(-1), int64(-1)
-	lm.inPast = len(inNames)
 	for i, p := range pasts {
 		if p.layer != i/perLayer || (perLayer == 2 && p.kind != [2]string{"key", "value"}[i%2]) {
 			return unsupported(fmt.Sprintf("past inputs are not layers 0..%d with one %s each", nLayer-1, map[int]string{1: "tensor", 2: "key and value"}[perLayer]))

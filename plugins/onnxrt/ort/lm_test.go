@@ -31,6 +31,7 @@ var fixtures = []struct {
 	{"gpt2-odd-onnx-nocache-op14", ConventionNoPast, "int64", true, true},
 	{"gpt2-odd-onnx-nocache-op17", ConventionNoPast, "int64", false, true},
 	{"gpt2-odd-onnx-stacked-op14", ConventionStacked, "int32", true, true},
+	{"gpt2-odd-onnx-merged-op14", ConventionOptimum, "int64", true, true},
 }
 
 // gpt2-odd's shape (testdata/models/README.md).
@@ -148,8 +149,12 @@ func TestDetectFixtures(t *testing.T) {
 	for _, fx := range fixtures {
 		t.Run(fx.dir, func(t *testing.T) {
 			info := loadFixture(t, fx.dir).Info()
+			file := "model.onnx"
+			if strings.Contains(fx.dir, "merged") {
+				file = "decoder_model_merged.onnx"
+			}
 			want := LMInfo{
-				Path: filepath.Join(modelsDir, fx.dir, "model.onnx"), Convention: fx.conv,
+				Path: filepath.Join(modelsDir, fx.dir, file), Convention: fx.conv,
 				NLayer: oddLayers, NHead: oddHeads, HeadDim: oddHeadDim, VocabSize: oddVocab,
 				IDsType: fx.idsType, HasPositionIDs: fx.pos, HasAttentionMask: fx.mask,
 				EOS: oddEOS, MaxContext: oddContext,

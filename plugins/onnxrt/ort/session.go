@@ -231,6 +231,12 @@ func (s *LMSession) inputs(ids []int64, w, total int) ([]ortgo.Value, error) {
 		}
 		vals = append(vals, v)
 	}
+	if lm.cacheBranch {
+		if v, err = ortgo.NewTensor(ortgo.NewShape(1), []bool{s.n > 0}); err != nil {
+			return fail(err)
+		}
+		vals = append(vals, v)
+	}
 	return vals, nil
 }
 
