@@ -38,7 +38,7 @@ func Load(dir string) (*Model, error) {
 		}
 	}
 	if path == "" {
-		return nil, fmt.Errorf("vae: %s: %w: none of %v", dir, ErrMissingWeights, WeightFiles)
+		return nil, fmt.Errorf("%w: %s holds none of %v", ErrMissingWeights, dir, WeightFiles)
 	}
 	f, err := safetensors.Open(path)
 	if err != nil {
@@ -122,7 +122,7 @@ func (b *builder) tensor(name string, init initKind, shapes ...[]int) []float32 
 		return v
 	}
 	if !b.src.Has(name) {
-		b.err = fmt.Errorf("vae: %s: tensor %q: %w", b.path, name, ErrMissingWeights)
+		b.err = fmt.Errorf("%w: %s: no tensor %q", ErrMissingWeights, b.path, name)
 		return nil
 	}
 	b.used[name] = true
@@ -132,12 +132,12 @@ func (b *builder) tensor(name string, init initKind, shapes ...[]int) []float32 
 		return nil
 	}
 	if !slices.ContainsFunc(shapes, func(s []int) bool { return slices.Equal(s, shape) }) {
-		b.err = fmt.Errorf("vae: %s: tensor %q has shape %v, config wants %v: %w", b.path, name, shape, want, ErrInvalidWeights)
+		b.err = fmt.Errorf("%w: %s: tensor %q has shape %v, config wants %v", ErrInvalidWeights, b.path, name, shape, want)
 		return nil
 	}
 	for i, x := range v {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			b.err = fmt.Errorf("vae: %s: tensor %q holds %v at index %d: %w", b.path, name, x, i, ErrInvalidWeights)
+			b.err = fmt.Errorf("%w: %s: tensor %q holds %v at index %d", ErrInvalidWeights, b.path, name, x, i)
 			return nil
 		}
 	}
