@@ -292,8 +292,9 @@ func catalogue() []*StageType {
 			Inputs: []Param{
 				{Name: "model", Type: ModelRef, Required: true, Description: "any model"},
 				{Name: "inputs", Type: cty.DynamicPseudoType, Required: true, ObjectOrMap: true,
-					Description: "named input tensors: `{ name = value }`, each a tensor from another stage, a list of numbers " +
-						"(token ids, int64), or `{ dtype = \"float32\", shape = [..], data = [..] }`"},
+					Description: "named input tensors: `{ name = value }`, each a tensor from another stage, numbers nested in lists " +
+						"(the nesting is the shape: `[stage.ids.ids]` is (1,T); int64 when all whole, else float32), " +
+						"or `{ dtype = \"float32\", shape = [..], data = [..] }` (see DecodeTensorArg)"},
 			},
 			Outputs: []Param{{Name: "outputs", Type: cty.Map(Tensor), Description: "named output tensors"}},
 		},

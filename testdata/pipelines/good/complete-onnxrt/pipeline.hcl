@@ -66,7 +66,7 @@ pipeline "logits" {
     use   = "infer"
     model = model.gpt2_graph
     inputs = {
-      input_ids = input.ids
+      input_ids = [input.ids] # (1, T): the nesting is the shape
     }
   }
 

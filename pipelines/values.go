@@ -1,0 +1,181 @@
+package pipelines
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+
+	"github.com/zclconf/go-cty/cty"
+)
+
+// ErrNotKnown is returned when a value needed at run time is unknown or
+// null.
+var ErrNotKnown = errors.New("pipelines: value is null or not known")
+
+// TokenIDsVal is the cty form of a token id sequence, as stages produce it.
+func TokenIDsVal(ids []int64) cty.Value {
+	if len(ids) == 0 {
+		return cty.ListValEmpty(cty.Number)
+	}
+	vals := make([]cty.Value, len(ids))
+	for i, id := range ids {
+		vals[i] = cty.NumberIntVal(id)
+	}
+	return cty.ListVal(vals)
+}
+
+// AsTokenIDs converts a TokenIDs value (as EvalStage returns it) to ids.
+// Every element must be a whole number that fits in int64.
+func AsTokenIDs(v cty.Value) ([]int64, error) {
+	if v.IsNull() || !v.IsWhollyKnown() {
+		return nil, ErrNotKnown
+	}
+	if !v.Type().IsListType() && !v.Type().IsTupleType() {
+		return nil, fmt.Errorf("pipelines: token ids: want a list of numbers, have %s", v.Type().FriendlyName())
+	}
+	ids := make([]int64, 0, v.LengthInt())
+	for it := v.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		n, err := wholeNumber(e)
+		if err != nil {
+			return nil, fmt.Errorf("pipelines: token id %d: %w", len(ids), err)
+		}
+		ids = append(ids, n)
+	}
+	return ids, nil
+}
+
+func wholeNumber(v cty.Value) (int64, error) {
+	if v.IsNull() || !v.IsKnown() {
+		return 0, ErrNotKnown
+	}
+	if v.Type() != cty.Number {
+		return 0, fmt.Errorf("want a number, have %s", v.Type().FriendlyName())
+	}
+	f := v.AsBigFloat()
+	n, acc := f.Int64()
+	if !f.IsInt() || acc != big.Exact {
+		return 0, fmt.Errorf("%s is not a whole number within int64", f.Text('g', -1))
+	}
+	return n, nil
+}
+
+// TensorArg is one entry of an infer stage's inputs, decoded. Exactly one
+// of Payload and Data is set.
+type TensorArg struct {
+	// Payload is the engine's own tensor from a Tensor (or Image) capsule:
+	// an output of another stage.
+	Payload any
+	// DType ("int64", "float32", …), Shape and row-major Data describe a
+	// literal tensor.
+	DType string
+	Shape []int64
+	Data  []float64
+}
+
+// DecodeTensorArg decodes one value of infer's inputs. It accepts
+//   - a tensor or image from another stage (a capsule): its payload;
+//   - a number, or a list of numbers nested to any depth: a tensor whose
+//     shape is the nesting ([[1, 2, 3]] is (1,3)) and whose dtype is int64
+//     when every element is whole, else float32;
+//   - an object { dtype = "...", shape = [...], data = [...] } with flat data
+//     whose length is the product of shape.
+func DecodeTensorArg(v cty.Value) (TensorArg, error) {
+	if v.IsNull() || !v.IsWhollyKnown() {
+		return TensorArg{}, ErrNotKnown
+	}
+	ty := v.Type()
+	switch {
+	case ty.IsCapsuleType():
+		return TensorArg{Payload: v.EncapsulatedValue()}, nil
+	case ty.IsObjectType() && ty.HasAttribute("data"):
+		return decodeTensorObject(v)
+	}
+	var a TensorArg
+	whole := true
+	if err := a.flatten(v, 0, &whole); err != nil {
+		return TensorArg{}, err
+	}
+	a.DType = "float32"
+	if whole {
+		a.DType = "int64"
+	}
+	return a, nil
+}
+
+// flatten appends v's numbers to a.Data and records the nesting as a.Shape,
+// checking that the nesting is rectangular.
+func (a *TensorArg) flatten(v cty.Value, depth int, whole *bool) error {
+	ty := v.Type()
+	if ty == cty.Number {
+		if depth < len(a.Shape) {
+			return fmt.Errorf("pipelines: tensor literal is ragged: a number where depth %d has a list", depth)
+		}
+		f, _ := v.AsBigFloat().Float64()
+		*whole = *whole && f == math.Trunc(f)
+		a.Data = append(a.Data, f)
+		return nil
+	}
+	if !ty.IsListType() && !ty.IsTupleType() {
+		return fmt.Errorf("pipelines: tensor literal: want numbers or lists of numbers, have %s", ty.FriendlyName())
+	}
+	n := int64(v.LengthInt())
+	switch {
+	case depth == len(a.Shape) && len(a.Data) == 0:
+		a.Shape = append(a.Shape, n)
+	case depth >= len(a.Shape) || a.Shape[depth] != n:
+		return fmt.Errorf("pipelines: tensor literal is ragged at depth %d", depth)
+	}
+	for it := v.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		if e.IsNull() {
+			return fmt.Errorf("pipelines: tensor literal has a null element")
+		}
+		if err := a.flatten(e, depth+1, whole); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func decodeTensorObject(v cty.Value) (TensorArg, error) {
+	var a TensorArg
+	ty := v.Type()
+	if !ty.HasAttribute("dtype") || !ty.HasAttribute("shape") {
+		return a, fmt.Errorf("pipelines: tensor object needs dtype, shape and data")
+	}
+	dt := v.GetAttr("dtype")
+	if dt.Type() != cty.String {
+		return a, fmt.Errorf("pipelines: tensor dtype must be a string")
+	}
+	a.DType = dt.AsString()
+	shape, err := AsTokenIDs(v.GetAttr("shape"))
+	if err != nil {
+		return a, fmt.Errorf("pipelines: tensor shape: %w", err)
+	}
+	a.Shape = shape
+	want := int64(1)
+	for _, d := range shape {
+		if d < 0 {
+			return a, fmt.Errorf("pipelines: tensor shape %v has a negative dimension", shape)
+		}
+		want *= d
+	}
+	data := v.GetAttr("data")
+	if !data.Type().IsListType() && !data.Type().IsTupleType() {
+		return a, fmt.Errorf("pipelines: tensor data must be a flat list of numbers")
+	}
+	for it := data.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		if e.IsNull() || e.Type() != cty.Number {
+			return a, fmt.Errorf("pipelines: tensor data must be a flat list of numbers")
+		}
+		f, _ := e.AsBigFloat().Float64()
+		a.Data = append(a.Data, f)
+	}
+	if int64(len(a.Data)) != want {
+		return a, fmt.Errorf("pipelines: tensor data has %d elements, shape %v needs %d", len(a.Data), shape, want)
+	}
+	return a, nil
+}
