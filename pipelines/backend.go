@@ -110,11 +110,20 @@ func (l *loader) backendConfig(be *Backend, block *hcl.Block, schema *ConfigSche
 	return v
 }
 
-// ConfigJSON returns the decoded config block as JSON, the form that crosses
-// the plugin boundary.
+// ConfigJSON returns the decoded config block as a JSON object, the form
+// that crosses the plugin boundary (sdk.ConfigureRequest). Attributes the
+// block leaves out are omitted rather than sent as null.
 func (b *Backend) ConfigJSON() ([]byte, error) {
-	if !b.Config.IsWhollyKnown() {
-		return nil, fmt.Errorf("pipelines: backend %q config is not known", b.Name)
+	if !b.Config.IsWhollyKnown() || b.Config.IsNull() {
+		return nil, fmt.Errorf("pipelines: backend %q: %w", b.Name, ErrNotKnown)
 	}
-	return ctyjson.Marshal(b.Config, b.Config.Type())
+	set := map[string]cty.Value{}
+	for it := b.Config.ElementIterator(); it.Next(); {
+		k, v := it.Element()
+		if !v.IsNull() {
+			set[k.AsString()] = v
+		}
+	}
+	obj := cty.ObjectVal(set)
+	return ctyjson.Marshal(obj, obj.Type())
 }

@@ -87,7 +87,9 @@ type Model struct {
 	// Path is the absolute model directory (or file).
 	Path string
 	Task string
-	// Options is the options attribute's value (any object), or null.
+	// Options is the options attribute's value, an object of strings,
+	// numbers and bools, or null; OptionStrings gives it as the backend
+	// receives it.
 	Options   cty.Value
 	DeclRange hcl.Range
 	PathRange hcl.Range

@@ -539,6 +539,10 @@ func (l *loader) model(b *hcl.Block) {
 			v, d := a.Expr.Value(l.cfg.EvalContext(nil))
 			if l.add(d) {
 				m.Options = v
+				if _, err := optionStrings(v); err != nil && err != ErrNotKnown {
+					l.add(hcl.Diagnostics{attrDiag(a, nil, "Invalid model options",
+						fmt.Sprintf("Model %q: %s.", m.Name, err))})
+				}
 			}
 		}
 	}

@@ -150,7 +150,7 @@ func TestBackendSchemas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `{"execution_providers":["cpu"],"inter_op_threads":null,"intra_op_threads":2}`; string(js) != want {
+	if want := `{"execution_providers":["cpu"],"intra_op_threads":2}`; string(js) != want {
 		t.Errorf("config JSON %s, want %s", js, want)
 	}
 }
@@ -296,6 +296,13 @@ model "m" {
 }`, "Invalid default value for variable", `The default of variable "n" does not match its type: a number is required.`, "inline.hcl:3:13"},
 		{"duplicate local", `locals { a = 1 }
 locals { a = 2 }`, `Duplicate local value "a"`, "already declared at ../testdata/pipelines/inline.hcl:1:10", "inline.hcl:2:10"},
+		{"options", `backend "n" { plugin = "modelrt-native" }
+model "m" {
+  backend = backend.n
+  path    = "../models/vae-tiny"
+  task    = "vae"
+  options = { tile = [64, 64], precision = "float32" }
+}`, "Invalid model options", "option values must be strings, numbers or bools; tile is not", "inline.hcl:6:13"},
 		{"invalid name", `pipeline "a b" {}`, "Invalid name", `"a b" is not a valid pipeline name`, "inline.hcl:1:10"},
 	}
 	for _, c := range cases {

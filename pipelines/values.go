@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"sort"
+	"strings"
 
 	"github.com/zclconf/go-cty/cty"
 )
@@ -178,4 +180,54 @@ func decodeTensorObject(v cty.Value) (TensorArg, error) {
 		return a, fmt.Errorf("pipelines: tensor data has %d elements, shape %v needs %d", len(a.Data), shape, want)
 	}
 	return a, nil
+}
+
+// OptionStrings returns the model's options as the backend's LoadModel
+// receives them: name → value as text (numbers in their shortest form,
+// bools as true/false). nil when the model has no options.
+func (m *Model) OptionStrings() (map[string]string, error) {
+	return optionStrings(m.Options)
+}
+
+func optionStrings(v cty.Value) (map[string]string, error) {
+	if v.IsNull() {
+		return nil, nil
+	}
+	if !v.IsWhollyKnown() {
+		return nil, ErrNotKnown
+	}
+	ty := v.Type()
+	if !ty.IsObjectType() && !ty.IsMapType() {
+		return nil, fmt.Errorf("options must be an object like { precision = \"float32\" }, not %s", ty.FriendlyName())
+	}
+	out := map[string]string{}
+	var bad []string
+	for it := v.ElementIterator(); it.Next(); {
+		k, e := it.Element()
+		name := k.AsString()
+		switch {
+		case e.IsNull():
+			continue
+		case e.Type() == cty.String:
+			out[name] = e.AsString()
+		case e.Type() == cty.Number:
+			out[name] = e.AsBigFloat().Text('g', -1)
+		case e.Type() == cty.Bool:
+			out[name] = fmt.Sprint(e.True())
+		default:
+			bad = append(bad, name)
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return nil, fmt.Errorf("option values must be strings, numbers or bools; %s %s not", strings.Join(bad, ", "), pluralIs(len(bad)))
+	}
+	return out, nil
+}
+
+func pluralIs(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
 }

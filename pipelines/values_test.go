@@ -89,3 +89,19 @@ func TestDecodeTensorArg(t *testing.T) {
 		t.Errorf("capsule: %+v, %v", a, err)
 	}
 }
+
+func TestOptionStrings(t *testing.T) {
+	cfg := loadGood(t, fixtures+"good/text-image-chain", LoadOptions{})
+	got, err := cfg.Models["vae"].OptionStrings()
+	if err != nil || !reflect.DeepEqual(got, map[string]string{"precision": "float32"}) {
+		t.Errorf("vae options %v, %v", got, err)
+	}
+	if got, err := cfg.Models["gpt2"].OptionStrings(); err != nil || got != nil {
+		t.Errorf("gpt2 (no options) %v, %v", got, err)
+	}
+	m := &Model{Options: eval(t, `{ n = 1.5, on = true, s = "x", off = null }`)}
+	got, err = m.OptionStrings()
+	if want := map[string]string{"n": "1.5", "on": "true", "s": "x"}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("options %v, %v, want %v", got, err, want)
+	}
+}
