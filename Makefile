@@ -1,0 +1,35 @@
+# modelrt — see README.md. `make test` is what CI runs (.ci/run).
+GO      ?= go
+BIN     := bin
+ORT_LIB := $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
+export ONNXRUNTIME_SHARED_LIBRARY_PATH ?= $(ORT_LIB)
+
+# Packages with concurrency run under the race detector.
+RACE_PKGS := ./sdk/... ./runtime/... ./plugins/native/... ./native/kernels/...
+
+.PHONY: setup build test check run clean
+
+setup:
+	scripts/setup.sh
+
+build:
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/modelrt ./cmd/modelrt
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/modelrt-native ./plugins/native
+	@if ls plugins/onnxrt/*.go >/dev/null 2>&1; then \
+		echo "CGO_ENABLED=1 $(GO) build -o $(BIN)/modelrt-onnxrt ./plugins/onnxrt"; \
+		CGO_ENABLED=1 $(GO) build -o $(BIN)/modelrt-onnxrt ./plugins/onnxrt; fi
+
+check:
+	@out=$$(git ls-files '*.go' | grep -v '\.pb\.go$$' | xargs gofmt -l); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: setup build check
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race $(RACE_PKGS)
+
+run: setup build
+	$(BIN)/modelrt generate --plugin-dir $(BIN) --model testdata/models/gpt2-tiny --prompt "Hello, world" --max-new-tokens 16 --temperature 0
+
+clean:
+	rm -rf $(BIN)

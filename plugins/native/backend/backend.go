@@ -1,0 +1,446 @@
+// Package backend implements the native backend (sdk.Backend) on native/gpt2 and native/vae.
+// It is what cmd modelrt-native serves; tests use it in-process too.
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/modelrt/modelrt/native/gpt2"
+	"github.com/modelrt/modelrt/native/vae"
+	"github.com/modelrt/modelrt/sdk"
+)
+
+// Version is the backend's version, reported by Describe.
+const Version = "0.1.0"
+
+// Backend is the native backend. The zero value is not usable; call New.
+type Backend struct {
+	mu       sync.Mutex
+	models   map[string]*model
+	sessions map[string]*session
+	nextID   int
+}
+
+type model struct {
+	name  string
+	path  string
+	task  string
+	gpt2  *gpt2.Model
+	vae   *vae.Model
+	bytes int64
+}
+
+type session struct {
+	mu    sync.Mutex // one call at a time per session: the cache is not safe for concurrent use
+	model *model
+	cache *gpt2.Cache
+}
+
+// New returns an empty native backend.
+func New() *Backend {
+	return &Backend{models: map[string]*model{}, sessions: map[string]*session{}}
+}
+
+// Describe implements sdk.Backend.
+func (b *Backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
+	return &sdk.DescribeResponse{
+		Name: "native", Version: Version,
+		Description: "pure-Go GPT-2 and AutoencoderKL on safetensors weights",
+		Tasks:       []string{sdk.TaskCausalLM, sdk.TaskVAE},
+		Formats:     []string{"safetensors"},
+		ConfigSchema: sdk.ConfigSchema{Attributes: []sdk.ConfigAttribute{
+			{Name: "threads", Type: "number", Description: "worker threads for the kernels (default: all cores)"},
+		}},
+	}, nil
+}
+
+// Config is the backend's HCL config block.
+type Config struct {
+	Threads int `json:"threads"`
+}
+
+// Configure implements sdk.Configurer.
+func (b *Backend) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.ConfigureResponse, error) {
+	var c Config
+	if len(req.Config) > 0 {
+		if err := json.Unmarshal(req.Config, &c); err != nil {
+			return nil, sdk.InvalidArgument("native config: %v", err)
+		}
+	}
+	if c.Threads < 0 {
+		return nil, sdk.InvalidArgument("native config: threads must be >= 0, got %d", c.Threads)
+	}
+	if c.Threads > 0 {
+		runtime.GOMAXPROCS(c.Threads)
+	}
+	return &sdk.ConfigureResponse{}, nil
+}
+
+// detectTask reads config.json to tell a GPT-2 from an AutoencoderKL when no task is given.
+func detectTask(dir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return "", err
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return "", fmt.Errorf("%s: %v", filepath.Join(dir, "config.json"), err)
+	}
+	if _, ok := probe["latent_channels"]; ok {
+		return sdk.TaskVAE, nil
+	}
+	if _, ok := probe["n_embd"]; ok {
+		return sdk.TaskCausalLM, nil
+	}
+	return "", fmt.Errorf("%s: neither a GPT-2 config (n_embd) nor an AutoencoderKL config (latent_channels)", filepath.Join(dir, "config.json"))
+}
+
+// loadError maps a load failure to a Code: a missing directory or file is NotFound, anything
+// else about the files' contents is InvalidArgument (the user must fix the model directory).
+func loadError(name string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return sdk.NotFound("load model %q: %v", name, err)
+	}
+	return sdk.InvalidArgument("load model %q: %v", name, err)
+}
+
+// LoadModel implements sdk.Backend.
+func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sdk.LoadModelResponse, error) {
+	if req.Name == "" {
+		return nil, sdk.InvalidArgument("load model: empty name")
+	}
+	if st, err := os.Stat(req.Path); err != nil {
+		return nil, loadError(req.Name, err)
+	} else if !st.IsDir() {
+		return nil, sdk.InvalidArgument("load model %q: %s is not a directory", req.Name, req.Path)
+	}
+	task := req.Task
+	if task == "" {
+		t, err := detectTask(req.Path)
+		if err != nil {
+			return nil, loadError(req.Name, err)
+		}
+		task = t
+	}
+	m := &model{name: req.Name, path: req.Path, task: task}
+	info := sdk.ModelInfo{Name: req.Name, Task: task, Format: "safetensors", Metadata: map[string]string{}}
+	slog.Info("loading model", "model", req.Name, "path", req.Path, "task", task)
+	switch task {
+	case sdk.TaskCausalLM:
+		g, err := gpt2.Load(req.Path)
+		if err != nil {
+			return nil, loadError(req.Name, err)
+		}
+		m.gpt2 = g
+		c := g.Config()
+		m.bytes = 4 * gpt2Params(c)
+		info.Metadata["vocab_size"] = strconv.Itoa(c.VocabSize)
+		info.Metadata["n_positions"] = strconv.Itoa(c.NPositions)
+		info.Metadata["eos_token_id"] = strconv.Itoa(c.EOSTokenID)
+		info.Metadata["bos_token_id"] = strconv.Itoa(c.BOSTokenID)
+		info.Inputs = []sdk.TensorSpec{
+			{Name: "input_ids", DType: sdk.Int64, Shape: []int64{-1, -1}, DimNames: []string{"batch", "sequence"}},
+			{Name: "attention_mask", DType: sdk.Int64, Shape: []int64{-1, -1}, DimNames: []string{"batch", "past+sequence"}},
+		}
+		info.Outputs = []sdk.TensorSpec{{Name: "logits", DType: sdk.Float32, Shape: []int64{-1, -1, int64(c.VocabSize)}, DimNames: []string{"batch", "sequence", "vocab"}}}
+	case sdk.TaskVAE, sdk.TaskVAEEncode, sdk.TaskVAEDecode:
+		v, err := vae.Load(req.Path)
+		if err != nil {
+			return nil, loadError(req.Name, err)
+		}
+		m.vae, m.task = v, sdk.TaskVAE
+		info.Task = sdk.TaskVAE
+		c := v.Config()
+		info.Metadata["latent_channels"] = strconv.Itoa(c.LatentChannels)
+		info.Metadata["in_channels"] = strconv.Itoa(c.InChannels)
+		info.Metadata["out_channels"] = strconv.Itoa(c.OutChannels)
+		info.Metadata["downsample_factor"] = strconv.Itoa(c.DownsampleFactor())
+		info.Metadata["scaling_factor"] = strconv.FormatFloat(float64(c.ScalingFactor), 'g', -1, 32)
+		info.Metadata["sample_size"] = strconv.Itoa(c.SampleSize)
+	default:
+		return nil, sdk.Unimplemented("load model %q: the native backend has no task %q (it has %s, %s)", req.Name, task, sdk.TaskCausalLM, sdk.TaskVAE)
+	}
+	b.mu.Lock()
+	if old := b.models[req.Name]; old != nil {
+		b.dropSessionsLocked(old)
+	}
+	b.models[req.Name] = m
+	b.mu.Unlock()
+	return &sdk.LoadModelResponse{Model: info}, nil
+}
+
+// gpt2Params counts the float32 parameters of a GPT-2 (lm_head tied to wte, stored once).
+func gpt2Params(c gpt2.Config) int64 {
+	C, inner := int64(c.NEmbd), int64(c.Inner())
+	block := C*3*C + 3*C + C*C + C + C*inner + inner + inner*C + C + 4*C
+	return int64(c.VocabSize)*C + int64(c.NPositions)*C + int64(c.NLayer)*block + 2*C
+}
+
+func (b *Backend) dropSessionsLocked(m *model) {
+	for id, s := range b.sessions {
+		if s.model == m {
+			delete(b.sessions, id)
+		}
+	}
+}
+
+// UnloadModel implements sdk.Backend.
+func (b *Backend) UnloadModel(_ context.Context, req *sdk.UnloadModelRequest) (*sdk.UnloadModelResponse, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m, ok := b.models[req.Name]
+	if !ok {
+		return nil, sdk.NotFound("model %q is not loaded", req.Name)
+	}
+	b.dropSessionsLocked(m)
+	delete(b.models, req.Name)
+	runtime.GC()
+	return &sdk.UnloadModelResponse{}, nil
+}
+
+func (b *Backend) model(name string) (*model, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m, ok := b.models[name]
+	if !ok {
+		return nil, sdk.NotFound("model %q is not loaded", name)
+	}
+	return m, nil
+}
+
+// OpenSession implements sdk.Sessions: a KV cache for BatchSize rows.
+func (b *Backend) OpenSession(_ context.Context, req *sdk.OpenSessionRequest) (*sdk.OpenSessionResponse, error) {
+	m, err := b.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	if m.gpt2 == nil {
+		return nil, sdk.FailedPrecondition("model %q (%s) has no sessions; only causal-lm models do", req.Model, m.task)
+	}
+	batch := req.BatchSize
+	if batch == 0 {
+		batch = 1
+	}
+	if batch < 0 || batch > 1024 {
+		return nil, sdk.InvalidArgument("batch_size %d outside [1, 1024]", req.BatchSize)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.nextID++
+	id := fmt.Sprintf("native-%d", b.nextID)
+	b.sessions[id] = &session{model: m, cache: m.gpt2.NewCache(batch)}
+	return &sdk.OpenSessionResponse{Session: id}, nil
+}
+
+// CloseSession implements sdk.Sessions.
+func (b *Backend) CloseSession(_ context.Context, req *sdk.CloseSessionRequest) (*sdk.CloseSessionResponse, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.sessions[req.Session]; !ok {
+		return nil, sdk.NotFound("session %q is not open", req.Session)
+	}
+	delete(b.sessions, req.Session)
+	return &sdk.CloseSessionResponse{}, nil
+}
+
+// Infer implements sdk.Backend.
+func (b *Backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferResponse, error) {
+	m, err := b.model(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	switch {
+	case m.gpt2 != nil:
+		return b.inferLM(ctx, m, req)
+	case m.vae != nil:
+		return inferVAE(m, req)
+	}
+	return nil, sdk.Internal("model %q has nothing loaded", req.Model)
+}
+
+func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
+	idsT, ok := req.Inputs["input_ids"]
+	if !ok {
+		return nil, sdk.InvalidArgument("causal-lm: input %q is missing (inputs: %s)", "input_ids", names(req.Inputs))
+	}
+	if len(idsT.Shape) != 2 {
+		return nil, sdk.InvalidArgument("causal-lm: input_ids must be (batch, sequence), got shape %v", idsT.Shape)
+	}
+	ids, err := idsT.Int64s()
+	if err != nil {
+		return nil, err
+	}
+	B, T := int(idsT.Shape[0]), int(idsT.Shape[1])
+	if B == 0 || T == 0 {
+		return nil, sdk.InvalidArgument("causal-lm: input_ids is empty (shape %v)", idsT.Shape)
+	}
+	var mask []int64
+	if mt, ok := req.Inputs["attention_mask"]; ok {
+		if mask, err = mt.Int64s(); err != nil {
+			return nil, err
+		}
+	}
+	lastOnly := false
+	switch req.Params[sdk.ParamLogits] {
+	case "", "all":
+	case "last":
+		lastOnly = true
+	default:
+		return nil, sdk.InvalidArgument("params.%s = %q: want \"all\" or \"last\"", sdk.ParamLogits, req.Params[sdk.ParamLogits])
+	}
+	var cache *gpt2.Cache
+	if req.Session != "" {
+		b.mu.Lock()
+		s, ok := b.sessions[req.Session]
+		b.mu.Unlock()
+		if !ok {
+			return nil, sdk.NotFound("session %q is not open", req.Session)
+		}
+		if s.model != m {
+			return nil, sdk.InvalidArgument("session %q belongs to model %q, not %q", req.Session, s.model.name, m.name)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.cache.Batch() != B {
+			return nil, sdk.InvalidArgument("session %q was opened for batch %d, input_ids has batch %d", req.Session, s.cache.Batch(), B)
+		}
+		cache = s.cache
+	} else {
+		cache = m.gpt2.NewCache(B)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	V := m.gpt2.Config().VocabSize
+	outT := T
+	if lastOnly {
+		outT = 1
+	}
+	logits := make([]float32, B*outT*V)
+	if err := m.gpt2.Forward(cache, ids, B, T, mask, lastOnly, logits); err != nil {
+		if errors.Is(err, gpt2.ErrInvalidInput) {
+			return nil, sdk.InvalidArgument("%v", err)
+		}
+		return nil, sdk.Internal("%v", err)
+	}
+	return &sdk.InferResponse{Outputs: map[string]*sdk.Tensor{
+		"logits": sdk.FromFloat32([]int64{int64(B), int64(outT), int64(V)}, logits),
+	}}, nil
+}
+
+func inferVAE(m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
+	task := req.Params[sdk.ParamTask]
+	if task == "" {
+		// The inputs tell the direction when the caller did not.
+		if _, ok := req.Inputs["latent"]; ok {
+			task = sdk.TaskVAEDecode
+		} else {
+			task = sdk.TaskVAEEncode
+		}
+	}
+	want := map[string]string{sdk.TaskVAEEncode: "image", sdk.TaskVAEDecode: "latent"}[task]
+	if want == "" {
+		return nil, sdk.InvalidArgument("params.task = %q: a vae model serves %s and %s", task, sdk.TaskVAEEncode, sdk.TaskVAEDecode)
+	}
+	t, ok := req.Inputs[want]
+	if !ok {
+		return nil, sdk.InvalidArgument("%s: input %q is missing (inputs: %s)", task, want, names(req.Inputs))
+	}
+	if len(t.Shape) != 4 {
+		return nil, sdk.InvalidArgument("%s: %s must be (batch, channels, height, width), got shape %v", task, want, t.Shape)
+	}
+	x, err := t.Float32s()
+	if err != nil {
+		return nil, err
+	}
+	s := t.Shape
+	n, c, h, w := int(s[0]), int(s[1]), int(s[2]), int(s[3])
+	if task == sdk.TaskVAEEncode {
+		mean, logvar, err := m.vae.Encode(x, n, c, h, w)
+		if err != nil {
+			return nil, vaeError(err)
+		}
+		f := m.vae.Config().DownsampleFactor()
+		shape := []int64{int64(n), int64(m.vae.Config().LatentChannels), int64(h / f), int64(w / f)}
+		return &sdk.InferResponse{Outputs: map[string]*sdk.Tensor{
+			"mean": sdk.FromFloat32(shape, mean), "logvar": sdk.FromFloat32(shape, logvar),
+		}}, nil
+	}
+	img, err := m.vae.Decode(x, n, c, h, w)
+	if err != nil {
+		return nil, vaeError(err)
+	}
+	f := m.vae.Config().DownsampleFactor()
+	shape := []int64{int64(n), int64(m.vae.Config().OutChannels), int64(h * f), int64(w * f)}
+	return &sdk.InferResponse{Outputs: map[string]*sdk.Tensor{"image": sdk.FromFloat32(shape, img)}}, nil
+}
+
+func vaeError(err error) error {
+	if errors.Is(err, vae.ErrInvalidInput) {
+		return sdk.InvalidArgument("%v", err)
+	}
+	return sdk.Internal("%v", err)
+}
+
+func names(m map[string]*sdk.Tensor) string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
+}
+
+// Health implements sdk.Backend.
+func (b *Backend) Health(context.Context, *sdk.HealthRequest) (*sdk.HealthResponse, error) {
+	return &sdk.HealthResponse{Status: "ok"}, nil
+}
+
+// Stats implements sdk.StatsReporter.
+func (b *Backend) Stats(context.Context, *sdk.StatsRequest) (*sdk.StatsResponse, error) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := &sdk.StatsResponse{OpenSessions: len(b.sessions), HeapBytes: int64(ms.HeapAlloc), RSSBytes: rss(), Goroutines: int64(runtime.NumGoroutine())}
+	for _, m := range b.models {
+		n := 0
+		for _, ss := range b.sessions {
+			if ss.model == m {
+				n++
+			}
+		}
+		s.Models = append(s.Models, sdk.ModelStats{Name: m.name, Task: m.task, WeightBytes: m.bytes, OpenSessions: n})
+	}
+	return s, nil
+}
+
+// rss reads the resident set size from /proc (0 where there is none).
+func rss() int64 {
+	data, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}

@@ -1,0 +1,120 @@
+// Package lm drives a causal language model that lives in a backend: it opens sessions (the KV
+// cache stays in the backend) and turns each decode step into one Infer call, so that
+// runtime/generate can run the same decode loop over any backend.
+package lm
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/modelrt/modelrt/sdk"
+)
+
+// Backend is what a causal-LM session needs of a backend: inference and sessions. A
+// runtime/plugin.Plugin satisfies it, and so does any in-process sdk.Backend with sdk.Sessions.
+type Backend interface {
+	sdk.Backend
+	sdk.Sessions
+}
+
+// Model is a causal-LM model loaded in a backend.
+type Model struct {
+	Backend Backend
+	Name    string
+	// Facts from the backend's ModelInfo metadata (0 when the backend did not say).
+	VocabSize int
+	Context   int
+	EOS       int
+}
+
+// Load loads dir into b under name and reads its metadata.
+func Load(ctx context.Context, b Backend, name, dir string, options map[string]string) (*Model, error) {
+	r, err := b.LoadModel(ctx, &sdk.LoadModelRequest{Name: name, Path: dir, Task: sdk.TaskCausalLM, Options: options})
+	if err != nil {
+		return nil, err
+	}
+	return FromInfo(b, r.Model)
+}
+
+// FromInfo wraps a model already loaded in b, described by info.
+func FromInfo(b Backend, info sdk.ModelInfo) (*Model, error) {
+	m := &Model{Backend: b, Name: info.Name, EOS: -1}
+	for key, dst := range map[string]*int{"vocab_size": &m.VocabSize, "n_positions": &m.Context, "eos_token_id": &m.EOS} {
+		if s, ok := info.Metadata[key]; ok {
+			v, err := strconv.Atoi(s)
+			if err != nil {
+				return nil, fmt.Errorf("model %q: metadata %s = %q is not an integer", info.Name, key, s)
+			}
+			*dst = v
+		}
+	}
+	return m, nil
+}
+
+// Session is one open session of a Model; it implements generate.Stepper.
+type Session struct {
+	m     *Model
+	id    string
+	batch int
+}
+
+// Open opens a session for batch rows.
+func (m *Model) Open(ctx context.Context, batch int) (*Session, error) {
+	r, err := m.Backend.OpenSession(ctx, &sdk.OpenSessionRequest{Model: m.Name, BatchSize: batch})
+	if err != nil {
+		return nil, err
+	}
+	return &Session{m: m, id: r.Session, batch: batch}, nil
+}
+
+// ID returns the backend's session id.
+func (s *Session) ID() string { return s.id }
+
+// Step implements generate.Stepper: one Infer call with the new ids and the full mask, asking
+// for the last position's logits only.
+func (s *Session) Step(ctx context.Context, ids []int64, B, T int, mask []int64) ([]float32, error) {
+	in := map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{int64(B), int64(T)}, ids)}
+	if mask != nil {
+		in["attention_mask"] = sdk.FromInt64([]int64{int64(B), int64(len(mask) / max(B, 1))}, mask)
+	}
+	r, err := s.m.Backend.Infer(ctx, &sdk.InferRequest{
+		Model: s.m.Name, Session: s.id, Inputs: in,
+		Outputs: []string{"logits"}, Params: map[string]string{sdk.ParamLogits: "last"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	lt, ok := r.Outputs["logits"]
+	if !ok {
+		return nil, fmt.Errorf("model %q: backend returned no logits", s.m.Name)
+	}
+	v, err := lt.Float32s()
+	if err != nil {
+		return nil, fmt.Errorf("model %q: logits: %w", s.m.Name, err)
+	}
+	if len(lt.Shape) == 0 || lt.Shape[0] != int64(B) || len(v)%B != 0 {
+		return nil, fmt.Errorf("model %q: logits of shape %v for batch %d", s.m.Name, lt.Shape, B)
+	}
+	// A backend may return (B,1,V) or (B,T,V); the decode loop wants the last position (B,V).
+	V := int(lt.Shape[len(lt.Shape)-1])
+	rows := len(v) / (B * V)
+	if rows == 1 {
+		return v, nil
+	}
+	out := make([]float32, B*V)
+	for b := range B {
+		copy(out[b*V:(b+1)*V], v[(b*rows+rows-1)*V:(b*rows+rows)*V])
+	}
+	return out, nil
+}
+
+// Close frees the session's state in the backend. It uses a fresh context so that a cancelled
+// request still frees its session.
+func (s *Session) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := s.m.Backend.CloseSession(ctx, &sdk.CloseSessionRequest{Session: s.id})
+	return err
+}
