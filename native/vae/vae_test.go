@@ -280,7 +280,10 @@ func TestLegacyAttentionNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	compare(t, "legacy names", b, a, 0)
+	// Not bit-exact: a product split over workers may add its partial sums in a different order
+	// from run to run. A misbound weight moves the output by far more than this.
+	const rerunTol = 1e-5
+	compare(t, "legacy names", b, a, rerunTol)
 }
 
 func TestNewRandom(t *testing.T) {
