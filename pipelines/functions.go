@@ -50,7 +50,7 @@ func functions(dir string) map[string]function.Function {
 		"coalescelist": stdlib.CoalesceListFunc, "compact": stdlib.CompactFunc,
 		"concat": stdlib.ConcatFunc, "contains": stdlib.ContainsFunc, "distinct": stdlib.DistinctFunc,
 		"element": stdlib.ElementFunc, "flatten": stdlib.FlattenFunc, "index": stdlib.IndexFunc,
-		"keys": stdlib.KeysFunc, "length": stdlib.LengthFunc, "lookup": stdlib.LookupFunc,
+		"keys": stdlib.KeysFunc, "length": lengthFunc, "lookup": stdlib.LookupFunc,
 		"merge": stdlib.MergeFunc, "range": stdlib.RangeFunc, "reverse": stdlib.ReverseListFunc,
 		"setintersection": stdlib.SetIntersectionFunc, "setproduct": stdlib.SetProductFunc,
 		"setsubtract": stdlib.SetSubtractFunc, "setunion": stdlib.SetUnionFunc,
@@ -174,5 +174,34 @@ var envFunc = function.New(&function.Spec{
 		}
 		return cty.UnknownVal(cty.String), function.NewArgErrorf(0,
 			"environment variable %s is not set; set it or give a default: env(%q, \"...\")", name, name)
+	},
+})
+
+// lengthFunc is Terraform's length: cty's counts lists, maps and tuples
+// only, and pipeline authors measure prompts and objects too.
+var lengthFunc = function.New(&function.Spec{
+	Description: "The number of elements of a collection, or of characters of a string.",
+	Params: []function.Parameter{{Name: "value", Type: cty.DynamicPseudoType,
+		AllowDynamicType: true, AllowUnknown: true}},
+	Type: func(args []cty.Value) (cty.Type, error) {
+		if ty := args[0].Type(); ty == cty.String || ty == cty.DynamicPseudoType || ty.IsObjectType() {
+			return cty.Number, nil
+		}
+		return stdlib.LengthFunc.ReturnType([]cty.Type{args[0].Type()})
+	},
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		if args[0].Type() == cty.String {
+			if !args[0].IsKnown() {
+				return cty.UnknownVal(cty.Number), nil
+			}
+			return stdlib.Strlen(args[0])
+		}
+		if ty := args[0].Type(); ty.IsObjectType() {
+			return cty.NumberIntVal(int64(len(ty.AttributeTypes()))), nil
+		}
+		if !args[0].IsKnown() && args[0].Type() == cty.DynamicPseudoType {
+			return cty.UnknownVal(cty.Number), nil
+		}
+		return stdlib.Length(args[0])
 	},
 })

@@ -525,6 +525,7 @@ func TestFunctions(t *testing.T) {
 		{`env("PATH", "x")`, "", "starts with MODELRT_"},
 		{`join(",", [upper("a"), format("%03d", 7)])`, "A,007", ""},
 		{`jsonencode({a = [1, 2]})`, `{"a":[1,2]}`, ""},
+		{`format("%d %d %d", length("héllo"), length([1, 2]), length({a = 1}))`, "5 2 1", ""},
 		{`try(tostring(file("missing.txt")), "fallback")`, "fallback", ""},
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
