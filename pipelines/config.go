@@ -131,6 +131,48 @@ func (p *Pipeline) Stage(name string) *Stage {
 	return nil
 }
 
+// ModelNames lists the models the pipeline's stages and outputs refer to,
+// sorted: what an engine must load to run it. Models can only be reached
+// through model.<name> references in a pipeline (locals and variables
+// cannot hold them), so this is complete.
+func (p *Pipeline) ModelNames() []string {
+	seen := map[string]bool{}
+	for _, r := range p.refs() {
+		if r.Kind == RefModel {
+			seen[r.Name] = true
+		}
+	}
+	return keys(seen)
+}
+
+// BackendNames lists the backends the pipeline needs, sorted: those of its
+// models and any it refers to directly.
+func (p *Pipeline) BackendNames() []string {
+	seen := map[string]bool{}
+	for _, m := range p.ModelNames() {
+		if b := p.cfg.Models[m].BackendName; b != "" {
+			seen[b] = true
+		}
+	}
+	for _, r := range p.refs() {
+		if r.Kind == RefBackend {
+			seen[r.Name] = true
+		}
+	}
+	return keys(seen)
+}
+
+func (p *Pipeline) refs() []Reference {
+	var out []Reference
+	for _, s := range p.Stages {
+		out = append(out, s.Refs...)
+	}
+	for _, o := range p.Outputs {
+		out = append(out, o.Refs...)
+	}
+	return out
+}
+
 // Waves groups the stages into levels: every stage of a wave depends only on
 // stages of earlier waves, so the stages of one wave may run concurrently.
 // An engine that schedules on DependsOn directly can start a stage as soon

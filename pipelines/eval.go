@@ -249,14 +249,7 @@ func staticValues(p *Pipeline, stages map[string]*Stage) Values {
 	}
 	// A stage of an unknown type (already reported) has unknown outputs of
 	// any type, so that its readers report nothing more.
-	var refs []Reference
-	for _, s := range stages {
-		refs = append(refs, s.Refs...)
-	}
-	for _, o := range p.Outputs {
-		refs = append(refs, o.Refs...)
-	}
-	for _, r := range refs {
+	for _, r := range p.refs() {
 		if r.Kind == RefStage && stages[r.Name] != nil && stages[r.Name].Type == nil {
 			v.Stages[r.Name][r.Attr] = cty.DynamicVal
 		}

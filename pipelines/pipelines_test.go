@@ -323,6 +323,16 @@ func TestStageGraph(t *testing.T) {
 	if want := []string{"gen<", "z<gen", "direct<z", "save<direct"}; !reflect.DeepEqual(order, want) {
 		t.Errorf("stages %v, want %v", order, want)
 	}
+	if got := p.ModelNames(); !reflect.DeepEqual(got, []string{"gpt2", "vae"}) {
+		t.Errorf("ModelNames %v, want [gpt2 vae]", got)
+	}
+	if got := p.BackendNames(); !reflect.DeepEqual(got, []string{"native"}) {
+		t.Errorf("BackendNames %v, want [native]", got)
+	}
+	cfg = loadGood(t, fixtures+"good/complete-onnxrt", LoadOptions{})
+	if got := cfg.Pipelines["logits"].ModelNames(); !reflect.DeepEqual(got, []string{"gpt2_graph"}) {
+		t.Errorf("logits ModelNames %v, want [gpt2_graph]", got)
+	}
 
 	// Two independent branches joined at the end: declaration order is kept
 	// among independent stages, and the waves put the branches side by side.
