@@ -10,7 +10,7 @@
 package export
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelrt/modelrt/native/gpt2"
 	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/onnx/graph"
 	"github.com/modelrt/modelrt/onnx/onnxpb"
@@ -55,96 +56,14 @@ const ModelFile = "model.onnx"
 // Producer is written into exported models' producer_name.
 const Producer = "modelrt-export"
 
-// Config holds the GPT2Config fields that shape the graph.
-type Config struct {
-	VocabSize          int      `json:"vocab_size"`
-	NPositions         int      `json:"n_positions"`
-	NEmbd              int      `json:"n_embd"`
-	NLayer             int      `json:"n_layer"`
-	NHead              int      `json:"n_head"`
-	NInner             *int     `json:"n_inner"`
-	LayerNormEpsilon   *float64 `json:"layer_norm_epsilon"`
-	ActivationFunction string   `json:"activation_function"`
-	ScaleAttnWeights   *bool    `json:"scale_attn_weights"`
-	// ScaleAttnByInverseLayerIdx divides layer i's scores by i+1 as well (HF option).
-	ScaleAttnByInverseLayerIdx bool  `json:"scale_attn_by_inverse_layer_idx"`
-	ReorderAndUpcastAttn       bool  `json:"reorder_and_upcast_attn"`
-	TieWordEmbeddings          *bool `json:"tie_word_embeddings"`
-}
-
-// ReadConfig reads and checks dir/config.json.
-func ReadConfig(dir string) (*Config, error) {
-	path := filepath.Join(dir, "config.json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	var c Config
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("export: %s: %w", path, err)
-	}
-	if err := c.check(); err != nil {
-		return nil, fmt.Errorf("export: %s: %w", path, err)
-	}
-	return &c, nil
-}
-
-func (c *Config) check() error {
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"vocab_size", c.VocabSize}, {"n_positions", c.NPositions}, {"n_embd", c.NEmbd}, {"n_layer", c.NLayer}, {"n_head", c.NHead}} {
-		if f.v <= 0 {
-			return fmt.Errorf("%s = %d, want > 0", f.name, f.v)
-		}
-	}
-	if c.NEmbd%c.NHead != 0 {
-		return fmt.Errorf("n_embd %d is not a multiple of n_head %d", c.NEmbd, c.NHead)
-	}
-	if c.NInner != nil && *c.NInner <= 0 {
-		return fmt.Errorf("n_inner = %d, want > 0 or null", *c.NInner)
-	}
-	switch c.activation() {
-	case "gelu_new", "gelu_pytorch_tanh", "gelu":
-	default:
-		return fmt.Errorf("%w: activation_function %q (want gelu_new, gelu_pytorch_tanh or gelu)", ErrUnsupported, c.ActivationFunction)
-	}
-	if c.ReorderAndUpcastAttn {
-		// Only changes precision in half-precision training; in float32 the math is the same.
-		slog.Debug("export: reorder_and_upcast_attn has no effect in float32")
-	}
-	return nil
-}
-
-func (c *Config) activation() string {
-	if c.ActivationFunction == "" {
-		return "gelu_new"
-	}
-	return c.ActivationFunction
-}
-
-func (c *Config) inner() int {
-	if c.NInner != nil {
-		return *c.NInner
-	}
-	return 4 * c.NEmbd
-}
-
-func (c *Config) eps() float32 {
-	if c.LayerNormEpsilon != nil {
-		return float32(*c.LayerNormEpsilon)
-	}
-	return 1e-5
-}
-
 // ExportGPT2 reads a native GPT-2 directory (config.json, model.safetensors with HF
 // GPT2LMHeadModel names, tokenizer files) and writes outDir/model.onnx with the same weights,
 // plus copies of config.json and the tokenizer files. Progress goes to slog.
 func ExportGPT2(srcDir, outDir string, opts Options) error {
 	start := time.Now()
-	cfg, err := ReadConfig(srcDir)
+	cfg, err := gpt2.LoadConfig(filepath.Join(srcDir, "config.json"))
 	if err != nil {
-		return err
+		return fmt.Errorf("export: %w", err)
 	}
 	wpath := filepath.Join(srcDir, "model.safetensors")
 	st, err := safetensors.Open(wpath)
@@ -153,6 +72,9 @@ func ExportGPT2(srcDir, outDir string, opts Options) error {
 	}
 	defer st.Close()
 	slog.Info("export: building GPT-2 graph", "src", srcDir, "layers", cfg.NLayer, "n_embd", cfg.NEmbd, "heads", cfg.NHead, "vocab", cfg.VocabSize, "opset", opts.opset(), "with_past", opts.WithPast)
+	if extra := fmt.Sprintf("h.%d.ln_1.weight", cfg.NLayer); st.Has(extra) || st.Has("transformer."+extra) {
+		return fmt.Errorf("export: %s: tensor %s exists but config.json says n_layer=%d", wpath, extra, cfg.NLayer)
+	}
 	m, err := BuildGPT2(cfg, &safetensorsWeights{f: st}, opts)
 	if err != nil {
 		return err
@@ -246,10 +168,10 @@ func (w *safetensorsWeights) Tensor(name string) ([]byte, []int64, error) {
 	return graph.Float32Bytes(vals), shape, nil
 }
 
-// gpt2 holds the state of one graph build.
-type gpt2 struct {
+// gpt2Graph holds the state of one graph build.
+type gpt2Graph struct {
 	b     *graph.Builder
-	cfg   *Config
+	cfg   gpt2.Config
 	w     Weights
 	opset int
 	// shared constants
@@ -258,7 +180,7 @@ type gpt2 struct {
 }
 
 // scalar returns the name of a float32 scalar initializer holding v, adding it on first use.
-func (g *gpt2) scalar(v float32) string {
+func (g *gpt2Graph) scalar(v float32) string {
 	if n, ok := g.consts[v]; ok {
 		return n
 	}
@@ -268,7 +190,7 @@ func (g *gpt2) scalar(v float32) string {
 }
 
 // weight adds HF tensor name as an initializer after checking its shape.
-func (g *gpt2) weight(name string, want ...int64) (string, error) {
+func (g *gpt2Graph) weight(name string, want ...int64) (string, error) {
 	raw, shape, err := g.w.Tensor(name)
 	if err != nil {
 		return "", fmt.Errorf("export: weight %s: %w", name, err)
@@ -279,9 +201,10 @@ func (g *gpt2) weight(name string, want ...int64) (string, error) {
 	return g.b.Tensor(name, graph.Float, shape, raw), nil
 }
 
-// BuildGPT2 builds the GPT-2 graph for cfg with weights w (HF GPT2LMHeadModel names).
-func BuildGPT2(cfg *Config, w Weights, opts Options) (*onnxpb.ModelProto, error) {
-	if err := cfg.check(); err != nil {
+// BuildGPT2 builds the GPT-2 graph for cfg (as native/gpt2 reads config.json) with weights w
+// (HF GPT2LMHeadModel names).
+func BuildGPT2(cfg gpt2.Config, w Weights, opts Options) (*onnxpb.ModelProto, error) {
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("export: config: %w", err)
 	}
 	op := opts.opset()
@@ -289,7 +212,7 @@ func BuildGPT2(cfg *Config, w Weights, opts Options) (*onnxpb.ModelProto, error)
 		return nil, fmt.Errorf("%w: opset %d (want 14 or 17)", ErrUnsupported, op)
 	}
 	b := graph.New("gpt2")
-	g := &gpt2{b: b, cfg: cfg, w: w, opset: op, consts: map[float32]string{}}
+	g := &gpt2Graph{b: b, cfg: cfg, w: w, opset: op, consts: map[float32]string{}}
 	C, H, V := int64(cfg.NEmbd), int64(cfg.NHead), int64(cfg.VocabSize)
 	D := C / H
 
@@ -346,11 +269,9 @@ func BuildGPT2(cfg *Config, w Weights, opts Options) (*onnxpb.ModelProto, error)
 		return nil, err
 	}
 	b.Prefix = "/lm_head/"
-	head := wte
-	if _, _, err := w.Tensor("lm_head.weight"); err == nil && cfg.TieWordEmbeddings != nil && !*cfg.TieWordEmbeddings {
-		if head, err = g.weight("lm_head.weight", V, C); err != nil {
-			return nil, err
-		}
+	head, err := g.lmHead(wte)
+	if err != nil {
+		return nil, err
 	}
 	// logits = x · headᵀ. The transpose runs in the graph (ORT folds it at load) so that a tied
 	// wte is stored once.
@@ -364,6 +285,27 @@ func BuildGPT2(cfg *Config, w Weights, opts Options) (*onnxpb.ModelProto, error)
 	}), nil
 }
 
+// lmHead returns the output projection [V,C]: wte, unless the checkpoint has an lm_head.weight
+// that differs from it (native/gpt2 uses lm_head.weight whenever present; identical bytes are
+// stored once).
+func (g *gpt2Graph) lmHead(wte string) (string, error) {
+	raw, _, err := g.w.Tensor("lm_head.weight")
+	if errors.Is(err, safetensors.ErrNotFound) {
+		return wte, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("export: weight lm_head.weight: %w", err)
+	}
+	wteRaw, _, err := g.w.Tensor("transformer.wte.weight")
+	if err != nil {
+		return "", fmt.Errorf("export: weight transformer.wte.weight: %w", err)
+	}
+	if bytes.Equal(raw, wteRaw) {
+		return wte, nil
+	}
+	return g.weight("lm_head.weight", int64(g.cfg.VocabSize), int64(g.cfg.NEmbd))
+}
+
 // attentionMask builds, once for all layers, the two [B,1,T,P+T] tensors that layers apply to
 // their scores with scores' = Where(allowed, scores, fill):
 //
@@ -373,7 +315,7 @@ func BuildGPT2(cfg *Config, w Weights, opts Options) (*onnxpb.ModelProto, error)
 //
 // The middle case is Hugging Face's eager attention on a left-padding query: all of its scores
 // are finfo.min, so the softmax is uniform over the causally visible keys.
-func (g *gpt2) attentionMask(ids, mask string) (allowed, fill string) {
+func (g *gpt2Graph) attentionMask(ids, mask string) (allowed, fill string) {
 	b := g.b
 	idx1 := b.Int64("index_1", nil, []int64{1})
 	zeroI := b.Int64("zero_i64", nil, []int64{0})
@@ -397,8 +339,9 @@ func (g *gpt2) attentionMask(ids, mask string) (allowed, fill string) {
 // layerNorm applies HF LayerNorm over the last axis with gain prefix.weight and bias
 // prefix.bias: y = (x - mean) / sqrt(var + eps) · γ + β, var the biased variance.
 // x: (B,T,C).
-func (g *gpt2) layerNorm(prefix, x string) (string, error) {
+func (g *gpt2Graph) layerNorm(prefix, x string) (string, error) {
 	C := int64(g.cfg.NEmbd)
+	eps := float32(g.cfg.LayerNormEpsilon)
 	gamma, err := g.weight(prefix+".weight", C)
 	if err != nil {
 		return "", err
@@ -409,20 +352,19 @@ func (g *gpt2) layerNorm(prefix, x string) (string, error) {
 	}
 	b := g.b
 	if g.opset >= 17 {
-		return b.Node("LayerNormalization", []string{x, gamma, beta}, graph.Int("axis", -1), graph.FloatAttr("epsilon", g.cfg.eps())), nil
+		return b.Node("LayerNormalization", []string{x, gamma, beta}, graph.Int("axis", -1), graph.FloatAttr("epsilon", eps)), nil
 	}
 	axes := graph.IntList("axes", -1)
 	mean := b.Node("ReduceMean", []string{x}, axes)
 	d := b.Node("Sub", []string{x, mean})
 	variance := b.Node("ReduceMean", []string{b.Node("Pow", []string{d, g.scalar(2)})}, axes)
-	eps := g.scalar(g.cfg.eps())
-	std := b.Node("Sqrt", []string{b.Node("Add", []string{variance, eps})})
+	std := b.Node("Sqrt", []string{b.Node("Add", []string{variance, g.scalar(eps)})})
 	y := b.Node("Div", []string{d, std})
 	return b.Node("Add", []string{b.Node("Mul", []string{y, gamma}), beta}), nil
 }
 
 // conv1D applies HF Conv1D: y = x · W + b with W stored [in,out]. x: (B,T,in) → (B,T,out).
-func (g *gpt2) conv1D(prefix, x string, in, out int64) (string, error) {
+func (g *gpt2Graph) conv1D(prefix, x string, in, out int64) (string, error) {
 	w, err := g.weight(prefix+".weight", in, out)
 	if err != nil {
 		return "", err
@@ -434,25 +376,19 @@ func (g *gpt2) conv1D(prefix, x string, in, out int64) (string, error) {
 	return g.b.Node("Add", []string{g.b.Node("MatMul", []string{x, w}), bias}), nil
 }
 
-// gelu applies the configured activation:
-// gelu_new: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))); gelu: 0.5·x·(1 + erf(x/√2)).
-func (g *gpt2) gelu(x string) string {
+// gelu applies gelu_new (= gelu_pytorch_tanh): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+func (g *gpt2Graph) gelu(x string) string {
 	b := g.b
-	var inner string
-	if g.cfg.activation() == "gelu" {
-		inner = b.Node("Erf", []string{b.Node("Div", []string{x, g.scalar(float32(math.Sqrt2))})})
-	} else {
-		cube := b.Node("Pow", []string{x, g.scalar(3)})
-		t := b.Node("Add", []string{x, b.Node("Mul", []string{g.scalar(0.044715), cube})})
-		inner = b.Node("Tanh", []string{b.Node("Mul", []string{g.scalar(float32(math.Sqrt(2 / math.Pi))), t})})
-	}
+	cube := b.Node("Pow", []string{x, g.scalar(3)})
+	t := b.Node("Add", []string{x, b.Node("Mul", []string{g.scalar(0.044715), cube})})
+	inner := b.Node("Tanh", []string{b.Node("Mul", []string{g.scalar(float32(math.Sqrt(2 / math.Pi))), t})})
 	return b.Node("Mul", []string{b.Node("Mul", []string{g.scalar(0.5), x}), b.Node("Add", []string{g.scalar(1), inner})})
 }
 
 // block is one transformer layer: x += attn(ln_1(x)); x += mlp(ln_2(x)). x: (B,T,C); past
 // key/value (B,H,P,D) or empty names for no cache, in which case present names the graph
 // outputs that receive past‖new (B,H,P+T,D).
-func (g *gpt2) block(i int, x, allowed, fill string, past, present [2]string) (string, error) {
+func (g *gpt2Graph) block(i int, x, allowed, fill string, past, present [2]string) (string, error) {
 	b := g.b
 	cfg := g.cfg
 	C, H := int64(cfg.NEmbd), int64(cfg.NHead)
@@ -481,16 +417,7 @@ func (g *gpt2) block(i int, x, allowed, fill string, past, present [2]string) (s
 	}
 	// scores = q·kᵀ / √D (B,H,T,P+T); Div, not Mul by 1/√D, as HF does.
 	scores := b.Node("MatMul", []string{q, b.Node("Transpose", []string{k}, graph.IntList("perm", 0, 1, 3, 2))})
-	scale := float32(1)
-	if cfg.ScaleAttnWeights == nil || *cfg.ScaleAttnWeights {
-		scale = float32(math.Sqrt(float64(D)))
-	}
-	if scale != 1 {
-		scores = b.Node("Div", []string{scores, g.scalar(scale)})
-	}
-	if cfg.ScaleAttnByInverseLayerIdx {
-		scores = b.Node("Div", []string{scores, g.scalar(float32(i + 1))})
-	}
+	scores = b.Node("Div", []string{scores, g.scalar(float32(math.Sqrt(float64(D))))})
 	probs := b.Node("Softmax", []string{b.Node("Where", []string{allowed, scores, fill})}, graph.Int("axis", -1))
 	y := b.Node("MatMul", []string{probs, v}) // (B,H,T,D)
 	y = b.Node("Reshape", []string{b.Node("Transpose", []string{y}, graph.IntList("perm", 0, 2, 1, 3)), g.shapeBTC})
@@ -506,7 +433,7 @@ func (g *gpt2) block(i int, x, allowed, fill string, past, present [2]string) (s
 		return "", err
 	}
 	b.Prefix = fmt.Sprintf("/h.%d/mlp/", i)
-	inner := int64(cfg.inner())
+	inner := int64(cfg.Inner())
 	m, err := g.conv1D(p+".mlp.c_fc", h, C, inner)
 	if err != nil {
 		return "", err

@@ -13,6 +13,7 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
+	"github.com/modelrt/modelrt/native/gpt2"
 	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/onnx"
 	"github.com/modelrt/modelrt/onnx/export"
@@ -29,13 +30,13 @@ const logitsAbsTol = 1e-4
 var fixtureDirs = []string{"gpt2-odd", "gpt2-bf16", "gpt2-tiny"}
 
 // fixture returns a fixture's directory, config and reference.
-func fixture(t *testing.T, name string) (string, *export.Config, *reference) {
+func fixture(t *testing.T, name string) (string, gpt2.Config, *reference) {
 	t.Helper()
 	dir := filepath.Join("..", "..", "testdata", "models", name)
 	if _, err := os.Stat(filepath.Join(dir, "reference.safetensors")); err != nil {
 		t.Fatalf("fixture %s is missing (regenerate with /usr/bin/python3 scripts/fixtures/gpt2_fixtures.py): %v", name, err)
 	}
-	cfg, err := export.ReadConfig(dir)
+	cfg, err := gpt2.LoadConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ type lm struct {
 	positionIn bool
 }
 
-func openLM(t *testing.T, path string, cfg *export.Config) *lm {
+func openLM(t *testing.T, path string, cfg gpt2.Config) *lm {
 	t.Helper()
 	ins, outs := graphIO(t, path)
 	l := &lm{ins: ins, outs: outs, layers: cfg.NLayer, heads: int64(cfg.NHead), hd: int64(cfg.NEmbd / cfg.NHead), vocab: cfg.VocabSize}
@@ -360,7 +361,7 @@ func (w randomWeights) Tensor(name string) ([]byte, []int64, error) {
 }
 
 // gpt2Shapes lists the HF tensor shapes of a GPT-2 with config c.
-func gpt2Shapes(c *export.Config) map[string][]int64 {
+func gpt2Shapes(c gpt2.Config) map[string][]int64 {
 	V, P, C := int64(c.VocabSize), int64(c.NPositions), int64(c.NEmbd)
 	s := map[string][]int64{"transformer.wte.weight": {V, C}, "transformer.wpe.weight": {P, C}, "transformer.ln_f.weight": {C}, "transformer.ln_f.bias": {C}}
 	for i := 0; i < c.NLayer; i++ {
@@ -399,7 +400,7 @@ func BenchmarkGPT2124MDecode(b *testing.B) {
 
 func benchDecode(b *testing.B, opset int) {
 	orttest.Init(b)
-	cfg := &export.Config{VocabSize: 50257, NPositions: 1024, NEmbd: 768, NLayer: 12, NHead: 12}
+	cfg := gpt2.Config{VocabSize: 50257, NPositions: 1024, NEmbd: 768, NLayer: 12, NHead: 12, LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 50256, EOSTokenID: 50256}
 	m, err := export.BuildGPT2(cfg, randomWeights{gpt2Shapes(cfg)}, export.Options{Opset: opset, WithPast: true})
 	if err != nil {
 		b.Fatal(err)
@@ -508,4 +509,83 @@ func head2(x []int64, B, T, n int) []int64 {
 		out = append(out, x[b*T:b*T+n]...)
 	}
 	return out
+}
+
+// withLMHead copies fixture src to a new directory whose model.safetensors also holds an
+// lm_head.weight = scale·wte (scale 1: a tied checkpoint that stores the copy anyway).
+func withLMHead(t *testing.T, src string, scale float32) string {
+	t.Helper()
+	f, err := safetensors.Open(filepath.Join(src, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var ts []safetensors.Tensor
+	for _, name := range f.Names() {
+		v, shape, err := f.Float32(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: shape, F32: v})
+		if name == "transformer.wte.weight" {
+			head := make([]float32, len(v))
+			for i := range v {
+				head[i] = scale * v[i]
+			}
+			ts = append(ts, safetensors.Tensor{Name: "lm_head.weight", DType: safetensors.F32, Shape: shape, F32: head})
+		}
+	}
+	dir := t.TempDir()
+	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(src, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestExportLMHead checks a checkpoint with an explicit lm_head.weight: equal to wte it is stored
+// once; different, the graph uses it, and its logits match native/gpt2 on the same directory.
+func TestExportLMHead(t *testing.T) {
+	orttest.Init(t)
+	src, cfg, ref := fixture(t, "gpt2-odd")
+	V, C := cfg.VocabSize, cfg.NEmbd
+
+	tied := exportTo(t, withLMHead(t, src, 1), export.DefaultOptions())
+	m, err := onnx.Read(tied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := onnx.Read(exportTo(t, src, export.DefaultOptions()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := m.Summary().InitializerBytes, plain.Summary().InitializerBytes; a != b {
+		t.Errorf("lm_head.weight equal to wte: %d initializer bytes, want %d (stored once)", a, b)
+	}
+
+	dir := withLMHead(t, src, 0.5)
+	path := exportTo(t, dir, export.DefaultOptions())
+	m, err = onnx.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := m.Summary().InitializerBytes, plain.Summary().InitializerBytes; a != b+int64(4*V*C) {
+		t.Errorf("separate lm_head: %d initializer bytes, want %d", a, b+int64(4*V*C))
+	}
+	got, _ := openLM(t, path, cfg).run(t, ref.B, ref.T, ref.ids, ref.mask, ref.pos, nil)
+	native, err := gpt2.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float32, ref.B*ref.T*V)
+	if err := native.Forward(native.NewCache(ref.B), ref.ids, ref.B, ref.T, ref.mask, false, want); err != nil {
+		t.Fatal(err)
+	}
+	compareFloats(t, "logits vs native/gpt2", got, want, logitsAbsTol)
 }
