@@ -626,13 +626,35 @@ func (l *loader) pipeline(b *hcl.Block) {
 		}
 	}
 
+	deps, refRange, bad := l.pipelineRefs(p, declared, stages)
+	l.orderStages(p, declared, stages, deps, refRange)
+
+	// Static type check: unknown values of the declared types stand in for
+	// inputs and stage outputs, so every type error surfaces before a run.
+	ctx := l.cfg.EvalContext(ptr(staticValues(p, stages)))
+	for _, s := range p.Stages {
+		if s.Type != nil && !bad["stage."+s.Name] {
+			_, d := evalStage(s, ctx, true)
+			l.add(d)
+		}
+	}
+	for _, o := range p.Outputs {
+		if o.Expr != nil && !bad["output."+o.Name] {
+			_, d := o.Expr.Value(ctx)
+			l.add(d)
+		}
+	}
+}
+
+// pipelineRefs checks the references of every stage and output and returns
+// the stage graph: deps[s] lists the stages s reads, in first-reference
+// order, refRange[{s, d}] is where s first reads d, and bad marks the
+// "stage.x" and "output.x" whose references failed (they are not
+// evaluated, which would only repeat the error).
+func (l *loader) pipelineRefs(p *Pipeline, declared []*Stage, stages map[string]*Stage) (deps map[string][]string, refRange map[[2]string]hcl.Range, bad map[string]bool) {
 	sc := &scope{cfg: l.cfg, pipeline: p, stages: stages, roots: pipelineRoots, where: "a pipeline"}
-	badRefs := map[string]bool{}
-	deps := map[string][]string{}
-	refRange := map[[2]string]hcl.Range{}
-	var names []string
+	deps, refRange, bad = map[string][]string{}, map[[2]string]hcl.Range{}, map[string]bool{}
 	for _, s := range declared {
-		names = append(names, s.Name)
 		var travs []hcl.Traversal
 		for _, a := range sortedAttrs(s.Attributes) {
 			travs = append(travs, a.Expr.Variables()...)
@@ -644,33 +666,37 @@ func (l *loader) pipeline(b *hcl.Block) {
 		}
 		refs, d := sc.refs(travs)
 		if !l.add(d) {
-			badRefs[s.Name] = true
+			bad["stage."+s.Name] = true
 		}
 		s.Refs = refs
 		for _, r := range refs {
-			if r.Kind != RefStage {
-				continue
-			}
 			key := [2]string{s.Name, r.Name}
-			if _, seen := refRange[key]; !seen {
+			if _, seen := refRange[key]; r.Kind == RefStage && !seen {
 				deps[s.Name] = append(deps[s.Name], r.Name)
 				refRange[key] = r.Range
 			}
 		}
 	}
-	badOutputs := map[string]bool{}
 	for _, o := range p.Outputs {
 		if o.Expr == nil {
-			badOutputs[o.Name] = true
 			continue
 		}
 		refs, d := sc.refs(o.Expr.Variables())
 		if !l.add(d) {
-			badOutputs[o.Name] = true
+			bad["output."+o.Name] = true
 		}
 		o.Refs = refs
 	}
+	return deps, refRange, bad
+}
 
+// orderStages sets p.Stages to a topological order and each stage's
+// DependsOn, reporting every cycle.
+func (l *loader) orderStages(p *Pipeline, declared []*Stage, stages map[string]*Stage, deps map[string][]string, refRange map[[2]string]hcl.Range) {
+	names := make([]string, len(declared))
+	for i, s := range declared {
+		names[i] = s.Name
+	}
 	order, cycles := topoOrder(names, deps)
 	for _, c := range cycles {
 		l.add(hcl.Diagnostics{cycleDiag("stages", "stage %q", c, refRange)})
@@ -683,22 +709,6 @@ func (l *loader) pipeline(b *hcl.Block) {
 	for _, s := range p.Stages {
 		s.DependsOn = append([]string(nil), deps[s.Name]...)
 		sort.Slice(s.DependsOn, func(i, j int) bool { return pos[s.DependsOn[i]] < pos[s.DependsOn[j]] })
-	}
-
-	// Static type check: unknown values of the declared types stand in for
-	// inputs and stage outputs, so every type error surfaces before a run.
-	ctx := l.cfg.EvalContext(ptr(staticValues(p, stages)))
-	for _, s := range p.Stages {
-		if s.Type != nil && !badRefs[s.Name] {
-			_, d := evalStage(s, ctx, true)
-			l.add(d)
-		}
-	}
-	for _, o := range p.Outputs {
-		if !badOutputs[o.Name] {
-			_, d := o.Expr.Value(ctx)
-			l.add(d)
-		}
 	}
 }
 
