@@ -41,3 +41,23 @@ func TestCatalogueDoc(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDocExample loads the example that opens docs/pipelines.md, so the
+// first thing a reader copies is valid.
+func TestDocExample(t *testing.T) {
+	raw, err := os.ReadFile(docPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	b := strings.Index(doc, "```hcl\n")
+	e := strings.Index(doc[b+7:], "```")
+	if b < 0 || e < 0 {
+		t.Fatalf("%s has no hcl example", docPath)
+	}
+	src := doc[b+7 : b+7+e]
+	cfg, diags := LoadSource(fixtures+"doc-example.hcl", []byte(src), LoadOptions{BackendSchemas: testSchemas, NoPathCheck: true})
+	if len(diags) > 0 {
+		t.Fatalf("the example of %s does not load:\n%s", docPath, render(t, diags, cfg.Files))
+	}
+}
