@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/modelrt/modelrt/native/gpt2"
@@ -273,34 +272,9 @@ func (b *Backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 }
 
 func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
-	idsT, ok := req.Inputs["input_ids"]
-	if !ok {
-		return nil, sdk.InvalidArgument("causal-lm: input %q is missing (inputs: %s)", "input_ids", names(req.Inputs))
-	}
-	if len(idsT.Shape) != 2 {
-		return nil, sdk.InvalidArgument("causal-lm: input_ids must be (batch, sequence), got shape %v", idsT.Shape)
-	}
-	ids, err := idsT.Int64s()
+	in, err := sdk.CausalLMInputs(req)
 	if err != nil {
 		return nil, err
-	}
-	B, T := int(idsT.Shape[0]), int(idsT.Shape[1])
-	if B == 0 || T == 0 {
-		return nil, sdk.InvalidArgument("causal-lm: input_ids is empty (shape %v)", idsT.Shape)
-	}
-	var mask []int64
-	if mt, ok := req.Inputs["attention_mask"]; ok {
-		if mask, err = mt.Int64s(); err != nil {
-			return nil, err
-		}
-	}
-	lastOnly := false
-	switch req.Params[sdk.ParamLogits] {
-	case "", "all":
-	case "last":
-		lastOnly = true
-	default:
-		return nil, sdk.InvalidArgument("params.%s = %q: want \"all\" or \"last\"", sdk.ParamLogits, req.Params[sdk.ParamLogits])
 	}
 	var cache *gpt2.Cache
 	if req.Session != "" {
@@ -315,77 +289,51 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if s.cache.Batch() != B {
-			return nil, sdk.InvalidArgument("session %q was opened for batch %d, input_ids has batch %d", req.Session, s.cache.Batch(), B)
+		if s.cache.Batch() != in.Batch {
+			return nil, sdk.InvalidArgument("session %q was opened for batch %d, input_ids has batch %d", req.Session, s.cache.Batch(), in.Batch)
 		}
 		cache = s.cache
 	} else {
-		cache = m.gpt2.NewCache(B)
+		cache = m.gpt2.NewCache(in.Batch)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	V := m.gpt2.Config().VocabSize
-	outT := T
-	if lastOnly {
-		outT = 1
-	}
-	logits := make([]float32, B*outT*V)
-	if err := m.gpt2.Forward(cache, ids, B, T, mask, lastOnly, logits); err != nil {
+	logits := make([]float32, in.Batch*in.OutLen()*V)
+	if err := m.gpt2.Forward(cache, in.IDs, in.Batch, in.Len, in.Mask, in.LastOnly, logits); err != nil {
 		if errors.Is(err, gpt2.ErrInvalidInput) {
 			return nil, sdk.InvalidArgument("%v", err)
 		}
 		return nil, sdk.Internal("%v", err)
 	}
 	return &sdk.InferResponse{Outputs: map[string]*sdk.Tensor{
-		"logits": sdk.FromFloat32([]int64{int64(B), int64(outT), int64(V)}, logits),
+		"logits": sdk.FromFloat32([]int64{int64(in.Batch), int64(in.OutLen()), int64(V)}, logits),
 	}}, nil
 }
 
 func inferVAE(m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
-	task := req.Params[sdk.ParamTask]
-	if task == "" {
-		// The inputs tell the direction when the caller did not.
-		if _, ok := req.Inputs["latent"]; ok {
-			task = sdk.TaskVAEDecode
-		} else {
-			task = sdk.TaskVAEEncode
-		}
-	}
-	want := map[string]string{sdk.TaskVAEEncode: "image", sdk.TaskVAEDecode: "latent"}[task]
-	if want == "" {
-		return nil, sdk.InvalidArgument("params.task = %q: a vae model serves %s and %s", task, sdk.TaskVAEEncode, sdk.TaskVAEDecode)
-	}
-	t, ok := req.Inputs[want]
-	if !ok {
-		return nil, sdk.InvalidArgument("%s: input %q is missing (inputs: %s)", task, want, names(req.Inputs))
-	}
-	if len(t.Shape) != 4 {
-		return nil, sdk.InvalidArgument("%s: %s must be (batch, channels, height, width), got shape %v", task, want, t.Shape)
-	}
-	x, err := t.Float32s()
+	in, err := sdk.VAEInputs(req)
 	if err != nil {
 		return nil, err
 	}
-	s := t.Shape
-	n, c, h, w := int(s[0]), int(s[1]), int(s[2]), int(s[3])
-	if task == sdk.TaskVAEEncode {
-		mean, logvar, err := m.vae.Encode(x, n, c, h, w)
+	cfg := m.vae.Config()
+	f := cfg.DownsampleFactor()
+	if in.Task == sdk.TaskVAEEncode {
+		mean, logvar, err := m.vae.Encode(in.X, in.N, in.C, in.H, in.W)
 		if err != nil {
 			return nil, vaeError(err)
 		}
-		f := m.vae.Config().DownsampleFactor()
-		shape := []int64{int64(n), int64(m.vae.Config().LatentChannels), int64(h / f), int64(w / f)}
+		shape := []int64{int64(in.N), int64(cfg.LatentChannels), int64(in.H / f), int64(in.W / f)}
 		return &sdk.InferResponse{Outputs: map[string]*sdk.Tensor{
 			"mean": sdk.FromFloat32(shape, mean), "logvar": sdk.FromFloat32(shape, logvar),
 		}}, nil
 	}
-	img, err := m.vae.Decode(x, n, c, h, w)
+	img, err := m.vae.Decode(in.X, in.N, in.C, in.H, in.W)
 	if err != nil {
 		return nil, vaeError(err)
 	}
-	f := m.vae.Config().DownsampleFactor()
-	shape := []int64{int64(n), int64(m.vae.Config().OutChannels), int64(h * f), int64(w * f)}
+	shape := []int64{int64(in.N), int64(cfg.OutChannels), int64(in.H * f), int64(in.W * f)}
 	return &sdk.InferResponse{Outputs: map[string]*sdk.Tensor{"image": sdk.FromFloat32(shape, img)}}, nil
 }
 
@@ -396,17 +344,6 @@ func vaeError(err error) error {
 	return sdk.Internal("%v", err)
 }
 
-func names(m map[string]*sdk.Tensor) string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	if len(out) == 0 {
-		return "none"
-	}
-	return strings.Join(out, ", ")
-}
-
 // Health implements sdk.Backend.
 func (b *Backend) Health(context.Context, *sdk.HealthRequest) (*sdk.HealthResponse, error) {
 	return &sdk.HealthResponse{Status: "ok"}, nil
@@ -414,11 +351,10 @@ func (b *Backend) Health(context.Context, *sdk.HealthRequest) (*sdk.HealthRespon
 
 // Stats implements sdk.StatsReporter.
 func (b *Backend) Stats(context.Context, *sdk.StatsRequest) (*sdk.StatsResponse, error) {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := &sdk.StatsResponse{OpenSessions: len(b.sessions), HeapBytes: int64(ms.HeapAlloc), RSSBytes: rss(), Goroutines: int64(runtime.NumGoroutine())}
+	s := &sdk.StatsResponse{OpenSessions: len(b.sessions)}
+	sdk.ProcessStats(s)
 	for _, m := range b.models {
 		n := 0
 		for _, ss := range b.sessions {
@@ -429,18 +365,4 @@ func (b *Backend) Stats(context.Context, *sdk.StatsRequest) (*sdk.StatsResponse,
 		s.Models = append(s.Models, sdk.ModelStats{Name: m.name, Task: m.task, WeightBytes: m.bytes, OpenSessions: n})
 	}
 	return s, nil
-}
-
-// rss reads the resident set size from /proc (0 where there is none).
-func rss() int64 {
-	data, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(data))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseInt(f[1], 10, 64)
-	return pages * int64(os.Getpagesize())
 }
