@@ -1,6 +1,7 @@
 package export_test
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelrt/modelrt/native/gpt2"
 	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/onnx"
 	"github.com/modelrt/modelrt/onnx/export"
@@ -160,5 +162,40 @@ func TestExportBadInput(t *testing.T) {
 	copyFile(t, filepath.Join(src, "config.json"), filepath.Join(dir, "config.json"))
 	if err := export.ExportGPT2(dir, t.TempDir(), export.DefaultOptions()); err == nil || !strings.Contains(err.Error(), "model.safetensors") {
 		t.Errorf("missing weights: %v", err)
+	}
+}
+
+func TestRandomWeights(t *testing.T) {
+	cfg := gpt2.Config{VocabSize: 64, NPositions: 16, NEmbd: 8, NLayer: 2, NHead: 2, LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 63, EOSTokenID: 63}
+	w1, w2 := export.RandomWeights(cfg, 7), export.RandomWeights(cfg, 7)
+	a, _, err := w1.Tensor("transformer.h.1.mlp.c_fc.weight")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w2.Tensor("transformer.wte.weight"); err != nil { // another order
+		t.Fatal(err)
+	}
+	b, shape, _ := w2.Tensor("transformer.h.1.mlp.c_fc.weight")
+	if !bytes.Equal(a, b) || !slices.Equal(shape, []int64{8, 32}) {
+		t.Errorf("RandomWeights not reproducible, or shape %v", shape)
+	}
+	if c, _, _ := export.RandomWeights(cfg, 8).Tensor("transformer.h.1.mlp.c_fc.weight"); bytes.Equal(a, c) {
+		t.Error("seed does not change the weights")
+	}
+	if _, _, err := w1.Tensor("lm_head.weight"); !errors.Is(err, safetensors.ErrNotFound) {
+		t.Errorf("lm_head.weight: %v, want ErrNotFound (tied)", err)
+	}
+	m, err := export.BuildGPT2(cfg, w1, export.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	for _, init := range m.Graph.Initializer {
+		used[init.GetName()] = true
+	}
+	for name := range export.GPT2Shapes(cfg) {
+		if !used[name] {
+			t.Errorf("tensor %s of GPT2Shapes is not in the graph", name)
+		}
 	}
 }

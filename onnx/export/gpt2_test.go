@@ -3,10 +3,8 @@
 package export_test
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -340,45 +338,6 @@ func TestExportGreedy(t *testing.T) {
 	}
 }
 
-// randomWeights serves N(0, 0.02) float32 tensors of any requested shape, for benchmarks.
-type randomWeights struct{ shapes map[string][]int64 }
-
-func (w randomWeights) Tensor(name string) ([]byte, []int64, error) {
-	shape, ok := w.shapes[name]
-	if !ok {
-		return nil, nil, fmt.Errorf("%s: %w", name, safetensors.ErrNotFound)
-	}
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
-	}
-	r := rand.New(rand.NewPCG(uint64(len(name)), uint64(n)))
-	raw := make([]byte, 4*n)
-	for i := int64(0); i < n; i++ {
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(float32(r.NormFloat64()*0.02)))
-	}
-	return raw, shape, nil
-}
-
-// gpt2Shapes lists the HF tensor shapes of a GPT-2 with config c.
-func gpt2Shapes(c gpt2.Config) map[string][]int64 {
-	V, P, C := int64(c.VocabSize), int64(c.NPositions), int64(c.NEmbd)
-	s := map[string][]int64{"transformer.wte.weight": {V, C}, "transformer.wpe.weight": {P, C}, "transformer.ln_f.weight": {C}, "transformer.ln_f.bias": {C}}
-	for i := 0; i < c.NLayer; i++ {
-		p := fmt.Sprintf("transformer.h.%d.", i)
-		for name, shape := range map[string][]int64{
-			"ln_1.weight": {C}, "ln_1.bias": {C}, "ln_2.weight": {C}, "ln_2.bias": {C},
-			"attn.c_attn.weight": {C, 3 * C}, "attn.c_attn.bias": {3 * C},
-			"attn.c_proj.weight": {C, C}, "attn.c_proj.bias": {C},
-			"mlp.c_fc.weight": {C, 4 * C}, "mlp.c_fc.bias": {4 * C},
-			"mlp.c_proj.weight": {4 * C, C}, "mlp.c_proj.bias": {C},
-		} {
-			s[p+name] = shape
-		}
-	}
-	return s
-}
-
 // mk makes a tensor that the caller destroys (orttest.Tensor would keep every benchmark step's
 // tensors until the end).
 func mk[T ort.TensorData](b *testing.B, shape []int64, data []T) ort.Value {
@@ -401,7 +360,7 @@ func BenchmarkGPT2124MDecode(b *testing.B) {
 func benchDecode(b *testing.B, opset int) {
 	orttest.Init(b)
 	cfg := gpt2.Config{VocabSize: 50257, NPositions: 1024, NEmbd: 768, NLayer: 12, NHead: 12, LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 50256, EOSTokenID: 50256}
-	m, err := export.BuildGPT2(cfg, randomWeights{gpt2Shapes(cfg)}, export.Options{Opset: opset, WithPast: true})
+	m, err := export.BuildGPT2(cfg, export.RandomWeights(cfg, 1), export.Options{Opset: opset, WithPast: true})
 	if err != nil {
 		b.Fatal(err)
 	}
