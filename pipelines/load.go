@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -236,10 +237,7 @@ func (l *loader) collect(f *hcl.File) {
 			continue
 		}
 		name := b.Labels[0]
-		if !hclsyntax.ValidIdentifier(name) {
-			l.add(hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid name",
-				Detail:  fmt.Sprintf("%q is not a valid %s name: names are letters, digits, underscores and dashes, starting with a letter.", name, b.Type),
-				Subject: b.LabelRanges[0].Ptr()}})
+		if !l.validName(b) {
 			continue
 		}
 		key := b.Type + "." + name
@@ -528,7 +526,7 @@ func (l *loader) model(b *hcl.Block) {
 	if a := content.Attributes["task"]; a != nil {
 		if task, ok := l.checkedString(a, sc, "model attribute"); ok {
 			m.Task = task
-			if !contains(Tasks, task) {
+			if !slices.Contains(Tasks, task) {
 				l.add(hcl.Diagnostics{attrDiag(a, nil, "Unknown model task",
 					fmt.Sprintf("Task %q is not one of %s.%s", task, strings.Join(quoteAll(Tasks), ", "), suggest(task, Tasks)))})
 			}
@@ -569,12 +567,16 @@ func (l *loader) model(b *hcl.Block) {
 	}
 }
 
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
+// validName reports whether a block's label can be referenced (model.<name>
+// must parse as a traversal), reporting it when not.
+func (l *loader) validName(b *hcl.Block) bool {
+	name := b.Labels[0]
+	if hclsyntax.ValidIdentifier(name) {
+		return true
 	}
+	l.add(hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid name",
+		Detail:  fmt.Sprintf("%q is not a valid %s name: names are letters, digits, underscores and dashes, starting with a letter.", name, b.Type),
+		Subject: b.LabelRanges[0].Ptr()}})
 	return false
 }
 
@@ -594,10 +596,7 @@ func (l *loader) pipeline(b *hcl.Block) {
 	outputs := map[string]*Output{}
 	for _, blk := range content.Blocks {
 		name := blk.Labels[0]
-		if !hclsyntax.ValidIdentifier(name) {
-			l.add(hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid name",
-				Detail:  fmt.Sprintf("%q is not a valid %s name: names are letters, digits, underscores and dashes, starting with a letter.", name, blk.Type),
-				Subject: blk.LabelRanges[0].Ptr()}})
+		if !l.validName(blk) {
 			continue
 		}
 		switch blk.Type {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -592,7 +593,7 @@ func TestCatalogueConsistent(t *testing.T) {
 				}
 			}
 			for _, task := range p.Tasks {
-				if !contains(Tasks, task) {
+				if !slices.Contains(Tasks, task) {
 					t.Errorf("%s.%s: unknown task %q", st.Name, p.Name, task)
 				}
 			}
