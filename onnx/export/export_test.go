@@ -199,3 +199,32 @@ func TestRandomWeights(t *testing.T) {
 		}
 	}
 }
+
+// TestExportInPlace exports into the source directory itself (the files must survive) and then
+// again inline after an external-data export (no stale model.onnx_data may remain).
+func TestExportInPlace(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"config.json", "model.safetensors"} {
+		copyFile(t, filepath.Join(fixtureDir("gpt2-odd"), f), filepath.Join(dir, f))
+	}
+	before, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err := export.ExportGPT2(dir, dir, export.Options{Opset: 14, WithPast: true, ExternalData: true}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	if !bytes.Equal(before, after) || len(after) == 0 {
+		t.Errorf("config.json changed by an in-place export: %d bytes before, %d after", len(before), len(after))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "model.onnx_data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := export.ExportGPT2(dir, dir, export.DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "model.onnx_data")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale model.onnx_data after an inline export: %v", err)
+	}
+	if _, err := onnx.Read(filepath.Join(dir, "model.onnx")); err != nil {
+		t.Error(err)
+	}
+}

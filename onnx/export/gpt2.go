@@ -83,15 +83,25 @@ func ExportGPT2(srcDir, outDir string, opts Options) error {
 		return fmt.Errorf("export: %w", err)
 	}
 	out := filepath.Join(outDir, ModelFile)
-	var bytes int64
+	var size int64
 	for _, t := range m.Graph.Initializer {
-		bytes += int64(len(t.RawData))
+		size += int64(len(t.RawData))
 	}
-	slog.Info("export: writing", "path", out, "nodes", len(m.Graph.Node), "initializers", len(m.Graph.Initializer), "bytes", bytes)
+	// A data file left by an earlier external-data export would sit beside an inline model.
+	stale := filepath.Join(outDir, graph.ExternalDataName(out))
+	if err := os.Remove(stale); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("export: %w", err)
+	}
+	slog.Info("export: writing", "path", out, "nodes", len(m.Graph.Node), "initializers", len(m.Graph.Initializer), "bytes", size)
 	if err := graph.Save(m, out, graph.SaveOptions{External: opts.ExternalData}); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	copied := []string{}
+	if same, err := sameDir(srcDir, outDir); err != nil || same {
+		// Copying a file onto itself would truncate it.
+		slog.Info("export: done", "out", outDir, "elapsed", time.Since(start).Round(time.Millisecond))
+		return err
+	}
 	for _, name := range append([]string{"config.json"}, TokenizerFiles...) {
 		ok, err := copyIfExists(filepath.Join(srcDir, name), filepath.Join(outDir, name))
 		if err != nil {
@@ -110,6 +120,18 @@ func (o Options) opset() int {
 		return 14
 	}
 	return o.Opset
+}
+
+func sameDir(a, b string) (bool, error) {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false, fmt.Errorf("export: %w", err)
+	}
+	sb, err := os.Stat(b)
+	if err != nil {
+		return false, fmt.Errorf("export: %w", err)
+	}
+	return os.SameFile(sa, sb), nil
 }
 
 // copyIfExists copies src to dst; a missing src is not an error (ok false).
