@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 
+	ortgo "github.com/yalue/onnxruntime_go"
+
+	"github.com/modelrt/modelrt/native/gpt2"
 	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/onnx/export"
 	"github.com/modelrt/modelrt/onnx/graph"
@@ -21,18 +24,17 @@ import (
 const benchThreads = 2
 
 // gpt2Small is GPT-2 124M's shape.
-func gpt2Small() *export.Config {
-	eps, yes := 1e-5, true
-	return &export.Config{
+func gpt2Small() gpt2.Config {
+	return gpt2.Config{
 		VocabSize: 50257, NPositions: 1024, NEmbd: 768, NLayer: 12, NHead: 12,
-		LayerNormEpsilon: &eps, ActivationFunction: "gelu_new", ScaleAttnWeights: &yes, TieWordEmbeddings: &yes,
+		LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 50256, EOSTokenID: 50256,
 	}
 }
 
 // randomWeights gives every GPT-2 tensor of cfg uniform values in ±0.05 from a fixed xorshift
 // stream (LayerNorm gains 1), so that the benchmark graph is reproducible without a checkpoint.
 type randomWeights struct {
-	cfg   *export.Config
+	cfg   gpt2.Config
 	state uint64
 }
 
@@ -196,6 +198,74 @@ func BenchmarkDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 		next[0] = int64(i*31+7) % int64(V)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// BenchmarkDecodeORTAllocated is the design alternative BenchmarkDecode is measured against:
+// the same graph and thread count through onnxruntime_go directly, letting ORT allocate the
+// presents (which onnxruntime_go copies into Go memory) and feeding those copies back as the
+// next past. docs/onnxruntime.md explains why LMSession does not do this.
+func BenchmarkDecodeORTAllocated(b *testing.B) {
+	lm := benchLM(b)
+	info := lm.Info()
+	nSlots := len(lm.slots)
+	prompt := benchPrompt(64)
+	var past []ortgo.Value
+	n := 0
+	step := func(ids []int64) {
+		total := n + len(ids)
+		mask := make([]int64, total)
+		for i := range mask {
+			mask[i] = 1
+		}
+		pos := make([]int64, len(ids))
+		for i := range pos {
+			pos[i] = int64(n + i)
+		}
+		in := make([]ortgo.Value, 0, 3+nSlots)
+		for _, v := range [][]int64{ids, mask, pos} {
+			t, err := ortgo.NewTensor(ortgo.NewShape(1, int64(len(v))), v)
+			if err != nil {
+				b.Fatal(err)
+			}
+			in = append(in, t)
+		}
+		if past == nil {
+			for range nSlots {
+				t, err := ortgo.NewTensor(ortgo.NewShape(1, int64(info.NHead), 0, int64(info.HeadDim)), []float32{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				past = append(past, t)
+			}
+		}
+		in = append(in, past...)
+		out := make([]ortgo.Value, 1+nSlots)
+		if err := lm.sess.Run(in, out); err != nil {
+			b.Fatal(err)
+		}
+		destroy(in)
+		out[0].Destroy()
+		past, n = out[1:], total
+	}
+	reset := func() {
+		destroy(past)
+		past, n = nil, 0
+		step(prompt)
+	}
+	reset()
+	defer func() { destroy(past) }()
+	next := []int64{464}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if n >= info.MaxContext {
+			b.StopTimer()
+			reset()
+			b.StartTimer()
+		}
+		step(next)
+		next[0] = int64(i*31+7) % int64(info.VocabSize)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 }
