@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -51,18 +52,31 @@ type ExternalFile struct {
 func Read(path string) (*Model, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("onnx: read %s: %w", path, err)
+		return nil, fmt.Errorf("onnx: %w", err) // names path
 	}
 	m, err := Decode(data)
 	if err != nil {
-		return nil, fmt.Errorf("onnx: read %s: %w", path, err)
+		return nil, &fileError{path, err}
 	}
 	m.Path = path
 	if err := m.resolveExternal(filepath.Dir(path)); err != nil {
-		return nil, fmt.Errorf("onnx: read %s: %w", path, err)
+		return nil, &fileError{path, err}
 	}
 	return m, nil
 }
+
+// fileError puts the model's path after the package prefix of an error from this package:
+// "onnx: m.onnx: not an ONNX model: ...".
+type fileError struct {
+	path string
+	err  error
+}
+
+func (e *fileError) Error() string {
+	return "onnx: " + e.path + ": " + strings.TrimPrefix(e.err.Error(), "onnx: ")
+}
+
+func (e *fileError) Unwrap() error { return e.err }
 
 // Decode decodes an ONNX model from its protobuf bytes. It does not touch external data (use
 // Read for files). Bytes that are not a protobuf, or a protobuf without a graph and IR version,
