@@ -137,7 +137,7 @@ func (j *attentionJob) chunk(w, lo, hi int) {
 				continue
 			}
 			seen = true
-			d := dot(qr, j.k[kv+jj*s.D:][:s.D]) * j.scale
+			d := dotInner(qr, j.k[kv+jj*s.D:][:s.D]) * j.scale
 			sc[jj] = d
 			m = max(m, d)
 		}
@@ -161,10 +161,7 @@ func (j *attentionJob) chunk(w, lo, hi int) {
 			if wgt == 0 {
 				continue
 			}
-			vr := j.v[kv+jj*s.D:][:len(out)]
-			for e := range out {
-				out[e] += wgt * vr[e]
-			}
+			axpyVec(wgt, j.v[kv+jj*s.D:], out)
 		}
 		inv := 1 / sum
 		for e := range out {

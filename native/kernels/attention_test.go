@@ -5,7 +5,9 @@ import (
 	"testing"
 )
 
-func TestAttentionMatchesNaive(t *testing.T) {
+func TestAttentionMatchesNaive(t *testing.T) { bothInner(t, testAttentionMatchesNaive) }
+
+func testAttentionMatchesNaive(t *testing.T) {
 	shapes := []AttentionShape{
 		{B: 1, T: 1, H: 1, D: 1, P: 0, S: 1},
 		{B: 1, T: 1, H: 12, D: 64, P: 100, S: 128},  // a decode step

@@ -29,8 +29,10 @@ type workPool struct {
 	next  atomic.Int64
 
 	scratch [][]float32 // per worker, grown on demand
+	touched []bool      // per worker: has written its partial sum in this job (split-K)
 
 	mm   gemmJob
+	sk   gemmSplitKJob
 	mmt  gemmTJob
 	attn attentionJob
 	rows rowsJob
@@ -47,6 +49,7 @@ func acquire() *workPool {
 		p := &thePool
 		p.workers = max(1, runtime.GOMAXPROCS(0))
 		p.scratch = make([][]float32, p.workers)
+		p.touched = make([]bool, p.workers)
 		p.wake = make([]chan struct{}, p.workers)
 		for w := 1; w < p.workers; w++ {
 			p.wake[w] = make(chan struct{}, 1)
