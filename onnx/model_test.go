@@ -252,3 +252,49 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// TestReadTorchExports reads graphs written by torch.onnx.export (scripts/fixtures), an
+// independent writer, and checks what the summary reports about them.
+func TestReadTorchExports(t *testing.T) {
+	cases := []struct {
+		dir        string
+		opset      int64
+		inputs     int
+		firstInput string
+		pastDims   string // dims of the first past input, "" when none
+	}{
+		{"gpt2-odd-onnx-optimum-op14", 14, 3 + 2*3, "input_ids", "batch_size,3,past_sequence_length,16"},
+		{"gpt2-odd-onnx-optimum-op17", 17, 2 + 2*3, "input_ids", "batch_size,3,past_sequence_length,16"}, // no position_ids
+		{"gpt2-odd-onnx-nocache-op17", 17, 2, "input_ids", ""},
+	}
+	for _, c := range cases {
+		path := filepath.Join("..", "testdata", "models", c.dir, "model.onnx")
+		m, err := onnx.Read(path)
+		if err != nil {
+			t.Fatalf("%s (fixture from scripts/fixtures): %v", c.dir, err)
+		}
+		s := m.Summary()
+		if s.ProducerName != "pytorch" || s.Opsets[0].Version != c.opset || len(s.Inputs) != c.inputs || s.Inputs[0].Name != c.firstInput {
+			t.Errorf("%s: producer %q opsets %+v inputs %d (%s)", c.dir, s.ProducerName, s.Opsets, len(s.Inputs), s.Inputs[0].Name)
+		}
+		for _, in := range s.Inputs {
+			if in.Name != "past_key_values.0.key" {
+				continue
+			}
+			var ds []string
+			for _, d := range in.Dims {
+				ds = append(ds, d.String())
+			}
+			if got := strings.Join(ds, ","); got != c.pastDims || in.DType != "float32" {
+				t.Errorf("%s: %s %s [%s], want float32 [%s]", c.dir, in.Name, in.DType, got, c.pastDims)
+			}
+			c.pastDims = "seen"
+		}
+		if c.pastDims != "" && c.pastDims != "seen" {
+			t.Errorf("%s: no past_key_values.0.key input", c.dir)
+		}
+		if s.Initializers == 0 || s.InitializerBytes < 400_000 || s.Nodes < 100 {
+			t.Errorf("%s: %d initializers (%d bytes), %d nodes", c.dir, s.Initializers, s.InitializerBytes, s.Nodes)
+		}
+	}
+}
