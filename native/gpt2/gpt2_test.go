@@ -27,13 +27,12 @@ func fixtureDir(name string) string { return filepath.Join("..", "..", "testdata
 
 // reference is the content of a fixture's reference.safetensors.
 type reference struct {
-	ids, mask      []int64 // (B,T)
-	B, T           int
-	logits         []float32 // (B,T,V)
-	greedy         []int64   // (1, P+8)
-	greedyHello    []int64   // gpt2-tiny only
-	newTokens      int
-	greedyPromptSz int
+	ids, mask   []int64 // (B,T)
+	B, T        int
+	logits      []float32 // (B,T,V)
+	greedy      []int64   // (1, P+8)
+	greedyHello []int64   // gpt2-tiny only
+	newTokens   int
 }
 
 func loadReference(t *testing.T, dir string) reference {
@@ -99,6 +98,20 @@ func compare(t *testing.T, what string, got, want []float32, tol float64) {
 	}
 }
 
+// forwardReference runs the reference batch through a fresh cache.
+func forwardReference(t *testing.T, m *Model, r reference, lastOnly bool) []float32 {
+	t.Helper()
+	rows := r.B * r.T
+	if lastOnly {
+		rows = r.B
+	}
+	out := make([]float32, rows*m.Config().VocabSize)
+	if err := m.Forward(m.NewCache(r.B), r.ids, r.B, r.T, r.mask, lastOnly, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func mustLoad(t *testing.T, name string) *Model {
 	t.Helper()
 	m, err := Load(fixtureDir(name))
@@ -114,16 +127,8 @@ func TestLogitsMatchPyTorch(t *testing.T) {
 			m := mustLoad(t, name)
 			r := loadReference(t, fixtureDir(name))
 			V := m.Config().VocabSize
-			got := make([]float32, r.B*r.T*V)
-			if err := m.Forward(m.NewCache(r.B), r.ids, r.B, r.T, r.mask, false, got); err != nil {
-				t.Fatal(err)
-			}
-			compare(t, name+" logits (padded batch)", got, r.logits, refLogitsTol)
-
-			last := make([]float32, r.B*V)
-			if err := m.Forward(m.NewCache(r.B), r.ids, r.B, r.T, r.mask, true, last); err != nil {
-				t.Fatal(err)
-			}
+			compare(t, name+" logits (padded batch)", forwardReference(t, m, r, false), r.logits, refLogitsTol)
+			last := forwardReference(t, m, r, true)
 			for b := 0; b < r.B; b++ {
 				compare(t, fmt.Sprintf("%s lastOnly row %d", name, b), last[b*V:(b+1)*V], r.logits[((b+1)*r.T-1)*V:][:V], refLogitsTol)
 			}
@@ -139,10 +144,7 @@ func TestLeftPaddedRowEqualsUnpadded(t *testing.T) {
 			m := mustLoad(t, name)
 			r := loadReference(t, fixtureDir(name))
 			V := m.Config().VocabSize
-			batch := make([]float32, r.B*r.T*V)
-			if err := m.Forward(m.NewCache(r.B), r.ids, r.B, r.T, r.mask, false, batch); err != nil {
-				t.Fatal(err)
-			}
+			batch := forwardReference(t, m, r, false)
 			for b := 0; b < r.B; b++ {
 				pads := 0
 				for pads < r.T && r.mask[b*r.T+pads] == 0 {
@@ -167,10 +169,7 @@ func TestCacheStepsEqualRecompute(t *testing.T) {
 			m := mustLoad(t, name)
 			r := loadReference(t, fixtureDir(name))
 			V := m.Config().VocabSize
-			full := make([]float32, r.B*r.T*V)
-			if err := m.Forward(m.NewCache(r.B), r.ids, r.B, r.T, r.mask, false, full); err != nil {
-				t.Fatal(err)
-			}
+			full := forwardReference(t, m, r, false)
 			c := m.NewCache(r.B)
 			for t0 := 0; t0 < r.T; {
 				n := 1
@@ -269,11 +268,7 @@ func TestHubNaming(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := loadReference(t, src)
-	got := make([]float32, r.B*r.T*m.Config().VocabSize)
-	if err := m.Forward(m.NewCache(r.B), r.ids, r.B, r.T, r.mask, false, got); err != nil {
-		t.Fatal(err)
-	}
-	compare(t, "hub-named gpt2-odd", got, r.logits, refLogitsTol)
+	compare(t, "hub-named gpt2-odd", forwardReference(t, m, r, false), r.logits, refLogitsTol)
 }
 
 func copyFile(t *testing.T, from, to string) {
