@@ -1,0 +1,158 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// casesDir holds the repository's case files.
+const casesDir = "../testdata/conformance"
+
+// binDir holds the plugin binaries TestMain builds; plugins lists those that built, and
+// buildErrs why the others did not.
+var (
+	binDir    string
+	plugins   []PluginSpec
+	buildErrs = map[string]string{}
+)
+
+// ci reports whether the tests run in CI, where every backend must build and run.
+func ci() bool { return os.Getenv("CI") == "true" }
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "modelrt-conformance-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := func() int {
+		defer os.RemoveAll(dir)
+		if err := buildPlugins(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// buildPlugins builds modelrt-native, modelrt-onnxrt (when its sources exist: it needs cgo and
+// ONNX Runtime) and the test plugins. Outside CI a backend that does not build is skipped with
+// its reason; in CI it is an error.
+func buildPlugins(dir string) error {
+	type build struct {
+		name, pkg string
+		cgo       bool
+		optional  bool
+	}
+	builds := []build{
+		{"native", "../plugins/native", false, false},
+		{"onnxrt", "../plugins/onnxrt", true, true},
+		{"toylm", "./testdata/toyplugin", false, false},
+	}
+	for _, b := range builds {
+		if srcs, _ := filepath.Glob(filepath.Join(b.pkg, "*.go")); len(srcs) == 0 {
+			if b.optional && !ci() {
+				buildErrs[b.name] = "no Go files in " + b.pkg
+				continue
+			}
+			return fmt.Errorf("build %s: no Go files in %s", b.name, b.pkg)
+		}
+		out := filepath.Join(dir, "modelrt-"+b.name)
+		cmd := exec.Command("go", "build", "-o", out, b.pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b.cgo {
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		}
+		msg, err := cmd.CombinedOutput()
+		if err != nil {
+			if b.optional && !ci() {
+				buildErrs[b.name] = fmt.Sprintf("go build %s: %v: %s", b.pkg, err, strings.TrimSpace(string(msg)))
+				continue
+			}
+			return fmt.Errorf("build %s: %v\n%s", b.pkg, err, msg)
+		}
+		if b.name != "toylm" {
+			plugins = append(plugins, PluginSpec{Name: b.name, Path: out})
+		}
+	}
+	return nil
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestRepositoryCases runs every case of testdata/conformance on every backend that built,
+// with all checks, and fails on any FAIL row. Every case must be applicable to at least one
+// backend, and in CI every backend must run at least one case.
+func TestRepositoryCases(t *testing.T) {
+	for name, why := range buildErrs {
+		t.Logf("backend %s not run: %s (it must build when CI=true)", name, why)
+	}
+	cases, err := LoadDir(casesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	targets, stop, err := StartPlugins(ctx, plugins, testLogger(t), "warn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	rep := Run(ctx, cases, targets, Options{Logger: testLogger(t)})
+	var b strings.Builder
+	WriteTable(&b, rep)
+	t.Log("\n" + b.String())
+
+	applicable := map[string]int{}
+	ran := map[string]int{}
+	for _, r := range rep.Rows {
+		if r.Result == NotApplicable {
+			continue
+		}
+		applicable[r.Case]++
+		ran[r.Backend]++
+		if r.Result == Fail {
+			t.Errorf("%s on %s: %s", r.Case, r.Backend, r.Reason)
+		}
+	}
+	for _, c := range cases {
+		if applicable[c.Name] == 0 {
+			t.Errorf("case %s (%s) ran on no backend: every backend found its model directory unusable", c.Name, c.File)
+		}
+	}
+	for _, p := range plugins {
+		if ran[p.Name] == 0 {
+			t.Errorf("backend %s ran no case", p.Name)
+		}
+	}
+	// The dual directory is what makes the cross-backend comparison happen.
+	if len(plugins) > 1 {
+		cross := false
+		for _, r := range rep.Rows {
+			for _, c := range r.Checks {
+				cross = cross || strings.HasPrefix(c.Name, "cross:")
+			}
+		}
+		if !cross {
+			t.Errorf("no case ran on two backends, so nothing was compared across backends")
+		}
+	}
+}
