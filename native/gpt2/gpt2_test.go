@@ -378,3 +378,37 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 		t.Errorf("decode step: %v allocations, want 0", allocs)
 	}
 }
+
+// TestConcurrentSessions: sessions of one model on separate goroutines (as the plugin serves
+// them) give the logits they give alone; run with -race to check the kernels' worker pool.
+func TestConcurrentSessions(t *testing.T) {
+	m := mustLoad(t, "gpt2-odd")
+	r := loadReference(t, fixtureDir("gpt2-odd"))
+	want := forwardReference(t, m, r, false)
+	const sessions = 4
+	errs := make(chan error, sessions)
+	got := make([][]float32, sessions)
+	for s := range sessions {
+		go func() {
+			out := make([]float32, len(want))
+			c := m.NewCache(r.B)
+			var err error
+			for range 3 {
+				c.Reset()
+				if err = m.Forward(c, r.ids, r.B, r.T, r.mask, false, out); err != nil {
+					break
+				}
+			}
+			got[s] = out
+			errs <- err
+		}()
+	}
+	for range sessions {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for s := range sessions {
+		compare(t, fmt.Sprintf("session %d", s), got[s], want, 0)
+	}
+}

@@ -105,23 +105,24 @@ func gemmPure(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float
 	p.mm = gemmJob{}
 }
 
-// gemmSplitKRows is the number of rows of B one chunk of a split-K product streams.
-const gemmSplitKRows = 32
+// gemmSplitKParts is the number of K slices of a split-K product. It is fixed, not the number of
+// workers, and the slices' partial sums are added in slice order, so the result does not depend
+// on which worker ran what: the same inputs give the same bits on every run and machine.
+const gemmSplitKParts = 8
 
-// gemmSplitK computes a few-row product (a decode step) by splitting K: each worker streams
-// whole rows of B — long sequential reads, which is what memory bandwidth rewards, where column
-// strips would read short pieces of every row — into its own (M,N) partial sum, and the partial
-// sums are added at the end (M·N·workers additions, nothing next to M·N·K).
+// gemmSplitK computes a few-row product (a decode step) by splitting K: each slice streams whole
+// rows of B — long sequential reads, which is what memory bandwidth rewards, where column strips
+// would read short pieces of every row — into its own (M,N) partial sum, and the partial sums
+// are added at the end (M·N·parts additions, nothing next to M·N·K).
 func gemmSplitK(p *workPool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, bias []float32) {
-	for w := range p.touched {
-		p.touched[w] = false
-	}
-	p.sk = gemmSplitKJob{m: m, n: n, a: a, lda: lda, b: b, ldb: ldb}
-	grain := gemmSplitKRows
+	parts := gemmSplitKParts
 	if m*n*k < rowsMinWork {
-		grain = k
+		parts = 1
 	}
-	p.run(&p.sk, k, grain)
+	parts = max(1, min(parts, k))
+	p.parts = grow(p.parts, parts*m*n)
+	p.sk = gemmSplitKJob{m: m, n: n, k: k, parts: parts, a: a, lda: lda, b: b, ldb: ldb, out: p.parts}
+	p.run(&p.sk, parts, 1)
 	p.sk = gemmSplitKJob{}
 	for i := 0; i < m; i++ {
 		ci := c[i*ldc:][:n]
@@ -130,11 +131,8 @@ func gemmSplitK(p *workPool, m, n, k int, a []float32, lda int, b []float32, ldb
 		} else {
 			clear(ci)
 		}
-		for w, used := range p.touched {
-			if !used {
-				continue
-			}
-			part := p.scratch[w][i*n:][:n]
+		for s := 0; s < parts; s++ {
+			part := p.parts[(s*m+i)*n:][:n]
 			for x := range ci {
 				ci[x] += part[x]
 			}
@@ -143,20 +141,21 @@ func gemmSplitK(p *workPool, m, n, k int, a []float32, lda int, b []float32, ldb
 }
 
 type gemmSplitKJob struct {
-	m, n     int
-	a, b     []float32
-	lda, ldb int
+	m, n, k, parts int
+	a, b           []float32
+	lda, ldb       int
+	out            []float32 // (parts,M,N) partial sums
 }
 
-// chunk adds rows [lo,hi) of B, weighted by the matching columns of A, to worker w's partial sum.
-func (j *gemmSplitKJob) chunk(w, lo, hi int) {
-	part := thePool.buf(w, j.m*j.n)
-	if !thePool.touched[w] {
+// chunk computes the partial sums of K slices [lo,hi).
+func (j *gemmSplitKJob) chunk(_, lo, hi int) {
+	for s := lo; s < hi; s++ {
+		p0, p1 := s*j.k/j.parts, (s+1)*j.k/j.parts
+		part := j.out[s*j.m*j.n:][:j.m*j.n]
 		clear(part)
-		thePool.touched[w] = true
-	}
-	for i := 0; i < j.m; i++ {
-		axpyInner(part[i*j.n:][:j.n], j.a[i*j.lda:], j.b, j.ldb, 0, lo, hi)
+		for i := 0; i < j.m; i++ {
+			axpyInner(part[i*j.n:][:j.n], j.a[i*j.lda:], j.b, j.ldb, 0, p0, p1)
+		}
 	}
 }
 

@@ -181,3 +181,23 @@ func BenchmarkMatMulTLMHead(b *testing.B) {
 	}
 	b.ReportMetric(float64(4*k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "weightGB/s")
 }
+
+// TestMatMulDeterministic: however the pool's workers share the chunks out, the same inputs
+// give the same bits (sampling with a seed depends on it).
+func TestMatMulDeterministic(t *testing.T) {
+	for _, m := range []int{1, 3, 40} {
+		const k, n = 1000, 777
+		a, b := randomVec(1, m*k, -1, 1), randomVec(2, k*n, -1, 1)
+		first := make([]float32, m*n)
+		MatMul(first, a, b, nil, m, k, n)
+		for rep := 0; rep < 20; rep++ {
+			got := make([]float32, m*n)
+			MatMul(got, a, b, nil, m, k, n)
+			for i := range got {
+				if got[i] != first[i] {
+					t.Fatalf("m=%d run %d: [%d] = %v, first run gave %v", m, rep, i, got[i], first[i])
+				}
+			}
+		}
+	}
+}

@@ -29,7 +29,7 @@ type workPool struct {
 	next  atomic.Int64
 
 	scratch [][]float32 // per worker, grown on demand
-	touched []bool      // per worker: has written its partial sum in this job (split-K)
+	parts   []float32   // split-K partial sums
 
 	mm   gemmJob
 	sk   gemmSplitKJob
@@ -49,7 +49,6 @@ func acquire() *workPool {
 		p := &thePool
 		p.workers = max(1, runtime.GOMAXPROCS(0))
 		p.scratch = make([][]float32, p.workers)
-		p.touched = make([]bool, p.workers)
 		p.wake = make([]chan struct{}, p.workers)
 		for w := 1; w < p.workers; w++ {
 			p.wake[w] = make(chan struct{}, 1)
@@ -114,4 +113,12 @@ func Workers() int {
 	p := acquire()
 	defer p.release()
 	return p.workers
+}
+
+// grow returns s resized to n, reallocating only when its capacity is short.
+func grow(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
 }
