@@ -2,20 +2,15 @@ package ort
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
-	"fmt"
-	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
 	ortgo "github.com/yalue/onnxruntime_go"
 
 	"github.com/modelrt/modelrt/native/gpt2"
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/onnx/export"
 	"github.com/modelrt/modelrt/onnx/graph"
 )
@@ -31,71 +26,14 @@ func gpt2Small() gpt2.Config {
 	}
 }
 
-// randomWeights gives every GPT-2 tensor of cfg uniform values in ±0.05 from a fixed xorshift
-// stream (LayerNorm gains 1), so that the benchmark graph is reproducible without a checkpoint.
-type randomWeights struct {
-	cfg   gpt2.Config
-	state uint64
-}
-
-func (w *randomWeights) shape(name string) ([]int64, bool) {
-	c, v, p := int64(w.cfg.NEmbd), int64(w.cfg.VocabSize), int64(w.cfg.NPositions)
-	switch name {
-	case "transformer.wte.weight":
-		return []int64{v, c}, true
-	case "transformer.wpe.weight":
-		return []int64{p, c}, true
-	case "transformer.ln_f.weight", "transformer.ln_f.bias":
-		return []int64{c}, true
-	}
-	var layer int
-	var rest string
-	if _, err := fmt.Sscanf(name, "transformer.h.%d.%s", &layer, &rest); err != nil || layer >= w.cfg.NLayer {
-		return nil, false
-	}
-	shapes := map[string][]int64{
-		"ln_1.weight": {c}, "ln_1.bias": {c}, "ln_2.weight": {c}, "ln_2.bias": {c},
-		"attn.c_attn.weight": {c, 3 * c}, "attn.c_attn.bias": {3 * c},
-		"attn.c_proj.weight": {c, c}, "attn.c_proj.bias": {c},
-		"mlp.c_fc.weight": {c, 4 * c}, "mlp.c_fc.bias": {4 * c},
-		"mlp.c_proj.weight": {4 * c, c}, "mlp.c_proj.bias": {c},
-	}
-	s, ok := shapes[rest]
-	return s, ok
-}
-
-func (w *randomWeights) Tensor(name string) ([]byte, []int64, error) {
-	shape, ok := w.shape(name)
-	if !ok {
-		return nil, nil, fmt.Errorf("random weights: %s: %w", name, safetensors.ErrNotFound)
-	}
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
-	}
-	raw := make([]byte, 4*n)
-	gain := strings.HasSuffix(name, "ln_1.weight") || strings.HasSuffix(name, "ln_2.weight") || strings.HasSuffix(name, "ln_f.weight")
-	for i := int64(0); i < n; i++ {
-		v := float32(1)
-		if !gain {
-			w.state ^= w.state << 13
-			w.state ^= w.state >> 7
-			w.state ^= w.state << 17
-			v = (float32(w.state>>40)/float32(1<<24) - 0.5) * 0.1
-		}
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
-	}
-	return raw, shape, nil
-}
-
 var bench124M struct {
 	once sync.Once
 	dir  string
 	err  error
 }
 
-// benchModel exports a random-weight GPT-2 124M with onnx/export (Optimum cache convention,
-// opset 14) into a temporary directory, once per test binary.
+// benchModel exports a random-weight GPT-2 124M (export.RandomWeights, seed 1) with onnx/export
+// (Optimum cache convention, opset 14) into a temporary directory, once per test binary.
 func benchModel(b *testing.B) string {
 	b.Helper()
 	needORT(b)
@@ -107,7 +45,7 @@ func benchModel(b *testing.B) string {
 		}
 		bench124M.dir = dir
 		cfg := gpt2Small()
-		m, err := export.BuildGPT2(cfg, &randomWeights{cfg: cfg, state: 0x9e3779b97f4a7c15}, export.DefaultOptions())
+		m, err := export.BuildGPT2(cfg, export.RandomWeights(cfg, 1), export.DefaultOptions())
 		if err != nil {
 			bench124M.err = err
 			return
