@@ -12,28 +12,52 @@ import (
 type Cache struct {
 	batch, capacity int
 	n               int         // positions stored
-	k, v            [][]float32 // per layer (B,H,S,D), S = capacity
+	k, v            [][]float32 // per layer (B,H,S,D), S = capacity ≤ n_positions
 	mask            []int64     // (B,S): 1 attend, 0 padding, for positions [0,n)
 	seen            []int64     // (B): Σ mask[b, :n], the next real token's position id
 	padded          bool        // some stored position is padding
 	buf             step
 }
 
-// NewCache returns an empty cache for batch rows, with room for n_positions positions per row.
-// It panics when batch < 1.
+// initialCacheCapacity is the number of positions a new cache holds before it first grows.
+const initialCacheCapacity = 64
+
+// NewCache returns an empty cache for batch rows. Its memory grows with use (doubling, up to
+// n_positions), so that a short session of a large model does not hold the full
+// 2·n_layer·n_positions·n_embd floats per row from the start. It panics when batch < 1.
 func (m *Model) NewCache(batch int) *Cache {
 	if batch < 1 {
 		panic(fmt.Sprintf("gpt2: NewCache(%d): batch must be positive", batch))
 	}
-	cfg := m.cfg
-	size := batch * cfg.NPositions * cfg.NEmbd
-	c := &Cache{batch: batch, capacity: cfg.NPositions,
-		mask: make([]int64, batch*cfg.NPositions), seen: make([]int64, batch)}
-	for range cfg.NLayer {
-		c.k = append(c.k, make([]float32, size))
-		c.v = append(c.v, make([]float32, size))
-	}
+	c := &Cache{batch: batch, seen: make([]int64, batch), k: make([][]float32, m.cfg.NLayer), v: make([][]float32, m.cfg.NLayer)}
+	c.reserve(m.cfg, min(initialCacheCapacity, m.cfg.NPositions))
 	return c
+}
+
+// reserve grows the cache to hold at least need positions per row, copying what it holds into
+// the wider (B,H,S,D) layout.
+func (c *Cache) reserve(cfg Config, need int) {
+	if need <= c.capacity {
+		return
+	}
+	capacity := min(max(need, 2*c.capacity), cfg.NPositions)
+	d := cfg.HeadDim()
+	relayout := func(old []float32, groups, width int) []float32 {
+		nw := make([]float32, groups*capacity*width)
+		for g := 0; g < groups; g++ {
+			copy(nw[g*capacity*width:][:c.n*width], old[g*c.capacity*width:][:c.n*width])
+		}
+		return nw
+	}
+	for l := range c.k {
+		c.k[l] = relayout(c.k[l], c.batch*cfg.NHead, d)
+		c.v[l] = relayout(c.v[l], c.batch*cfg.NHead, d)
+	}
+	mask := make([]int64, c.batch*capacity)
+	for b := 0; b < c.batch; b++ {
+		copy(mask[b*capacity:][:c.n], c.mask[b*c.capacity:][:c.n])
+	}
+	c.mask, c.capacity = mask, capacity
 }
 
 // Len returns the number of positions already stored per row.
@@ -165,6 +189,7 @@ func (c *Cache) validate(cfg Config, ids []int64, B, T int, mask []int64) error 
 
 // prepare sizes the working buffers and computes position ids and the kernel's mask.
 func (c *Cache) prepare(cfg Config, B, T int, mask []int64) *step {
+	c.reserve(cfg, c.n+T)
 	s := &c.buf
 	s.cache, s.B, s.T, s.P = c, B, T, c.n
 	rows, C := B*T, cfg.NEmbd

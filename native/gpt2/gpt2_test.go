@@ -412,3 +412,48 @@ func TestConcurrentSessions(t *testing.T) {
 		compare(t, fmt.Sprintf("session %d", s), got[s], want, 0)
 	}
 }
+
+// TestCacheGrowth decodes one token at a time past the cache's initial capacity (64 → 128 →
+// 200 positions) and compares every step with a full recompute.
+func TestCacheGrowth(t *testing.T) {
+	cfg := Config{VocabSize: 50, NPositions: 200, NEmbd: 8, NLayer: 2, NHead: 2,
+		LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 49, EOSTokenID: 49}
+	m := NewRandom(cfg, 3)
+	// NewRandom's std 0.02 leaves logits near 1e-3; std 0.1 makes positions and attention
+	// visible against the tolerance, as in the PyTorch fixtures.
+	for _, w := range [][]float32{m.WTE, m.WPE} {
+		scale(w, 5)
+	}
+	for i := range m.Blocks {
+		scale(m.Blocks[i].Attn.CAttn.Weight, 5)
+		scale(m.Blocks[i].MLP.CFC.Weight, 5)
+	}
+	V := cfg.VocabSize
+	ids := make([]int64, cfg.NPositions)
+	for i := range ids {
+		ids[i] = int64((i*31 + 7) % V)
+	}
+	full := make([]float32, len(ids)*V)
+	if err := m.Forward(m.NewCache(1), ids, 1, len(ids), nil, false, full); err != nil {
+		t.Fatal(err)
+	}
+	c := m.NewCache(1)
+	step := make([]float32, V)
+	for i := range ids {
+		if err := m.Forward(c, ids[i:i+1], 1, 1, nil, true, step); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 || i == 63 || i == 64 || i == 128 || i == len(ids)-1 {
+			compare(t, fmt.Sprintf("step %d vs recompute", i), step, full[i*V:(i+1)*V], selfTol)
+		}
+	}
+	if c.capacity != cfg.NPositions {
+		t.Errorf("capacity %d after %d positions, want %d", c.capacity, len(ids), cfg.NPositions)
+	}
+}
+
+func scale(w []float32, f float32) {
+	for i := range w {
+		w[i] *= f
+	}
+}
