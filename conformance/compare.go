@@ -39,7 +39,7 @@ func (d Diff) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d of %d elements out of tolerance; max abs err %.3g, max rel err %.3g; first:", d.Mismatches, d.N, d.MaxAbs, d.MaxRel)
 	for _, m := range d.First {
-		fmt.Fprintf(&b, " %v got %.6g want %.6g;", m.Index, m.Got, m.Want)
+		fmt.Fprintf(&b, " %v got %.9g want %.9g;", m.Index, m.Got, m.Want)
 	}
 	return strings.TrimSuffix(b.String(), ";")
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -15,13 +16,25 @@ import (
 // casesDir holds the repository's case files.
 const casesDir = "../testdata/conformance"
 
-// binDir holds the plugin binaries TestMain builds; plugins lists those that built, and
-// buildErrs why the others did not.
+// binDir holds the plugin binaries that needPlugins builds once (not in TestMain: fuzz
+// workers and loader tests need none); plugins lists those that built, and buildErrs why the
+// others did not.
 var (
 	binDir    string
+	buildOnce sync.Once
+	buildErr  error
 	plugins   []PluginSpec
 	buildErrs = map[string]string{}
 )
+
+// needPlugins builds the plugin binaries on first use.
+func needPlugins(t testing.TB) {
+	t.Helper()
+	buildOnce.Do(func() { buildErr = buildPlugins(binDir) })
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+}
 
 // ci reports whether the tests run in CI, where every backend must build and run.
 func ci() bool { return os.Getenv("CI") == "true" }
@@ -35,10 +48,6 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	code := func() int {
 		defer os.RemoveAll(dir)
-		if err := buildPlugins(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
 		return m.Run()
 	}()
 	os.Exit(code)
@@ -102,6 +111,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // with all checks, and fails on any FAIL row. Every case must be applicable to at least one
 // backend, and in CI every backend must run at least one case.
 func TestRepositoryCases(t *testing.T) {
+	needPlugins(t)
 	for name, why := range buildErrs {
 		t.Logf("backend %s not run: %s (it must build when CI=true)", name, why)
 	}

@@ -29,6 +29,7 @@ func TestContractToyCorrect(t *testing.T) {
 		CheckBackend(t, Contract{Backend: toylm.New(toylm.None), Model: t.TempDir(), Task: sdk.TaskCausalLM})
 	})
 	t.Run("plugin", func(t *testing.T) {
+		needPlugins(t)
 		CheckBackend(t, Contract{Plugin: filepath.Join(binDir, "modelrt-toylm"), Model: t.TempDir(), Task: sdk.TaskCausalLM, Logger: testLogger(t)})
 	})
 }
@@ -57,6 +58,7 @@ func TestContractCatchesFlaws(t *testing.T) {
 
 // TestContractPluginCatchesFlaw: a flaw is caught across the process boundary too.
 func TestContractPluginCatchesFlaw(t *testing.T) {
+	needPlugins(t)
 	for _, f := range []toylm.Flaw{toylm.FlawSessions, toylm.FlawLeak, toylm.FlawNotFound} {
 		t.Run(string(f), func(t *testing.T) {
 			res := VerifyContract(t, Contract{Plugin: filepath.Join(binDir, "modelrt-toylm"), Env: []string{"TOYLM_FLAW=" + string(f)},
