@@ -11,10 +11,12 @@ package gpt2
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/modelrt/modelrt/native/kernels"
 	"github.com/modelrt/modelrt/native/safetensors"
@@ -123,7 +125,8 @@ func addInPlace(x, y []float32) {
 }
 
 // Model is GPT2LMHeadModel. LMHead aliases WTE when the checkpoint ties them (always for
-// GPT-2); logits are computed as h·LMHeadᵀ without a transposed copy.
+// GPT-2); logits are computed as h·LMHeadᵀ without a transposed copy. A Model is read-only
+// after Load: sessions on separate Caches may call Forward concurrently.
 type Model struct {
 	cfg    Config
 	WTE    []float32 // (V,C) token embeddings
@@ -205,6 +208,7 @@ func fmtShape(s []int) string {
 // absent, is tied to wte. A missing tensor or a shape that disagrees with config.json is an error
 // naming the file and the tensor.
 func Load(dir string) (*Model, error) {
+	start := time.Now()
 	cfg, err := LoadConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, err
@@ -250,6 +254,8 @@ func Load(dir string) (*Model, error) {
 	if f.Has(b.prefix + fmt.Sprintf("h.%d.ln_1.weight", cfg.NLayer)) {
 		return nil, fmt.Errorf("gpt2: %s: tensor %q exists but config.json says n_layer=%d", path, b.prefix+fmt.Sprintf("h.%d.ln_1.weight", cfg.NLayer), cfg.NLayer)
 	}
+	slog.Debug("gpt2: loaded", "dir", dir, "vocab", cfg.VocabSize, "n_embd", cfg.NEmbd, "n_layer", cfg.NLayer,
+		"n_head", cfg.NHead, "elapsed", time.Since(start))
 	return m, nil
 }
 
