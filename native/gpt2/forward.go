@@ -10,6 +10,7 @@ import (
 // attention mask of the positions it holds and the working buffers of Forward, so that a decode
 // step allocates nothing. A Cache is not safe for concurrent use.
 type Cache struct {
+	owner           *Model
 	batch, capacity int
 	n               int         // positions stored
 	k, v            [][]float32 // per layer (B,H,S,D), S = capacity ≤ n_positions
@@ -29,7 +30,7 @@ func (m *Model) NewCache(batch int) *Cache {
 	if batch < 1 {
 		panic(fmt.Sprintf("gpt2: NewCache(%d): batch must be positive", batch))
 	}
-	c := &Cache{batch: batch, seen: make([]int64, batch), k: make([][]float32, m.cfg.NLayer), v: make([][]float32, m.cfg.NLayer)}
+	c := &Cache{owner: m, batch: batch, seen: make([]int64, batch), k: make([][]float32, m.cfg.NLayer), v: make([][]float32, m.cfg.NLayer)}
 	c.reserve(m.cfg, min(initialCacheCapacity, m.cfg.NPositions))
 	return c
 }
@@ -108,6 +109,9 @@ func grow[T any](s []T, n int) []T {
 // the cache unchanged; the sequence is never truncated.
 func (m *Model) Forward(c *Cache, ids []int64, B, T int, mask []int64, lastOnly bool, dst []float32) error {
 	cfg := m.cfg
+	if c.owner != m {
+		return fmt.Errorf("gpt2: Forward: the cache was created by another model's NewCache")
+	}
 	if err := c.validate(cfg, ids, B, T, mask); err != nil {
 		return err
 	}

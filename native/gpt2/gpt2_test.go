@@ -358,6 +358,9 @@ func TestForwardRejectsBadInput(t *testing.T) {
 	if err := m.Forward(c, []int64{3}, 1, 1, nil, true, make([]float32, 3)); err == nil || !strings.Contains(err.Error(), "dst has 3 values") {
 		t.Fatalf("short dst: err = %v", err)
 	}
+	if err := mustLoad(t, "gpt2-odd").Forward(c, []int64{3}, 1, 1, nil, true, one); err == nil || !strings.Contains(err.Error(), "another model") {
+		t.Fatalf("foreign cache: err = %v", err)
+	}
 }
 
 // TestDecodeDoesNotAllocate: a decode step reuses the cache's buffers.
