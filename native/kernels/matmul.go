@@ -62,14 +62,16 @@ func GemmNaive(m, n, k int, a []float32, lda int, b []float32, ldb int, c []floa
 // use it untransposed. It panics when a dimension or slice length is inconsistent.
 //
 // Products of gemmMB rows or more (prefill, convolutions) go to gonum's Sgemm, whose SSE kernels
-// measured 1.3–1.7× faster than the pure-Go tiles at 64×768×3072 on the 2-core machines; fewer
-// rows (decode) are bandwidth-bound and take the pure-Go path, which allocates nothing.
+// measured 1.3–1.7× faster than the pure-Go tiles at 64×768×3072 on the 2-core machines (it
+// starts goroutines per call; that is per prompt, not per token). Fewer rows (decode) take the
+// split-K path on the worker pool, which allocates nothing. With useGonum off, everything runs
+// on the pure-Go tiles.
 func Gemm(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, bias []float32) {
 	checkGemm(m, n, k, a, lda, b, ldb, c, ldc, bias)
 	if m == 0 || n == 0 {
 		return
 	}
-	if m >= gemmMB && k > 0 {
+	if useGonum && m >= gemmMB && k > 0 {
 		gemmGonum(m, n, k, a, lda, b, ldb, c, ldc, bias)
 		return
 	}
@@ -325,7 +327,7 @@ func (j *gemmTJob) chunk(_, lo, hi int) {
 		ai := j.a[i*k:][:k]
 		ci := j.c[i*j.n:][:j.n]
 		x := lo
-		if useGonumInner {
+		if useGonum {
 			for ; x < hi; x++ {
 				ci[x] = dotInner(ai, j.b[x*k:])
 			}

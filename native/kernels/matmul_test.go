@@ -26,9 +26,9 @@ func nanVec(n int) []float32 {
 // bothInner runs f with the gonum (SSE) inner loops and with the pure-Go ones.
 func bothInner(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	defer func(v bool) { useGonumInner = v }(useGonumInner)
+	defer func(v bool) { useGonum = v }(useGonum)
 	for _, g := range []bool{true, false} {
-		useGonumInner = g
+		useGonum = g
 		name := "purego"
 		if g {
 			name = "gonum"
