@@ -4,36 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
+	"image"
 	"path/filepath"
+	"slices"
 
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/modelrt/modelrt/runtime/imageio"
+	"github.com/modelrt/modelrt/runtime/latent"
 	"github.com/modelrt/modelrt/sdk"
-)
-
-// ErrNoImages: the engine was built without image or latent support.
-var ErrNoImages = errors.New("engine: image and latent stages are not available")
-
-// Images reads and writes the images of image.load and image.save as float32 (1,C,H,W)
-// tensors with values in [-1,1], the VAE's convention.
-type Images interface {
-	Load(path string) (*sdk.Tensor, error)
-	Save(path string, img *sdk.Tensor) error
-}
-
-// Latents draws the latents of latent.sample with a seeded ε ~ N(0, I).
-type Latents interface {
-	// Prior returns ε of the given shape, divided by scale (1 for no scaling).
-	Prior(shape []int64, seed uint64, scale float64) (*sdk.Tensor, error)
-	// Posterior returns (mean + exp(½·logvar)·ε)·scale.
-	Posterior(mean, logvar *sdk.Tensor, seed uint64, scale float64) (*sdk.Tensor, error)
-}
-
-var (
-	images  Images
-	latents Latents
 )
 
 func randomSeed() uint64 {
@@ -43,26 +23,29 @@ func randomSeed() uint64 {
 }
 
 func runImageLoad(_ context.Context, c *stageCall) (map[string]cty.Value, error) {
-	if images == nil {
-		return nil, ErrNoImages
-	}
-	img, err := images.Load(c.str("path"))
+	img, err := imageio.Load(c.str("path"))
 	if err != nil {
 		return nil, err
 	}
-	return map[string]cty.Value{"image": imageVal(img)}, nil
+	b := img.Bounds()
+	data, err := imageio.ToTensor(nil, img, 3)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]cty.Value{"image": imageVal(sdk.FromFloat32([]int64{1, 3, int64(b.Dy()), int64(b.Dx())}, data))}, nil
 }
 
 func runImageSave(_ context.Context, c *stageCall) (map[string]cty.Value, error) {
-	if images == nil {
-		return nil, ErrNoImages
+	t, err := c.tensor("image")
+	if err != nil {
+		return nil, fmt.Errorf("image: %w", err)
 	}
-	img, err := c.tensor("image")
+	img, err := toImage(t)
 	if err != nil {
 		return nil, fmt.Errorf("image: %w", err)
 	}
 	path := c.str("path")
-	if err := images.Save(path, img); err != nil {
+	if err := imageio.SavePNG(path, img); err != nil {
 		return nil, err
 	}
 	if abs, err := filepath.Abs(path); err == nil {
@@ -72,9 +55,6 @@ func runImageSave(_ context.Context, c *stageCall) (map[string]cty.Value, error)
 }
 
 func runLatentSample(_ context.Context, c *stageCall) (map[string]cty.Value, error) {
-	if latents == nil {
-		return nil, ErrNoImages
-	}
 	m, err := c.model("model")
 	if err != nil {
 		return nil, err
@@ -105,7 +85,15 @@ func runLatentSample(_ context.Context, c *stageCall) (map[string]cty.Value, err
 		if ch, ok, _ := m.metaInt("latent_channels"); ok && len(shape) == 4 && shape[1] != int64(ch) {
 			return nil, fmt.Errorf("shape %v: model %q has %d latent channels", shape, m.Name, ch)
 		}
-		z, err = latents.Prior(shape, seed, scale)
+		n, err := sdk.NumElements(shape, 4)
+		if err != nil {
+			return nil, fmt.Errorf("shape %v: %w", shape, err)
+		}
+		eps := latent.Normal(int(n), seed)
+		if scale != 1 {
+			latent.Unscale(eps, float32(scale))
+		}
+		z = sdk.FromFloat32(shape, eps)
 	} else {
 		mean, merr := c.tensor("mean")
 		if merr != nil {
@@ -115,10 +103,76 @@ func runLatentSample(_ context.Context, c *stageCall) (map[string]cty.Value, err
 		if lerr != nil {
 			return nil, fmt.Errorf("logvar: %w", lerr)
 		}
-		z, err = latents.Posterior(mean, logvar, seed, scale)
+		mv, merr := mean.Float32s()
+		lv, lerr := logvar.Float32s()
+		if merr != nil || lerr != nil || !slices.Equal(mean.Shape, logvar.Shape) {
+			return nil, fmt.Errorf("mean %s%v and logvar %s%v: want float32 tensors of one shape", mean.DType, mean.Shape, logvar.DType, logvar.Shape)
+		}
+		zv := latent.Sample(mv, lv, seed)
+		if scale != 1 {
+			latent.Scale(zv, float32(scale))
+		}
+		z = sdk.FromFloat32(slices.Clone(mean.Shape), zv)
 	}
+	return map[string]cty.Value{"latent": tensorVal(z)}, nil
+}
+
+// toImage converts a (B,C,H,W) float32 tensor in [-1,1] to an image; a batch of several becomes
+// one row of them (imageio.Grid).
+func toImage(t *sdk.Tensor) (image.Image, error) {
+	if len(t.Shape) != 4 {
+		return nil, fmt.Errorf("want a (B,C,H,W) tensor, have shape %v", t.Shape)
+	}
+	v, err := t.Float32s()
 	if err != nil {
 		return nil, err
 	}
-	return map[string]cty.Value{"latent": tensorVal(z)}, nil
+	b, ch, h, w := int(t.Shape[0]), int(t.Shape[1]), int(t.Shape[2]), int(t.Shape[3])
+	imgs := make([]image.Image, b)
+	for i := range b {
+		if imgs[i], err = imageio.FromTensor(v[i*ch*h*w:(i+1)*ch*h*w], ch, h, w); err != nil {
+			return nil, err
+		}
+	}
+	if b == 1 {
+		return imgs[0], nil
+	}
+	return imageio.Grid(imgs, b)
+}
+
+// Rec. 601 luma weights, those of Go's color.GrayModel, for an RGB image given to a 1-channel
+// VAE. The [-1,1] mapping is affine and the weights sum to 1, so they apply to tensor values
+// directly.
+const lumaR, lumaG, lumaB = 0.299, 0.587, 0.114
+
+// matchChannels adapts an image tensor (1,C,H,W) to a model's input channels: RGB to luminance
+// for a 1-channel model, gray replicated for a 3-channel one. Other mismatches are errors.
+func matchChannels(t *sdk.Tensor, want int) (*sdk.Tensor, error) {
+	if len(t.Shape) != 4 || want <= 0 || t.Shape[1] == int64(want) {
+		return t, nil
+	}
+	v, err := t.Float32s()
+	if err != nil {
+		return nil, err
+	}
+	b, c, hw := int(t.Shape[0]), int(t.Shape[1]), int(t.Shape[2]*t.Shape[3])
+	out := make([]float32, b*want*hw)
+	switch {
+	case c == 3 && want == 1:
+		for i := range b {
+			r, g, bl := v[(i*3)*hw:], v[(i*3+1)*hw:], v[(i*3+2)*hw:]
+			for j := range hw {
+				out[i*hw+j] = lumaR*r[j] + lumaG*g[j] + lumaB*bl[j]
+			}
+		}
+	case c == 1 && want == 3:
+		for i := range b {
+			for k := range 3 {
+				copy(out[(i*3+k)*hw:(i*3+k+1)*hw], v[i*hw:(i+1)*hw])
+			}
+		}
+	default:
+		return nil, fmt.Errorf("image has %d channels, the model wants %d", c, want)
+	}
+	return sdk.FromFloat32([]int64{int64(b), int64(want), t.Shape[2], t.Shape[3]}, out), nil
 }
