@@ -1,0 +1,513 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelrt/modelrt/runtime/imageio"
+	"github.com/modelrt/modelrt/runtime/latent"
+	"github.com/modelrt/modelrt/runtime/plugin"
+	"github.com/modelrt/modelrt/sdk"
+)
+
+// vaeFlags are the flags of `modelrt vae` and its verbs.
+type vaeFlags struct {
+	model, backend, out string
+	// image input
+	size string // WxH to resize every image to
+	fit  bool   // resize down to multiples of the downsampling factor
+	// latent sampling
+	mode  string // sample or mean
+	seed  uint64
+	scale bool
+	// sample
+	n, cols int
+}
+
+func newVAECmd(g *globals) *cobra.Command {
+	f := &vaeFlags{}
+	cmd := &cobra.Command{
+		Use:   "vae",
+		Short: "Encode images to latents and decode latents to images with a VAE through a backend plugin",
+		Long: `Runs a diffusers AutoencoderKL in a backend plugin: a native directory (config.json +
+diffusion_pytorch_model.safetensors) on the native backend, or Optimum's ONNX split
+(vae_encoder/model.onnx, vae_decoder/model.onnx) on onnxrt. Images are PNG or JPEG in, PNG out;
+latents are safetensors files (tensor "latent", plus "mean" and "logvar" from encode). Sampling
+z = mean + exp(0.5·logvar)·ε happens here, on the host, from --seed, so every backend decodes the
+same z. Image sizes must be multiples of the model's downsampling factor f, unless --size WxH or
+--fit resizes them (Catmull-Rom). See docs/vae.md.`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.model, "model", "", "VAE model directory")
+	pf.StringVar(&f.backend, "backend", "native", "backend plugin: native, onnxrt, or a plugin path")
+	pf.StringVarP(&f.out, "out", "o", "", "output file (.safetensors for encode, .png otherwise)")
+
+	imageFlags := func(c *cobra.Command) {
+		c.Flags().StringVar(&f.size, "size", "", "resize every image to WxH first (multiples of f)")
+		c.Flags().BoolVar(&f.fit, "fit", false, "resize each image down to the nearest multiples of f")
+	}
+	samplingFlags := func(c *cobra.Command) {
+		c.Flags().StringVar(&f.mode, "mode", "sample", "latent to use: sample (mean + σ·ε) or mean")
+		c.Flags().Uint64Var(&f.seed, "seed", 0, "seed of ε")
+	}
+	encode := &cobra.Command{
+		Use:   "encode IMAGE... --model DIR --out LATENT.safetensors",
+		Short: "Encode images (one batch, same size) to a latent file with mean, logvar and the sampled latent",
+		Args:  cobra.MinimumNArgs(1),
+		RunE:  func(cmd *cobra.Command, args []string) error { return runVAEEncode(cmd, g, f, args) },
+	}
+	imageFlags(encode)
+	samplingFlags(encode)
+	encode.Flags().BoolVar(&f.scale, "scale", false, "multiply the latent by the config's scaling_factor (recorded in the file)")
+	decode := &cobra.Command{
+		Use:   "decode LATENT.safetensors --model DIR --out IMAGE.png",
+		Short: "Decode a latent file to a PNG (a grid when it holds a batch)",
+		Args:  cobra.ExactArgs(1),
+		RunE:  func(cmd *cobra.Command, args []string) error { return runVAEDecode(cmd, g, f, args[0]) },
+	}
+	reconstruct := &cobra.Command{
+		Use:   "reconstruct IMAGE... --model DIR --out IMAGE.png",
+		Short: "Encode, sample (or take the mean) and decode images; writes a PNG (a grid for several)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE:  func(cmd *cobra.Command, args []string) error { return runVAEReconstruct(cmd, g, f, args) },
+	}
+	imageFlags(reconstruct)
+	samplingFlags(reconstruct)
+	sample := &cobra.Command{
+		Use:   "sample --model DIR --n N --seed S --out GRID.png",
+		Short: "Decode N latents drawn from the prior N(0, I) to a PNG grid",
+		Long: `Draws z ~ N(0, I) of shape (N, latent_channels, H/f, W/f) from --seed and decodes it. The
+image size is --size WxH, or the config's sample_size squared. The prior is the VAE's own
+(unscaled) latent space, so no scaling_factor is applied.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runVAESample(cmd, g, f) },
+	}
+	sample.Flags().IntVar(&f.n, "n", 4, "number of images")
+	sample.Flags().Uint64Var(&f.seed, "seed", 0, "seed of the prior draw")
+	sample.Flags().StringVar(&f.size, "size", "", "image size WxH (default: sample_size from config.json)")
+	for _, c := range []*cobra.Command{decode, reconstruct, sample} {
+		c.Flags().IntVar(&f.cols, "cols", 0, "grid columns for a batch (default: ceil(sqrt(N)))")
+	}
+	cmd.AddCommand(encode, decode, reconstruct, sample)
+	return cmd
+}
+
+// vaeModel is a VAE loaded in a backend plugin, with the facts its ModelInfo reported.
+type vaeModel struct {
+	p                        *plugin.Plugin
+	dir                      string
+	inC, outC, latentC, f    int // 0 when the backend did not say
+	sampleSize               int
+	scaling                  float32
+	scalingKnown             bool
+	encodeTime, decodeTime   time.Duration
+	encodeCalls, decodeCalls int
+}
+
+const vaeModelName = "vae"
+
+func (f *vaeFlags) check(needOut bool) error {
+	if f.model == "" {
+		return fmt.Errorf("vae needs --model DIR")
+	}
+	if needOut && f.out == "" {
+		return fmt.Errorf("vae needs --out FILE")
+	}
+	if f.mode != "" && f.mode != "sample" && f.mode != "mean" {
+		return fmt.Errorf("--mode %q: want sample or mean", f.mode)
+	}
+	if f.size != "" && f.fit {
+		return fmt.Errorf("--size and --fit exclude each other")
+	}
+	return nil
+}
+
+// loadVAE starts the backend and loads f.model as a vae.
+func loadVAE(ctx context.Context, g *globals, f *vaeFlags) (*vaeModel, error) {
+	dir, err := filepath.Abs(f.model)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("--model: %w", err)
+	}
+	p, err := startBackend(ctx, g, f.backend)
+	if err != nil {
+		return nil, err
+	}
+	r, err := p.LoadModel(ctx, &sdk.LoadModelRequest{Name: vaeModelName, Path: dir, Task: sdk.TaskVAE})
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("load %s in %s: %w", f.model, p.Name(), err)
+	}
+	m := &vaeModel{p: p, dir: dir}
+	meta := r.Model.Metadata
+	for key, dst := range map[string]*int{"in_channels": &m.inC, "out_channels": &m.outC, "latent_channels": &m.latentC,
+		"downsample_factor": &m.f, "sample_size": &m.sampleSize} {
+		if s, ok := meta[key]; ok {
+			if *dst, err = strconv.Atoi(s); err != nil {
+				p.Close()
+				return nil, fmt.Errorf("model %s: metadata %s = %q is not an integer", f.model, key, s)
+			}
+		}
+	}
+	if s, ok := meta["scaling_factor"]; ok {
+		v, err := strconv.ParseFloat(s, 32)
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("model %s: metadata scaling_factor = %q is not a number", f.model, s)
+		}
+		m.scaling, m.scalingKnown = float32(v), true
+	}
+	m.fromConfig()
+	slog.Info("vae: loaded", "model", f.model, "backend", p.Name(), "metadata", meta)
+	return m, nil
+}
+
+// fromConfig fills what the backend's metadata left out from config.json (beside the model, or
+// in either part of Optimum's split): the onnxrt backend reports no sample_size.
+func (m *vaeModel) fromConfig() {
+	for _, p := range []string{"config.json", "vae_decoder/config.json", "vae_encoder/config.json"} {
+		data, err := os.ReadFile(filepath.Join(m.dir, p))
+		if err != nil {
+			continue
+		}
+		var c struct {
+			SampleSize     int      `json:"sample_size"`
+			Blocks         []int    `json:"block_out_channels"`
+			InChannels     int      `json:"in_channels"`
+			LatentChannels int      `json:"latent_channels"`
+			ScalingFactor  *float32 `json:"scaling_factor"`
+		}
+		if json.Unmarshal(data, &c) != nil {
+			continue
+		}
+		if m.sampleSize == 0 {
+			m.sampleSize = c.SampleSize
+		}
+		if m.f == 0 && len(c.Blocks) > 0 {
+			m.f = 1 << (len(c.Blocks) - 1)
+		}
+		if m.inC == 0 {
+			m.inC = c.InChannels
+		}
+		if m.latentC == 0 {
+			m.latentC = c.LatentChannels
+		}
+		if !m.scalingKnown && c.ScalingFactor != nil {
+			m.scaling, m.scalingKnown = *c.ScalingFactor, true
+		}
+		return
+	}
+}
+
+func (m *vaeModel) Close() { m.p.Close() }
+
+// encode runs vae-encode on x (B,C,H,W) and returns mean and logvar (B,L,h,w).
+func (m *vaeModel) encode(ctx context.Context, x []float32, shape [4]int) (mean, logvar []float32, lshape [4]int, err error) {
+	start := time.Now()
+	r, err := m.p.Infer(ctx, &sdk.InferRequest{Model: vaeModelName, Params: map[string]string{sdk.ParamTask: sdk.TaskVAEEncode},
+		Inputs: map[string]*sdk.Tensor{"image": sdk.FromFloat32(int64s(shape[:]), x)}})
+	if err != nil {
+		return nil, nil, lshape, fmt.Errorf("encode in %s: %w", m.p.Name(), err)
+	}
+	m.encodeTime += time.Since(start)
+	m.encodeCalls++
+	mt, lt := r.Outputs["mean"], r.Outputs["logvar"]
+	if mt == nil || lt == nil || len(mt.Shape) != 4 || !equal64(mt.Shape, lt.Shape) {
+		return nil, nil, lshape, fmt.Errorf("encode in %s: want outputs mean and logvar of one 4-D shape, got %s", m.p.Name(), sdk.InputNames(r.Outputs))
+	}
+	if mean, err = mt.Float32s(); err != nil {
+		return nil, nil, lshape, fmt.Errorf("encode: mean: %w", err)
+	}
+	if logvar, err = lt.Float32s(); err != nil {
+		return nil, nil, lshape, fmt.Errorf("encode: logvar: %w", err)
+	}
+	for i, d := range mt.Shape {
+		lshape[i] = int(d)
+	}
+	slog.Info("vae: encoded", "image", shape, "latent", lshape, "elapsed", time.Since(start).Round(time.Millisecond))
+	return mean, logvar, lshape, nil
+}
+
+// decode runs vae-decode on z (B,L,h,w) and returns the image batch (B,C,H,W).
+func (m *vaeModel) decode(ctx context.Context, z []float32, shape [4]int) ([]float32, [4]int, error) {
+	var ishape [4]int
+	if m.latentC > 0 && shape[1] != m.latentC {
+		return nil, ishape, fmt.Errorf("latent has %d channels, model takes %d (latent_channels)", shape[1], m.latentC)
+	}
+	start := time.Now()
+	r, err := m.p.Infer(ctx, &sdk.InferRequest{Model: vaeModelName, Params: map[string]string{sdk.ParamTask: sdk.TaskVAEDecode},
+		Inputs: map[string]*sdk.Tensor{"latent": sdk.FromFloat32(int64s(shape[:]), z)}})
+	if err != nil {
+		return nil, ishape, fmt.Errorf("decode in %s: %w", m.p.Name(), err)
+	}
+	m.decodeTime += time.Since(start)
+	m.decodeCalls++
+	it := r.Outputs["image"]
+	if it == nil || len(it.Shape) != 4 {
+		return nil, ishape, fmt.Errorf("decode in %s: want a 4-D output image, got %s", m.p.Name(), sdk.InputNames(r.Outputs))
+	}
+	img, err := it.Float32s()
+	if err != nil {
+		return nil, ishape, fmt.Errorf("decode: image: %w", err)
+	}
+	for i, d := range it.Shape {
+		ishape[i] = int(d)
+	}
+	slog.Info("vae: decoded", "latent", shape, "image", ishape, "elapsed", time.Since(start).Round(time.Millisecond))
+	return img, ishape, nil
+}
+
+func int64s(v []int) []int64 {
+	out := make([]int64, len(v))
+	for i, x := range v {
+		out[i] = int64(x)
+	}
+	return out
+}
+
+func equal64(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func parseSize(s string) (w, h int, err error) {
+	ws, hs, ok := strings.Cut(strings.ToLower(s), "x")
+	if ok {
+		w, err = strconv.Atoi(ws)
+		if err == nil {
+			h, err = strconv.Atoi(hs)
+		}
+	}
+	if !ok || err != nil || w <= 0 || h <= 0 {
+		return 0, 0, fmt.Errorf("--size %q: want WxH, e.g. 256x256", s)
+	}
+	return w, h, nil
+}
+
+// loadImages reads, resizes and stacks the images into one (B,C,H,W) batch in [-1,1].
+func (m *vaeModel) loadImages(f *vaeFlags, paths []string) ([]float32, [4]int, error) {
+	var shape [4]int
+	c := m.inC
+	if c == 0 {
+		c = 3
+	}
+	var sw, sh int
+	if f.size != "" {
+		var err error
+		if sw, sh, err = parseSize(f.size); err != nil {
+			return nil, shape, err
+		}
+	}
+	var x []float32
+	for i, p := range paths {
+		img, err := imageio.Load(p)
+		if err != nil {
+			return nil, shape, err
+		}
+		b := img.Bounds()
+		w, h := b.Dx(), b.Dy()
+		switch {
+		case f.size != "":
+			w, h = sw, sh
+		case f.fit && m.f > 0:
+			w, h = imageio.FloorMultiple(w, h, m.f)
+		}
+		if m.f > 0 && (w%m.f != 0 || h%m.f != 0) {
+			return nil, shape, fmt.Errorf("%s: image is %d×%d (W×H); the model needs multiples of its downsampling factor %d (use --fit or --size)", p, w, h, m.f)
+		}
+		if w != b.Dx() || h != b.Dy() {
+			if img, err = imageio.Resize(img, w, h); err != nil {
+				return nil, shape, fmt.Errorf("%s: %w", p, err)
+			}
+			slog.Info("vae: resized", "image", p, "from", b.Size(), "to", image.Pt(w, h))
+		}
+		if i == 0 {
+			shape = [4]int{len(paths), c, h, w}
+		} else if w != shape[3] || h != shape[2] {
+			return nil, shape, fmt.Errorf("%s: image is %d×%d but %s is %d×%d; one batch needs one size (use --size)", p, w, h, paths[0], shape[3], shape[2])
+		}
+		if x, err = imageio.ToTensor(x, img, c); err != nil {
+			return nil, shape, fmt.Errorf("%s: model takes %d input channels: %w", p, c, err)
+		}
+	}
+	return x, shape, nil
+}
+
+// pick returns the latent to decode: a draw z = mean + σ·ε, or the mean.
+func (f *vaeFlags) pick(mean, logvar []float32) []float32 {
+	if f.mode == "mean" {
+		return append([]float32(nil), mean...)
+	}
+	return latent.Sample(mean, logvar, f.seed)
+}
+
+// writeImages writes a batch (B,C,H,W) as one PNG, a grid when B > 1.
+func writeImages(path string, x []float32, shape [4]int, cols int) error {
+	b, c, h, w := shape[0], shape[1], shape[2], shape[3]
+	var imgs []image.Image
+	for i := range b {
+		img, err := imageio.FromTensor(x[i*c*h*w:(i+1)*c*h*w], c, h, w)
+		if err != nil {
+			return err
+		}
+		imgs = append(imgs, img)
+	}
+	if cols <= 0 {
+		for cols = 1; cols*cols < b; cols++ {
+		}
+	}
+	grid, err := imageio.Grid(imgs, cols)
+	if err != nil {
+		return err
+	}
+	return imageio.SavePNG(path, grid)
+}
+
+func runVAEEncode(cmd *cobra.Command, g *globals, f *vaeFlags, paths []string) error {
+	if err := f.check(true); err != nil {
+		return err
+	}
+	m, err := loadVAE(cmd.Context(), g, f)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	x, shape, err := m.loadImages(f, paths)
+	if err != nil {
+		return err
+	}
+	mean, logvar, lshape, err := m.encode(cmd.Context(), x, shape)
+	if err != nil {
+		return err
+	}
+	lf := &latent.File{Shape: lshape, Latent: f.pick(mean, logvar), Mean: mean, Logvar: logvar, Mode: f.mode, Seed: f.seed,
+		ScalingFactor: m.scaling}
+	if f.scale {
+		if !m.scalingKnown || m.scaling == 0 {
+			return fmt.Errorf("--scale: model %s reports no scaling_factor", f.model)
+		}
+		latent.Scale(lf.Latent, m.scaling)
+		lf.Scaled = true
+	}
+	if !m.scalingKnown {
+		lf.ScalingFactor = 1
+	}
+	if err := latent.Save(f.out, lf); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: latent %v (mode %s, seed %d, scaled %v) from %d image(s) %d×%d\n",
+		f.out, lshape, f.mode, f.seed, lf.Scaled, shape[0], shape[3], shape[2])
+	return nil
+}
+
+func runVAEDecode(cmd *cobra.Command, g *globals, f *vaeFlags, path string) error {
+	if err := f.check(true); err != nil {
+		return err
+	}
+	lf, err := latent.Load(path)
+	if err != nil {
+		return err
+	}
+	m, err := loadVAE(cmd.Context(), g, f)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	img, ishape, err := m.decode(cmd.Context(), lf.Decodable(), lf.Shape)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := writeImages(f.out, img, ishape, f.cols); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d image(s) %d×%d from latent %v\n", f.out, ishape[0], ishape[3], ishape[2], lf.Shape)
+	return nil
+}
+
+func runVAEReconstruct(cmd *cobra.Command, g *globals, f *vaeFlags, paths []string) error {
+	if err := f.check(true); err != nil {
+		return err
+	}
+	m, err := loadVAE(cmd.Context(), g, f)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	x, shape, err := m.loadImages(f, paths)
+	if err != nil {
+		return err
+	}
+	mean, logvar, lshape, err := m.encode(cmd.Context(), x, shape)
+	if err != nil {
+		return err
+	}
+	img, ishape, err := m.decode(cmd.Context(), f.pick(mean, logvar), lshape)
+	if err != nil {
+		return err
+	}
+	if err := writeImages(f.out, img, ishape, f.cols); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d image(s) %d×%d via latent %v (mode %s, seed %d); encode %v, decode %v\n",
+		f.out, ishape[0], ishape[3], ishape[2], lshape, f.mode, f.seed,
+		m.encodeTime.Round(time.Millisecond), m.decodeTime.Round(time.Millisecond))
+	return nil
+}
+
+func runVAESample(cmd *cobra.Command, g *globals, f *vaeFlags) error {
+	if err := f.check(true); err != nil {
+		return err
+	}
+	if f.n <= 0 {
+		return fmt.Errorf("--n must be positive, got %d", f.n)
+	}
+	m, err := loadVAE(cmd.Context(), g, f)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	w, h := m.sampleSize, m.sampleSize
+	if f.size != "" {
+		if w, h, err = parseSize(f.size); err != nil {
+			return err
+		}
+	}
+	switch {
+	case w <= 0:
+		return fmt.Errorf("model %s gives no sample_size; pass --size WxH", f.model)
+	case m.f <= 0 || m.latentC <= 0:
+		return fmt.Errorf("model %s does not report its downsampling factor and latent channels (no config.json?)", f.model)
+	case w%m.f != 0 || h%m.f != 0:
+		return fmt.Errorf("image size %d×%d is not a multiple of the downsampling factor %d", w, h, m.f)
+	}
+	shape := [4]int{f.n, m.latentC, h / m.f, w / m.f}
+	z := latent.Normal(shape[0]*shape[1]*shape[2]*shape[3], f.seed)
+	img, ishape, err := m.decode(cmd.Context(), z, shape)
+	if err != nil {
+		return err
+	}
+	if err := writeImages(f.out, img, ishape, f.cols); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d image(s) %d×%d from the prior (latent %v, seed %d)\n", f.out, ishape[0], ishape[3], ishape[2], shape, f.seed)
+	return nil
+}
