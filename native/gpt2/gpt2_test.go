@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelrt/modelrt/native/gpt2/gpt2ref"
 	"github.com/modelrt/modelrt/native/safetensors"
 )
 
@@ -25,47 +26,21 @@ var fixtures = []string{"gpt2-tiny", "gpt2-odd", "gpt2-bf16"}
 
 func fixtureDir(name string) string { return filepath.Join("..", "..", "testdata", "models", name) }
 
-// reference is the content of a fixture's reference.safetensors.
-type reference struct {
-	ids, mask   []int64 // (B,T)
-	B, T        int
-	logits      []float32 // (B,T,V)
-	greedy      []int64   // (1, P+8)
-	greedyHello []int64   // gpt2-tiny only
-	newTokens   int
+// forEachFixture runs f as a subtest for every fixture with its model and reference.
+func forEachFixture(t *testing.T, f func(t *testing.T, name string, m *Model, r *gpt2ref.Reference)) {
+	for _, name := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			f(t, name, mustLoad(t, name), mustReference(t, fixtureDir(name)))
+		})
+	}
 }
 
-func loadReference(t *testing.T, dir string) reference {
+func mustReference(t *testing.T, dir string) *gpt2ref.Reference {
 	t.Helper()
-	f, err := safetensors.Open(filepath.Join(dir, "reference.safetensors"))
+	r, err := gpt2ref.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	if got := f.Metadata()["format"]; got != "modelrt-gpt2-reference/v1" {
-		t.Fatalf("%s: reference format %q, want modelrt-gpt2-reference/v1", dir, got)
-	}
-	var r reference
-	var shape []int
-	if r.ids, shape, err = f.Int64("input_ids"); err != nil {
-		t.Fatal(err)
-	}
-	r.B, r.T = shape[0], shape[1]
-	if r.mask, _, err = f.Int64("attention_mask"); err != nil {
-		t.Fatal(err)
-	}
-	if r.logits, _, err = f.Float32("logits"); err != nil {
-		t.Fatal(err)
-	}
-	if r.greedy, _, err = f.Int64("greedy_ids"); err != nil {
-		t.Fatal(err)
-	}
-	if f.Has("greedy_hello_ids") {
-		if r.greedyHello, _, err = f.Int64("greedy_hello_ids"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r.newTokens = 8
 	return r
 }
 
@@ -99,14 +74,14 @@ func compare(t *testing.T, what string, got, want []float32, tol float64) {
 }
 
 // forwardReference runs the reference batch through a fresh cache.
-func forwardReference(t *testing.T, m *Model, r reference, lastOnly bool) []float32 {
+func forwardReference(t *testing.T, m *Model, r *gpt2ref.Reference, lastOnly bool) []float32 {
 	t.Helper()
 	rows := r.B * r.T
 	if lastOnly {
 		rows = r.B
 	}
 	out := make([]float32, rows*m.Config().VocabSize)
-	if err := m.Forward(m.NewCache(r.B), r.ids, r.B, r.T, r.mask, lastOnly, out); err != nil {
+	if err := m.Forward(m.NewCache(r.B), r.InputIDs, r.B, r.T, r.AttentionMask, lastOnly, out); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -122,80 +97,68 @@ func mustLoad(t *testing.T, name string) *Model {
 }
 
 func TestLogitsMatchPyTorch(t *testing.T) {
-	for _, name := range fixtures {
-		t.Run(name, func(t *testing.T) {
-			m := mustLoad(t, name)
-			r := loadReference(t, fixtureDir(name))
-			V := m.Config().VocabSize
-			compare(t, name+" logits (padded batch)", forwardReference(t, m, r, false), r.logits, refLogitsTol)
-			last := forwardReference(t, m, r, true)
-			for b := 0; b < r.B; b++ {
-				compare(t, fmt.Sprintf("%s lastOnly row %d", name, b), last[b*V:(b+1)*V], r.logits[((b+1)*r.T-1)*V:][:V], refLogitsTol)
-			}
-		})
-	}
+	forEachFixture(t, func(t *testing.T, name string, m *Model, r *gpt2ref.Reference) {
+		V := m.Config().VocabSize
+		compare(t, name+" logits (padded batch)", forwardReference(t, m, r, false), r.Logits, refLogitsTol)
+		last := forwardReference(t, m, r, true)
+		for b := 0; b < r.B; b++ {
+			compare(t, fmt.Sprintf("%s lastOnly row %d", name, b), last[b*V:(b+1)*V], r.Logits[((b+1)*r.T-1)*V:][:V], refLogitsTol)
+		}
+	})
 }
 
 // TestLeftPaddedRowEqualsUnpadded: the padded row of the reference batch must give, at its real
 // positions, the logits of the same tokens run alone without padding.
 func TestLeftPaddedRowEqualsUnpadded(t *testing.T) {
-	for _, name := range fixtures {
-		t.Run(name, func(t *testing.T) {
-			m := mustLoad(t, name)
-			r := loadReference(t, fixtureDir(name))
-			V := m.Config().VocabSize
-			batch := forwardReference(t, m, r, false)
-			for b := 0; b < r.B; b++ {
-				pads := 0
-				for pads < r.T && r.mask[b*r.T+pads] == 0 {
-					pads++
-				}
-				n := r.T - pads
-				alone := make([]float32, n*V)
-				if err := m.Forward(m.NewCache(1), r.ids[b*r.T+pads:(b+1)*r.T], 1, n, nil, false, alone); err != nil {
-					t.Fatal(err)
-				}
-				compare(t, fmt.Sprintf("row %d (%d pads) vs alone", b, pads), batch[(b*r.T+pads)*V:(b+1)*r.T*V], alone, selfTol)
+	forEachFixture(t, func(t *testing.T, name string, m *Model, r *gpt2ref.Reference) {
+		V := m.Config().VocabSize
+		batch := forwardReference(t, m, r, false)
+		for b := 0; b < r.B; b++ {
+			pads := 0
+			for pads < r.T && r.AttentionMask[b*r.T+pads] == 0 {
+				pads++
 			}
-		})
-	}
+			n := r.T - pads
+			alone := make([]float32, n*V)
+			if err := m.Forward(m.NewCache(1), r.InputIDs[b*r.T+pads:(b+1)*r.T], 1, n, nil, false, alone); err != nil {
+				t.Fatal(err)
+			}
+			compare(t, fmt.Sprintf("row %d (%d pads) vs alone", b, pads), batch[(b*r.T+pads)*V:(b+1)*r.T*V], alone, selfTol)
+		}
+	})
 }
 
 // TestCacheStepsEqualRecompute feeds the padded reference batch in pieces (2 tokens, then one
 // at a time, with the growing mask) and compares with the full recompute.
 func TestCacheStepsEqualRecompute(t *testing.T) {
-	for _, name := range fixtures {
-		t.Run(name, func(t *testing.T) {
-			m := mustLoad(t, name)
-			r := loadReference(t, fixtureDir(name))
-			V := m.Config().VocabSize
-			full := forwardReference(t, m, r, false)
-			c := m.NewCache(r.B)
-			for t0 := 0; t0 < r.T; {
-				n := 1
-				if t0 == 0 {
-					n = 2
-				}
-				ids := make([]int64, 0, r.B*n)
-				mask := make([]int64, 0, r.B*(t0+n))
-				for b := 0; b < r.B; b++ {
-					ids = append(ids, r.ids[b*r.T+t0:b*r.T+t0+n]...)
-					mask = append(mask, r.mask[b*r.T:b*r.T+t0+n]...)
-				}
-				step := make([]float32, r.B*n*V)
-				if err := m.Forward(c, ids, r.B, n, mask, false, step); err != nil {
-					t.Fatal(err)
-				}
-				if c.Len() != t0+n {
-					t.Fatalf("Len() = %d after %d positions", c.Len(), t0+n)
-				}
-				for b := 0; b < r.B; b++ {
-					compare(t, fmt.Sprintf("row %d positions [%d,%d)", b, t0, t0+n), step[b*n*V:(b+1)*n*V], full[(b*r.T+t0)*V:(b*r.T+t0+n)*V], selfTol)
-				}
-				t0 += n
+	forEachFixture(t, func(t *testing.T, name string, m *Model, r *gpt2ref.Reference) {
+		V := m.Config().VocabSize
+		full := forwardReference(t, m, r, false)
+		c := m.NewCache(r.B)
+		for t0 := 0; t0 < r.T; {
+			n := 1
+			if t0 == 0 {
+				n = 2
 			}
-		})
-	}
+			ids := make([]int64, 0, r.B*n)
+			mask := make([]int64, 0, r.B*(t0+n))
+			for b := 0; b < r.B; b++ {
+				ids = append(ids, r.InputIDs[b*r.T+t0:b*r.T+t0+n]...)
+				mask = append(mask, r.AttentionMask[b*r.T:b*r.T+t0+n]...)
+			}
+			step := make([]float32, r.B*n*V)
+			if err := m.Forward(c, ids, r.B, n, mask, false, step); err != nil {
+				t.Fatal(err)
+			}
+			if c.Len() != t0+n {
+				t.Fatalf("Len() = %d after %d positions", c.Len(), t0+n)
+			}
+			for b := 0; b < r.B; b++ {
+				compare(t, fmt.Sprintf("row %d positions [%d,%d)", b, t0, t0+n), step[b*n*V:(b+1)*n*V], full[(b*r.T+t0)*V:(b*r.T+t0+n)*V], selfTol)
+			}
+			t0 += n
+		}
+	})
 }
 
 // greedy runs prompt then steps argmax tokens through the cache, one Forward per token.
@@ -223,22 +186,18 @@ func greedy(t *testing.T, m *Model, prompt []int64, steps int) []int64 {
 }
 
 func TestGreedyMatchesPyTorch(t *testing.T) {
-	for _, name := range fixtures {
-		t.Run(name, func(t *testing.T) {
-			m := mustLoad(t, name)
-			r := loadReference(t, fixtureDir(name))
-			check := func(what string, want []int64) {
-				got := greedy(t, m, want[:len(want)-r.newTokens], r.newTokens)
-				if fmt.Sprint(got) != fmt.Sprint(want) {
-					t.Errorf("%s: greedy ids %v, want %v", what, got, want)
-				}
+	forEachFixture(t, func(t *testing.T, name string, m *Model, r *gpt2ref.Reference) {
+		check := func(what string, want []int64) {
+			got := greedy(t, m, want[:len(want)-r.NewTokens], r.NewTokens)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s: greedy ids %v, want %v", what, got, want)
 			}
-			check("greedy_ids", r.greedy)
-			if r.greedyHello != nil {
-				check("greedy_hello_ids", r.greedyHello)
-			}
-		})
-	}
+		}
+		check("greedy_ids", r.GreedyIDs)
+		if r.GreedyHelloIDs != nil {
+			check("greedy_hello_ids", r.GreedyHelloIDs)
+		}
+	})
 }
 
 // TestHubNaming rewrites gpt2-odd the way the hub's original gpt2 checkpoint names it (no
@@ -267,8 +226,8 @@ func TestHubNaming(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := loadReference(t, src)
-	compare(t, "hub-named gpt2-odd", forwardReference(t, m, r, false), r.logits, refLogitsTol)
+	r := mustReference(t, src)
+	compare(t, "hub-named gpt2-odd", forwardReference(t, m, r, false), r.Logits, refLogitsTol)
 }
 
 func copyFile(t *testing.T, from, to string) {
@@ -386,7 +345,7 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 // them) give the logits they give alone; run with -race to check the kernels' worker pool.
 func TestConcurrentSessions(t *testing.T) {
 	m := mustLoad(t, "gpt2-odd")
-	r := loadReference(t, fixtureDir("gpt2-odd"))
+	r := mustReference(t, fixtureDir("gpt2-odd"))
 	want := forwardReference(t, m, r, false)
 	const sessions = 4
 	errs := make(chan error, sessions)
@@ -398,7 +357,7 @@ func TestConcurrentSessions(t *testing.T) {
 			var err error
 			for range 3 {
 				c.Reset()
-				if err = m.Forward(c, r.ids, r.B, r.T, r.mask, false, out); err != nil {
+				if err = m.Forward(c, r.InputIDs, r.B, r.T, r.AttentionMask, false, out); err != nil {
 					break
 				}
 			}
