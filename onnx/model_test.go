@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelrt/modelrt/onnx"
 	"github.com/modelrt/modelrt/onnx/graph"
+	"github.com/modelrt/modelrt/onnx/onnxpb"
 )
 
 // tinyModel builds y = MatMul(x, w) + b with a symbolic batch dim; w has wElems floats, so that a
@@ -46,6 +47,7 @@ func saveTiny(t testing.TB, dir string, external bool) string {
 func TestReadSummary(t *testing.T) {
 	for _, external := range []bool{false, true} {
 		path := saveTiny(t, t.TempDir(), external)
+		addMetadata(t, path, "source", "unit test")
 		m, err := onnx.Read(path)
 		if err != nil {
 			t.Fatal(err)
@@ -98,11 +100,31 @@ func TestReadSummary(t *testing.T) {
 			t.Fatal(err)
 		}
 		text := buf.String()
-		for _, want := range []string{"ir_version:   8", "producer:     modelrt-test 0", "ai.onnx 14", "x  float32  [batch, 4]", "y  float32  [batch, 512]", "initializers: 2 (", "MatMul"} {
+		for _, want := range []string{"ir_version:   8", "producer:     modelrt-test 0", "ai.onnx 14", "x  float32  [batch, 4]", "y  float32  [batch, 512]", "initializers: 2 (", "MatMul", "metadata:     source = unit test"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("external=%v: summary lacks %q:\n%s", external, want, text)
 			}
 		}
+	}
+}
+
+// addMetadata rewrites the model at path with one metadata_props entry.
+func addMetadata(t *testing.T, path, k, v string) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnx.Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Proto.MetadataProps = append(m.Proto.MetadataProps, &onnxpb.StringStringEntryProto{Key: &k, Value: &v})
+	if raw, err = proto.Marshal(m.Proto); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 

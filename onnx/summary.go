@@ -19,10 +19,12 @@ type Summary struct {
 	Domain          string
 	ModelVersion    int64
 	GraphName       string
-	Opsets          []Opset
-	Inputs          []Value // graph inputs that are not initializers
-	Outputs         []Value
-	Initializers    int
+	// Metadata is the model's metadata_props (key, value) in file order.
+	Metadata     [][2]string
+	Opsets       []Opset
+	Inputs       []Value // graph inputs that are not initializers
+	Outputs      []Value
+	Initializers int
 	// InitializerBytes counts the data of every initializer, inline or external.
 	InitializerBytes int64
 	ExternalBytes    int64 // the part of InitializerBytes stored in external files
@@ -81,6 +83,9 @@ func (m *Model) Summary() *Summary {
 		ModelVersion:    mp.GetModelVersion(),
 		GraphName:       g.GetName(),
 		External:        m.External,
+	}
+	for _, kv := range mp.MetadataProps {
+		s.Metadata = append(s.Metadata, [2]string{kv.GetKey(), kv.GetValue()})
 	}
 	for _, o := range mp.OpsetImport {
 		s.Opsets = append(s.Opsets, Opset{Domain: o.GetDomain(), Version: o.GetVersion()})
@@ -228,6 +233,9 @@ func (s *Summary) WriteText(w io.Writer) error {
 		ops = append(ops, fmt.Sprintf("%s %d", d, o.Version))
 	}
 	fmt.Fprintf(&b, "opsets:       %s\n", orDash(strings.Join(ops, ", ")))
+	for _, kv := range s.Metadata {
+		fmt.Fprintf(&b, "metadata:     %s = %s\n", kv[0], kv[1])
+	}
 	writeValues(&b, "inputs", s.Inputs)
 	writeValues(&b, "outputs", s.Outputs)
 	fmt.Fprintf(&b, "initializers: %d (%s)\n", s.Initializers, byteSize(s.InitializerBytes))
