@@ -67,6 +67,10 @@ func newRoot() *cobra.Command {
 		newGenerateCmd(g),
 		newInspectCmd(),
 		newExportCmd(),
+		newVAECmd(g),
+		newRunCmd(g),
+		newValidateCmd(g),
+		newConformanceCmd(g),
 	)
 	return root
 }
