@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelrt/modelrt/conformance"
+	"github.com/modelrt/modelrt/runtime/generate"
+	"github.com/modelrt/modelrt/runtime/lm"
+	"github.com/modelrt/modelrt/runtime/tokenizer"
+	"github.com/modelrt/modelrt/sdk"
+)
+
+const modelDir = "testdata/model"
+
+// probTol bounds |Σ softmax(logits) − 1|: logits are log-probabilities computed in float64
+// and rounded to float32.
+const probTol = 1e-5
+
+// TestContract runs modelrt's contract checks on this backend, in-process (which also checks
+// that a call with an already-cancelled context is refused) and as the real plugin binary.
+func TestContract(t *testing.T) {
+	t.Run("in-process", func(t *testing.T) {
+		conformance.CheckBackend(t, conformance.Contract{Backend: newBackend(), Model: modelDir, Task: sdk.TaskCausalLM})
+	})
+	t.Run("plugin", func(t *testing.T) {
+		bin := filepath.Join(t.TempDir(), "modelrt-ngram")
+		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
+		conformance.CheckBackend(t, conformance.Contract{Plugin: bin, Model: modelDir, Task: sdk.TaskCausalLM})
+	})
+}
+
+// TestCounts checks the smoothing formula on a corpus small enough to count by hand:
+// "abab" + EOS, order 2, k = 1: after "a", b was seen twice, so P(b|a) = (2+1)/(2+257).
+func TestCounts(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "corpus.txt"), []byte("abab"), 0o644)
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"order": 2, "k": 1, "n_positions": 8}`), 0o644)
+	m, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits := make([]float32, VocabSize)
+	for _, tc := range []struct {
+		ctx  []int32
+		tok  int32
+		want float64
+	}{
+		{[]int32{'a'}, 'b', 3.0 / 259},
+		{[]int32{'a'}, 'a', 1.0 / 259},
+		{[]int32{'b'}, 'a', 2.0 / 259}, // b is followed by a once and by EOS once
+		{[]int32{'b'}, EOS, 2.0 / 259},
+		{[]int32{}, 'a', 3.0 / 262},         // unigram: 5 tokens in all, a twice
+		{[]int32{'z'}, 'a', 3.0 / 262},      // unseen context: back off to the unigram
+		{[]int32{'x', 'a'}, 'b', 3.0 / 259}, // only the last order-1 tokens count
+	} {
+		m.Logits(tc.ctx, logits)
+		if got := math.Exp(float64(logits[tc.tok])); math.Abs(got-tc.want) > probTol {
+			t.Errorf("P(%q | %q) = %.6f, want %.6f", tc.tok, tc.ctx, got, tc.want)
+		}
+	}
+}
+
+func TestLogitsAreLogProbabilities(t *testing.T) {
+	m, err := Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits := make([]float32, VocabSize)
+	for _, ctx := range []string{"", "The", "gard", "zzzz", "the s"} {
+		c := make([]int32, 0, len(ctx))
+		for _, b := range []byte(ctx) {
+			c = m.push(c, int32(b))
+		}
+		m.Logits(c, logits)
+		sum := 0.0
+		for _, l := range logits {
+			sum += math.Exp(float64(l))
+		}
+		if math.Abs(sum-1) > probTol {
+			t.Errorf("context %q: probabilities sum to %.8f", ctx, sum)
+		}
+	}
+}
+
+// TestGenerateWithHostTokenizer drives the backend the way modelrt does: the host tokenizer
+// (from the vocab.json + merges.txt that write-tokenizer made), runtime/lm sessions and the
+// host's greedy decode loop. Greedy decoding of an n-gram model only ever takes a continuation
+// seen in the corpus, so every n-gram of the output must occur in the corpus.
+func TestGenerateWithHostTokenizer(t *testing.T) {
+	tok, err := tokenizer.Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := "The gardener"
+	ids := tok.Encode(prompt)
+	if len(ids) != len(prompt) || ids[0] != 'T' {
+		t.Fatalf("host tokenizer: %q → %v, want one id per byte", prompt, ids)
+	}
+	ctx := context.Background()
+	m, err := lm.Load(ctx, newBackend(), "ngram", modelDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.VocabSize != VocabSize || m.EOS != EOS || m.Context != 512 {
+		t.Fatalf("lm.Model = %+v: metadata not read", m)
+	}
+	sess, err := m.Open(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	res, err := generate.Generate(ctx, sess, [][]int{ids}, generate.Options{
+		MaxNewTokens: 60, MaxContext: m.Context, EOS: []int{m.EOS}, Sampling: generate.DefaultSampling(), Decoder: tok,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := prompt + res.Rows[0].Text
+	t.Logf("greedy: %q (%s)", text, res.Rows[0].FinishReason)
+	corpus, _ := os.ReadFile(filepath.Join(modelDir, "corpus.txt"))
+	const n = 5 // config.json's order
+	for i := 0; i+n <= len(text); i++ {
+		if !strings.Contains(string(corpus), text[i:i+n]) {
+			t.Errorf("the %d-gram %q at %d of the output is not in the corpus", n, text[i:i+n], i)
+		}
+	}
+	if res.Rows[0].GeneratedTokens == 0 {
+		t.Error("no tokens generated")
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	b := newBackend()
+	ctx := context.Background()
+	dir := t.TempDir()
+	_, err := b.LoadModel(ctx, &sdk.LoadModelRequest{Name: "m", Path: dir, Task: sdk.TaskCausalLM})
+	if sdk.CodeOf(err) != sdk.CodeNotFound || !strings.Contains(err.Error(), "corpus.txt") {
+		t.Errorf("no corpus.txt: %v, want NotFound naming corpus.txt", err)
+	}
+	os.WriteFile(filepath.Join(dir, "corpus.txt"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"order": 0}`), 0o644)
+	_, err = b.LoadModel(ctx, &sdk.LoadModelRequest{Name: "m", Path: dir, Task: sdk.TaskCausalLM})
+	if sdk.CodeOf(err) != sdk.CodeInvalidArgument || !strings.Contains(err.Error(), "order") {
+		t.Errorf("order 0: %v, want InvalidArgument naming order", err)
+	}
+	_, err = b.LoadModel(ctx, &sdk.LoadModelRequest{Name: "m", Path: modelDir, Task: sdk.TaskVAE})
+	if sdk.CodeOf(err) != sdk.CodeUnimplemented {
+		t.Errorf("task vae: %v, want Unimplemented", err)
+	}
+}
