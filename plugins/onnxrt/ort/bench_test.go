@@ -63,8 +63,15 @@ func benchModel(b *testing.B) string {
 	return bench124M.dir
 }
 
-func benchLM(b *testing.B) *LM {
-	lm, err := LoadLM(benchModel(b), SessionOptions{IntraOpThreads: benchThreads, InterOpThreads: 1})
+// spinModes are the two thread-pool behaviours every benchmark runs under: ORT's default
+// (idle threads spin) and spinning off, which matters on cores shared with other processes.
+var spinModes = []struct {
+	name string
+	spin *bool
+}{{"spin=default", nil}, {"spin=off", new(bool)}}
+
+func benchLM(b *testing.B, spin *bool) *LM {
+	lm, err := LoadLM(benchModel(b), SessionOptions{IntraOpThreads: benchThreads, InterOpThreads: 1, AllowSpinning: spin})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,9 +89,14 @@ func benchPrompt(n int) []int64 {
 
 // BenchmarkPrefill64: one 64-token prompt per iteration at batch 1, last logits only.
 func BenchmarkPrefill64(b *testing.B) {
-	lm := benchLM(b)
+	for _, m := range spinModes {
+		b.Run(m.name, func(b *testing.B) { benchPrefill(b, benchLM(b, m.spin), 64) })
+	}
+}
+
+func benchPrefill(b *testing.B, lm *LM, n int) {
 	V := lm.Info().VocabSize
-	ids := benchPrompt(64)
+	ids := benchPrompt(n)
 	logits := make([]float32, V)
 	ctx := context.Background()
 	b.ResetTimer()
@@ -104,7 +116,12 @@ func BenchmarkPrefill64(b *testing.B) {
 // BenchmarkDecode: one token per iteration at batch 1 after a 64-token prompt (the session is
 // renewed, off the clock, before it reaches the context length).
 func BenchmarkDecode(b *testing.B) {
-	lm := benchLM(b)
+	for _, m := range spinModes {
+		b.Run(m.name, func(b *testing.B) { benchDecode(b, benchLM(b, m.spin)) })
+	}
+}
+
+func benchDecode(b *testing.B, lm *LM) {
 	V := lm.Info().VocabSize
 	ctx := context.Background()
 	logits := make([]float32, V)
@@ -145,7 +162,7 @@ func BenchmarkDecode(b *testing.B) {
 // presents (which onnxruntime_go copies into Go memory) and feeding those copies back as the
 // next past. docs/onnxruntime.md explains why LMSession does not do this.
 func BenchmarkDecodeORTAllocated(b *testing.B) {
-	lm := benchLM(b)
+	lm := benchLM(b, nil)
 	info := lm.Info()
 	nSlots := len(lm.slots)
 	prompt := benchPrompt(64)

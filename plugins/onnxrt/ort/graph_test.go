@@ -318,6 +318,7 @@ func TestSessionOptions(t *testing.T) {
 		{GraphOptimizationLevel: "disable", MemoryArena: &off},
 		{GraphOptimizationLevel: "basic", IntraOpThreads: 2, InterOpThreads: 1},
 		{GraphOptimizationLevel: "extended", ExecutionProviders: []string{"cpu"}},
+		{GraphOptimizationLevel: "all", AllowSpinning: &off},
 	} {
 		lm, err := LoadLM(dir, so)
 		if err != nil {
