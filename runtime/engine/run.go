@@ -165,7 +165,8 @@ type run struct {
 	inputs map[string]cty.Value
 	t0     time.Time
 
-	// outs and timing are written by stage goroutines under the scheduler's lock.
+	// outs and timing are written by schedule's collecting goroutine only, and read once
+	// every stage has finished.
 	outs   map[string]map[string]cty.Value
 	timing map[string]StageTiming
 }
@@ -175,9 +176,16 @@ type run struct {
 func (r *run) schedule(parent context.Context) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	done := make(map[string]chan struct{}, len(r.p.Stages))
+	// Each stage has a slot, made before any goroutine starts so the map is only read
+	// concurrently; a slot's outputs are written before its done channel is closed, which
+	// orders the write before every read by a dependent stage.
+	type slot struct {
+		done chan struct{}
+		outs map[string]cty.Value
+	}
+	slots := make(map[string]*slot, len(r.p.Stages))
 	for _, s := range r.p.Stages {
-		done[s.Name] = make(chan struct{})
+		slots[s.Name] = &slot{done: make(chan struct{})}
 	}
 	type result struct {
 		stage *pipelines.Stage
@@ -190,17 +198,15 @@ func (r *run) schedule(parent context.Context) error {
 		go func() {
 			for _, d := range s.DependsOn {
 				select {
-				case <-done[d]:
+				case <-slots[d].done:
 				case <-ctx.Done():
 					results <- result{stage: s, err: ctx.Err()}
 					return
 				}
 			}
-			// Dependencies only write their own entries before closing done, and no one writes
-			// them afterwards; copying the ones this stage reads needs no lock.
 			vals := pipelines.Values{Inputs: r.inputs, Stages: make(map[string]map[string]cty.Value, len(s.DependsOn))}
 			for _, d := range s.DependsOn {
-				vals.Stages[d] = r.outs[d]
+				vals.Stages[d] = slots[d].outs
 			}
 			outs, t, err := r.stage(ctx, s, vals)
 			results <- result{stage: s, outs: outs, t: t, err: err}
@@ -216,11 +222,11 @@ func (r *run) schedule(parent context.Context) error {
 			}
 			continue
 		}
-		// Writing here, in the collecting goroutine, before closing done orders the write
-		// before every read by a dependent stage.
 		r.outs[res.stage.Name] = res.outs
 		r.timing[res.stage.Name] = res.t
-		close(done[res.stage.Name])
+		sl := slots[res.stage.Name]
+		sl.outs = res.outs
+		close(sl.done)
 	}
 	if first != nil && parent.Err() != nil {
 		// The caller cancelled: say so rather than which stage noticed first.
