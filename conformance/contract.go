@@ -42,6 +42,8 @@ const (
 	leakFraction = 0.5
 	// leakSlack is heap growth over all cycles that is noise, not a leak (allocator caches).
 	leakSlack = 512 << 10
+	// rssSlack is resident-set growth over all cycles that is noise (allocator arenas).
+	rssSlack = 8 << 20
 	// goroutineSlack is how many more goroutines a backend may have after the calls.
 	goroutineSlack = 16
 	// sessionEvery: CheckSequential opens, uses and closes a session every this many calls.
@@ -669,7 +671,7 @@ func (k *contractRun) sessions(ctx context.Context, r *ContractResult) error {
 
 // heap returns the backend's live heap: the Stats of a plugin, or this process's own heap
 // after a GC for an in-process backend.
-func (k *contractRun) heap(ctx context.Context) (int64, []sdk.ModelStats, error) {
+func (k *contractRun) heap(ctx context.Context) (memory, []sdk.ModelStats, error) {
 	st, err := k.be.Stats(ctx, &sdk.StatsRequest{})
 	if k.c.Backend != nil {
 		runtime.GC()
@@ -680,16 +682,20 @@ func (k *contractRun) heap(ctx context.Context) (int64, []sdk.ModelStats, error)
 		if err == nil {
 			models = st.Models
 		}
-		return int64(ms.HeapAlloc), models, nil
+		return memory{heap: int64(ms.HeapAlloc)}, models, nil
 	}
 	if err != nil {
-		return 0, nil, err
+		return memory{}, nil, err
 	}
 	if st.HeapBytes <= 0 {
-		return 0, st.Models, errors.New("Stats reports no HeapBytes")
+		return memory{}, st.Models, errors.New("Stats reports no HeapBytes")
 	}
-	return st.HeapBytes, st.Models, nil
+	return memory{heap: st.HeapBytes, rss: st.RSSBytes}, st.Models, nil
 }
+
+// memory is what heap observed: the Go heap, and the resident set of a plugin process (0 when
+// unknown), which also sees memory allocated outside Go (cgo libraries such as ONNX Runtime).
+type memory struct{ heap, rss int64 }
 
 func (k *contractRun) unloadCheck(ctx context.Context, r *ContractResult) error {
 	if _, _, err := k.heap(ctx); err != nil {
@@ -699,8 +705,8 @@ func (k *contractRun) unloadCheck(ctx context.Context, r *ContractResult) error 
 		}
 		return fmt.Errorf("Stats: %w", err)
 	}
-	var afterUnload []int64
-	var size int64
+	var after []memory
+	var size, rssSize int64
 	for cycle := range unloadCycles {
 		before, _, err := k.heap(ctx)
 		if err != nil {
@@ -722,29 +728,44 @@ func (k *contractRun) unloadCheck(ctx context.Context, r *ContractResult) error 
 				size = max(size, m.WeightBytes)
 			}
 		}
-		size = max(size, loaded-before)
+		size = max(size, loaded.heap-before.heap)
+		rssSize = max(rssSize, loaded.rss-before.rss)
 		if _, err := k.be.UnloadModel(ctx, &sdk.UnloadModelRequest{Name: name}); err != nil {
 			return fmt.Errorf("UnloadModel: %w", err)
 		}
-		after, models, err := k.heap(ctx)
+		m, models, err := k.heap(ctx)
 		if err != nil {
 			return err
 		}
-		for _, m := range models {
-			if m.Name == name {
+		for _, ms := range models {
+			if ms.Name == name {
 				return fmt.Errorf("Stats still lists model %q after UnloadModel", name)
 			}
 		}
-		afterUnload = append(afterUnload, after)
+		after = append(after, m)
 	}
-	growth := afterUnload[len(afterUnload)-1] - afterUnload[0]
+	first, last := after[0], after[len(after)-1]
+	growth := last.heap - first.heap
 	limit := int64(leakFraction*float64(size))*(unloadCycles-1) + leakSlack
-	r.Notes = append(r.Notes, fmt.Sprintf("model ≈ %d bytes; heap after each of %d unloads: %v; growth %d, limit %d", size, unloadCycles, afterUnload, growth, limit))
+	r.Notes = append(r.Notes, fmt.Sprintf("model ≈ %d bytes of heap; heap after the first and last of %d unloads: %d, %d; growth %d, limit %d",
+		size, unloadCycles, first.heap, last.heap, growth, limit))
+	var errs []error
 	if growth > limit {
-		return fmt.Errorf("the heap grew by %d bytes over %d load/unload cycles of a model of about %d bytes (limit %d = %.0f%% of the model per cycle + %d): UnloadModel does not free the model",
-			growth, unloadCycles, size, limit, leakFraction*100, leakSlack)
+		errs = append(errs, fmt.Errorf("the heap grew by %d bytes over %d load/unload cycles of a model of about %d bytes (limit %d = %.0f%% of the model per cycle + %d): UnloadModel does not free the model",
+			growth, unloadCycles, size, limit, leakFraction*100, leakSlack))
 	}
-	return nil
+	if first.rss > 0 {
+		// The resident set is coarse (allocators keep freed pages), so it only has to stop
+		// growing by a model's worth per cycle.
+		rssGrowth := last.rss - first.rss
+		rssLimit := int64(leakFraction*float64(rssSize))*(unloadCycles-1) + rssSlack
+		r.Notes = append(r.Notes, fmt.Sprintf("resident set: model ≈ %d bytes; after the first and last unload %d, %d; growth %d, limit %d", rssSize, first.rss, last.rss, rssGrowth, rssLimit))
+		if rssGrowth > rssLimit {
+			errs = append(errs, fmt.Errorf("the resident set grew by %d bytes over %d load/unload cycles of a model of about %d resident bytes (limit %d): UnloadModel does not free the model's memory",
+				rssGrowth, unloadCycles, rssSize, rssLimit))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // --- sequential-calls ---

@@ -81,3 +81,24 @@ func TestContractNative(t *testing.T) {
 		CheckBackend(t, Contract{Backend: nativebackend.New(), Model: "../testdata/models/vae-tiny", Task: sdk.TaskVAE, Calls: 200})
 	})
 }
+
+// contractModels are the models the contract is checked with on each repository backend.
+var contractModels = map[string][]struct{ dir, task string }{
+	"native": {{"../testdata/models/gpt2-odd", sdk.TaskCausalLM}},
+	"onnxrt": {{"../testdata/models/gpt2-odd-onnx-optimum-op17", sdk.TaskCausalLM}},
+}
+
+// TestContractPlugins runs the contract on the repository's backends as real plugin processes.
+func TestContractPlugins(t *testing.T) {
+	needPlugins(t)
+	for name, why := range buildErrs {
+		t.Logf("backend %s not checked: %s (it must build when CI=true)", name, why)
+	}
+	for _, p := range plugins {
+		for _, m := range contractModels[p.Name] {
+			t.Run(p.Name+"/"+filepath.Base(m.dir), func(t *testing.T) {
+				CheckBackend(t, Contract{Plugin: p.Path, Model: m.dir, Task: m.task, Logger: testLogger(t)})
+			})
+		}
+	}
+}

@@ -305,11 +305,10 @@ func (b *Backend) Health(context.Context, *sdk.HealthRequest) (*sdk.HealthRespon
 // Stats implements sdk.StatsReporter; HeapBytes is the live heap after a GC.
 func (b *Backend) Stats(context.Context, *sdk.StatsRequest) (*sdk.StatsResponse, error) {
 	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st := &sdk.StatsResponse{OpenSessions: len(b.sessions), HeapBytes: int64(ms.HeapAlloc), Goroutines: int64(runtime.NumGoroutine())}
+	st := &sdk.StatsResponse{OpenSessions: len(b.sessions)}
+	sdk.ProcessStats(st)
 	for _, m := range b.models {
 		st.Models = append(st.Models, sdk.ModelStats{Name: m.name, Task: sdk.TaskCausalLM, WeightBytes: 4 * tableSize})
 	}

@@ -196,30 +196,17 @@ func (b *backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 	if s != nil && s.model != l {
 		return nil, sdk.InvalidArgument("session %q belongs to model %q, not %q", req.Session, s.model.name, l.name)
 	}
-	idsT, ok := req.Inputs["input_ids"]
-	if !ok {
-		return nil, sdk.InvalidArgument("causal-lm: input %q is missing", "input_ids")
-	}
-	if len(idsT.Shape) != 2 || idsT.Shape[0] == 0 || idsT.Shape[1] == 0 {
-		return nil, sdk.InvalidArgument("causal-lm: input_ids must be a non-empty (batch, sequence), got shape %v", idsT.Shape)
-	}
-	ids, err := idsT.Int64s()
+	// sdk.CausalLMInputs checks the tensor contract: input_ids (B,T) with B, T > 0, the rank
+	// of attention_mask, params.logits; its errors are InvalidArgument already.
+	in, err := sdk.CausalLMInputs(req)
 	if err != nil {
 		return nil, err
 	}
+	ids, mask, B, T := in.IDs, in.Mask, in.Batch, in.Len
 	for i, id := range ids {
 		if id < 0 || id >= VocabSize {
 			return nil, sdk.InvalidArgument("causal-lm: input_ids[%d] = %d outside [0, %d)", i, id, VocabSize)
 		}
-	}
-	B, T := int(idsT.Shape[0]), int(idsT.Shape[1])
-	last := false
-	switch req.Params[sdk.ParamLogits] {
-	case "", "all":
-	case "last":
-		last = true
-	default:
-		return nil, sdk.InvalidArgument("params.%s = %q: want \"all\" or \"last\"", sdk.ParamLogits, req.Params[sdk.ParamLogits])
 	}
 	if s == nil {
 		s = &session{model: l, ctx: make([][]int32, B)} // a throw-away session: no state kept
@@ -234,19 +221,10 @@ func (b *backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 	if P+T > l.model.cfg.NPositions {
 		return nil, sdk.InvalidArgument("%d positions exceed the context length n_positions = %d", P+T, l.model.cfg.NPositions)
 	}
-	var mask []int64
-	if mt, ok := req.Inputs["attention_mask"]; ok {
-		if mask, err = mt.Int64s(); err != nil {
-			return nil, err
-		}
-		if len(mt.Shape) != 2 || mt.Shape[0] != int64(B) || mt.Shape[1] != int64(P+T) {
-			return nil, sdk.InvalidArgument("attention_mask has shape %v, want (%d, %d) = (batch, past + sequence)", mt.Shape, B, P+T)
-		}
+	if mask != nil && len(mask) != B*(P+T) {
+		return nil, sdk.InvalidArgument("attention_mask has %d elements, want (batch, past + sequence) = (%d, %d)", len(mask), B, P+T)
 	}
-	outT := T
-	if last {
-		outT = 1
-	}
+	last, outT := in.LastOnly, in.OutLen()
 	logits := make([]float32, B*outT*VocabSize)
 	// Work on copies so that a cancelled call leaves the session as it was.
 	next := make([][]int32, B)
@@ -282,11 +260,10 @@ func (b *backend) Health(context.Context, *sdk.HealthRequest) (*sdk.HealthRespon
 // "unload frees memory") sees what an unloaded model leaves behind.
 func (b *backend) Stats(context.Context, *sdk.StatsRequest) (*sdk.StatsResponse, error) {
 	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st := &sdk.StatsResponse{OpenSessions: len(b.sessions), HeapBytes: int64(ms.HeapAlloc), Goroutines: int64(runtime.NumGoroutine())}
+	st := &sdk.StatsResponse{OpenSessions: len(b.sessions)}
+	sdk.ProcessStats(st) // HeapBytes, RSSBytes, Goroutines
 	for _, l := range b.models {
 		n := 0
 		for _, s := range b.sessions {
