@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 
 // load loads HCL source written into a temp directory beside nothing else; model paths are
 // absolute so the file can live anywhere.
-func load(t *testing.T, src string) *pipelines.Config {
+func load(t testing.TB, src string) *pipelines.Config {
 	t.Helper()
 	abs, err := filepath.Abs(gpt2Tiny)
 	if err != nil {

@@ -153,7 +153,7 @@ func (e *Engine) Run(ctx context.Context, pipeline string, inputs map[string]cty
 	for _, s := range p.Stages {
 		res.Stages = append(res.Stages, r.timing[s.Name])
 	}
-	e.log.Info("pipeline done", "pipeline", p.Name, "stages", len(p.Stages), "elapsed", res.Total.Round(time.Microsecond))
+	e.log.Debug("pipeline done", "pipeline", p.Name, "stages", len(p.Stages), "elapsed", res.Total.Round(time.Microsecond))
 	return res, nil
 }
 
