@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -224,7 +225,7 @@ func (m *vaeModel) encode(ctx context.Context, x []float32, shape [4]int) (mean,
 	m.encodeTime += time.Since(start)
 	m.encodeCalls++
 	mt, lt := r.Outputs["mean"], r.Outputs["logvar"]
-	if mt == nil || lt == nil || len(mt.Shape) != 4 || !equal64(mt.Shape, lt.Shape) {
+	if mt == nil || lt == nil || len(mt.Shape) != 4 || !slices.Equal(mt.Shape, lt.Shape) {
 		return nil, nil, lshape, fmt.Errorf("encode in %s: want outputs mean and logvar of one 4-D shape, got %s", m.p.Name(), sdk.InputNames(r.Outputs))
 	}
 	if mean, err = mt.Float32s(); err != nil {
@@ -275,18 +276,6 @@ func int64s(v []int) []int64 {
 		out[i] = int64(x)
 	}
 	return out
-}
-
-func equal64(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func parseSize(s string) (w, h int, err error) {
@@ -382,23 +371,41 @@ func writeImages(path string, x []float32, shape [4]int, cols int) error {
 	return imageio.SavePNG(path, grid)
 }
 
-func runVAEEncode(cmd *cobra.Command, g *globals, f *vaeFlags, paths []string) error {
+// encoded is a batch of image files and its encoding.
+type encoded struct {
+	shape, lshape [4]int // image (B,C,H,W) and latent (B,L,h,w)
+	mean, logvar  []float32
+}
+
+// encodeFiles loads the model and encodes the image files as one batch; the caller closes m.
+func encodeFiles(ctx context.Context, g *globals, f *vaeFlags, paths []string) (*vaeModel, *encoded, error) {
 	if err := f.check(true); err != nil {
-		return err
+		return nil, nil, err
 	}
-	m, err := loadVAE(cmd.Context(), g, f)
+	m, err := loadVAE(ctx, g, f)
+	if err != nil {
+		return nil, nil, err
+	}
+	e := &encoded{}
+	x, shape, err := m.loadImages(f, paths)
+	if err == nil {
+		e.shape = shape
+		e.mean, e.logvar, e.lshape, err = m.encode(ctx, x, shape)
+	}
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	return m, e, nil
+}
+
+func runVAEEncode(cmd *cobra.Command, g *globals, f *vaeFlags, paths []string) error {
+	m, e, err := encodeFiles(cmd.Context(), g, f, paths)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	x, shape, err := m.loadImages(f, paths)
-	if err != nil {
-		return err
-	}
-	mean, logvar, lshape, err := m.encode(cmd.Context(), x, shape)
-	if err != nil {
-		return err
-	}
+	shape, lshape, mean, logvar := e.shape, e.lshape, e.mean, e.logvar
 	lf := &latent.File{Shape: lshape, Latent: f.pick(mean, logvar), Mean: mean, Logvar: logvar, Mode: f.mode, Seed: f.seed,
 		ScalingFactor: m.scaling}
 	if f.scale {
@@ -444,23 +451,13 @@ func runVAEDecode(cmd *cobra.Command, g *globals, f *vaeFlags, path string) erro
 }
 
 func runVAEReconstruct(cmd *cobra.Command, g *globals, f *vaeFlags, paths []string) error {
-	if err := f.check(true); err != nil {
-		return err
-	}
-	m, err := loadVAE(cmd.Context(), g, f)
+	m, e, err := encodeFiles(cmd.Context(), g, f, paths)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	x, shape, err := m.loadImages(f, paths)
-	if err != nil {
-		return err
-	}
-	mean, logvar, lshape, err := m.encode(cmd.Context(), x, shape)
-	if err != nil {
-		return err
-	}
-	img, ishape, err := m.decode(cmd.Context(), f.pick(mean, logvar), lshape)
+	lshape := e.lshape
+	img, ishape, err := m.decode(cmd.Context(), f.pick(e.mean, e.logvar), lshape)
 	if err != nil {
 		return err
 	}

@@ -484,7 +484,7 @@ func (g *vaeGraph) conv(name, x string, cin, cout, k, stride int) string {
 // It is decomposed as torch.onnx.export does it — Reshape to (B,G,C/G·H·W),
 // InstanceNormalization with unit scale, Reshape back, then the per-channel affine — rather than
 // opset 18's GroupNormalization, whose scale and bias changed from per-group to per-channel in
-// opset 21 and which ONNX Runtime runs by expanding to the same ops anyway.
+// opset 21 (so a graph's meaning would hang on its opset) and which opsets 14 and 17 lack.
 func (g *vaeGraph) norm(name, x string, c int, silu bool) string {
 	gamma := g.tensor(name+".weight", []int64{int64(c)})
 	beta := g.tensor(name+".bias", []int64{int64(c)})
