@@ -307,3 +307,28 @@ func TestPipelineBadInput(t *testing.T) {
 		t.Errorf("unknown --pipeline: %v\n%s", err, stderr)
 	}
 }
+
+// TestValidateBadFixtures: every bad fixture of the language fails validate with exit status 1
+// and at least one diagnostic located at file:line:col in that fixture.
+func TestValidateBadFixtures(t *testing.T) {
+	const bad = "../../testdata/pipelines/bad/"
+	entries, err := os.ReadDir(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) < 15 {
+		t.Fatalf("only %d bad fixtures", len(entries))
+	}
+	for _, e := range entries {
+		t.Run(e.Name(), func(t *testing.T) {
+			_, stderr, err := modelrt(t, "validate", bad+e.Name())
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+				t.Fatalf("exit = %v, want status 1\n%s", err, stderr)
+			}
+			loc := regexp.MustCompile(`(?m)^  \S*` + regexp.QuoteMeta(e.Name()) + `\S*:\d+:\d+: error: `)
+			if !loc.MatchString(stderr) {
+				t.Errorf("no file:line:col error line for %s in:\n%s", e.Name(), stderr)
+			}
+		})
+	}
+}
