@@ -5,8 +5,8 @@ ORT_LIB := $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
 export ONNXRUNTIME_SHARED_LIBRARY_PATH ?= $(ORT_LIB)
 
 # Packages with concurrency run under the race detector; the rest run once without it.
-RACE_PKGS := ./sdk/... ./runtime/... ./plugins/native/... ./native/kernels/...
-RACE_RE   := modelrt/(sdk|runtime|plugins/native|native/kernels)(/|$$)
+RACE_PKGS := ./sdk/... ./runtime/... ./plugins/native/... ./native/kernels/... ./native/gpt2/...
+RACE_RE   := modelrt/(sdk|runtime|plugins/native|native/kernels|native/gpt2)(/|$$)
 
 .PHONY: setup build test check run clean
 
