@@ -306,6 +306,12 @@ func TestPipelineBadInput(t *testing.T) {
 	if _, stderr, err := modelrt(t, "run", path, "--pipeline", "q"); err == nil || !strings.Contains(stderr, `--pipeline "q"`) {
 		t.Errorf("unknown --pipeline: %v\n%s", err, stderr)
 	}
+	// --offline does not start plugins, --no-path-check does not look for models: a missing
+	// plugin and a missing model directory both pass.
+	src = strings.Replace(strings.Replace(goodConfig, "modelrt-native", "modelrt-nosuch", 1), `"GPT2"`, `"no/such/model"`, 1)
+	if out, stderr, err := modelrt(t, "validate", "--offline", "--no-path-check", writeConfig(t, src)); err != nil || !strings.Contains(out, "valid") {
+		t.Errorf("validate --offline --no-path-check: %v\n%s%s", err, out, stderr)
+	}
 }
 
 // TestValidateBadFixtures: every bad fixture of the language fails validate with exit status 1
