@@ -71,6 +71,7 @@ func newRoot() *cobra.Command {
 		newRunCmd(g),
 		newValidateCmd(g),
 		newConformanceCmd(g),
+		newServeCmd(g),
 	)
 	return root
 }
