@@ -57,6 +57,14 @@ func (d *Diff) merge(o Diff) {
 	}
 }
 
+// atRow reports the mismatches of a one-row comparison (shape (1,…)) as row b of a batch.
+func (d Diff) atRow(b int) Diff {
+	for i := range d.First {
+		d.First[i].Index[0] = b
+	}
+	return d
+}
+
 // CompareFloat compares got with want, both of shape shape (row-major), element by element:
 // an element passes when |got − want| ≤ tol.Abs + tol.Rel·|want|. When skip is not nil,
 // elements whose flat index it reports true are left out (padding positions). It panics

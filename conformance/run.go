@@ -412,7 +412,7 @@ func (r *runner) kvCache(ctx context.Context, model string, in lmInput, full []f
 				return failed("kv-cache", fmt.Errorf("row %d alone: %w", b, err))
 			}
 		}
-		d.merge(CompareFloat(steps, alone, []int64{1, int64(len(toks)), int64(V)}, KVCacheTol, nil))
+		d.merge(CompareFloat(steps, alone, []int64{1, int64(len(toks)), int64(V)}, KVCacheTol, nil).atRow(b))
 	}
 	return checkOf("kv-cache", d)
 }
@@ -440,13 +440,17 @@ func (r *runner) batch(ctx context.Context, model string, in lmInput, full []flo
 		if m := in.row(b).mask; m != nil {
 			skip = func(i int) bool { return m[i/V] == 0 }
 		}
-		d.merge(CompareFloat(full[b*in.T*V:(b+1)*in.T*V], one, []int64{1, int64(in.T), int64(V)}, BatchTol, skip))
+		d.merge(CompareFloat(full[b*in.T*V:(b+1)*in.T*V], one, []int64{1, int64(in.T), int64(V)}, BatchTol, skip).atRow(b))
 	}
 	return checkOf("batch", d)
 }
 
 // padding compares the real positions of left-padded rows with the rows run unpadded. An
-// unpadded case gets a second row: its first row shortened by a third and left-padded.
+// unpadded case gets two more rows: the last two thirds of its first row, left-padded to the
+// full length. The first filler is the row's own first third — the very text that came before,
+// so a backend that ignores the mask sees the whole row and answers differently even when it
+// would shrug off nonsense (an n-gram model backs off past a context it never saw); the second
+// is the id V-1 (GPT-2's EOS, the usual pad).
 func (r *runner) padding(ctx context.Context, model string, in lmInput, V int) Check {
 	if !in.padded() {
 		if in.T < 2 {
@@ -454,18 +458,13 @@ func (r *runner) padding(ctx context.Context, model string, in lmInput, V int) C
 		}
 		k := max(1, in.T/3)
 		row0 := in.real(0)
-		ids := append(slices.Clone(row0), make([]int64, in.T)...)
-		mask := make([]int64, 2*in.T)
-		for t := range in.T {
-			mask[t] = 1
-			if t >= k {
-				ids[in.T+t] = row0[t-k]
-				mask[in.T+t] = 1
-			} else {
-				ids[in.T+t] = row0[0] // any valid id: it is masked out
-			}
+		ids := slices.Clone(row0)
+		mask := ones(in.T)
+		for _, fill := range [][]int64{row0[:k], slices.Repeat([]int64{int64(V - 1)}, k)} {
+			ids = append(append(ids, fill...), row0[k:]...)
+			mask = append(append(mask, make([]int64, k)...), ones(in.T-k)...)
 		}
-		in = lmInput{ids: ids, mask: mask, B: 2, T: in.T}
+		in = lmInput{ids: ids, mask: mask, B: 3, T: in.T}
 	}
 	full, err := forward(ctx, r.t.Backend, model, "", in, V)
 	if err != nil {
@@ -480,7 +479,7 @@ func (r *runner) padding(ctx context.Context, model string, in lmInput, V int) C
 		}
 		pad := in.T - len(toks)
 		got := full[(b*in.T+pad)*V : (b+1)*in.T*V]
-		d.merge(CompareFloat(got, alone, []int64{1, int64(len(toks)), int64(V)}, PaddingTol, nil))
+		d.merge(CompareFloat(got, alone, []int64{1, int64(len(toks)), int64(V)}, PaddingTol, nil).atRow(b))
 	}
 	return checkOf("padding", d)
 }
@@ -676,7 +675,7 @@ func (r *runner) vaeBatch(ctx context.Context, model, task, in string, x *sdk.Te
 			g, _ := got[o].Float32s()
 			a, _ := alone[o].Float32s()
 			m := len(a)
-			d.merge(CompareFloat(g[b*m:(b+1)*m], a, alone[o].Shape, BatchTol, nil))
+			d.merge(CompareFloat(g[b*m:(b+1)*m], a, alone[o].Shape, BatchTol, nil).atRow(b))
 		}
 	}
 	return checkOf("batch", d)

@@ -156,3 +156,52 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("task vae: %v, want Unimplemented", err)
 	}
 }
+
+// TestConformanceChecks runs modelrt's case runner on this backend with cases whose expected
+// values come straight from Model.Logits (the formula, without sessions or the wire), so that
+// its checks — KV cache (the session's context) against one pass, batch against one by one,
+// left padding, reload, fixed-seed sampling — exercise the backend's plumbing.
+func TestConformanceChecks(t *testing.T) {
+	m, err := Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "The blackbird sings"
+	ids := make([]int64, len(text))
+	var logits []float32
+	ctx := []int32{}
+	row := make([]float32, VocabSize)
+	for i, b := range []byte(text) {
+		ids[i] = int64(b)
+		ctx = m.push(ctx, int32(b))
+		m.Logits(ctx, row)
+		logits = append(logits, row...)
+	}
+	T := int64(len(text))
+	const newTokens = 12
+	greedy := append([]int64{}, ids...)
+	for range newTokens {
+		m.Logits(ctx, row)
+		next := int64(generate.Greedy(row))
+		greedy = append(greedy, next)
+		ctx = m.push(ctx, int32(next))
+	}
+	cases := []*conformance.Case{
+		{Name: "ngram-logits", Model: modelDir, Task: conformance.TaskLogits, Tol: conformance.Tolerance{Abs: 1e-6, Rel: 1e-6},
+			Inputs:   map[string]*conformance.Tensor{"input_ids": {DType: sdk.Int64, Shape: []int64{1, T}, I64: ids}},
+			Expected: map[string]*conformance.Tensor{"logits": {DType: sdk.Float32, Shape: []int64{1, T, VocabSize}, F32: logits}}},
+		{Name: "ngram-generate", Model: modelDir, Task: conformance.TaskGenerate, Params: conformance.Params{MaxNewTokens: newTokens, Greedy: true},
+			Inputs:   map[string]*conformance.Tensor{"input_ids": {DType: sdk.Int64, Shape: []int64{1, T}, I64: ids}},
+			Expected: map[string]*conformance.Tensor{"ids": {DType: sdk.Int64, Shape: []int64{1, T + newTokens}, I64: greedy}}},
+	}
+	rep := conformance.Run(context.Background(), cases, []conformance.Target{{Name: "ngram", Backend: newBackend()}}, conformance.Options{})
+	var b strings.Builder
+	conformance.WriteTable(&b, rep)
+	t.Log("\n" + b.String())
+	for _, r := range rep.Rows {
+		if r.Result != conformance.Pass {
+			t.Errorf("%s: %s: %s", r.Case, r.Result, r.Reason)
+		}
+		t.Logf("%s: %s", r.Case, r.Summary())
+	}
+}
