@@ -4,12 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/png"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/modelrt/modelrt/native/safetensors"
 )
 
 const examples = "../../examples/pipelines/"
@@ -157,15 +161,58 @@ func TestExampleCompleteONNX(t *testing.T) {
 		t.Errorf("onnxrt pipeline text %q\nnative generate    %q", got, prompt+native.Text)
 	}
 
-	r = runJSONOut(t, examples+"complete-onnxrt", "-var", "model_dir="+onnx, "--pipeline", "logits")
-	lg, _ := r.Outputs["logits"].(map[string]any)
-	if lg["kind"] != "tensor" || lg["dtype"] != "float32" || fmt.Sprint(lg["shape"]) != "[1 4 384]" {
-		t.Errorf("logits = %v", lg["shape"])
+	// The logits pipeline on a row of the graph's PyTorch reference whose mask is all ones.
+	ref, err := safetensors.Open("../../testdata/models/gpt2-odd-onnx-nocache-op14/reference.safetensors")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if data, _ := lg["data"].([]any); len(data) != 4*384 {
-		t.Errorf("logits data has %d values, want %d", len(data), 4*384)
+	defer ref.Close()
+	ids, shape, err := ref.Int64("input_ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mask, _, _ := ref.Int64("attention_mask")
+	want, _, err := ref.Float32("logits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	T, V := shape[1], 384
+	row := -1
+	for b := range shape[0] {
+		if !slices.Contains(mask[b*T:(b+1)*T], 0) {
+			row = b
+			break
+		}
+	}
+	if row < 0 {
+		t.Fatal("reference has no unpadded row")
+	}
+	idsArg := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(ids[row*T:(row+1)*T])), ", "), "[]")
+	r = runJSONOut(t, examples+"complete-onnxrt", "-var", "model_dir="+onnx, "--pipeline", "logits", "--input", "ids=["+idsArg+"]")
+	lg, _ := r.Outputs["logits"].(map[string]any)
+	if lg["kind"] != "tensor" || lg["dtype"] != "float32" || fmt.Sprint(lg["shape"]) != fmt.Sprintf("[1 %d %d]", T, V) {
+		t.Fatalf("logits = %v %v %v", lg["kind"], lg["dtype"], lg["shape"])
+	}
+	data, _ := lg["data"].([]any)
+	if len(data) != T*V {
+		t.Fatalf("logits data has %d values, want %d", len(data), T*V)
+	}
+	maxAbs, first := 0.0, -1
+	for i, x := range data {
+		d := math.Abs(x.(float64) - float64(want[row*T*V+i]))
+		maxAbs = max(maxAbs, d)
+		if d > logitsTol && first < 0 {
+			first = i
+		}
+	}
+	if first >= 0 {
+		t.Errorf("infer logits vs PyTorch: max abs error %.3g > %g; first mismatch at position %d, token %d", maxAbs, logitsTol, first/V, first%V)
 	}
 }
+
+// logitsTol bounds |ONNX Runtime − PyTorch| on the logits of the gpt2-odd graph (float32, the
+// difference is summation order), after a round trip through JSON's shortest float text.
+const logitsTol = 1e-4
 
 // TestExampleVAE runs the VAE reconstruction and prior sampling examples and the text-and-image
 // chain; each writes PNGs of the expected size.
