@@ -16,6 +16,7 @@ import (
 
 	goplugin "github.com/hashicorp/go-plugin"
 
+	"github.com/modelrt/modelrt/pipelines"
 	"github.com/modelrt/modelrt/runtime/plugin"
 	"github.com/modelrt/modelrt/sdk"
 )
@@ -313,8 +314,6 @@ func (k *contractRun) call(ctx context.Context, model string, salt int) ([]float
 
 // --- describe ---
 
-var configTypes = []string{"string", "number", "bool", "list(string)", "list(number)", "map(string)"}
-
 func (k *contractRun) describe(ctx context.Context, r *ContractResult) error {
 	d, err := k.be.Describe(ctx, &sdk.DescribeRequest{})
 	if err != nil {
@@ -333,17 +332,13 @@ func (k *contractRun) describe(ctx context.Context, r *ContractResult) error {
 	if !slices.Contains(d.Tasks, k.c.Task) {
 		errs = append(errs, fmt.Errorf("Describe: Tasks %v do not list %q, the task the model is loaded with", d.Tasks, k.c.Task))
 	}
-	seen := map[string]bool{}
-	for i, a := range d.ConfigSchema.Attributes {
-		switch {
-		case a.Name == "":
-			errs = append(errs, fmt.Errorf("Describe: ConfigSchema.Attributes[%d] has no name", i))
-		case seen[a.Name]:
-			errs = append(errs, fmt.Errorf("Describe: ConfigSchema attribute %q is declared twice", a.Name))
-		case !slices.Contains(configTypes, a.Type):
-			errs = append(errs, fmt.Errorf("Describe: ConfigSchema attribute %q has type %q, want one of %s", a.Name, a.Type, strings.Join(configTypes, ", ")))
-		}
-		seen[a.Name] = true
+	// The host decodes HCL config blocks with this schema; check it as the host will.
+	schema := pipelines.ConfigSchema{}
+	for _, a := range d.ConfigSchema.Attributes {
+		schema.Attributes = append(schema.Attributes, pipelines.ConfigAttribute{Name: a.Name, Type: a.Type, Required: a.Required, Description: a.Description})
+	}
+	if _, err := schema.Spec(); err != nil {
+		errs = append(errs, fmt.Errorf("Describe: ConfigSchema: %v", err))
 	}
 	if h, err := k.be.Health(ctx, &sdk.HealthRequest{}); err != nil || h.Status != "ok" {
 		errs = append(errs, fmt.Errorf("Health before any model: %+v, %v; want status ok", h, err))
