@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"strconv"
@@ -44,10 +45,21 @@ const (
 	FlawWornOut     Flaw = "wornout"      // fails every call after 600
 	FlawGoroutines  Flaw = "goroutines"   // every call leaks a goroutine
 	FlawSessionLeak Flaw = "session-leak" // CloseSession forgets to free the session
+
+	// Flaws aimed at the case runner's checks (conformance.Run).
+	FlawKVCache Flaw = "kv-cache" // a session forgets what it was fed
+	FlawBatch   Flaw = "batch"    // a row of a batch starts from the previous row's state
+	FlawPadding Flaw = "padding"  // the attention mask is ignored
+	FlawReload  Flaw = "reload"   // every LoadModel builds a different table
+	FlawNoise   Flaw = "noise"    // logits get fresh noise on every call
+	FlawOffset  Flaw = "offset"   // logits are off by 0.1
 )
 
-// Flaws lists every flaw.
+// Flaws lists the flaws aimed at the contract checks.
 var Flaws = []Flaw{FlawDescribe, FlawInvalid, FlawNotFound, FlawCancel, FlawSessions, FlawLeak, FlawWornOut, FlawGoroutines, FlawSessionLeak}
+
+// RunnerFlaws lists the flaws aimed at the case runner's checks.
+var RunnerFlaws = []Flaw{FlawKVCache, FlawBatch, FlawPadding, FlawReload, FlawNoise, FlawOffset}
 
 // graveyard is where FlawLeak keeps unloaded tables.
 var (
@@ -64,6 +76,7 @@ type Backend struct {
 	sessions map[string]*session
 	next     int
 	calls    int
+	loads    int
 	never    chan struct{}
 }
 
@@ -105,9 +118,16 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 	if req.Task != "" && req.Task != sdk.TaskCausalLM {
 		return nil, sdk.Unimplemented("toylm has no task %q", req.Task)
 	}
+	b.mu.Lock()
+	b.loads++
+	phase := 0.0
+	if b.Flaw == FlawReload {
+		phase = float64(b.loads)
+	}
+	b.mu.Unlock()
 	m := &model{name: req.Name, table: make([]float32, tableSize)}
 	for i := range m.table {
-		m.table[i] = float32(math.Sin(float64(i) * 0.37))
+		m.table[i] = float32(math.Sin(float64(i)*0.37 + phase))
 	}
 	b.mu.Lock()
 	b.models[req.Name] = m
@@ -269,6 +289,7 @@ func (b *Backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 		outT = 1
 	}
 	logits := make([]float32, B*outT*Vocab)
+	var carry uint64 // FlawBatch
 	for r := range B {
 		if b.Flaw != FlawCancel {
 			if err := ctx.Err(); err != nil {
@@ -276,18 +297,28 @@ func (b *Backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 			}
 		}
 		h := s.h[r]
+		if b.Flaw == FlawBatch {
+			h += carry
+		}
 		for t := range T {
-			if mask == nil || mask[r*(s.pos+T)+s.pos+t] == 1 {
+			if mask == nil || b.Flaw == FlawPadding || mask[r*(s.pos+T)+s.pos+t] == 1 {
 				h = h*1000003 + uint64(ids[r*T+t]+1)
 			}
 			if !last || t == T-1 {
 				row := logits[(r*outT+min(t, outT-1))*Vocab:]
 				for v := range Vocab {
 					row[v] = m.table[(h+uint64(v)*7919)%tableSize]
+					switch b.Flaw {
+					case FlawNoise:
+						row[v] += float32(rand.Float64())
+					case FlawOffset:
+						row[v] += 0.1
+					}
 				}
 			}
 		}
-		if req.Session != "" {
+		carry = h
+		if req.Session != "" && b.Flaw != FlawKVCache {
 			s.h[r] = h
 		}
 	}
