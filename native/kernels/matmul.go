@@ -61,21 +61,50 @@ func GemmNaive(m, n, k int, a []float32, lda int, b []float32, ldb int, c []floa
 // B's layout is that of a Hugging Face Conv1D weight [in,out] and of an im2col matrix, so both
 // use it untransposed. It panics when a dimension or slice length is inconsistent.
 //
-// Products of gemmMB rows or more (prefill, convolutions) go to gonum's Sgemm, whose SSE kernels
-// measured 1.3–1.7× faster than the pure-Go tiles at 64×768×3072 on the 2-core machines (it
-// starts goroutines per call; that is per prompt, not per token). Fewer rows (decode) take the
-// split-K path on the worker pool, which allocates nothing. With useGonum off, everything runs
-// on the pure-Go tiles.
+// Products of gemmMB rows or more (prefill, convolutions) go to the packed AVX2+FMA kernel when
+// the CPU has it (6×16 register tile, measured 2–3× gonum's Sgemm at 64×768×3072), else to
+// gonum's Sgemm (SSE; 1.3–1.7× faster than the pure-Go tiles). Fewer rows (decode) take the
+// split-K path on the worker pool, which allocates nothing. With useSIMD and useGonum off,
+// everything runs on the pure-Go tiles.
 func Gemm(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, bias []float32) {
 	checkGemm(m, n, k, a, lda, b, ldb, c, ldc, bias)
 	if m == 0 || n == 0 {
 		return
 	}
-	if useGonum && m >= gemmMB && k > 0 {
-		gemmGonum(m, n, k, a, lda, b, ldb, c, ldc, bias)
+	gemmW(m, n, k, a, lda, weights{f32: b}, ldb, c, ldc, bias)
+}
+
+// gemmW is Gemm over weights of any storage type; int8 scales are per column of W.
+func gemmW(m, n, k int, a []float32, lda int, w weights, ldb int, c []float32, ldc int, bias []float32) {
+	if m == 0 || n == 0 {
 		return
 	}
-	gemmPure(m, n, k, a, lda, b, ldb, c, ldc, bias)
+	if k == 0 {
+		for i := 0; i < m; i++ {
+			ci := c[i*ldc:][:n]
+			setBias(ci, bias, 0)
+		}
+		return
+	}
+	if useSIMD && m >= gemmMB {
+		p := acquire()
+		defer p.release()
+		gemmPacked(p, m, n, k, a, lda, w, ldb, c, ldc, bias)
+		return
+	}
+	if w.f32 != nil {
+		if useGonum && m >= gemmMB {
+			gemmGonum(m, n, k, a, lda, w.f32, ldb, c, ldc, bias)
+			return
+		}
+		if m >= gemmMB || !useSIMD && !useGonum {
+			gemmPure(m, n, k, a, lda, w.f32, ldb, c, ldc, bias)
+			return
+		}
+	}
+	p := acquire()
+	defer p.release()
+	gemmSplitK(p, m, n, k, a, lda, w, ldb, c, ldc, bias)
 }
 
 // gemmGonum is Gemm through blas32: C is preset to the bias rows (or zero) and accumulated.
@@ -98,7 +127,7 @@ func gemmPure(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float
 	p := acquire()
 	defer p.release()
 	if m < gemmMB {
-		gemmSplitK(p, m, n, k, a, lda, b, ldb, c, ldc, bias)
+		gemmSplitK(p, m, n, k, a, lda, weights{f32: b}, ldb, c, ldc, bias)
 		return
 	}
 	p.mm = gemmJob{m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, bias: bias}
@@ -116,35 +145,46 @@ const gemmSplitKParts = 8
 // rows of B — long sequential reads, which is what memory bandwidth rewards, where column strips
 // would read short pieces of every row — into its own (M,N) partial sum, and the partial sums
 // are added at the end (M·N·parts additions, nothing next to M·N·K).
-func gemmSplitK(p *workPool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, bias []float32) {
+func gemmSplitK(p *workPool, m, n, k int, a []float32, lda int, w weights, ldb int, c []float32, ldc int, bias []float32) {
 	parts := gemmSplitKParts
 	if m*n*k < rowsMinWork {
 		parts = 1
 	}
 	parts = max(1, min(parts, k))
 	p.parts = grow(p.parts, parts*m*n)
-	p.sk = gemmSplitKJob{m: m, n: n, k: k, parts: parts, a: a, lda: lda, b: b, ldb: ldb, out: p.parts}
+	p.sk = gemmSplitKJob{m: m, n: n, k: k, parts: parts, a: a, lda: lda, w: w, ldb: ldb, out: p.parts}
 	p.run(&p.sk, parts, 1)
 	p.sk = gemmSplitKJob{}
 	for i := 0; i < m; i++ {
 		ci := c[i*ldc:][:n]
-		if bias != nil {
-			copy(ci, bias)
-		} else {
-			clear(ci)
-		}
-		for s := 0; s < parts; s++ {
-			part := p.parts[(s*m+i)*n:][:n]
-			for x := range ci {
-				ci[x] += part[x]
+		setBias(ci, bias, 0)
+		if w.i8 == nil {
+			for s := 0; s < parts; s++ {
+				part := p.parts[(s*m+i)*n:][:n]
+				for x := range ci {
+					ci[x] += part[x]
+				}
 			}
+			continue
+		}
+		// int8: the slices summed q unscaled; the per-column scale multiplies the total once.
+		sum := p.parts[(0*m+i)*n:][:n]
+		for s := 1; s < parts; s++ {
+			part := p.parts[(s*m+i)*n:][:n]
+			for x := range sum {
+				sum[x] += part[x]
+			}
+		}
+		for x := range ci {
+			ci[x] += sum[x] * w.scale[x]
 		}
 	}
 }
 
 type gemmSplitKJob struct {
 	m, n, k, parts int
-	a, b           []float32
+	a              []float32
+	w              weights
 	lda, ldb       int
 	out            []float32 // (parts,M,N) partial sums
 }
@@ -156,7 +196,12 @@ func (j *gemmSplitKJob) chunk(_, lo, hi int) {
 		part := j.out[s*j.m*j.n:][:j.m*j.n]
 		clear(part)
 		for i := 0; i < j.m; i++ {
-			axpyInner(part[i*j.n:][:j.n], j.a[i*j.lda:], j.b, j.ldb, 0, p0, p1)
+			ci := part[i*j.n:][:j.n]
+			if j.w.f32 != nil {
+				axpyInner(ci, j.a[i*j.lda:], j.w.f32, j.ldb, 0, p0, p1)
+			} else {
+				j.w.axpy(ci, j.a[i*j.lda+p0:i*j.lda+p1], p0*j.ldb, j.ldb)
+			}
 		}
 	}
 }
@@ -209,11 +254,7 @@ func (j *gemmJob) tile(i0, i1, j0, j1 int) {
 	w := j1 - j0
 	for i := i0; i < i1; i++ {
 		ci := j.c[i*j.ldc+j0:][:w]
-		if j.bias != nil {
-			copy(ci, j.bias[j0:j1])
-		} else {
-			clear(ci)
-		}
+		setBias(ci, j.bias, j0)
 	}
 	a, b, lda, ldb := j.a, j.b, j.lda, j.ldb
 	for p0 := 0; p0 < j.k; p0 += gemmKB {
@@ -307,47 +348,56 @@ func MatMulT(dst, a, b, bias []float32, m, k, n int) {
 	if m == 0 || n == 0 {
 		return
 	}
+	matMulTW(dst, a, weights{f32: b}, bias, m, k, n)
+}
+
+// matMulTW is MatMulT over weights of any storage type; int8 scales are per row of W.
+func matMulTW(dst, a []float32, w weights, bias []float32, m, k, n int) {
+	if m == 0 || n == 0 {
+		return
+	}
 	p := acquire()
 	defer p.release()
-	p.mmt = gemmTJob{m: m, n: n, k: k, a: a, b: b, c: dst, bias: bias}
+	p.mmt = gemmTJob{m: m, n: n, k: k, a: a, w: w, c: dst, bias: bias}
 	p.run(&p.mmt, n, 64)
 	p.mmt = gemmTJob{}
 }
 
 type gemmTJob struct {
-	m, n, k       int
-	a, b, c, bias []float32
+	m, n, k    int
+	a, c, bias []float32
+	w          weights
 }
 
-// chunk computes columns [lo,hi) of every row of C, four columns (rows of B) at a time so that
-// each load of A feeds four independent sums.
+// chunk computes columns [lo,hi) of every row of C. On the pure-Go path it takes four columns
+// (rows of W) at a time so that each load of A feeds four independent sums.
 func (j *gemmTJob) chunk(_, lo, hi int) {
 	k := j.k
 	for i := 0; i < j.m; i++ {
 		ai := j.a[i*k:][:k]
 		ci := j.c[i*j.n:][:j.n]
 		x := lo
-		if useGonum {
+		if f := j.w.f32; f != nil && !useSIMD && !useGonum {
+			for ; x+4 <= hi; x += 4 {
+				r0 := f[x*k:][:len(ai)]
+				r1 := f[(x+1)*k:][:len(ai)]
+				r2 := f[(x+2)*k:][:len(ai)]
+				r3 := f[(x+3)*k:][:len(ai)]
+				var s0, s1, s2, s3 float32
+				for p, v := range ai {
+					s0 += v * r0[p]
+					s1 += v * r1[p]
+					s2 += v * r2[p]
+					s3 += v * r3[p]
+				}
+				ci[x], ci[x+1], ci[x+2], ci[x+3] = s0, s1, s2, s3
+			}
 			for ; x < hi; x++ {
-				ci[x] = dotInner(ai, j.b[x*k:])
+				ci[x] = dot(ai, f[x*k:][:len(ai)])
 			}
-		}
-		for ; x+4 <= hi; x += 4 {
-			r0 := j.b[x*k:][:len(ai)]
-			r1 := j.b[(x+1)*k:][:len(ai)]
-			r2 := j.b[(x+2)*k:][:len(ai)]
-			r3 := j.b[(x+3)*k:][:len(ai)]
-			var s0, s1, s2, s3 float32
-			for p, v := range ai {
-				s0 += v * r0[p]
-				s1 += v * r1[p]
-				s2 += v * r2[p]
-				s3 += v * r3[p]
-			}
-			ci[x], ci[x+1], ci[x+2], ci[x+3] = s0, s1, s2, s3
 		}
 		for ; x < hi; x++ {
-			ci[x] = dot(ai, j.b[x*k:][:len(ai)])
+			ci[x] = j.w.dot(ai, x*k) * j.w.scaleOf(x)
 		}
 		if j.bias != nil {
 			for x := lo; x < hi; x++ {
@@ -372,4 +422,13 @@ func dot(a, b []float32) float32 {
 		s0 += a[i] * b[i]
 	}
 	return (s0 + s1) + (s2 + s3)
+}
+
+// setBias starts a row of C: ci = bias[j0:j0+len(ci)], or zeros when bias is nil.
+func setBias(ci, bias []float32, j0 int) {
+	if bias != nil {
+		copy(ci, bias[j0:j0+len(ci)])
+	} else {
+		clear(ci)
+	}
 }

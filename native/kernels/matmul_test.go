@@ -23,17 +23,23 @@ func nanVec(n int) []float32 {
 	return v
 }
 
-// bothInner runs f with the gonum (SSE) inner loops and with the pure-Go ones.
+// bothInner runs f on every path the kernels can take: the AVX2+FMA assembly (when the CPU has
+// it; otherwise that subtest says why it skips), gonum's SSE loops, and the pure-Go reference
+// loops — the last two being what other CPUs and architectures run.
 func bothInner(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	defer func(v bool) { useGonum = v }(useGonum)
-	for _, g := range []bool{true, false} {
-		useGonum = g
-		name := "purego"
-		if g {
-			name = "gonum"
-		}
-		t.Run(name, f)
+	defer func(s, g bool) { useSIMD, useGonum = s, g }(useSIMD, useGonum)
+	for _, c := range []struct {
+		name       string
+		simd, gonu bool
+	}{{"avx2", true, true}, {"gonum", false, true}, {"purego", false, false}} {
+		useSIMD, useGonum = c.simd, c.gonu
+		t.Run(c.name, func(t *testing.T) {
+			if c.simd && !haveAVX2 {
+				t.Skip("this CPU or build has no AVX2+FMA kernels (non-amd64, purego tag, or missing CPU features)")
+			}
+			f(t)
+		})
 	}
 }
 
@@ -72,7 +78,9 @@ func testMatMulMatchesNaive(t *testing.T) {
 	}
 }
 
-func TestGemmStrides(t *testing.T) {
+func TestGemmStrides(t *testing.T) { bothInner(t, testGemmStrides) }
+
+func testGemmStrides(t *testing.T) {
 	// Operands embedded in wider matrices: only the (m,n,k) window may be read or written.
 	m, n, k, lda, ldb, ldc := 37, 21, 19, 23, 30, 25
 	a := randomVec(7, (m-1)*lda+k, -1, 1)
@@ -184,8 +192,10 @@ func BenchmarkMatMulTLMHead(b *testing.B) {
 
 // TestMatMulDeterministic: however the pool's workers share the chunks out, the same inputs
 // give the same bits (sampling with a seed depends on it).
-func TestMatMulDeterministic(t *testing.T) {
-	for _, m := range []int{1, 3, 40} {
+func TestMatMulDeterministic(t *testing.T) { bothInner(t, testMatMulDeterministic) }
+
+func testMatMulDeterministic(t *testing.T) {
+	for _, m := range []int{1, 3, 40, 101} {
 		const k, n = 1000, 777
 		a, b := randomVec(1, m*k, -1, 1), randomVec(2, k*n, -1, 1)
 		first := make([]float32, m*n)

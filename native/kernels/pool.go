@@ -31,11 +31,13 @@ type workPool struct {
 	scratch [][]float32 // per worker, grown on demand
 	parts   []float32   // split-K partial sums
 
-	mm   gemmJob
-	sk   gemmSplitKJob
-	mmt  gemmTJob
-	attn attentionJob
-	rows rowsJob
+	mm    gemmJob
+	sk    gemmSplitKJob
+	mmt   gemmTJob
+	pk    gemmPackedJob
+	apack []float32 // packed A of gemmPacked
+	attn  attentionJob
+	rows  rowsJob
 }
 
 var (

@@ -1,0 +1,12 @@
+//go:build !purego
+
+package kernels
+
+import "golang.org/x/sys/cpu"
+
+// haveAVX2 reports whether the AVX2+FMA kernels of simd_amd64.s can run; haveF16C whether the
+// float16 ones can too (they convert with VCVTPH2PS).
+var (
+	haveAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	haveF16C = haveAVX2 && cpu.X86.HasF16C
+)

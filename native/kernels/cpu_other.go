@@ -1,0 +1,15 @@
+//go:build !amd64 || purego
+
+package kernels
+
+// Without amd64 assembly (another architecture, or the purego tag) the SIMD kernels do not exist:
+// these stand-ins keep the package compiling and are never called, because useSIMD is false.
+var haveAVX2, haveF16C = false, false
+
+func gemm6x16AVX2(a, b, c []float32, ldc int)               { panic("kernels: no SIMD") }
+func axpyPanelF32AVX2(c, a []float32, w []float32, ldw int) { panic("kernels: no SIMD") }
+func axpyPanelI8AVX2(c, a []float32, w []int8, ldw int)     { panic("kernels: no SIMD") }
+func axpyPanelF16AVX2(c, a []float32, w []uint16, ldw int)  { panic("kernels: no SIMD") }
+func dotF32AVX2(a []float32, w []float32) float32           { panic("kernels: no SIMD") }
+func dotI8AVX2(a []float32, w []int8) float32               { panic("kernels: no SIMD") }
+func dotF16AVX2(a []float32, w []uint16) float32            { panic("kernels: no SIMD") }

@@ -1,0 +1,156 @@
+package kernels
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/modelrt/modelrt/native/quant"
+)
+
+// The quantized products are compared with MatMulNaive on the dequantized weights, so only the
+// float32 accumulation order differs: the same tolerance as the float32 kernels.
+
+func TestMatMulQuantizedMatchesNaive(t *testing.T) { bothInner(t, testMatMulQuantizedMatchesNaive) }
+
+func testMatMulQuantizedMatchesNaive(t *testing.T) {
+	seed := uint64(500)
+	// m=1..5 takes the split-K path, m ≥ gemmMB the packed one; n and k cover every tail of the
+	// 8-wide assembly, the 16-wide panels and the 6-row strips.
+	for _, m := range []int{1, 3, 17, 40} {
+		for _, k := range []int{1, 7, 33, 300} {
+			for _, n := range []int{1, 9, 31, 130} {
+				seed++
+				a := randomVec(seed, m*k, -1, 1)
+				w := randomVec(seed+1, k*n, -1, 1)
+				var bias []float32
+				if seed%2 == 0 {
+					bias = randomVec(seed+2, n, -1, 1)
+				}
+				q, s := quant.Int8Cols(w, k, n)
+				want, got := make([]float32, m*n), nanVec(m*n)
+				MatMulNaive(want, a, quant.DequantCols(q, s, k, n), bias, m, k, n)
+				MatMulI8(got, a, q, s, bias, m, k, n)
+				reportClose(t, fmt.Sprintf("MatMulI8 m=%d k=%d n=%d", m, k, n), got, want, accumTol(k))
+
+				h := quant.ToF16(w)
+				wh := make([]float32, len(w))
+				quant.FromF16(wh, h)
+				MatMulNaive(want, a, wh, bias, m, k, n)
+				got = nanVec(m * n)
+				MatMulF16(got, a, h, bias, m, k, n)
+				reportClose(t, fmt.Sprintf("MatMulF16 m=%d k=%d n=%d", m, k, n), got, want, accumTol(k))
+
+				// The transposed forms: W (N,K), one output channel per row.
+				wt := randomVec(seed+3, n*k, -1, 1)
+				qt, st := quant.Int8Rows(wt, n, k)
+				MatMulTNaive(want, a, quant.DequantRows(qt, st, n, k), bias, m, k, n)
+				got = nanVec(m * n)
+				MatMulTI8(got, a, qt, st, bias, m, k, n)
+				reportClose(t, fmt.Sprintf("MatMulTI8 m=%d k=%d n=%d", m, k, n), got, want, accumTol(k))
+				ht := quant.ToF16(wt)
+				quant.FromF16(wt, ht)
+				MatMulTNaive(want, a, wt, bias, m, k, n)
+				got = nanVec(m * n)
+				MatMulTF16(got, a, ht, bias, m, k, n)
+				reportClose(t, fmt.Sprintf("MatMulTF16 m=%d k=%d n=%d", m, k, n), got, want, accumTol(k))
+			}
+		}
+	}
+}
+
+// int8Magnitude scales the float32 tolerance for sums of unscaled int8 values (|q| ≤ 127).
+const int8Magnitude = 127
+
+// TestInnerKernelsMatchNaive holds each assembly routine (through its Go wrapper, which does the
+// tails) to a float64 loop on every length up to 40 and offsets that misalign the operands.
+func TestInnerKernelsMatchNaive(t *testing.T) { bothInner(t, testInnerKernelsMatchNaive) }
+
+func testInnerKernelsMatchNaive(t *testing.T) {
+	for n := 0; n <= 40; n++ {
+		for _, rows := range []int{1, 3, 4, 9} {
+			const ld = 45
+			a := randomVec(uint64(n*7+rows), rows, -1, 1)
+			wf := randomVec(uint64(n*7+rows+1), rows*ld+1, -1, 1)[1:] // misaligned by one float
+			wi, s := quant.Int8Rows(wf, 1, len(wf))
+			wh := quant.ToF16(wf)
+			for name, w := range map[string]weights{"f32": {f32: wf}, "i8": {i8: wi, scale: s}, "f16": {f16: wh}} {
+				tol := accumTol(rows)
+				if w.i8 != nil {
+					tol *= int8Magnitude // at() returns unscaled int8 values, up to 127
+				}
+				want := make([]float64, n)
+				for p := 0; p < rows; p++ {
+					for j := 0; j < n; j++ {
+						want[j] += float64(a[p]) * float64(w.at(p*ld+j))
+					}
+				}
+				got := make([]float32, n)
+				w.axpy(got, a, 0, ld)
+				wantF := make([]float32, n)
+				for j := range want {
+					wantF[j] = float32(want[j])
+				}
+				reportClose(t, fmt.Sprintf("axpy %s rows=%d n=%d", name, rows, n), got, wantF, tol)
+				// dot over the first row, length n
+				x := randomVec(uint64(n+99), n, -1, 1)
+				var d float64
+				for i := 0; i < n; i++ {
+					d += float64(x[i]) * float64(w.at(i))
+				}
+				reportClose(t, fmt.Sprintf("dot %s n=%d", name, n), []float32{w.dot(x, 0)}, []float32{float32(d)}, max(tol, accumTol(n)*int8Magnitude))
+			}
+		}
+	}
+}
+
+func TestQuantizedKernelsDoNotAllocate(t *testing.T) { bothInner(t, testQuantizedKernelsDoNotAllocate) }
+
+func testQuantizedKernelsDoNotAllocate(t *testing.T) {
+	const k, n = 96, 300
+	for _, m := range []int{1, 20} {
+		a, w, dst := randomVec(1, m*k, -1, 1), randomVec(2, k*n, -1, 1), make([]float32, m*n)
+		q, s := quant.Int8Cols(w, k, n)
+		h := quant.ToF16(w)
+		for name, f := range map[string]func(){
+			"MatMul":     func() { MatMul(dst, a, w, nil, m, k, n) },
+			"MatMulI8":   func() { MatMulI8(dst, a, q, s, nil, m, k, n) },
+			"MatMulF16":  func() { MatMulF16(dst, a, h, nil, m, k, n) },
+			"MatMulTI8":  func() { MatMulTI8(dst, a, q, s, nil, m, k, n) },
+			"MatMulTF16": func() { MatMulTF16(dst, a, h, nil, m, k, n) },
+		} {
+			if name == "MatMul" && m >= gemmMB && !useSIMD {
+				continue // gonum's Sgemm starts goroutines per call; prefill is per prompt, not per token
+			}
+			f() // grow scratch buffers
+			if allocs := testing.AllocsPerRun(10, f); allocs != 0 {
+				t.Errorf("%s m=%d: %v allocations per call, want 0", name, m, allocs)
+			}
+		}
+	}
+}
+
+// Decode-step shapes of GPT-2 124M with quantized weights: the MLP's c_fc (768→3072) and the
+// LM head (768→50257, transposed).
+func BenchmarkMatVecI8CFC(b *testing.B) {
+	const k, n = 768, 3072
+	a, w, dst := randomVec(1, k, -1, 1), randomVec(2, k*n, -1, 1), make([]float32, n)
+	q, s := quant.Int8Cols(w, k, n)
+	b.ResetTimer()
+	for range b.N {
+		MatMulI8(dst, a, q, s, nil, 1, k, n)
+	}
+	b.ReportMetric(float64(k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "weightGB/s")
+}
+
+func BenchmarkMatVecF32CFC(b *testing.B) { benchMatMul(b, 1, 768, 3072) }
+
+func BenchmarkMatMulTI8LMHead(b *testing.B) {
+	const k, n = 768, 50257
+	a, w, dst := randomVec(1, k, -1, 1), randomVec(2, k*n, -1, 1), make([]float32, n)
+	q, s := quant.Int8Rows(w, n, k)
+	b.ResetTimer()
+	for range b.N {
+		MatMulTI8(dst, a, q, s, nil, 1, k, n)
+	}
+	b.ReportMetric(float64(k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "weightGB/s")
+}
