@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -414,4 +415,33 @@ func TestClosed(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestGraphFileLookup: LoadLM takes the first of LMFiles in a directory, or a file path.
+func TestGraphFileLookup(t *testing.T) {
+	needORT(t)
+	src, err := filepath.Abs(filepath.Join(modelsDir, fixtures[0].dir, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := LoadLM(dir, SessionOptions{}); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), strings.Join(LMFiles, ", ")) {
+		t.Fatalf("empty directory: %v, want fs.ErrNotExist listing %v", err, LMFiles)
+	}
+	with := filepath.Join(dir, "decoder_with_past_model.onnx")
+	if err := os.Symlink(src, with); err != nil {
+		t.Fatal(err)
+	}
+	lm, err := LoadLM(dir, SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := lm.Info(); i.Path != with || i.MaxContext != 0 || i.EOS != -1 {
+		t.Fatalf("Info() = %+v; want %s, no config (MaxContext 0, EOS -1)", i, with)
+	}
+	lm.Close()
+	if lm, err = LoadLM(src, SessionOptions{}); err != nil || lm.Info().Path != src || lm.Info().MaxContext != oddContext {
+		t.Fatalf("file path: %v, %+v", err, lm)
+	}
+	lm.Close()
 }
