@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/sdk"
 )
 
@@ -99,7 +100,7 @@ func putElement(t *sdk.Tensor, i int, e string) error {
 			v, err = strconv.ParseInt(e, 10, bits)
 		}
 		if err != nil {
-			return fmt.Errorf("%q is not a %s", e, v2Type(t.DType))
+			return fmt.Errorf("%q is not a %s integer", e, v2Type(t.DType))
 		}
 		switch t.DType {
 		case sdk.Int64:
@@ -238,9 +239,9 @@ func appendData(b []byte, t *sdk.Tensor) ([]byte, error) {
 		case sdk.Float32:
 			b = appendFloat(b, float64(math.Float32frombits(binary.LittleEndian.Uint32(t.Data[i*4:]))), 32)
 		case sdk.Float16:
-			b = appendFloat(b, float64(halfToFloat(binary.LittleEndian.Uint16(t.Data[i*2:]))), 32)
+			b = appendFloat(b, float64(safetensors.F16ToF32(binary.LittleEndian.Uint16(t.Data[i*2:]))), 32)
 		case sdk.BFloat16:
-			b = appendFloat(b, float64(math.Float32frombits(uint32(binary.LittleEndian.Uint16(t.Data[i*2:]))<<16)), 32)
+			b = appendFloat(b, float64(safetensors.BF16ToF32(binary.LittleEndian.Uint16(t.Data[i*2:]))), 32)
 		case sdk.Int64:
 			b = strconv.AppendInt(b, int64(binary.LittleEndian.Uint64(t.Data[i*8:])), 10)
 		case sdk.Int32:
@@ -266,25 +267,4 @@ func appendFloat(b []byte, f float64, bits int) []byte {
 		return append(b, `"-Infinity"`...)
 	}
 	return strconv.AppendFloat(b, f, 'g', -1, bits)
-}
-
-// halfToFloat converts an IEEE 754 binary16 value: f = (−1)^s · 2^(e−15) · (1 + m/1024), with
-// subnormals, infinities and NaN.
-func halfToFloat(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	man := uint32(h) & 0x3ff
-	switch {
-	case exp == 0 && man == 0:
-		return math.Float32frombits(sign)
-	case exp == 0:
-		f := float32(man) / 1024 / (1 << 14)
-		if sign != 0 {
-			return -f
-		}
-		return f
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | man<<13)
-	}
-	return math.Float32frombits(sign | (exp+112)<<23 | man<<13)
 }
