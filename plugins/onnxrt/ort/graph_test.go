@@ -387,12 +387,7 @@ func TestConcurrentSessions(t *testing.T) {
 					errs[i] = err.Error()
 					return
 				}
-				best := 0
-				for v := range logits {
-					if logits[v] > logits[best] {
-						best = v
-					}
-				}
+				best := argmax(logits)
 				if int64(best) != ref.greedy[len(prompt)+n] {
 					errs[i] = "diverged from the reference greedy ids"
 					return

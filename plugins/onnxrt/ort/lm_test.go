@@ -268,23 +268,11 @@ func greedy(t *testing.T, s *LMSession, prompt []int64, mask []int64, B, n int) 
 		}
 		ids = make([]int64, B)
 		for b := 0; b < B; b++ {
-			best := 0
-			for v := 1; v < V; v++ {
-				if logits[b*V+v] > logits[b*V+best] {
-					best = v
-				}
-			}
-			ids[b] = int64(best)
-			out[b] = append(out[b], int64(best))
+			ids[b] = int64(argmax(logits[b*V : (b+1)*V]))
+			out[b] = append(out[b], ids[b])
 		}
 		if mask != nil {
-			total := s.Len() + 1
-			next := make([]int64, 0, B*total)
-			for b := 0; b < B; b++ {
-				next = append(next, mask[b*(total-1):(b+1)*(total-1)]...)
-				next = append(next, 1)
-			}
-			mask = next
+			mask = growMask(mask, B, s.Len())
 		}
 		step = 1
 	}
