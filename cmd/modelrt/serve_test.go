@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// served is a `modelrt serve` process.
+type served struct {
+	cmd    *exec.Cmd
+	url    string
+	mu     sync.Mutex
+	stderr strings.Builder
+	done   chan error
+}
+
+func (s *served) log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.String()
+}
+
+type lockedWriter struct{ s *served }
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	return w.s.stderr.Write(p)
+}
+
+// startServe runs `modelrt serve --listen 127.0.0.1:0 ARGS...` and reads the bound address
+// from its first line of stdout. The process is killed at the end of the test if it is still
+// running.
+func startServe(t *testing.T, args ...string) *served {
+	t.Helper()
+	s := &served{done: make(chan error, 1)}
+	s.cmd = exec.Command(filepath.Join(binDir, "modelrt"), append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	s.cmd.Env = append(os.Environ(), "MODELRT_PLUGIN_DIR="+binDir)
+	s.cmd.Stderr = lockedWriter{s}
+	out, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+		io.Copy(io.Discard, out)
+		s.done <- s.cmd.Wait()
+	}()
+	select {
+	case l, ok := <-line:
+		addr, found := strings.CutPrefix(l, "listening on ")
+		if !ok || !found {
+			t.Fatalf("serve did not start: stdout %q\n%s", l, s.log())
+		}
+		s.url = addr
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("serve printed no address\n%s", s.log())
+	}
+	return s
+}
+
+// stop sends sig and returns the exit error.
+func (s *served) stop(t *testing.T, sig os.Signal) error {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.done:
+		return err
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("serve did not exit after %v\n%s", sig, s.log())
+	}
+	return nil
+}
+
+func post(t *testing.T, url, body string, header ...string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestServeExample: an OpenAI-style completion and a KServe v2 infer call against `modelrt
+// serve` running the text-and-image example; SIGTERM then stops it cleanly.
+func TestServeExample(t *testing.T) {
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServe(t, "--config", "../../examples/pipelines/text-image-chain", "--auth-token-file", token, "--log-format", "json")
+	auth := []string{"Authorization", "Bearer t0ken"}
+
+	// What the openai Python client sends for client.completions.create(...).
+	status, body := post(t, s.url+"/v1/completions", `{"model":"gpt2","prompt":"Once upon a time","max_tokens":5,"temperature":0,"seed":1,"logprobs":null,"n":1,"stream":false}`, auth...)
+	var cmpl struct {
+		Object  string
+		Choices []struct {
+			Text         string
+			FinishReason string `json:"finish_reason"`
+		}
+		Usage struct {
+			PromptTokens     int `json:"prompt_tokens"`
+			CompletionTokens int `json:"completion_tokens"`
+		}
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &cmpl) != nil || len(cmpl.Choices) != 1 || cmpl.Usage.PromptTokens != 4 || cmpl.Usage.CompletionTokens < 1 {
+		t.Fatalf("completion: %d %s\n%s", status, body, s.log())
+	}
+	if status, body := post(t, s.url+"/v1/completions", `{"model":"gpt2","prompt":"x"}`); status != 401 {
+		t.Errorf("without the token: %d %s", status, body)
+	}
+
+	// KServe v2: decode a latent with the VAE.
+	if status, body := get(t, s.url+"/v2/health/ready"); status != 200 {
+		t.Errorf("ready: %d %s", status, body)
+	}
+	infer := `{"inputs":[{"name":"latent","shape":[1,4,2,2],"datatype":"FP32","data":[0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1,1.1,1.2,1.3,1.4,1.5]}]}`
+	status, body = post(t, s.url+"/v2/models/vae/infer", infer, auth...)
+	var res struct {
+		ModelName string `json:"model_name"`
+		Outputs   []struct {
+			Name     string
+			Shape    []int64
+			Datatype string
+			Data     []float64
+		}
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &res) != nil || len(res.Outputs) != 1 || res.Outputs[0].Name != "image" || len(res.Outputs[0].Data) != 3*4*4 {
+		t.Fatalf("v2 infer: %d %.300s", status, body)
+	}
+
+	if err := s.stop(t, syscall.SIGTERM); err != nil {
+		t.Errorf("exit after SIGTERM: %v\n%s", err, s.log())
+	}
+	log := s.log()
+	for _, want := range []string{`"msg":"http request"`, `"path":"/v2/models/vae/infer"`, `"status":401`, `"msg":"draining"`, `"msg":"stopped"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s\n%s", want, log)
+		}
+	}
+}
+
+// TestServeReloadAndDrain: SIGHUP with a broken configuration keeps the old one serving;
+// SIGHUP with a good one swaps it in; SIGTERM lets a stream in flight finish.
+func TestServeReloadAndDrain(t *testing.T) {
+	src, err := os.ReadFile("../../examples/pipelines/complete-native/pipeline.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := filepath.Abs("../../testdata/models/gpt2-tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "pipeline.hcl")
+	if err := os.WriteFile(cfg, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startServe(t, "--config", cfg, "-var", "model_dir="+model)
+	run := `{"inputs":{"prompt":"Hello","seed":2}}`
+	if status, body := post(t, s.url+"/v1/pipelines/complete:run", run); status != 200 {
+		t.Fatalf("run: %d %s\n%s", status, body, s.log())
+	}
+
+	// A broken configuration is rejected with its diagnostics; the old one serves on.
+	if err := os.WriteFile(cfg, append(src, []byte("\nmodel \"broken\" {\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, s, "reload rejected")
+	if status, body := post(t, s.url+"/v1/pipelines/complete:run", run); status != 200 {
+		t.Errorf("after a rejected reload: %d %s", status, body)
+	}
+
+	// A good one with the model renamed is swapped in.
+	renamed := strings.ReplaceAll(string(src), "gpt2", "gpt2b")
+	if err := os.WriteFile(cfg, []byte(renamed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, s, "msg=reloaded")
+	if _, body := get(t, s.url+"/v1/models"); !strings.Contains(body, `"id":"gpt2b"`) || strings.Contains(body, `"id":"gpt2"`) {
+		t.Errorf("models after the reload: %s", body)
+	}
+
+	// SIGTERM during a stream: the stream finishes, then the process exits 0.
+	resp, err := http.Post(s.url+"/v1/completions", "application/json", strings.NewReader(`{"model":"gpt2b","prompt":"Hello","max_tokens":40,"stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(resp.Body)
+	if _, err := rd.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	rest, _ := io.ReadAll(rd)
+	resp.Body.Close()
+	if !strings.HasSuffix(strings.TrimSpace(string(rest)), "data: [DONE]") {
+		t.Errorf("the stream in flight at SIGTERM ended with %q", rest[max(0, len(rest)-200):])
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("exit: %v\n%s", err, s.log())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("no exit after SIGTERM\n%s", s.log())
+	}
+}
+
+// waitLog waits until the server's log contains want.
+func waitLog(t *testing.T, s *served, want string) {
+	t.Helper()
+	end := time.Now().Add(time.Minute)
+	for !strings.Contains(s.log(), want) {
+		if time.Now().After(end) {
+			t.Fatalf("log never said %q\n%s", want, s.log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
