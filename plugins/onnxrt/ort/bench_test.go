@@ -34,7 +34,7 @@ var bench124M struct {
 
 // benchModel exports a random-weight GPT-2 124M (export.RandomWeights, seed 1) with onnx/export
 // (Optimum cache convention, opset 14) into a temporary directory, once per test binary.
-func benchModel(b *testing.B) string {
+func benchModel(b testing.TB) string {
 	b.Helper()
 	needORT(b)
 	bench124M.once.Do(func() {
