@@ -226,6 +226,9 @@ func TestUnknownConvention(t *testing.T) {
 	if err := graph.Save(b.Model(graph.ModelOptions{}), filepath.Join(dir, "model.onnx"), graph.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := InspectLM(dir); !errors.Is(err, ErrUnsupportedGraph) {
+		t.Fatalf("InspectLM error %v, want ErrUnsupportedGraph", err)
+	}
 	_, err := LoadLM(dir, SessionOptions{})
 	if !errors.Is(err, ErrUnsupportedGraph) {
 		t.Fatalf("error %v, want ErrUnsupportedGraph", err)

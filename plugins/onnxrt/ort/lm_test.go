@@ -150,6 +150,10 @@ func TestDetectFixtures(t *testing.T) {
 	for _, fx := range fixtures {
 		t.Run(fx.dir, func(t *testing.T) {
 			info := loadFixture(t, fx.dir).Info()
+			inspected, err := InspectLM(filepath.Join(modelsDir, fx.dir))
+			if err != nil || inspected != info {
+				t.Fatalf("InspectLM = %+v, %v; LoadLM's Info() = %+v", inspected, err, info)
+			}
 			file := "model.onnx"
 			if strings.Contains(fx.dir, "merged") {
 				file = "decoder_model_merged.onnx"
