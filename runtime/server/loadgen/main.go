@@ -1,0 +1,274 @@
+// Command loadgen is a small, bounded load generator for `modelrt serve`: it sends a fixed
+// number of OpenAI completions at each of several concurrency levels and reports completions
+// per second, generated tokens per second, and p50/p99 latency (and time to first token when
+// streaming). It talks only to loopback addresses unless told otherwise, so that a benchmark
+// never becomes a load test of someone else's server.
+//
+//	go run ./runtime/server/loadgen -url http://127.0.0.1:8080 -model gpt2 -concurrency 1,4,16 -requests 64
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+type config struct {
+	url         string
+	model       string
+	prompt      string
+	maxTokens   int
+	temperature float64
+	levels      []int
+	requests    int
+	stream      bool
+	token       string
+	timeout     time.Duration
+	warmup      int
+}
+
+// result is one request's outcome.
+type result struct {
+	latency, firstToken time.Duration
+	tokens              int
+	err                 error
+}
+
+// level is the summary of one concurrency level.
+type level struct {
+	Concurrency    int     `json:"concurrency"`
+	Requests       int     `json:"requests"`
+	Errors         int     `json:"errors"`
+	WallS          float64 `json:"wall_s"`
+	CompletionsPS  float64 `json:"completions_per_s"`
+	TokensPS       float64 `json:"tokens_per_s"`
+	P50MS          float64 `json:"p50_ms"`
+	P99MS          float64 `json:"p99_ms"`
+	FirstTokenP50  float64 `json:"first_token_p50_ms,omitempty"`
+	MeanTokens     float64 `json:"mean_tokens"`
+	FirstErrorText string  `json:"first_error,omitempty"`
+}
+
+func main() {
+	var c config
+	var levels string
+	var remote, asJSON bool
+	flag.StringVar(&c.url, "url", "http://127.0.0.1:8080", "base URL of modelrt serve")
+	flag.StringVar(&c.model, "model", "gpt2", "model name")
+	flag.StringVar(&c.prompt, "prompt", "Once upon a time", "prompt")
+	flag.IntVar(&c.maxTokens, "max-tokens", 32, "max_tokens of each completion")
+	flag.Float64Var(&c.temperature, "temperature", 0, "temperature (0: greedy, so every request does the same work)")
+	flag.StringVar(&levels, "concurrency", "1,4,16", "comma-separated concurrency levels")
+	flag.IntVar(&c.requests, "requests", 64, "requests per level")
+	flag.IntVar(&c.warmup, "warmup", 4, "requests sent before the first level, not counted")
+	flag.BoolVar(&c.stream, "stream", false, "stream (SSE) and measure time to first token")
+	flag.StringVar(&c.token, "token", os.Getenv("MODELRT_TOKEN"), "bearer token (default $MODELRT_TOKEN)")
+	flag.DurationVar(&c.timeout, "timeout", 2*time.Minute, "time limit of one request")
+	flag.BoolVar(&remote, "allow-remote", false, "allow a URL that is not a loopback address")
+	flag.BoolVar(&asJSON, "json", false, "print JSON lines instead of a table")
+	flag.Parse()
+
+	if err := c.check(levels, remote); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(2)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: slices.Max(c.levels)}, Timeout: c.timeout}
+	for range c.warmup {
+		if r := c.one(client); r.err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen: warm-up request:", r.err)
+			os.Exit(1)
+		}
+	}
+	if !asJSON {
+		fmt.Printf("| concurrency | requests | errors | completions/s | tokens/s | p50 ms | p99 ms |%s\n", map[bool]string{true: " first token p50 ms |"}[c.stream])
+		fmt.Printf("|---|---|---|---|---|---|---|%s\n", map[bool]string{true: "---|"}[c.stream])
+	}
+	for _, n := range c.levels {
+		l := c.run(client, n)
+		if asJSON {
+			b, _ := json.Marshal(l)
+			fmt.Println(string(b))
+			continue
+		}
+		ft := ""
+		if c.stream {
+			ft = fmt.Sprintf(" %.1f |", l.FirstTokenP50)
+		}
+		fmt.Printf("| %d | %d | %d | %.1f | %.0f | %.1f | %.1f |%s\n", l.Concurrency, l.Requests, l.Errors, l.CompletionsPS, l.TokensPS, l.P50MS, l.P99MS, ft)
+		if l.FirstErrorText != "" {
+			fmt.Fprintln(os.Stderr, "loadgen: first error:", l.FirstErrorText)
+		}
+	}
+}
+
+func (c *config) check(levels string, remote bool) error {
+	for _, f := range strings.Split(levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 1024 {
+			return fmt.Errorf("-concurrency %q: want numbers in 1..1024", levels)
+		}
+		c.levels = append(c.levels, n)
+	}
+	if c.requests < 1 || c.requests > 100000 {
+		return fmt.Errorf("-requests %d: want 1..100000", c.requests)
+	}
+	u, err := url.Parse(c.url)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("-url %q: want http://host:port", c.url)
+	}
+	if !remote {
+		host := u.Hostname()
+		ip := net.ParseIP(host)
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("-url %s is not a loopback address (pass -allow-remote to load a server you run elsewhere)", c.url)
+		}
+	}
+	c.url = strings.TrimSuffix(c.url, "/")
+	return nil
+}
+
+// run sends c.requests requests with n workers.
+func (c *config) run(client *http.Client, n int) level {
+	results := make([]result, c.requests)
+	var next int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= c.requests {
+					return
+				}
+				results[i] = c.one(client)
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(t0)
+	l := level{Concurrency: n, Requests: c.requests, WallS: wall.Seconds()}
+	var lat, ft []time.Duration
+	tokens := 0
+	for _, r := range results {
+		if r.err != nil {
+			if l.Errors++; l.FirstErrorText == "" {
+				l.FirstErrorText = r.err.Error()
+			}
+			continue
+		}
+		lat = append(lat, r.latency)
+		ft = append(ft, r.firstToken)
+		tokens += r.tokens
+	}
+	ok := len(lat)
+	l.CompletionsPS = float64(ok) / wall.Seconds()
+	l.TokensPS = float64(tokens) / wall.Seconds()
+	if ok > 0 {
+		l.P50MS, l.P99MS = ms(percentile(lat, 50)), ms(percentile(lat, 99))
+		l.MeanTokens = float64(tokens) / float64(ok)
+		if c.stream {
+			l.FirstTokenP50 = ms(percentile(ft, 50))
+		}
+	}
+	return l
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// percentile is the nearest-rank percentile p of ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	rank := int(float64(len(s))*p/100+0.999999) - 1
+	return s[min(max(rank, 0), len(s)-1)]
+}
+
+// one sends one completion and reads it to the end.
+func (c *config) one(client *http.Client) result {
+	body, _ := json.Marshal(map[string]any{
+		"model": c.model, "prompt": c.prompt, "max_tokens": c.maxTokens, "temperature": c.temperature,
+		"stream": c.stream, "stream_options": map[string]bool{"include_usage": c.stream},
+	})
+	req, err := http.NewRequestWithContext(context.Background(), "POST", c.url+"/v1/completions", bytes.NewReader(body))
+	if err != nil {
+		return result{err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	t0 := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return result{err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return result{err: fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(b))}
+	}
+	type usage struct {
+		CompletionTokens int `json:"completion_tokens"`
+	}
+	if !c.stream {
+		var doc struct{ Usage usage }
+		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+			return result{err: err}
+		}
+		d := time.Since(t0)
+		return result{latency: d, firstToken: d, tokens: doc.Usage.CompletionTokens}
+	}
+	r := result{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		if data == "[DONE]" {
+			r.latency = time.Since(t0)
+			return r
+		}
+		var chunk struct {
+			Choices []struct{ Text string }
+			Usage   *usage
+			Error   json.RawMessage
+		}
+		if err := json.Unmarshal([]byte(data), &chunk); err != nil {
+			return result{err: err}
+		}
+		if chunk.Error != nil {
+			return result{err: fmt.Errorf("error event: %s", chunk.Error)}
+		}
+		if r.firstToken == 0 && len(chunk.Choices) > 0 && chunk.Choices[0].Text != "" {
+			r.firstToken = time.Since(t0)
+		}
+		if chunk.Usage != nil {
+			r.tokens = chunk.Usage.CompletionTokens
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return result{err: err}
+	}
+	return result{err: errors.New("stream ended without [DONE]")}
+}
