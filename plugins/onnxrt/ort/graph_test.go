@@ -284,6 +284,7 @@ func TestDetect(t *testing.T) {
 		{"stacked wrong lead", []ortgo.InputOutputInfo{ids, info("past_0", f32, 3, -1, 4, -1, 8)},
 			[]ortgo.InputOutputInfo{logits, info("present_0", f32, 3, -1, 4, -1, 8)}, modelConfig{}, "", "want [2,B,H,P,D]"},
 		{"no past", []ortgo.InputOutputInfo{ids}, []ortgo.InputOutputInfo{logits}, modelConfig{}, ConventionNoPast, ""},
+		{"ids rank 1", []ortgo.InputOutputInfo{info("input_ids", i64, -1)}, []ortgo.InputOutputInfo{logits}, modelConfig{}, "", "input_ids has rank 1"},
 		{"float ids", []ortgo.InputOutputInfo{info("input_ids", f32, -1, -1)}, []ortgo.InputOutputInfo{logits}, modelConfig{}, "", "input_ids is float32"},
 		{"no input_ids", []ortgo.InputOutputInfo{info("tokens", i64, -1, -1)}, []ortgo.InputOutputInfo{logits}, modelConfig{}, "", "no input_ids"},
 		{"unknown extra input", []ortgo.InputOutputInfo{ids, info("token_type_ids", i64, -1, -1)}, []ortgo.InputOutputInfo{logits}, modelConfig{}, "", "unrecognised inputs token_type_ids"},
@@ -405,4 +406,22 @@ func TestConcurrentSessions(t *testing.T) {
 			t.Errorf("session %d: %s", i, e)
 		}
 	}
+}
+
+// TestFixedBatch: a graph whose input_ids fix the batch refuses sessions of another size.
+func TestFixedBatch(t *testing.T) {
+	needORT(t)
+	lm, _, _, err := detect("g.onnx", []ortgo.InputOutputInfo{info("input_ids", ortgo.TensorElementDataTypeInt64, 1, -1)},
+		[]ortgo.InputOutputInfo{info("logits", ortgo.TensorElementDataTypeFloat, 1, -1, 50)}, modelConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lm.NewSession(2); !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "fixes the batch at 1") {
+		t.Fatalf("NewSession(2): %v, want ErrInvalidInput", err)
+	}
+	s, err := lm.NewSession(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
 }

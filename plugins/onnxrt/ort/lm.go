@@ -68,6 +68,8 @@ type LM struct {
 	// fed false at prefill and true once the session holds a cache.
 	cacheBranch bool
 	slots       []cacheSlot
+	// fixedBatch is input_ids' static batch dimension, 0 when symbolic.
+	fixedBatch int
 
 	// mu guards closed; Forward holds it shared for the length of a run, Close exclusively.
 	mu     sync.RWMutex
@@ -299,6 +301,12 @@ func detect(path string, ins, outs []ortgo.InputOutputInfo, cfg modelConfig) (*L
 	lm.info.IDsType = dtypeName(ids.DataType)
 	if lm.info.IDsType != "int32" && lm.info.IDsType != "int64" {
 		return unsupported("input_ids is " + lm.info.IDsType + ", want int32 or int64")
+	}
+	if len(ids.Dimensions) != 2 {
+		return unsupported(fmt.Sprintf("input_ids has rank %d, want 2 [B,T]", len(ids.Dimensions)))
+	}
+	if ids.Dimensions[0] > 0 {
+		lm.fixedBatch = int(ids.Dimensions[0])
 	}
 	inNames := []string{"input_ids"}
 	if m, ok := inBy["attention_mask"]; ok {

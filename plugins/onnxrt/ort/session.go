@@ -44,6 +44,9 @@ func (m *LM) NewSession(batch int) (*LMSession, error) {
 	if batch < 1 {
 		return nil, fmt.Errorf("%w: batch %d, want >= 1", ErrInvalidInput, batch)
 	}
+	if m.fixedBatch > 0 && batch != m.fixedBatch {
+		return nil, fmt.Errorf("%w: batch %d, but %s fixes the batch at %d", ErrInvalidInput, batch, m.info.Path, m.fixedBatch)
+	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if m.closed {
