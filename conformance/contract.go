@@ -15,6 +15,7 @@ import (
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	"github.com/modelrt/modelrt/pipelines"
 	"github.com/modelrt/modelrt/runtime/plugin"
@@ -139,11 +140,14 @@ func VerifyContract(t testing.TB, c Contract) []ContractResult {
 		t.Cleanup(func() { p.Close() })
 		ck.be, ck.plugin = p, p
 	} else {
-		conn, _ := goplugin.TestPluginGRPCConn(t, false, sdk.ServerPlugins(c.Backend)[sdk.ProtocolVersion])
-		t.Cleanup(func() { conn.Close() })
-		raw, err := conn.Dispense(sdk.PluginName)
+		// The SDK's own server and client shims over a loopback connection: what Serve and
+		// the host use, without go-plugin's process handling (and its debug logging).
+		gp := sdk.ServerPlugins(c.Backend)[sdk.ProtocolVersion][sdk.PluginName].(goplugin.GRPCPlugin)
+		conn, server := goplugin.TestGRPCConn(t, func(s *grpc.Server) { gp.GRPCServer(nil, s) })
+		t.Cleanup(func() { conn.Close(); server.Stop() })
+		raw, err := gp.GRPCClient(context.Background(), nil, conn)
 		if err != nil {
-			t.Fatalf("conformance: dispense: %v", err)
+			t.Fatalf("conformance: client: %v", err)
 		}
 		ck.be = raw.(*sdk.Client)
 	}
