@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/modelrt/modelrt/native/quant"
 )
 
 // cpuTime returns the process's user+system CPU time. On a machine shared with other busy
@@ -25,6 +27,8 @@ var gpt2Small = Config{VocabSize: 50257, NPositions: 1024, NEmbd: 768, NLayer: 1
 var (
 	benchModelOnce sync.Once
 	benchModel     *Model
+	benchQMu       sync.Mutex
+	benchQ         = map[quant.DType]*Model{}
 )
 
 // smallModel returns a random-weight 124M model, built once per test binary (about 500 MB of
@@ -33,6 +37,23 @@ func smallModel(b *testing.B) *Model {
 	b.Helper()
 	benchModelOnce.Do(func() { benchModel = NewRandom(gpt2Small, 1) })
 	return benchModel
+}
+
+// quantizedModel returns the same random 124M model with weights quantized to dt, built once
+// per test binary (without keeping the float32 one alive).
+func quantizedModel(b *testing.B, dt quant.DType) *Model {
+	b.Helper()
+	benchQMu.Lock()
+	defer benchQMu.Unlock()
+	if m := benchQ[dt]; m != nil {
+		return m
+	}
+	m := NewRandom(gpt2Small, 1)
+	if err := m.Quantize(dt); err != nil {
+		b.Fatal(err)
+	}
+	benchQ[dt] = m
+	return m
 }
 
 func benchIDs(n int) []int64 {
@@ -45,8 +66,13 @@ func benchIDs(n int) []int64 {
 
 // BenchmarkPrefill64 runs a 64-token prompt at batch 1 into an empty cache, logits of the last
 // position only (what generation needs).
-func BenchmarkPrefill64(b *testing.B) {
-	m := smallModel(b)
+func BenchmarkPrefill64(b *testing.B) { benchPrefill64(b, smallModel(b)) }
+
+// BenchmarkPrefill64Int8 is BenchmarkPrefill64 with int8 weights (dequantized as the GEMM packs
+// its panels).
+func BenchmarkPrefill64Int8(b *testing.B) { benchPrefill64(b, quantizedModel(b, quant.Int8)) }
+
+func benchPrefill64(b *testing.B, m *Model) {
 	const T = 64
 	c := m.NewCache(1)
 	ids := benchIDs(T)
@@ -65,8 +91,16 @@ func BenchmarkPrefill64(b *testing.B) {
 
 // BenchmarkDecode measures one-token steps at batch 1 after a 64-token prompt; the cache is
 // refilled when it nears n_positions, outside the timer.
-func BenchmarkDecode(b *testing.B) {
-	m := smallModel(b)
+func BenchmarkDecode(b *testing.B) { benchDecode(b, smallModel(b)) }
+
+// BenchmarkDecodeInt8 is BenchmarkDecode with weight-only int8 (per-output-channel scales):
+// a step streams ~125 MB of weights instead of ~500 MB.
+func BenchmarkDecodeInt8(b *testing.B) { benchDecode(b, quantizedModel(b, quant.Int8)) }
+
+// BenchmarkDecodeFP16 is BenchmarkDecode with float16 weights (~250 MB per step).
+func BenchmarkDecodeFP16(b *testing.B) { benchDecode(b, quantizedModel(b, quant.F16)) }
+
+func benchDecode(b *testing.B, m *Model) {
 	c := m.NewCache(1)
 	prompt := benchIDs(64)
 	logits := make([]float32, gpt2Small.VocabSize)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/modelrt/modelrt/native/quant"
 )
 
 // Config holds the GPT2Config fields the forward pass depends on.
@@ -19,6 +21,9 @@ type Config struct {
 	ActivationFunction string  // activation_function: "gelu_new" (or its alias "gelu_pytorch_tanh")
 	BOSTokenID         int     // bos_token_id (default 50256, GPT-2's <|endoftext|>, or vocab_size-1 if smaller)
 	EOSTokenID         int     // eos_token_id (same default)
+	// Weights is quantization.dtype: how model.safetensors stores the weight matrices ("int8",
+	// "fp16"), written by WriteQuantized; F32 (empty) for an ordinary checkpoint.
+	Weights quant.DType
 }
 
 // Inner returns the MLP hidden width (n_inner, or 4·n_embd when unset).
@@ -49,7 +54,15 @@ type rawConfig struct {
 	ScaleAttnWeights        *bool `json:"scale_attn_weights"`
 	ScaleAttnByInverseLayer *bool `json:"scale_attn_by_inverse_layer_idx"`
 	ReorderAndUpcastAttn    *bool `json:"reorder_and_upcast_attn"`
+	Quantization            *struct {
+		Format string `json:"format"`
+		DType  string `json:"dtype"`
+	} `json:"quantization"`
 }
+
+// QuantFormat is the version of the quantized weight layout written by WriteQuantized and
+// named in config.json's "quantization.format" (docs/kernels.md).
+const QuantFormat = "modelrt-weights/v1"
 
 // LoadConfig reads and validates a Hugging Face GPT-2 config.json. Errors name path and the
 // offending field.
@@ -128,6 +141,19 @@ func ParseConfig(data []byte) (Config, error) {
 		return Config{}, errors.New(`field "scale_attn_by_inverse_layer_idx": true is not supported`)
 	case r.ReorderAndUpcastAttn != nil && *r.ReorderAndUpcastAttn:
 		return Config{}, errors.New(`field "reorder_and_upcast_attn": true is not supported`)
+	}
+	if q := r.Quantization; q != nil {
+		if q.Format != QuantFormat {
+			return Config{}, fmt.Errorf(`field "quantization.format": %q is not supported (want %q)`, q.Format, QuantFormat)
+		}
+		dt, err := quant.ParseDType(q.DType)
+		if err != nil {
+			return Config{}, fmt.Errorf(`field "quantization.dtype": %w`, err)
+		}
+		c.Weights = dt
+	}
+	if c.Weights == quant.F32 {
+		c.Weights = ""
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err

@@ -2,8 +2,6 @@ package gpt2
 
 import (
 	"fmt"
-
-	"github.com/modelrt/modelrt/native/kernels"
 )
 
 // Cache is the KV cache of one session; its batch size is fixed when created. It also keeps the
@@ -128,12 +126,7 @@ func (m *Model) Forward(c *Cache, ids []int64, B, T int, mask []int64, lastOnly 
 	for b := 0; b < B; b++ {
 		for t := 0; t < T; t++ {
 			i := b*T + t
-			x := s.x[i*C : (i+1)*C]
-			tok := m.WTE[ids[i]*int64(C):][:C]
-			pe := m.WPE[s.pos[i]*int64(C):][:C]
-			for e := range x {
-				x[e] = tok[e] + pe[e]
-			}
+			m.embed(s.x[i*C:(i+1)*C], ids[i], s.pos[i])
 		}
 	}
 	for l := range m.Blocks {
@@ -149,7 +142,7 @@ func (m *Model) Forward(c *Cache, ids []int64, B, T int, mask []int64, lastOnly 
 	} else {
 		m.LNF.Forward(lnf, s.x[:rows*C])
 	}
-	kernels.MatMulT(dst, lnf, m.LMHead, nil, rows, C, cfg.VocabSize)
+	m.lmHead(dst, lnf, rows)
 	c.commit(B, T, mask)
 	return nil
 }

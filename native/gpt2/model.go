@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/modelrt/modelrt/native/kernels"
+	"github.com/modelrt/modelrt/native/quant"
 	"github.com/modelrt/modelrt/native/safetensors"
 )
 
@@ -26,16 +27,26 @@ import (
 // plugin maps it to InvalidArgument.
 var ErrInvalidInput = errors.New("gpt2: invalid input")
 
-// Linear is a Hugging Face Conv1D: y = x·W + b with W stored [in,out].
+// Linear is a Hugging Face Conv1D: y = x·W + b with W stored [in,out], as float32 in Weight or,
+// quantized, in Q (per-output-channel scales over Out).
 type Linear struct {
-	Weight  []float32 // (In,Out)
+	Weight  []float32 // (In,Out); nil when Q holds the weights
+	Q       QWeights
 	Bias    []float32 // (Out)
 	In, Out int
 }
 
 // Forward computes dst = x·W + b for rows rows. x: (rows,In); dst: (rows,Out).
 func (l *Linear) Forward(dst, x []float32, rows int) {
-	kernels.MatMul(dst[:rows*l.Out], x[:rows*l.In], l.Weight, l.Bias, rows, l.In, l.Out)
+	dst, x = dst[:rows*l.Out], x[:rows*l.In]
+	switch l.Q.DType {
+	case quant.Int8:
+		kernels.MatMulI8(dst, x, l.Q.I8, l.Q.Scale, l.Bias, rows, l.In, l.Out)
+	case quant.F16:
+		kernels.MatMulF16(dst, x, l.Q.F16, l.Bias, rows, l.In, l.Out)
+	default:
+		kernels.MatMul(dst, x, l.Weight, l.Bias, rows, l.In, l.Out)
+	}
 }
 
 // LayerNorm is torch.nn.LayerNorm over the last axis.
@@ -125,15 +136,19 @@ func addInPlace(x, y []float32) {
 }
 
 // Model is GPT2LMHeadModel. LMHead aliases WTE when the checkpoint ties them (always for
-// GPT-2); logits are computed as h·LMHeadᵀ without a transposed copy. A Model is read-only
-// after Load: sessions on separate Caches may call Forward concurrently.
+// GPT-2); logits are computed as h·LMHeadᵀ without a transposed copy. With quantized weights
+// (Config().Weights set) WTE and LMHead are nil and WTEQ, LMHeadQ hold them, scaled per row
+// (vocabulary entry). A Model is read-only after Load: sessions on separate Caches may call
+// Forward concurrently.
 type Model struct {
-	cfg    Config
-	WTE    []float32 // (V,C) token embeddings
-	WPE    []float32 // (NPositions,C) position embeddings
-	Blocks []Block
-	LNF    LayerNorm
-	LMHead []float32 // (V,C)
+	cfg     Config
+	WTE     []float32 // (V,C) token embeddings
+	WTEQ    QWeights
+	WPE     []float32 // (NPositions,C) position embeddings
+	Blocks  []Block
+	LNF     LayerNorm
+	LMHead  []float32 // (V,C)
+	LMHeadQ QWeights
 }
 
 // Config returns the model's configuration.
@@ -143,7 +158,8 @@ func (m *Model) Config() Config { return m.cfg }
 // the one the config implies, and records the first error.
 type binder struct {
 	f      *safetensors.File
-	prefix string // "transformer." or ""
+	prefix string      // "transformer." or ""
+	dt     quant.DType // how the weight matrices are stored (config.json "quantization")
 	err    error
 }
 
@@ -175,7 +191,8 @@ func (b *binder) get(name string, shape ...int) []float32 {
 }
 
 func (b *binder) linear(name string, in, out int) Linear {
-	return Linear{Weight: b.get(name+".weight", in, out), Bias: b.get(name+".bias", out), In: in, Out: out}
+	w, q := b.matrix(name+".weight", in, out, true)
+	return Linear{Weight: w, Q: q, Bias: b.get(name+".bias", out), In: in, Out: out}
 }
 
 func (b *binder) layerNorm(name string, c int, eps float64) LayerNorm {
@@ -206,8 +223,12 @@ func fmtShape(s []int) string {
 // "transformer." prefix (transformers' save_pretrained) or not (the hub's original gpt2
 // checkpoint); the attn.bias / attn.masked_bias mask buffers are ignored; lm_head.weight, when
 // absent, is tied to wte. A missing tensor or a shape that disagrees with config.json is an error
-// naming the file and the tensor.
-func Load(dir string) (*Model, error) {
+// naming the file and the tensor. A directory written by WriteQuantized (config.json has a
+// "quantization" entry) loads its int8 or fp16 weights as stored.
+func Load(dir string) (*Model, error) { return LoadWith(dir, LoadOptions{}) }
+
+// LoadWith is Load with options; opts.Weights quantizes a float32 checkpoint as it loads.
+func LoadWith(dir string, opts LoadOptions) (*Model, error) {
 	start := time.Now()
 	cfg, err := LoadConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
@@ -219,13 +240,13 @@ func Load(dir string) (*Model, error) {
 		return nil, fmt.Errorf("gpt2: load %s: %w", dir, err)
 	}
 	defer f.Close()
-	b := &binder{f: f}
+	b := &binder{f: f, dt: cfg.Weights}
 	if f.Has("transformer.wte.weight") {
 		b.prefix = "transformer."
 	}
 	c, v, inner := cfg.NEmbd, cfg.VocabSize, cfg.Inner()
 	m := &Model{cfg: cfg}
-	m.WTE = b.get("wte.weight", v, c)
+	m.WTE, m.WTEQ = b.matrix("wte.weight", v, c, false)
 	m.WPE = b.get("wpe.weight", cfg.NPositions, c)
 	for i := 0; i < cfg.NLayer && b.err == nil; i++ {
 		p := fmt.Sprintf("h.%d.", i)
@@ -240,10 +261,10 @@ func Load(dir string) (*Model, error) {
 		})
 	}
 	m.LNF = b.layerNorm("ln_f", c, cfg.LayerNormEpsilon)
-	m.LMHead = m.WTE
+	m.LMHead, m.LMHeadQ = m.WTE, m.WTEQ
 	if f.Has("lm_head.weight") {
-		hb := &binder{f: f}
-		m.LMHead = hb.get("lm_head.weight", v, c)
+		hb := &binder{f: f, dt: cfg.Weights}
+		m.LMHead, m.LMHeadQ = hb.matrix("lm_head.weight", v, c, false)
 		if hb.err != nil && b.err == nil {
 			b.err = hb.err
 		}
@@ -254,7 +275,12 @@ func Load(dir string) (*Model, error) {
 	if f.Has(b.prefix + fmt.Sprintf("h.%d.ln_1.weight", cfg.NLayer)) {
 		return nil, fmt.Errorf("gpt2: %s: tensor %q exists but config.json says n_layer=%d", path, b.prefix+fmt.Sprintf("h.%d.ln_1.weight", cfg.NLayer), cfg.NLayer)
 	}
-	slog.Debug("gpt2: loaded", "dir", dir, "vocab", cfg.VocabSize, "n_embd", cfg.NEmbd, "n_layer", cfg.NLayer,
+	if opts.Weights != "" {
+		if err := m.Quantize(opts.Weights); err != nil {
+			return nil, fmt.Errorf("gpt2: load %s: %w", dir, err)
+		}
+	}
+	slog.Debug("gpt2: loaded", "dir", dir, "weights", orF32(m.cfg.Weights), "bytes", m.WeightBytes(), "vocab", cfg.VocabSize, "n_embd", cfg.NEmbd, "n_layer", cfg.NLayer,
 		"n_head", cfg.NHead, "elapsed", time.Since(start))
 	return m, nil
 }

@@ -154,3 +154,61 @@ func BenchmarkMatMulTI8LMHead(b *testing.B) {
 	}
 	b.ReportMetric(float64(k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "weightGB/s")
 }
+
+// BenchmarkDecodeLayers streams the four Conv1D weights of twelve GPT-2 124M layers (85 M
+// weights, 340 MB as float32 — far beyond the caches, as in a decode step) through one-row
+// products, on each path and weight type.
+func BenchmarkDecodeLayers(b *testing.B) {
+	shapes := [][2]int{{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}}
+	type layer struct {
+		k, n  int
+		w     []float32
+		q     []int8
+		scale []float32
+		h     []uint16
+	}
+	var layers []layer
+	for l := 0; l < 12; l++ {
+		for i, s := range shapes {
+			w := randomVec(uint64(100*l+i), s[0]*s[1], -1, 1)
+			q, sc := quant.Int8Cols(w, s[0], s[1])
+			layers = append(layers, layer{k: s[0], n: s[1], w: w, q: q, scale: sc, h: quant.ToF16(w)})
+		}
+	}
+	x, dst := randomVec(1, 3072, -1, 1), make([]float32, 3072)
+	defer func(s, g bool) { useSIMD, useGonum = s, g }(useSIMD, useGonum)
+	for _, path := range []struct {
+		name       string
+		simd, gonu bool
+	}{{"avx2", true, true}, {"gonum", false, true}} {
+		if path.simd && !haveAVX2 {
+			continue
+		}
+		for _, dt := range []string{"f32", "int8", "fp16"} {
+			if dt != "f32" && !path.simd {
+				continue
+			}
+			b.Run(path.name+"/"+dt, func(b *testing.B) {
+				useSIMD, useGonum = path.simd, path.gonu
+				var bytes int
+				for range b.N {
+					bytes = 0
+					for _, l := range layers {
+						switch dt {
+						case "f32":
+							MatMul(dst[:l.n], x[:l.k], l.w, nil, 1, l.k, l.n)
+							bytes += 4 * len(l.w)
+						case "int8":
+							MatMulI8(dst[:l.n], x[:l.k], l.q, l.scale, nil, 1, l.k, l.n)
+							bytes += len(l.q)
+						case "fp16":
+							MatMulF16(dst[:l.n], x[:l.k], l.h, nil, 1, l.k, l.n)
+							bytes += 2 * len(l.h)
+						}
+					}
+				}
+				b.ReportMetric(float64(bytes)*float64(b.N)/b.Elapsed().Seconds()/1e9, "weightGB/s")
+			})
+		}
+	}
+}

@@ -1,0 +1,208 @@
+package gpt2
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/modelrt/modelrt/native/kernels"
+	"github.com/modelrt/modelrt/native/quant"
+	"github.com/modelrt/modelrt/native/safetensors"
+)
+
+// ErrQuantized marks a request to change the storage type of weights that are already
+// quantized: requantizing would compound the rounding, so only float32 weights convert.
+var ErrQuantized = errors.New("gpt2: weights are already quantized")
+
+// QWeights holds a weight matrix in a compact storage type; the owner's float32 field is nil
+// while DType is set. Int8 is symmetric with one scale per output channel: Scale is (Out) for a
+// Conv1D weight (In,Out) and (V) for the token embeddings (V,C), each row being the LM head's
+// output channel. F16 holds IEEE half-precision bits in the same layout as the float32 matrix.
+type QWeights struct {
+	DType quant.DType // "" when the matrix is float32
+	I8    []int8
+	Scale []float32
+	F16   []uint16
+}
+
+func (q *QWeights) bytes() int64 { return int64(len(q.I8) + 4*len(q.Scale) + 2*len(q.F16)) }
+
+// LoadOptions select how Load keeps the weights in memory.
+type LoadOptions struct {
+	// Weights converts float32 checkpoint weights at load time: quant.Int8 or quant.F16 for the
+	// weight matrices (Conv1D weights and the token embeddings / tied LM head; biases, norms and
+	// position embeddings stay float32). Empty keeps what the directory stores. Asking a
+	// quantized directory for another type is an error wrapping ErrQuantized.
+	Weights quant.DType
+}
+
+// Quantize converts the model's weight matrices to dt in place (quant.Int8 or quant.F16),
+// releasing their float32 copies; asking for the type the model already has is a no-op. It
+// returns an error wrapping ErrQuantized when the model holds quantized weights of another type
+// (quant.F32 included: dequantizing would not restore the original weights).
+func (m *Model) Quantize(dt quant.DType) error {
+	if dt == quant.F32 {
+		dt = ""
+	}
+	if have := m.cfg.Weights; dt == have {
+		return nil
+	} else if have != "" {
+		return fmt.Errorf("%w: stored as %s, asked for %s", ErrQuantized, have, orF32(dt))
+	}
+	if dt != quant.Int8 && dt != quant.F16 {
+		return fmt.Errorf("gpt2: Quantize: unsupported weight dtype %q", dt)
+	}
+	c := m.cfg.NEmbd
+	tied := &m.LMHead[0] == &m.WTE[0]
+	m.WTEQ = quantizeMatrix(m.WTE, m.cfg.VocabSize, c, false, dt)
+	m.LMHeadQ = m.WTEQ
+	if !tied {
+		m.LMHeadQ = quantizeMatrix(m.LMHead, m.cfg.VocabSize, c, false, dt)
+	}
+	m.WTE, m.LMHead = nil, nil
+	for i := range m.Blocks {
+		for _, l := range m.Blocks[i].linears() {
+			l.Q = quantizeMatrix(l.Weight, l.In, l.Out, true, dt)
+			l.Weight = nil
+		}
+	}
+	m.cfg.Weights = dt
+	return nil
+}
+
+func orF32(dt quant.DType) quant.DType {
+	if dt == "" {
+		return quant.F32
+	}
+	return dt
+}
+
+// quantizeMatrix converts w (rows,cols); perCol says the output channels are columns (Conv1D).
+func quantizeMatrix(w []float32, rows, cols int, perCol bool, dt quant.DType) QWeights {
+	if dt == quant.F16 {
+		return QWeights{DType: dt, F16: quant.ToF16(w)}
+	}
+	q := QWeights{DType: dt}
+	if perCol {
+		q.I8, q.Scale = quant.Int8Cols(w, rows, cols)
+	} else {
+		q.I8, q.Scale = quant.Int8Rows(w, rows, cols)
+	}
+	return q
+}
+
+func (blk *Block) linears() []*Linear {
+	return []*Linear{&blk.Attn.CAttn, &blk.Attn.CProj, &blk.MLP.CFC, &blk.MLP.CProj}
+}
+
+// WeightBytes returns the bytes the model's parameters occupy in memory.
+func (m *Model) WeightBytes() int64 {
+	n := 4*int64(len(m.WTE)+len(m.WPE)+len(m.LNF.Weight)+len(m.LNF.Bias)) + m.WTEQ.bytes()
+	if len(m.LMHead) > 0 && (len(m.WTE) == 0 || &m.LMHead[0] != &m.WTE[0]) {
+		n += 4 * int64(len(m.LMHead))
+	}
+	if len(m.LMHeadQ.I8)+len(m.LMHeadQ.F16) > 0 && !sameQ(&m.LMHeadQ, &m.WTEQ) {
+		n += m.LMHeadQ.bytes()
+	}
+	for i := range m.Blocks {
+		blk := &m.Blocks[i]
+		n += 4 * int64(len(blk.LN1.Weight)+len(blk.LN1.Bias)+len(blk.LN2.Weight)+len(blk.LN2.Bias))
+		for _, l := range blk.linears() {
+			n += 4*int64(len(l.Weight)+len(l.Bias)) + l.Q.bytes()
+		}
+	}
+	return n
+}
+
+func sameQ(a, b *QWeights) bool {
+	switch {
+	case len(a.I8) > 0 && len(b.I8) > 0:
+		return &a.I8[0] == &b.I8[0]
+	case len(a.F16) > 0 && len(b.F16) > 0:
+		return &a.F16[0] == &b.F16[0]
+	}
+	return false
+}
+
+// embed writes token id's embedding plus position pos's into x (C).
+func (m *Model) embed(x []float32, id, pos int64) {
+	c := int64(len(x))
+	pe := m.WPE[pos*c:][:c]
+	switch m.WTEQ.DType {
+	case quant.Int8:
+		quant.DequantRowsInto(x, m.WTEQ.I8[id*c:][:c], m.WTEQ.Scale[id:id+1], int(c))
+	case quant.F16:
+		quant.FromF16(x, m.WTEQ.F16[id*c:][:c])
+	default:
+		copy(x, m.WTE[id*c:][:c])
+	}
+	for e := range x {
+		x[e] += pe[e]
+	}
+}
+
+// lmHead writes the logits dst (rows,V) = h (rows,C) · LMHeadᵀ.
+func (m *Model) lmHead(dst, h []float32, rows int) {
+	c, v := m.cfg.NEmbd, m.cfg.VocabSize
+	switch q := &m.LMHeadQ; q.DType {
+	case quant.Int8:
+		kernels.MatMulTI8(dst, h, q.I8, q.Scale, nil, rows, c, v)
+	case quant.F16:
+		kernels.MatMulTF16(dst, h, q.F16, nil, rows, c, v)
+	default:
+		kernels.MatMulT(dst, h, m.LMHead, nil, rows, c, v)
+	}
+}
+
+// matrix reads weight matrix name (rows,cols) as config.json's quantization says it is stored:
+// float32 (any float dtype), or I8 with a "<name>.scale" F32 tensor of the output channels'
+// scales ((cols) when perCol, else (rows)), or F16 kept as half-precision bits.
+func (b *binder) matrix(name string, rows, cols int, perCol bool) ([]float32, QWeights) {
+	switch b.dt {
+	case quant.Int8:
+		raw := b.raw(name, safetensors.I8, rows, cols)
+		nch := rows
+		if perCol {
+			nch = cols
+		}
+		scale := b.get(name+".scale", nch)
+		if b.err != nil {
+			return nil, QWeights{}
+		}
+		q := make([]int8, len(raw))
+		for i, v := range raw {
+			q[i] = int8(v)
+		}
+		return nil, QWeights{DType: quant.Int8, I8: q, Scale: scale}
+	case quant.F16:
+		raw := b.raw(name, safetensors.F16, rows, cols)
+		if b.err != nil {
+			return nil, QWeights{}
+		}
+		h := make([]uint16, len(raw)/2)
+		for i := range h {
+			h[i] = binary.LittleEndian.Uint16(raw[2*i:])
+		}
+		return nil, QWeights{DType: quant.F16, F16: h}
+	}
+	return b.get(name, rows, cols), QWeights{}
+}
+
+// raw returns the stored bytes of tensor name, which must have dtype dt and the given shape; the
+// slice aliases the file and is valid until it closes.
+func (b *binder) raw(name string, dt safetensors.DType, shape ...int) []byte {
+	if b.err != nil {
+		return nil
+	}
+	full := b.prefix + name
+	data, ti, err := b.f.Raw(full)
+	switch {
+	case err != nil:
+		b.err = fmt.Errorf("gpt2: %s: missing tensor %q (want %s %s, config.json says %s weights): %w", b.f.Path(), full, dt, fmtShape(shape), b.dt, err)
+	case ti.DType != dt:
+		b.err = fmt.Errorf("gpt2: %s: tensor %q has dtype %s, want %s (config.json says %s weights)", b.f.Path(), full, ti.DType, dt, b.dt)
+	case !equalShape(ti.Shape, shape):
+		b.err = fmt.Errorf("gpt2: %s: tensor %q has shape %s, want %s from config.json", b.f.Path(), full, fmtShape(ti.Shape), fmtShape(shape))
+	}
+	return data
+}
