@@ -185,6 +185,9 @@ func writeRawFile(path string, ts []rawTensor, metadata map[string]string) (err 
 	if err = w.Flush(); err != nil {
 		return fmt.Errorf("gpt2: write %s: %w", path, err)
 	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("gpt2: write %s: %w", path, err)
+	}
 	if err = tmp.Close(); err != nil {
 		return fmt.Errorf("gpt2: write %s: %w", path, err)
 	}
