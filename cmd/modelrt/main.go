@@ -72,6 +72,7 @@ func newRoot() *cobra.Command {
 		newValidateCmd(g),
 		newConformanceCmd(g),
 		newServeCmd(g),
+		newQuantizeCmd(),
 	)
 	return root
 }
