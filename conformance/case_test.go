@@ -183,3 +183,18 @@ func TestCompareFloat(t *testing.T) {
 		t.Errorf("CompareInt: %+v", d)
 	}
 }
+
+// BenchmarkParseCase parses the largest repository case (2·7·384 logits).
+func BenchmarkParseCase(b *testing.B) {
+	path := filepath.Join(casesDir, "gpt2-odd-logits-padded.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := ParseCase(path, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -205,3 +205,33 @@ func TestConformanceChecks(t *testing.T) {
 		t.Logf("%s: %s", r.Case, r.Summary())
 	}
 }
+
+// BenchmarkDecodeStep is one decode step as the host makes it: one token appended to a session,
+// the last position's logits back (in-process, without the wire).
+func BenchmarkDecodeStep(b *testing.B) {
+	ctx := context.Background()
+	be := newBackend()
+	if _, err := be.LoadModel(ctx, &sdk.LoadModelRequest{Name: "m", Path: modelDir, Task: sdk.TaskCausalLM}); err != nil {
+		b.Fatal(err)
+	}
+	s, err := be.OpenSession(ctx, &sdk.OpenSessionRequest{Model: "m", BatchSize: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := &sdk.InferRequest{Model: "m", Session: s.Session, Params: map[string]string{sdk.ParamLogits: "last"},
+		Inputs: map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{1, 1}, []int64{'e'})}}
+	n := 0
+	for b.Loop() {
+		if n == 500 { // stay within n_positions
+			b.StopTimer()
+			be.CloseSession(ctx, &sdk.CloseSessionRequest{Session: s.Session})
+			s, _ = be.OpenSession(ctx, &sdk.OpenSessionRequest{Model: "m", BatchSize: 1})
+			req.Session, n = s.Session, 0
+			b.StartTimer()
+		}
+		if _, err := be.Infer(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+}
