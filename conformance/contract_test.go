@@ -85,7 +85,7 @@ func TestContractNative(t *testing.T) {
 // contractModels are the models the contract is checked with on each repository backend.
 var contractModels = map[string][]struct{ dir, task string }{
 	"native": {{"../testdata/models/gpt2-odd", sdk.TaskCausalLM}},
-	"onnxrt": {{"../testdata/models/gpt2-odd-onnx-optimum-op17", sdk.TaskCausalLM}},
+	"onnxrt": {{"../testdata/models/gpt2-odd-onnx-optimum-op17", sdk.TaskCausalLM}, {"../testdata/conformance/models/vae-tiny-dual", sdk.TaskVAE}},
 }
 
 // TestContractPlugins runs the contract on the repository's backends as real plugin processes.
