@@ -159,7 +159,7 @@ pipeline "steered" {
 `
 
 // newEngine loads testConfig and starts its engine.
-func newEngine(t *testing.T) *engine.Engine {
+func newEngine(t testing.TB) *engine.Engine {
 	t.Helper()
 	models, err := filepath.Abs("../../testdata/models")
 	if err != nil {
@@ -857,4 +857,29 @@ func TestSwap(t *testing.T) {
 	if s.Engine() != next || next.Backends()[0].State != "running" {
 		t.Errorf("the new engine is not serving")
 	}
+}
+
+// BenchmarkCompletion: one greedy 8-token completion of the tiny GPT-2 through the HTTP API and
+// the native plugin process, at concurrency 1 (runtime/server/loadgen measures more levels).
+func BenchmarkCompletion(b *testing.B) {
+	s := New(newEngine(b), Options{Logger: quietLogger()})
+	ts := httptest.NewServer(s)
+	defer func() {
+		ts.Close()
+		s.Close()
+	}()
+	c := ts.Client()
+	body := `{"model":"gpt2","prompt":"Once upon a time","max_tokens":8,"temperature":0}`
+	for b.Loop() {
+		resp, err := c.Post(ts.URL+"/v1/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	b.ReportMetric(float64(b.N*8)/b.Elapsed().Seconds(), "tokens/s")
 }

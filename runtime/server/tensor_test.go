@@ -136,3 +136,28 @@ func FuzzParseData(f *testing.F) {
 		_, _ = in.toTensor()
 	})
 }
+
+// BenchmarkTensorJSON: a (1,4,64,64) FP32 latent through the v2 input parser and back to JSON,
+// the per-request cost of the JSON tensor form for a Stable Diffusion-sized latent.
+func BenchmarkTensorJSON(b *testing.B) {
+	v := make([]float32, 4*64*64)
+	for i := range v {
+		v[i] = float32(i%1000)/999 - 0.5
+	}
+	data, err := appendData(nil, sdk.FromFloat32([]int64{1, 4, 64, 64}, v))
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := v2Tensor{Name: "latent", Datatype: "FP32", Shape: []int64{1, 4, 64, 64}, Data: data}
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for b.Loop() {
+		t, err := in.toTensor()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := fromTensor("image", t); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
