@@ -144,7 +144,11 @@ func TestRepositoryCases(t *testing.T) {
 		}
 	}
 	for _, c := range cases {
-		if applicable[c.Name] == 0 {
+		switch {
+		case applicable[c.Name] > 0:
+		case len(buildErrs) > 0:
+			t.Logf("case %s ran on no backend; a backend that did not build may be the one for it", c.Name)
+		default:
 			t.Errorf("case %s (%s) ran on no backend: every backend found its model directory unusable", c.Name, c.File)
 		}
 	}
