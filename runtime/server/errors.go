@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -166,6 +167,8 @@ func decodeJSON(r *http.Request, v any) error {
 	case err == nil:
 		_, _ = io.Copy(io.Discard, r.Body)
 		return nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errorf(http.StatusRequestTimeout, "timeout", "the request body did not arrive within the request timeout")
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the request body exceeds the limit of %d bytes", mbe.Limit)
 	case errors.As(err, &ute):

@@ -328,11 +328,14 @@ func (s *Server) ready(e *engine.Engine) bool {
 	return true
 }
 
-// withTimeout bounds a request's context by the request timeout and, for a streamed response,
-// its writes (a client that stops reading must not hold a model's slot forever).
+// withTimeout bounds a request's context by the request timeout, and its connection's reads
+// and writes too: a client that sends its body slowly, or stops reading a stream, must not
+// hold a handler (or a model's slot) beyond it.
 func (s *Server) withTimeout(w http.ResponseWriter, r *http.Request) (context.Context, context.CancelFunc) {
 	deadline := time.Now().Add(s.opts.RequestTimeout)
-	_ = http.NewResponseController(w).SetWriteDeadline(deadline.Add(time.Second))
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(deadline)
+	_ = rc.SetWriteDeadline(deadline.Add(time.Second))
 	return context.WithDeadline(r.Context(), deadline)
 }
 

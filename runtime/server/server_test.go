@@ -590,6 +590,26 @@ func TestKServeV2(t *testing.T) {
 	}
 }
 
+// TestRequestTimeout: a request that cannot finish within the timeout gets a JSON timeout error
+// (408 if the deadline passes while its body is read, 504 after), and frees everything.
+func TestRequestTimeout(t *testing.T) {
+	s, ts := newTestServer(t, Options{RequestTimeout: time.Nanosecond})
+	for _, path := range []string{"/v1/completions", "/v1/pipelines/complete:run"} {
+		body := `{"model":"gpt2","prompt":"Hello","max_tokens":50,"inputs":{"prompt":"Hello"}}`
+		status, _, b := call(t, ts.Client(), "POST", ts.URL+path, body)
+		if status != http.StatusGatewayTimeout && status != http.StatusRequestTimeout {
+			t.Errorf("%s: status %d, want 504 or 408: %s", path, status, b)
+		}
+		if msg := errorMessage(t, b); !strings.Contains(msg, "timeout") {
+			t.Errorf("%s: error %q", path, msg)
+		}
+	}
+	e := s.Engine()
+	if !settle(10*time.Second, func() bool { return openSessions(t, e, "gpt2") == 0 }) {
+		t.Errorf("sessions left open: %d", openSessions(t, e, "gpt2"))
+	}
+}
+
 // TestQueueFull: with one slot and one queue place taken, the next request is refused at once
 // with 429 and Retry-After; the queued one runs when the slot frees.
 func TestQueueFull(t *testing.T) {
