@@ -12,8 +12,11 @@ import (
 	"testing"
 
 	ortgo "github.com/yalue/onnxruntime_go"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/modelrt/modelrt/onnx"
 	"github.com/modelrt/modelrt/onnx/graph"
+	"github.com/modelrt/modelrt/onnx/onnxpb"
 )
 
 // addGraph writes a small graph to dir/model.onnx:
@@ -22,7 +25,7 @@ import (
 //	                         external data applies to it), broadcast from its first row
 //	total = ReduceSum(sum)   rank 0
 //	k2    = k * 2            k: int64 rank 0
-func addGraph(t *testing.T, dir string, ir int64, external bool) string {
+func addGraph(t testing.TB, dir string, ir int64, external bool) string {
 	t.Helper()
 	b := graph.New("add")
 	x := b.Input("x", graph.Float, "n", 3)
@@ -424,4 +427,54 @@ func TestFixedBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+}
+
+// TestScanGraphIOMatchesORT: the protobuf scan reports exactly what ONNX Runtime reports, for
+// every fixture and every kind of graph the tests build.
+func TestScanGraphIOMatchesORT(t *testing.T) {
+	needORT(t)
+	var paths []string
+	for _, fx := range fixtures {
+		p := filepath.Join(modelsDir, fx.dir, "model.onnx")
+		if strings.Contains(fx.dir, "merged") {
+			p = filepath.Join(modelsDir, fx.dir, "decoder_model_merged.onnx")
+		}
+		paths = append(paths, p)
+	}
+	paths = append(paths, addGraph(t, t.TempDir(), 0, false), addGraph(t, t.TempDir(), 0, true))
+
+	// An initializer also declared as a graph input (the IR < 4 style): not a session input.
+	withInitInput := addGraph(t, t.TempDir(), 0, false)
+	m, err := onnx.Read(withInitInput)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vi := proto.Clone(m.Proto.Graph.Input[0]).(*onnxpb.ValueInfoProto)
+	vi.Name = proto.String("w")
+	m.Proto.Graph.Input = append(m.Proto.Graph.Input, vi)
+	if err := graph.Save(m.Proto, withInitInput, graph.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	paths = append(paths, withInitInput)
+	if ins, _, err := scanGraphIO(withInitInput); err != nil || len(ins) != 3 || len(m.Proto.Graph.Input) != 4 {
+		t.Fatalf("initializer-as-input graph: %d declared inputs, scan gives %s (%v); want x, y, k", len(m.Proto.Graph.Input), describe(ins), err)
+	}
+	for _, p := range paths {
+		got, gotOut, err := scanGraphIO(p)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		want, wantOut, err := ortGraphInfo(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if describe(got) != describe(want) || describe(gotOut) != describe(wantOut) {
+			t.Fatalf("%s:\nscan inputs %s outputs %s\nORT  inputs %s outputs %s", p, describe(got), describe(gotOut), describe(want), describe(wantOut))
+		}
+		for i := range got {
+			if got[i].OrtValueType != want[i].OrtValueType {
+				t.Fatalf("%s: input %s kind %v, ORT says %v", p, got[i].Name, got[i].OrtValueType, want[i].OrtValueType)
+			}
+		}
+	}
 }

@@ -109,9 +109,11 @@ func LoadLM(dir string, so SessionOptions) (*LM, error) {
 	return lm, nil
 }
 
-// InspectLM reports what LoadLM would load from dir without creating the session: about 40% of
-// LoadLM's time. Its error is the one LoadLM would return for the graph (ErrUnsupportedGraph
-// when the inputs fit no convention), so a caller can pick the `graph` task over `causal-lm`.
+// InspectLM reports what LoadLM would load from dir without creating an ONNX Runtime session
+// (milliseconds: it scans the protobuf for the declared inputs and outputs). Its error for a
+// graph whose inputs fit no convention is LoadLM's (ErrUnsupportedGraph), so a caller can pick
+// the `graph` task over `causal-lm`; a graph that scans but that ONNX Runtime refuses (IR too
+// new, missing external data) passes InspectLM and fails in LoadLM.
 func InspectLM(dir string) (LMInfo, error) {
 	lm, _, _, err := inspect(dir)
 	if err != nil {
@@ -157,13 +159,25 @@ func findGraph(dir string) (string, error) {
 	return "", fmt.Errorf("load %s: no decoder graph (looked for %s): %w", dir, strings.Join(LMFiles, ", "), fs.ErrNotExist)
 }
 
-// graphInfo reads the declared inputs and outputs. It loads the graph in a throwaway session
-// with optimizations off (cheap), which also surfaces every load error — not ONNX, truncated,
-// missing external data, IR or opset too new — with ONNX Runtime's message and the file name.
+// graphInfo reads the declared inputs and outputs: scanGraphIO when the file parses, else a
+// throwaway ONNX Runtime session with optimizations off, which reports what is wrong with the
+// file (not ONNX, truncated, …) in ONNX Runtime's words, with the file name. A file that scans
+// but that ONNX Runtime cannot load (IR too new, missing external data) fails when the real
+// session is created, with the same kind of message.
 func graphInfo(path string) ([]ortgo.InputOutputInfo, []ortgo.InputOutputInfo, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, nil, fmt.Errorf("load %s: %w", path, err)
 	}
+	ins, outs, err := scanGraphIO(path)
+	if err == nil && len(outs) > 0 {
+		return ins, outs, nil
+	}
+	slog.Debug("onnx: scanning graph inputs failed; asking ONNX Runtime", "path", path, "err", err)
+	return ortGraphInfo(path)
+}
+
+// ortGraphInfo reads the declared inputs and outputs through a throwaway session.
+func ortGraphInfo(path string) ([]ortgo.InputOutputInfo, []ortgo.InputOutputInfo, error) {
 	opts, err := ortgo.NewSessionOptions()
 	if err != nil {
 		return nil, nil, fmt.Errorf("ort: session options: %w", err)
