@@ -1,0 +1,27 @@
+package backend
+
+import (
+	"fmt"
+
+	"github.com/modelrt/modelrt/native/gpt2"
+	"github.com/modelrt/modelrt/native/quant"
+)
+
+// weightsOption is the model option (sdk.LoadModelRequest.Options, a pipeline's model block
+// `options`) that quantizes a float32 GPT-2 checkpoint as it loads: "int8" or "fp16" ("f32"
+// keeps float32). A directory written by `modelrt quantize` needs no option: gpt2.Load detects
+// it from config.json.
+const weightsOption = "weights"
+
+// loadGPT2 loads the GPT-2 directory dir with the load options found in opts.
+func loadGPT2(dir string, opts map[string]string) (*gpt2.Model, error) {
+	var lo gpt2.LoadOptions
+	if v, ok := opts[weightsOption]; ok {
+		dt, err := quant.ParseDType(v)
+		if err != nil {
+			return nil, fmt.Errorf("option %q: %w", weightsOption, err)
+		}
+		lo.Weights = dt
+	}
+	return gpt2.LoadWith(dir, lo)
+}
