@@ -55,6 +55,11 @@ var errInvalid = errors.New("ngram: invalid model directory")
 // Load reads dir/corpus.txt (required) and dir/config.json (optional). Paragraphs of the corpus
 // (separated by blank lines) are independent sequences, each ended by EOS.
 func Load(dir string) (*Model, error) {
+	path := filepath.Join(dir, "corpus.txt")
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err // fs.ErrNotExist when there is no corpus: not an n-gram model directory
+	}
 	cfg := defaultConfig()
 	if data, err := os.ReadFile(filepath.Join(dir, "config.json")); err == nil {
 		dec := json.NewDecoder(bytes.NewReader(data))
@@ -73,11 +78,6 @@ func Load(dir string) (*Model, error) {
 	}
 	if cfg.NPositions < 1 {
 		return nil, fmt.Errorf("%w: config.json: n_positions %d must be ≥ 1", errInvalid, cfg.NPositions)
-	}
-	path := filepath.Join(dir, "corpus.txt")
-	text, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err // fs.ErrNotExist when there is no corpus: not an n-gram model directory
 	}
 	m := &Model{cfg: cfg, counts: make([]map[string]*dist, cfg.Order)}
 	for i := range m.counts {

@@ -22,6 +22,10 @@ const modelDir = "testdata/model"
 // and rounded to float32.
 const probTol = 1e-5
 
+// fuzzProbTol is probTol for any config: a vocabulary of near-equal tiny probabilities (k huge)
+// rounds more.
+const fuzzProbTol = 1e-4
+
 // TestContract runs modelrt's contract checks on this backend, in-process (which also checks
 // that a call with an already-cancelled context is refused) and as the real plugin binary.
 func TestContract(t *testing.T) {
@@ -234,4 +238,36 @@ func BenchmarkDecodeStep(b *testing.B) {
 		}
 		n++
 	}
+}
+
+// FuzzLoad feeds arbitrary config.json and corpus.txt contents to Load: it must not panic, and a
+// model it accepts must give log-probabilities that sum to 1 after any context.
+func FuzzLoad(f *testing.F) {
+	corpus, _ := os.ReadFile(filepath.Join(modelDir, "corpus.txt"))
+	f.Add([]byte(`{"order": 5, "k": 0.0001, "n_positions": 512}`), corpus[:300], []byte("The"))
+	f.Add([]byte(`{"order": 1, "k": 1}`), []byte("a\n\n\n\nb"), []byte{0, 255})
+	f.Add([]byte(`{"order": 16, "k": 1e300, "n_positions": 1}`), []byte("\r\n\r\n"), []byte{})
+	f.Add([]byte(`not json`), []byte("x"), []byte("x"))
+	f.Fuzz(func(t *testing.T, config, text, ctx []byte) {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "config.json"), config, 0o644)
+		os.WriteFile(filepath.Join(dir, "corpus.txt"), text, 0o644)
+		m, err := Load(dir)
+		if err != nil {
+			return
+		}
+		c := []int32{}
+		for _, b := range ctx {
+			c = m.push(c, int32(b))
+		}
+		logits := make([]float32, VocabSize)
+		m.Logits(c, logits)
+		sum := 0.0
+		for _, l := range logits {
+			sum += math.Exp(float64(l))
+		}
+		if math.Abs(sum-1) > fuzzProbTol {
+			t.Fatalf("probabilities sum to %v after %q (config %s)", sum, ctx, config)
+		}
+	})
 }
