@@ -15,9 +15,14 @@ func newExportCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "export --model DIR --out DIR",
 		Short: "Export a native model directory (safetensors) to ONNX with the same weights",
-		Long: `Writes OUT/model.onnx for a GPT-2 directory (config.json + model.safetensors) in
-Optimum's cache convention (past_key_values.{i}.key|value → present.{i}.key|value), and copies
-config.json and the tokenizer files beside it, so that the onnxrt backend can load OUT.`,
+		Long: `For a GPT-2 directory (config.json + model.safetensors), writes OUT/model.onnx — with
+--with-past in Optimum's cache convention (past_key_values.{i}.key|value → present.{i}.key|value) —
+and copies config.json and the tokenizer files beside it.
+
+For a diffusers AutoencoderKL directory, writes Optimum's split: OUT/vae_encoder/model.onnx
+(sample → latent_parameters) and OUT/vae_decoder/model.onnx (latent_sample → sample).
+
+The onnxrt backend loads OUT as it is.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if src == "" || out == "" {
@@ -26,6 +31,13 @@ config.json and the tokenizer files beside it, so that the onnxrt backend can lo
 			// Progress lines are slog records at info level; show them unless asked for less.
 			if !slog.Default().Enabled(cmd.Context(), slog.LevelInfo) && cmd.Flag("log-level").Changed == false {
 				slog.SetDefault(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo})))
+			}
+			if export.IsVAEDir(src) {
+				if err := export.ExportVAE(src, out, opts); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s/vae_encoder/model.onnx and %s/vae_decoder/model.onnx (opset %d)\n", out, out, opts.Opset)
+				return nil
 			}
 			if err := export.ExportGPT2(src, out, opts); err != nil {
 				return err

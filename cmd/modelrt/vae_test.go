@@ -332,3 +332,25 @@ func TestVAEBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestExportVAEThenDecode: `modelrt export` of a diffusers directory writes Optimum's split, and
+// the onnxrt plugin decodes PyTorch's reference latent with it to PyTorch's image.
+func TestExportVAEThenDecode(t *testing.T) {
+	ref, shapes := vaeRef(t, "vae-lpb2", "latent", "decoded")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "onnx")
+	if _, stderr, err := modelrt(t, "export", "--model", vaeFixture("vae-lpb2"), "--out", out); err != nil {
+		t.Fatalf("export: %v\n%s", err, stderr)
+	}
+	lpath := filepath.Join(dir, "latent.safetensors")
+	if err := latent.Save(lpath, &latent.File{Shape: [4]int(shapes[0]), Latent: ref[0], Mode: "prior", ScalingFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	png := filepath.Join(dir, "decoded.png")
+	runVAE(t, "decode", lpath, "--model", out, "--backend", "onnxrt", "--out", png)
+	got, err := pngPixels(t, png)
+	if err != nil {
+		t.Fatal(err)
+	}
+	comparePixels(t, "vae-lpb2 exported by modelrt, decoded on onnxrt vs PyTorch", got, gridOf(t, ref[1], shapes[1]), pixelTol)
+}
