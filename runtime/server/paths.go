@@ -15,9 +15,14 @@ import (
 // may not set them (they keep the configuration's values), so no request value ever names a
 // file. A pipeline whose paths depend on stage outputs — values a request could steer
 // through a model — is not served at all.
+//
+// An input that is exactly the path of image.load stages, and reaches no other file, may
+// instead carry an uploaded image: the server writes it to a file of its own and binds the
+// input to that file (uploads.go).
 type pathGuard struct {
 	locked  map[string]string // input → why
 	refused string            // why the pipeline is not served, or ""
+	images  map[string]bool   // locked inputs that may carry an uploaded image
 }
 
 // pathAttrs are the stage attributes that name files.
@@ -27,26 +32,29 @@ var pathAttrs = map[string][]string{"image.load": {"path"}, "image.save": {"path
 var fsFunctions = []string{"file", "env", "templatefile", "fileexists", "filebase64"}
 
 func guardPaths(p *pipelines.Pipeline) *pathGuard {
-	g := &pathGuard{locked: map[string]string{}}
-	check := func(where string, expr hcl.Expression) {
+	g := &pathGuard{locked: map[string]string{}, images: map[string]bool{}}
+	// names handles one expression whose value names a file: the inputs it reads are locked,
+	// a stage output it reads refuses the pipeline. It returns the inputs.
+	names := func(where string, expr hcl.Expression) []string {
+		var inputs []string
 		for _, tr := range expr.Variables() {
 			switch tr.RootName() {
 			case "input":
-				if len(tr) > 1 {
-					if a, ok := tr[1].(hcl.TraverseAttr); ok {
-						if _, seen := g.locked[a.Name]; !seen {
-							g.locked[a.Name] = where
-						}
+				if n := inputName(tr); n != "" {
+					if _, seen := g.locked[n]; !seen {
+						g.locked[n] = where
 					}
+					inputs = append(inputs, n)
 				}
 			case "stage":
 				if g.refused == "" {
-					g.refused = fmt.Sprintf("%s depends on stage outputs", where)
+					g.refused = where + " depends on stage outputs"
 				}
 			}
 		}
+		return inputs
 	}
-	// fsCalls finds the arguments of file-system functions inside any expression.
+	notImage := map[string]bool{}
 	fsCalls := func(where string, expr hcl.Expression) {
 		node, ok := expr.(hclsyntax.Node)
 		if !ok {
@@ -55,16 +63,30 @@ func guardPaths(p *pipelines.Pipeline) *pathGuard {
 		_ = hclsyntax.VisitAll(node, func(n hclsyntax.Node) hcl.Diagnostics {
 			if fc, ok := n.(*hclsyntax.FunctionCallExpr); ok && slices.Contains(fsFunctions, fc.Name) {
 				for _, a := range fc.Args {
-					check(fmt.Sprintf("%s (an argument of %s())", where, fc.Name), a)
+					for _, in := range names(fmt.Sprintf("%s (an argument of %s())", where, fc.Name), a) {
+						notImage[in] = true
+					}
 				}
 			}
 			return nil
 		})
 	}
 	for _, s := range p.Stages {
-		for _, name := range pathAttrs[s.Use] {
-			if a := s.Attributes[name]; a != nil {
-				check(fmt.Sprintf("the %s of stage %q (%s)", name, s.Name, s.Use), a.Expr)
+		for _, attr := range pathAttrs[s.Use] {
+			a := s.Attributes[attr]
+			if a == nil {
+				continue
+			}
+			direct := ""
+			if s.Use == "image.load" {
+				direct = directInput(a.Expr)
+			}
+			for _, in := range names(fmt.Sprintf("the %s of stage %q (%s)", attr, s.Name, s.Use), a.Expr) {
+				if in == direct {
+					g.images[in] = true
+				} else {
+					notImage[in] = true
+				}
 			}
 		}
 		for name, a := range s.Attributes {
@@ -79,5 +101,27 @@ func guardPaths(p *pipelines.Pipeline) *pathGuard {
 	for _, o := range p.Outputs {
 		fsCalls(fmt.Sprintf("output %q", o.Name), o.Expr)
 	}
+	for in := range notImage {
+		delete(g.images, in)
+	}
 	return g
+}
+
+// inputName returns NAME for a traversal input.NAME…, else "".
+func inputName(tr hcl.Traversal) string {
+	if tr.RootName() != "input" || len(tr) < 2 {
+		return ""
+	}
+	if a, ok := tr[1].(hcl.TraverseAttr); ok {
+		return a.Name
+	}
+	return ""
+}
+
+// directInput returns NAME when expr is exactly input.NAME.
+func directInput(expr hcl.Expression) string {
+	if st, ok := expr.(*hclsyntax.ScopeTraversalExpr); ok && len(st.Traversal) == 2 {
+		return inputName(st.Traversal)
+	}
+	return ""
 }

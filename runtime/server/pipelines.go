@@ -51,8 +51,10 @@ func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request, st *state
 		Type        string `json:"type"`
 		Required    bool   `json:"required"`
 		Description string `json:"description,omitempty"`
-		// Fixed inputs name files; requests cannot set them.
+		// Fixed inputs name files; requests cannot set them. Image inputs take an image
+		// instead of the file name.
 		Fixed bool `json:"fixed,omitempty"`
+		Image bool `json:"image,omitempty"`
 	}
 	type pipeline struct {
 		Name        string   `json:"name"`
@@ -71,7 +73,11 @@ func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request, st *state
 		pj := pipeline{Name: p.Name, Description: p.Description, Inputs: []input{}, Outputs: []string{}}
 		for _, in := range p.Inputs {
 			_, fixed := g.locked[in.Name]
-			pj.Inputs = append(pj.Inputs, input{Name: in.Name, Type: pipelines.TypeName(in.Type), Required: in.Required(), Description: in.Description, Fixed: fixed})
+			ij := input{Name: in.Name, Type: pipelines.TypeName(in.Type), Required: in.Required(), Description: in.Description, Fixed: fixed}
+			if g.images[in.Name] {
+				ij.Type, ij.Fixed, ij.Image = "image", false, true
+			}
+			pj.Inputs = append(pj.Inputs, ij)
 		}
 		for _, o := range p.Outputs {
 			pj.Outputs = append(pj.Outputs, o.Name)
@@ -114,7 +120,9 @@ func (s *Server) runPipeline(w http.ResponseWriter, r *http.Request, st *state) 
 		writeError(w, r, errorf(http.StatusForbidden, "forbidden", "pipeline %q is not served over HTTP: %s, and the server never lets a request choose a file", p.Name, g.refused))
 		return
 	}
-	inputs, err := pipelineInputs(p, g, req.Inputs)
+	var up uploads
+	defer up.remove()
+	inputs, err := pipelineInputs(p, g, req.Inputs, &up)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -160,7 +168,7 @@ func (s *Server) runPipeline(w http.ResponseWriter, r *http.Request, st *state) 
 }
 
 // pipelineInputs converts JSON inputs to the declared input types.
-func pipelineInputs(p *pipelines.Pipeline, g *pathGuard, raw map[string]json.RawMessage) (map[string]cty.Value, error) {
+func pipelineInputs(p *pipelines.Pipeline, g *pathGuard, raw map[string]json.RawMessage, up *uploads) (map[string]cty.Value, error) {
 	vals := make(map[string]cty.Value, len(raw))
 	for _, name := range slices.Sorted(maps.Keys(raw)) {
 		in := p.Input(name)
@@ -170,6 +178,14 @@ func pipelineInputs(p *pipelines.Pipeline, g *pathGuard, raw map[string]json.Raw
 				names = append(names, i.Name)
 			}
 			return nil, errorf(http.StatusBadRequest, "invalid_input", "pipeline %q has no input %q (its inputs: %s)", p.Name, name, strings.Join(names, ", "))
+		}
+		if g.images[name] {
+			path, err := up.add(name, raw[name])
+			if err != nil {
+				return nil, err
+			}
+			vals[name] = cty.StringVal(path)
+			continue
 		}
 		if why, ok := g.locked[name]; ok {
 			return nil, errorf(http.StatusForbidden, "forbidden", "input %q of pipeline %q is used by %s: the server does not take file names or environment variables from requests, so it keeps its configured value", name, p.Name, why)

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"image"
 	"image/png"
 	"io"
 	"log/slog"
@@ -105,6 +106,28 @@ pipeline "prior" {
   }
   output "latent" {
     value = stage.z.latent
+  }
+}
+pipeline "reconstruct" {
+  input "image" {
+    type = string
+  }
+  stage "load" {
+    use  = "image.load"
+    path = input.image
+  }
+  stage "enc" {
+    use   = "vae.encode"
+    model = model.vae
+    image = stage.load.image
+  }
+  stage "dec" {
+    use    = "vae.decode"
+    model  = model.vae
+    latent = stage.enc.latent
+  }
+  output "image" {
+    value = stage.dec.image
   }
 }
 pipeline "save" {
@@ -431,6 +454,9 @@ func TestBadRequests(t *testing.T) {
 		{"pipeline prompt beyond the context", "POST", "/v1/pipelines/complete:run", `{"inputs":{"prompt":"` + long + `"}}`, 400, "context"},
 		{"file path from a request", "POST", "/v1/pipelines/save:run", `{"inputs":{"out":"/etc/passwd"}}`, 403, "image.save"},
 		{"env from a request", "POST", "/v1/pipelines/save:run", `{"inputs":{"note":"HOME"}}`, 403, "env()"},
+		{"file name for an image input", "POST", "/v1/pipelines/reconstruct:run", `{"inputs":{"image":"/etc/passwd"}}`, 400, "does not take file names"},
+		{"image input not base64", "POST", "/v1/pipelines/reconstruct:run", `{"inputs":{"image":{"data":"%%%"}}}`, 400, "not base64"},
+		{"image input not an image", "POST", "/v1/pipelines/reconstruct:run", `{"inputs":{"image":{"data":"aGVsbG8="}}}`, 400, "cannot decode"},
 		{"path steered by a model", "POST", "/v1/pipelines/steered:run", `{"inputs":{"prompt":"x"}}`, 403, "depends on stage outputs"},
 		{"v2 unknown model", "POST", "/v2/models/gpt5/infer", `{"inputs":[]}`, 404, "not served"},
 		{"v2 unknown version", "GET", "/v2/models/gpt2/versions/7", nil, 404, "version"},
@@ -543,8 +569,33 @@ func TestPipelines(t *testing.T) {
 	}
 
 	status, _, body = call(t, c, "GET", ts.URL+"/v1/pipelines", nil)
-	if status != 200 || !strings.Contains(string(body), `"name":"out","type":"string","required":false,"fixed":true`) || strings.Contains(string(body), "steered") {
+	if status != 200 || !strings.Contains(string(body), `"name":"out","type":"string","required":false,"fixed":true`) ||
+		!strings.Contains(string(body), `"name":"image","type":"image","required":true,"image":true`) || strings.Contains(string(body), "steered") {
 		t.Errorf("pipelines = %s", body)
+	}
+
+	// An image input: the request carries the PNG, the server picks the file and removes it.
+	src := image.NewRGBA(image.Rect(0, 0, 6, 4))
+	for i := range src.Pix {
+		src.Pix[i] = uint8(i * 7)
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, src); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "modelrt-upload-*"))
+	up, _ := json.Marshal(map[string]any{"inputs": map[string]any{"image": imageUpload{ContentType: "image/png", Data: base64.StdEncoding.EncodeToString(buf.Bytes())}}})
+	status, _, body = call(t, c, "POST", ts.URL+"/v1/pipelines/reconstruct:run", up)
+	var rec struct {
+		Outputs struct {
+			Image imageJSON `json:"image"`
+		} `json:"outputs"`
+	}
+	if status != 200 || json.Unmarshal(body, &rec) != nil || rec.Outputs.Image.Width != 6 || rec.Outputs.Image.Height != 4 {
+		t.Errorf("reconstruct: %d %.300s", status, body)
+	}
+	if after, _ := filepath.Glob(filepath.Join(os.TempDir(), "modelrt-upload-*")); len(after) != len(before) {
+		t.Errorf("upload directories before %v, after %v", before, after)
 	}
 }
 
