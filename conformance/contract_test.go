@@ -84,7 +84,7 @@ func TestContractNative(t *testing.T) {
 
 // contractModels are the models the contract is checked with on each repository backend.
 var contractModels = map[string][]struct{ dir, task string }{
-	"native": {{"../testdata/models/gpt2-odd", sdk.TaskCausalLM}},
+	"native": {{"../testdata/models/gpt2-odd", sdk.TaskCausalLM}, {"../testdata/models/vae-tiny", sdk.TaskVAE}},
 	"onnxrt": {{"../testdata/models/gpt2-odd-onnx-optimum-op17", sdk.TaskCausalLM}, {"../testdata/conformance/models/vae-tiny-dual", sdk.TaskVAE}},
 }
 
