@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -64,6 +65,9 @@ type Contract struct {
 	Task string
 	// Calls is the number of calls of CheckSequential (DefaultCalls when 0).
 	Calls int
+	// Config, when set, is passed to Configure (the JSON object of an HCL config block) before
+	// any check, as the host does for a backend whose block has one.
+	Config json.RawMessage
 	// Logger receives the plugin host's records (warnings and up; discarded when nil).
 	Logger *slog.Logger
 }
@@ -146,6 +150,11 @@ func VerifyContract(t testing.TB, c Contract) []ContractResult {
 		}
 		ck.be = raw.(*sdk.Client)
 	}
+	if c.Config != nil {
+		if _, err := ck.be.Configure(context.Background(), &sdk.ConfigureRequest{Config: c.Config}); err != nil {
+			t.Fatalf("conformance: Configure %s: %v", c.Config, err)
+		}
+	}
 	checks := []struct {
 		name string
 		fn   func(context.Context, *ContractResult) error
@@ -178,6 +187,7 @@ type backendAPI interface {
 	sdk.Backend
 	sdk.Sessions
 	sdk.StatsReporter
+	sdk.Configurer
 }
 
 type contractRun struct {

@@ -37,7 +37,8 @@ func TestContract(t *testing.T) {
 		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 			t.Fatalf("go build: %v\n%s", err, out)
 		}
-		conformance.CheckBackend(t, conformance.Contract{Plugin: bin, Model: modelDir, Task: sdk.TaskCausalLM})
+		// With the config block of pipeline.hcl: the limit of 8 sessions must not get in the way.
+		conformance.CheckBackend(t, conformance.Contract{Plugin: bin, Model: modelDir, Task: sdk.TaskCausalLM, Config: []byte(`{"max_sessions": 8}`)})
 	})
 }
 
