@@ -272,3 +272,18 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestImportsOnlySDK keeps the example honest: besides the standard library, the backend's code
+// (not its tests) imports package sdk and nothing else.
+func TestImportsOnlySDK(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, imp := range strings.Fields(string(out)) {
+		first, _, _ := strings.Cut(imp, "/")
+		if strings.Contains(first, ".") && imp != "github.com/modelrt/modelrt/sdk" {
+			t.Errorf("the backend imports %s; a custom backend should need only the sdk", imp)
+		}
+	}
+}
