@@ -33,6 +33,7 @@ type Config struct {
 	InterOpThreads         int      `json:"inter_op_threads"`
 	GraphOptimizationLevel string   `json:"graph_optimization_level"`
 	MemoryArena            *bool    `json:"memory_arena"`
+	AllowSpinning          *bool    `json:"allow_spinning"`
 	ExecutionProviders     []string `json:"execution_providers"`
 	LibraryPath            string   `json:"library_path"`
 	LogLevel               string   `json:"log_level"`
@@ -79,6 +80,7 @@ func (b *Backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 			{Name: "inter_op_threads", Type: "number", Description: "threads across ops (0 = default)"},
 			{Name: "graph_optimization_level", Type: "string", Description: "disable, basic, extended or all (default)"},
 			{Name: "memory_arena", Type: "bool", Description: "use ONNX Runtime's CPU memory arena (default true)"},
+			{Name: "allow_spinning", Type: "bool", Description: "let idle ORT threads spin (ORT's default, true); false is faster on a shared, loaded machine (docs/onnxruntime.md)"},
 			{Name: "execution_providers", Type: "list(string)", Description: `in order, CPU last: "cpu" (default), "cuda", ...; an unavailable one is an error`},
 			{Name: "library_path", Type: "string", Description: "libonnxruntime.so.1 (default: $ONNXRUNTIME_SHARED_LIBRARY_PATH, then docs/onnxruntime.md)"},
 			{Name: "log_level", Type: "string", Description: "ONNX Runtime's own log level: verbose, info, warning, error, fatal"},
@@ -112,6 +114,7 @@ func (b *Backend) sessionOptions() ort.SessionOptions {
 	return ort.SessionOptions{
 		IntraOpThreads: b.cfg.IntraOpThreads, InterOpThreads: b.cfg.InterOpThreads,
 		GraphOptimizationLevel: b.cfg.GraphOptimizationLevel, MemoryArena: b.cfg.MemoryArena,
+		AllowSpinning:      b.cfg.AllowSpinning,
 		ExecutionProviders: b.cfg.ExecutionProviders,
 	}
 }
@@ -163,9 +166,7 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 			task = sdk.TaskVAE
 		default:
 			task = sdk.TaskCausalLM
-			if lm, err := ort.LoadLM(req.Path, so); err == nil {
-				lm.Close()
-			} else if errors.Is(err, ort.ErrUnsupportedGraph) {
+			if _, err := ort.InspectLM(req.Path); errors.Is(err, ort.ErrUnsupportedGraph) {
 				task = sdk.TaskGraph
 			}
 		}
