@@ -86,7 +86,9 @@ type Case struct {
 // LoadTask returns the sdk task the case's model is loaded with (sdk.TaskCausalLM or sdk.TaskVAE).
 func (c *Case) LoadTask() string { return tasks[c.Task].load }
 
-// Params are a case's parameters. Only causal-lm.generate has any.
+// Params are a case's parameters. Only causal-lm.generate has any: max_new_tokens (required)
+// and greedy, which may be left out (expected ids are exact only for greedy decoding, so it
+// is implied) but not set to false.
 type Params struct {
 	MaxNewTokens int
 	Greedy       bool
@@ -236,6 +238,9 @@ func ParseCase(path string, data []byte) (*Case, error) {
 	}
 	if err := parseTensors(fj.Expected, "expected", spec.expected, nil, c.Expected, bad); err != nil {
 		return nil, err
+	}
+	if c.Task == TaskGenerate {
+		c.Params.Greedy = true
 	}
 	for k, raw := range fj.Params {
 		if !slices.Contains(spec.params, k) {

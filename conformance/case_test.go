@@ -39,6 +39,11 @@ func TestParseCaseGood(t *testing.T) {
 	if g.Params != (Params{MaxNewTokens: 2, Greedy: true}) || g.Tol != (Tolerance{Abs: DefaultAbs, Rel: DefaultRel}) {
 		t.Errorf("generate case = %+v", g)
 	}
+	// greedy is implied when left out.
+	g, err = ParseCase("g.json", []byte(strings.Replace(goodGenerate, `, "greedy": true`, ``, 1)))
+	if err != nil || !g.Params.Greedy {
+		t.Errorf("generate case without greedy: %+v, %v", g, err)
+	}
 }
 
 // TestParseCaseErrors: each broken file is refused with an error naming the file and field.
@@ -74,6 +79,7 @@ func TestParseCaseErrors(t *testing.T) {
 	}
 	for _, tc := range []struct{ what, from, to, field string }{
 		{"greedy false", `"greedy": true`, `"greedy": false`, "params.greedy"},
+		{"greedy not a bool", `"greedy": true`, `"greedy": 1`, "params.greedy"},
 		{"no max_new_tokens", `"max_new_tokens": 2, `, ``, "params.max_new_tokens"},
 		{"zero max_new_tokens", `"max_new_tokens": 2`, `"max_new_tokens": 0`, "params.max_new_tokens"},
 		{"ids length", `"shape": [1, 4]`, `"shape": [1, 5]`, "expected.ids"},
