@@ -110,6 +110,9 @@ func serve(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	if f.maxQueue == 0 {
+		f.maxQueue = -1 // no queue: server.Options reads 0 as its default
+	}
 	srv := server.New(e, server.Options{
 		Logger: log, AuthToken: token, MaxBodyBytes: f.maxBodyBytes, MaxConcurrency: f.maxConcurrency,
 		MaxQueue: f.maxQueue, MaxBatch: f.maxBatch, RequestTimeout: f.requestTimeout, Version: version,

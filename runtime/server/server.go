@@ -48,7 +48,8 @@ type Options struct {
 	// MaxBodyBytes bounds a request body (413 beyond it).
 	MaxBodyBytes int64
 	// MaxConcurrency is how many requests run at once on one model; MaxQueue how many more
-	// wait for a slot. A request beyond both gets 429 with Retry-After.
+	// wait for a slot (0: DefaultMaxQueue; negative: none). A request beyond both gets 429
+	// with Retry-After.
 	MaxConcurrency int
 	MaxQueue       int
 	// RequestTimeout bounds each request from arrival to its last byte (504 or an SSE error).
