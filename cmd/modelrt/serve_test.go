@@ -267,3 +267,34 @@ func waitLog(t *testing.T, s *served, want string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestServeDrainDeadline: a request still running when the drain deadline passes is cancelled
+// (its stream ends without [DONE]), and the process still exits 0. The request is a batch of
+// 16 prompts of 60 tokens, which takes far longer than the 1 ms deadline.
+func TestServeDrainDeadline(t *testing.T) {
+	s := startServe(t, "--config", "../../examples/pipelines/complete-native", "--shutdown-timeout", "1ms")
+	prompts := make([]string, 16)
+	for i := range prompts {
+		prompts[i] = "Once upon a time"
+	}
+	body, _ := json.Marshal(map[string]any{"model": "gpt2", "prompt": prompts, "max_tokens": 60, "stream": true})
+	resp, err := http.Post(s.url+"/v1/completions", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	if _, err := rd.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.stop(t, syscall.SIGTERM); err != nil {
+		t.Errorf("exit: %v\n%s", err, s.log())
+	}
+	rest, _ := io.ReadAll(rd)
+	if strings.Contains(string(rest), "[DONE]") {
+		t.Errorf("the stream finished although the drain deadline had passed")
+	}
+	if !strings.Contains(s.log(), "drain deadline passed") {
+		t.Errorf("log does not say the deadline passed\n%s", s.log())
+	}
+}
