@@ -42,6 +42,8 @@ const (
 	leakSlack = 512 << 10
 	// rssSlack is resident-set growth over all cycles that is noise (allocator arenas).
 	rssSlack = 8 << 20
+	// callLeakLimit bounds the growth of an in-process backend's live heap over the calls.
+	callLeakLimit = 8 << 20
 	// goroutineSlack is how many more goroutines a backend may have after the calls.
 	goroutineSlack = 16
 	// sessionEvery: CheckSequential opens, uses and closes a session every this many calls.

@@ -482,6 +482,7 @@ func (k *contractRun) sequential(ctx context.Context, r *ContractResult) error {
 	if err != nil {
 		return err
 	}
+	mem0, _, memErr := k.heap(ctx)
 	for i := range k.c.Calls {
 		if k.c.Task == sdk.TaskCausalLM && i%sessionEvery == 0 {
 			s, err := k.be.OpenSession(ctx, &sdk.OpenSessionRequest{Model: name, BatchSize: 1})
@@ -506,6 +507,18 @@ func (k *contractRun) sequential(ctx context.Context, r *ContractResult) error {
 		}
 	}
 	var errs []error
+	if mem1, _, err := k.heap(ctx); err == nil && memErr == nil {
+		growth := mem1.heap - mem0.heap
+		switch {
+		case k.c.Backend == nil:
+			// A plugin's Stats may count garbage: report, do not judge.
+			r.Notes = append(r.Notes, fmt.Sprintf("plugin heap %d → %d bytes over the calls (not judged: it may include garbage)", mem0.heap, mem1.heap))
+		case growth > callLeakLimit:
+			errs = append(errs, fmt.Errorf("the live heap grew by %d bytes over %d calls (limit %d): calls leak memory", growth, k.c.Calls, callLeakLimit))
+		default:
+			r.Notes = append(r.Notes, fmt.Sprintf("live heap %d → %d bytes over the calls (limit +%d)", mem0.heap, mem1.heap, callLeakLimit))
+		}
+	}
 	if h, err := k.be.Health(ctx, &sdk.HealthRequest{}); err != nil || h.Status != "ok" {
 		errs = append(errs, fmt.Errorf("Health after %d calls: %+v, %v", k.c.Calls, h, err))
 	}

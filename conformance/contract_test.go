@@ -21,6 +21,7 @@ var flawTarget = map[toylm.Flaw]string{
 	toylm.FlawWornOut:     CheckSequential,
 	toylm.FlawGoroutines:  CheckSequential,
 	toylm.FlawSessionLeak: CheckSequential,
+	toylm.FlawCallLeak:    CheckSequential,
 }
 
 // TestContractToyCorrect: the flawless toy passes every check, in-process and as a plugin.

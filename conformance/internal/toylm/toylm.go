@@ -45,6 +45,7 @@ const (
 	FlawWornOut     Flaw = "wornout"      // fails every call after 600
 	FlawGoroutines  Flaw = "goroutines"   // every call leaks a goroutine
 	FlawSessionLeak Flaw = "session-leak" // CloseSession forgets to free the session
+	FlawCallLeak    Flaw = "call-leak"    // every call keeps 64 KiB alive
 
 	// Flaws aimed at the case runner's checks (conformance.Run).
 	FlawKVCache Flaw = "kv-cache" // a session forgets what it was fed
@@ -56,7 +57,7 @@ const (
 )
 
 // Flaws lists the flaws aimed at the contract checks.
-var Flaws = []Flaw{FlawDescribe, FlawInvalid, FlawNotFound, FlawCancel, FlawSessions, FlawLeak, FlawWornOut, FlawGoroutines, FlawSessionLeak}
+var Flaws = []Flaw{FlawDescribe, FlawInvalid, FlawNotFound, FlawCancel, FlawSessions, FlawLeak, FlawWornOut, FlawGoroutines, FlawSessionLeak, FlawCallLeak}
 
 // RunnerFlaws lists the flaws aimed at the case runner's checks.
 var RunnerFlaws = []Flaw{FlawKVCache, FlawBatch, FlawPadding, FlawReload, FlawNoise, FlawOffset}
@@ -225,6 +226,11 @@ func (b *Backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 	b.mu.Unlock()
 	if b.Flaw == FlawGoroutines {
 		go func() { <-b.never }()
+	}
+	if b.Flaw == FlawCallLeak {
+		graveMu.Lock()
+		graveyard = append(graveyard, make([]float32, 16<<10))
+		graveMu.Unlock()
 	}
 	if b.Flaw == FlawWornOut && calls > 600 {
 		return nil, sdk.Internal("toylm is worn out after %d calls", calls-1)
