@@ -209,7 +209,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
-		s.log.Info("http request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+		// Probes and scrapes arrive every few seconds: keep them out of the log unless asked.
+		level := slog.LevelInfo
+		switch {
+		case rec.status >= 500 || rec.outcome >= 500:
+			level = slog.LevelWarn
+		case rec.status < 300 && (isHealthPath(r.URL.Path) || r.URL.Path == "/metrics"):
+			level = slog.LevelDebug
+		}
+		s.log.Log(r.Context(), level, "http request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
 			"bytes", rec.bytes, "duration_ms", float64(time.Since(start).Microseconds())/1000,
 			"remote", r.RemoteAddr, "target", rec.target)
 	}()
