@@ -285,7 +285,7 @@ func (k *contractRun) lmCall(ctx context.Context, model, session string, ids []i
 	}
 	lt, ok := r.Outputs["logits"]
 	if !ok {
-		return nil, nil, fmt.Errorf("no logits output (outputs: %s)", outputNames(r.Outputs))
+		return nil, nil, fmt.Errorf("no logits output (outputs: %s)", sdk.InputNames(r.Outputs))
 	}
 	v, err := lt.Float32s()
 	if err != nil {
@@ -317,7 +317,7 @@ func (k *contractRun) call(ctx context.Context, model string, salt int) ([]float
 	}
 	mt, ok := r.Outputs["mean"]
 	if !ok {
-		return nil, fmt.Errorf("vae-encode: no mean output (outputs: %s)", outputNames(r.Outputs))
+		return nil, fmt.Errorf("vae-encode: no mean output (outputs: %s)", sdk.InputNames(r.Outputs))
 	}
 	v, err := mt.Float32s()
 	return slices.Clone(v), err

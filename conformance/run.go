@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/modelrt/modelrt/runtime/generate"
@@ -304,7 +303,7 @@ func forward(ctx context.Context, be sdk.Backend, model, session string, in lmIn
 	}
 	lt, ok := resp.Outputs["logits"]
 	if !ok {
-		return nil, fmt.Errorf("no logits output (outputs: %s)", outputNames(resp.Outputs))
+		return nil, fmt.Errorf("no logits output (outputs: %s)", sdk.InputNames(resp.Outputs))
 	}
 	want := []int64{int64(in.B), int64(in.T), int64(V)}
 	if V <= 0 {
@@ -325,18 +324,6 @@ func lastDim(s []int64) int64 {
 		return 0
 	}
 	return s[len(s)-1]
-}
-
-func outputNames(m map[string]*sdk.Tensor) string {
-	var names []string
-	for k := range m {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	if len(names) == 0 {
-		return "none"
-	}
-	return strings.Join(names, ", ")
 }
 
 func (r *runner) logits(ctx context.Context, c *Case, l *loaded, row *Row) *outputs {
@@ -595,7 +582,7 @@ func (r *runner) vaeInfer(ctx context.Context, model, task, in string, x *sdk.Te
 	for _, o := range outs {
 		t, ok := resp.Outputs[o]
 		if !ok {
-			return nil, fmt.Errorf("%s: no output %q (outputs: %s)", task, o, outputNames(resp.Outputs))
+			return nil, fmt.Errorf("%s: no output %q (outputs: %s)", task, o, sdk.InputNames(resp.Outputs))
 		}
 		if t.DType != sdk.Float32 {
 			return nil, fmt.Errorf("%s: output %q is %s, want float32", task, o, t.DType)
