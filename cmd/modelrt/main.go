@@ -73,6 +73,7 @@ func newRoot() *cobra.Command {
 		newConformanceCmd(g),
 		newServeCmd(g),
 		newQuantizeCmd(),
+		newBenchCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelrt/modelrt/runtime/bench"
+)
+
+// benchTimeout bounds one `modelrt bench --shape tiny` run (it takes seconds; the bound is for a
+// hung plugin, not a speed check).
+const benchTimeout = 3 * time.Minute
+
+// runBenchCLI runs the real modelrt binary with the real plugins and returns stdout and stderr.
+func runBenchCLI(t *testing.T, args ...string) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "modelrt"), append([]string{"bench"}, args...)...)
+	cmd.Env = append(os.Environ(), "MODELRT_PLUGIN_DIR="+binDir)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("modelrt bench %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, out.String(), errb.String())
+	}
+	return out.String(), errb.String()
+}
+
+// TestBenchTiny runs every stage of `modelrt bench` (model creation, both backends through
+// their plugin processes, int8 row, table, JSON, plot) on the hidden tiny shape.
+func TestBenchTiny(t *testing.T) {
+	dir := t.TempDir()
+	cache, jsonPath, plotPath := filepath.Join(dir, "cache"), filepath.Join(dir, "bench.json"), filepath.Join(dir, "bench.png")
+	args := []string{"--shape", "tiny", "--cache", cache, "--json", jsonPath, "--plot", plotPath, "--backends", "native,onnxrt"}
+	table, stderr := runBenchCLI(t, args...)
+	if !strings.Contains(stderr, "(once; cached)") || !strings.Contains(stderr, "[1/") {
+		t.Errorf("stderr shows no model creation or progress:\n%s", stderr)
+	}
+	for _, want := range []string{"decode batch 8 (tokens/s)", "native/onnxrt", "native-int8/onnxrt", "VAE decode 32²"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatalf("parse %s: %v", jsonPath, err)
+	}
+	if rep.Format != bench.Format || rep.Base != "onnxrt" {
+		t.Errorf("format %q base %q; want %q onnxrt", rep.Format, rep.Base, bench.Format)
+	}
+	wantRows := map[string]bool{"native": true, "native-int8": false, "onnxrt": true} // name → has VAE
+	if len(rep.Rows) != len(wantRows) {
+		t.Errorf("%d rows; want %d", len(rep.Rows), len(wantRows))
+	}
+	for _, r := range rep.Rows {
+		hasVAE, ok := wantRows[r.Name]
+		if !ok {
+			t.Errorf("unexpected row %q", r.Name)
+			continue
+		}
+		if r.Error != "" {
+			t.Errorf("%s: %s", r.Name, r.Error)
+			continue
+		}
+		if r.LM == nil {
+			t.Errorf("%s: no LM figures", r.Name)
+			continue
+		}
+		positive(t, r.Name+" lm load_ms", r.LM.LoadMS)
+		positive(t, r.Name+" prefill_ms", r.LM.PrefillMS)
+		positive(t, r.Name+" lm peak_rss", float64(r.LM.PeakRSSBytes))
+		if len(r.LM.Decode) != len(rep.Shape.Batches) {
+			t.Errorf("%s: decode points %v; want batches %v", r.Name, r.LM.Decode, rep.Shape.Batches)
+		}
+		for i, d := range r.LM.Decode {
+			if i < len(rep.Shape.Batches) && d.Batch != rep.Shape.Batches[i] {
+				t.Errorf("%s: decode point %d has batch %d; want %d", r.Name, i, d.Batch, rep.Shape.Batches[i])
+			}
+			positive(t, r.Name+" tokens/s", d.TokensPerSec)
+		}
+		if (r.VAE != nil) != hasVAE {
+			t.Errorf("%s: VAE figures %v; want present=%v", r.Name, r.VAE, hasVAE)
+		} else if hasVAE {
+			positive(t, r.Name+" vae load_ms", r.VAE.LoadMS)
+			positive(t, r.Name+" encode_ms", r.VAE.EncodeMS)
+			positive(t, r.Name+" decode_ms", r.VAE.DecodeMS)
+			positive(t, r.Name+" vae peak_rss", float64(r.VAE.PeakRSSBytes))
+		}
+	}
+	if len(rep.Ratios) == 0 {
+		t.Error("no ratios against onnxrt")
+	}
+
+	f, err := os.Open(plotPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("plot %s: %v", plotPath, err)
+	}
+	if b := img.Bounds(); b.Dx() < 100 || b.Dy() < 100 {
+		t.Errorf("plot is %v", b)
+	}
+
+	// A second run reuses the cached models.
+	if _, stderr := runBenchCLI(t, "--shape", "tiny", "--cache", cache, "--backends", "native", "--int8=false"); strings.Contains(stderr, "(once; cached)") {
+		t.Errorf("second run re-created models:\n%s", stderr)
+	}
+}
+
+func positive(t *testing.T, what string, v float64) {
+	t.Helper()
+	if !(v > 0) {
+		t.Errorf("%s = %v; want > 0", what, v)
+	}
+}

@@ -1,0 +1,230 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelrt/modelrt/native/gpt2"
+	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/native/vae"
+	"github.com/modelrt/modelrt/onnx/export"
+)
+
+func TestParseVmHWM(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{"Name:\tmodelrt-native\nVmPeak:\t  9000 kB\nVmHWM:\t  1234 kB\nVmRSS:\t 1000 kB\n", 1234 * 1024, ""},
+		{"VmHWM: 0 kB", 0, ""},
+		{"Name: x\n", 0, "no VmHWM"},
+		{"VmHWM: 12 MB\n", 0, "want"},
+		{"VmHWM: -3 kB\n", 0, "bad size"},
+		{"VmHWM: 99999999999999999999 kB\n", 0, "bad size"},
+	} {
+		got, err := ParseVmHWM([]byte(tc.in))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseVmHWM(%q) = %d, %v; want error with %q", tc.in, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseVmHWM(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func FuzzParseVmHWM(f *testing.F) {
+	f.Add([]byte("VmHWM:\t  1234 kB\n"))
+	f.Add([]byte("VmPeak: 1 kB\nVmHWM: 9223372036854775807 kB\n"))
+	f.Add([]byte("VmHWM:"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := ParseVmHWM(data)
+		if err == nil && (v < 0 || v%1024 != 0) {
+			t.Fatalf("ParseVmHWM(%q) = %d without error", data, v)
+		}
+	})
+}
+
+func TestPeakRSSOfThisProcess(t *testing.T) {
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skipf("no /proc on this system (%v): PeakRSS reads Linux's /proc/PID/status", err)
+	}
+	v, err := PeakRSS(os.Getpid())
+	if err != nil || v <= 0 {
+		t.Fatalf("PeakRSS(self) = %d, %v", v, err)
+	}
+}
+
+func TestShapesValidate(t *testing.T) {
+	for _, name := range []string{"full", "quick", "tiny"} {
+		s, err := ShapeByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	s := Tiny()
+	s.NewTokens = s.GPT2.NPositions
+	if err := s.Validate(); err == nil {
+		t.Error("a workload longer than n_positions validated")
+	}
+	if _, err := ShapeByName("huge"); err == nil {
+		t.Error("unknown shape accepted")
+	}
+}
+
+func TestCacheKey(t *testing.T) {
+	a, b := Tiny(), Tiny()
+	if CacheKey(a) != CacheKey(b) {
+		t.Error("same shape, different keys")
+	}
+	b.GPT2.NLayer++
+	if CacheKey(a) == CacheKey(b) {
+		t.Error("different GPT-2 shapes share a key")
+	}
+	b = Tiny()
+	b.Seed++
+	if CacheKey(a) == CacheKey(b) {
+		t.Error("different seeds share a key")
+	}
+	b = Tiny()
+	b.NewTokens++ // the workload does not change the models
+	if CacheKey(a) != CacheKey(b) {
+		t.Error("workload changed the cache key")
+	}
+}
+
+// TestPrepare checks that the cached GPT-2 holds exactly export.RandomWeights (the weights the
+// ONNX export reads back), that native/gpt2 and native/vae load the directories, and that two
+// caches built apart are byte-identical.
+func TestPrepare(t *testing.T) {
+	s := Tiny()
+	var steps []string
+	m, err := Prepare(t.TempDir(), s, true, func(what string) { steps = append(steps, what) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 5 {
+		t.Errorf("steps = %q; want 5 creations", steps)
+	}
+	for _, d := range []string{m.GPT2, m.GPT2Int8, m.GPT2ONNX, m.VAE, m.VAEONNX} {
+		if _, err := os.Stat(d + ".tmp"); err == nil {
+			t.Errorf("%s.tmp left behind", d)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(m.GPT2ONNX, export.ModelFile)); err != nil {
+		t.Error(err)
+	}
+	for _, sub := range []string{export.VAEEncoderDir, export.VAEDecoderDir} {
+		if _, err := os.Stat(filepath.Join(m.VAEONNX, sub, export.ModelFile)); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := gpt2.Load(m.GPT2); err != nil {
+		t.Errorf("native gpt2: %v", err)
+	}
+	if _, err := gpt2.Load(m.GPT2Int8); err != nil {
+		t.Errorf("native gpt2 int8: %v", err)
+	}
+	if _, err := vae.Load(m.VAE); err != nil {
+		t.Errorf("native vae: %v", err)
+	}
+
+	f, err := safetensors.Open(filepath.Join(m.GPT2, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := export.RandomWeights(s.GPT2, s.Seed)
+	for name := range export.GPT2Shapes(s.GPT2) {
+		want, _, err := w.Tensor(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := f.Float32(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for i, v := range got {
+			if want := binary.LittleEndian.Uint32(want[4*i:]); math.Float32bits(v) != want {
+				t.Fatalf("%s[%d] = %v differs from export.RandomWeights", name, i, v)
+			}
+		}
+	}
+
+	// Again in a fresh cache: the same bytes.
+	m2, err := Prepare(t.TempDir(), s, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"gpt2/model.safetensors", "vae/diffusion_pytorch_model.safetensors", "gpt2-onnx/model.onnx"} {
+		a, errA := os.ReadFile(filepath.Join(filepath.Dir(m.GPT2), p))
+		b, errB := os.ReadFile(filepath.Join(filepath.Dir(m2.GPT2), p))
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs between two caches (%v, %v)", p, errA, errB)
+		}
+	}
+	if _, err := os.Stat(m2.GPT2Int8); err == nil {
+		t.Error("int8 directory written though not asked for")
+	}
+}
+
+// TestRatiosAndTable checks the direction of every ratio: times as base ÷ row, tokens/s and RSS
+// as row ÷ base.
+func TestRatiosAndTable(t *testing.T) {
+	const tol = 1e-12
+	rows := []Row{
+		{Name: "native", LM: &LMResult{LoadMS: 50, PrefillMS: 40, PeakRSSBytes: 100 << 20,
+			Decode: []DecodePoint{{1, 30}, {8, 120}}}, VAE: &VAEResult{LoadMS: 1, EncodeMS: 200, DecodeMS: 400, PeakRSSBytes: 10 << 20}},
+		{Name: "onnxrt", LM: &LMResult{LoadMS: 100, PrefillMS: 20, PeakRSSBytes: 200 << 20,
+			Decode: []DecodePoint{{1, 60}, {8, 240}}}, VAE: &VAEResult{LoadMS: 2, EncodeMS: 100, DecodeMS: 100, PeakRSSBytes: 20 << 20}},
+	}
+	base, rs := ratios(rows)
+	if base != "onnxrt" {
+		t.Fatalf("base = %q", base)
+	}
+	want := map[string]float64{"lm_load": 2, "prefill": 0.5, "decode_b1": 0.5, "decode_b8": 0.5, "lm_peak_rss": 0.5,
+		"vae_load": 2, "vae_encode": 0.5, "vae_decode": 0.25, "vae_peak_rss": 0.5}
+	got := map[string]float64{}
+	for _, r := range rs {
+		if r.Row != "native" {
+			t.Errorf("ratio of row %q", r.Row)
+		}
+		got[r.Metric] = r.Value
+	}
+	for k, w := range want {
+		if g, ok := got[k]; !ok || math.Abs(g-w) > tol {
+			t.Errorf("ratio %s = %v (present %v); want %v", k, g, ok, w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("ratios %v; want keys of %v", got, want)
+	}
+	rep := &Report{Shape: Shape{PromptTokens: 64, ImageSize: 256, Batches: []int{1, 8}}, Rows: rows, Base: base, Ratios: rs}
+	var b strings.Builder
+	if err := rep.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"native/onnxrt", "prefill 64 tokens (ms)", "0.25×", "decode batch 8 (tokens/s)"} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, b.String())
+		}
+	}
+	png := filepath.Join(t.TempDir(), "p.png")
+	if err := rep.Plot(png); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(png); err != nil || !bytes.HasPrefix(data, []byte("\x89PNG")) {
+		t.Errorf("plot: %v", err)
+	}
+}

@@ -1,0 +1,285 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/modelrt/modelrt/runtime/generate"
+	"github.com/modelrt/modelrt/runtime/lm"
+	"github.com/modelrt/modelrt/sdk"
+)
+
+// Backend is a running plugin process as Run needs it; *runtime/plugin.Plugin satisfies it.
+type Backend interface {
+	lm.Backend
+	// Pid is the plugin's process id, whose /proc status gives the peak RSS.
+	Pid() int
+	Close() error
+}
+
+// Starter starts a fresh plugin process of the named backend.
+type Starter func(ctx context.Context, backend string) (Backend, error)
+
+// Options control Run.
+type Options struct {
+	// Backends are the backend plugins to measure, in table order ("native", "onnxrt"). onnxrt
+	// loads the ONNX directories; any other backend the safetensors ones.
+	Backends []string
+	// Int8 adds a "native-int8" row (LM only) when "native" is among Backends.
+	Int8  bool
+	Start Starter
+	// Progress, when set, is called before each measurement with its 1-based index, the total
+	// and what is about to run.
+	Progress func(step, total int, what string)
+}
+
+const int8Row = "native-int8"
+
+// plan is one row to measure and the directories it loads.
+type plan struct {
+	row           Row
+	lmDir, vaeDir string // "" skips that part
+}
+
+func plans(m *Models, opts Options) []plan {
+	var ps []plan
+	for _, b := range opts.Backends {
+		p := plan{row: Row{Name: b, Backend: b, Weights: "fp32"}, lmDir: m.GPT2, vaeDir: m.VAE}
+		if b == "onnxrt" {
+			p.lmDir, p.vaeDir = m.GPT2ONNX, m.VAEONNX
+		}
+		ps = append(ps, p)
+		if b == "native" && opts.Int8 {
+			ps = append(ps, plan{row: Row{Name: int8Row, Backend: b, Weights: "int8"}, lmDir: m.GPT2Int8})
+		}
+	}
+	return ps
+}
+
+// Run measures every row of opts on the models m of shape s, one fresh plugin process for the
+// LM and another for the VAE of each row, so that each peak RSS belongs to one model. A row
+// that fails keeps its error in Row.Error and the run goes on; the returned error then wraps
+// ErrBackend (and the report is still returned).
+func Run(ctx context.Context, s Shape, m *Models, opts Options) (*Report, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if len(opts.Backends) == 0 || opts.Start == nil {
+		return nil, errors.New("bench: Run needs backends and a Starter")
+	}
+	ps := plans(m, opts)
+	total := 0
+	for _, p := range ps {
+		if p.lmDir != "" {
+			total += 1 + len(s.Batches)
+		}
+		if p.vaeDir != "" {
+			total += 3
+		}
+	}
+	step := 0
+	progress := func(what string) {
+		step++
+		if opts.Progress != nil {
+			opts.Progress(step, total, what)
+		}
+	}
+	rep := &Report{Format: Format, Shape: s, Host: Host{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(),
+		Date: time.Now().UTC().Format(time.RFC3339)}}
+	var failed []string
+	for _, p := range ps {
+		row := p.row
+		var errs []error
+		if p.lmDir != "" {
+			lmr, err := measureLM(ctx, s, p, opts.Start, progress)
+			row.LM = lmr
+			errs = append(errs, err)
+		}
+		if p.vaeDir != "" {
+			vr, err := measureVAE(ctx, s, p, opts.Start, progress)
+			row.VAE = vr
+			errs = append(errs, err)
+		}
+		if err := errors.Join(errs...); err != nil {
+			row.Error = err.Error()
+			failed = append(failed, row.Name)
+		}
+		rep.Rows = append(rep.Rows, row)
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+	}
+	rep.Base, rep.Ratios = ratios(rep.Rows)
+	if len(failed) > 0 {
+		return rep, fmt.Errorf("%w: %v", ErrBackend, failed)
+	}
+	return rep, nil
+}
+
+// promptIDs returns B deterministic prompts of n tokens below vocab (EOS excluded).
+func promptIDs(B, n, vocab int) [][]int {
+	out := make([][]int, B)
+	for r := range out {
+		out[r] = make([]int, n)
+		for i := range out[r] {
+			out[r][i] = (1 + 7919*(r*n+i)) % (vocab - 1)
+		}
+	}
+	return out
+}
+
+// measureLM loads p.lmDir in a fresh process, warms it up, then runs Generate at each batch
+// size with greedy sampling and no EOS (random weights would otherwise end rows at random).
+func measureLM(ctx context.Context, s Shape, p plan, start Starter, progress func(string)) (*LMResult, error) {
+	progress(p.row.Name + ": load GPT-2")
+	b, err := start(ctx, p.row.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", p.row.Backend, err)
+	}
+	defer b.Close()
+	t0 := time.Now()
+	model, err := lm.Load(ctx, b, "bench-lm", p.lmDir, nil)
+	if err != nil {
+		return nil, fmt.Errorf("load %s in %s: %w", p.lmDir, p.row.Backend, err)
+	}
+	res := &LMResult{LoadMS: ms(time.Since(t0))}
+	sampling := generate.DefaultSampling()
+	sampling.Temperature = 0
+	run := func(B, prompt, newTokens int) (*generate.Result, error) {
+		sess, err := model.Open(ctx, B)
+		if err != nil {
+			return nil, fmt.Errorf("%s: open session of batch %d: %w", p.row.Name, B, err)
+		}
+		defer sess.Close()
+		r, err := generate.Generate(ctx, sess, promptIDs(B, prompt, s.GPT2.VocabSize),
+			generate.Options{MaxNewTokens: newTokens, MaxContext: model.Context, Sampling: sampling})
+		if err != nil {
+			return nil, fmt.Errorf("%s: generate at batch %d: %w", p.row.Name, B, err)
+		}
+		return r, nil
+	}
+	// The first call of a backend pays one-time costs (lazy allocation, ORT's first run).
+	if _, err := run(1, min(4, s.PromptTokens), 2); err != nil {
+		return res, err
+	}
+	for _, B := range s.Batches {
+		progress(fmt.Sprintf("%s: decode %d tokens at batch %d", p.row.Name, s.NewTokens, B))
+		r, err := run(B, s.PromptTokens, s.NewTokens)
+		if err != nil {
+			return res, err
+		}
+		if B == s.Batches[0] {
+			res.PrefillMS = r.PrefillMS
+		}
+		res.Decode = append(res.Decode, DecodePoint{Batch: B, TokensPerSec: r.DecodeTokensPerS})
+		slog.Info("bench: decode", "row", p.row.Name, "batch", B, "prefill_ms", r.PrefillMS, "tokens_per_s", r.DecodeTokensPerS)
+	}
+	res.PeakRSSBytes, err = PeakRSS(b.Pid())
+	return res, err
+}
+
+// measureVAE loads p.vaeDir in a fresh process and times encode of a 1×C×S×S image and decode
+// of a 1×L×(S/f)×(S/f) latent: one untimed call each, then the median of s.VAEReps.
+func measureVAE(ctx context.Context, s Shape, p plan, start Starter, progress func(string)) (*VAEResult, error) {
+	progress(p.row.Name + ": load VAE")
+	b, err := start(ctx, p.row.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", p.row.Backend, err)
+	}
+	defer b.Close()
+	const name = "bench-vae"
+	t0 := time.Now()
+	if _, err := b.LoadModel(ctx, &sdk.LoadModelRequest{Name: name, Path: p.vaeDir, Task: sdk.TaskVAE}); err != nil {
+		return nil, fmt.Errorf("load %s in %s: %w", p.vaeDir, p.row.Backend, err)
+	}
+	res := &VAEResult{LoadMS: ms(time.Since(t0))}
+	S, h := int64(s.ImageSize), int64(s.ImageSize/s.VAE.DownsampleFactor())
+	image := sdk.FromFloat32([]int64{1, int64(s.VAE.InChannels), S, S}, pattern(s.VAE.InChannels*s.ImageSize*s.ImageSize, 1))
+	latent := sdk.FromFloat32([]int64{1, int64(s.VAE.LatentChannels), h, h}, pattern(s.VAE.LatentChannels*int(h*h), 2))
+	call := func(task, input string, x *sdk.Tensor) (float64, error) {
+		var times []float64
+		for i := 0; i <= s.VAEReps; i++ {
+			t := time.Now()
+			if _, err := b.Infer(ctx, &sdk.InferRequest{Model: name, Params: map[string]string{sdk.ParamTask: task},
+				Inputs: map[string]*sdk.Tensor{input: x}}); err != nil {
+				return 0, fmt.Errorf("%s: %s: %w", p.row.Name, task, err)
+			}
+			if i > 0 {
+				times = append(times, ms(time.Since(t)))
+			}
+		}
+		return median(times), nil
+	}
+	progress(fmt.Sprintf("%s: VAE encode %dx%d", p.row.Name, S, S))
+	if res.EncodeMS, err = call(sdk.TaskVAEEncode, "image", image); err != nil {
+		return res, err
+	}
+	progress(fmt.Sprintf("%s: VAE decode %dx%d", p.row.Name, S, S))
+	if res.DecodeMS, err = call(sdk.TaskVAEDecode, "latent", latent); err != nil {
+		return res, err
+	}
+	res.PeakRSSBytes, err = PeakRSS(b.Pid())
+	return res, err
+}
+
+// pattern returns n deterministic values in [-1,1] (a smooth image-like signal, not noise).
+func pattern(n, k int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(math.Sin(float64(i*k)*0.01) * math.Cos(float64(i)*0.0007))
+	}
+	return v
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// PeakRSS returns the peak resident set size of process pid (VmHWM in /proc/pid/status).
+func PeakRSS(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("bench: peak RSS: %w", err)
+	}
+	v, err := ParseVmHWM(data)
+	if err != nil {
+		return 0, fmt.Errorf("bench: /proc/%d/status: %w", pid, err)
+	}
+	return v, nil
+}
+
+// ParseVmHWM reads the "VmHWM:  1234 kB" line of a /proc/PID/status file and returns bytes.
+func ParseVmHWM(status []byte) (int64, error) {
+	for line := range bytes.Lines(status) {
+		rest, ok := bytes.CutPrefix(line, []byte("VmHWM:"))
+		if !ok {
+			continue
+		}
+		fields := bytes.Fields(rest)
+		if len(fields) != 2 || string(fields[1]) != "kB" {
+			return 0, fmt.Errorf("bench: VmHWM line %q: want \"VmHWM: N kB\"", bytes.TrimSpace(line))
+		}
+		kb, err := strconv.ParseInt(string(fields[0]), 10, 64)
+		if err != nil || kb < 0 || kb > math.MaxInt64/1024 {
+			return 0, fmt.Errorf("bench: VmHWM line %q: bad size", bytes.TrimSpace(line))
+		}
+		return kb * 1024, nil
+	}
+	return 0, errors.New("bench: no VmHWM line")
+}
