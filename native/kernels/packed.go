@@ -1,14 +1,18 @@
 package kernels
 
 // Blocking of the packed product (GotoBLAS order): A is packed once per call into strips of
-// gemmMR rows interleaved by depth; each task packs a gemmKC×gemmNR panel of B (16 KiB, stays in
-// L1) and sweeps it over gemmMC rows of A (gemmMC×gemmKC floats, 96 KiB, in L2), the C tile
-// living in twelve YMM registers for a whole depth block.
+// gemmMR rows interleaved by depth; each task packs gemmNP panels of gemmKC×gemmNR of B (16 KiB
+// each, one at a time in L1) and sweeps each over gemmMC rows of A (gemmMC×gemmKC floats,
+// 240 KiB, in L2), the C tile living in twelve YMM registers for a whole depth block. Packing
+// four panels at once reads each row of B 256 bytes at a time: one panel alone read 64 bytes per
+// row at a stride of the whole row, which for an im2col matrix cost a cache and TLB miss each
+// (a fifth of a VAE decode's time).
 const (
 	gemmMR = 6
 	gemmNR = 16
 	gemmKC = 256
-	gemmMC = 96
+	gemmMC = 240
+	gemmNP = 4 // panels per task: rows of B are read 256 bytes at a time while packing
 )
 
 // gemmPacked computes C = A·W (+ bias) with the AVX2 micro-kernel; W may be float32 or quantized
@@ -35,10 +39,10 @@ func gemmPacked(p *workPool, m, n, k int, a []float32, lda int, w weights, ldb i
 			}
 		}
 	}
-	panels := (n + gemmNR - 1) / gemmNR
+	groups := (n + gemmNP*gemmNR - 1) / (gemmNP * gemmNR)
 	mblocks := (m + gemmMC - 1) / gemmMC
-	p.pk = gemmPackedJob{p: p, m: m, n: n, k: k, ap: ap, w: w, ldb: ldb, c: c, ldc: ldc, bias: bias, panels: panels}
-	p.run(&p.pk, mblocks*panels, 1)
+	p.pk = gemmPackedJob{p: p, m: m, n: n, k: k, ap: ap, w: w, ldb: ldb, c: c, ldc: ldc, bias: bias, groups: groups}
+	p.run(&p.pk, mblocks*groups, 1)
 	p.pk = gemmPackedJob{}
 }
 
@@ -50,67 +54,83 @@ type gemmPackedJob struct {
 	ldb     int
 	c, bias []float32
 	ldc     int
-	panels  int
+	groups  int // column groups of gemmNP panels
 }
 
-// chunk computes tasks [lo,hi): task t is row block t/panels and column panel t%panels.
+// chunk computes tasks [lo,hi): task t is row block t/groups and column group t%groups.
 func (j *gemmPackedJob) chunk(wk, lo, hi int) {
-	buf := j.p.buf(wk, gemmKC*gemmNR+gemmMR*gemmNR)
-	bp, tmp := buf[:gemmKC*gemmNR], buf[gemmKC*gemmNR:]
+	const panel = gemmKC * gemmNR
+	buf := j.p.buf(wk, gemmNP*panel+gemmMR*gemmNR)
+	tmp := buf[gemmNP*panel:]
 	for t := lo; t < hi; t++ {
-		mb, jp := t/j.panels, t%j.panels
+		mb, g := t/j.groups, t%j.groups
 		i0, i1 := mb*gemmMC, min((mb+1)*gemmMC, j.m)
-		j0 := jp * gemmNR
-		nb := min(gemmNR, j.n-j0)
+		j0 := g * gemmNP * gemmNR
+		ng := min(gemmNP*gemmNR, j.n-j0)
 		for i := i0; i < i1; i++ {
-			ci := j.c[i*j.ldc+j0:][:nb]
-			setBias(ci, j.bias, j0)
+			setBias(j.c[i*j.ldc+j0:][:ng], j.bias, j0)
 		}
 		for p0 := 0; p0 < j.k; p0 += gemmKC {
 			kb := min(gemmKC, j.k-p0)
-			b := bp[:kb*gemmNR]
-			j.packB(b, p0, kb, j0, nb)
-			for i := i0; i < i1; i += gemmMR {
-				a := j.ap[i*j.k+p0*gemmMR:][:kb*gemmMR]
-				mr := min(gemmMR, i1-i)
-				if mr == gemmMR && nb == gemmNR {
-					gemm6x16AVX2(a, b, j.c[i*j.ldc+j0:], j.ldc)
-					continue
-				}
-				// Edge tile: run the kernel on a zero-padded copy of the valid part of C.
-				clear(tmp)
-				for r := 0; r < mr; r++ {
-					copy(tmp[r*gemmNR:][:nb], j.c[(i+r)*j.ldc+j0:][:nb])
-				}
-				gemm6x16AVX2(a, b, tmp, gemmNR)
-				for r := 0; r < mr; r++ {
-					copy(j.c[(i+r)*j.ldc+j0:][:nb], tmp[r*gemmNR:][:nb])
+			j.packB(buf[:gemmNP*panel], p0, kb, j0, ng)
+			for q := 0; q*gemmNR < ng; q++ {
+				b := buf[q*panel:][:kb*gemmNR]
+				jq, nb := j0+q*gemmNR, min(gemmNR, ng-q*gemmNR)
+				for i := i0; i < i1; i += gemmMR {
+					a := j.ap[i*j.k+p0*gemmMR:][:kb*gemmMR]
+					mr := min(gemmMR, i1-i)
+					if mr == gemmMR && nb == gemmNR {
+						gemm6x16AVX2(a, b, j.c[i*j.ldc+jq:], j.ldc)
+						continue
+					}
+					// Edge tile: run the kernel on a zero-padded copy of the valid part of C.
+					clear(tmp)
+					for r := 0; r < mr; r++ {
+						copy(tmp[r*gemmNR:][:nb], j.c[(i+r)*j.ldc+jq:][:nb])
+					}
+					gemm6x16AVX2(a, b, tmp, gemmNR)
+					for r := 0; r < mr; r++ {
+						copy(j.c[(i+r)*j.ldc+jq:][:nb], tmp[r*gemmNR:][:nb])
+					}
 				}
 			}
 		}
 	}
 }
 
-// packB writes W[p0:p0+kb, j0:j0+nb] as float32 rows of gemmNR (zero-padded) into b, applying
-// the int8 per-column scales.
-func (j *gemmPackedJob) packB(b []float32, p0, kb, j0, nb int) {
+// packB writes W[p0:p0+kb, j0:j0+ng] as float32 panels of gemmNR columns (panel q at
+// buf[q·gemmKC·gemmNR:], row p at offset p·gemmNR, zero-padded past ng) into buf, applying the
+// int8 per-column scales.
+func (j *gemmPackedJob) packB(buf []float32, p0, kb, j0, ng int) {
+	const panel = gemmKC * gemmNR
 	w := &j.w
 	for q := 0; q < kb; q++ {
-		dst := b[q*gemmNR:][:gemmNR]
 		off := (p0+q)*j.ldb + j0
 		switch {
+		case w.f32 != nil && ng == gemmNP*gemmNR:
+			// Whole panels: fixed-size array copies compile to vector moves, not memmove calls.
+			src := w.f32[off : off+gemmNP*gemmNR]
+			for x := 0; x < gemmNP; x++ {
+				*(*[gemmNR]float32)(buf[x*panel+q*gemmNR:]) = *(*[gemmNR]float32)(src[x*gemmNR:])
+			}
+			continue
 		case w.f32 != nil:
-			copy(dst, w.f32[off:off+nb])
+			for x, v := range w.f32[off : off+ng] {
+				buf[x/gemmNR*panel+q*gemmNR+x%gemmNR] = v
+			}
 		case w.i8 != nil:
-			src := w.i8[off : off+nb]
-			for x, v := range src {
-				dst[x] = float32(v) * w.scale[j0+x]
+			sc := w.scale[j0 : j0+ng]
+			for x, v := range w.i8[off : off+ng] {
+				buf[x/gemmNR*panel+q*gemmNR+x%gemmNR] = float32(v) * sc[x]
 			}
 		default:
-			for x := range nb {
-				dst[x] = w.at(off + x)
+			for x := range ng {
+				buf[x/gemmNR*panel+q*gemmNR+x%gemmNR] = w.at(off + x)
 			}
 		}
-		clear(dst[nb:])
+		if pad := ng % gemmNR; pad != 0 {
+			last := ng / gemmNR
+			clear(buf[last*panel+q*gemmNR+pad:][:gemmNR-pad])
+		}
 	}
 }
