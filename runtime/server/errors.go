@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -75,7 +76,7 @@ func classify(err error) *httpError {
 		if status == 0 {
 			status = http.StatusInternalServerError
 		}
-		return &httpError{status: status, code: strings.ToLower(se.Code.String()), msg: msg}
+		return &httpError{status: status, code: snake(se.Code.String()), msg: msg}
 	}
 	return &httpError{status: http.StatusInternalServerError, code: "internal", msg: msg}
 }
@@ -197,4 +198,40 @@ func jsonTypeName(goType string) string {
 		return "a boolean"
 	}
 	return "a number"
+}
+
+// snake turns a code name (InvalidArgument) into the API's form (invalid_argument).
+func snake(name string) string {
+	var b strings.Builder
+	for i, r := range name {
+		if 'A' <= r && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// restarts sums the restarts of the named backends (all when names is empty).
+func restarts(e *engine.Engine, names ...string) int {
+	n := 0
+	for _, b := range e.Backends() {
+		if len(names) == 0 || slices.Contains(names, b.Name) {
+			n += b.Restarts
+		}
+	}
+	return n
+}
+
+// lostBackend reports a request that failed while a backend it used restarted: whatever the
+// backend said (a session the new process does not know is NotFound), the cause is the crash.
+func lostBackend(err error, before, after int) error {
+	if err == nil || after == before || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &httpError{status: http.StatusServiceUnavailable, code: "backend_unavailable", retryAfter: 1,
+		msg: fmt.Sprintf("a backend restarted during the request (it crashed; its sessions were lost): %s", clientMessage(err))}
 }

@@ -308,7 +308,9 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, st *state) 
 			}
 		}
 	}
+	before := restarts(st.e, m.BackendName)
 	res, err := s.generate(ctx, model, ids, opts)
+	err = lostBackend(err, before, restarts(st.e, m.BackendName))
 	if err != nil {
 		s.log.Debug("completion failed", "model", m.Name, "err", err)
 		if stream != nil {

@@ -144,7 +144,9 @@ func (s *Server) runPipeline(w http.ResponseWriter, r *http.Request, st *state) 
 	if streaming {
 		obs.sse = startSSE(w)
 	}
+	before := restarts(st.e)
 	res, err := st.e.Run(ctx, p.Name, inputs, obs)
+	err = lostBackend(err, before, restarts(st.e))
 	var resp *pipelineResponse
 	if err == nil {
 		resp, err = pipelineJSON(res)
