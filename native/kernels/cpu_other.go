@@ -13,3 +13,5 @@ func axpyPanelF16AVX2(c, a []float32, w []uint16, ldw int)  { panic("kernels: no
 func dotF32AVX2(a []float32, w []float32) float32           { panic("kernels: no SIMD") }
 func dotI8AVX2(a []float32, w []int8) float32               { panic("kernels: no SIMD") }
 func dotF16AVX2(a []float32, w []uint16) float32            { panic("kernels: no SIMD") }
+func widenI8AVX2(dst []float32, q []int8, scale []float32)  { panic("kernels: no SIMD") }
+func widenF16AVX2(dst []float32, h []uint16)                { panic("kernels: no SIMD") }

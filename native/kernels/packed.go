@@ -1,5 +1,7 @@
 package kernels
 
+import "github.com/modelrt/modelrt/native/safetensors"
+
 // Blocking of the packed product (GotoBLAS order): A is packed once per call into strips of
 // gemmMR rows interleaved by depth; each task packs gemmNP panels of gemmKC×gemmNR of B (16 KiB
 // each, one at a time in L1) and sweeps each over gemmMC rows of A (gemmMC×gemmKC floats,
@@ -119,13 +121,29 @@ func (j *gemmPackedJob) packB(buf []float32, p0, kb, j0, ng int) {
 				buf[x/gemmNR*panel+q*gemmNR+x%gemmNR] = v
 			}
 		case w.i8 != nil:
-			sc := w.scale[j0 : j0+ng]
-			for x, v := range w.i8[off : off+ng] {
-				buf[x/gemmNR*panel+q*gemmNR+x%gemmNR] = float32(v) * sc[x]
+			src, sc := w.i8[off:off+ng], w.scale[j0:j0+ng]
+			for x0 := 0; x0 < ng; x0 += gemmNR {
+				n := min(gemmNR, ng-x0)
+				d, s, f := buf[x0/gemmNR*panel+q*gemmNR:][:n], src[x0:][:n], sc[x0:][:n]
+				if n == gemmNR { // only the SIMD path packs (gemmPacked runs when useSIMD)
+					widenI8AVX2(d, s, f)
+					continue
+				}
+				for x := range d {
+					d[x] = float32(s[x]) * f[x]
+				}
 			}
 		default:
-			for x := range ng {
-				buf[x/gemmNR*panel+q*gemmNR+x%gemmNR] = w.at(off + x)
+			for x0 := 0; x0 < ng; x0 += gemmNR {
+				n := min(gemmNR, ng-x0)
+				d, h := buf[x0/gemmNR*panel+q*gemmNR:][:n], w.f16[off+x0:][:n]
+				if n == gemmNR && haveF16C {
+					widenF16AVX2(d, h)
+					continue
+				}
+				for x := range d {
+					d[x] = safetensors.F16ToF32(h[x])
+				}
 			}
 		}
 		if pad := ng % gemmNR; pad != 0 {

@@ -38,3 +38,13 @@ func axpyPanelF16AVX2(c []float32, a []float32, w []uint16, ldw int)
 //
 //go:noescape
 func dotF16AVX2(a []float32, w []uint16) float32
+
+// widenI8AVX2 sets dst[i] = float32(q[i])·scale[i] for i < len(dst), a multiple of 8.
+//
+//go:noescape
+func widenI8AVX2(dst []float32, q []int8, scale []float32)
+
+// widenF16AVX2 sets dst[i] to the half-precision value h[i] for i < len(dst), a multiple of 8.
+//
+//go:noescape
+func widenF16AVX2(dst []float32, h []uint16)

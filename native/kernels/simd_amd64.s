@@ -438,3 +438,46 @@ dotF16AVX2_reduce:
 	VZEROUPPER
 	MOVSS        X0, ret+48(FP)
 	RET
+
+// func widenI8AVX2(dst []float32, q []int8, scale []float32)
+// Requires: AVX, AVX2
+TEXT ·widenI8AVX2(SB), NOSPLIT, $0-72
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ q_base+24(FP), DX
+	MOVQ scale_base+48(FP), BX
+	XORQ SI, SI
+
+widenI8_loop:
+	CMPQ      SI, CX
+	JGE       widenI8_done
+	VPMOVSXBD (DX)(SI*1), Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS    (BX)(SI*4), Y0, Y0
+	VMOVUPS   Y0, (AX)(SI*4)
+	ADDQ      $0x08, SI
+	JMP       widenI8_loop
+
+widenI8_done:
+	VZEROUPPER
+	RET
+
+// func widenF16AVX2(dst []float32, h []uint16)
+// Requires: AVX, F16C
+TEXT ·widenF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ h_base+24(FP), DX
+	XORQ BX, BX
+
+widenF16_loop:
+	CMPQ      BX, CX
+	JGE       widenF16_done
+	VCVTPH2PS (DX)(BX*2), Y0
+	VMOVUPS   Y0, (AX)(BX*4)
+	ADDQ      $0x08, BX
+	JMP       widenF16_loop
+
+widenF16_done:
+	VZEROUPPER
+	RET

@@ -37,6 +37,8 @@ func main() {
 		axpyPanel(e)
 		dot(e)
 	}
+	widenI8()
+	widenF16()
 	Generate()
 }
 
@@ -225,4 +227,54 @@ func log2(n int) int {
 		r++
 	}
 	return r
+}
+
+// widenI8 is dst[i] = float32(q[i])·scale[i] for i < len(dst), a multiple of 8: the GEMM's
+// packing of an int8 weight panel.
+func widenI8() {
+	TEXT("widenI8AVX2", NOSPLIT, "func(dst []float32, q []int8, scale []float32)")
+	Pragma("noescape")
+	Doc("widenI8AVX2 sets dst[i] = float32(q[i])·scale[i] for i < len(dst), a multiple of 8.")
+	pd := Load(Param("dst").Base(), GP64())
+	n := Load(Param("dst").Len(), GP64())
+	pq := Load(Param("q").Base(), GP64())
+	ps := Load(Param("scale").Base(), GP64())
+	j := GP64()
+	XORQ(j, j)
+	t := YMM()
+	Label("widenI8_loop")
+	CMPQ(j, n)
+	JGE(LabelRef("widenI8_done"))
+	VPMOVSXBD(Mem{Base: pq, Index: j, Scale: 1}, t)
+	VCVTDQ2PS(t, t)
+	VMULPS(Mem{Base: ps, Index: j, Scale: 4}, t, t)
+	VMOVUPS(t, Mem{Base: pd, Index: j, Scale: 4})
+	ADDQ(Imm(8), j)
+	JMP(LabelRef("widenI8_loop"))
+	Label("widenI8_done")
+	VZEROUPPER()
+	RET()
+}
+
+// widenF16 is dst[i] = float32(h[i]) for i < len(dst), a multiple of 8.
+func widenF16() {
+	TEXT("widenF16AVX2", NOSPLIT, "func(dst []float32, h []uint16)")
+	Pragma("noescape")
+	Doc("widenF16AVX2 sets dst[i] to the half-precision value h[i] for i < len(dst), a multiple of 8.")
+	pd := Load(Param("dst").Base(), GP64())
+	n := Load(Param("dst").Len(), GP64())
+	ph := Load(Param("h").Base(), GP64())
+	j := GP64()
+	XORQ(j, j)
+	t := YMM()
+	Label("widenF16_loop")
+	CMPQ(j, n)
+	JGE(LabelRef("widenF16_done"))
+	VCVTPH2PS(Mem{Base: ph, Index: j, Scale: 2}, t)
+	VMOVUPS(t, Mem{Base: pd, Index: j, Scale: 4})
+	ADDQ(Imm(8), j)
+	JMP(LabelRef("widenF16_loop"))
+	Label("widenF16_done")
+	VZEROUPPER()
+	RET()
 }
