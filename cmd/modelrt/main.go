@@ -74,6 +74,7 @@ func newRoot() *cobra.Command {
 		newServeCmd(g),
 		newQuantizeCmd(),
 		newBenchCmd(g),
+		newPullCmd(g),
 	)
 	return root
 }
