@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelrt/modelrt/native/quant"
 	"github.com/modelrt/modelrt/native/safetensors"
 )
 
@@ -206,10 +207,15 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte(`{"vocab_size": 5, "n_positions": 2, "n_embd": 6, "n_layer": 1, "n_head": 3, "n_inner": null}`))
 	f.Add([]byte(`{"vocab_size": -1}`))
+	f.Add([]byte(`{"vocab_size": 5, "n_positions": 2, "n_embd": 6, "n_layer": 1, "n_head": 3, "quantization": {"format": "modelrt-weights/v1", "dtype": "int8"}}`))
+	f.Add([]byte(`{"vocab_size": 5, "n_positions": 2, "n_embd": 6, "n_layer": 1, "n_head": 3, "quantization": {"format": "modelrt-weights/v1", "dtype": "f32"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := ParseConfig(data)
 		if err != nil {
 			return
+		}
+		if c.Weights != "" && c.Weights != quant.Int8 && c.Weights != quant.F16 {
+			t.Fatalf("accepted weights %q", c.Weights)
 		}
 		if c.Validate() != nil || c.NEmbd%c.NHead != 0 || c.Inner() <= 0 {
 			t.Fatalf("accepted an invalid config %+v", c)
