@@ -143,10 +143,16 @@ func (s *Server) newState(e *engine.Engine) *state {
 }
 
 // Swap makes e serve new requests. Requests already running on the old engine finish there;
-// then the old engine is closed (in the background: Close waits for it).
+// then the old engine is closed (in the background: Close waits for it). After Close, Swap
+// closes e instead.
 func (s *Server) Swap(e *engine.Engine) {
 	st := s.newState(e)
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = e.Close()
+		return
+	}
 	old := s.cur
 	s.cur = st
 	s.mu.Unlock()
