@@ -15,3 +15,5 @@ func dotI8AVX2(a []float32, w []int8) float32               { panic("kernels: no
 func dotF16AVX2(a []float32, w []uint16) float32            { panic("kernels: no SIMD") }
 func widenI8AVX2(dst []float32, q []int8, scale []float32)  { panic("kernels: no SIMD") }
 func widenF16AVX2(dst []float32, h []uint16)                { panic("kernels: no SIMD") }
+func siluAVX2(dst, x []float32)                             { panic("kernels: no SIMD") }
+func geluAVX2(dst, x []float32)                             { panic("kernels: no SIMD") }

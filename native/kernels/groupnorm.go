@@ -90,14 +90,11 @@ func groupNorm(out, inp, gamma, beta []float32, b, c, hw, g int, eps float32, si
 				sh := float64(beta[ch])
 				src := inp[base+j*hw : base+(j+1)*hw]
 				dst := out[base+j*hw : base+(j+1)*hw]
+				for p, xv := range src {
+					dst[p] = float32((float64(xv)-mean)*a + sh)
+				}
 				if silu {
-					for p, xv := range src {
-						dst[p] = silu32(float32((float64(xv)-mean)*a + sh))
-					}
-				} else {
-					for p, xv := range src {
-						dst[p] = float32((float64(xv)-mean)*a + sh)
-					}
+					siluSpan(dst, dst)
 				}
 			}
 		}

@@ -5,7 +5,9 @@ import (
 	"testing"
 )
 
-func TestGroupNormMatchesNaive(t *testing.T) {
+func TestGroupNormMatchesNaive(t *testing.T) { bothInner(t, testGroupNormMatchesNaive) }
+
+func testGroupNormMatchesNaive(t *testing.T) {
 	cases := []struct{ b, c, hw, g int }{{2, 6, 35, 3}, {1, 5, 7, 5}, {3, 4, 1, 1}, {1, 32, 129, 8}}
 	for i, tc := range cases {
 		t.Run(fmt.Sprintf("B%d_C%d_HW%d_G%d", tc.b, tc.c, tc.hw, tc.g), func(t *testing.T) {

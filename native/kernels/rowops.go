@@ -153,8 +153,17 @@ func GeluNew(dst, x []float32) {
 
 // geluNew evaluates tanh through exp: tanh(u) = 1 − 2/(exp(2u)+1), which is exact in float64
 // at the ends (±1) and is about twice as fast as math.Tanh.
+// With useSIMD, whole groups of eight go through geluAVX2 (the same formula on a float32
+// polynomial exp).
 func geluNew(dst, x []float32) {
 	dst = dst[:len(x)]
+	if useSIMD {
+		n8 := len(x) &^ 7
+		if n8 > 0 {
+			geluAVX2(dst[:n8], x[:n8])
+		}
+		dst, x = dst[n8:], x[n8:]
+	}
 	for i, e := range x {
 		v := float64(e)
 		u := geluC * (v + 0.044715*v*v*v)

@@ -6,7 +6,9 @@ import (
 	"testing"
 )
 
-func TestRowOpsMatchNaive(t *testing.T) {
+func TestRowOpsMatchNaive(t *testing.T) { bothInner(t, testRowOpsMatchNaive) }
+
+func testRowOpsMatchNaive(t *testing.T) {
 	for _, c := range []int{1, 3, 17, 65, 127, 768} {
 		for _, rows := range []int{1, 3, 65} {
 			x := randomVec(uint64(c*rows), rows*c, -4, 4)
@@ -32,6 +34,9 @@ func TestRowOpsMatchNaive(t *testing.T) {
 		if n > 1 {
 			x[1] = -30
 		}
+		if n > 10 {
+			copy(x[2:], []float32{50, -50, 1e-20, -1e-20, 0, 8.5, -8.5}) // clamped exp, tiny, zero
+		}
 		want, got := make([]float32, n), nanVec(n)
 		GeluNewNaive(want, x)
 		GeluNew(got, x)
@@ -41,10 +46,14 @@ func TestRowOpsMatchNaive(t *testing.T) {
 
 // TestGeluNewIsTanhVariant pins the formula with values computed independently (PyTorch 1.13,
 // torch.nn.functional.gelu(x, approximate="tanh")), so the exact-erf GELU cannot pass for it.
-func TestGeluNewIsTanhVariant(t *testing.T) {
+func TestGeluNewIsTanhVariant(t *testing.T) { bothInner(t, testGeluNewIsTanhVariant) }
+
+func testGeluNewIsTanhVariant(t *testing.T) {
 	const tol = 1e-6
-	xs := []float32{-3, -1, -0.5, 0, 0.5, 1, 2, 3}
-	want := []float32{-0.0036374, -0.1588080, -0.1542860, 0, 0.3457140, 0.8411920, 1.9545977, 2.9963627}
+	// Eight and more values, so that the AVX2 path sees a whole group.
+	xs := []float32{-3, -1, -0.5, 0, 0.5, 1, 2, 3, -3, -1, -0.5, 0, 0.5, 1, 2, 3, 1}
+	want := []float32{-0.0036374, -0.1588080, -0.1542860, 0, 0.3457140, 0.8411920, 1.9545977, 2.9963627,
+		-0.0036374, -0.1588080, -0.1542860, 0, 0.3457140, 0.8411920, 1.9545977, 2.9963627, 0.8411920}
 	got := make([]float32, len(xs))
 	GeluNew(got, xs)
 	for i := range xs {

@@ -48,3 +48,13 @@ func widenI8AVX2(dst []float32, q []int8, scale []float32)
 //
 //go:noescape
 func widenF16AVX2(dst []float32, h []uint16)
+
+// siluAVX2 sets dst[i] = x[i]/(1+exp(−x[i])) for i < len(dst), a multiple of 8.
+//
+//go:noescape
+func siluAVX2(dst []float32, x []float32)
+
+// geluAVX2 sets dst[i] = gelu_new(x[i]) for i < len(dst), a multiple of 8.
+//
+//go:noescape
+func geluAVX2(dst []float32, x []float32)

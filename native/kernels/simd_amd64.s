@@ -481,3 +481,277 @@ widenF16_loop:
 widenF16_done:
 	VZEROUPPER
 	RET
+
+// func siluAVX2(dst []float32, x []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·siluAVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ x_base+24(FP), DX
+	XORQ BX, BX
+
+silu_loop:
+	CMPQ         BX, CX
+	JGE          silu_done
+	VMOVUPS      (DX)(BX*4), Y0
+	VXORPS       silu_sign<>+0(SB), Y0, Y1
+	VMAXPS       exp_lo<>+0(SB), Y1, Y1
+	VMINPS       exp_hi<>+0(SB), Y1, Y1
+	VMULPS       exp_log2e<>+0(SB), Y1, Y2
+	VROUNDPS     $0x00, Y2, Y2
+	VMOVAPS      Y1, Y1
+	VFNMADD231PS exp_ln2hi<>+0(SB), Y2, Y1
+	VFNMADD231PS exp_ln2lo<>+0(SB), Y2, Y1
+	VMOVUPS      exp_p0<>+0(SB), Y3
+	VFMADD213PS  exp_p1<>+0(SB), Y1, Y3
+	VFMADD213PS  exp_p2<>+0(SB), Y1, Y3
+	VFMADD213PS  exp_p3<>+0(SB), Y1, Y3
+	VFMADD213PS  exp_p4<>+0(SB), Y1, Y3
+	VFMADD213PS  exp_p5<>+0(SB), Y1, Y3
+	VMULPS       Y1, Y1, Y4
+	VFMADD213PS  Y1, Y4, Y3
+	VADDPS       exp_one<>+0(SB), Y3, Y3
+	VCVTPS2DQ    Y2, Y2
+	VPADDD       exp_bias<>+0(SB), Y2, Y2
+	VPSLLD       $0x17, Y2, Y2
+	VMULPS       Y2, Y3, Y3
+	VADDPS       exp_one<>+0(SB), Y3, Y3
+	VDIVPS       Y3, Y0, Y0
+	VMOVUPS      Y0, (AX)(BX*4)
+	ADDQ         $0x08, BX
+	JMP          silu_loop
+
+silu_done:
+	VZEROUPPER
+	RET
+
+DATA silu_sign<>+0(SB)/4, $0x80000000
+DATA silu_sign<>+4(SB)/4, $0x80000000
+DATA silu_sign<>+8(SB)/4, $0x80000000
+DATA silu_sign<>+12(SB)/4, $0x80000000
+DATA silu_sign<>+16(SB)/4, $0x80000000
+DATA silu_sign<>+20(SB)/4, $0x80000000
+DATA silu_sign<>+24(SB)/4, $0x80000000
+DATA silu_sign<>+28(SB)/4, $0x80000000
+GLOBL silu_sign<>(SB), RODATA|NOPTR, $32
+
+DATA exp_lo<>+0(SB)/4, $0xc2ae999a
+DATA exp_lo<>+4(SB)/4, $0xc2ae999a
+DATA exp_lo<>+8(SB)/4, $0xc2ae999a
+DATA exp_lo<>+12(SB)/4, $0xc2ae999a
+DATA exp_lo<>+16(SB)/4, $0xc2ae999a
+DATA exp_lo<>+20(SB)/4, $0xc2ae999a
+DATA exp_lo<>+24(SB)/4, $0xc2ae999a
+DATA exp_lo<>+28(SB)/4, $0xc2ae999a
+GLOBL exp_lo<>(SB), RODATA|NOPTR, $32
+
+DATA exp_hi<>+0(SB)/4, $0x42b0999a
+DATA exp_hi<>+4(SB)/4, $0x42b0999a
+DATA exp_hi<>+8(SB)/4, $0x42b0999a
+DATA exp_hi<>+12(SB)/4, $0x42b0999a
+DATA exp_hi<>+16(SB)/4, $0x42b0999a
+DATA exp_hi<>+20(SB)/4, $0x42b0999a
+DATA exp_hi<>+24(SB)/4, $0x42b0999a
+DATA exp_hi<>+28(SB)/4, $0x42b0999a
+GLOBL exp_hi<>(SB), RODATA|NOPTR, $32
+
+DATA exp_log2e<>+0(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+4(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+8(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+12(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+16(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+20(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+24(SB)/4, $0x3fb8aa3b
+DATA exp_log2e<>+28(SB)/4, $0x3fb8aa3b
+GLOBL exp_log2e<>(SB), RODATA|NOPTR, $32
+
+DATA exp_ln2hi<>+0(SB)/4, $0x3f318000
+DATA exp_ln2hi<>+4(SB)/4, $0x3f318000
+DATA exp_ln2hi<>+8(SB)/4, $0x3f318000
+DATA exp_ln2hi<>+12(SB)/4, $0x3f318000
+DATA exp_ln2hi<>+16(SB)/4, $0x3f318000
+DATA exp_ln2hi<>+20(SB)/4, $0x3f318000
+DATA exp_ln2hi<>+24(SB)/4, $0x3f318000
+DATA exp_ln2hi<>+28(SB)/4, $0x3f318000
+GLOBL exp_ln2hi<>(SB), RODATA|NOPTR, $32
+
+DATA exp_ln2lo<>+0(SB)/4, $0xb95e8083
+DATA exp_ln2lo<>+4(SB)/4, $0xb95e8083
+DATA exp_ln2lo<>+8(SB)/4, $0xb95e8083
+DATA exp_ln2lo<>+12(SB)/4, $0xb95e8083
+DATA exp_ln2lo<>+16(SB)/4, $0xb95e8083
+DATA exp_ln2lo<>+20(SB)/4, $0xb95e8083
+DATA exp_ln2lo<>+24(SB)/4, $0xb95e8083
+DATA exp_ln2lo<>+28(SB)/4, $0xb95e8083
+GLOBL exp_ln2lo<>(SB), RODATA|NOPTR, $32
+
+DATA exp_one<>+0(SB)/4, $0x3f800000
+DATA exp_one<>+4(SB)/4, $0x3f800000
+DATA exp_one<>+8(SB)/4, $0x3f800000
+DATA exp_one<>+12(SB)/4, $0x3f800000
+DATA exp_one<>+16(SB)/4, $0x3f800000
+DATA exp_one<>+20(SB)/4, $0x3f800000
+DATA exp_one<>+24(SB)/4, $0x3f800000
+DATA exp_one<>+28(SB)/4, $0x3f800000
+GLOBL exp_one<>(SB), RODATA|NOPTR, $32
+
+DATA exp_bias<>+0(SB)/4, $0x0000007f
+DATA exp_bias<>+4(SB)/4, $0x0000007f
+DATA exp_bias<>+8(SB)/4, $0x0000007f
+DATA exp_bias<>+12(SB)/4, $0x0000007f
+DATA exp_bias<>+16(SB)/4, $0x0000007f
+DATA exp_bias<>+20(SB)/4, $0x0000007f
+DATA exp_bias<>+24(SB)/4, $0x0000007f
+DATA exp_bias<>+28(SB)/4, $0x0000007f
+GLOBL exp_bias<>(SB), RODATA|NOPTR, $32
+
+DATA exp_p0<>+0(SB)/4, $0x39506967
+DATA exp_p0<>+4(SB)/4, $0x39506967
+DATA exp_p0<>+8(SB)/4, $0x39506967
+DATA exp_p0<>+12(SB)/4, $0x39506967
+DATA exp_p0<>+16(SB)/4, $0x39506967
+DATA exp_p0<>+20(SB)/4, $0x39506967
+DATA exp_p0<>+24(SB)/4, $0x39506967
+DATA exp_p0<>+28(SB)/4, $0x39506967
+GLOBL exp_p0<>(SB), RODATA|NOPTR, $32
+
+DATA exp_p1<>+0(SB)/4, $0x3ab743ce
+DATA exp_p1<>+4(SB)/4, $0x3ab743ce
+DATA exp_p1<>+8(SB)/4, $0x3ab743ce
+DATA exp_p1<>+12(SB)/4, $0x3ab743ce
+DATA exp_p1<>+16(SB)/4, $0x3ab743ce
+DATA exp_p1<>+20(SB)/4, $0x3ab743ce
+DATA exp_p1<>+24(SB)/4, $0x3ab743ce
+DATA exp_p1<>+28(SB)/4, $0x3ab743ce
+GLOBL exp_p1<>(SB), RODATA|NOPTR, $32
+
+DATA exp_p2<>+0(SB)/4, $0x3c088908
+DATA exp_p2<>+4(SB)/4, $0x3c088908
+DATA exp_p2<>+8(SB)/4, $0x3c088908
+DATA exp_p2<>+12(SB)/4, $0x3c088908
+DATA exp_p2<>+16(SB)/4, $0x3c088908
+DATA exp_p2<>+20(SB)/4, $0x3c088908
+DATA exp_p2<>+24(SB)/4, $0x3c088908
+DATA exp_p2<>+28(SB)/4, $0x3c088908
+GLOBL exp_p2<>(SB), RODATA|NOPTR, $32
+
+DATA exp_p3<>+0(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+4(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+8(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+12(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+16(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+20(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+24(SB)/4, $0x3d2aa9c1
+DATA exp_p3<>+28(SB)/4, $0x3d2aa9c1
+GLOBL exp_p3<>(SB), RODATA|NOPTR, $32
+
+DATA exp_p4<>+0(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+4(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+8(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+12(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+16(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+20(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+24(SB)/4, $0x3e2aaaaa
+DATA exp_p4<>+28(SB)/4, $0x3e2aaaaa
+GLOBL exp_p4<>(SB), RODATA|NOPTR, $32
+
+DATA exp_p5<>+0(SB)/4, $0x3f000000
+DATA exp_p5<>+4(SB)/4, $0x3f000000
+DATA exp_p5<>+8(SB)/4, $0x3f000000
+DATA exp_p5<>+12(SB)/4, $0x3f000000
+DATA exp_p5<>+16(SB)/4, $0x3f000000
+DATA exp_p5<>+20(SB)/4, $0x3f000000
+DATA exp_p5<>+24(SB)/4, $0x3f000000
+DATA exp_p5<>+28(SB)/4, $0x3f000000
+GLOBL exp_p5<>(SB), RODATA|NOPTR, $32
+
+// func geluAVX2(dst []float32, x []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·geluAVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ x_base+24(FP), DX
+	XORQ BX, BX
+
+gelu_loop:
+	CMPQ         BX, CX
+	JGE          gelu_done
+	VMOVUPS      (DX)(BX*4), Y0
+	VMULPS       Y0, Y0, Y1
+	VMULPS       gelu_c3<>+0(SB), Y1, Y1
+	VFMADD213PS  Y0, Y0, Y1
+	VMULPS       gelu_2c<>+0(SB), Y1, Y1
+	VMAXPS       exp_lo<>+0(SB), Y1, Y1
+	VMINPS       exp_hi<>+0(SB), Y1, Y1
+	VMULPS       exp_log2e<>+0(SB), Y1, Y2
+	VROUNDPS     $0x00, Y2, Y2
+	VMOVAPS      Y1, Y1
+	VFNMADD231PS exp_ln2hi<>+0(SB), Y2, Y1
+	VFNMADD231PS exp_ln2lo<>+0(SB), Y2, Y1
+	VMOVUPS      exp_p0<>+0(SB), Y3
+	VFMADD213PS  exp_p1<>+0(SB), Y1, Y3
+	VFMADD213PS  exp_p2<>+0(SB), Y1, Y3
+	VFMADD213PS  exp_p3<>+0(SB), Y1, Y3
+	VFMADD213PS  exp_p4<>+0(SB), Y1, Y3
+	VFMADD213PS  exp_p5<>+0(SB), Y1, Y3
+	VMULPS       Y1, Y1, Y4
+	VFMADD213PS  Y1, Y4, Y3
+	VADDPS       exp_one<>+0(SB), Y3, Y3
+	VCVTPS2DQ    Y2, Y2
+	VPADDD       exp_bias<>+0(SB), Y2, Y2
+	VPSLLD       $0x17, Y2, Y2
+	VMULPS       Y2, Y3, Y3
+	VADDPS       exp_one<>+0(SB), Y3, Y3
+	VMOVUPS      gelu_two<>+0(SB), Y1
+	VDIVPS       Y3, Y1, Y1
+	VMOVUPS      gelu_two<>+0(SB), Y2
+	VSUBPS       Y1, Y2, Y2
+	VMULPS       gelu_half<>+0(SB), Y0, Y0
+	VMULPS       Y2, Y0, Y0
+	VMOVUPS      Y0, (AX)(BX*4)
+	ADDQ         $0x08, BX
+	JMP          gelu_loop
+
+gelu_done:
+	VZEROUPPER
+	RET
+
+DATA gelu_c3<>+0(SB)/4, $0x3d372713
+DATA gelu_c3<>+4(SB)/4, $0x3d372713
+DATA gelu_c3<>+8(SB)/4, $0x3d372713
+DATA gelu_c3<>+12(SB)/4, $0x3d372713
+DATA gelu_c3<>+16(SB)/4, $0x3d372713
+DATA gelu_c3<>+20(SB)/4, $0x3d372713
+DATA gelu_c3<>+24(SB)/4, $0x3d372713
+DATA gelu_c3<>+28(SB)/4, $0x3d372713
+GLOBL gelu_c3<>(SB), RODATA|NOPTR, $32
+
+DATA gelu_2c<>+0(SB)/4, $0x3fcc422a
+DATA gelu_2c<>+4(SB)/4, $0x3fcc422a
+DATA gelu_2c<>+8(SB)/4, $0x3fcc422a
+DATA gelu_2c<>+12(SB)/4, $0x3fcc422a
+DATA gelu_2c<>+16(SB)/4, $0x3fcc422a
+DATA gelu_2c<>+20(SB)/4, $0x3fcc422a
+DATA gelu_2c<>+24(SB)/4, $0x3fcc422a
+DATA gelu_2c<>+28(SB)/4, $0x3fcc422a
+GLOBL gelu_2c<>(SB), RODATA|NOPTR, $32
+
+DATA gelu_half<>+0(SB)/4, $0x3f000000
+DATA gelu_half<>+4(SB)/4, $0x3f000000
+DATA gelu_half<>+8(SB)/4, $0x3f000000
+DATA gelu_half<>+12(SB)/4, $0x3f000000
+DATA gelu_half<>+16(SB)/4, $0x3f000000
+DATA gelu_half<>+20(SB)/4, $0x3f000000
+DATA gelu_half<>+24(SB)/4, $0x3f000000
+DATA gelu_half<>+28(SB)/4, $0x3f000000
+GLOBL gelu_half<>(SB), RODATA|NOPTR, $32
+
+DATA gelu_two<>+0(SB)/4, $0x40000000
+DATA gelu_two<>+4(SB)/4, $0x40000000
+DATA gelu_two<>+8(SB)/4, $0x40000000
+DATA gelu_two<>+12(SB)/4, $0x40000000
+DATA gelu_two<>+16(SB)/4, $0x40000000
+DATA gelu_two<>+20(SB)/4, $0x40000000
+DATA gelu_two<>+24(SB)/4, $0x40000000
+DATA gelu_two<>+28(SB)/4, $0x40000000
+GLOBL gelu_two<>(SB), RODATA|NOPTR, $32

@@ -10,6 +10,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -39,6 +40,8 @@ func main() {
 	}
 	widenI8()
 	widenF16()
+	silu()
+	gelu()
 	Generate()
 }
 
@@ -275,6 +278,141 @@ func widenF16() {
 	ADDQ(Imm(8), j)
 	JMP(LabelRef("widenF16_loop"))
 	Label("widenF16_done")
+	VZEROUPPER()
+	RET()
+}
+
+// constant returns eight copies of the float32 v (or of the bits of an int32) in read-only data,
+// usable as a 256-bit memory operand.
+func constant(name string, v any) Mem {
+	m := GLOBL(name, RODATA|NOPTR)
+	for i := 0; i < 8; i++ {
+		switch v := v.(type) {
+		case float32:
+			DATA(4*i, U32(math.Float32bits(v))) // bits: the assembler's float DATA is float64-only
+		case uint32:
+			DATA(4*i, U32(v))
+		}
+	}
+	return m
+}
+
+// expConsts are Cephes' expf: exp(x) = 2^n·(1 + r + r²·P(r)), n = round(x·log2 e),
+// r = x − n·ln 2 (ln 2 split in two for exactness), |r| ≤ ln2/2; about 1 ulp in float32.
+type expConsts struct {
+	lo, hi, log2e, ln2hi, ln2lo, one, bias Mem
+	p                                      [6]Mem
+}
+
+var ec *expConsts
+
+func expConstants() *expConsts {
+	if ec != nil {
+		return ec
+	}
+	ec = &expConsts{
+		lo: constant("exp_lo", float32(-87.3)), hi: constant("exp_hi", float32(88.3)),
+		log2e: constant("exp_log2e", float32(1.44269504088896341)),
+		ln2hi: constant("exp_ln2hi", float32(0.693359375)), ln2lo: constant("exp_ln2lo", float32(-2.12194440e-4)),
+		one: constant("exp_one", float32(1)), bias: constant("exp_bias", uint32(127)),
+	}
+	for i, c := range []float32{1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1} {
+		ec.p[i] = constant(fmt.Sprintf("exp_p%d", i), c)
+	}
+	return ec
+}
+
+// expPS returns exp(v) lane-wise, v clamped to [−87.3, 88.3] so that 2^n stays a normal float
+// (exp(−87.3) ≈ 1.2e-38, exp(88.3) ≈ 2.2e38). v is overwritten.
+func expPS(v VecVirtual) VecVirtual {
+	c := expConstants()
+	VMAXPS(c.lo, v, v)
+	VMINPS(c.hi, v, v)
+	n, r, p, r2 := YMM(), YMM(), YMM(), YMM()
+	VMULPS(c.log2e, v, n)
+	VROUNDPS(Imm(0), n, n) // to nearest
+	VMOVAPS(v, r)
+	VFNMADD231PS(c.ln2hi, n, r) // r −= n·ln2hi
+	VFNMADD231PS(c.ln2lo, n, r) // r −= n·ln2lo
+	VMOVUPS(c.p[0], p)
+	for _, k := range c.p[1:] {
+		VFMADD213PS(k, r, p) // p = p·r + k
+	}
+	VMULPS(r, r, r2)
+	VFMADD213PS(r, r2, p) // p = p·r² + r
+	VADDPS(c.one, p, p)
+	VCVTPS2DQ(n, n)
+	VPADDD(c.bias, n, n)
+	VPSLLD(Imm(23), n, n) // 2^n as float bits
+	VMULPS(n, p, p)
+	return p
+}
+
+// silu is dst[i] = x[i]/(1+exp(−x[i])) for i < len(dst), a multiple of 8; dst may alias x.
+func silu() {
+	TEXT("siluAVX2", NOSPLIT, "func(dst, x []float32)")
+	Pragma("noescape")
+	Doc("siluAVX2 sets dst[i] = x[i]/(1+exp(−x[i])) for i < len(dst), a multiple of 8.")
+	pd := Load(Param("dst").Base(), GP64())
+	n := Load(Param("dst").Len(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	j := GP64()
+	XORQ(j, j)
+	sign := constant("silu_sign", uint32(0x80000000))
+	Label("silu_loop")
+	CMPQ(j, n)
+	JGE(LabelRef("silu_done"))
+	x, v := YMM(), YMM()
+	VMOVUPS(Mem{Base: px, Index: j, Scale: 4}, x)
+	VXORPS(sign, x, v)
+	e := expPS(v)
+	VADDPS(expConstants().one, e, e)
+	VDIVPS(e, x, x)
+	VMOVUPS(x, Mem{Base: pd, Index: j, Scale: 4})
+	ADDQ(Imm(8), j)
+	JMP(LabelRef("silu_loop"))
+	Label("silu_done")
+	VZEROUPPER()
+	RET()
+}
+
+// gelu is GPT-2's gelu_new, dst[i] = ½x(1 + tanh(√(2/π)(x + 0.044715x³))), with
+// tanh(u) = 1 − 2/(exp(2u)+1), for i < len(dst), a multiple of 8; dst may alias x.
+func gelu() {
+	TEXT("geluAVX2", NOSPLIT, "func(dst, x []float32)")
+	Pragma("noescape")
+	Doc("geluAVX2 sets dst[i] = gelu_new(x[i]) for i < len(dst), a multiple of 8.")
+	pd := Load(Param("dst").Base(), GP64())
+	n := Load(Param("dst").Len(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	j := GP64()
+	XORQ(j, j)
+	c3 := constant("gelu_c3", float32(0.044715))
+	k2 := constant("gelu_2c", float32(2*0.7978845608028654)) // 2·√(2/π): exp takes 2u
+	half := constant("gelu_half", float32(0.5))
+	two := constant("gelu_two", float32(2))
+	Label("gelu_loop")
+	CMPQ(j, n)
+	JGE(LabelRef("gelu_done"))
+	x, v, t := YMM(), YMM(), YMM()
+	VMOVUPS(Mem{Base: px, Index: j, Scale: 4}, x)
+	VMULPS(x, x, v)
+	VMULPS(c3, v, v)     // 0.044715x²
+	VFMADD213PS(x, x, v) // x·0.044715x² + x
+	VMULPS(k2, v, v)     // 2u
+	e := expPS(v)
+	VADDPS(expConstants().one, e, e)
+	VMOVUPS(two, t)
+	VDIVPS(e, t, t) // 2/(e+1)
+	u := YMM()
+	VMOVUPS(two, u)
+	VSUBPS(t, u, u) // 2 − 2/(e+1) = 1 + tanh(u)
+	VMULPS(half, x, x)
+	VMULPS(u, x, x)
+	VMOVUPS(x, Mem{Base: pd, Index: j, Scale: 4})
+	ADDQ(Imm(8), j)
+	JMP(LabelRef("gelu_loop"))
+	Label("gelu_done")
 	VZEROUPPER()
 	RET()
 }
