@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/runtime/tokenizer"
 )
 
 // served is a `modelrt serve` process.
@@ -296,5 +300,66 @@ func TestServeDrainDeadline(t *testing.T) {
 	}
 	if !strings.Contains(s.log(), "drain deadline passed") {
 		t.Errorf("log does not say the deadline passed\n%s", s.log())
+	}
+}
+
+// TestServeONNXRuntime: the onnxrt example served — a greedy completion on modelrt's export of
+// gpt2-tiny reproduces PyTorch's greedy continuation of "Hello", and a KServe v2 infer call
+// drives the raw ONNX graph (task graph), as an ONNX model under Triton would be called.
+func TestServeONNXRuntime(t *testing.T) {
+	const model = "../../testdata/models/gpt2-tiny"
+	ref, err := safetensors.Open(filepath.Join(model, "reference.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	hello, _, err := ref.Int64("greedy_hello_ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.Load(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]int, len(hello)-1)
+	for i, id := range hello[1:] {
+		ids[i] = int(id)
+	}
+	want := tok.Decode(ids)
+
+	onnx := t.TempDir()
+	if _, stderr, err := modelrt(t, "export", "--model", model, "--out", onnx, "--with-past"); err != nil {
+		t.Fatalf("export: %v\n%s", err, stderr)
+	}
+	s := startServe(t, "--config", "../../examples/pipelines/complete-onnxrt", "-var", "model_dir="+onnx)
+	status, body := post(t, s.url+"/v1/completions", fmt.Sprintf(`{"model":"gpt2","prompt":"Hello","max_tokens":%d,"temperature":0}`, len(ids)))
+	var r struct{ Choices []struct{ Text string } }
+	if status != 200 || json.Unmarshal([]byte(body), &r) != nil || len(r.Choices) != 1 {
+		t.Fatalf("completion: %d %s\n%s", status, body, s.log())
+	}
+	if r.Choices[0].Text != want {
+		t.Errorf("onnxrt completion %q, PyTorch %q", r.Choices[0].Text, want)
+	}
+	infer := `{"inputs":[
+	  {"name":"input_ids","datatype":"INT64","shape":[1,4],"data":[5,17,300,2]},
+	  {"name":"attention_mask","datatype":"INT64","shape":[1,4],"data":[1,1,1,1]},
+	  {"name":"position_ids","datatype":"INT64","shape":[1,4],"data":[0,1,2,3]}]}`
+	status, body = post(t, s.url+"/v2/models/gpt2_graph/infer", infer)
+	var res struct {
+		Outputs []struct {
+			Name  string
+			Shape []int64
+			Data  []float64
+		}
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &res) != nil || len(res.Outputs) != 1 || res.Outputs[0].Name != "logits" ||
+		len(res.Outputs[0].Shape) != 3 || res.Outputs[0].Shape[1] != 4 || int64(len(res.Outputs[0].Data)) != 4*res.Outputs[0].Shape[2] {
+		t.Errorf("v2 infer on the graph: %d %.300s", status, body)
+	}
+	if status, body := get(t, s.url+"/v2/models/gpt2_graph"); status != 200 || !strings.Contains(body, `"platform":"modelrt/onnxrt"`) || !strings.Contains(body, `"name":"position_ids"`) {
+		t.Errorf("v2 metadata: %d %s", status, body)
+	}
+	if err := s.stop(t, syscall.SIGTERM); err != nil {
+		t.Errorf("exit: %v", err)
 	}
 }
