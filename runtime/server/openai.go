@@ -217,6 +217,69 @@ func causalLM(e *engine.Engine, name string) (*engine.Model, error) {
 	return m, nil
 }
 
+// completionJob is a completions request checked against its model, ready to run.
+type completionJob struct {
+	m     *engine.Model
+	model *lm.Model
+	ids   [][]int // one prompt per row
+	opts  generate.Options
+}
+
+// prepare checks a request against the declared models and the model's facts: a causal-lm
+// model with a tokenizer, non-empty prompts within the vocabulary that leave room in the
+// context. The job's model is set as soon as it is known (for the metrics), even on error.
+func prepare(e *engine.Engine, req *completionRequest, maxBatch int) (*completionJob, error) {
+	opts, ids, texts, err := req.check(maxBatch)
+	if err != nil {
+		return nil, err
+	}
+	m, err := causalLM(e, req.Model)
+	if err != nil {
+		return nil, err
+	}
+	job := &completionJob{m: m}
+	tok, err := e.Tokenizer(m.Name)
+	if err != nil {
+		return job, errorf(http.StatusBadRequest, "invalid_request", "model %q has no tokenizer: completions need one to return text", m.Name)
+	}
+	for _, t := range texts {
+		p := tok.Encode(t)
+		if len(p) == 0 {
+			return job, errorf(http.StatusBadRequest, "invalid_request", "prompt: empty prompt (generation needs at least one token)")
+		}
+		ids = append(ids, p)
+	}
+	backend, err := e.Backend(m.Name)
+	if err != nil {
+		return job, err
+	}
+	if job.model, err = lm.FromInfo(backend, m.Info); err != nil {
+		return job, err
+	}
+	vocab, window := job.model.VocabSize, job.model.Context
+	for i, p := range ids {
+		for _, id := range p {
+			if id < 0 || vocab > 0 && id >= vocab {
+				return job, errorf(http.StatusBadRequest, "invalid_request", "prompt %d: token id %d is outside the vocabulary of %d", i, id, vocab)
+			}
+		}
+		if window > 0 && len(p) >= window {
+			return job, errorf(http.StatusBadRequest, "context_length_exceeded", "prompt %d has %d tokens; model %q has a context of %d tokens, which leaves no room for a completion", i, len(p), m.Name, window)
+		}
+	}
+	opts.MaxContext = window
+	if job.model.EOS >= 0 {
+		opts.EOS = []int{job.model.EOS}
+	}
+	opts.Decoder = tok
+	opts.NewStreamDecoder = func() generate.StreamDecoder { return tok.NewStreamDecoder() }
+	if err := opts.Sampling.Validate(); err != nil {
+		return job, errorf(http.StatusBadRequest, "invalid_request", "%v", err)
+	}
+	job.ids, job.opts = ids, opts
+	return job, nil
+}
+
 func (s *Server) completions(w http.ResponseWriter, r *http.Request, st *state) {
 	start := time.Now()
 	lb := labels(w, "completions")
@@ -227,62 +290,15 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, st *state) 
 		writeError(w, r, err)
 		return
 	}
-	opts, ids, texts, err := req.check(s.opts.MaxBatch)
+	job, err := prepare(st.e, &req, s.opts.MaxBatch)
+	if job != nil {
+		lb.target = job.m.Name
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	m, err := causalLM(st.e, req.Model)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	lb.target = m.Name
-	tok, err := st.e.Tokenizer(m.Name)
-	if err != nil {
-		writeError(w, r, errorf(http.StatusBadRequest, "invalid_request", "model %q has no tokenizer: completions need one to return text", m.Name))
-		return
-	}
-	for _, t := range texts {
-		p := tok.Encode(t)
-		if len(p) == 0 {
-			writeError(w, r, errorf(http.StatusBadRequest, "invalid_request", "prompt: empty prompt (generation needs at least one token)"))
-			return
-		}
-		ids = append(ids, p)
-	}
-	backend, err := st.e.Backend(m.Name)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	model, err := lm.FromInfo(backend, m.Info)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	for i, p := range ids {
-		for _, id := range p {
-			if id < 0 || model.VocabSize > 0 && id >= model.VocabSize {
-				writeError(w, r, errorf(http.StatusBadRequest, "invalid_request", "prompt %d: token id %d is outside the vocabulary of %d", i, id, model.VocabSize))
-				return
-			}
-		}
-		if model.Context > 0 && len(p) >= model.Context {
-			writeError(w, r, errorf(http.StatusBadRequest, "context_length_exceeded", "prompt %d has %d tokens; model %q has a context of %d tokens, which leaves no room for a completion", i, len(p), m.Name, model.Context))
-			return
-		}
-	}
-	opts.MaxContext = model.Context
-	if model.EOS >= 0 {
-		opts.EOS = []int{model.EOS}
-	}
-	opts.Decoder = tok
-	opts.NewStreamDecoder = func() generate.StreamDecoder { return tok.NewStreamDecoder() }
-	if err := opts.Sampling.Validate(); err != nil {
-		writeError(w, r, errorf(http.StatusBadRequest, "invalid_request", "%v", err))
-		return
-	}
+	m, opts := job.m, job.opts
 
 	release, err := s.admit(ctx, st, []string{m.Name})
 	if err != nil {
@@ -309,7 +325,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, st *state) 
 		}
 	}
 	before := restarts(st.e, m.BackendName)
-	res, err := s.generate(ctx, model, ids, opts)
+	res, err := s.generate(ctx, job.model, job.ids, opts)
 	err = lostBackend(err, before, restarts(st.e, m.BackendName))
 	if err != nil {
 		s.log.Debug("completion failed", "model", m.Name, "err", err)
