@@ -27,8 +27,7 @@ const Version = "0.1.0"
 type Backend struct {
 	mu       sync.Mutex
 	models   map[string]*model
-	sessions map[string]*session
-	nextID   int
+	sessions *sdk.SessionTable[*session]
 }
 
 type model struct {
@@ -42,13 +41,12 @@ type model struct {
 
 type session struct {
 	mu    sync.Mutex // one call at a time per session: the cache is not safe for concurrent use
-	model *model
 	cache *gpt2.Cache
 }
 
 // New returns an empty native backend.
 func New() *Backend {
-	return &Backend{models: map[string]*model{}, sessions: map[string]*session{}}
+	return &Backend{models: map[string]*model{}, sessions: sdk.NewSessionTable[*session]("native")}
 }
 
 // Describe implements sdk.Backend.
@@ -187,11 +185,7 @@ func gpt2Params(c gpt2.Config) int64 {
 }
 
 func (b *Backend) dropSessionsLocked(m *model) {
-	for id, s := range b.sessions {
-		if s.model == m {
-			delete(b.sessions, id)
-		}
-	}
+	b.sessions.RemoveModel(m.name)
 }
 
 // UnloadModel implements sdk.Backend.
@@ -227,29 +221,19 @@ func (b *Backend) OpenSession(_ context.Context, req *sdk.OpenSessionRequest) (*
 	if m.gpt2 == nil {
 		return nil, sdk.FailedPrecondition("model %q (%s) has no sessions; only causal-lm models do", req.Model, m.task)
 	}
-	batch := req.BatchSize
-	if batch == 0 {
-		batch = 1
+	batch, err := sdk.BatchSize(req)
+	if err != nil {
+		return nil, err
 	}
-	if batch < 0 || batch > 1024 {
-		return nil, sdk.InvalidArgument("batch_size %d outside [1, 1024]", req.BatchSize)
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.nextID++
-	id := fmt.Sprintf("native-%d", b.nextID)
-	b.sessions[id] = &session{model: m, cache: m.gpt2.NewCache(batch)}
+	id := b.sessions.Add(m.name, &session{cache: m.gpt2.NewCache(batch)})
 	return &sdk.OpenSessionResponse{Session: id}, nil
 }
 
 // CloseSession implements sdk.Sessions.
 func (b *Backend) CloseSession(_ context.Context, req *sdk.CloseSessionRequest) (*sdk.CloseSessionResponse, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if _, ok := b.sessions[req.Session]; !ok {
-		return nil, sdk.NotFound("session %q is not open", req.Session)
+	if _, err := b.sessions.Remove(req.Session); err != nil {
+		return nil, err
 	}
-	delete(b.sessions, req.Session)
 	return &sdk.CloseSessionResponse{}, nil
 }
 
@@ -278,14 +262,9 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 	}
 	var cache *gpt2.Cache
 	if req.Session != "" {
-		b.mu.Lock()
-		s, ok := b.sessions[req.Session]
-		b.mu.Unlock()
-		if !ok {
-			return nil, sdk.NotFound("session %q is not open", req.Session)
-		}
-		if s.model != m {
-			return nil, sdk.InvalidArgument("session %q belongs to model %q, not %q", req.Session, s.model.name, m.name)
+		s, err := b.sessions.Get(req.Session, m.name)
+		if err != nil {
+			return nil, err
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -353,16 +332,10 @@ func (b *Backend) Health(context.Context, *sdk.HealthRequest) (*sdk.HealthRespon
 func (b *Backend) Stats(context.Context, *sdk.StatsRequest) (*sdk.StatsResponse, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := &sdk.StatsResponse{OpenSessions: len(b.sessions)}
+	s := &sdk.StatsResponse{OpenSessions: b.sessions.Count("")}
 	sdk.ProcessStats(s)
 	for _, m := range b.models {
-		n := 0
-		for _, ss := range b.sessions {
-			if ss.model == m {
-				n++
-			}
-		}
-		s.Models = append(s.Models, sdk.ModelStats{Name: m.name, Task: m.task, WeightBytes: m.bytes, OpenSessions: n})
+		s.Models = append(s.Models, sdk.ModelStats{Name: m.name, Task: m.task, WeightBytes: m.bytes, OpenSessions: b.sessions.Count(m.name)})
 	}
 	return s, nil
 }

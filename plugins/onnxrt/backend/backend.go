@@ -45,8 +45,7 @@ type Backend struct {
 	cfg      Config
 	inited   bool
 	models   map[string]*model
-	sessions map[string]*session
-	nextID   int
+	sessions *sdk.SessionTable[*session]
 }
 
 type model struct {
@@ -58,14 +57,13 @@ type model struct {
 }
 
 type session struct {
-	model *model
 	s     *ort.LMSession
 	batch int
 }
 
 // New returns an empty onnxrt backend.
 func New() *Backend {
-	return &Backend{models: map[string]*model{}, sessions: map[string]*session{}}
+	return &Backend{models: map[string]*model{}, sessions: sdk.NewSessionTable[*session]("onnxrt")}
 }
 
 // Describe implements sdk.Backend.
@@ -336,11 +334,8 @@ func (m *model) close() {
 }
 
 func (b *Backend) dropLocked(m *model) {
-	for id, s := range b.sessions {
-		if s.model == m {
-			s.s.Close()
-			delete(b.sessions, id)
-		}
+	for _, s := range b.sessions.RemoveModel(m.name) {
+		s.s.Close()
 	}
 	m.close()
 }
@@ -377,33 +372,23 @@ func (b *Backend) OpenSession(_ context.Context, req *sdk.OpenSessionRequest) (*
 	if m.lm == nil {
 		return nil, sdk.FailedPrecondition("model %q (%s) has no sessions; only causal-lm models do", req.Model, m.task)
 	}
-	batch := req.BatchSize
-	if batch == 0 {
-		batch = 1
-	}
-	if batch < 0 || batch > 1024 {
-		return nil, sdk.InvalidArgument("batch_size %d outside [1, 1024]", req.BatchSize)
+	batch, err := sdk.BatchSize(req)
+	if err != nil {
+		return nil, err
 	}
 	s, err := m.lm.NewSession(batch)
 	if err != nil {
 		return nil, sdk.Internal("open session: %v", err)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.nextID++
-	id := fmt.Sprintf("onnxrt-%d", b.nextID)
-	b.sessions[id] = &session{model: m, s: s, batch: batch}
+	id := b.sessions.Add(m.name, &session{s: s, batch: batch})
 	return &sdk.OpenSessionResponse{Session: id}, nil
 }
 
 // CloseSession implements sdk.Sessions.
 func (b *Backend) CloseSession(_ context.Context, req *sdk.CloseSessionRequest) (*sdk.CloseSessionResponse, error) {
-	b.mu.Lock()
-	s, ok := b.sessions[req.Session]
-	delete(b.sessions, req.Session)
-	b.mu.Unlock()
-	if !ok {
-		return nil, sdk.NotFound("session %q is not open", req.Session)
+	s, err := b.sessions.Remove(req.Session)
+	if err != nil {
+		return nil, err
 	}
 	s.s.Close()
 	return &sdk.CloseSessionResponse{}, nil
@@ -442,14 +427,9 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 	}
 	var s *ort.LMSession
 	if req.Session != "" {
-		b.mu.Lock()
-		ss, ok := b.sessions[req.Session]
-		b.mu.Unlock()
-		if !ok {
-			return nil, sdk.NotFound("session %q is not open", req.Session)
-		}
-		if ss.model != m {
-			return nil, sdk.InvalidArgument("session %q belongs to model %q, not %q", req.Session, ss.model.name, m.name)
+		ss, err := b.sessions.Get(req.Session, m.name)
+		if err != nil {
+			return nil, err
 		}
 		if ss.batch != in.Batch {
 			return nil, sdk.InvalidArgument("session %q was opened for batch %d, input_ids has batch %d", req.Session, ss.batch, in.Batch)
@@ -558,16 +538,10 @@ func (b *Backend) Health(context.Context, *sdk.HealthRequest) (*sdk.HealthRespon
 func (b *Backend) Stats(context.Context, *sdk.StatsRequest) (*sdk.StatsResponse, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := &sdk.StatsResponse{OpenSessions: len(b.sessions)}
+	s := &sdk.StatsResponse{OpenSessions: b.sessions.Count("")}
 	sdk.ProcessStats(s)
 	for _, m := range b.models {
-		n := 0
-		for _, ss := range b.sessions {
-			if ss.model == m {
-				n++
-			}
-		}
-		s.Models = append(s.Models, sdk.ModelStats{Name: m.name, Task: m.task, OpenSessions: n})
+		s.Models = append(s.Models, sdk.ModelStats{Name: m.name, Task: m.task, OpenSessions: b.sessions.Count(m.name)})
 	}
 	return s, nil
 }
