@@ -185,6 +185,11 @@ func parsePrompt(raw json.RawMessage) (ids [][]int, texts []string, err error) {
 	}
 	var batch [][]int
 	if json.Unmarshal(raw, &batch) == nil && len(batch) > 0 {
+		for i, p := range batch {
+			if len(p) == 0 {
+				return nil, nil, errorf(http.StatusBadRequest, "invalid_request", "prompt %d: empty prompt (generation needs at least one token)", i)
+			}
+		}
 		return batch, nil, nil
 	}
 	return nil, nil, errorf(http.StatusBadRequest, "invalid_type", "prompt: want a string, an array of strings, an array of token ids or an array of arrays of token ids")
