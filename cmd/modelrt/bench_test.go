@@ -80,6 +80,7 @@ func TestBenchTiny(t *testing.T) {
 		}
 		positive(t, r.Name+" lm load_ms", r.LM.LoadMS)
 		positive(t, r.Name+" prefill_ms", r.LM.PrefillMS)
+		nonNegative(t, r.Name+" prefill_cpu_ms", r.LM.PrefillCPUMS)
 		positive(t, r.Name+" lm peak_rss", float64(r.LM.PeakRSSBytes))
 		if len(r.LM.Decode) != len(rep.Shape.Batches) {
 			t.Errorf("%s: decode points %v; want batches %v", r.Name, r.LM.Decode, rep.Shape.Batches)
@@ -89,6 +90,8 @@ func TestBenchTiny(t *testing.T) {
 				t.Errorf("%s: decode point %d has batch %d; want %d", r.Name, i, d.Batch, rep.Shape.Batches[i])
 			}
 			positive(t, r.Name+" tokens/s", d.TokensPerSec)
+			// CPU time comes in 10 ms clock ticks, which the tiny shape's steps may not reach.
+			nonNegative(t, r.Name+" tokens/CPU-s", d.TokensPerCPUSec)
 		}
 		if (r.VAE != nil) != hasVAE {
 			t.Errorf("%s: VAE figures %v; want present=%v", r.Name, r.VAE, hasVAE)
@@ -97,6 +100,8 @@ func TestBenchTiny(t *testing.T) {
 			positive(t, r.Name+" encode_ms", r.VAE.EncodeMS)
 			positive(t, r.Name+" decode_ms", r.VAE.DecodeMS)
 			positive(t, r.Name+" vae peak_rss", float64(r.VAE.PeakRSSBytes))
+			nonNegative(t, r.Name+" encode_cpu_ms", r.VAE.EncodeCPUMS)
+			nonNegative(t, r.Name+" decode_cpu_ms", r.VAE.DecodeCPUMS)
 		}
 	}
 	if len(rep.Ratios) == 0 {
@@ -126,5 +131,12 @@ func positive(t *testing.T, what string, v float64) {
 	t.Helper()
 	if !(v > 0) {
 		t.Errorf("%s = %v; want > 0", what, v)
+	}
+}
+
+func nonNegative(t *testing.T, what string, v float64) {
+	t.Helper()
+	if !(v >= 0) {
+		t.Errorf("%s = %v; want >= 0", what, v)
 	}
 }

@@ -152,6 +152,9 @@ type LMResult struct {
 	LoadMS float64 `json:"load_ms"`
 	// PrefillMS is the wall time of the first step at batch 1 (PromptTokens tokens).
 	PrefillMS float64 `json:"prefill_ms"`
+	// PrefillCPUMS is the plugin process's CPU time (user + system, all threads) in that step:
+	// on a loaded machine it moves far less than the wall time.
+	PrefillCPUMS float64 `json:"prefill_cpu_ms"`
 	// Decode holds tokens/s (summed over rows) for each batch size.
 	Decode []DecodePoint `json:"decode"`
 	// PeakRSSBytes is the plugin process's VmHWM after every LM measurement.
@@ -162,13 +165,19 @@ type LMResult struct {
 type DecodePoint struct {
 	Batch        int     `json:"batch"`
 	TokensPerSec float64 `json:"tokens_per_s"`
+	// TokensPerCPUSec is the decode tokens divided by the plugin's CPU seconds over the decode
+	// steps: the throughput the backend would reach with its threads' cores to itself.
+	TokensPerCPUSec float64 `json:"tokens_per_cpu_s"`
 }
 
 // VAEResult holds the VAE figures of one row (median of Shape.VAEReps calls each, batch 1).
 type VAEResult struct {
-	LoadMS       float64 `json:"load_ms"`
-	EncodeMS     float64 `json:"encode_ms"`
-	DecodeMS     float64 `json:"decode_ms"`
+	LoadMS   float64 `json:"load_ms"`
+	EncodeMS float64 `json:"encode_ms"`
+	DecodeMS float64 `json:"decode_ms"`
+	// EncodeCPUMS and DecodeCPUMS are the plugin's CPU time per call (median).
+	EncodeCPUMS  float64 `json:"encode_cpu_ms"`
+	DecodeCPUMS  float64 `json:"decode_cpu_ms"`
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
 }
 
@@ -181,12 +190,12 @@ type Ratio struct {
 	Value  float64 `json:"value"`
 }
 
-// TokensPerSec returns the decode throughput at batch b, or 0 when it was not measured.
-func (r *LMResult) TokensPerSec(b int) float64 {
+// Point returns the decode figures at batch b (zero when not measured).
+func (r *LMResult) Point(b int) DecodePoint {
 	for _, p := range r.Decode {
 		if p.Batch == b {
-			return p.TokensPerSec
+			return p
 		}
 	}
-	return 0
+	return DecodePoint{}
 }

@@ -53,6 +53,53 @@ func FuzzParseVmHWM(f *testing.F) {
 	})
 }
 
+func TestParseStatCPU(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"12073 (cat) R 12028 12028 19590 0 -1 4194304 100 0 0 0 7 3 0 0 20 0 1 0 372201", 10, true},
+		{"1 (a) b) (c) S 0 0 0 0 -1 0 0 0 0 0 250 50 0 0 20 0 1 0 1", 300, true}, // name with ") "
+		{"1 (x) S 0 0 0", 0, false},
+		{"no parenthesis", 0, false},
+		{"1 (x) S 0 0 0 0 -1 0 0 0 0 0 -5 1 0", 0, false},
+	} {
+		got, err := ParseStatCPU([]byte(tc.in))
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseStatCPU(%q) = %d, %v; want %d (ok %v)", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func FuzzParseStatCPU(f *testing.F) {
+	f.Add([]byte("12073 (cat) R 12028 12028 19590 0 -1 4194304 100 0 0 0 7 3 0 0 20 0 1 0 372201"))
+	f.Add([]byte("1 (a) b) S 0 0 0 0 -1 0 0 0 0 0 9223372036854775807 1 0"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if v, err := ParseStatCPU(data); err == nil && v < 0 {
+			t.Fatalf("ParseStatCPU(%q) = %d", data, v)
+		}
+	})
+}
+
+func TestProcessCPUOfThisProcess(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skipf("no /proc on this system (%v): ProcessCPU reads Linux's /proc/PID/stat", err)
+	}
+	before, err := ProcessCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := 0.0
+	for i := range 50_000_000 { // about 50 ms of CPU: several clock ticks
+		x += math.Sqrt(float64(i))
+	}
+	after, err := ProcessCPU(os.Getpid())
+	if err != nil || after <= before {
+		t.Fatalf("CPU %v then %v (%v) after work (%g)", before, after, err, x)
+	}
+}
+
 func TestPeakRSSOfThisProcess(t *testing.T) {
 	if _, err := os.Stat("/proc/self/status"); err != nil {
 		t.Skipf("no /proc on this system (%v): PeakRSS reads Linux's /proc/PID/status", err)
@@ -185,9 +232,9 @@ func TestRatiosAndTable(t *testing.T) {
 	const tol = 1e-12
 	rows := []Row{
 		{Name: "native", LM: &LMResult{LoadMS: 50, PrefillMS: 40, PeakRSSBytes: 100 << 20,
-			Decode: []DecodePoint{{1, 30}, {8, 120}}}, VAE: &VAEResult{LoadMS: 1, EncodeMS: 200, DecodeMS: 400, PeakRSSBytes: 10 << 20}},
+			Decode: []DecodePoint{{Batch: 1, TokensPerSec: 30}, {Batch: 8, TokensPerSec: 120}}}, VAE: &VAEResult{LoadMS: 1, EncodeMS: 200, DecodeMS: 400, PeakRSSBytes: 10 << 20}},
 		{Name: "onnxrt", LM: &LMResult{LoadMS: 100, PrefillMS: 20, PeakRSSBytes: 200 << 20,
-			Decode: []DecodePoint{{1, 60}, {8, 240}}}, VAE: &VAEResult{LoadMS: 2, EncodeMS: 100, DecodeMS: 100, PeakRSSBytes: 20 << 20}},
+			Decode: []DecodePoint{{Batch: 1, TokensPerSec: 60}, {Batch: 8, TokensPerSec: 240}}}, VAE: &VAEResult{LoadMS: 2, EncodeMS: 100, DecodeMS: 100, PeakRSSBytes: 20 << 20}},
 	}
 	base, rs := ratios(rows)
 	if base != "onnxrt" {

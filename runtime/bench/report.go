@@ -44,16 +44,23 @@ func metrics(s Shape) []metric {
 	ms := []metric{
 		{key: "lm_load", label: "GPT-2 load (ms)", time: true, get: lmf(func(l *LMResult) float64 { return l.LoadMS })},
 		{key: "prefill", label: fmt.Sprintf("prefill %d tokens (ms)", s.PromptTokens), time: true, get: lmf(func(l *LMResult) float64 { return l.PrefillMS })},
+		{key: "prefill_cpu", label: fmt.Sprintf("prefill %d tokens (plugin CPU ms)", s.PromptTokens), time: true, get: lmf(func(l *LMResult) float64 { return l.PrefillCPUMS })},
 	}
 	for _, b := range s.Batches {
 		ms = append(ms, metric{key: fmt.Sprintf("decode_b%d", b), label: fmt.Sprintf("decode batch %d (tokens/s)", b),
-			get: lmf(func(l *LMResult) float64 { return l.TokensPerSec(b) })})
+			get: lmf(func(l *LMResult) float64 { return l.Point(b).TokensPerSec })})
+	}
+	for _, b := range s.Batches {
+		ms = append(ms, metric{key: fmt.Sprintf("decode_cpu_b%d", b), label: fmt.Sprintf("decode batch %d (tokens/CPU-s)", b),
+			get: lmf(func(l *LMResult) float64 { return l.Point(b).TokensPerCPUSec })})
 	}
 	return append(ms,
 		metric{key: "lm_peak_rss", label: "GPT-2 plugin peak RSS (MiB)", get: lmf(func(l *LMResult) float64 { return mib(l.PeakRSSBytes) })},
 		metric{key: "vae_load", label: "VAE load (ms)", time: true, get: vaef(func(v *VAEResult) float64 { return v.LoadMS })},
 		metric{key: "vae_encode", label: fmt.Sprintf("VAE encode %d² (ms)", s.ImageSize), time: true, get: vaef(func(v *VAEResult) float64 { return v.EncodeMS })},
 		metric{key: "vae_decode", label: fmt.Sprintf("VAE decode %d² (ms)", s.ImageSize), time: true, get: vaef(func(v *VAEResult) float64 { return v.DecodeMS })},
+		metric{key: "vae_encode_cpu", label: fmt.Sprintf("VAE encode %d² (plugin CPU ms)", s.ImageSize), time: true, get: vaef(func(v *VAEResult) float64 { return v.EncodeCPUMS })},
+		metric{key: "vae_decode_cpu", label: fmt.Sprintf("VAE decode %d² (plugin CPU ms)", s.ImageSize), time: true, get: vaef(func(v *VAEResult) float64 { return v.DecodeCPUMS })},
 		metric{key: "vae_peak_rss", label: "VAE plugin peak RSS (MiB)", get: vaef(func(v *VAEResult) float64 { return mib(v.PeakRSSBytes) })},
 	)
 }

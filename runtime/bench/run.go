@@ -154,34 +154,50 @@ func measureLM(ctx context.Context, s Shape, p plan, start Starter, progress fun
 	res := &LMResult{LoadMS: ms(time.Since(t0))}
 	sampling := generate.DefaultSampling()
 	sampling.Temperature = 0
-	run := func(B, prompt, newTokens int) (*generate.Result, error) {
+	// run returns Generate's result and the plugin CPU time of the prefill and of the decode.
+	run := func(B, prompt, newTokens int) (r *generate.Result, prefillCPU, decodeCPU time.Duration, err error) {
 		sess, err := model.Open(ctx, B)
 		if err != nil {
-			return nil, fmt.Errorf("%s: open session of batch %d: %w", p.row.Name, B, err)
+			return nil, 0, 0, fmt.Errorf("%s: open session of batch %d: %w", p.row.Name, B, err)
 		}
 		defer sess.Close()
-		r, err := generate.Generate(ctx, sess, promptIDs(B, prompt, s.GPT2.VocabSize),
+		cpu0, err := ProcessCPU(b.Pid())
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		st := &cpuStepper{Stepper: sess, pid: b.Pid()}
+		r, err = generate.Generate(ctx, st, promptIDs(B, prompt, s.GPT2.VocabSize),
 			generate.Options{MaxNewTokens: newTokens, MaxContext: model.Context, Sampling: sampling})
 		if err != nil {
-			return nil, fmt.Errorf("%s: generate at batch %d: %w", p.row.Name, B, err)
+			return nil, 0, 0, fmt.Errorf("%s: generate at batch %d: %w", p.row.Name, B, err)
 		}
-		return r, nil
+		cpu1, err := ProcessCPU(b.Pid())
+		if err = errors.Join(err, st.err); err != nil {
+			return nil, 0, 0, err
+		}
+		return r, st.afterFirst - cpu0, cpu1 - st.afterFirst, nil
 	}
 	// The first call of a backend pays one-time costs (lazy allocation, ORT's first run).
-	if _, err := run(1, min(4, s.PromptTokens), 2); err != nil {
+	if _, _, _, err := run(1, min(4, s.PromptTokens), 2); err != nil {
 		return res, err
 	}
 	for _, B := range s.Batches {
 		progress(fmt.Sprintf("%s: decode %d tokens at batch %d", p.row.Name, s.NewTokens, B))
-		r, err := run(B, s.PromptTokens, s.NewTokens)
+		r, prefillCPU, decodeCPU, err := run(B, s.PromptTokens, s.NewTokens)
 		if err != nil {
 			return res, err
 		}
 		if B == s.Batches[0] {
-			res.PrefillMS = r.PrefillMS
+			res.PrefillMS, res.PrefillCPUMS = r.PrefillMS, ms(prefillCPU)
 		}
-		res.Decode = append(res.Decode, DecodePoint{Batch: B, TokensPerSec: r.DecodeTokensPerS})
-		slog.Info("bench: decode", "row", p.row.Name, "batch", B, "prefill_ms", r.PrefillMS, "tokens_per_s", r.DecodeTokensPerS)
+		pt := DecodePoint{Batch: B, TokensPerSec: r.DecodeTokensPerS}
+		// Generate counts the tokens after the first of each row as decode tokens.
+		if decodeCPU > 0 {
+			pt.TokensPerCPUSec = float64(B*(s.NewTokens-1)) / decodeCPU.Seconds()
+		}
+		res.Decode = append(res.Decode, pt)
+		slog.Info("bench: decode", "row", p.row.Name, "batch", B, "prefill_ms", r.PrefillMS, "tokens_per_s", r.DecodeTokensPerS,
+			"tokens_per_cpu_s", pt.TokensPerCPUSec)
 	}
 	res.PeakRSSBytes, err = PeakRSS(b.Pid())
 	return res, err
@@ -205,26 +221,35 @@ func measureVAE(ctx context.Context, s Shape, p plan, start Starter, progress fu
 	S, h := int64(s.ImageSize), int64(s.ImageSize/s.VAE.DownsampleFactor())
 	image := sdk.FromFloat32([]int64{1, int64(s.VAE.InChannels), S, S}, pattern(s.VAE.InChannels*s.ImageSize*s.ImageSize, 1))
 	latent := sdk.FromFloat32([]int64{1, int64(s.VAE.LatentChannels), h, h}, pattern(s.VAE.LatentChannels*int(h*h), 2))
-	call := func(task, input string, x *sdk.Tensor) (float64, error) {
-		var times []float64
+	// call returns the median wall time and median plugin CPU time of s.VAEReps calls.
+	call := func(task, input string, x *sdk.Tensor) (wall, cpu float64, err error) {
+		var walls, cpus []float64
 		for i := 0; i <= s.VAEReps; i++ {
 			t := time.Now()
+			c0, err := ProcessCPU(b.Pid())
+			if err != nil {
+				return 0, 0, err
+			}
 			if _, err := b.Infer(ctx, &sdk.InferRequest{Model: name, Params: map[string]string{sdk.ParamTask: task},
 				Inputs: map[string]*sdk.Tensor{input: x}}); err != nil {
-				return 0, fmt.Errorf("%s: %s: %w", p.row.Name, task, err)
+				return 0, 0, fmt.Errorf("%s: %s: %w", p.row.Name, task, err)
+			}
+			c1, err := ProcessCPU(b.Pid())
+			if err != nil {
+				return 0, 0, err
 			}
 			if i > 0 {
-				times = append(times, ms(time.Since(t)))
+				walls, cpus = append(walls, ms(time.Since(t))), append(cpus, ms(c1-c0))
 			}
 		}
-		return median(times), nil
+		return median(walls), median(cpus), nil
 	}
 	progress(fmt.Sprintf("%s: VAE encode %dx%d", p.row.Name, S, S))
-	if res.EncodeMS, err = call(sdk.TaskVAEEncode, "image", image); err != nil {
+	if res.EncodeMS, res.EncodeCPUMS, err = call(sdk.TaskVAEEncode, "image", image); err != nil {
 		return res, err
 	}
 	progress(fmt.Sprintf("%s: VAE decode %dx%d", p.row.Name, S, S))
-	if res.DecodeMS, err = call(sdk.TaskVAEDecode, "latent", latent); err != nil {
+	if res.DecodeMS, res.DecodeCPUMS, err = call(sdk.TaskVAEDecode, "latent", latent); err != nil {
 		return res, err
 	}
 	res.PeakRSSBytes, err = PeakRSS(b.Pid())
@@ -249,6 +274,61 @@ func median(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// clockTicks is Linux's USER_HZ, the unit of /proc/PID/stat's CPU times (100 on every
+// architecture Go supports; the kernel fixes it for user space).
+const clockTicks = 100
+
+// ProcessCPU returns the CPU time (user + system, all threads) process pid has used so far.
+func ProcessCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("bench: process CPU: %w", err)
+	}
+	ticks, err := ParseStatCPU(data)
+	if err != nil {
+		return 0, fmt.Errorf("bench: /proc/%d/stat: %w", pid, err)
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// ParseStatCPU returns utime + stime (fields 14 and 15, in clock ticks) of a /proc/PID/stat
+// line. The command name (field 2) may hold spaces and parentheses, so fields are counted from
+// the last ')'.
+func ParseStatCPU(stat []byte) (int64, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("bench: stat: no command name")
+	}
+	f := bytes.Fields(stat[i+1:])
+	if len(f) < 13 { // state is field 3 = f[0], utime field 14 = f[11], stime field 15 = f[12]
+		return 0, fmt.Errorf("bench: stat: %d fields after the command name, want at least 13", len(f))
+	}
+	u, err1 := strconv.ParseInt(string(f[11]), 10, 64)
+	st, err2 := strconv.ParseInt(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil || u < 0 || st < 0 || u > math.MaxInt64/2 || st > math.MaxInt64/2 {
+		return 0, fmt.Errorf("bench: stat: utime %q stime %q are not tick counts", f[11], f[12])
+	}
+	return u + st, nil
+}
+
+// cpuStepper wraps a session to read the plugin's CPU time once the first step (the prefill)
+// returns, so that prefill and decode CPU are told apart.
+type cpuStepper struct {
+	generate.Stepper
+	pid        int
+	steps      int
+	afterFirst time.Duration
+	err        error
+}
+
+func (c *cpuStepper) Step(ctx context.Context, ids []int64, B, T int, mask []int64) ([]float32, error) {
+	out, err := c.Stepper.Step(ctx, ids, B, T, mask)
+	if c.steps++; c.steps == 1 && err == nil {
+		c.afterFirst, c.err = ProcessCPU(c.pid)
+	}
+	return out, err
 }
 
 // PeakRSS returns the peak resident set size of process pid (VmHWM in /proc/pid/status).
