@@ -86,12 +86,21 @@ func statusError(u string, resp *http.Response) error {
 	return fmt.Errorf("%s: HTTP %s", u, resp.Status)
 }
 
-// Head asks for u's size and sha256 without following the hub's redirect, because the hub puts
-// X-Linked-Size and X-Linked-Etag on the redirect itself, not on the CDN's answer. A server
-// that refuses HEAD gives an empty Meta, not an error.
+// Head asks for u's size and sha256. It follows redirects (a renamed repository: gpt2 →
+// openai-community/gpt2) until an answer carries X-Linked-Size or X-Linked-Etag, and stops
+// there: the hub puts them on its redirect to the CDN, not on the CDN's answer. A server that
+// refuses HEAD gives an empty Meta, not an error.
 func (c *Client) Head(ctx context.Context, u string) (Meta, error) {
 	hc := *c.client()
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if r := req.Response; r != nil && (r.Header.Get("X-Linked-Size") != "" || r.Header.Get("X-Linked-Etag") != "") {
+			return http.ErrUseLastResponse
+		}
+		if len(via) >= 10 {
+			return fmt.Errorf("%s: more than 10 redirects", u)
+		}
+		return nil
+	}
 	req, err := c.newRequest(ctx, http.MethodHead, u)
 	if err != nil {
 		return Meta{}, err

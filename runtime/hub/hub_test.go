@@ -20,7 +20,11 @@ const fixture = "../../testdata/models/gpt2-tiny"
 var fixtureFiles = []string{"config.json", "model.safetensors", "encoder.json", "vocab.bpe"}
 
 func newClient(progress *bytes.Buffer) *hub.Client {
-	return &hub.Client{Progress: progress, Backoff: 1}
+	c := &hub.Client{Backoff: 1}
+	if progress != nil { // a nil *bytes.Buffer in the io.Writer would not be a nil Progress
+		c.Progress = progress
+	}
+	return c
 }
 
 func sameFiles(t *testing.T, out string, names []string) {
@@ -102,6 +106,29 @@ func TestPullResumesDroppedDownload(t *testing.T) {
 	for _, f := range res.Fetched {
 		if f.Name == "model.safetensors" && !f.UpToDate {
 			t.Errorf("second pull downloaded model.safetensors again:\n%s", progress)
+		}
+	}
+}
+
+// TestPullRenamedRepository: the hub redirects an old repository name to the new one; the
+// sha256 on the LFS redirect behind it must still be found and checked.
+func TestPullRenamedRepository(t *testing.T) {
+	s := hubtest.NewServer(fixture, "acme/gpt2-tiny")
+	defer s.Close()
+	s.Alias = "gpt2-tiny"
+	base, dir, err := hub.Resolve("gpt2-tiny", s.Endpoint(), "main")
+	if err != nil || dir != "gpt2-tiny" {
+		t.Fatal(dir, err)
+	}
+	out := t.TempDir()
+	res, err := newClient(nil).Pull(context.Background(), base, out, hub.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameFiles(t, out, fixtureFiles)
+	for _, f := range res.Fetched {
+		if f.Name == "model.safetensors" && !f.Verified {
+			t.Error("model.safetensors not verified through the rename redirect")
 		}
 	}
 }

@@ -28,6 +28,9 @@ type Server struct {
 	// DropOnce names files whose first full download is cut after half the bytes (the
 	// connection is aborted), to test resumption.
 	DropOnce map[string]bool
+	// Alias is an old name of Repo: its URLs redirect (307) to Repo's, as the hub does for
+	// renamed repositories (gpt2 → openai-community/gpt2).
+	Alias string
 	// BadEtag names LFS files whose X-Linked-Etag announces a wrong sha256.
 	BadEtag map[string]bool
 
@@ -71,6 +74,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if sum, ok := strings.CutPrefix(r.URL.Path, "/lfs/"); ok {
 		s.serveLFS(w, r, sum)
 		return
+	}
+	if s.Alias != "" {
+		if rest, ok := strings.CutPrefix(r.URL.Path, "/"+s.Alias+"/"); ok {
+			http.Redirect(w, r, "/"+s.Repo+"/"+rest, http.StatusTemporaryRedirect)
+			return
+		}
 	}
 	prefix := "/" + s.Repo + "/resolve/" + s.Revision + "/"
 	name, ok := strings.CutPrefix(r.URL.Path, prefix)
