@@ -78,9 +78,15 @@ func (s *Server) v2Model(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	in, out := modelSpecs(m)
+	// The backend's facts (context length, latent channels, downsampling factor, ...) tell a
+	// client what shapes to send.
+	params := map[string]any{"task": m.Task}
+	for k, v := range m.Info.Metadata {
+		params[k] = v
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"name": m.Name, "versions": []string{"1"}, "platform": "modelrt/" + m.BackendName,
-		"inputs": in, "outputs": out, "parameters": map[string]any{"task": m.Task},
+		"inputs": in, "outputs": out, "parameters": params,
 	})
 }
 
