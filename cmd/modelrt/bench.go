@@ -21,6 +21,7 @@ type benchFlags struct {
 	backends       string
 	cache          string
 	int8           bool
+	config         []string
 }
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -51,6 +52,7 @@ well under a minute once its models are cached.`,
 	fl.StringVar(&f.backends, "backends", "native,onnxrt", "comma-separated backends to measure")
 	fl.StringVar(&f.cache, "cache", "", "directory of the generated models (default: the user cache dir's modelrt/bench)")
 	fl.BoolVar(&f.int8, "int8", true, "add a native row with int8 weights")
+	fl.StringArrayVar(&f.config, "config", nil, "backend config attribute BACKEND.KEY=VALUE, as in an HCL backend's config block (repeatable; e.g. onnxrt.allow_spinning=false)")
 	return cmd
 }
 
@@ -77,6 +79,17 @@ func runBench(cmd *cobra.Command, g *globals, f *benchFlags) error {
 	if len(backends) == 0 {
 		return fmt.Errorf("--backends is empty")
 	}
+	config := map[string]map[string]any{}
+	for _, c := range f.config {
+		b, k, v, err := bench.ParseConfigFlag(c)
+		if err != nil {
+			return err
+		}
+		if config[b] == nil {
+			config[b] = map[string]any{}
+		}
+		config[b][k] = v
+	}
 	cache := f.cache
 	if cache == "" {
 		dir, err := os.UserCacheDir()
@@ -98,7 +111,7 @@ func runBench(cmd *cobra.Command, g *globals, f *benchFlags) error {
 		return err
 	}
 	rep, runErr := bench.Run(cmd.Context(), shape, models, bench.Options{
-		Backends: backends, Int8: f.int8,
+		Backends: backends, Int8: f.int8, Config: config,
 		Start: func(ctx context.Context, b string) (bench.Backend, error) { return startBackend(ctx, g, b) },
 		Progress: func(step, total int, what string) {
 			say("[%d/%d] %s", step, total, what)

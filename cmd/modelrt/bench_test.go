@@ -38,7 +38,8 @@ func runBenchCLI(t *testing.T, args ...string) (string, string) {
 func TestBenchTiny(t *testing.T) {
 	dir := t.TempDir()
 	cache, jsonPath, plotPath := filepath.Join(dir, "cache"), filepath.Join(dir, "bench.json"), filepath.Join(dir, "bench.png")
-	args := []string{"--shape", "tiny", "--cache", cache, "--json", jsonPath, "--plot", plotPath, "--backends", "native,onnxrt"}
+	args := []string{"--shape", "tiny", "--cache", cache, "--json", jsonPath, "--plot", plotPath, "--backends", "native,onnxrt",
+		"--config", "onnxrt.allow_spinning=false"}
 	table, stderr := runBenchCLI(t, args...)
 	if !strings.Contains(stderr, "(once; cached)") || !strings.Contains(stderr, "[1/") {
 		t.Errorf("stderr shows no model creation or progress:\n%s", stderr)
@@ -73,6 +74,9 @@ func TestBenchTiny(t *testing.T) {
 		if r.Error != "" {
 			t.Errorf("%s: %s", r.Name, r.Error)
 			continue
+		}
+		if spin, ok := r.Config["allow_spinning"]; (r.Backend == "onnxrt") != ok || (ok && spin != false) {
+			t.Errorf("%s: config %v; want allow_spinning=false on onnxrt only", r.Name, r.Config)
 		}
 		if r.LM == nil {
 			t.Errorf("%s: no LM figures", r.Name)

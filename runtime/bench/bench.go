@@ -138,12 +138,14 @@ type Host struct {
 
 // Row is one backend configuration: a backend plugin with one weight format.
 type Row struct {
-	Name    string     `json:"name"`    // "native", "onnxrt", "native-int8"
-	Backend string     `json:"backend"` // plugin name
-	Weights string     `json:"weights"` // "fp32" or "int8"
-	LM      *LMResult  `json:"lm,omitempty"`
-	VAE     *VAEResult `json:"vae,omitempty"`
-	Error   string     `json:"error,omitempty"`
+	Name    string `json:"name"`    // "native", "onnxrt", "native-int8"
+	Backend string `json:"backend"` // plugin name
+	Weights string `json:"weights"` // "fp32" or "int8"
+	// Config is the backend config block the row's processes were given (Options.Config).
+	Config map[string]any `json:"config,omitempty"`
+	LM     *LMResult      `json:"lm,omitempty"`
+	VAE    *VAEResult     `json:"vae,omitempty"`
+	Error  string         `json:"error,omitempty"`
 }
 
 // LMResult holds the causal-LM figures of one row.

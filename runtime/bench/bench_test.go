@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -98,6 +99,39 @@ func TestProcessCPUOfThisProcess(t *testing.T) {
 	if err != nil || after <= before {
 		t.Fatalf("CPU %v then %v (%v) after work (%g)", before, after, err, x)
 	}
+}
+
+func TestParseConfigFlag(t *testing.T) {
+	for _, tc := range []struct {
+		in, backend, key string
+		value            any
+	}{
+		{"onnxrt.allow_spinning=false", "onnxrt", "allow_spinning", false},
+		{"onnxrt.intra_op_threads=2", "onnxrt", "intra_op_threads", 2.0},
+		{"native.mode=fast", "native", "mode", "fast"},
+		{"a.b.c=[1]", "a", "b.c", []any{1.0}},
+	} {
+		b, k, v, err := ParseConfigFlag(tc.in)
+		if err != nil || b != tc.backend || k != tc.key || fmt.Sprint(v) != fmt.Sprint(tc.value) {
+			t.Errorf("ParseConfigFlag(%q) = %q %q %#v %v", tc.in, b, k, v, err)
+		}
+	}
+	for _, bad := range []string{"onnxrt=1", ".x=1", "onnxrt.=1", "onnxrt.x"} {
+		if _, _, _, err := ParseConfigFlag(bad); err == nil {
+			t.Errorf("ParseConfigFlag(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParseConfigFlag(f *testing.F) {
+	f.Add("onnxrt.allow_spinning=false")
+	f.Add("a.b=\"x\"")
+	f.Fuzz(func(t *testing.T, s string) {
+		b, k, _, err := ParseConfigFlag(s)
+		if err == nil && (b == "" || k == "" || strings.Contains(b, ".") || strings.Contains(b, "=")) {
+			t.Fatalf("ParseConfigFlag(%q) = %q %q", s, b, k)
+		}
+	})
 }
 
 func TestPeakRSSOfThisProcess(t *testing.T) {

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/modelrt/modelrt/runtime/generate"
@@ -37,6 +39,9 @@ type Options struct {
 	// Int8 adds a "native-int8" row (LM only) when "native" is among Backends.
 	Int8  bool
 	Start Starter
+	// Config holds a backend's config block (its HCL `config` attributes) by backend name,
+	// sent with Configure to every process of that backend before it loads a model.
+	Config map[string]map[string]any
 	// Progress, when set, is called before each measurement with its 1-based index, the total
 	// and what is about to run.
 	Progress func(step, total int, what string)
@@ -77,6 +82,10 @@ func Run(ctx context.Context, s Shape, m *Models, opts Options) (*Report, error)
 		return nil, errors.New("bench: Run needs backends and a Starter")
 	}
 	ps := plans(m, opts)
+	start := opts.Start
+	if len(opts.Config) > 0 {
+		start = configured(opts.Start, opts.Config)
+	}
 	total := 0
 	for _, p := range ps {
 		if p.lmDir != "" {
@@ -98,14 +107,15 @@ func Run(ctx context.Context, s Shape, m *Models, opts Options) (*Report, error)
 	var failed []string
 	for _, p := range ps {
 		row := p.row
+		row.Config = opts.Config[row.Backend]
 		var errs []error
 		if p.lmDir != "" {
-			lmr, err := measureLM(ctx, s, p, opts.Start, progress)
+			lmr, err := measureLM(ctx, s, p, start, progress)
 			row.LM = lmr
 			errs = append(errs, err)
 		}
 		if p.vaeDir != "" {
-			vr, err := measureVAE(ctx, s, p, opts.Start, progress)
+			vr, err := measureVAE(ctx, s, p, start, progress)
 			row.VAE = vr
 			errs = append(errs, err)
 		}
@@ -123,6 +133,44 @@ func Run(ctx context.Context, s Shape, m *Models, opts Options) (*Report, error)
 		return rep, fmt.Errorf("%w: %v", ErrBackend, failed)
 	}
 	return rep, nil
+}
+
+// configured wraps start so that each new process of a backend with a config gets it.
+func configured(start Starter, config map[string]map[string]any) Starter {
+	return func(ctx context.Context, backend string) (Backend, error) {
+		b, err := start(ctx, backend)
+		if err != nil || config[backend] == nil {
+			return b, err
+		}
+		c, ok := b.(sdk.Configurer)
+		if !ok {
+			b.Close()
+			return nil, fmt.Errorf("bench: backend %s takes no config", backend)
+		}
+		js, err := json.Marshal(config[backend])
+		if err == nil {
+			_, err = c.Configure(ctx, &sdk.ConfigureRequest{Config: js})
+		}
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("configure %s with %s: %w", backend, js, err)
+		}
+		return b, nil
+	}
+}
+
+// ParseConfigFlag parses a --config flag, BACKEND.KEY=VALUE. VALUE is taken as JSON when it
+// parses as JSON (true, 2, "x", [1,2]) and as a string otherwise.
+func ParseConfigFlag(s string) (backend, key string, value any, err error) {
+	lhs, raw, ok := strings.Cut(s, "=")
+	backend, key, ok2 := strings.Cut(lhs, ".")
+	if !ok || !ok2 || backend == "" || key == "" {
+		return "", "", nil, fmt.Errorf("--config %q: want BACKEND.KEY=VALUE (onnxrt.allow_spinning=false)", s)
+	}
+	if err := json.Unmarshal([]byte(raw), &value); err != nil {
+		value = raw
+	}
+	return backend, key, value, nil
 }
 
 // promptIDs returns B deterministic prompts of n tokens below vocab (EOS excluded).
