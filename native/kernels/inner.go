@@ -33,12 +33,19 @@ func SIMD() string {
 	return "go"
 }
 
-// axpyInner adds Σ_{p0≤p<p1} a[p]·B[p, j0:j0+len(c)] to c (B with row stride ldb).
+// axpyInner adds Σ_{p0≤p<p1} a[p]·B[p, j0:j0+len(c)] to c (B with row stride ldb): the float32
+// split-K decode product.
+//
+// gonum's one-row SSE Axpy is preferred here even when the AVX2 panel kernel is available: in
+// two sets of alternating runs of BenchmarkDecode (GPT-2 124M, float32) it cost 26 and 31
+// CPU-ms per token against 30 and 33.5–35.4 for axpyPanelF32AVX2, which reads four weight rows
+// at once (docs/kernels.md). The int8 and fp16 products, which read a quarter and a half of the
+// bytes, use the panel kernels.
 func axpyInner(c, a, b []float32, ldb, j0, p0, p1 int) {
 	if p1 <= p0 || len(c) == 0 {
 		return
 	}
-	if useSIMD {
+	if useSIMD && !useGonum {
 		axpyPanelF32(c, a[p0:p1], b[p0*ldb+j0:], ldb)
 		return
 	}
