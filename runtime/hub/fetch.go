@@ -69,6 +69,10 @@ func (c *Client) newRequest(ctx context.Context, method, u string) (*http.Reques
 		return nil, err
 	}
 	req.Header.Set("User-Agent", "modelrt-pull")
+	// Byte offsets, sizes and digests are of the file as stored: a transparently gunzipped body
+	// (net/http asks for gzip on its own when there is no Range) would not resume at the
+	// right offset if a later request got the compressed form.
+	req.Header.Set("Accept-Encoding", "identity")
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
