@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/modelrt/modelrt/runtime/hub"
 	"github.com/modelrt/modelrt/runtime/hub/hubtest"
@@ -310,4 +315,84 @@ func FuzzResolve(f *testing.F) {
 			t.Fatalf("Resolve(%q, %q) = %q left the endpoint", ref, rev, base)
 		}
 	})
+}
+
+// plainServer serves body at /f with a handler that can misbehave: ignore Range, fail the
+// first n GETs with 503, or announce a size (HEAD) other than the body's.
+func plainServer(t *testing.T, body []byte, ignoreRange bool, fail503 int, headSize int) (*httptest.Server, *[]string) {
+	t.Helper()
+	var mu sync.Mutex
+	var log []string
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		log = append(log, r.Method+" "+r.Header.Get("Range"))
+		fail := r.Method == http.MethodGet && fail503 > 0
+		if fail {
+			fail503--
+		}
+		mu.Unlock()
+		switch {
+		case r.Method == http.MethodHead:
+			w.Header().Set("Content-Length", strconv.Itoa(headSize))
+		case fail:
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		case ignoreRange:
+			w.Write(body)
+		default:
+			http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(body))
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s, &log
+}
+
+func TestFetchServerIgnoringRangeRestarts(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789"), 100)
+	s, _ := plainServer(t, body, true, 0, len(body))
+	dest := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(dest+hub.PartSuffix, []byte("XXXX"), 0o644); err != nil { // not a prefix
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	f, err := newClient(&progress).Fetch(context.Background(), "f", s.URL+"/f", dest, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, body) || f.Verified {
+		t.Errorf("got %d bytes (verified %v); want the body, size-checked only", len(got), f.Verified)
+	}
+	if !strings.Contains(progress.String(), "ignored the range request") {
+		t.Errorf("progress:\n%s", progress.String())
+	}
+}
+
+func TestFetchRetries5xx(t *testing.T) {
+	body := []byte("weights")
+	s, log := plainServer(t, body, false, 2, len(body))
+	dest := filepath.Join(t.TempDir(), "f")
+	if _, err := newClient(nil).Fetch(context.Background(), "f", s.URL+"/f", dest, ""); err != nil {
+		t.Fatalf("after two 503s: %v (requests %q)", err, *log)
+	}
+	s2, _ := plainServer(t, body, false, 100, len(body))
+	c := newClient(nil)
+	c.Retries = 2
+	_, err := c.Fetch(context.Background(), "f", s2.URL+"/f", filepath.Join(t.TempDir(), "f"), "")
+	if err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("err = %v; want the 503 after the retries", err)
+	}
+}
+
+func TestFetchSizeMismatch(t *testing.T) {
+	body := []byte("short")
+	s, _ := plainServer(t, body, false, 0, 100)
+	dest := filepath.Join(t.TempDir(), "f")
+	_, err := newClient(nil).Fetch(context.Background(), "f", s.URL+"/f", dest, "")
+	if !errors.Is(err, hub.ErrSize) {
+		t.Fatalf("err = %v; want ErrSize", err)
+	}
+	for _, p := range []string{dest, dest + hub.PartSuffix} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s kept after a size mismatch", p)
+		}
+	}
 }
