@@ -166,6 +166,8 @@ def main():
     ap.add_argument("--ckpt-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--stop-at", type=int, default=0,
+                    help="stop (and export) after this step without changing the schedule, which --steps sets")
     ap.add_argument("--export-only", action="store_true", help="export the last checkpoint")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -220,7 +222,8 @@ def main():
 
     t_last = time.time()
     run_loss, run_n = 0.0, 0
-    while step < args.steps and not args.export_only:
+    stop = min(args.steps, args.stop_at) if args.stop_at > 0 else args.steps
+    while step < stop and not args.export_only:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args)
         x, y = batch(train_tok, args.batch, args.n_positions, g)
@@ -239,13 +242,13 @@ def main():
         if step % 10 == 0:
             log("step %d/%d loss %.4f lr %.2e (%.2f s/step, %.0f s)" % (step, args.steps, run_loss / run_n, lr_at(step, args), elapsed / step, elapsed))
             run_loss, run_n = 0.0, 0
-        if step % args.eval_every == 0 or step == args.steps:
+        if step % args.eval_every == 0 or step == stop:
             vl = evaluate(model, val_tok, args.n_positions, 64, V)
             tl = evaluate(model, train_tok, args.n_positions, 64, V)
             history.append({"step": step, "train_loss": tl, "val_loss": vl, "seconds": round(elapsed)})
             log("eval step %d: train %.4f val %.4f" % (step, tl, vl))
             t_last = time.time()
-        if step % args.ckpt_every == 0 or step == args.steps:
+        if step % args.ckpt_every == 0 or step == stop:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": g.get_state(),
                         "step": step, "history": history, "elapsed": elapsed}, ckpt + ".tmp")
             os.replace(ckpt + ".tmp", ckpt)
