@@ -17,3 +17,6 @@ func widenI8AVX2(dst []float32, q []int8, scale []float32)  { panic("kernels: no
 func widenF16AVX2(dst []float32, h []uint16)                { panic("kernels: no SIMD") }
 func siluAVX2(dst, x []float32)                             { panic("kernels: no SIMD") }
 func geluAVX2(dst, x []float32)                             { panic("kernels: no SIMD") }
+func gemvPanelF32AVX2(y, a []float32, w []float32)          { panic("kernels: no SIMD") }
+func gemvPanelI8AVX2(y, a []float32, w []int8)              { panic("kernels: no SIMD") }
+func gemvPanelF16AVX2(y, a []float32, w []uint16)           { panic("kernels: no SIMD") }

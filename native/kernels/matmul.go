@@ -92,6 +92,14 @@ func gemmW(m, n, k int, a []float32, lda int, w weights, ldb int, c []float32, l
 		gemmPacked(p, m, n, k, a, lda, w, ldb, c, ldc, bias)
 		return
 	}
+	if w.panels {
+		p := acquire()
+		defer p.release()
+		p.pj = panelJob{m: m, n: n, k: k, a: a, w: w, c: c, bias: bias, ldc: ldc}
+		p.run(&p.pj, (n+PanelWidth-1)/PanelWidth, 4)
+		p.pj = panelJob{}
+		return
+	}
 	if w.f32 != nil {
 		if useGonum && m >= gemmMB {
 			gemmGonum(m, n, k, a, lda, w.f32, ldb, c, ldc, bias)

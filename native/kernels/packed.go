@@ -106,6 +106,10 @@ func (j *gemmPackedJob) chunk(wk, lo, hi int) {
 func (j *gemmPackedJob) packB(buf []float32, p0, kb, j0, ng int) {
 	const panel = gemmKC * gemmNR
 	w := &j.w
+	if w.panels {
+		j.packBPanels(buf, p0, kb, j0, ng)
+		return
+	}
 	for q := 0; q < kb; q++ {
 		off := (p0+q)*j.ldb + j0
 		switch {

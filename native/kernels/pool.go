@@ -35,6 +35,7 @@ type workPool struct {
 	sk    gemmSplitKJob
 	mmt   gemmTJob
 	pk    gemmPackedJob
+	pj    panelJob
 	apack []float32 // packed A of gemmPacked
 	attn  attentionJob
 	rows  rowsJob

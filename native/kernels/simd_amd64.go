@@ -19,6 +19,11 @@ func axpyPanelF32AVX2(c []float32, a []float32, w []float32, ldw int)
 //go:noescape
 func dotF32AVX2(a []float32, w []float32) float32
 
+// gemvPanelF32AVX2 sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(a).
+//
+//go:noescape
+func gemvPanelF32AVX2(y []float32, a []float32, w []float32)
+
 // axpyPanelI8AVX2 adds Σ_p a[p]·w[p·ldw+j] to c[j] for j < len(c), a multiple of 8.
 //
 //go:noescape
@@ -29,6 +34,11 @@ func axpyPanelI8AVX2(c []float32, a []float32, w []int8, ldw int)
 //go:noescape
 func dotI8AVX2(a []float32, w []int8) float32
 
+// gemvPanelI8AVX2 sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(a).
+//
+//go:noescape
+func gemvPanelI8AVX2(y []float32, a []float32, w []int8)
+
 // axpyPanelF16AVX2 adds Σ_p a[p]·w[p·ldw+j] to c[j] for j < len(c), a multiple of 8.
 //
 //go:noescape
@@ -38,6 +48,11 @@ func axpyPanelF16AVX2(c []float32, a []float32, w []uint16, ldw int)
 //
 //go:noescape
 func dotF16AVX2(a []float32, w []uint16) float32
+
+// gemvPanelF16AVX2 sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(a).
+//
+//go:noescape
+func gemvPanelF16AVX2(y []float32, a []float32, w []uint16)
 
 // widenI8AVX2 sets dst[i] = float32(q[i])·scale[i] for i < len(dst), a multiple of 8.
 //

@@ -192,6 +192,53 @@ dotF32AVX2_reduce:
 	MOVSS        X0, ret+48(FP)
 	RET
 
+// func gemvPanelF32AVX2(y []float32, a []float32, w []float32)
+// Requires: AVX, FMA3
+TEXT ·gemvPanelF32AVX2(SB), NOSPLIT, $0-72
+	MOVQ   y_base+0(FP), AX
+	MOVQ   a_base+24(FP), CX
+	MOVQ   a_len+32(FP), DX
+	MOVQ   w_base+48(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+gemvPanelF32AVX2_loop2:
+	CMPQ         DX, $0x02
+	JL           gemvPanelF32AVX2_tail
+	VBROADCASTSS (CX), Y4
+	VBROADCASTSS 4(CX), Y5
+	VMOVUPS      (BX), Y6
+	VFMADD231PS  Y6, Y4, Y0
+	VMOVUPS      32(BX), Y6
+	VFMADD231PS  Y6, Y4, Y1
+	VMOVUPS      64(BX), Y6
+	VFMADD231PS  Y6, Y5, Y2
+	VMOVUPS      96(BX), Y6
+	VFMADD231PS  Y6, Y5, Y3
+	ADDQ         $0x08, CX
+	ADDQ         $0x80, BX
+	SUBQ         $0x02, DX
+	JMP          gemvPanelF32AVX2_loop2
+
+gemvPanelF32AVX2_tail:
+	TESTQ        DX, DX
+	JZ           gemvPanelF32AVX2_done
+	VBROADCASTSS (CX), Y4
+	VMOVUPS      (BX), Y6
+	VFMADD231PS  Y6, Y4, Y0
+	VMOVUPS      32(BX), Y6
+	VFMADD231PS  Y6, Y4, Y1
+
+gemvPanelF32AVX2_done:
+	VADDPS  Y2, Y0, Y0
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	VZEROUPPER
+	RET
+
 // func axpyPanelI8AVX2(c []float32, a []float32, w []int8, ldw int)
 // Requires: AVX, AVX2, FMA3
 TEXT ·axpyPanelI8AVX2(SB), NOSPLIT, $0-80
@@ -320,6 +367,59 @@ dotI8AVX2_reduce:
 	MOVSS        X0, ret+48(FP)
 	RET
 
+// func gemvPanelI8AVX2(y []float32, a []float32, w []int8)
+// Requires: AVX, AVX2, FMA3
+TEXT ·gemvPanelI8AVX2(SB), NOSPLIT, $0-72
+	MOVQ   y_base+0(FP), AX
+	MOVQ   a_base+24(FP), CX
+	MOVQ   a_len+32(FP), DX
+	MOVQ   w_base+48(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+gemvPanelI8AVX2_loop2:
+	CMPQ         DX, $0x02
+	JL           gemvPanelI8AVX2_tail
+	VBROADCASTSS (CX), Y4
+	VBROADCASTSS 4(CX), Y5
+	VPMOVSXBD    (BX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y4, Y0
+	VPMOVSXBD    8(BX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y4, Y1
+	VPMOVSXBD    16(BX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y5, Y2
+	VPMOVSXBD    24(BX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y5, Y3
+	ADDQ         $0x08, CX
+	ADDQ         $0x20, BX
+	SUBQ         $0x02, DX
+	JMP          gemvPanelI8AVX2_loop2
+
+gemvPanelI8AVX2_tail:
+	TESTQ        DX, DX
+	JZ           gemvPanelI8AVX2_done
+	VBROADCASTSS (CX), Y4
+	VPMOVSXBD    (BX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y4, Y0
+	VPMOVSXBD    8(BX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y4, Y1
+
+gemvPanelI8AVX2_done:
+	VADDPS  Y2, Y0, Y0
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	VZEROUPPER
+	RET
+
 // func axpyPanelF16AVX2(c []float32, a []float32, w []uint16, ldw int)
 // Requires: AVX, F16C, FMA3
 TEXT ·axpyPanelF16AVX2(SB), NOSPLIT, $0-80
@@ -437,6 +537,53 @@ dotF16AVX2_reduce:
 	VHADDPS      X0, X0, X0
 	VZEROUPPER
 	MOVSS        X0, ret+48(FP)
+	RET
+
+// func gemvPanelF16AVX2(y []float32, a []float32, w []uint16)
+// Requires: AVX, F16C, FMA3
+TEXT ·gemvPanelF16AVX2(SB), NOSPLIT, $0-72
+	MOVQ   y_base+0(FP), AX
+	MOVQ   a_base+24(FP), CX
+	MOVQ   a_len+32(FP), DX
+	MOVQ   w_base+48(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+gemvPanelF16AVX2_loop2:
+	CMPQ         DX, $0x02
+	JL           gemvPanelF16AVX2_tail
+	VBROADCASTSS (CX), Y4
+	VBROADCASTSS 4(CX), Y5
+	VCVTPH2PS    (BX), Y6
+	VFMADD231PS  Y6, Y4, Y0
+	VCVTPH2PS    16(BX), Y6
+	VFMADD231PS  Y6, Y4, Y1
+	VCVTPH2PS    32(BX), Y6
+	VFMADD231PS  Y6, Y5, Y2
+	VCVTPH2PS    48(BX), Y6
+	VFMADD231PS  Y6, Y5, Y3
+	ADDQ         $0x08, CX
+	ADDQ         $0x40, BX
+	SUBQ         $0x02, DX
+	JMP          gemvPanelF16AVX2_loop2
+
+gemvPanelF16AVX2_tail:
+	TESTQ        DX, DX
+	JZ           gemvPanelF16AVX2_done
+	VBROADCASTSS (CX), Y4
+	VCVTPH2PS    (BX), Y6
+	VFMADD231PS  Y6, Y4, Y0
+	VCVTPH2PS    16(BX), Y6
+	VFMADD231PS  Y6, Y4, Y1
+
+gemvPanelF16AVX2_done:
+	VADDPS  Y2, Y0, Y0
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	VZEROUPPER
 	RET
 
 // func widenI8AVX2(dst []float32, q []int8, scale []float32)

@@ -14,6 +14,9 @@ type weights struct {
 	i8    []int8
 	scale []float32 // i8 only: per output channel (column of a (K,N) operand, row of an (N,K) one)
 	f16   []uint16
+	// panels: the slice holds PackPanels' layout (16-column panels, K rows each) instead of
+	// row-major (K,N).
+	panels bool
 }
 
 func (w *weights) len() int { return max(len(w.f32), len(w.i8), len(w.f16)) }

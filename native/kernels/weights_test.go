@@ -40,6 +40,20 @@ func testMatMulQuantizedMatchesNaive(t *testing.T) {
 				MatMulF16(got, a, h, bias, m, k, n)
 				reportClose(t, fmt.Sprintf("MatMulF16 m=%d k=%d n=%d", m, k, n), got, want, accumTol(k))
 
+				// The same weights packed in 16-column panels (decode GEMV, prefill without packing).
+				got = nanVec(m * n)
+				MatMulPanelsI8(got, a, PackPanels(q, k, n), s, bias, m, k, n)
+				MatMulNaive(want, a, quant.DequantCols(q, s, k, n), bias, m, k, n)
+				reportClose(t, fmt.Sprintf("MatMulPanelsI8 m=%d k=%d n=%d", m, k, n), got, want, accumTol(k))
+				got = nanVec(m * n)
+				MatMulPanelsF16(got, a, PackPanels(h, k, n), bias, m, k, n)
+				quant.FromF16(wh, h)
+				MatMulNaive(want, a, wh, bias, m, k, n)
+				reportClose(t, fmt.Sprintf("MatMulPanelsF16 m=%d k=%d n=%d", m, k, n), got, want, accumTol(k))
+				if back := UnpackPanels(PackPanels(q, k, n), k, n); string(int8Bytes(back)) != string(int8Bytes(q)) {
+					t.Fatalf("UnpackPanels(PackPanels(q)) != q for k=%d n=%d", k, n)
+				}
+
 				// The transposed forms: W (N,K), one output channel per row.
 				wt := randomVec(seed+3, n*k, -1, 1)
 				qt, st := quant.Int8Rows(wt, n, k)
@@ -103,6 +117,14 @@ func testInnerKernelsMatchNaive(t *testing.T) {
 	}
 }
 
+func int8Bytes(q []int8) []byte {
+	b := make([]byte, len(q))
+	for i, v := range q {
+		b[i] = byte(v)
+	}
+	return b
+}
+
 func TestQuantizedKernelsDoNotAllocate(t *testing.T) { bothInner(t, testQuantizedKernelsDoNotAllocate) }
 
 func testQuantizedKernelsDoNotAllocate(t *testing.T) {
@@ -111,12 +133,15 @@ func testQuantizedKernelsDoNotAllocate(t *testing.T) {
 		a, w, dst := randomVec(1, m*k, -1, 1), randomVec(2, k*n, -1, 1), make([]float32, m*n)
 		q, s := quant.Int8Cols(w, k, n)
 		h := quant.ToF16(w)
+		qp, hp := PackPanels(q, k, n), PackPanels(h, k, n)
 		for name, f := range map[string]func(){
-			"MatMul":     func() { MatMul(dst, a, w, nil, m, k, n) },
-			"MatMulI8":   func() { MatMulI8(dst, a, q, s, nil, m, k, n) },
-			"MatMulF16":  func() { MatMulF16(dst, a, h, nil, m, k, n) },
-			"MatMulTI8":  func() { MatMulTI8(dst, a, q, s, nil, m, k, n) },
-			"MatMulTF16": func() { MatMulTF16(dst, a, h, nil, m, k, n) },
+			"MatMulPanelsI8":  func() { MatMulPanelsI8(dst, a, qp, s, nil, m, k, n) },
+			"MatMulPanelsF16": func() { MatMulPanelsF16(dst, a, hp, nil, m, k, n) },
+			"MatMul":          func() { MatMul(dst, a, w, nil, m, k, n) },
+			"MatMulI8":        func() { MatMulI8(dst, a, q, s, nil, m, k, n) },
+			"MatMulF16":       func() { MatMulF16(dst, a, h, nil, m, k, n) },
+			"MatMulTI8":       func() { MatMulTI8(dst, a, q, s, nil, m, k, n) },
+			"MatMulTF16":      func() { MatMulTF16(dst, a, h, nil, m, k, n) },
 		} {
 			if name == "MatMul" && m >= gemmMB && !useSIMD {
 				continue // gonum's Sgemm starts goroutines per call; prefill is per prompt, not per token
@@ -166,13 +191,17 @@ func BenchmarkDecodeLayers(b *testing.B) {
 		q     []int8
 		scale []float32
 		h     []uint16
+		qp    []int8
+		hp    []uint16
 	}
 	var layers []layer
 	for l := 0; l < 12; l++ {
 		for i, s := range shapes {
 			w := randomVec(uint64(100*l+i), s[0]*s[1], -1, 1)
 			q, sc := quant.Int8Cols(w, s[0], s[1])
-			layers = append(layers, layer{k: s[0], n: s[1], w: w, q: q, scale: sc, h: quant.ToF16(w)})
+			h := quant.ToF16(w)
+			layers = append(layers, layer{k: s[0], n: s[1], w: w, q: q, scale: sc, h: h,
+				qp: PackPanels(q, s[0], s[1]), hp: PackPanels(h, s[0], s[1])})
 		}
 	}
 	x, dst := randomVec(1, 3072, -1, 1), make([]float32, 3072)
@@ -184,7 +213,7 @@ func BenchmarkDecodeLayers(b *testing.B) {
 		if path.simd && !haveAVX2 {
 			continue
 		}
-		for _, dt := range []string{"f32", "int8", "fp16"} {
+		for _, dt := range []string{"f32", "int8", "fp16", "int8-panels", "fp16-panels"} {
 			if dt != "f32" && !path.simd {
 				continue
 			}
@@ -204,6 +233,12 @@ func BenchmarkDecodeLayers(b *testing.B) {
 						case "fp16":
 							MatMulF16(dst[:l.n], x[:l.k], l.h, nil, 1, l.k, l.n)
 							bytes += 2 * len(l.h)
+						case "int8-panels":
+							MatMulPanelsI8(dst[:l.n], x[:l.k], l.qp, l.scale, nil, 1, l.k, l.n)
+							bytes += len(l.qp)
+						case "fp16-panels":
+							MatMulPanelsF16(dst[:l.n], x[:l.k], l.hp, nil, 1, l.k, l.n)
+							bytes += 2 * len(l.hp)
 						}
 					}
 				}

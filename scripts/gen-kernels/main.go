@@ -37,6 +37,7 @@ func main() {
 	for _, e := range elems {
 		axpyPanel(e)
 		dot(e)
+		gemvPanel(e)
 	}
 	widenI8()
 	widenF16()
@@ -413,6 +414,60 @@ func gelu() {
 	ADDQ(Imm(8), j)
 	JMP(LabelRef("gelu_loop"))
 	Label("gelu_done")
+	VZEROUPPER()
+	RET()
+}
+
+// gemvPanel is y[0:16] = Σ_{p<len(a)} a[p]·w[p·16 : p·16+16] over one packed 16-column panel of
+// a weight (its K rows contiguous): the decode product reads one sequential stream and keeps
+// the sums in registers. Two depth steps per iteration feed four accumulators, so the FMA
+// latency chains stay short.
+func gemvPanel(e elem) {
+	name := "gemvPanel" + e.suffix + "AVX2"
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(y, a []float32, w []%s)", e.goType))
+	Pragma("noescape")
+	Doc(name + " sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(a).")
+	py := Load(Param("y").Base(), GP64())
+	pa := Load(Param("a").Base(), GP64())
+	k := Load(Param("a").Len(), GP64())
+	pw := Load(Param("w").Base(), GP64())
+	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for _, y := range acc {
+		VXORPS(y, y, y)
+	}
+	b0, b1, t := YMM(), YMM(), YMM()
+	l := func(s string) string { return name + "_" + s }
+	row := 16 * e.size
+	Label(l("loop2"))
+	CMPQ(k, Imm(2))
+	JL(LabelRef(l("tail")))
+	VBROADCASTSS(Mem{Base: pa}, b0)
+	VBROADCASTSS(Mem{Base: pa, Disp: 4}, b1)
+	e.load8(Mem{Base: pw}, t)
+	VFMADD231PS(t, b0, acc[0])
+	e.load8(Mem{Base: pw, Disp: 8 * e.size}, t)
+	VFMADD231PS(t, b0, acc[1])
+	e.load8(Mem{Base: pw, Disp: row}, t)
+	VFMADD231PS(t, b1, acc[2])
+	e.load8(Mem{Base: pw, Disp: row + 8*e.size}, t)
+	VFMADD231PS(t, b1, acc[3])
+	ADDQ(Imm(8), pa)
+	ADDQ(Imm(uint64(2*row)), pw)
+	SUBQ(Imm(2), k)
+	JMP(LabelRef(l("loop2")))
+	Label(l("tail"))
+	TESTQ(k, k)
+	JZ(LabelRef(l("done")))
+	VBROADCASTSS(Mem{Base: pa}, b0)
+	e.load8(Mem{Base: pw}, t)
+	VFMADD231PS(t, b0, acc[0])
+	e.load8(Mem{Base: pw, Disp: 8 * e.size}, t)
+	VFMADD231PS(t, b0, acc[1])
+	Label(l("done"))
+	VADDPS(acc[2], acc[0], acc[0])
+	VADDPS(acc[3], acc[1], acc[1])
+	VMOVUPS(acc[0], Mem{Base: py})
+	VMOVUPS(acc[1], Mem{Base: py, Disp: 32})
 	VZEROUPPER()
 	RET()
 }

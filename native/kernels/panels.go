@@ -1,0 +1,169 @@
+package kernels
+
+import (
+	"fmt"
+
+	"github.com/modelrt/modelrt/native/safetensors"
+)
+
+// PanelWidth is the number of columns of a packed weight panel (PackPanels).
+const PanelWidth = gemmNR
+
+// PackPanels reorders a (K,N) row-major weight — a Conv1D [in,out] matrix — into ⌈N/16⌉ panels of
+// K rows × 16 columns, each panel contiguous, the columns past N zero:
+//
+//	out[(jp·K + p)·16 + x] = w[p·N + jp·16 + x]
+//
+// A decode product then reads each panel as one sequential stream and keeps its 16 sums in
+// registers, and the GEMM of a prefill finds its B panels already packed. It panics when
+// len(w) != k·n.
+func PackPanels[T float32 | int8 | uint16](w []T, k, n int) []T {
+	if len(w) != k*n {
+		panic(fmt.Sprintf("kernels: PackPanels: %d values for (%d,%d)", len(w), k, n))
+	}
+	np := (n + PanelWidth - 1) / PanelWidth
+	out := make([]T, np*k*PanelWidth)
+	for jp := 0; jp < np; jp++ {
+		j0 := jp * PanelWidth
+		nb := min(PanelWidth, n-j0)
+		for p := 0; p < k; p++ {
+			copy(out[(jp*k+p)*PanelWidth:][:nb], w[p*n+j0:][:nb])
+		}
+	}
+	return out
+}
+
+// UnpackPanels is the inverse of PackPanels: the (K,N) row-major matrix.
+func UnpackPanels[T float32 | int8 | uint16](panels []T, k, n int) []T {
+	np := (n + PanelWidth - 1) / PanelWidth
+	if len(panels) != np*k*PanelWidth {
+		panic(fmt.Sprintf("kernels: UnpackPanels: %d values for (%d,%d) in panels", len(panels), k, n))
+	}
+	w := make([]T, k*n)
+	for jp := 0; jp < np; jp++ {
+		j0 := jp * PanelWidth
+		nb := min(PanelWidth, n-j0)
+		for p := 0; p < k; p++ {
+			copy(w[p*n+j0:][:nb], panels[(jp*k+p)*PanelWidth:][:nb])
+		}
+	}
+	return w
+}
+
+func panelLen(k, n int) int { return (n + PanelWidth - 1) / PanelWidth * k * PanelWidth }
+
+// MatMulPanelsI8 is MatMulI8 with q packed by PackPanels:
+//
+//	dst: (M,N) · a: (M,K) · q: PackPanels of (K,N) · scale: (N) · bias: (N) or nil
+func MatMulPanelsI8(dst, a []float32, q []int8, scale, bias []float32, m, k, n int) {
+	checkQuant("MatMulPanelsI8", m, k, n, len(a), len(dst), k*n, len(scale), len(bias), true)
+	if len(q) != panelLen(k, n) {
+		panic(fmt.Sprintf("kernels: MatMulPanelsI8: %d packed values for (%d,%d), want %d", len(q), k, n, panelLen(k, n)))
+	}
+	gemmW(m, n, k, a, k, weights{i8: q, scale: scale, panels: true}, n, dst, n, bias)
+}
+
+// MatMulPanelsF16 is MatMulF16 with h packed by PackPanels.
+func MatMulPanelsF16(dst, a []float32, h []uint16, bias []float32, m, k, n int) {
+	checkQuant("MatMulPanelsF16", m, k, n, len(a), len(dst), k*n, 0, len(bias), false)
+	if len(h) != panelLen(k, n) {
+		panic(fmt.Sprintf("kernels: MatMulPanelsF16: %d packed values for (%d,%d), want %d", len(h), k, n, panelLen(k, n)))
+	}
+	gemmW(m, n, k, a, k, weights{f16: h, panels: true}, n, dst, n, bias)
+}
+
+// panelJob computes C = A·W + bias with W in panels, one panel (16 output columns, all rows of A)
+// per item: each output is one panel's dot products, computed by one task, so results do not
+// depend on the workers.
+type panelJob struct {
+	m, n, k int
+	a       []float32
+	w       weights
+	c, bias []float32
+	ldc     int
+}
+
+func (j *panelJob) chunk(_, lo, hi int) {
+	var y [PanelWidth]float32
+	for jp := lo; jp < hi; jp++ {
+		j0 := jp * PanelWidth
+		nb := min(PanelWidth, j.n-j0)
+		off := jp * j.k * PanelWidth
+		for i := 0; i < j.m; i++ {
+			j.w.gemvPanel(y[:], j.a[i*j.k:][:j.k], off)
+			ci := j.c[i*j.ldc+j0:][:nb]
+			for x := range ci {
+				v := y[x]
+				if j.w.i8 != nil {
+					v *= j.w.scale[j0+x]
+				}
+				if j.bias != nil {
+					v += j.bias[j0+x]
+				}
+				ci[x] = v
+			}
+		}
+	}
+}
+
+// gemvPanel sets y[0:16] = Σ_p a[p]·W[off + 16p : off + 16p + 16] (int8 unscaled).
+func (w *weights) gemvPanel(y []float32, a []float32, off int) {
+	k := len(a)
+	switch {
+	case useSIMD && w.i8 != nil:
+		gemvPanelI8AVX2(y, a, w.i8[off:off+k*PanelWidth])
+		return
+	case useSIMD && w.f16 != nil && haveF16C:
+		gemvPanelF16AVX2(y, a, w.f16[off:off+k*PanelWidth])
+		return
+	case useSIMD && w.f32 != nil:
+		gemvPanelF32AVX2(y, a, w.f32[off:off+k*PanelWidth])
+		return
+	}
+	clear(y[:PanelWidth])
+	for p, ap := range a {
+		base := off + p*PanelWidth
+		for x := 0; x < PanelWidth; x++ {
+			y[x] += ap * w.at(base+x)
+		}
+	}
+}
+
+// packBPanels is packB for weights already in panels: panel jp's rows p0..p0+kb are contiguous.
+func (j *gemmPackedJob) packBPanels(buf []float32, p0, kb, j0, ng int) {
+	const panel = gemmKC * gemmNR
+	w := &j.w
+	for x := 0; x*gemmNR < ng; x++ {
+		jp := j0/gemmNR + x
+		dst := buf[x*panel:][:kb*gemmNR]
+		off := (jp*j.k + p0) * gemmNR
+		switch {
+		case w.f32 != nil:
+			copy(dst, w.f32[off:off+kb*gemmNR])
+		case w.i8 != nil:
+			sc := w.scale[jp*gemmNR:]
+			for q := 0; q < kb; q++ {
+				d, s := dst[q*gemmNR:][:gemmNR], w.i8[off+q*gemmNR:][:gemmNR]
+				if len(sc) >= gemmNR {
+					widenI8AVX2(d, s, sc[:gemmNR])
+					continue
+				}
+				for c := range d {
+					d[c] = 0
+					if c < len(sc) {
+						d[c] = float32(s[c]) * sc[c]
+					}
+				}
+			}
+		default:
+			src := w.f16[off : off+kb*gemmNR]
+			if haveF16C {
+				widenF16AVX2(dst, src)
+				continue
+			}
+			for i, h := range src {
+				dst[i] = safetensors.F16ToF32(h)
+			}
+		}
+	}
+}
