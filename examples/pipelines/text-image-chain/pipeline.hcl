@@ -1,5 +1,5 @@
-# Text and image stages in one graph. GPT-2 continues a prompt; the last generated token seeds a
-# draw from the VAE's prior, decoded into an image. Independently, the VAE reconstructs an image:
+# Text and image stages in one graph. GPT-2 continues a line of Go; the last generated
+# token seeds a draw from the demo glyph VAE's prior, decoded into an image. Independently, the VAE reconstructs an image:
 # the text branch and the reconstruction branch run concurrently, the stages of each in order.
 #
 #   bin/modelrt run examples/pipelines/text-image-chain --input out=chain.png
@@ -15,7 +15,7 @@ variable "gpt2_dir" {
 
 variable "vae_dir" {
   type    = string
-  default = "../../../testdata/models/vae-tiny"
+  default = "../../models/vae-glyphs"
 }
 
 backend "native" {
@@ -66,7 +66,7 @@ pipeline "caption_and_image" {
   stage "z" {
     use                  = "latent.sample"
     model                = model.vae
-    shape                = [1, 4, 8, 8]
+    shape                = [1, 4, 4, 4]
     seed                 = element(stage.gen.ids, length(stage.gen.ids) - 1)
     apply_scaling_factor = true
   }

@@ -1,11 +1,13 @@
 # Sampling from the VAE's prior: z = ε / scaling_factor with ε ~ N(0, I), decoded to an image.
 #
 #   bin/modelrt run examples/pipelines/vae-prior --input seed=7 --input out=sample.png
-#   bin/modelrt run examples/pipelines/vae-prior -var 'latent_size=[16, 16]'
+#   bin/modelrt run examples/pipelines/vae-prior -var 'latent_size=[8, 8]'
+#
+# The default VAE is the demo glyph model: a 4x4 latent decodes to a 32x32 glyph.
 
 variable "vae_dir" {
   type    = string
-  default = "../../../testdata/models/vae-tiny"
+  default = "../../models/vae-glyphs"
 }
 
 variable "latent_channels" {
@@ -16,7 +18,7 @@ variable "latent_channels" {
 
 variable "latent_size" {
   type        = list(number)
-  default     = [8, 8]
+  default     = [4, 4]
   description = "latent height and width; the image is the VAE's downsampling factor times larger"
 }
 

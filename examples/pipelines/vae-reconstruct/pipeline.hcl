@@ -3,12 +3,13 @@
 #   bin/modelrt run examples/pipelines/vae-reconstruct --input out=reconstruction.png
 #   bin/modelrt run examples/pipelines/vae-reconstruct --input image=cat.png -var vae_dir=DIR
 #
-# The image's height and width must be multiples of the VAE's downsampling factor
-# (2 for the tiny test VAE, 8 for Stable Diffusion's).
+# The default VAE is the demo glyph model (examples/models/vae-glyphs, trained by
+# scripts/train/train_vae_glyphs.py on 32x32 font glyphs). The image's height and width must be
+# multiples of the VAE's downsampling factor (8 for the glyph VAE and for Stable Diffusion's).
 
 variable "vae_dir" {
   type        = string
-  default     = "../../../testdata/models/vae-tiny"
+  default     = "../../models/vae-glyphs"
   description = "diffusers AutoencoderKL directory: config.json and diffusion_pytorch_model.safetensors"
 }
 
