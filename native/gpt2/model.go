@@ -39,11 +39,15 @@ type Linear struct {
 // Forward computes dst = x·W + b for rows rows. x: (rows,In); dst: (rows,Out).
 func (l *Linear) Forward(dst, x []float32, rows int) {
 	dst, x = dst[:rows*l.Out], x[:rows*l.In]
-	switch l.Q.DType {
-	case quant.Int8:
-		kernels.MatMulI8(dst, x, l.Q.I8, l.Q.Scale, l.Bias, rows, l.In, l.Out)
-	case quant.F16:
-		kernels.MatMulF16(dst, x, l.Q.F16, l.Bias, rows, l.In, l.Out)
+	switch q := &l.Q; {
+	case q.DType == quant.Int8 && q.Panels:
+		kernels.MatMulPanelsI8(dst, x, q.I8, q.Scale, l.Bias, rows, l.In, l.Out)
+	case q.DType == quant.Int8:
+		kernels.MatMulI8(dst, x, q.I8, q.Scale, l.Bias, rows, l.In, l.Out)
+	case q.DType == quant.F16 && q.Panels:
+		kernels.MatMulPanelsF16(dst, x, q.F16, l.Bias, rows, l.In, l.Out)
+	case q.DType == quant.F16:
+		kernels.MatMulF16(dst, x, q.F16, l.Bias, rows, l.In, l.Out)
 	default:
 		kernels.MatMul(dst, x, l.Weight, l.Bias, rows, l.In, l.Out)
 	}
@@ -192,7 +196,7 @@ func (b *binder) get(name string, shape ...int) []float32 {
 
 func (b *binder) linear(name string, in, out int) Linear {
 	w, q := b.matrix(name+".weight", in, out, true)
-	return Linear{Weight: w, Q: q, Bias: b.get(name+".bias", out), In: in, Out: out}
+	return Linear{Weight: w, Q: q.packed(in, out), Bias: b.get(name+".bias", out), In: in, Out: out}
 }
 
 func (b *binder) layerNorm(name string, c int, eps float64) LayerNorm {

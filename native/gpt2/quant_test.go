@@ -77,6 +77,9 @@ func TestQuantizedLogitsNearF32(t *testing.T) {
 		if m.WTE != nil || m.Blocks[0].MLP.CFC.Weight != nil {
 			t.Fatalf("%s: float32 weights kept after quantizing", c.dt)
 		}
+		if !m.Blocks[0].MLP.CFC.Q.Panels {
+			t.Fatalf("%s: Conv1D weights not packed in panels after load", c.dt)
+		}
 		checkLogits(t, "gpt2-odd "+string(c.dt), logitsOf(t, m, ids), want, c.tol)
 	}
 }

@@ -130,7 +130,7 @@ func (m *Model) tensors(tied bool) []rawTensor {
 		ln(h+"ln_1", blk.LN1)
 		ln(h+"ln_2", blk.LN2)
 		for name, l := range map[string]*Linear{"attn.c_attn": &blk.Attn.CAttn, "attn.c_proj": &blk.Attn.CProj, "mlp.c_fc": &blk.MLP.CFC, "mlp.c_proj": &blk.MLP.CProj} {
-			q(h+name+".weight", l.Q, l.Out, l.In, l.Out)
+			q(h+name+".weight", l.Q.rowMajor(l.In, l.Out), l.Out, l.In, l.Out)
 			f32(h+name+".bias", l.Bias, l.Out)
 		}
 	}

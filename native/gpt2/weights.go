@@ -18,11 +18,47 @@ var ErrQuantized = errors.New("gpt2: weights are already quantized")
 // while DType is set. Int8 is symmetric with one scale per output channel: Scale is (Out) for a
 // Conv1D weight (In,Out) and (V) for the token embeddings (V,C), each row being the LM head's
 // output channel. F16 holds IEEE half-precision bits in the same layout as the float32 matrix.
+//
+// A Linear's QWeights are kept in kernels.PackPanels' layout (Panels set): 16-column panels of
+// all In rows, which the decode product streams sequentially; files store them row-major.
 type QWeights struct {
-	DType quant.DType // "" when the matrix is float32
-	I8    []int8
-	Scale []float32
-	F16   []uint16
+	DType  quant.DType // "" when the matrix is float32
+	I8     []int8
+	Scale  []float32
+	F16    []uint16
+	Panels bool
+}
+
+// packed returns q with its values in kernels.PackPanels' layout for a (rows,cols) matrix.
+func (q QWeights) packed(rows, cols int) QWeights {
+	if q.Panels {
+		return q
+	}
+	switch q.DType {
+	case quant.Int8:
+		q.I8 = kernels.PackPanels(q.I8, rows, cols)
+	case quant.F16:
+		q.F16 = kernels.PackPanels(q.F16, rows, cols)
+	default:
+		return q
+	}
+	q.Panels = true
+	return q
+}
+
+// rowMajor returns q with its values in (rows,cols) row-major order, as files store them.
+func (q QWeights) rowMajor(rows, cols int) QWeights {
+	if !q.Panels {
+		return q
+	}
+	switch q.DType {
+	case quant.Int8:
+		q.I8 = kernels.UnpackPanels(q.I8, rows, cols)
+	case quant.F16:
+		q.F16 = kernels.UnpackPanels(q.F16, rows, cols)
+	}
+	q.Panels = false
+	return q
 }
 
 func (q *QWeights) bytes() int64 { return int64(len(q.I8) + 4*len(q.Scale) + 2*len(q.F16)) }
@@ -62,7 +98,7 @@ func (m *Model) Quantize(dt quant.DType) error {
 	m.WTE, m.LMHead = nil, nil
 	for i := range m.Blocks {
 		for _, l := range m.Blocks[i].linears() {
-			l.Q = quantizeMatrix(l.Weight, l.In, l.Out, true, dt)
+			l.Q = quantizeMatrix(l.Weight, l.In, l.Out, true, dt).packed(l.In, l.Out)
 			l.Weight = nil
 		}
 	}
