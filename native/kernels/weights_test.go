@@ -193,6 +193,7 @@ func BenchmarkDecodeLayers(b *testing.B) {
 		h     []uint16
 		qp    []int8
 		hp    []uint16
+		wp    []float32
 	}
 	var layers []layer
 	for l := 0; l < 12; l++ {
@@ -201,7 +202,7 @@ func BenchmarkDecodeLayers(b *testing.B) {
 			q, sc := quant.Int8Cols(w, s[0], s[1])
 			h := quant.ToF16(w)
 			layers = append(layers, layer{k: s[0], n: s[1], w: w, q: q, scale: sc, h: h,
-				qp: PackPanels(q, s[0], s[1]), hp: PackPanels(h, s[0], s[1])})
+				qp: PackPanels(q, s[0], s[1]), hp: PackPanels(h, s[0], s[1]), wp: PackPanels(w, s[0], s[1])})
 		}
 	}
 	x, dst := randomVec(1, 3072, -1, 1), make([]float32, 3072)
@@ -213,7 +214,7 @@ func BenchmarkDecodeLayers(b *testing.B) {
 		if path.simd && !haveAVX2 {
 			continue
 		}
-		for _, dt := range []string{"f32", "int8", "fp16", "int8-panels", "fp16-panels"} {
+		for _, dt := range []string{"f32", "int8", "fp16", "int8-panels", "fp16-panels", "f32-panels"} {
 			if dt != "f32" && !path.simd {
 				continue
 			}
@@ -236,6 +237,9 @@ func BenchmarkDecodeLayers(b *testing.B) {
 						case "int8-panels":
 							MatMulPanelsI8(dst[:l.n], x[:l.k], l.qp, l.scale, nil, 1, l.k, l.n)
 							bytes += len(l.qp)
+						case "f32-panels":
+							gemmW(1, l.n, l.k, x[:l.k], l.k, weights{f32: l.wp, panels: true}, l.n, dst[:l.n], l.n, nil)
+							bytes += 4 * len(l.wp)
 						case "fp16-panels":
 							MatMulPanelsF16(dst[:l.n], x[:l.k], l.hp, nil, 1, l.k, l.n)
 							bytes += 2 * len(l.hp)
