@@ -39,6 +39,25 @@ func BenchmarkInferLogits(b *testing.B) {
 			}
 		}
 	})
+	// The fixed cost of a call (scheduling, HTTP/2, TLS records) apart from the payload.
+	b.Run("plugin-1-logit", func(b *testing.B) {
+		p, err := Start(context.Background(), testConfig(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		ctx := context.Background()
+		if _, err := p.LoadModel(ctx, &sdk.LoadModelRequest{Name: "logits", Path: b.TempDir()}); err != nil {
+			b.Fatal(err)
+		}
+		req := &sdk.InferRequest{Model: "logits", Params: map[string]string{"vocab": "1"},
+			Inputs: map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{1, 1}, []int64{464})}}
+		for b.Loop() {
+			if _, err := p.Infer(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("in-process", func(b *testing.B) {
 		// The same call without the boundary: the backend hands back its (cached) row and the
 		// host validates and views it.
