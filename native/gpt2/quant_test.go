@@ -92,6 +92,9 @@ func TestQuantized124MShape(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: builds three 124M-parameter random models")
 	}
+	if raceEnabled {
+		t.Skip("race detector: three 124M-parameter models take minutes and gigabytes under it; the plain go test run checks this")
+	}
 	ids := benchIDs(6)
 	want := logitsOf(t, NewRandom(gpt2Small, 3), ids)
 	for _, c := range []struct {
