@@ -387,8 +387,8 @@ func TestCacheGrowth(t *testing.T) {
 		scale(w, 5)
 	}
 	for i := range m.Blocks {
-		scale(m.Blocks[i].Attn.CAttn.Weight, 5)
-		scale(m.Blocks[i].MLP.CFC.Weight, 5)
+		scale(m.Blocks[i].Attn.CAttn.Q.F32, 5) // packed in panels: scaling is element-wise
+		scale(m.Blocks[i].MLP.CFC.Q.F32, 5)
 	}
 	V := cfg.VocabSize
 	ids := make([]int64, cfg.NPositions)

@@ -27,10 +27,12 @@ import (
 // plugin maps it to InvalidArgument.
 var ErrInvalidInput = errors.New("gpt2: invalid input")
 
-// Linear is a Hugging Face Conv1D: y = x·W + b with W stored [in,out], as float32 in Weight or,
-// quantized, in Q (per-output-channel scales over Out).
+// Linear is a Hugging Face Conv1D: y = x·W + b with W [in,out]. Load and NewRandom keep it in Q,
+// packed in 16-column panels (kernels.PackPanels) — float32 in Q.F32, or quantized with
+// per-output-channel scales over Out; Weight (row-major) is then nil. A Linear built by hand with
+// Weight set works too, unpacked.
 type Linear struct {
-	Weight  []float32 // (In,Out); nil when Q holds the weights
+	Weight  []float32 // (In,Out) row-major; nil when Q holds the weights
 	Q       QWeights
 	Bias    []float32 // (Out)
 	In, Out int
@@ -40,6 +42,8 @@ type Linear struct {
 func (l *Linear) Forward(dst, x []float32, rows int) {
 	dst, x = dst[:rows*l.Out], x[:rows*l.In]
 	switch q := &l.Q; {
+	case q.DType == quant.F32 && q.Panels:
+		kernels.MatMulPanels(dst, x, q.F32, l.Bias, rows, l.In, l.Out)
 	case q.DType == quant.Int8 && q.Panels:
 		kernels.MatMulPanelsI8(dst, x, q.I8, q.Scale, l.Bias, rows, l.In, l.Out)
 	case q.DType == quant.Int8:
@@ -284,6 +288,7 @@ func LoadWith(dir string, opts LoadOptions) (*Model, error) {
 			return nil, fmt.Errorf("gpt2: load %s: %w", dir, err)
 		}
 	}
+	m.packLinears()
 	slog.Debug("gpt2: loaded", "dir", dir, "weights", orF32(m.cfg.Weights), "bytes", m.WeightBytes(), "vocab", cfg.VocabSize, "n_embd", cfg.NEmbd, "n_layer", cfg.NLayer,
 		"n_head", cfg.NHead, "elapsed", time.Since(start))
 	return m, nil
@@ -325,5 +330,6 @@ func NewRandom(cfg Config, seed uint64) *Model {
 		})
 	}
 	m.LMHead = m.WTE
+	m.packLinears()
 	return m
 }

@@ -74,9 +74,16 @@ func (j *gemmPackedJob) chunk(wk, lo, hi int) {
 		}
 		for p0 := 0; p0 < j.k; p0 += gemmKC {
 			kb := min(gemmKC, j.k-p0)
-			j.packB(buf[:gemmNP*panel], p0, kb, j0, ng)
+			// float32 weights already in panels are read in place: packing would only copy them.
+			inPlace := j.w.panels && j.w.f32 != nil
+			if !inPlace {
+				j.packB(buf[:gemmNP*panel], p0, kb, j0, ng)
+			}
 			for q := 0; q*gemmNR < ng; q++ {
 				b := buf[q*panel:][:kb*gemmNR]
+				if inPlace {
+					b = j.w.f32[((j0/gemmNR+q)*j.k+p0)*gemmNR:][:kb*gemmNR]
+				}
 				jq, nb := j0+q*gemmNR, min(gemmNR, ng-q*gemmNR)
 				for i := i0; i < i1; i += gemmMR {
 					a := j.ap[i*j.k+p0*gemmMR:][:kb*gemmMR]

@@ -52,6 +52,17 @@ func UnpackPanels[T float32 | int8 | uint16](panels []T, k, n int) []T {
 
 func panelLen(k, n int) int { return (n + PanelWidth - 1) / PanelWidth * k * PanelWidth }
 
+// MatMulPanels is MatMul with the float32 weight w (K,N) packed by PackPanels:
+//
+//	dst: (M,N) · a: (M,K) · w: PackPanels of (K,N) · bias: (N) or nil
+func MatMulPanels(dst, a, w, bias []float32, m, k, n int) {
+	checkQuant("MatMulPanels", m, k, n, len(a), len(dst), k*n, 0, len(bias), false)
+	if len(w) != panelLen(k, n) {
+		panic(fmt.Sprintf("kernels: MatMulPanels: %d packed values for (%d,%d), want %d", len(w), k, n, panelLen(k, n)))
+	}
+	gemmW(m, n, k, a, k, weights{f32: w, panels: true}, n, dst, n, bias)
+}
+
 // MatMulPanelsI8 is MatMulI8 with q packed by PackPanels:
 //
 //	dst: (M,N) · a: (M,K) · q: PackPanels of (K,N) · scale: (N) · bias: (N) or nil

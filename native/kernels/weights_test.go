@@ -42,6 +42,10 @@ func testMatMulQuantizedMatchesNaive(t *testing.T) {
 
 				// The same weights packed in 16-column panels (decode GEMV, prefill without packing).
 				got = nanVec(m * n)
+				MatMulPanels(got, a, PackPanels(w, k, n), bias, m, k, n)
+				MatMulNaive(want, a, w, bias, m, k, n)
+				reportClose(t, fmt.Sprintf("MatMulPanels m=%d k=%d n=%d", m, k, n), got, want, accumTol(k))
+				got = nanVec(m * n)
 				MatMulPanelsI8(got, a, PackPanels(q, k, n), s, bias, m, k, n)
 				MatMulNaive(want, a, quant.DequantCols(q, s, k, n), bias, m, k, n)
 				reportClose(t, fmt.Sprintf("MatMulPanelsI8 m=%d k=%d n=%d", m, k, n), got, want, accumTol(k))
@@ -133,8 +137,9 @@ func testQuantizedKernelsDoNotAllocate(t *testing.T) {
 		a, w, dst := randomVec(1, m*k, -1, 1), randomVec(2, k*n, -1, 1), make([]float32, m*n)
 		q, s := quant.Int8Cols(w, k, n)
 		h := quant.ToF16(w)
-		qp, hp := PackPanels(q, k, n), PackPanels(h, k, n)
+		qp, hp, wp := PackPanels(q, k, n), PackPanels(h, k, n), PackPanels(w, k, n)
 		for name, f := range map[string]func(){
+			"MatMulPanels":    func() { MatMulPanels(dst, a, wp, nil, m, k, n) },
 			"MatMulPanelsI8":  func() { MatMulPanelsI8(dst, a, qp, s, nil, m, k, n) },
 			"MatMulPanelsF16": func() { MatMulPanelsF16(dst, a, hp, nil, m, k, n) },
 			"MatMul":          func() { MatMul(dst, a, w, nil, m, k, n) },
