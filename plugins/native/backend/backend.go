@@ -135,13 +135,13 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 	slog.Info("loading model", "model", req.Name, "path", req.Path, "task", task)
 	switch task {
 	case sdk.TaskCausalLM:
-		g, err := gpt2.Load(req.Path)
+		g, err := loadGPT2(req.Path, req.Options)
 		if err != nil {
 			return nil, loadError(req.Name, err)
 		}
 		m.gpt2 = g
 		c := g.Config()
-		m.bytes = 4 * gpt2Params(c)
+		m.bytes = g.WeightBytes()
 		info.Metadata["vocab_size"] = strconv.Itoa(c.VocabSize)
 		info.Metadata["n_positions"] = strconv.Itoa(c.NPositions)
 		info.Metadata["eos_token_id"] = strconv.Itoa(c.EOSTokenID)
@@ -175,13 +175,6 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 	b.models[req.Name] = m
 	b.mu.Unlock()
 	return &sdk.LoadModelResponse{Model: info}, nil
-}
-
-// gpt2Params counts the float32 parameters of a GPT-2 (lm_head tied to wte, stored once).
-func gpt2Params(c gpt2.Config) int64 {
-	C, inner := int64(c.NEmbd), int64(c.Inner())
-	block := C*3*C + 3*C + C*C + C + C*inner + inner + inner*C + C + 4*C
-	return int64(c.VocabSize)*C + int64(c.NPositions)*C + int64(c.NLayer)*block + 2*C
 }
 
 func (b *Backend) dropSessionsLocked(m *model) {
