@@ -1,0 +1,68 @@
+package backend
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/modelrt/modelrt/sdk"
+)
+
+const fixtures = "../../../testdata/models/"
+
+// TestWeightsOptionReachesTheModel loads one checkpoint as float32 and as int8 through
+// LoadModel's options and checks that Stats reports the smaller int8 weights.
+func TestWeightsOptionReachesTheModel(t *testing.T) {
+	ctx := context.Background()
+	b := New()
+	for name, opts := range map[string]map[string]string{"f32": nil, "int8": {"weights": "int8"}} {
+		if _, err := b.LoadModel(ctx, &sdk.LoadModelRequest{Name: name, Path: fixtures + "gpt2-odd", Options: opts}); err != nil {
+			t.Fatalf("LoadModel %s: %v", name, err)
+		}
+	}
+	st, err := b.Stats(ctx, &sdk.StatsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bytes := map[string]int64{}
+	for _, m := range st.Models {
+		bytes[m.Name] = m.WeightBytes
+	}
+	if bytes["f32"] <= 0 || bytes["int8"] <= 0 || bytes["int8"]*2 > bytes["f32"] {
+		t.Errorf("weight bytes f32 %d, int8 %d: want int8 under half of f32", bytes["f32"], bytes["int8"])
+	}
+	_, err = b.LoadModel(ctx, &sdk.LoadModelRequest{Name: "bad", Path: fixtures + "gpt2-odd", Options: map[string]string{"weights": "int3"}})
+	if sdk.CodeOf(err) != sdk.CodeInvalidArgument || !strings.Contains(err.Error(), "int3") {
+		t.Errorf("bad weights option: %v, want InvalidArgument naming it", err)
+	}
+}
+
+func TestLoadModelErrors(t *testing.T) {
+	ctx := context.Background()
+	b := New()
+	cases := map[string]struct {
+		req  *sdk.LoadModelRequest
+		code sdk.Code
+		want string
+	}{
+		"missing dir":  {&sdk.LoadModelRequest{Name: "m", Path: "/nonexistent/dir"}, sdk.CodeNotFound, "/nonexistent/dir"},
+		"no config":    {&sdk.LoadModelRequest{Name: "m", Path: fixtures}, sdk.CodeNotFound, "config.json"},
+		"unknown task": {&sdk.LoadModelRequest{Name: "m", Path: fixtures + "gpt2-odd", Task: "speech"}, sdk.CodeUnimplemented, "speech"},
+		"empty name":   {&sdk.LoadModelRequest{Path: fixtures + "gpt2-odd"}, sdk.CodeInvalidArgument, "empty name"},
+	}
+	for name, c := range cases {
+		_, err := b.LoadModel(ctx, c.req)
+		if sdk.CodeOf(err) != c.code || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %v containing %q", name, err, c.code, c.want)
+		}
+	}
+	if _, err := b.OpenSession(ctx, &sdk.OpenSessionRequest{Model: "nope"}); sdk.CodeOf(err) != sdk.CodeNotFound {
+		t.Errorf("OpenSession on an unknown model: %v", err)
+	}
+	if _, err := b.LoadModel(ctx, &sdk.LoadModelRequest{Name: "vae", Path: fixtures + "vae-tiny"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.OpenSession(ctx, &sdk.OpenSessionRequest{Model: "vae"}); sdk.CodeOf(err) != sdk.CodeFailedPrecondition {
+		t.Errorf("OpenSession on a VAE: %v, want FailedPrecondition", err)
+	}
+}
