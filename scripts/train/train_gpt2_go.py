@@ -32,6 +32,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 sys.path.insert(0, HERE)
 
 import bpe  # noqa: E402
+import checkpoint  # noqa: E402
+from checkpoint import log  # noqa: E402
 import gpt2_torch  # noqa: E402
 
 EOT = "<|endoftext|>"
@@ -39,9 +41,6 @@ EOT = "<|endoftext|>"
 VAL_PACKAGES = ("strings", "bufio", "container/list", "container/ring", "encoding/csv", "text/tabwriter", "sort", "path")
 MAX_FILE_BYTES = 256 << 10
 
-
-def log(msg):
-    print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
 def corpus_files(goroot):
@@ -156,8 +155,8 @@ def main():
     ap.add_argument("--n-layer", type=int, default=4)
     ap.add_argument("--n-head", type=int, default=8)
     ap.add_argument("--n-positions", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=1400)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--min-lr", type=float, default=1e-4)
     ap.add_argument("--warmup", type=int, default=60)
@@ -208,15 +207,8 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
     g = torch.Generator().manual_seed(args.seed + 1)
-    step, history, elapsed = 0, [], 0.0
     ckpt = os.path.join(args.work, "ckpt.pt")
-    if os.path.exists(ckpt):
-        st = torch.load(ckpt)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        g.set_state(st["gen"])
-        step, history, elapsed = st["step"], st["history"], st["elapsed"]
-        log("resumed at step %d (%.0f s of training so far)" % (step, elapsed))
+    step, history, elapsed = checkpoint.resume(ckpt, model, opt, g)
     nparams = sum(p.numel() for p in model.parameters())
     log("model: %d parameters (%d without embeddings)" % (nparams, nparams - V * args.n_embd - args.n_positions * args.n_embd))
 
@@ -249,9 +241,7 @@ def main():
             log("eval step %d: train %.4f val %.4f" % (step, tl, vl))
             t_last = time.time()
         if step % args.ckpt_every == 0 or step == stop:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": g.get_state(),
-                        "step": step, "history": history, "elapsed": elapsed}, ckpt + ".tmp")
-            os.replace(ckpt + ".tmp", ckpt)
+            checkpoint.save(ckpt, model, opt, g, step, history, elapsed)
             t_last = time.time()
 
     export(args, model, cfg, vocab, merges, enc, val_files, val_tok, train_tok, history, step, elapsed, nparams)

@@ -32,8 +32,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
+sys.path.insert(0, HERE)
 
+import checkpoint  # noqa: E402
 import gpt2_torch  # noqa: E402  (its safetensors writer handles F16)
+from checkpoint import log  # noqa: E402
 import vae_torch  # noqa: E402
 
 FONT_DIR = "/usr/share/fonts/truetype/dejavu"
@@ -44,9 +47,6 @@ SIZES = (16, 19, 22, 25)
 SHIFTS = ((0, 0), (-2, 1), (2, -1))
 RES = 32
 
-
-def log(msg):
-    print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
 def font_files():
@@ -119,11 +119,11 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "..", "..", "examples", "models", "vae-glyphs"))
     ap.add_argument("--work", default="/tmp/modelrt-train/vae-glyphs")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--sigma", type=float, default=0.15)
     ap.add_argument("--block-out-channels", default="32,64,64,64")
-    ap.add_argument("--eval-every", type=int, default=150)
+    ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--ckpt-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1234)
@@ -154,15 +154,8 @@ def main():
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     g = torch.Generator().manual_seed(args.seed + 1)
-    step, history, elapsed = 0, [], 0.0
     ckpt = os.path.join(args.work, "ckpt.pt")
-    if os.path.exists(ckpt):
-        st = torch.load(ckpt)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        g.set_state(st["gen"])
-        step, history, elapsed = st["step"], st["history"], st["elapsed"]
-        log("resumed at step %d" % step)
+    step, history, elapsed = checkpoint.resume(ckpt, model, opt, g)
     nparams = sum(p.numel() for p in model.parameters())
     log("model: %d parameters" % nparams)
 
@@ -217,9 +210,7 @@ def main():
             log("eval %s" % json.dumps(ev))
             t_last = time.time()
         if step % args.ckpt_every == 0 or step == args.steps:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": g.get_state(),
-                        "step": step, "history": history, "elapsed": elapsed}, ckpt + ".tmp")
-            os.replace(ckpt + ".tmp", ckpt)
+            checkpoint.save(ckpt, model, opt, g, step, history, elapsed)
             t_last = time.time()
 
     export(args, model, cfg, train_x, val_x, history, step, elapsed, nparams)
