@@ -4,12 +4,12 @@
 #   bin/modelrt run examples/pipelines/default --input prompt='func add(a, b int) int {'
 #   bin/modelrt run examples/pipelines/default -var model_dir=DIR   (any GPT-2 directory)
 #
-# Until the demo model is in examples/models/gpt2-go, the default model is the tiny test GPT-2
-# (random weights: it runs everything end to end but writes nonsense).
+# The demo model (examples/models/gpt2-go, trained by scripts/train/train_gpt2_go.py on the Go
+# standard library) is small: expect Go-shaped text, not correct programs.
 
 variable "model_dir" {
   type        = string
-  default     = "../../../testdata/models/gpt2-tiny"
+  default     = "../../models/gpt2-go"
   description = "GPT-2 model directory: config.json, model.safetensors and the tokenizer files"
 }
 
@@ -51,7 +51,7 @@ pipeline "complete" {
     model          = model.gpt2
     prompt         = input.prompt
     max_new_tokens = var.max_new_tokens
-    stop           = ["\n}\n"]
+    stop           = ["\nfunc ", "\n\n\n"]
     sampling {
       temperature = input.temperature
       top_k       = 40

@@ -1,4 +1,4 @@
-# Text and image stages in one graph. GPT-2 continues a line of Go; the last generated
+# Text and image stages in one graph. The demo GPT-2 continues a line of Go; the last generated
 # token seeds a draw from the demo glyph VAE's prior, decoded into an image. Independently, the VAE reconstructs an image:
 # the text branch and the reconstruction branch run concurrently, the stages of each in order.
 #
@@ -10,7 +10,7 @@ locals {
 
 variable "gpt2_dir" {
   type    = string
-  default = "../../../testdata/models/gpt2-tiny"
+  default = "../../models/gpt2-go"
 }
 
 variable "vae_dir" {
