@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 import zlib
@@ -41,6 +42,14 @@ EOT = "<|endoftext|>"
 VAL_PACKAGES = ("strings", "bufio", "container/list", "container/ring", "encoding/csv", "text/tabwriter", "sort", "path")
 MAX_FILE_BYTES = 256 << 10
 
+
+
+def default_goroot():
+    """`go env GOROOT`, or /usr/local/go when go is not on PATH."""
+    try:
+        return subprocess.run(["go", "env", "GOROOT"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "/usr/local/go"
 
 
 def corpus_files(goroot):
@@ -147,7 +156,7 @@ def lr_at(step, args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--goroot", default="/usr/local/go")
+    ap.add_argument("--goroot", default=default_goroot(), help="Go installation whose src/ is the corpus")
     ap.add_argument("--out", default=os.path.join(HERE, "..", "..", "examples", "models", "gpt2-go"))
     ap.add_argument("--work", default="/tmp/modelrt-train/gpt2-go")
     ap.add_argument("--vocab-size", type=int, default=4096)
