@@ -123,7 +123,7 @@ func TestExampleCompleteNative(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, stderr)
 	}
 	cont := strings.TrimPrefix(text, "Once upon a time")
-	if want := cont + "\n\ntext: " + text + "\nnew_tokens: 12\n"; out != want {
+	if want := "── stage gen (streaming) ──\n" + cont + "\n\n── outputs ──\ntext: " + text + "\nnew_tokens: 12\n"; out != want {
 		t.Errorf("stdout = %q\nwant     %q", out, want)
 	}
 	if !strings.Contains(stderr, "loaded model gpt2 (1/1)") || !strings.Contains(stderr, "pipeline complete:") {

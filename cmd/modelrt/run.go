@@ -95,9 +95,9 @@ func runPipeline(cmd *cobra.Command, g *globals, f *runFlags, path string) error
 				return writeRunJSON(stdout, res)
 			}
 			if obs.streamed {
-				fmt.Fprint(stdout, "\n\n")
+				fmt.Fprint(stdout, "\n\n── outputs ──\n")
 			}
-			writeOutputs(stdout, cfg.Pipelines[name], res)
+			writeOutputs(stdout, cfg.Pipelines[name], res, obs.text.String())
 			writeTimings(stderr, res)
 			return nil
 		}
@@ -153,6 +153,7 @@ type streamObserver struct {
 	mu       sync.Mutex
 	stage    string
 	streamed bool
+	text     strings.Builder // what was streamed
 }
 
 func (o *streamObserver) OnText(stage string, row int, delta string) {
@@ -167,17 +168,24 @@ func (o *streamObserver) OnText(stage string, row int, delta string) {
 	if o.stage != stage || row != 0 {
 		return
 	}
+	if !o.streamed {
+		fmt.Fprintf(o.w, "── stage %s (streaming) ──\n", stage)
+	}
 	fmt.Fprint(o.w, delta)
+	o.text.WriteString(delta)
 	o.streamed = true
 }
 
 // writeOutputs prints each output as `name: value`; a string with newlines starts on its own
-// line.
-func writeOutputs(w io.Writer, p *pipelines.Pipeline, res *engine.Result) {
+// line, and a string that is exactly the text streamed above is not printed twice.
+func writeOutputs(w io.Writer, p *pipelines.Pipeline, res *engine.Result, streamed string) {
 	for _, out := range p.Outputs {
 		v := res.Outputs[out.Name]
 		if v.Type() == cty.String && !v.IsNull() && v.IsKnown() {
-			if s := v.AsString(); strings.Contains(s, "\n") {
+			if s := v.AsString(); streamed != "" && s == streamed {
+				fmt.Fprintf(w, "%s: (the text streamed above)\n", out.Name)
+				continue
+			} else if strings.Contains(s, "\n") {
 				fmt.Fprintf(w, "%s:\n%s\n", out.Name, s)
 				continue
 			}
