@@ -8,14 +8,17 @@ export ONNXRUNTIME_SHARED_LIBRARY_PATH ?= $(ORT_LIB)
 RACE_PKGS := ./sdk/... ./runtime/... ./plugins/native/... ./native/kernels/... ./native/gpt2/...
 RACE_RE   := modelrt/(sdk|runtime|plugins/native|native/kernels|native/gpt2)(/|$$)
 
-.PHONY: setup build test check run clean
+.PHONY: setup build build-native test check run clean
 
 setup:
 	scripts/setup.sh
 
-build:
+# The CLI and the native backend: pure Go, no cgo, no ONNX Runtime.
+build-native:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/modelrt ./cmd/modelrt
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/modelrt-native ./plugins/native
+
+build: build-native
 	@if ls plugins/onnxrt/*.go >/dev/null 2>&1; then \
 		echo "CGO_ENABLED=1 $(GO) build -o $(BIN)/modelrt-onnxrt ./plugins/onnxrt"; \
 		CGO_ENABLED=1 $(GO) build -o $(BIN)/modelrt-onnxrt ./plugins/onnxrt; fi
@@ -29,8 +32,10 @@ test: setup build check
 	$(GO) test -count=1 -race $(RACE_PKGS)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v -E '$(RACE_RE)')
 
-run: setup build
-	$(BIN)/modelrt generate --plugin-dir $(BIN) --model testdata/models/gpt2-tiny --prompt "Hello, world" --max-new-tokens 16 --temperature 0
+# The main job on the embedded default: Go code completion by the demo model on the native
+# backend (examples/pipelines/default). Needs only Go.
+run: build-native
+	$(BIN)/modelrt run --plugin-dir $(BIN) examples/pipelines/default
 
 clean:
 	rm -rf $(BIN)
