@@ -344,6 +344,12 @@ func call[T any](p *Plugin, ctx context.Context, method string, fn func(context.
 	}
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.CallTimeout)
 	defer cancel()
+	// Whether an expiry is the call timeout's rather than the caller's deadline. The backend
+	// sees the same deadline and may answer DeadlineExceeded a moment before cctx's own timer
+	// fires, so this is decided from the deadlines, not from cctx.Err().
+	ours, _ := cctx.Deadline()
+	callerDeadline, callerHas := ctx.Deadline()
+	timeoutIsOurs := !callerHas || callerDeadline.After(ours)
 	v, err := fn(cctx, c)
 	if err == nil {
 		return v, nil
@@ -355,7 +361,7 @@ func call[T any](p *Plugin, ctx context.Context, method string, fn func(context.
 			return zero, fmt.Errorf("%w: %s (%s) died during %s; it is being restarted: %v", ErrCrashed, p.cfg.Name, p.cfg.Path, method, err)
 		}
 	}
-	if code == sdk.CodeDeadlineExceeded && ctx.Err() == nil && cctx.Err() != nil {
+	if code == sdk.CodeDeadlineExceeded && ctx.Err() == nil && timeoutIsOurs {
 		return zero, fmt.Errorf("%s %s: no answer within the call timeout of %v: %w", p.cfg.Name, method, p.cfg.CallTimeout, err)
 	}
 	return zero, err
