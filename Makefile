@@ -31,6 +31,8 @@ check:
 test: setup build check
 	$(GO) test -count=1 -race $(RACE_PKGS)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v -E '$(RACE_RE)')
+	# Too big for the race detector (three GPT-2 124M models), so it runs here without it.
+	$(GO) test -count=1 -run 'TestQuantized124MShape' ./native/gpt2/
 
 # The main job on the embedded default: Go code completion by the demo model on the native
 # backend (examples/pipelines/default). Needs only Go.
