@@ -233,21 +233,10 @@ const maxJSONElements = 1 << 16
 
 // runJSON is the --output json document.
 type runJSON struct {
-	Pipeline string         `json:"pipeline"`
-	Outputs  map[string]any `json:"outputs"`
-	TotalMS  float64        `json:"total_ms"`
-	Stages   []stageJSON    `json:"stages"`
-}
-
-type stageJSON struct {
-	Stage            string  `json:"stage"`
-	Use              string  `json:"use"`
-	StartMS          float64 `json:"start_ms"`
-	DurationMS       float64 `json:"duration_ms"`
-	PromptTokens     int     `json:"prompt_tokens,omitempty"`
-	GeneratedTokens  int     `json:"generated_tokens,omitempty"`
-	DecodeTokensPerS float64 `json:"decode_tokens_per_s,omitempty"`
-	FinishReason     string  `json:"finish_reason,omitempty"`
+	Pipeline string               `json:"pipeline"`
+	Outputs  map[string]any       `json:"outputs"`
+	TotalMS  float64              `json:"total_ms"`
+	Stages   []engine.StageReport `json:"stages"`
 }
 
 type tensorJSON struct {
@@ -258,16 +247,12 @@ type tensorJSON struct {
 }
 
 func writeRunJSON(w io.Writer, res *engine.Result) error {
-	doc := runJSON{Pipeline: res.Pipeline, Outputs: map[string]any{}, TotalMS: float64(res.Total) / 1e6, Stages: []stageJSON{}}
+	doc := runJSON{Pipeline: res.Pipeline, Outputs: map[string]any{}, TotalMS: float64(res.Total) / 1e6, Stages: []engine.StageReport{}}
 	for _, k := range slices.Sorted(maps.Keys(res.Outputs)) {
 		doc.Outputs[k] = jsonValue(res.Outputs[k], true)
 	}
 	for _, s := range res.Stages {
-		sj := stageJSON{Stage: s.Stage, Use: s.Use, StartMS: float64(s.Start) / 1e6, DurationMS: float64(s.Duration) / 1e6}
-		if gs := s.Generate; gs != nil {
-			sj.PromptTokens, sj.GeneratedTokens, sj.DecodeTokensPerS, sj.FinishReason = gs.PromptTokens, gs.GeneratedTokens, gs.DecodeTokensPerS, gs.FinishReason
-		}
-		doc.Stages = append(doc.Stages, sj)
+		doc.Stages = append(doc.Stages, s.Report())
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

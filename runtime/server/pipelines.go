@@ -27,22 +27,11 @@ type pipelineRequest struct {
 	Inputs map[string]json.RawMessage `json:"inputs"`
 }
 
-type stageJSON struct {
-	Stage            string  `json:"stage"`
-	Use              string  `json:"use"`
-	StartMS          float64 `json:"start_ms"`
-	DurationMS       float64 `json:"duration_ms"`
-	PromptTokens     int     `json:"prompt_tokens,omitempty"`
-	GeneratedTokens  int     `json:"generated_tokens,omitempty"`
-	DecodeTokensPerS float64 `json:"decode_tokens_per_s,omitempty"`
-	FinishReason     string  `json:"finish_reason,omitempty"`
-}
-
 type pipelineResponse struct {
-	Pipeline string         `json:"pipeline"`
-	Outputs  map[string]any `json:"outputs"`
-	Stages   []stageJSON    `json:"stages"`
-	TotalMS  float64        `json:"total_ms"`
+	Pipeline string               `json:"pipeline"`
+	Outputs  map[string]any       `json:"outputs"`
+	Stages   []engine.StageReport `json:"stages"`
+	TotalMS  float64              `json:"total_ms"`
 }
 
 func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request, st *state) {
@@ -230,7 +219,7 @@ func (o *pipelineObserver) OnStageEnd(stage string, t engine.StageTiming, err er
 		}
 	}
 	if o.sse != nil && err == nil {
-		_ = o.sse.send("stage", stageOf(t))
+		_ = o.sse.send("stage", t.Report())
 	}
 }
 
@@ -248,16 +237,8 @@ func stageModel(p *pipelines.Pipeline, stage string) string {
 	return ""
 }
 
-func stageOf(s engine.StageTiming) stageJSON {
-	sj := stageJSON{Stage: s.Stage, Use: s.Use, StartMS: float64(s.Start) / 1e6, DurationMS: float64(s.Duration) / 1e6}
-	if gs := s.Generate; gs != nil {
-		sj.PromptTokens, sj.GeneratedTokens, sj.DecodeTokensPerS, sj.FinishReason = gs.PromptTokens, gs.GeneratedTokens, gs.DecodeTokensPerS, gs.FinishReason
-	}
-	return sj
-}
-
 func pipelineJSON(res *engine.Result) (*pipelineResponse, error) {
-	resp := &pipelineResponse{Pipeline: res.Pipeline, Outputs: map[string]any{}, Stages: []stageJSON{}, TotalMS: float64(res.Total) / 1e6}
+	resp := &pipelineResponse{Pipeline: res.Pipeline, Outputs: map[string]any{}, Stages: []engine.StageReport{}, TotalMS: float64(res.Total) / 1e6}
 	for name, v := range res.Outputs {
 		j, err := valueJSON(v)
 		if err != nil {
@@ -266,7 +247,7 @@ func pipelineJSON(res *engine.Result) (*pipelineResponse, error) {
 		resp.Outputs[name] = j
 	}
 	for _, s := range res.Stages {
-		resp.Stages = append(resp.Stages, stageOf(s))
+		resp.Stages = append(resp.Stages, s.Report())
 	}
 	return resp, nil
 }

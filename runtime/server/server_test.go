@@ -505,7 +505,7 @@ func TestPipelines(t *testing.T) {
 			Text string  `json:"text"`
 			IDs  []int64 `json:"ids"`
 		} `json:"outputs"`
-		Stages []stageJSON `json:"stages"`
+		Stages []engine.StageReport `json:"stages"`
 	}
 	if err := json.Unmarshal(body, &res); err != nil {
 		t.Fatal(err)
