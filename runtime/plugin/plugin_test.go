@@ -323,6 +323,8 @@ func hostMain() int {
 		}
 	}()
 	if os.Getenv("MODELRT_TEST_HOST") == "exit" {
+		// Exit only when the test says so: it first checks that both plugins run.
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 		return 0
 	}
 	<-ctx.Done()
@@ -352,6 +354,10 @@ func TestNoOrphansWhenHostExits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			in, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -377,6 +383,8 @@ func TestNoOrphansWhenHostExits(t *testing.T) {
 				}
 			}
 			switch how {
+			case "exit":
+				fmt.Fprintln(in, "exit")
 			case "SIGTERM":
 				cmd.Process.Signal(syscall.SIGTERM)
 			case "SIGINT":
