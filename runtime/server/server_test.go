@@ -583,6 +583,10 @@ func TestPipelines(t *testing.T) {
 	if err := png.Encode(&buf, src); err != nil {
 		t.Fatal(err)
 	}
+	// The uploads go to a temporary directory of this test alone, so that no other process
+	// making or removing modelrt-upload-* directories in the shared one (a server of another
+	// test package running at the same time) can change the count.
+	t.Setenv("TMPDIR", t.TempDir())
 	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "modelrt-upload-*"))
 	up, _ := json.Marshal(map[string]any{"inputs": map[string]any{"image": imageUpload{ContentType: "image/png", Data: base64.StdEncoding.EncodeToString(buf.Bytes())}}})
 	status, _, body = call(t, c, "POST", ts.URL+"/v1/pipelines/reconstruct:run", up)
