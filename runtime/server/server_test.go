@@ -807,8 +807,7 @@ func TestConcurrentStreamsWithDisconnects(t *testing.T) {
 		resp.Body.Close()
 	}
 	tr.CloseIdleConnections()
-	time.Sleep(100 * time.Millisecond)
-	base := runtime.NumGoroutine()
+	base := settledGoroutines()
 
 	const clients = 50
 	type outcome struct {
@@ -886,6 +885,22 @@ func TestConcurrentStreamsWithDisconnects(t *testing.T) {
 		n := runtime.Stack(buf, true)
 		t.Errorf("goroutines: %d after, %d before\n%s", runtime.NumGoroutine(), base, buf[:n])
 	}
+}
+
+// settledGoroutines returns the goroutine count once it has stopped falling: the goroutines of
+// the warm-up's connections end a moment after CloseIdleConnections, at a time no fixed sleep
+// can promise. A base taken too early would be too high and hide a leak.
+func settledGoroutines() int {
+	n := runtime.NumGoroutine()
+	for end, still := time.Now().Add(10*time.Second), 0; still < 10 && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
+		if m := runtime.NumGoroutine(); m < n {
+			n, still = m, 0
+		} else {
+			still++
+		}
+	}
+	return n
 }
 
 // TestSwap: a request in flight finishes on the old engine; new requests go to the new one;
