@@ -233,6 +233,9 @@ func TestServeReloadAndDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServe(t, "--config", cfg, "-var", "model_dir="+model)
+	// A reload asked for the moment the address is out: SIGHUP must already be caught then.
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, s, "msg=reloaded", 1)
 	run := `{"inputs":{"prompt":"Hello","seed":2}}`
 	if status, body := post(t, s.url+"/v1/pipelines/complete:run", run); status != 200 {
 		t.Fatalf("run: %d %s\n%s", status, body, s.log())
@@ -243,7 +246,7 @@ func TestServeReloadAndDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.cmd.Process.Signal(syscall.SIGHUP)
-	waitLog(t, s, "reload rejected")
+	waitLog(t, s, "reload rejected", 1)
 	if status, body := post(t, s.url+"/v1/pipelines/complete:run", run); status != 200 {
 		t.Errorf("after a rejected reload: %d %s", status, body)
 	}
@@ -254,7 +257,7 @@ func TestServeReloadAndDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.cmd.Process.Signal(syscall.SIGHUP)
-	waitLog(t, s, "msg=reloaded")
+	waitLog(t, s, "msg=reloaded", 2)
 	if _, body := get(t, s.url+"/v1/models"); !strings.Contains(body, `"id":"gpt2b"`) || strings.Contains(body, `"id":"gpt2"`) {
 		t.Errorf("models after the reload: %s", body)
 	}
@@ -284,13 +287,13 @@ func TestServeReloadAndDrain(t *testing.T) {
 	}
 }
 
-// waitLog waits until the server's log contains want.
-func waitLog(t *testing.T, s *served, want string) {
+// waitLog waits until the server's log contains want n times.
+func waitLog(t *testing.T, s *served, want string, n int) {
 	t.Helper()
 	end := time.Now().Add(time.Minute)
-	for !strings.Contains(s.log(), want) {
+	for strings.Count(s.log(), want) < n {
 		if time.Now().After(end) {
-			t.Fatalf("log never said %q\n%s", want, s.log())
+			t.Fatalf("log never said %q %d times\n%s", want, n, s.log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
