@@ -300,34 +300,94 @@ func waitLog(t *testing.T, s *served, want string, n int) {
 }
 
 // TestServeDrainDeadline: a request still running when the drain deadline passes is cancelled
-// (its stream ends without [DONE]), and the process still exits 0. The request is a batch of
-// 16 prompts of 60 tokens, which takes far longer than the 1 ms deadline.
+// (its stream ends without [DONE]), and the process still exits 0.
+//
+// The request must be in flight for certain when SIGTERM lands, however the machine is timed:
+// a generation that merely takes long can finish first on a fast machine, or while a loaded
+// one delays the signal. So the backend process is stopped (SIGSTOP) before the request: the
+// request takes its slot and waits on the backend until the deadline has passed, and the
+// backend continues (SIGCONT) only once the log says so.
 func TestServeDrainDeadline(t *testing.T) {
 	s := startServe(t, "--config", "../../examples/pipelines/complete-native", "--shutdown-timeout", "1ms")
-	prompts := make([]string, 16)
-	for i := range prompts {
-		prompts[i] = "Once upon a time"
+	backends := childPIDs(t, s.cmd.Process.Pid)
+	if len(backends) == 0 {
+		t.Fatalf("serve (pid %d) has no backend process", s.cmd.Process.Pid)
 	}
-	body, _ := json.Marshal(map[string]any{"model": "gpt2", "prompt": prompts, "max_tokens": 60, "stream": true})
-	resp, err := http.Post(s.url+"/v1/completions", "application/json", strings.NewReader(string(body)))
-	if err != nil {
+	signalAll := func(sig syscall.Signal) {
+		for _, pid := range backends {
+			if err := syscall.Kill(pid, sig); err != nil && err != syscall.ESRCH {
+				t.Errorf("signal %v to backend %d: %v", sig, pid, err)
+			}
+		}
+	}
+	signalAll(syscall.SIGSTOP)
+	t.Cleanup(func() { signalAll(syscall.SIGCONT) }) // never leave a stopped process behind
+
+	type reply struct {
+		body string
+		err  error
+	}
+	replies := make(chan reply, 1)
+	go func() {
+		body := `{"model":"gpt2","prompt":"Once upon a time","max_tokens":60,"stream":true}`
+		resp, err := http.Post(s.url+"/v1/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			replies <- reply{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		replies <- reply{string(b), err}
+	}()
+	const inFlight = `modelrt_requests_in_flight{model="gpt2"} 1`
+	end := time.Now().Add(time.Minute)
+	for _, m := get(t, s.url+"/metrics"); !strings.Contains(m, inFlight); _, m = get(t, s.url+"/metrics") {
+		if time.Now().After(end) {
+			t.Fatalf("the request never took its slot: metrics lack %q\n%s", inFlight, s.log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	rd := bufio.NewReader(resp.Body)
-	if _, err := rd.ReadString('\n'); err != nil {
-		t.Fatal(err)
+	waitLog(t, s, "drain deadline passed", 1)
+	signalAll(syscall.SIGCONT)
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("exit: %v\n%s", err, s.log())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("serve did not exit after SIGTERM\n%s", s.log())
 	}
-	if err := s.stop(t, syscall.SIGTERM); err != nil {
-		t.Errorf("exit: %v\n%s", err, s.log())
+	r := <-replies
+	if strings.Contains(r.body, "[DONE]") {
+		t.Errorf("the stream finished although the drain deadline had passed: %q (%v)", r.body, r.err)
 	}
-	rest, _ := io.ReadAll(rd)
-	if strings.Contains(string(rest), "[DONE]") {
-		t.Errorf("the stream finished although the drain deadline had passed")
+	t.Logf("the cancelled request got %q, error %v", r.body, r.err)
+}
+
+// childPIDs returns the processes whose parent is pid (Linux: /proc/PID/task/TID/children).
+func childPIDs(t *testing.T, pid int) []int {
+	t.Helper()
+	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	if err != nil || len(files) == 0 {
+		t.Skipf("cannot list the children of pid %d (needs Linux /proc/PID/task/TID/children): %v", pid, err)
 	}
-	if !strings.Contains(s.log(), "drain deadline passed") {
-		t.Errorf("log does not say the deadline passed\n%s", s.log())
+	var pids []int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, field := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(field); err == nil {
+				pids = append(pids, n)
+			}
+		}
 	}
+	return pids
 }
 
 // TestServeONNXRuntime: the onnxrt example served — a greedy completion on modelrt's export of
