@@ -19,6 +19,10 @@ func tensorFromPB(name string, p *pb.Tensor) (*Tensor, error) {
 	if p == nil {
 		return nil, InvalidArgument("tensor %q is missing", name)
 	}
+	if p.InShm {
+		// Only outputs travel in shared memory, and Client.Infer resolves them before this.
+		return nil, InvalidArgument("tensor %q: in shared memory, which only outputs of a call that lent a slot may use", name)
+	}
 	t := &Tensor{DType: DType(p.Dtype), Shape: p.Shape, Data: p.Data}
 	if err := t.Validate(); err != nil {
 		return nil, InvalidArgument("tensor %q: %s", name, err.(*Error).Message)

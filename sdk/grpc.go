@@ -45,10 +45,11 @@ var Handshake = plugin.HandshakeConfig{
 type grpcPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	impl Backend
+	shm  *shmSegment // the plugin's end of the host's shared memory, nil without one
 }
 
 func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterBackendServer(s, &grpcServer{impl: p.impl})
+	pb.RegisterBackendServer(s, &grpcServer{impl: p.impl, shm: p.shm})
 	return nil
 }
 
@@ -65,7 +66,11 @@ func HostPlugins() map[int]plugin.PluginSet {
 // ServerPlugins returns the VersionedPlugins that serve impl; Serve uses it, and so do
 // in-process tests (plugin.TestPluginGRPCConn).
 func ServerPlugins(impl Backend) map[int]plugin.PluginSet {
-	return map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &grpcPlugin{impl: impl}}}
+	return serverPlugins(impl, nil)
+}
+
+func serverPlugins(impl Backend, shm *shmSegment) map[int]plugin.PluginSet {
+	return map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &grpcPlugin{impl: impl, shm: shm}}}
 }
 
 // NewGRPCServer builds the gRPC server a plugin serves on, with MaxMessageBytes limits.
@@ -137,6 +142,7 @@ func codeOfContext(err error) Code {
 type grpcServer struct {
 	pb.UnimplementedBackendServer
 	impl Backend
+	shm  *shmSegment
 }
 
 func (s *grpcServer) Describe(ctx context.Context, _ *pb.DescribeRequest) (_ *pb.DescribeResponse, err error) {
@@ -192,6 +198,7 @@ func (s *grpcServer) Infer(ctx context.Context, req *pb.InferRequest) (_ *pb.Inf
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "backend produced a malformed output: %v", err)
 	}
+	s.shm.writeOutputs(req, out)
 	return &pb.InferResponse{Outputs: out}, nil
 }
 
@@ -247,7 +254,13 @@ func (s *grpcServer) Stats(ctx context.Context, _ *pb.StatsRequest) (_ *pb.Stats
 // Errors are *Error values carrying the backend's Code.
 type Client struct {
 	client pb.BackendClient
+	shm    *SharedMemory
 }
+
+// UseSharedMemory makes Infer lend a slot of m to each call for its large outputs (see
+// SharedMemory). m must be the segment passed to this client's plugin process. Call it before
+// the first Infer.
+func (c *Client) UseSharedMemory(m *SharedMemory) { c.shm = m }
 
 var callOpts = []grpc.CallOption{grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)}
 
@@ -291,13 +304,41 @@ func (c *Client) Infer(ctx context.Context, req *InferRequest) (*InferResponse, 
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.client.Infer(ctx, &pb.InferRequest{Model: req.Model, Session: req.Session, Inputs: in, Outputs: req.Outputs, Params: req.Params}, callOpts...)
+	preq := &pb.InferRequest{Model: req.Model, Session: req.Session, Inputs: in, Outputs: req.Outputs, Params: req.Params}
+	slot, lent := -1, false
+	if c.shm != nil {
+		var ticket uint64
+		if slot, ticket, lent = c.shm.lend(); lent {
+			defer c.shm.giveBack(slot, ticket)
+			preq.ShmOffset, preq.ShmSize, preq.ShmTicket = c.shm.offset(slot), uint64(c.shm.slotBytes), ticket
+		}
+	}
+	r, err := c.client.Infer(ctx, preq, callOpts...)
 	if err != nil {
 		return nil, fromStatus(err)
+	}
+	viaShm := int64(0)
+	for name, t := range r.Outputs {
+		if t == nil || !t.InShm {
+			continue
+		}
+		if !lent {
+			return nil, fmt.Errorf("backend returned a malformed output: %w", InvalidArgument("output %q is in shared memory, but this call lent none", name))
+		}
+		data, err := c.shm.outputFromShm(name, t, slot)
+		if err != nil {
+			return nil, fmt.Errorf("backend returned a malformed output: %w", err)
+		}
+		t.Data, t.InShm = data, false
+		viaShm += int64(len(data))
 	}
 	out, err := tensorsFromPB(r.Outputs)
 	if err != nil {
 		return nil, fmt.Errorf("backend returned a malformed output: %w", err)
+	}
+	if viaShm > 0 {
+		c.shm.calls.Add(1)
+		c.shm.bytes.Add(viaShm)
 	}
 	return &InferResponse{Outputs: out}, nil
 }

@@ -20,9 +20,14 @@ import (
 func Serve(impl Backend) {
 	logger := NewPluginLogger(os.Stderr, os.Getenv("MODELRT_LOG_LEVEL"))
 	slog.SetDefault(logger)
+	shm, err := openShmFromEnv()
+	if err != nil {
+		// Not fatal: every output can travel inline, only slower.
+		logger.Warn("shared memory unavailable; outputs travel over gRPC", "error", err)
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
-		VersionedPlugins: ServerPlugins(impl),
+		VersionedPlugins: serverPlugins(impl, shm),
 		GRPCServer:       NewGRPCServer,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Output: os.Stderr, JSONFormat: true, Level: hclog.LevelFromString(levelName(os.Getenv("MODELRT_LOG_LEVEL"))),

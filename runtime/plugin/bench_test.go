@@ -12,33 +12,45 @@ import (
 const logitsVocab = 50257
 
 // BenchmarkInferLogits measures one inference round trip that returns a (1, 50257) float32
-// logits row: through a real plugin process (gRPC over a unix socket with mTLS) and, for
-// comparison, the same work done in-process.
+// logits row: through a real plugin process (gRPC over a unix socket with mTLS, the row in the
+// shared-memory segment), the same with the row inside the gRPC answer, and, for comparison,
+// the same work done in-process.
 func BenchmarkInferLogits(b *testing.B) {
 	bytesPerCall := int64(logitsVocab * 4)
-	b.Run("plugin", func(b *testing.B) {
-		p, err := Start(context.Background(), testConfig(b))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer p.Close()
-		ctx := context.Background()
-		if _, err := p.LoadModel(ctx, &sdk.LoadModelRequest{Name: "logits", Path: b.TempDir()}); err != nil {
-			b.Fatal(err)
-		}
-		req := &sdk.InferRequest{Model: "logits", Inputs: map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{1, 1}, []int64{464})}}
-		b.SetBytes(bytesPerCall)
-		b.ResetTimer()
-		for b.Loop() {
-			r, err := p.Infer(ctx, req)
+	for _, mode := range []struct {
+		name  string
+		noShm bool
+	}{{"plugin", false}, {"plugin-grpc-only", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			cfg := testConfig(b)
+			cfg.NoSharedMemory = mode.noShm
+			p, err := Start(context.Background(), cfg)
 			if err != nil {
 				b.Fatal(err)
 			}
-			if r.Outputs["logits"].Len() != logitsVocab {
-				b.Fatal("short logits")
+			defer p.Close()
+			ctx := context.Background()
+			if _, err := p.LoadModel(ctx, &sdk.LoadModelRequest{Name: "logits", Path: b.TempDir()}); err != nil {
+				b.Fatal(err)
 			}
-		}
-	})
+			req := &sdk.InferRequest{Model: "logits", Inputs: map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{1, 1}, []int64{464})}}
+			b.SetBytes(bytesPerCall)
+			b.ResetTimer()
+			for b.Loop() {
+				r, err := p.Infer(ctx, req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if r.Outputs["logits"].Len() != logitsVocab {
+					b.Fatal("short logits")
+				}
+			}
+			b.StopTimer()
+			if st := p.SharedMemoryStats(); (st.Calls > 0) == mode.noShm {
+				b.Fatalf("shared-memory answers: %d, with NoSharedMemory=%v", st.Calls, mode.noShm)
+			}
+		})
+	}
 	// The fixed cost of a call (scheduling, HTTP/2, TLS records) apart from the payload.
 	b.Run("plugin-1-logit", func(b *testing.B) {
 		p, err := Start(context.Background(), testConfig(b))

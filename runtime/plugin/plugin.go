@@ -73,6 +73,9 @@ type Config struct {
 	Logger *slog.Logger
 	// LogLevel is passed to the plugin as MODELRT_LOG_LEVEL.
 	LogLevel string
+	// NoSharedMemory sends every output over gRPC instead of through a shared-memory segment
+	// (sdk.SharedMemory); for measurements and for systems without memfd.
+	NoSharedMemory bool
 }
 
 func (c *Config) fill() {
@@ -122,6 +125,8 @@ type Plugin struct {
 	gen       int // incremented on every (re)start
 	client    *goplugin.Client
 	backend   *sdk.Client
+	shm       *sdk.SharedMemory // the current process's segment, nil without one
+	shmTotal  sdk.ShmStats      // what earlier processes' segments carried
 	pid       int
 	started   time.Time
 	crashes   int   // consecutive unstable crashes
@@ -144,11 +149,11 @@ func Start(ctx context.Context, cfg Config) (*Plugin, error) {
 	if err := checkExecutable(cfg.Path); err != nil {
 		return nil, fmt.Errorf("%w %q: %v", ErrStart, cfg.Path, err)
 	}
-	client, backend, err := p.launch(ctx)
+	client, backend, shm, err := p.launch(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p.install(client, backend)
+	p.install(client, backend, shm)
 	desc, err := p.Describe(ctx, &sdk.DescribeRequest{})
 	if err != nil {
 		p.Close()
@@ -173,12 +178,23 @@ func checkExecutable(path string) error {
 	return nil
 }
 
-// launch starts one plugin process and dispenses its backend client.
-func (p *Plugin) launch(ctx context.Context) (*goplugin.Client, *sdk.Client, error) {
+// launch starts one plugin process and dispenses its backend client. Each process gets its own
+// shared-memory segment (nil when disabled or unavailable: then outputs travel over gRPC).
+func (p *Plugin) launch(ctx context.Context) (*goplugin.Client, *sdk.Client, *sdk.SharedMemory, error) {
 	cmd := exec.Command(p.cfg.Path, p.cfg.Args...)
 	cmd.Env = append(os.Environ(), p.cfg.Env...)
 	if p.cfg.LogLevel != "" {
 		cmd.Env = append(cmd.Env, "MODELRT_LOG_LEVEL="+p.cfg.LogLevel)
+	}
+	var shm *sdk.SharedMemory
+	if !p.cfg.NoSharedMemory {
+		var err error
+		if shm, err = sdk.NewSharedMemory(sdk.DefaultShmSlots, sdk.DefaultShmSlotBytes); err != nil {
+			p.log.Warn("no shared memory for this plugin; outputs travel over gRPC", "error", err)
+		} else {
+			cmd.ExtraFiles = []*os.File{shm.File()}
+			cmd.Env = append(cmd.Env, shm.Env(3)...)
+		}
 	}
 	orphanGuard(cmd)
 	client := goplugin.NewClient(&goplugin.ClientConfig{
@@ -214,23 +230,38 @@ func (p *Plugin) launch(ctx context.Context) (*goplugin.Client, *sdk.Client, err
 		}
 		ch <- result{b: b}
 	}()
+	fail := func(err error) (*goplugin.Client, *sdk.Client, *sdk.SharedMemory, error) {
+		client.Kill()
+		if shm != nil {
+			shm.Close()
+		}
+		return nil, nil, nil, err
+	}
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			client.Kill()
-			return nil, nil, fmt.Errorf("%w %q: %v (want a modelrt backend plugin speaking protocol v%d; see docs/sdk.md)", ErrStart, p.cfg.Path, r.err, sdk.ProtocolVersion)
+			return fail(fmt.Errorf("%w %q: %v (want a modelrt backend plugin speaking protocol v%d; see docs/sdk.md)", ErrStart, p.cfg.Path, r.err, sdk.ProtocolVersion))
 		}
-		return client, r.b, nil
+		if shm != nil {
+			r.b.UseSharedMemory(shm)
+		}
+		return client, r.b, shm, nil
 	case <-ctx.Done():
-		client.Kill()
-		return nil, nil, fmt.Errorf("%w %q: %v", ErrStart, p.cfg.Path, ctx.Err())
+		return fail(fmt.Errorf("%w %q: %v", ErrStart, p.cfg.Path, ctx.Err()))
 	}
 }
 
-func (p *Plugin) install(client *goplugin.Client, backend *sdk.Client) {
+func (p *Plugin) install(client *goplugin.Client, backend *sdk.Client, shm *sdk.SharedMemory) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.client, p.backend = client, backend
+	if old := p.shm; old != nil {
+		// The old process is gone; the segment is unmapped once its last call returns.
+		st := old.Stats()
+		p.shmTotal.Calls += st.Calls
+		p.shmTotal.Bytes += st.Bytes
+		old.Close()
+	}
+	p.client, p.backend, p.shm = client, backend, shm
 	if rc := client.ReattachConfig(); rc != nil {
 		p.pid = rc.Pid
 	}
@@ -263,6 +294,20 @@ func (p *Plugin) State() State {
 	return p.state
 }
 
+// SharedMemoryStats reports how many answers, and how many bytes, came through shared memory
+// rather than over gRPC, over all the plugin's processes.
+func (p *Plugin) SharedMemoryStats() sdk.ShmStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.shmTotal
+	if p.shm != nil {
+		cur := p.shm.Stats()
+		st.Calls += cur.Calls
+		st.Bytes += cur.Bytes
+	}
+	return st
+}
+
 // Restarts returns how many times the plugin was restarted.
 func (p *Plugin) Restarts() int {
 	p.mu.Lock()
@@ -276,11 +321,14 @@ func (p *Plugin) Close() error {
 		close(p.done)
 		p.mu.Lock()
 		p.state = StateClosed
-		client := p.client
+		client, shm := p.client, p.shm
 		p.cond.Broadcast()
 		p.mu.Unlock()
 		if client != nil {
 			client.Kill()
+		}
+		if shm != nil {
+			shm.Close()
 		}
 	})
 	return nil
@@ -447,9 +495,15 @@ func (p *Plugin) relaunch(ctx context.Context) error {
 	if old != nil {
 		old.Kill()
 	}
-	client, backend, err := p.launch(ctx)
+	client, backend, shm, err := p.launch(ctx)
 	if err != nil {
 		return err
+	}
+	discard := func() {
+		client.Kill()
+		if shm != nil {
+			shm.Close()
+		}
 	}
 	// Replay state on the new process before any caller sees it.
 	p.mu.Lock()
@@ -461,26 +515,26 @@ func (p *Plugin) relaunch(ctx context.Context) error {
 	p.mu.Unlock()
 	if len(config) > 0 {
 		if _, err := backend.Configure(ctx, &sdk.ConfigureRequest{Config: config}); err != nil {
-			client.Kill()
+			discard()
 			return fmt.Errorf("replay config: %w", err)
 		}
 	}
 	for _, r := range reqs {
 		if _, err := backend.LoadModel(ctx, r); err != nil {
-			client.Kill()
+			discard()
 			return fmt.Errorf("reload model %q from %s: %w", r.Name, r.Path, err)
 		}
 	}
 	select {
 	case <-p.done:
-		client.Kill()
+		discard()
 		return nil
 	default:
 	}
 	p.mu.Lock()
 	p.restarts++
 	p.mu.Unlock()
-	p.install(client, backend)
+	p.install(client, backend, shm)
 	return nil
 }
 

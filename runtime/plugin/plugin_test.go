@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -420,3 +421,56 @@ func TestNoOrphansWhenHostExits(t *testing.T) {
 type devNull struct{}
 
 func (devNull) Write(p []byte) (int, error) { return len(p), nil }
+
+// The logits row of a decode step comes back through the shared-memory segment, from every
+// process the plugin has had, and byte-identical to the gRPC path.
+func TestSharedMemoryTransport(t *testing.T) {
+	logits := func(p *Plugin) []float32 {
+		t.Helper()
+		r, err := p.Infer(context.Background(), &sdk.InferRequest{Model: "logits",
+			Inputs: map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{1, 1}, []int64{464})}})
+		if err != nil {
+			t.Fatalf("Infer: %v", err)
+		}
+		v, err := r.Outputs["logits"].Float32s()
+		if err != nil || len(v) != logitsVocab {
+			t.Fatalf("logits: %d values, %v", len(v), err)
+		}
+		for i, x := range v {
+			if want := float32(math.Sin(float64(i))); x != want {
+				t.Fatalf("logits[%d] = %v, want %v (first mismatch)", i, x, want)
+			}
+		}
+		return v
+	}
+	rowBytes := int64(logitsVocab * 4)
+
+	inline := testConfig(t)
+	inline.NoSharedMemory = true
+	pi := startTest(t, inline)
+	load(t, pi, "logits", nil)
+	logits(pi)
+	if st := pi.SharedMemoryStats(); st.Calls != 0 {
+		t.Fatalf("NoSharedMemory: stats %+v, want nothing through shared memory", st)
+	}
+
+	p := startTest(t, testConfig(t))
+	load(t, p, "logits", nil)
+	logits(p)
+	if st := p.SharedMemoryStats(); st.Calls != 1 || st.Bytes != rowBytes {
+		t.Fatalf("stats %+v, want 1 answer of %d bytes through shared memory", st, rowBytes)
+	}
+	// A restarted process gets a segment of its own.
+	pid := p.Pid()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for p.Restarts() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	logits(p)
+	if st := p.SharedMemoryStats(); p.Pid() == pid || st.Calls != 2 || st.Bytes != 2*rowBytes {
+		t.Fatalf("after a restart: pid %d → %d, stats %+v; want a new process and 2 answers through shared memory", pid, p.Pid(), st)
+	}
+}

@@ -28,10 +28,17 @@ const (
 )
 
 type Tensor struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Dtype         string                 `protobuf:"bytes,1,opt,name=dtype,proto3" json:"dtype,omitempty"`
-	Shape         []int64                `protobuf:"varint,2,rep,packed,name=shape,proto3" json:"shape,omitempty"`
-	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Dtype string                 `protobuf:"bytes,1,opt,name=dtype,proto3" json:"dtype,omitempty"`
+	Shape []int64                `protobuf:"varint,2,rep,packed,name=shape,proto3" json:"shape,omitempty"`
+	// The payload, unless in_shm is set.
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// in_shm: the payload lies in the shared-memory segment the host passed to the plugin at
+	// start (see InferRequest.shm_offset), at shm_offset, shm_length bytes long. Only outputs
+	// travel this way; data is empty then.
+	InShm         bool   `protobuf:"varint,4,opt,name=in_shm,json=inShm,proto3" json:"in_shm,omitempty"`
+	ShmOffset     uint64 `protobuf:"varint,5,opt,name=shm_offset,json=shmOffset,proto3" json:"shm_offset,omitempty"`
+	ShmLength     uint64 `protobuf:"varint,6,opt,name=shm_length,json=shmLength,proto3" json:"shm_length,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -85,6 +92,27 @@ func (x *Tensor) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *Tensor) GetInShm() bool {
+	if x != nil {
+		return x.InShm
+	}
+	return false
+}
+
+func (x *Tensor) GetShmOffset() uint64 {
+	if x != nil {
+		return x.ShmOffset
+	}
+	return 0
+}
+
+func (x *Tensor) GetShmLength() uint64 {
+	if x != nil {
+		return x.ShmLength
+	}
+	return 0
 }
 
 type TensorSpec struct {
@@ -709,12 +737,19 @@ func (*UnloadModelResponse) Descriptor() ([]byte, []int) {
 }
 
 type InferRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
-	Inputs        map[string]*Tensor     `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Outputs       []string               `protobuf:"bytes,4,rep,name=outputs,proto3" json:"outputs,omitempty"`
-	Params        map[string]string      `protobuf:"bytes,5,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Model   string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Session string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	Inputs  map[string]*Tensor     `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Outputs []string               `protobuf:"bytes,4,rep,name=outputs,proto3" json:"outputs,omitempty"`
+	Params  map[string]string      `protobuf:"bytes,5,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// A region of the shared-memory segment lent for this call's outputs: [shm_offset,
+	// shm_offset+shm_size), its first 64 bytes a header whose state word the plugin claims with
+	// shm_ticket (sdk/shm_linux.go). shm_size 0: no region; every output travels in data.
+	// Plugins that know nothing of this ignore it and answer inline.
+	ShmOffset     uint64 `protobuf:"varint,6,opt,name=shm_offset,json=shmOffset,proto3" json:"shm_offset,omitempty"`
+	ShmSize       uint64 `protobuf:"varint,7,opt,name=shm_size,json=shmSize,proto3" json:"shm_size,omitempty"`
+	ShmTicket     uint64 `protobuf:"varint,8,opt,name=shm_ticket,json=shmTicket,proto3" json:"shm_ticket,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -782,6 +817,27 @@ func (x *InferRequest) GetParams() map[string]string {
 		return x.Params
 	}
 	return nil
+}
+
+func (x *InferRequest) GetShmOffset() uint64 {
+	if x != nil {
+		return x.ShmOffset
+	}
+	return 0
+}
+
+func (x *InferRequest) GetShmSize() uint64 {
+	if x != nil {
+		return x.ShmSize
+	}
+	return 0
+}
+
+func (x *InferRequest) GetShmTicket() uint64 {
+	if x != nil {
+		return x.ShmTicket
+	}
+	return 0
 }
 
 type InferResponse struct {
@@ -1284,11 +1340,16 @@ var File_backend_proto protoreflect.FileDescriptor
 
 const file_backend_proto_rawDesc = "" +
 	"\n" +
-	"\rbackend.proto\x12\x0emodelrt.sdk.v1\"H\n" +
+	"\rbackend.proto\x12\x0emodelrt.sdk.v1\"\x9d\x01\n" +
 	"\x06Tensor\x12\x14\n" +
 	"\x05dtype\x18\x01 \x01(\tR\x05dtype\x12\x14\n" +
 	"\x05shape\x18\x02 \x03(\x03R\x05shape\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"i\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x15\n" +
+	"\x06in_shm\x18\x04 \x01(\bR\x05inShm\x12\x1d\n" +
+	"\n" +
+	"shm_offset\x18\x05 \x01(\x04R\tshmOffset\x12\x1d\n" +
+	"\n" +
+	"shm_length\x18\x06 \x01(\x04R\tshmLength\"i\n" +
 	"\n" +
 	"TensorSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
@@ -1335,13 +1396,18 @@ const file_backend_proto_rawDesc = "" +
 	"\x05model\x18\x01 \x01(\v2\x19.modelrt.sdk.v1.ModelInfoR\x05model\"(\n" +
 	"\x12UnloadModelRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
-	"\x13UnloadModelResponse\"\xea\x02\n" +
+	"\x13UnloadModelResponse\"\xc3\x03\n" +
 	"\fInferRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x12@\n" +
 	"\x06inputs\x18\x03 \x03(\v2(.modelrt.sdk.v1.InferRequest.InputsEntryR\x06inputs\x12\x18\n" +
 	"\aoutputs\x18\x04 \x03(\tR\aoutputs\x12@\n" +
-	"\x06params\x18\x05 \x03(\v2(.modelrt.sdk.v1.InferRequest.ParamsEntryR\x06params\x1aQ\n" +
+	"\x06params\x18\x05 \x03(\v2(.modelrt.sdk.v1.InferRequest.ParamsEntryR\x06params\x12\x1d\n" +
+	"\n" +
+	"shm_offset\x18\x06 \x01(\x04R\tshmOffset\x12\x19\n" +
+	"\bshm_size\x18\a \x01(\x04R\ashmSize\x12\x1d\n" +
+	"\n" +
+	"shm_ticket\x18\b \x01(\x04R\tshmTicket\x1aQ\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x05value\x18\x02 \x01(\v2\x16.modelrt.sdk.v1.TensorR\x05value:\x028\x01\x1a9\n" +
