@@ -726,6 +726,16 @@ func TestAuth(t *testing.T) {
 	}
 }
 
+// isErrorEvent reports whether the data of a stream event is an error object ({"error": ...}).
+// A substring test for "error" is not enough: a sampled completion chunk can carry the text
+// "error" ({"choices":[{"text":"error",...}]}).
+func isErrorEvent(data string) bool {
+	var ev struct {
+		Error json.RawMessage `json:"error"`
+	}
+	return json.Unmarshal([]byte(data), &ev) == nil && len(ev.Error) > 0 && string(ev.Error) != "null"
+}
+
 // streamCompletion starts a streamed completion and returns the response.
 func streamCompletion(ctx context.Context, c *http.Client, url string, maxTokens int) (*http.Response, error) {
 	body := fmt.Sprintf(`{"model":"gpt2","prompt":"Once upon a time","max_tokens":%d,"temperature":0.9,"stream":true}`, maxTokens)
@@ -766,7 +776,7 @@ func TestBackendKilledMidStream(t *testing.T) {
 		switch {
 		case len(data) > 0 && data[len(data)-1] == "[DONE]":
 			t.Logf("attempt %d: the stream finished before the kill landed; again", attempt)
-		case len(data) > 0 && strings.Contains(data[len(data)-1], `"error"`):
+		case len(data) > 0 && isErrorEvent(data[len(data)-1]):
 			killed = true
 			if !strings.Contains(data[len(data)-1], "backend_unavailable") {
 				t.Errorf("error event = %s", data[len(data)-1])
@@ -843,7 +853,7 @@ func TestConcurrentStreamsWithDisconnects(t *testing.T) {
 					return
 				}
 				if strings.HasPrefix(line, "data: ") {
-					if strings.Contains(line, `"error"`) {
+					if isErrorEvent(strings.TrimPrefix(line, "data: ")) {
 						results <- outcome{err: fmt.Errorf("error event: %s", line)}
 						return
 					}
