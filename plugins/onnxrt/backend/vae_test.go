@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if bench124M.dir != "" { // the 124M graph of the LM benchmarks (lm_bench_test.go), ~0.5 GB
+		os.RemoveAll(bench124M.dir)
+	}
 	os.Exit(code)
 }
 
