@@ -153,6 +153,12 @@ type InferRequest struct {
 	Inputs  map[string]*Tensor
 	Outputs []string
 	Params  map[string]string
+	// OutputBuffers is a host-side hint that never crosses the wire: memory the caller no
+	// longer needs, which Client.Infer may fill with the named output instead of allocating
+	// (outputs that arrive through shared memory and fit its capacity; the returned tensor's
+	// Data then shares it). A decode loop passes last step's logits here and allocates
+	// nothing per token. Backends ignore it.
+	OutputBuffers map[string][]byte
 }
 
 // InferResponse carries the named outputs.

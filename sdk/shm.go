@@ -198,15 +198,20 @@ func (m *SharedMemory) giveBack(slot int, ticket uint64) {
 func (m *SharedMemory) offset(slot int) uint64 { return uint64(slot) * uint64(m.slotBytes) }
 
 // outputFromShm copies an output the plugin placed in the call's slot out of the segment,
-// after checking that it lies inside that slot.
-func (m *SharedMemory) outputFromShm(name string, p *pb.Tensor, slot int) ([]byte, error) {
+// after checking that it lies inside that slot, into buf when it is large enough.
+func (m *SharedMemory) outputFromShm(name string, p *pb.Tensor, slot int, buf []byte) ([]byte, error) {
 	lo := m.offset(slot) + shmHeaderBytes
 	hi := m.offset(slot) + uint64(m.slotBytes)
 	if p.ShmOffset < lo || p.ShmLength > hi-lo || p.ShmOffset > hi-p.ShmLength {
 		return nil, InvalidArgument("output %q: shared-memory range [%d, +%d) is outside the call's slot [%d, %d)",
 			name, p.ShmOffset, p.ShmLength, lo, hi)
 	}
-	data := make([]byte, p.ShmLength)
+	var data []byte
+	if uint64(cap(buf)) >= p.ShmLength {
+		data = buf[:p.ShmLength]
+	} else {
+		data = make([]byte, p.ShmLength)
+	}
 	copy(data, m.mem[p.ShmOffset:p.ShmOffset+p.ShmLength])
 	return data, nil
 }

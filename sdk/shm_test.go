@@ -237,11 +237,36 @@ func TestSharedMemoryRejectsBadRanges(t *testing.T) {
 		"past the slot": {ShmOffset: lo, ShmLength: 1 << 16},
 		"overflow":      {ShmOffset: math.MaxUint64 - 8, ShmLength: 16},
 	} {
-		if _, err := m.outputFromShm("y", p, 1); err == nil || !strings.Contains(err.Error(), `"y"`) {
+		if _, err := m.outputFromShm("y", p, 1, nil); err == nil || !strings.Contains(err.Error(), `"y"`) {
 			t.Errorf("%s: err = %v, want an error naming the output", name, err)
 		}
 	}
 	if _, err := tensorFromPB("x", &pb.Tensor{Dtype: "float32", Shape: []int64{1}, InShm: true}); CodeOf(err) != CodeInvalidArgument {
 		t.Errorf("an input claiming shared memory: err = %v, want InvalidArgument", err)
+	}
+}
+
+// A caller's OutputBuffers entry is filled instead of a fresh allocation when it is large
+// enough, and ignored when it is not.
+func TestSharedMemoryOutputBuffers(t *testing.T) {
+	m := newTestShm(t, 1, 1<<20)
+	c := connectShm(t, &rowBackend{}, m)
+	const n = 20000
+	for _, tc := range []struct {
+		name  string
+		buf   []byte
+		share bool
+	}{{"large enough", make([]byte, 0, n*4+64), true}, {"too small", make([]byte, n*4-4), false}} {
+		r, err := c.Infer(context.Background(), &InferRequest{Model: "m",
+			Inputs:        map[string]*Tensor{"n": FromInt64([]int64{1}, []int64{n})},
+			OutputBuffers: map[string][]byte{"row": tc.buf}})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		checkRow(t, r, n)
+		data := r.Outputs["row"].Data
+		if shared := &data[0] == &tc.buf[:1][0]; shared != tc.share {
+			t.Errorf("%s: the output shares the caller's buffer: %v, want %v", tc.name, shared, tc.share)
+		}
 	}
 }

@@ -55,9 +55,10 @@ func FromInfo(b Backend, info sdk.ModelInfo) (*Model, error) {
 
 // Session is one open session of a Model; it implements generate.Stepper.
 type Session struct {
-	m     *Model
-	id    string
-	batch int
+	m         *Model
+	id        string
+	batch     int
+	logitsBuf []byte // the last step's logits, refilled by the next (see Step)
 }
 
 // Open opens a session for batch rows.
@@ -73,7 +74,8 @@ func (m *Model) Open(ctx context.Context, batch int) (*Session, error) {
 func (s *Session) ID() string { return s.id }
 
 // Step implements generate.Stepper: one Infer call with the new ids and the full mask, asking
-// for the last position's logits only.
+// for the last position's logits only. The logits it returns are valid until the next Step,
+// which refills the same memory when they come through shared memory.
 func (s *Session) Step(ctx context.Context, ids []int64, B, T int, mask []int64) ([]float32, error) {
 	in := map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{int64(B), int64(T)}, ids)}
 	if mask != nil {
@@ -82,6 +84,8 @@ func (s *Session) Step(ctx context.Context, ids []int64, B, T int, mask []int64)
 	r, err := s.m.Backend.Infer(ctx, &sdk.InferRequest{
 		Model: s.m.Name, Session: s.id, Inputs: in,
 		Outputs: []string{"logits"}, Params: map[string]string{sdk.ParamLogits: "last"},
+		// generate.Stepper lets a step reuse the last step's logits: no allocation per token.
+		OutputBuffers: map[string][]byte{"logits": s.logitsBuf},
 	})
 	if err != nil {
 		return nil, err
@@ -90,6 +94,7 @@ func (s *Session) Step(ctx context.Context, ids []int64, B, T int, mask []int64)
 	if !ok {
 		return nil, fmt.Errorf("model %q: backend returned no logits", s.m.Name)
 	}
+	s.logitsBuf = lt.Data
 	v, err := lt.Float32s()
 	if err != nil {
 		return nil, fmt.Errorf("model %q: logits: %w", s.m.Name, err)

@@ -20,7 +20,8 @@ func BenchmarkInferLogits(b *testing.B) {
 	for _, mode := range []struct {
 		name  string
 		noShm bool
-	}{{"plugin", false}, {"plugin-grpc-only", true}} {
+		reuse bool // pass the last answer's memory back, as runtime/lm's decode loop does
+	}{{"plugin", false, true}, {"plugin-shm-alloc", false, false}, {"plugin-grpc-only", true, true}} {
 		b.Run(mode.name, func(b *testing.B) {
 			cfg := testConfig(b)
 			cfg.NoSharedMemory = mode.noShm
@@ -43,6 +44,9 @@ func BenchmarkInferLogits(b *testing.B) {
 				}
 				if r.Outputs["logits"].Len() != logitsVocab {
 					b.Fatal("short logits")
+				}
+				if mode.reuse {
+					req.OutputBuffers = map[string][]byte{"logits": r.Outputs["logits"].Data}
 				}
 			}
 			b.StopTimer()
