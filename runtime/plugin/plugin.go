@@ -201,6 +201,10 @@ func (p *Plugin) launch(ctx context.Context) (*goplugin.Client, *sdk.Client, *sd
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: sdk.HostPlugins(),
 		Cmd:              cmd,
+		// cmd.Env already holds the host's environment, before what we set for this process.
+		// go-plugin would append it again after, and the last value of a key wins: an inherited
+		// MODELRT_SHM_FD/BYTES (or any key of Config.Env) would override ours.
+		SkipHostEnv:      true,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		GRPCDialOptions:  sdk.DialOptions(),

@@ -474,3 +474,24 @@ func TestSharedMemoryTransport(t *testing.T) {
 		t.Fatalf("after a restart: pid %d → %d, stats %+v; want a new process and 2 answers through shared memory", pid, p.Pid(), st)
 	}
 }
+
+// The segment's descriptor and size are set by the host for each process it starts; a value the
+// host itself inherited (say from a parent that was itself started as a plugin) must not
+// override them.
+func TestSharedMemoryEnvNotOverriddenByHostEnv(t *testing.T) {
+	t.Setenv("MODELRT_SHM_FD", "3")
+	t.Setenv("MODELRT_SHM_BYTES", "4096")
+	p := startTest(t, testConfig(t))
+	load(t, p, "logits", nil)
+	r, err := p.Infer(context.Background(), &sdk.InferRequest{Model: "logits",
+		Inputs: map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{1, 1}, []int64{464})}})
+	if err != nil {
+		t.Fatalf("Infer: %v", err)
+	}
+	if v, err := r.Outputs["logits"].Float32s(); err != nil || len(v) != logitsVocab {
+		t.Fatalf("logits: %d values, %v", len(v), err)
+	}
+	if st := p.SharedMemoryStats(); st.Calls != 1 {
+		t.Fatalf("stats %+v: the host's own MODELRT_SHM_* environment replaced the segment's, so the answer came inline", st)
+	}
+}
