@@ -258,6 +258,15 @@ func (p *Plugin) launch(ctx context.Context) (*goplugin.Client, *sdk.Client, *sd
 func (p *Plugin) install(client *goplugin.Client, backend *sdk.Client, shm *sdk.SharedMemory) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.state == StateClosed {
+		// Close ran while relaunch replayed state on this process: nobody else would kill it
+		// or release its segment, and the plugin must stay closed.
+		client.Kill()
+		if shm != nil {
+			shm.Close()
+		}
+		return
+	}
 	if old := p.shm; old != nil {
 		// The old process is gone; the segment is unmapped once its last call returns.
 		st := old.Stats()

@@ -495,3 +495,27 @@ func TestSharedMemoryEnvNotOverriddenByHostEnv(t *testing.T) {
 		t.Fatalf("stats %+v: the host's own MODELRT_SHM_* environment replaced the segment's, so the answer came inline", st)
 	}
 }
+
+// Close can land while a restart is replaying state on the new process, after relaunch last
+// looked at p.done and before it installs the process. The plugin must stay closed and the new
+// process must not outlive it.
+func TestCloseDuringRelaunchInstall(t *testing.T) {
+	p := startTest(t, testConfig(t))
+	client, backend, shm, err := p.launch(context.Background()) // relaunch, up to its p.done check
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	p.install(client, backend, shm)
+	if st := p.State(); st != StateClosed {
+		t.Errorf("state after Close = %v, want closed", st)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !client.Exited() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !client.Exited() {
+		client.Kill()
+		t.Fatal("the process launched during Close is still running after Close returned")
+	}
+}
