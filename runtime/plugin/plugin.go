@@ -557,11 +557,15 @@ func (p *Plugin) fail(err error) {
 		p.lastErr = err
 	}
 	p.state = StateFailed
-	client := p.client
+	client, shm := p.client, p.shm
 	p.cond.Broadcast()
 	p.mu.Unlock()
 	if client != nil {
 		client.Kill()
+	}
+	if shm != nil {
+		// No process will use it again; p.shm stays for SharedMemoryStats.
+		shm.Close()
 	}
 	p.log.Error("backend failed; giving up", "path", p.cfg.Path, "err", p.lastErr)
 }

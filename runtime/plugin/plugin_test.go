@@ -519,3 +519,49 @@ func TestCloseDuringRelaunchInstall(t *testing.T) {
 		t.Fatal("the process launched during Close is still running after Close returned")
 	}
 }
+
+// shmSegmentsOpen counts this process's descriptors of shared-memory segments.
+func shmSegmentsOpen(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "/memfd:modelrt-shm") {
+			n++
+		}
+	}
+	return n
+}
+
+// A plugin given up on releases its last process's segment at once, not only at Close: a
+// failed backend may stay registered (and reported) for the host's whole life.
+func TestFailedPluginReleasesSharedMemory(t *testing.T) {
+	before := shmSegmentsOpen(t)
+	cfg := testConfig(t)
+	cfg.MaxRestarts = 1
+	p := startTest(t, cfg)
+	if n := shmSegmentsOpen(t); n != before+1 {
+		t.Fatalf("%d segments open with one plugin running, want %d", n, before+1)
+	}
+	flag := filepath.Join(t.TempDir(), "crash")
+	load(t, p, "echo", map[string]string{"crash_if_exists": flag})
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := echo(context.Background(), p, map[string]string{"action": "crash"}); !errors.Is(err, ErrCrashed) {
+		t.Fatalf("err = %v, want ErrCrashed", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for p.State() != StateFailed && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := p.State(); st != StateFailed {
+		t.Fatalf("state %v, want failed", st)
+	}
+	if n := shmSegmentsOpen(t); n != before {
+		t.Fatalf("%d segments open after the plugin failed, want %d", n, before)
+	}
+}
