@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -48,7 +47,9 @@ func NewPluginLogger(w io.Writer, level string) *slog.Logger {
 			}
 			switch a.Key {
 			case slog.TimeKey:
-				return slog.String("@timestamp", a.Value.Time().Format(time.RFC3339Nano))
+				// go-plugin's relay parses exactly this layout; with any other it re-logs
+				// the raw line at debug level, hiding the plugin's warnings and errors.
+				return slog.String("@timestamp", a.Value.Time().Format(hclog.TimeFormatJSON))
 			case slog.LevelKey:
 				return slog.String("@level", strings.ToLower(a.Value.String()))
 			case slog.MessageKey:
