@@ -107,8 +107,13 @@ func NewSharedMemory(slots, slotBytes int) (*SharedMemory, error) {
 func (m *SharedMemory) File() *os.File { return m.file }
 
 // Env returns the environment that tells the plugin where the segment is: fd is the number
-// the child sees it under (3 + its index in ExtraFiles).
+// the child sees it under (3 + its index in ExtraFiles). On a nil *SharedMemory it returns
+// the variables set empty, for a child started without a segment: values the host itself
+// inherited would otherwise send the child to map whatever its descriptor fd happens to be.
 func (m *SharedMemory) Env(fd int) []string {
+	if m == nil {
+		return []string{shmEnvFD + "=", shmEnvBytes + "="}
+	}
 	return []string{shmEnvFD + "=" + strconv.Itoa(fd), shmEnvBytes + "=" + strconv.Itoa(len(m.mem))}
 }
 

@@ -193,9 +193,9 @@ func (p *Plugin) launch(ctx context.Context) (*goplugin.Client, *sdk.Client, *sd
 			p.log.Warn("no shared memory for this plugin; outputs travel over gRPC", "error", err)
 		} else {
 			cmd.ExtraFiles = []*os.File{shm.File()}
-			cmd.Env = append(cmd.Env, shm.Env(3)...)
 		}
 	}
+	cmd.Env = append(cmd.Env, shm.Env(3)...) // nil shm: clears MODELRT_SHM_* the host inherited
 	orphanGuard(cmd)
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -563,5 +564,39 @@ func TestFailedPluginReleasesSharedMemory(t *testing.T) {
 	}
 	if n := shmSegmentsOpen(t); n != before {
 		t.Fatalf("%d segments open after the plugin failed, want %d", n, before)
+	}
+}
+
+// syncBuffer is a log sink safe for the host's log-relaying goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A process started without a segment must not be told of one by MODELRT_SHM_* variables the
+// host itself inherited: it would map (and then close) whatever its descriptor 3 happens to be.
+func TestNoSharedMemoryClearsInheritedEnv(t *testing.T) {
+	t.Setenv("MODELRT_SHM_FD", "3")
+	t.Setenv("MODELRT_SHM_BYTES", "4096")
+	var logs syncBuffer
+	cfg := testConfig(t)
+	cfg.NoSharedMemory = true
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	p := startTest(t, cfg)
+	load(t, p, "logits", nil) // a call: the plugin has served, so its start-up log is in
+	if strings.Contains(logs.String(), "shared memory") {
+		t.Fatalf("the plugin looked for a segment it was not given:\n%s", logs.String())
 	}
 }
