@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-plugin"
+	"golang.org/x/sys/unix"
 
 	"github.com/modelrt/modelrt/sdk/internal/pb"
 )
@@ -269,4 +270,23 @@ func TestSharedMemoryOutputBuffers(t *testing.T) {
 			t.Errorf("%s: the output shares the caller's buffer: %v, want %v", tc.name, shared, tc.share)
 		}
 	}
+}
+
+// The plugin holds the segment's descriptor too. Were it able to shrink the segment, the host's
+// next access to a slot would fault (SIGBUS) and take down the host with every other backend:
+// a plugin must only ever be able to crash itself.
+func TestSharedMemoryCannotBeShrunk(t *testing.T) {
+	m := newTestShm(t, 2, 1<<16)
+	fd := int(m.File().Fd())
+	if err := unix.Ftruncate(fd, 0); err == nil {
+		t.Fatal("the segment was truncated to 0 bytes: a plugin could make the host fault on its next call")
+	}
+	if err := unix.Ftruncate(fd, int64(2*len(m.mem))); err == nil {
+		t.Fatal("the segment was grown")
+	}
+	slot, ticket, ok := m.lend() // touches the slot header: faults if the segment shrank
+	if !ok {
+		t.Fatal("no slot to lend")
+	}
+	m.giveBack(slot, ticket)
 }
