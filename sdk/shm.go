@@ -230,6 +230,9 @@ type shmSegment struct {
 // (another host, or by hand) gets nil and answers inline.
 func openShmFromEnv() (*shmSegment, error) {
 	fdText, sizeText := os.Getenv(shmEnvFD), os.Getenv(shmEnvBytes)
+	// The segment is this process's alone: processes the backend starts must not be told of it.
+	os.Unsetenv(shmEnvFD)
+	os.Unsetenv(shmEnvBytes)
 	if fdText == "" {
 		return nil, nil
 	}

@@ -161,7 +161,7 @@ func TestSharedMemoryAbandonedCall(t *testing.T) {
 			"n": FromInt64([]int64{1}, []int64{30000}), "wait": FromInt64([]int64{1}, []int64{1})}})
 		done <- err
 	}()
-	waitLent(m)
+	waitLent(t, m)
 	cancel()
 	if err := <-done; CodeOf(err) != CodeCanceled {
 		t.Fatalf("abandoned call: err = %v, want Canceled", err)
@@ -178,7 +178,7 @@ func TestSharedMemoryAbandonedCall(t *testing.T) {
 		}
 		next <- r
 	}()
-	waitLent(m)
+	waitLent(t, m)
 	close(b.release)
 	if r := <-next; r != nil {
 		checkRow(t, r, 40000)
@@ -187,13 +187,18 @@ func TestSharedMemoryAbandonedCall(t *testing.T) {
 }
 
 // waitLent waits until every slot of m is lent.
-func waitLent(m *SharedMemory) {
+func waitLent(t *testing.T, m *SharedMemory) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		m.mu.Lock()
 		lent := len(m.free) == 0
 		m.mu.Unlock()
 		if lent {
 			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no call borrowed the slot within 30 s")
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -745,7 +745,7 @@ type InferRequest struct {
 	Params  map[string]string      `protobuf:"bytes,5,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// A region of the shared-memory segment lent for this call's outputs: [shm_offset,
 	// shm_offset+shm_size), its first 64 bytes a header whose state word the plugin claims with
-	// shm_ticket (sdk/shm_linux.go). shm_size 0: no region; every output travels in data.
+	// shm_ticket (sdk/shm.go). shm_size 0: no region; every output travels in data.
 	// Plugins that know nothing of this ignore it and answer inline.
 	ShmOffset     uint64 `protobuf:"varint,6,opt,name=shm_offset,json=shmOffset,proto3" json:"shm_offset,omitempty"`
 	ShmSize       uint64 `protobuf:"varint,7,opt,name=shm_size,json=shmSize,proto3" json:"shm_size,omitempty"`
