@@ -57,8 +57,14 @@ type model struct {
 }
 
 type session struct {
-	s     *ort.LMSession
-	batch int
+	s      *ort.LMSession
+	batch  int
+	thread *osThread // runs every Forward of the session (thread.go)
+}
+
+func (s *session) close() {
+	s.s.Close()
+	s.thread.stop()
 }
 
 // New returns an empty onnxrt backend.
@@ -335,7 +341,7 @@ func (m *model) close() {
 
 func (b *Backend) dropLocked(m *model) {
 	for _, s := range b.sessions.RemoveModel(m.name) {
-		s.s.Close()
+		s.close()
 	}
 	m.close()
 }
@@ -380,7 +386,7 @@ func (b *Backend) OpenSession(_ context.Context, req *sdk.OpenSessionRequest) (*
 	if err != nil {
 		return nil, sdk.Internal("open session: %v", err)
 	}
-	id := b.sessions.Add(m.name, &session{s: s, batch: batch})
+	id := b.sessions.Add(m.name, &session{s: s, batch: batch, thread: newOSThread()})
 	return &sdk.OpenSessionResponse{Session: id}, nil
 }
 
@@ -390,7 +396,7 @@ func (b *Backend) CloseSession(_ context.Context, req *sdk.CloseSessionRequest) 
 	if err != nil {
 		return nil, err
 	}
-	s.s.Close()
+	s.close()
 	return &sdk.CloseSessionResponse{}, nil
 }
 
@@ -425,7 +431,10 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 	if err != nil {
 		return nil, err
 	}
-	var s *ort.LMSession
+	var (
+		s      *ort.LMSession
+		thread *osThread
+	)
 	if req.Session != "" {
 		ss, err := b.sessions.Get(req.Session, m.name)
 		if err != nil {
@@ -434,7 +443,7 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 		if ss.batch != in.Batch {
 			return nil, sdk.InvalidArgument("session %q was opened for batch %d, input_ids has batch %d", req.Session, ss.batch, in.Batch)
 		}
-		s = ss.s
+		s, thread = ss.s, ss.thread
 	} else {
 		if s, err = m.lm.NewSession(in.Batch); err != nil {
 			return nil, sdk.Internal("%v", err)
@@ -443,7 +452,13 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 	}
 	V := m.lm.Info().VocabSize
 	logits := make([]float32, in.Batch*in.OutLen()*V)
-	if err := s.Forward(ctx, in.IDs, in.Batch, in.Len, in.Mask, in.LastOnly, logits); err != nil {
+	forward := func() error { return s.Forward(ctx, in.IDs, in.Batch, in.Len, in.Mask, in.LastOnly, logits) }
+	if thread != nil {
+		thread.run(func() { err = forward() })
+	} else {
+		err = forward()
+	}
+	if err != nil {
 		return nil, ortError(err)
 	}
 	return &sdk.InferResponse{Outputs: map[string]*sdk.Tensor{

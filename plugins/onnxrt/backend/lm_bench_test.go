@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/modelrt/modelrt/native/gpt2"
 	"github.com/modelrt/modelrt/onnx/export"
@@ -177,4 +178,59 @@ func BenchmarkLM124MDecode(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 		})
 	}
+}
+
+// BenchmarkLM124MDecodeInterleaved is BenchmarkLM124MDecode with both sides open at once and
+// their steps alternated (in-process first on even iterations, the plugin first on odd ones),
+// so that load changes on a shared machine hit both alike: the ratio it reports is the figure
+// to quote for the plugin's cost. Each iteration is one decode step on each side.
+func BenchmarkLM124MDecodeInterleaved(b *testing.B) {
+	prompt := benchIDs(64)
+	ctx := context.Background()
+	type side struct {
+		open    func() (stepper, func())
+		s       stepper
+		done    func()
+		n       int
+		elapsed time.Duration
+	}
+	prefill := func(sd *side) {
+		sd.s, sd.done = sd.open()
+		if _, err := sd.s.Step(ctx, prompt, 1, len(prompt), nil); err != nil {
+			b.Fatal(err)
+		}
+		sd.n = len(prompt)
+	}
+	sides := []*side{{open: open(b, "in-process")}, {open: open(b, "plugin")}}
+	for _, sd := range sides {
+		prefill(sd)
+	}
+	next := []int64{464}
+	step := func(sd *side) {
+		if sd.n >= 1000 { // stay inside the 1024-position context
+			sd.done()
+			prefill(sd)
+		}
+		start := time.Now()
+		if _, err := sd.s.Step(ctx, next, 1, 1, nil); err != nil {
+			b.Fatal(err)
+		}
+		sd.elapsed += time.Since(start)
+		sd.n++
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		next[0] = int64(i*31+7) % 50257
+		step(sides[i%2])
+		step(sides[1-i%2])
+	}
+	b.StopTimer()
+	for _, sd := range sides {
+		sd.done()
+	}
+	in := float64(b.N) / sides[0].elapsed.Seconds()
+	pl := float64(b.N) / sides[1].elapsed.Seconds()
+	b.ReportMetric(in, "in-process-tokens/s")
+	b.ReportMetric(pl, "plugin-tokens/s")
+	b.ReportMetric(pl/in, "plugin/in-process")
 }
