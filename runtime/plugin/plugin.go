@@ -235,10 +235,7 @@ func (p *Plugin) launch(ctx context.Context) (*goplugin.Client, *sdk.Client, *sd
 		ch <- result{b: b}
 	}()
 	fail := func(err error) (*goplugin.Client, *sdk.Client, *sdk.SharedMemory, error) {
-		client.Kill()
-		if shm != nil {
-			shm.Close()
-		}
+		stopProcess(client, shm)
 		return nil, nil, nil, err
 	}
 	select {
@@ -255,16 +252,24 @@ func (p *Plugin) launch(ctx context.Context) (*goplugin.Client, *sdk.Client, *sd
 	}
 }
 
+// stopProcess kills a plugin process and releases its shared-memory segment (unmapped once the
+// last call using it returns). Either may be nil.
+func stopProcess(client *goplugin.Client, shm *sdk.SharedMemory) {
+	if client != nil {
+		client.Kill()
+	}
+	if shm != nil {
+		shm.Close()
+	}
+}
+
 func (p *Plugin) install(client *goplugin.Client, backend *sdk.Client, shm *sdk.SharedMemory) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.state == StateClosed {
 		// Close ran while relaunch replayed state on this process: nobody else would kill it
 		// or release its segment, and the plugin must stay closed.
-		client.Kill()
-		if shm != nil {
-			shm.Close()
-		}
+		stopProcess(client, shm)
 		return
 	}
 	if old := p.shm; old != nil {
@@ -337,12 +342,7 @@ func (p *Plugin) Close() error {
 		client, shm := p.client, p.shm
 		p.cond.Broadcast()
 		p.mu.Unlock()
-		if client != nil {
-			client.Kill()
-		}
-		if shm != nil {
-			shm.Close()
-		}
+		stopProcess(client, shm)
 	})
 	return nil
 }
@@ -512,12 +512,7 @@ func (p *Plugin) relaunch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	discard := func() {
-		client.Kill()
-		if shm != nil {
-			shm.Close()
-		}
-	}
+	discard := func() { stopProcess(client, shm) }
 	// Replay state on the new process before any caller sees it.
 	p.mu.Lock()
 	config := p.config
@@ -560,13 +555,8 @@ func (p *Plugin) fail(err error) {
 	client, shm := p.client, p.shm
 	p.cond.Broadcast()
 	p.mu.Unlock()
-	if client != nil {
-		client.Kill()
-	}
-	if shm != nil {
-		// No process will use it again; p.shm stays for SharedMemoryStats.
-		shm.Close()
-	}
+	// No process will use the segment again; p.shm stays for SharedMemoryStats.
+	stopProcess(client, shm)
 	p.log.Error("backend failed; giving up", "path", p.cfg.Path, "err", p.lastErr)
 }
 
