@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 const examples = "../../examples/pipelines/"

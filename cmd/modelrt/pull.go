@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelrt/modelrt/runtime/hub"
+	"github.com/modelrt/modelrt/cmd/modelrt/internal/hub"
 )
 
 type pullFlags struct {

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelrt/modelrt/runtime/hub"
-	"github.com/modelrt/modelrt/runtime/hub/hubtest"
+	"github.com/modelrt/modelrt/cmd/modelrt/internal/hub"
+	"github.com/modelrt/modelrt/cmd/modelrt/internal/hub/hubtest"
 )
 
 const pullFixture = "../../testdata/models/gpt2-tiny"

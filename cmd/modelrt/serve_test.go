@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/runtime/tokenizer"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // served is a `modelrt serve` process.

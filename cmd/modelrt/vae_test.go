@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/runtime/imageio"
 	"github.com/modelrt/modelrt/runtime/latent"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // vaeTol bounds the difference of latents between backends and against PyTorch (float32

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/modelrt/modelrt/native/gpt2/gpt2ref"
-	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 const (

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/modelrt/modelrt/native/quant"
-	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // modelDir copies gpt2-odd into a temporary directory, then lets edit rewrite its files.

@@ -20,7 +20,7 @@ import (
 
 	"github.com/modelrt/modelrt/native/kernels"
 	"github.com/modelrt/modelrt/native/quant"
-	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // ErrInvalidInput marks a Forward call whose ids, mask or length the model cannot accept; the

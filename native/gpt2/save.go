@@ -143,7 +143,7 @@ func (m *Model) tensors(tied bool) []rawTensor {
 
 // writeRawFile writes a safetensors file (8-byte little-endian header length, JSON header padded
 // to 8 bytes, tensor data in name order) through a temporary file renamed into place.
-// native/safetensors.Write takes float and int64 values only; the I8 tensors need raw bytes.
+// safetensors.Write takes float and int64 values only; the I8 tensors need raw bytes.
 func writeRawFile(path string, ts []rawTensor, metadata map[string]string) (err error) {
 	sort.Slice(ts, func(i, j int) bool { return ts[i].name < ts[j].name })
 	type entry struct {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/modelrt/modelrt/native/kernels"
 	"github.com/modelrt/modelrt/native/quant"
-	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // ErrQuantized marks a request to change the storage type of weights that are already

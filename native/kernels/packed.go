@@ -1,6 +1,6 @@
 package kernels
 
-import "github.com/modelrt/modelrt/native/safetensors"
+import "github.com/modelrt/modelrt/sdk/safetensors"
 
 // Blocking of the packed product (GotoBLAS order): A is packed once per call into strips of
 // gemmMR rows interleaved by depth; each task packs gemmNP panels of gemmKC×gemmNR of B (16 KiB

@@ -3,7 +3,7 @@ package kernels
 import (
 	"fmt"
 
-	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // PanelWidth is the number of columns of a packed weight panel (PackPanels).

@@ -3,7 +3,7 @@ package kernels
 import (
 	"fmt"
 
-	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // weights is the right-hand operand of a product in one of three storage types: float32;

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // DType names a weight storage type, as written in a model's config.json "quantization" entry

@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // WeightFiles are the weight file names Load looks for, in order.

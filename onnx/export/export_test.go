@@ -10,9 +10,9 @@ import (
 	"testing"
 
 	"github.com/modelrt/modelrt/native/gpt2"
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/onnx"
 	"github.com/modelrt/modelrt/onnx/export"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 func fixtureDir(name string) string { return filepath.Join("..", "..", "testdata", "models", name) }

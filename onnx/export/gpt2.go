@@ -23,9 +23,9 @@ import (
 	"time"
 
 	"github.com/modelrt/modelrt/native/gpt2"
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/onnx/graph"
 	"github.com/modelrt/modelrt/onnx/onnxpb"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // ErrUnsupported reports a model configuration the exporter cannot express.

@@ -12,11 +12,11 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/modelrt/modelrt/native/gpt2"
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/onnx"
 	"github.com/modelrt/modelrt/onnx/export"
 	"github.com/modelrt/modelrt/onnx/graph"
 	"github.com/modelrt/modelrt/onnx/internal/orttest"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // logitsAbsTol is the largest absolute logit difference accepted between the exported graph in

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/modelrt/modelrt/native/gpt2"
-	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // GPT2Shapes lists the HF GPT2LMHeadModel tensors of a model with config cfg and their shapes

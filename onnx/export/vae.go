@@ -15,10 +15,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/native/vae"
 	"github.com/modelrt/modelrt/onnx/graph"
 	"github.com/modelrt/modelrt/onnx/onnxpb"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // Optimum's VAE split: the directories and tensor names ExportVAE writes and the onnxrt backend

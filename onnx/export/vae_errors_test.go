@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/native/vae"
 	"github.com/modelrt/modelrt/onnx"
 	"github.com/modelrt/modelrt/onnx/export"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // TestExportVAELayout checks the split's interface (Optimum's names, fixed channel dims) and the

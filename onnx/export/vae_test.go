@@ -9,10 +9,10 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/native/vae"
 	"github.com/modelrt/modelrt/onnx/export"
 	"github.com/modelrt/modelrt/onnx/internal/orttest"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // vaeAbsTol bounds |ONNX Runtime − reference| for the exported VAE graphs, against PyTorch and

@@ -11,9 +11,9 @@ import (
 	"testing"
 
 	"github.com/modelrt/modelrt/native/gpt2"
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/native/vae"
 	"github.com/modelrt/modelrt/onnx/export"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 func TestParseVmHWM(t *testing.T) {

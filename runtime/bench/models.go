@@ -12,8 +12,8 @@ import (
 
 	"github.com/modelrt/modelrt/native/gpt2"
 	"github.com/modelrt/modelrt/native/quant"
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/onnx/export"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // cacheVersion is part of every cache key: bump it when the files written here change.

@@ -15,9 +15,9 @@ import (
 
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/pipelines"
 	"github.com/modelrt/modelrt/sdk"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // pluginDir holds the native plugin, built once by TestMain: the engine is tested against the

@@ -14,9 +14,9 @@ import (
 
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/runtime/latent"
 	"github.com/modelrt/modelrt/sdk"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 const vaeTiny = "../../testdata/models/vae-tiny"

@@ -19,7 +19,7 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // Stream is the PCG stream (second seed word) of every ε draw; fixed so that a seed means the

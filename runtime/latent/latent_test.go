@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // momentTol bounds |sample mean| and |sample variance − 1| of 200 000 N(0,1) draws (about 20

@@ -960,7 +960,7 @@ func TestSwap(t *testing.T) {
 }
 
 // BenchmarkCompletion: one greedy 8-token completion of the tiny GPT-2 through the HTTP API and
-// the native plugin process, at concurrency 1 (runtime/server/loadgen measures more levels).
+// the native plugin process, at concurrency 1 (cmd/loadgen measures more levels).
 func BenchmarkCompletion(b *testing.B) {
 	s := New(newEngine(b), Options{Logger: quietLogger()})
 	ts := httptest.NewServer(s)

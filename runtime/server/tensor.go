@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/sdk"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // v2Tensor is a tensor of the Open Inference Protocol's JSON form: data row-major, flat or

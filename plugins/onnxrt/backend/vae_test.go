@@ -10,11 +10,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelrt/modelrt/native/safetensors"
 	"github.com/modelrt/modelrt/native/vae"
 	"github.com/modelrt/modelrt/onnx/export"
 	"github.com/modelrt/modelrt/runtime/plugin"
 	"github.com/modelrt/modelrt/sdk"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // vaeAbsTol bounds |plugin − PyTorch| for mean, logvar and decoded images: float32 convolutions

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelrt/modelrt/native/safetensors"
+	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
 // logitsTol is the absolute tolerance between ONNX Runtime's logits and PyTorch's for the same

@@ -4,7 +4,7 @@
 // streaming). It talks only to loopback addresses unless told otherwise, so that a benchmark
 // never becomes a load test of someone else's server.
 //
-//	go run ./runtime/server/loadgen -url http://127.0.0.1:8080 -model gpt2 -concurrency 1,4,16 -requests 64
+//	go run ./cmd/loadgen -url http://127.0.0.1:8080 -model gpt2 -concurrency 1,4,16 -requests 64
 package main
 
 import (

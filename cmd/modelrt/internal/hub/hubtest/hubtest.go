@@ -1,5 +1,5 @@
 // Package hubtest serves a model directory the way the Hugging Face hub does, for tests of
-// runtime/hub and `modelrt pull` without a network: {repo}/resolve/{revision}/{file} answers
+// package hub and `modelrt pull` without a network: {repo}/resolve/{revision}/{file} answers
 // small files directly (ETag = the git blob sha1, as the hub does) and *.safetensors / *.onnx*
 // files with a 302 to /lfs/{sha256} carrying X-Linked-Size and X-Linked-Etag; the LFS store
 // honours Range requests (http.ServeContent). Faults can be injected per file.

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelrt/modelrt/runtime/hub"
-	"github.com/modelrt/modelrt/runtime/hub/hubtest"
+	"github.com/modelrt/modelrt/cmd/modelrt/internal/hub"
+	"github.com/modelrt/modelrt/cmd/modelrt/internal/hub/hubtest"
 )
 
 const fixture = "../../testdata/models/gpt2-tiny"
