@@ -18,7 +18,7 @@ import (
 	"github.com/modelrt/modelrt/cmd/modelrt/internal/hub/hubtest"
 )
 
-const fixture = "../../testdata/models/gpt2-tiny"
+const fixture = "../../../../testdata/models/gpt2-tiny"
 
 // fixtureFiles are the files of the fixture that ModelFiles names (reference.safetensors is not
 // one of them and must not be fetched).
