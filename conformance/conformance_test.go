@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelrt/modelrt/internal/plugintest"
 )
 
 // casesDir holds the repository's case files.
@@ -58,36 +59,34 @@ func TestMain(m *testing.M) {
 // its reason; in CI it is an error.
 func buildPlugins(dir string) error {
 	type build struct {
-		name, pkg string
-		cgo       bool
-		optional  bool
+		name     string
+		bin      plugintest.Binary
+		optional bool
 	}
 	builds := []build{
-		{"native", "../plugins/native", false, false},
-		{"onnxrt", "../plugins/onnxrt", true, true},
-		{"toylm", "./testdata/toyplugin", false, false},
+		{"native", plugintest.Native, false},
+		{"onnxrt", plugintest.ONNXRT, true},
+		{"toylm", plugintest.Binary{Name: "modelrt-toylm", Pkg: "conformance/testdata/toyplugin"}, false},
 	}
 	for _, b := range builds {
-		if srcs, _ := filepath.Glob(filepath.Join(b.pkg, "*.go")); len(srcs) == 0 {
+		pkg, err := b.bin.Dir()
+		if err != nil {
+			return err
+		}
+		if srcs, _ := filepath.Glob(filepath.Join(pkg, "*.go")); len(srcs) == 0 {
 			if b.optional && !ci() {
-				buildErrs[b.name] = "no Go files in " + b.pkg
+				buildErrs[b.name] = "no Go files in " + b.bin.Pkg
 				continue
 			}
-			return fmt.Errorf("build %s: no Go files in %s", b.name, b.pkg)
+			return fmt.Errorf("build %s: no Go files in %s", b.name, b.bin.Pkg)
 		}
-		out := filepath.Join(dir, "modelrt-"+b.name)
-		cmd := exec.Command("go", "build", "-o", out, b.pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b.cgo {
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		}
-		msg, err := cmd.CombinedOutput()
+		out, err := b.bin.Build(dir)
 		if err != nil {
 			if b.optional && !ci() {
-				buildErrs[b.name] = fmt.Sprintf("go build %s: %v: %s", b.pkg, err, strings.TrimSpace(string(msg)))
+				buildErrs[b.name] = err.Error()
 				continue
 			}
-			return fmt.Errorf("build %s: %v\n%s", b.pkg, err, msg)
+			return err
 		}
 		if b.name != "toylm" {
 			plugins = append(plugins, PluginSpec{Name: b.name, Path: out})

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelrt/modelrt/internal/plugintest"
 	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
@@ -23,23 +24,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	builds := map[string]string{
-		"modelrt":             ".",
-		"modelrt-native":      "../../plugins/native",
-		"modelrt-testbackend": "../../testdata/plugins/testbackend",
-		"modelrt-onnxrt":      "../../plugins/onnxrt",
-	}
-	for out, pkg := range builds {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out == "modelrt-onnxrt" {
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		}
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n", pkg, err)
-			os.Exit(1)
-		}
+	if err := plugintest.Build(dir, plugintest.CLI, plugintest.Native, plugintest.TestBackend, plugintest.ONNXRT); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/modelrt/modelrt/internal/plugintest"
 	"github.com/modelrt/modelrt/pipelines"
 	"github.com/modelrt/modelrt/sdk"
 	"github.com/modelrt/modelrt/sdk/safetensors"
@@ -37,11 +37,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	pluginDir = dir
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "modelrt-native"), "../../plugins/native")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build native plugin:", err)
+	if err := plugintest.Build(dir, plugintest.Native); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

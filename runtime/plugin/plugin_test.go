@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelrt/modelrt/internal/plugintest"
 	"github.com/modelrt/modelrt/sdk"
 )
 
@@ -34,13 +35,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	for _, b := range []string{"testbackend", "otherversion"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, Prefix+b), "../../testdata/plugins/"+b)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n", b, err)
-			os.Exit(1)
-		}
+	if err := plugintest.Build(dir, plugintest.TestBackend, plugintest.OtherVersion); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -11,12 +11,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/modelrt/modelrt/internal/plugintest"
 	"github.com/modelrt/modelrt/pipelines"
 	"github.com/modelrt/modelrt/runtime/engine"
 	"github.com/modelrt/modelrt/sdk"
@@ -32,11 +32,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "modelrt-native"), "../../plugins/native")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "build the native plugin: %v\n", err)
+	if err := plugintest.Build(dir, plugintest.Native); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/modelrt/modelrt/internal/plugintest"
 	"github.com/modelrt/modelrt/native/vae"
 	"github.com/modelrt/modelrt/onnx/export"
 	"github.com/modelrt/modelrt/runtime/plugin"
@@ -31,12 +31,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	pluginPath = filepath.Join(dir, "modelrt-onnxrt")
-	cmd := exec.Command("go", "build", "-o", pluginPath, "..")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "build modelrt-onnxrt: %v\n", err)
+	pluginPath, err = plugintest.ONNXRT.Build(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
