@@ -131,7 +131,7 @@ func (t *Tensor) SDK() *sdk.Tensor {
 	return sdk.FromInt64(slices.Clone(t.Shape), slices.Clone(t.I64))
 }
 
-// fileJSON is the file's JSON shape (DESIGN §5).
+// fileJSON is the file's JSON shape (docs/sdk.md#case-files).
 type fileJSON struct {
 	Format    string                     `json:"format"`
 	Name      string                     `json:"name"`

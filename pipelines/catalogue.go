@@ -38,8 +38,8 @@ var BackendRef = cty.Object(map[string]cty.Type{
 // TokenIDs is the type of token id sequences: a list of whole numbers.
 var TokenIDs = cty.List(cty.Number)
 
-// Model tasks a model block may declare (DESIGN §4; a "vae" model serves both
-// vae-encode and vae-decode).
+// Model tasks a model block may declare (docs/sdk.md#tasks-and-tensors; a "vae" model
+// serves both vae-encode and vae-decode).
 const (
 	TaskCausalLM = "causal-lm"
 	TaskVAE      = "vae"

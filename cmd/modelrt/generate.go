@@ -53,7 +53,7 @@ generated; --json prints one object at the end instead. Temperature 0 means gree
 	return cmd
 }
 
-// generateJSON is the --json output (a fixed contract: DESIGN §6).
+// generateJSON is the --json output (a fixed contract: docs/contracts.md#the-cli).
 type generateJSON struct {
 	IDs              []int   `json:"ids"`
 	Text             string  `json:"text"`

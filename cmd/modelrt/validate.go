@@ -16,7 +16,7 @@ import (
 	"github.com/modelrt/modelrt/runtime/plugin"
 )
 
-// init accepts Terraform's single-dash `-var k=v` (DESIGN §6) by rewriting it to the `--var`
+// init accepts Terraform's single-dash `-var k=v` (docs/contracts.md#the-cli) by rewriting it to the `--var`
 // that pflag parses: pflag would read `-var` as the shorthands -v -a -r, which modelrt does not
 // have. Arguments after `--` are left alone.
 func init() {

@@ -4,7 +4,7 @@ import (
 	ortgo "github.com/yalue/onnxruntime_go"
 )
 
-// dtypes maps ONNX element types to the names used by sdk tensors (and DESIGN §4).
+// dtypes maps ONNX element types to the names used by sdk tensors (docs/sdk.md#tasks-and-tensors).
 var dtypes = []struct {
 	t    ortgo.TensorElementDataType
 	name string

@@ -58,7 +58,7 @@ type File struct {
 	Need Need
 }
 
-// ModelFiles lists what a modelrt model directory may hold (DESIGN §3): config.json, the
+// ModelFiles lists what a modelrt model directory may hold (docs/contracts.md#model-directories): config.json, the
 // safetensors weights of a GPT-2 or a diffusers VAE, the tokenizer in any of its three forms,
 // the generation configs, and with onnx the ONNX graphs of both layouts (then a graph alone is
 // enough weights).
