@@ -106,6 +106,24 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// runPlugins starts the plugins, runs the cases on them with every check, logs the table and
+// returns the report and the table.
+func runPlugins(t *testing.T, cases []*Case, specs []PluginSpec, timeout time.Duration) (*Report, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	targets, stop, err := StartPlugins(ctx, specs, testLogger(t), "warn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	rep := Run(ctx, cases, targets, Options{Logger: testLogger(t)})
+	var b strings.Builder
+	WriteTable(&b, rep)
+	t.Log("\n" + b.String())
+	return rep, b.String()
+}
+
 // TestRepositoryCases runs every case of testdata/conformance on every backend that built,
 // with all checks, and fails on any FAIL row. Every case must be applicable to at least one
 // backend, and in CI every backend must run at least one case.
@@ -118,17 +136,7 @@ func TestRepositoryCases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	targets, stop, err := StartPlugins(ctx, plugins, testLogger(t), "warn")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	rep := Run(ctx, cases, targets, Options{Logger: testLogger(t)})
-	var b strings.Builder
-	WriteTable(&b, rep)
-	t.Log("\n" + b.String())
+	rep, _ := runPlugins(t, cases, plugins, 10*time.Minute)
 
 	applicable := map[string]int{}
 	ran := map[string]int{}
@@ -167,5 +175,68 @@ func TestRepositoryCases(t *testing.T) {
 		if !cross {
 			t.Errorf("no case ran on two backends, so nothing was compared across backends")
 		}
+	}
+}
+
+// plainExport is a plain torch.onnx.export of GPT-2 (gpt2-odd's weights): input_ids → logits,
+// no attention_mask, no past (scripts/fixtures/gpt2_onnx.py).
+const plainExport = "gpt2-odd-onnx-plain-op14"
+
+// TestPlainExportOnONNXRuntime runs the repository's cases of the plain export through the
+// onnxrt plugin. The expected values pass; the padding check, which a graph without an
+// attention_mask cannot express, is n/a with the reason (it used to FAIL on the backend's
+// refusal of a padded mask), and every row passes.
+func TestPlainExportOnONNXRuntime(t *testing.T) {
+	needPlugins(t)
+	var onnxrt []PluginSpec
+	for _, p := range plugins {
+		if p.Name == "onnxrt" {
+			onnxrt = append(onnxrt, p)
+		}
+	}
+	if len(onnxrt) == 0 {
+		t.Skipf("the onnxrt backend did not build (with CI=true that fails the build): %s", buildErrs["onnxrt"])
+	}
+	all, err := LoadDir(casesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []*Case
+	for _, c := range all {
+		if strings.HasPrefix(c.Name, plainExport+"-") {
+			cases = append(cases, c)
+		}
+	}
+	if len(cases) != 2 {
+		t.Fatalf("%d cases of %s in %s, want its -logits and -generate", len(cases), plainExport, casesDir)
+	}
+	rep, table := runPlugins(t, cases, onnxrt, 5*time.Minute)
+	for _, r := range rep.Rows {
+		if r.Result == NotApplicable && strings.HasPrefix(r.Reason, "cannot load the model") && !ci() {
+			t.Skipf("onnxrt cannot load %s here (is the ONNX Runtime library installed? scripts/install-onnxruntime.sh): %s", plainExport, r.Reason)
+		}
+	}
+	want := map[string]map[string]Result{
+		plainExport + "-logits":   {"expected": Pass, "kv-cache": Pass, "batch": Pass, "padding": NotApplicable, "reload": Pass},
+		plainExport + "-generate": {"expected": Pass, "kv-cache": Pass, "seed": Pass, "reload": Pass},
+	}
+	const reason = "padding cannot be expressed: the model declares no attention_mask input (its inputs: input_ids)"
+	for _, r := range rep.Rows {
+		if r.Result != Pass {
+			t.Errorf("%s: %s (%s), want pass", r.Case, r.Result, r.Reason)
+		}
+		got := map[string]Result{}
+		for _, c := range r.Checks {
+			got[c.Name] = c.Result
+			if c.Result == NotApplicable && c.Detail != reason {
+				t.Errorf("%s: check %s n/a because %q, want %q", r.Case, c.Name, c.Detail, reason)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want[r.Case]) {
+			t.Errorf("%s: checks %v, want %v", r.Case, got, want[r.Case])
+		}
+	}
+	if rep.Failed() || !strings.Contains(table, "padding: "+reason) {
+		t.Errorf("the report fails or does not give the n/a reason")
 	}
 }

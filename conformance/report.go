@@ -11,7 +11,8 @@ import (
 const maxReason = 200
 
 // WriteTable prints one line per (case, backend) — result, max abs and rel error against the
-// expected values, time — then the details of every failed check and the reason of every n/a row.
+// expected values, time — then the details of every failed check, the reason of every n/a row
+// and of every n/a check.
 func WriteTable(w io.Writer, rep *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CASE\tBACKEND\tRESULT\tMAX ABS ERR\tMAX REL ERR\tTIME")
@@ -43,7 +44,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 		}
 	}
 	if na > 0 {
-		fmt.Fprintln(w, "\nnot applicable (the backend cannot load the case's model):")
+		fmt.Fprintln(w, "\nnot applicable (the backend cannot load the case's model, or the model cannot express the case):")
 		for _, r := range rep.Rows {
 			if r.Result == NotApplicable {
 				reason := r.Reason
@@ -52,6 +53,20 @@ func WriteTable(w io.Writer, rep *Report) error {
 				}
 				fmt.Fprintf(w, "  %s on %s: %s\n", r.Case, r.Backend, reason)
 			}
+		}
+	}
+	var naChecks []string
+	for _, r := range rep.Rows {
+		for _, c := range r.Checks {
+			if c.Result == NotApplicable {
+				naChecks = append(naChecks, fmt.Sprintf("  %s on %s: %s: %s\n", r.Case, r.Backend, c.Name, c.Detail))
+			}
+		}
+	}
+	if len(naChecks) > 0 {
+		fmt.Fprintln(w, "\nchecks not applicable (the model cannot express them):")
+		for _, line := range naChecks {
+			fmt.Fprint(w, line)
 		}
 	}
 	fmt.Fprintf(w, "\n%d passed, %d failed, %d not applicable\n", pass, fail, na)

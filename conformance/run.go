@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/modelrt/modelrt/runtime/generate"
@@ -172,6 +173,53 @@ func checkOf(name string, d Diff) Check {
 
 func failed(name string, err error) Check {
 	return Check{Name: name, Result: Fail, Detail: err.Error()}
+}
+
+// notApplicable is a check the model cannot express: n/a with the reason, never a failure.
+func notApplicable(name, reason string) Check {
+	return Check{Name: name, Result: NotApplicable, Detail: reason}
+}
+
+// What a check may need that a model can lack. Each is learnt from what the model declares
+// (ModelInfo.Inputs) or from the backend's answer when the check asks for it (Unimplemented:
+// the backend has no such capability), never from a failure of the computation itself: a
+// backend that declares an input and then refuses it fails.
+
+// lacksInput says why the model cannot take input name ("" when it can): it declares inputs and
+// name is not among them. A model that declares no inputs is taken to accept what its task
+// allows.
+func (l *loaded) lacksInput(name string) string {
+	if len(l.info.Inputs) == 0 {
+		return ""
+	}
+	var names []string
+	for _, in := range l.info.Inputs {
+		if in.Name == name {
+			return ""
+		}
+		names = append(names, in.Name)
+	}
+	return fmt.Sprintf("the model declares no %s input (its inputs: %s)", name, strings.Join(names, ", "))
+}
+
+// fixedBatch says why the model cannot take a batch of more than one item through input name
+// ("" when it can): it declares that input with a static batch dimension of 1.
+func (l *loaded) fixedBatch(name string) string {
+	for _, in := range l.info.Inputs {
+		if in.Name == name && len(in.Shape) > 0 && in.Shape[0] == 1 {
+			return fmt.Sprintf("the model's %s input has a fixed batch size of 1 (shape %v)", name, in.Shape)
+		}
+	}
+	return ""
+}
+
+// noSessions says why a backend cannot open a session ("" when err is another failure): it
+// answered OpenSession with Unimplemented, as a backend without the Sessions capability does.
+func noSessions(err error) string {
+	if sdk.CodeOf(err) != sdk.CodeUnimplemented {
+		return ""
+	}
+	return fmt.Sprintf("the backend has no sessions (%v)", err)
 }
 
 type loaded struct {

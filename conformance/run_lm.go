@@ -89,6 +89,14 @@ func (r *runner) logits(ctx context.Context, c *Case, l *loaded, row *Row) *outp
 	}
 	exp := c.Expected["logits"]
 	V := int(exp.Shape[2])
+	if why := l.lacksInput("attention_mask"); why != "" && in.padded() {
+		row.Result, row.Reason = NotApplicable, "the case pads its rows, but "+why
+		return nil
+	}
+	if why := l.fixedBatch("input_ids"); why != "" && in.B > 1 {
+		row.Result, row.Reason = NotApplicable, fmt.Sprintf("the case has %d rows, but %s", in.B, why)
+		return nil
+	}
 	be := r.t.Backend
 	got, err := forward(ctx, be, l.name, "", in, V)
 	if err != nil {
@@ -101,9 +109,9 @@ func (r *runner) logits(ctx context.Context, c *Case, l *loaded, row *Row) *outp
 	if r.noChecks {
 		return out
 	}
-	row.add(r.kvCache(ctx, l.name, in, got, V))
-	row.add(r.batch(ctx, l.name, in, got, V))
-	row.add(r.padding(ctx, l.name, in, V))
+	row.add(r.kvCache(ctx, l, in, got, V))
+	row.add(r.batch(ctx, l, in, got, V))
+	row.add(r.padding(ctx, l, in, V))
 	if err := r.reload(ctx, l); err != nil {
 		row.add(failed("reload", err))
 	} else if again, err := forward(ctx, be, l.name, "", in, V); err != nil {
@@ -123,20 +131,26 @@ func padSkip(in lmInput, V int) func(int) bool {
 }
 
 // kvCache feeds each row's real tokens one at a time through a session and compares the
-// logits with the full pass (full holds the logits of in, (B,T,V)).
-func (r *runner) kvCache(ctx context.Context, model string, in lmInput, full []float32, V int) Check {
+// logits with the full pass (full holds the logits of in, (B,T,V)). It is n/a for a backend
+// without sessions. The all-ones mask of each step goes only to a model that declares one.
+func (r *runner) kvCache(ctx context.Context, l *loaded, in lmInput, full []float32, V int) Check {
+	model := l.name
+	withMask := l.lacksInput("attention_mask") == ""
 	var d Diff
 	for b := range in.B {
 		s, err := r.t.Backend.OpenSession(ctx, &sdk.OpenSessionRequest{Model: model, BatchSize: 1})
+		if why := noSessions(err); why != "" {
+			return notApplicable("kv-cache", why)
+		}
 		if err != nil {
 			return failed("kv-cache", fmt.Errorf("open session: %w", err))
 		}
 		var steps []float32
 		toks := in.real(b)
 		for p, tok := range toks {
-			mask := make([]int64, p+1)
-			for i := range mask {
-				mask[i] = 1
+			var mask []int64
+			if withMask {
+				mask = ones(p + 1)
 			}
 			lg, err := forward(ctx, r.t.Backend, model, s.Session, lmInput{ids: []int64{tok}, mask: mask, B: 1, T: 1}, V)
 			if err != nil {
@@ -160,8 +174,13 @@ func (r *runner) kvCache(ctx context.Context, model string, in lmInput, full []f
 }
 
 // batch compares rows of a batch with the same rows run one by one. A one-row case is paired
-// with its reversal so that there is a batch to compare.
-func (r *runner) batch(ctx context.Context, model string, in lmInput, full []float32, V int) Check {
+// with its reversal so that there is a batch to compare. It is n/a for a model whose batch
+// size is fixed at 1.
+func (r *runner) batch(ctx context.Context, l *loaded, in lmInput, full []float32, V int) Check {
+	model := l.name
+	if why := l.fixedBatch("input_ids"); why != "" {
+		return notApplicable("batch", why)
+	}
 	if in.B == 1 {
 		rev := slices.Clone(in.ids)
 		slices.Reverse(rev)
@@ -192,8 +211,17 @@ func (r *runner) batch(ctx context.Context, model string, in lmInput, full []flo
 // full length. The first filler is the row's own first third — the very text that came before,
 // so a backend that ignores the mask sees the whole row and answers differently even when it
 // would shrug off nonsense (an n-gram model backs off past a context it never saw); the second
-// is the id V-1 (GPT-2's EOS, the usual pad).
-func (r *runner) padding(ctx context.Context, model string, in lmInput, V int) Check {
+// is the id V-1 (GPT-2's EOS, the usual pad). It is n/a for a model that cannot express
+// padding (no attention_mask input, such as a plain torch.onnx.export of GPT-2) or take a
+// batch.
+func (r *runner) padding(ctx context.Context, l *loaded, in lmInput, V int) Check {
+	model := l.name
+	if why := l.lacksInput("attention_mask"); why != "" {
+		return notApplicable("padding", "padding cannot be expressed: "+why)
+	}
+	if why := l.fixedBatch("input_ids"); why != "" && (in.B > 1 || !in.padded()) {
+		return notApplicable("padding", "the padded rows need a batch: "+why)
+	}
 	if !in.padded() {
 		if in.T < 2 {
 			return Check{Name: "padding", Result: NotApplicable, Detail: "a one-token row cannot be padded"}
@@ -232,6 +260,10 @@ func (r *runner) generate(ctx context.Context, c *Case, l *loaded, row *Row) *ou
 	ids := c.Inputs["input_ids"]
 	exp := c.Expected["ids"]
 	B, P := int(ids.Shape[0]), int(ids.Shape[1])
+	if why := l.fixedBatch("input_ids"); why != "" && B > 1 {
+		row.Result, row.Reason = NotApplicable, fmt.Sprintf("the case has %d prompts, but %s", B, why)
+		return nil
+	}
 	prompts := make([][]int, B)
 	for b := range B {
 		for _, v := range ids.I64[b*P : (b+1)*P] {
@@ -240,6 +272,11 @@ func (r *runner) generate(ctx context.Context, c *Case, l *loaded, row *Row) *ou
 	}
 	greedy := generate.DefaultSampling()
 	got, err := r.decode(ctx, l, prompts, c.Params.MaxNewTokens, greedy)
+	if why := noSessions(err); why != "" {
+		// The decode loop (runtime/generate) runs in a session; the case cannot be run.
+		row.Result, row.Reason = NotApplicable, "generate needs sessions, but "+why
+		return nil
+	}
 	if err != nil {
 		row.add(failed("expected", err))
 		return nil

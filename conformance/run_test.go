@@ -122,3 +122,82 @@ func TestRunnerNotApplicable(t *testing.T) {
 		t.Errorf("table does not give the n/a reason:\n%s", b.String())
 	}
 }
+
+// limited is the flawless toy declaring less than it can do: the inputs it lists (nil: none
+// listed) and, with noSessions, OpenSession answered Unimplemented as by a backend without the
+// Sessions capability. The checks must read the declaration, not try and fail.
+type limited struct {
+	*toylm.Backend
+	inputs     []sdk.TensorSpec
+	noSessions bool
+}
+
+func (b *limited) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sdk.LoadModelResponse, error) {
+	resp, err := b.Backend.LoadModel(ctx, req)
+	if err == nil {
+		resp.Model.Inputs = b.inputs
+	}
+	return resp, err
+}
+
+func (b *limited) OpenSession(ctx context.Context, req *sdk.OpenSessionRequest) (*sdk.OpenSessionResponse, error) {
+	if b.noSessions {
+		return nil, sdk.Unimplemented("limited toy: no sessions")
+	}
+	return b.Backend.OpenSession(ctx, req)
+}
+
+// TestRunnerChecksNotApplicable: a check the model cannot express is n/a with its reason, never
+// a failure, and the row still passes; a case the model cannot express at all is an n/a row.
+func TestRunnerChecksNotApplicable(t *testing.T) {
+	ids := sdk.TensorSpec{Name: "input_ids", DType: sdk.Int64, Shape: []int64{-1, -1}}
+	mask := sdk.TensorSpec{Name: "attention_mask", DType: sdk.Int64, Shape: []int64{-1, -1}}
+	fixed := func(s sdk.TensorSpec) sdk.TensorSpec { s.Shape = []int64{1, -1}; return s }
+	for _, tc := range []struct {
+		name    string
+		backend *limited
+		// want: check or row ("row:<case>") → the n/a reason it must give.
+		want map[string]string
+	}{
+		{"no attention_mask", &limited{inputs: []sdk.TensorSpec{ids}},
+			map[string]string{"padding": "padding cannot be expressed: the model declares no attention_mask input (its inputs: input_ids)"}},
+		{"fixed batch", &limited{inputs: []sdk.TensorSpec{fixed(ids), fixed(mask)}},
+			map[string]string{"batch": "the model's input_ids input has a fixed batch size of 1 (shape [1 -1])",
+				"padding": "the padded rows need a batch: the model's input_ids input has a fixed batch size of 1"}},
+		{"no sessions", &limited{noSessions: true},
+			map[string]string{"kv-cache": "the backend has no sessions (Unimplemented: limited toy: no sessions)",
+				"row:toy-generate": "generate needs sessions, but the backend has no sessions"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.backend.Backend = toylm.New(toylm.None)
+			rep := Run(context.Background(), toyCases(t, t.TempDir()), []Target{{Name: "toy", Backend: tc.backend}}, Options{})
+			var b strings.Builder
+			WriteTable(&b, rep)
+			if rep.Failed() {
+				t.Fatalf("the report fails:\n%s", b.String())
+			}
+			got := map[string]string{}
+			for _, r := range rep.Rows {
+				if r.Result == NotApplicable {
+					got["row:"+r.Case] = r.Reason
+				}
+				for _, c := range r.Checks {
+					if c.Result == NotApplicable {
+						got[c.Name] = c.Detail
+					}
+				}
+			}
+			for name, reason := range tc.want {
+				if !strings.Contains(got[name], reason) {
+					t.Errorf("%s: n/a reason %q, want it to contain %q", name, got[name], reason)
+				}
+				if !strings.HasPrefix(name, "row:") && !strings.Contains(b.String(), name+": "+got[name]) {
+					t.Errorf("the table does not give the reason of %s:\n%s", name, b.String())
+				}
+			}
+			if len(got) != len(tc.want) {
+				t.Errorf("n/a: %v; want only %v", got, tc.want)
+			}
+		})
+	}
+}

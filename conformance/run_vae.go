@@ -44,6 +44,10 @@ func (r *runner) vaeInfer(ctx context.Context, model, task, in string, x *sdk.Te
 func (r *runner) vae(ctx context.Context, c *Case, l *loaded, row *Row) *outputs {
 	task, inName, outs := vaeIO(c)
 	x := c.Inputs[inName].SDK()
+	if why := l.fixedBatch(inName); why != "" && x.Shape[0] > 1 {
+		row.Result, row.Reason = NotApplicable, fmt.Sprintf("the case has a batch of %d, but %s", x.Shape[0], why)
+		return nil
+	}
 	got, err := r.vaeInfer(ctx, l.name, task, inName, x, outs, c.Expected)
 	if err != nil {
 		row.add(failed("expected", err))
@@ -60,7 +64,11 @@ func (r *runner) vae(ctx context.Context, c *Case, l *loaded, row *Row) *outputs
 	if r.noChecks {
 		return out
 	}
-	row.add(r.vaeBatch(ctx, l.name, task, inName, x, outs, got, c.Expected))
+	if why := l.fixedBatch(inName); why != "" {
+		row.add(notApplicable("batch", why))
+	} else {
+		row.add(r.vaeBatch(ctx, l.name, task, inName, x, outs, got, c.Expected))
+	}
 	if err := r.reload(ctx, l); err != nil {
 		row.add(failed("reload", err))
 	} else if again, err := r.vaeInfer(ctx, l.name, task, inName, x, outs, c.Expected); err != nil {

@@ -193,9 +193,11 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 			info.Metadata["eos_token_id"] = strconv.FormatInt(li.EOS, 10)
 		}
 		info.Metadata["convention"] = string(li.Convention)
-		info.Inputs = []sdk.TensorSpec{
-			{Name: "input_ids", DType: sdk.Int64, Shape: []int64{-1, -1}},
-			{Name: "attention_mask", DType: sdk.Int64, Shape: []int64{-1, -1}},
+		// attention_mask only when the graph takes one: without it padding cannot be expressed,
+		// and callers (conformance) learn that here.
+		info.Inputs = []sdk.TensorSpec{{Name: "input_ids", DType: sdk.Int64, Shape: []int64{-1, -1}}}
+		if li.HasAttentionMask {
+			info.Inputs = append(info.Inputs, sdk.TensorSpec{Name: "attention_mask", DType: sdk.Int64, Shape: []int64{-1, -1}})
 		}
 		info.Outputs = []sdk.TensorSpec{{Name: "logits", DType: sdk.Float32, Shape: []int64{-1, -1, int64(li.VocabSize)}}}
 	case sdk.TaskVAE, sdk.TaskVAEEncode, sdk.TaskVAEDecode:
