@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"image"
-	"image/draw"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/modelrt/modelrt/runtime/generate"
@@ -174,6 +174,24 @@ func (p *Pipeline) Codes(ctx context.Context, caption string, o Options) (*Resul
 // Decode looks the codes up in the codebook and decodes the latents in one VAE call; images
 // are upscaled by scale (nearest neighbour).
 func (p *Pipeline) Decode(ctx context.Context, codes [][]int, scale int) ([]image.Image, error) {
+	t, err := p.DecodeTensor(ctx, codes, scale)
+	if err != nil {
+		return nil, err
+	}
+	x, _ := t.Float32s()
+	n, c, h, w := int(t.Shape[0]), int(t.Shape[1]), int(t.Shape[2]), int(t.Shape[3])
+	imgs := make([]image.Image, n)
+	for i := range imgs {
+		if imgs[i], err = imageio.FromTensor(x[i*c*h*w:(i+1)*c*h*w], c, h, w); err != nil {
+			return nil, fmt.Errorf("text2image: VAE decode: %w", err)
+		}
+	}
+	return imgs, nil
+}
+
+// DecodeTensor is Decode returning the VAE's output batch (N, C, H·scale, W·scale), float32 in
+// [-1, 1].
+func (p *Pipeline) DecodeTensor(ctx context.Context, codes [][]int, scale int) (*sdk.Tensor, error) {
 	z, shape, err := p.Model.Latents(codes)
 	if err != nil {
 		return nil, err
@@ -191,31 +209,25 @@ func (p *Pipeline) Decode(ctx context.Context, codes [][]int, scale int) ([]imag
 	if err != nil {
 		return nil, fmt.Errorf("text2image: VAE decode: image: %w", err)
 	}
-	c, h, w := int(it.Shape[1]), int(it.Shape[2]), int(it.Shape[3])
-	imgs := make([]image.Image, shape[0])
-	for i := range imgs {
-		img, err := imageio.FromTensor(x[i*c*h*w:(i+1)*c*h*w], c, h, w)
-		if err != nil {
-			return nil, fmt.Errorf("text2image: VAE decode: %w", err)
-		}
-		imgs[i] = Upscale(img, scale)
+	if scale <= 1 {
+		return sdk.FromFloat32(slices.Clone(it.Shape), x), nil
 	}
-	return imgs, nil
+	nc, h, w := int(it.Shape[0]*it.Shape[1]), int(it.Shape[2]), int(it.Shape[3])
+	return sdk.FromFloat32([]int64{it.Shape[0], it.Shape[1], int64(h * scale), int64(w * scale)}, Upscale(x, nc, h, w, scale)), nil
 }
 
-// Upscale enlarges img k times by nearest neighbour (each pixel becomes a k×k block); k ≤ 1
-// returns img.
-func Upscale(img image.Image, k int) image.Image {
-	if k <= 1 {
-		return img
-	}
-	b := img.Bounds()
-	src := image.NewNRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
-	draw.Draw(src, src.Bounds(), img, b.Min, draw.Src)
-	out := image.NewNRGBA(image.Rect(0, 0, b.Dx()*k, b.Dy()*k))
-	for y := range out.Rect.Dy() {
-		for x := range out.Rect.Dx() {
-			copy(out.Pix[out.PixOffset(x, y):][:4], src.Pix[src.PixOffset(x/k, y/k):][:4])
+// Upscale enlarges nc planes of h×w values k times by nearest neighbour: each value becomes a
+// k×k block. Returns (nc, h·k, w·k).
+func Upscale(x []float32, nc, h, w, k int) []float32 {
+	H, W := h*k, w*k
+	out := make([]float32, nc*H*W)
+	for p := range nc {
+		src, dst := x[p*h*w:(p+1)*h*w], out[p*H*W:(p+1)*H*W]
+		for y := range H {
+			row := src[(y/k)*w : (y/k+1)*w]
+			for xx := range W {
+				dst[y*W+xx] = row[xx/k]
+			}
 		}
 	}
 	return out
