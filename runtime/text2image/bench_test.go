@@ -57,7 +57,9 @@ type buildError struct {
 	out    string
 }
 
-func (e *buildError) Error() string { return "build modelrt-" + e.plugin + ": " + e.err.Error() + "\n" + e.out }
+func (e *buildError) Error() string {
+	return "build modelrt-" + e.plugin + ": " + e.err.Error() + "\n" + e.out
+}
 
 // BenchmarkEightImages draws 8 images of one caption end to end — caption → codes (16 rows
 // with guidance, 64 codes each, one Infer per code) → codebook → one VAE decode — through a

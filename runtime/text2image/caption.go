@@ -6,6 +6,9 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/language"
 )
 
 // ErrEmptyCaption is returned for a caption that is empty after trimming.
@@ -13,12 +16,14 @@ var ErrEmptyCaption = errors.New("text2image: the caption is empty")
 
 // kinds are the caption kinds of the grammar, longest first so that "capital letter" is not
 // read as "letter"; caseOf says how the character is changed.
+// The case mappings are Unicode's full ones (SpecialCasing), as Python's str.upper and
+// str.lower: "ß" upper-cases to "SS", "İ" lower-cases to "i̇".
 var kinds = []struct {
 	words  string
-	caseOf func(rune) rune
+	caseOf func(string) string
 }{
-	{"capital letter", unicode.ToUpper},
-	{"lowercase letter", unicode.ToLower},
+	{"capital letter", cases.Upper(language.Und).String},
+	{"lowercase letter", cases.Lower(language.Und).String},
 	{"greek letter", nil},
 	{"letter", nil},
 	{"digit", nil},
@@ -34,7 +39,8 @@ var styles = []string{"bold", "light", "italic", "serif", "sans", "mono", "conde
 //
 // with case-insensitive keywords and any runs of spaces, becomes "the " + kind + " " + C, then
 // ", " and the style words in the order typed, lower-cased, de-duplicated, joined by single
-// spaces. "capital" upper-cases C and "lowercase" lower-cases it; otherwise C is kept as typed.
+// spaces. "capital" upper-cases C and "lowercase" lower-cases it (Python's full case mappings);
+// otherwise C is kept as typed.
 // A caption outside the grammar is only trimmed and its whitespace runs collapsed to one space.
 // An empty caption is ErrEmptyCaption.
 func NormalizeCaption(s string) (string, error) {
@@ -64,10 +70,11 @@ func canonical(s string) (string, bool) {
 		if size == 0 || c == utf8.RuneError || unicode.IsSpace(c) {
 			return "", false
 		}
+		char := string(c)
 		if k.caseOf != nil {
-			c = k.caseOf(c)
+			char = k.caseOf(char)
 		}
-		out := "the " + k.words + " " + string(c)
+		out := "the " + k.words + " " + char
 		tail := strings.TrimLeft(r[size:], " ")
 		if tail == "" {
 			return out, true

@@ -18,6 +18,11 @@ func TestNormalizeCaption(t *testing.T) {
 		{"the character ?", "the character ?"},
 		{"the greek letter Ω", "the greek letter Ω"},
 		{"the capital letter ω", "the capital letter Ω"},
+		// Python's str.upper/str.lower, not Go's single-rune mappings.
+		{"the capital letter ß", "the capital letter SS"},
+		{"the lowercase letter İ", "the lowercase letter i̇"},
+		{"the capital letter é", "the capital letter É"},
+		{"the lowercase letter Σ", "the lowercase letter σ"},
 		{"the letter A, Bold  ITALIC", "the letter A, bold italic"},
 		{"the letter A,bold,,serif bold", "the letter A, bold serif"},
 		{"the letter A , mono, condensed light", "the letter A, mono condensed light"},
