@@ -208,13 +208,17 @@ func TestRequestErrors(t *testing.T) {
 func TestGenerateEndToEnd(t *testing.T) {
 	m := loadFixture(t)
 	p := openNative(t, m)
-	ctx := context.Background()
+	gen := func(caption string, o Options) *Result {
+		t.Helper()
+		res, err := p.Generate(context.Background(), caption, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
 	o := DefaultOptions()
 	o.N, o.Seed, o.Guidance, o.TopK = 3, 40, 3, 8
-	res, err := p.Generate(ctx, "the letter A, bold", o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := gen("the letter A, bold", o)
 	if res.Caption != "the letter A, bold" || len(res.Codes) != 3 || len(res.Images) != 3 {
 		t.Fatalf("caption %q, %d code rows, %d images", res.Caption, len(res.Codes), len(res.Images))
 	}
@@ -235,10 +239,7 @@ func TestGenerateEndToEnd(t *testing.T) {
 	// Image r does not depend on its batch: alone with seed+r it is the same.
 	alone := o
 	alone.N, alone.Seed = 1, o.Seed+2
-	one, err := p.Generate(ctx, "the letter A, bold", alone)
-	if err != nil {
-		t.Fatal(err)
-	}
+	one := gen("the letter A, bold", alone)
 	if !slices.Equal(one.Codes[0], res.Codes[2]) {
 		t.Errorf("image 2 of 3: %v\nalone with seed+2: %v", res.Codes[2], one.Codes[0])
 	}
@@ -248,24 +249,14 @@ func TestGenerateEndToEnd(t *testing.T) {
 	// Guidance and the caption change the draws.
 	unguided := o
 	unguided.Guidance = 1
-	u, err := p.Generate(ctx, "the letter A, bold", unguided)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := p.Generate(ctx, "the digit 7", o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	u, other := gen("the letter A, bold", unguided), gen("the digit 7", o)
 	if slices.Equal(u.Codes[0], res.Codes[0]) || slices.Equal(other.Codes[0], res.Codes[0]) {
 		t.Error("guidance 1 or another caption drew the same codes as guidance 3")
 	}
 	// Upscaling repeats pixels.
 	big := alone
 	big.Scale = 3
-	b3, err := p.Generate(ctx, "the letter A, bold", big)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b3 := gen("the letter A, bold", big)
 	img, small := b3.Images[0], one.Images[0]
 	if img.Bounds().Dx() != 48 {
 		t.Fatalf("upscaled image is %v", img.Bounds())
