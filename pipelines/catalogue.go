@@ -298,6 +298,7 @@ func catalogue() []*StageType {
 			},
 			Outputs: []Param{{Name: "outputs", Type: cty.Map(Tensor), Description: "named output tensors"}},
 		},
+		imageGenerateStage(),
 	}
 }
 

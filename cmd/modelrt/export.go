@@ -17,7 +17,8 @@ func newExportCmd() *cobra.Command {
 		Short: "Export a native model directory (safetensors) to ONNX with the same weights",
 		Long: `For a GPT-2 directory (config.json + model.safetensors), writes OUT/model.onnx — with
 --with-past in Optimum's cache convention (past_key_values.{i}.key|value → present.{i}.key|value) —
-and copies config.json and the tokenizer files beside it.
+and copies config.json and the tokenizer files beside it (for a text-to-image prior also the
+codebook and text2image.json, its "vae" re-based to name the same directory).
 
 For a diffusers AutoencoderKL directory, writes Optimum's split: OUT/vae_encoder/model.onnx
 (sample → latent_parameters) and OUT/vae_decoder/model.onnx (latent_sample → sample).

@@ -68,6 +68,7 @@ func newRoot() *cobra.Command {
 		newInspectCmd(),
 		newExportCmd(),
 		newVAECmd(g),
+		newText2ImageCmd(g),
 		newRunCmd(g),
 		newValidateCmd(g),
 		newConformanceCmd(g),

@@ -111,6 +111,9 @@ func ExportGPT2(srcDir, outDir string, opts Options) error {
 			copied = append(copied, name)
 		}
 	}
+	if err := copyText2Image(srcDir, outDir); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
 	slog.Info("export: done", "out", outDir, "copied", copied, "elapsed", time.Since(start).Round(time.Millisecond))
 	return nil
 }

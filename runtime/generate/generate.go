@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -78,6 +79,28 @@ type Options struct {
 	// never text that may turn out to be part of a stop string. The deltas of a row
 	// concatenate to its Row.Text. It is called from Generate's goroutine.
 	OnText func(row int, delta string)
+	// Allowed, when not empty, restricts every draw to these id ranges: the logits of every
+	// other id are set to -Inf before the samplers run (greedy included). The ranges must be
+	// sorted and disjoint, and end within the vocabulary.
+	Allowed []IDRange
+	// Guidance, when set, turns on classifier-free guidance (see Guidance).
+	Guidance *Guidance
+}
+
+// IDRange is the half-open range of token ids [Lo, Hi).
+type IDRange struct{ Lo, Hi int }
+
+// Guidance is classifier-free guidance: each prompt r runs beside an unconditional prompt in
+// the same session (rows B+r of one batch of 2B), both are fed the token drawn for row r, and
+// row r draws from l_u + Scale·(l_c − l_u), l_c its own logits and l_u its unconditional row's,
+// mixed on the host before Options.Allowed and the samplers. Scale 1 is the conditional model
+// alone: no unconditional rows are run, and the result equals Generate without Guidance.
+type Guidance struct {
+	// Scale s ≥ 0: 0 samples the unconditional model, 1 the conditional one, > 1 pushes away
+	// from the unconditional model.
+	Scale float64
+	// Unconditional holds one prompt per row, or one prompt for every row.
+	Unconditional [][]int
 }
 
 // Row is the outcome for one prompt.
@@ -107,8 +130,18 @@ func Generate(ctx context.Context, s Stepper, prompts [][]int, opts Options) (*R
 		return nil, err
 	}
 	B := len(prompts)
+	// all is the batch the session runs: the prompts, then their unconditional rows when guided.
+	all := prompts
+	guided := opts.Guidance != nil && opts.Guidance.Scale != 1
+	if guided {
+		all = slices.Clip(prompts)
+		for r := range B {
+			all = append(all, opts.Guidance.Unconditional[min(r, len(opts.Guidance.Unconditional)-1)])
+		}
+	}
+	BB := len(all)
 	T := 0
-	for _, p := range prompts {
+	for _, p := range all {
 		T = max(T, len(p))
 	}
 	if opts.MaxContext > 0 && T >= opts.MaxContext {
@@ -120,12 +153,12 @@ func Generate(ctx context.Context, s Stepper, prompts [][]int, opts Options) (*R
 		pad = opts.EOS[0]
 	}
 
-	rows := make([]*rowState, B)
-	ids := make([]int64, B*T)
+	rows := make([]*rowState, BB)
+	ids := make([]int64, BB*T)
 	// Buffers grow with the rows; MaxNewTokens is an upper bound, often far above what a row
 	// uses, so it only caps the initial capacity.
-	maskBuf := make([]int64, 0, B*(T+min(opts.MaxNewTokens, preallocTokens)))
-	for b, p := range prompts {
+	maskBuf := make([]int64, 0, BB*(T+min(opts.MaxNewTokens, preallocTokens)))
+	for b, p := range all {
 		r := newRowState(b, p, T-len(p), &opts)
 		rows[b] = r
 		for j := range T {
@@ -141,34 +174,46 @@ func Generate(ctx context.Context, s Stepper, prompts [][]int, opts Options) (*R
 	}
 	start := time.Now()
 	maskBuf = fillMask(maskBuf, rows, T)
-	logits, err := s.Step(ctx, ids, B, T, maskBuf)
+	logits, err := s.Step(ctx, ids, BB, T, maskBuf)
 	if err != nil {
 		return nil, fmt.Errorf("generate: prefill: %w", err)
 	}
 	prefill := time.Since(start)
-	if len(logits) == 0 || len(logits)%B != 0 {
-		return nil, fmt.Errorf("generate: prefill returned %d logits for %d rows", len(logits), B)
+	if len(logits) == 0 || len(logits)%BB != 0 {
+		return nil, fmt.Errorf("generate: prefill returned %d logits for %d rows", len(logits), BB)
 	}
-	V := len(logits) / B
-	for _, p := range prompts {
+	V := len(logits) / BB
+	for _, p := range all {
 		if i := slices.IndexFunc(p, func(id int) bool { return id >= V }); i >= 0 {
 			return nil, fmt.Errorf("%w: prompt token %d is outside the model's vocabulary of %d", ErrInvalidOptions, p[i], V)
 		}
 	}
+	if n := len(opts.Allowed); n > 0 && opts.Allowed[n-1].Hi > V {
+		return nil, fmt.Errorf("%w: allowed ids %v end beyond the model's vocabulary of %d", ErrInvalidOptions, opts.Allowed[n-1], V)
+	}
 
 	decodeStart := time.Now()
-	step := make([]int64, B)
+	step := make([]int64, BB)
+	var mixed []float32
 	for n := T; ; n++ {
 		active := 0
-		for b, r := range rows {
+		for b, r := range rows[:B] {
 			if !r.done {
-				r.next(logits[b*V:(b+1)*V], opts.MaxContext > 0 && n+1 >= opts.MaxContext)
+				l := logits[b*V : (b+1)*V]
+				if guided {
+					mixed = Guide(mixed, l, logits[(B+b)*V:(B+b+1)*V], float32(opts.Guidance.Scale))
+					l = mixed
+				}
+				r.next(l, opts.MaxContext > 0 && n+1 >= opts.MaxContext)
 			}
 			step[b] = int64(pad)
 			if !r.done {
 				step[b] = int64(r.ids[len(r.ids)-1])
 				active++
 			}
+		}
+		for b := B; b < BB; b++ {
+			step[b] = step[b-B] // an unconditional row is fed its conditional row's token
 		}
 		if active == 0 {
 			break
@@ -177,19 +222,19 @@ func Generate(ctx context.Context, s Stepper, prompts [][]int, opts Options) (*R
 			return nil, fmt.Errorf("generate: after %d positions: %w", n, err)
 		}
 		maskBuf = fillMask(maskBuf, rows, n+1)
-		logits, err = s.Step(ctx, step, B, 1, maskBuf)
+		logits, err = s.Step(ctx, step, BB, 1, maskBuf)
 		if err != nil {
 			return nil, fmt.Errorf("generate: decode step at position %d: %w", n, err)
 		}
-		if len(logits) != B*V {
-			return nil, fmt.Errorf("generate: decode step at position %d returned %d logits, want %d×%d", n, len(logits), B, V)
+		if len(logits) != BB*V {
+			return nil, fmt.Errorf("generate: decode step at position %d returned %d logits, want %d×%d", n, len(logits), BB, V)
 		}
 	}
 	decode := time.Since(decodeStart)
 
 	res := &Result{Rows: make([]Row, B), PrefillMS: float64(prefill.Microseconds()) / 1e3}
 	decoded := 0
-	for b, r := range rows {
+	for b, r := range rows[:B] {
 		res.Rows[b] = Row{
 			IDs:             r.ids,
 			Text:            string(r.text),
@@ -231,6 +276,24 @@ func validate(prompts [][]int, opts Options) error {
 	}
 	if opts.Decoder == nil && (len(opts.StopStrings) > 0 || opts.OnText != nil) {
 		return fmt.Errorf("%w: stop strings and OnText need a Decoder", ErrInvalidOptions)
+	}
+	for i, r := range opts.Allowed {
+		if r.Lo < 0 || r.Hi <= r.Lo || (i > 0 && r.Lo < opts.Allowed[i-1].Hi) {
+			return fmt.Errorf("%w: allowed ids %v: want sorted, disjoint, non-empty ranges [lo, hi) of ids ≥ 0", ErrInvalidOptions, opts.Allowed)
+		}
+	}
+	if g := opts.Guidance; g != nil {
+		if !(g.Scale >= 0) || math.IsInf(g.Scale, 0) {
+			return fmt.Errorf("%w: guidance scale %v: want a finite value ≥ 0 (1 = off)", ErrInvalidOptions, g.Scale)
+		}
+		if n := len(g.Unconditional); n != 1 && n != len(prompts) {
+			return fmt.Errorf("%w: guidance has %d unconditional prompts for %d rows: want 1 or %d", ErrInvalidOptions, n, len(prompts), len(prompts))
+		}
+		for i, p := range g.Unconditional {
+			if len(p) == 0 || slices.ContainsFunc(p, func(id int) bool { return id < 0 }) {
+				return fmt.Errorf("%w: unconditional prompt %d is empty or has a negative id", ErrInvalidOptions, i)
+			}
+		}
 	}
 	return opts.Sampling.Validate()
 }
@@ -337,11 +400,12 @@ func (r *rowState) pick(logits []float32) int {
 			r.markSeen(r.ids[len(r.ids)-1])
 		}
 	}
-	if sp.Temperature == 0 && sp.RepetitionPenalty == 1 {
+	if sp.Temperature == 0 && sp.RepetitionPenalty == 1 && len(r.opts.Allowed) == 0 {
 		return Greedy(logits)
 	}
 	r.logits = append(r.logits[:0], logits...)
 	l := r.logits
+	ApplyAllowed(l, r.opts.Allowed)
 	if sp.RepetitionPenalty != 1 {
 		ApplyRepetitionPenalty(l, r.seenIDs, float32(sp.RepetitionPenalty))
 	}

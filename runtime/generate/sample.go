@@ -55,6 +55,36 @@ func Greedy(logits []float32) int {
 	return best
 }
 
+// ApplyAllowed sets, in place, the logit of every id outside the ranges to -Inf; the ranges
+// are sorted and disjoint (Options.Allowed). No ranges changes nothing.
+func ApplyAllowed(logits []float32, ranges []IDRange) {
+	if len(ranges) == 0 {
+		return
+	}
+	negInf := float32(math.Inf(-1))
+	next := 0
+	for _, r := range ranges {
+		for i := next; i < min(r.Lo, len(logits)); i++ {
+			logits[i] = negInf
+		}
+		next = max(next, r.Hi)
+	}
+	for i := next; i < len(logits); i++ {
+		logits[i] = negInf
+	}
+}
+
+// Guide writes the classifier-free guidance mix l_u + scale·(l_c − l_u) of a conditional and an
+// unconditional logits row into dst (grown if short) and returns it. (V)
+func Guide(dst, cond, uncond []float32, scale float32) []float32 {
+	dst = slices.Grow(dst[:0], len(cond))[:len(cond)]
+	for i, c := range cond {
+		u := uncond[i]
+		dst[i] = u + scale*(c-u)
+	}
+	return dst
+}
+
 // ApplyRepetitionPenalty rescales, in place, the logits of the tokens in seen (each id once):
 // l ← l/penalty if l > 0, l·penalty otherwise — Hugging Face's RepetitionPenaltyLogitsProcessor.
 // logits: (V); ids in seen must be < V.

@@ -2,6 +2,10 @@
 # token seeds a draw from the demo glyph VAE's prior, decoded into an image. Independently, the VAE reconstructs an image:
 # the text branch and the reconstruction branch run concurrently, the stages of each in order.
 #
+# This shows data flowing from a text stage into image stages, not text-to-image: the token id is
+# only a random seed, and the image does not depict the text. For caption → image, see
+# ../text-to-image (a GPT-2 prior over the VAE's codebook).
+#
 #   bin/modelrt run examples/pipelines/text-image-chain --input out=chain.png
 
 locals {
@@ -35,7 +39,7 @@ model "vae" {
 }
 
 pipeline "caption_and_image" {
-  description = "Generate a caption, turn its last token into a seed, decode a VAE prior sample"
+  description = "Continue a line of Go, use its last token as the seed of a VAE prior draw (not a picture of the text)"
 
   input "prompt" {
     type    = string
@@ -62,7 +66,7 @@ pipeline "caption_and_image" {
     max_new_tokens = 8
   }
 
-  # Image from text: the last token id seeds the prior draw.
+  # Image seeded by the text: the last token id is the seed of the prior draw (nothing more).
   stage "z" {
     use                  = "latent.sample"
     model                = model.vae
