@@ -3,11 +3,11 @@ package text2image
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	"github.com/modelrt/modelrt/internal/plugintest"
 	"github.com/modelrt/modelrt/onnx/export"
 	"github.com/modelrt/modelrt/runtime/plugin"
 )
@@ -26,13 +26,8 @@ func benchSetup(b *testing.B) string {
 		if benchDir, benchErr = os.MkdirTemp("", "modelrt-text2image-bench"); benchErr != nil {
 			return
 		}
-		for name, env := range map[string]string{"native": "CGO_ENABLED=0", "onnxrt": "CGO_ENABLED=1"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(benchDir, "modelrt-"+name), "../../plugins/"+name)
-			cmd.Env = append(os.Environ(), env)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				benchErr = &buildError{name, err, string(out)}
-				return
-			}
+		if benchErr = plugintest.Build(benchDir, plugintest.Native, plugintest.ONNXRT); benchErr != nil {
+			return
 		}
 		benchErr = export.ExportGPT2(fixture, filepath.Join(benchDir, "prior-onnx"), export.DefaultOptions())
 	})
@@ -49,16 +44,6 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(benchDir)
 	}
 	os.Exit(code)
-}
-
-type buildError struct {
-	plugin string
-	err    error
-	out    string
-}
-
-func (e *buildError) Error() string {
-	return "build modelrt-" + e.plugin + ": " + e.err.Error() + "\n" + e.out
 }
 
 // BenchmarkEightImages draws 8 images of one caption end to end — caption → codes (16 rows
