@@ -17,34 +17,24 @@ import (
 // Version is reported by Describe.
 const Version = "0.1.0"
 
-// maxBatch bounds a session's rows.
-const maxBatch = 1024
-
-// backend implements sdk.Backend, sdk.Sessions, sdk.Configurer and sdk.StatsReporter.
+// backend implements sdk.Backend, sdk.Sessions, sdk.Configurer and sdk.StatsReporter. The
+// SDK's model table keeps the loaded models and their sessions: it answers NotFound for unknown
+// names, closes a model's sessions when the model is unloaded or replaced, and implements
+// UnloadModel and CloseSession. What is left here is the n-gram model's own behaviour.
 type backend struct {
-	mu          sync.Mutex
-	models      map[string]*loaded
-	sessions    map[string]*session
-	next        int
-	maxSessions int // 0: no limit (config attribute max_sessions)
-}
-
-type loaded struct {
-	name  string
-	model *Model
+	*sdk.ModelTable[*Model, *session]
 }
 
 // session is the state the host leaves in the backend between calls: per row, the last
 // Order-1 real tokens, and the number of positions fed so far.
 type session struct {
-	mu    sync.Mutex // one call at a time per session
-	model *loaded
-	ctx   [][]int32
-	pos   int
+	mu  sync.Mutex // one call at a time per session
+	ctx [][]int32
+	pos int
 }
 
 func newBackend() *backend {
-	return &backend{models: map[string]*loaded{}, sessions: map[string]*session{}}
+	return &backend{sdk.NewModelTable[*Model, *session]("ngram", nil, nil)}
 }
 
 func (b *backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
@@ -71,9 +61,7 @@ func (b *backend) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.
 	if c.MaxSessions < 0 {
 		return nil, sdk.InvalidArgument("ngram config: max_sessions must be ≥ 0, got %d", c.MaxSessions)
 	}
-	b.mu.Lock()
-	b.maxSessions = c.MaxSessions
-	b.mu.Unlock()
+	b.SetMaxSessions(c.MaxSessions)
 	return &sdk.ConfigureResponse{}, nil
 }
 
@@ -95,12 +83,7 @@ func (b *backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		return nil, sdk.InvalidArgument("load model %q: %v", req.Name, err)
 	}
 	slog.Info("loaded n-gram model", "model", req.Name, "path", req.Path, "order", m.cfg.Order, "contexts", len(m.counts[len(m.counts)-1]))
-	b.mu.Lock()
-	if old := b.models[req.Name]; old != nil {
-		b.dropSessionsLocked(old)
-	}
-	b.models[req.Name] = &loaded{name: req.Name, model: m}
-	b.mu.Unlock()
+	b.Put(req.Name, m) // replaces a model of that name, closing its sessions
 	return &sdk.LoadModelResponse{Model: sdk.ModelInfo{
 		Name: req.Name, Task: sdk.TaskCausalLM, Format: "corpus.txt",
 		Inputs: []sdk.TensorSpec{
@@ -118,57 +101,12 @@ func (b *backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 	}}, nil
 }
 
-func (b *backend) dropSessionsLocked(l *loaded) {
-	for id, s := range b.sessions {
-		if s.model == l {
-			delete(b.sessions, id)
-		}
-	}
-}
-
-func (b *backend) UnloadModel(_ context.Context, req *sdk.UnloadModelRequest) (*sdk.UnloadModelResponse, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	l, ok := b.models[req.Name]
-	if !ok {
-		return nil, sdk.NotFound("model %q is not loaded", req.Name)
-	}
-	b.dropSessionsLocked(l)
-	delete(b.models, req.Name)
-	return &sdk.UnloadModelResponse{}, nil
-}
-
+// OpenSession makes the state of a session: an empty context per row. The table checks the
+// model name, the batch size and max_sessions.
 func (b *backend) OpenSession(_ context.Context, req *sdk.OpenSessionRequest) (*sdk.OpenSessionResponse, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	l, ok := b.models[req.Model]
-	if !ok {
-		return nil, sdk.NotFound("model %q is not loaded", req.Model)
-	}
-	n := req.BatchSize
-	if n == 0 {
-		n = 1
-	}
-	if n < 0 || n > maxBatch {
-		return nil, sdk.InvalidArgument("batch_size %d outside [1, %d]", req.BatchSize, maxBatch)
-	}
-	if b.maxSessions > 0 && len(b.sessions) >= b.maxSessions {
-		return nil, sdk.ResourceExhausted("%d sessions are open (max_sessions)", len(b.sessions))
-	}
-	b.next++
-	id := "ngram-" + strconv.Itoa(b.next)
-	b.sessions[id] = &session{model: l, ctx: make([][]int32, n)}
-	return &sdk.OpenSessionResponse{Session: id}, nil
-}
-
-func (b *backend) CloseSession(_ context.Context, req *sdk.CloseSessionRequest) (*sdk.CloseSessionResponse, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if _, ok := b.sessions[req.Session]; !ok {
-		return nil, sdk.NotFound("session %q is not open", req.Session)
-	}
-	delete(b.sessions, req.Session)
-	return &sdk.CloseSessionResponse{}, nil
+	return b.Open(req, func(_ *Model, batch int) (*session, error) {
+		return &session{ctx: make([][]int32, batch)}, nil
+	})
 }
 
 // Infer implements the causal-lm tensor contract: input_ids int64 (B,T), optional
@@ -180,21 +118,15 @@ func (b *backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	b.mu.Lock()
-	l, ok := b.models[req.Model]
+	model, err := b.Get(req.Model)
+	if err != nil {
+		return nil, err
+	}
 	var s *session
 	if req.Session != "" {
-		s = b.sessions[req.Session]
-	}
-	b.mu.Unlock()
-	if !ok {
-		return nil, sdk.NotFound("model %q is not loaded", req.Model)
-	}
-	if req.Session != "" && s == nil {
-		return nil, sdk.NotFound("session %q is not open", req.Session)
-	}
-	if s != nil && s.model != l {
-		return nil, sdk.InvalidArgument("session %q belongs to model %q, not %q", req.Session, s.model.name, l.name)
+		if s, err = b.Session(req.Session, req.Model); err != nil {
+			return nil, err
+		}
 	}
 	// sdk.CausalLMInputs checks the tensor contract: input_ids (B,T) with B, T > 0, the rank
 	// of attention_mask, params.logits; its errors are InvalidArgument already.
@@ -209,7 +141,7 @@ func (b *backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 		}
 	}
 	if s == nil {
-		s = &session{model: l, ctx: make([][]int32, B)} // a throw-away session: no state kept
+		s = &session{ctx: make([][]int32, B)} // a throw-away session: no state kept
 	} else {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -218,8 +150,8 @@ func (b *backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 		return nil, sdk.InvalidArgument("session %q was opened for batch %d, input_ids has batch %d", req.Session, len(s.ctx), B)
 	}
 	P := s.pos
-	if P+T > l.model.cfg.NPositions {
-		return nil, sdk.InvalidArgument("%d positions exceed the context length n_positions = %d", P+T, l.model.cfg.NPositions)
+	if P+T > model.cfg.NPositions {
+		return nil, sdk.InvalidArgument("%d positions exceed the context length n_positions = %d", P+T, model.cfg.NPositions)
 	}
 	if mask != nil && len(mask) != B*(P+T) {
 		return nil, sdk.InvalidArgument("attention_mask has %d elements, want (batch, past + sequence) = (%d, %d)", len(mask), B, P+T)
@@ -235,11 +167,11 @@ func (b *backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 		c := slices.Clone(s.ctx[r])
 		for t := range T {
 			if mask == nil || mask[r*(P+T)+P+t] != 0 {
-				c = l.model.push(c, int32(ids[r*T+t]))
+				c = model.push(c, int32(ids[r*T+t]))
 			}
 			if !last || t == T-1 {
 				o := r*outT + min(t, outT-1)
-				l.model.Logits(c, logits[o*VocabSize:(o+1)*VocabSize])
+				model.Logits(c, logits[o*VocabSize:(o+1)*VocabSize])
 			}
 		}
 		next[r] = c
@@ -260,18 +192,8 @@ func (b *backend) Health(context.Context, *sdk.HealthRequest) (*sdk.HealthRespon
 // "unload frees memory") sees what an unloaded model leaves behind.
 func (b *backend) Stats(context.Context, *sdk.StatsRequest) (*sdk.StatsResponse, error) {
 	runtime.GC()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	st := &sdk.StatsResponse{OpenSessions: len(b.sessions)}
-	sdk.ProcessStats(st) // HeapBytes, RSSBytes, Goroutines
-	for _, l := range b.models {
-		n := 0
-		for _, s := range b.sessions {
-			if s.model == l {
-				n++
-			}
-		}
-		st.Models = append(st.Models, sdk.ModelStats{Name: l.name, Task: sdk.TaskCausalLM, WeightBytes: l.model.bytes, OpenSessions: n})
-	}
-	return st, nil
+	// Report adds HeapBytes, RSSBytes, Goroutines, and each model's name and open sessions.
+	return b.Report(func(m *Model) sdk.ModelStats {
+		return sdk.ModelStats{Task: sdk.TaskCausalLM, WeightBytes: m.bytes}
+	}), nil
 }

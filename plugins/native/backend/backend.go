@@ -25,14 +25,12 @@ const Version = "0.1.0"
 
 // Backend is the native backend. The zero value is not usable; call New.
 type Backend struct {
-	mu       sync.Mutex
-	models   map[string]*model
-	sessions *sdk.SessionTable[*session]
+	// The loaded models and their sessions; it implements CloseSession.
+	*sdk.ModelTable[*model, *session]
 }
 
 type model struct {
 	name  string
-	path  string
 	task  string
 	gpt2  *gpt2.Model
 	vae   *vae.Model
@@ -46,7 +44,7 @@ type session struct {
 
 // New returns an empty native backend.
 func New() *Backend {
-	return &Backend{models: map[string]*model{}, sessions: sdk.NewSessionTable[*session]("native")}
+	return &Backend{sdk.NewModelTable[*model, *session]("native", nil, nil)}
 }
 
 // Describe implements sdk.Backend.
@@ -130,7 +128,7 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		}
 		task = t
 	}
-	m := &model{name: req.Name, path: req.Path, task: task}
+	m := &model{name: req.Name, task: task}
 	info := sdk.ModelInfo{Name: req.Name, Task: task, Format: "safetensors", Metadata: map[string]string{}}
 	slog.Info("loading model", "model", req.Name, "path", req.Path, "task", task)
 	switch task {
@@ -168,71 +166,31 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 	default:
 		return nil, sdk.Unimplemented("load model %q: the native backend has no task %q (it has %s, %s)", req.Name, task, sdk.TaskCausalLM, sdk.TaskVAE)
 	}
-	b.mu.Lock()
-	if old := b.models[req.Name]; old != nil {
-		b.dropSessionsLocked(old)
-	}
-	b.models[req.Name] = m
-	b.mu.Unlock()
+	b.Put(req.Name, m)
 	return &sdk.LoadModelResponse{Model: info}, nil
 }
 
-func (b *Backend) dropSessionsLocked(m *model) {
-	b.sessions.RemoveModel(m.name)
-}
-
-// UnloadModel implements sdk.Backend.
-func (b *Backend) UnloadModel(_ context.Context, req *sdk.UnloadModelRequest) (*sdk.UnloadModelResponse, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	m, ok := b.models[req.Name]
-	if !ok {
-		return nil, sdk.NotFound("model %q is not loaded", req.Name)
-	}
-	b.dropSessionsLocked(m)
-	delete(b.models, req.Name)
+// UnloadModel implements sdk.Backend; it collects garbage so that the weights' memory is
+// released at once.
+func (b *Backend) UnloadModel(ctx context.Context, req *sdk.UnloadModelRequest) (*sdk.UnloadModelResponse, error) {
+	r, err := b.ModelTable.UnloadModel(ctx, req)
 	runtime.GC()
-	return &sdk.UnloadModelResponse{}, nil
-}
-
-func (b *Backend) model(name string) (*model, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	m, ok := b.models[name]
-	if !ok {
-		return nil, sdk.NotFound("model %q is not loaded", name)
-	}
-	return m, nil
+	return r, err
 }
 
 // OpenSession implements sdk.Sessions: a KV cache for BatchSize rows.
 func (b *Backend) OpenSession(_ context.Context, req *sdk.OpenSessionRequest) (*sdk.OpenSessionResponse, error) {
-	m, err := b.model(req.Model)
-	if err != nil {
-		return nil, err
-	}
-	if m.gpt2 == nil {
-		return nil, sdk.FailedPrecondition("model %q (%s) has no sessions; only causal-lm models do", req.Model, m.task)
-	}
-	batch, err := sdk.BatchSize(req)
-	if err != nil {
-		return nil, err
-	}
-	id := b.sessions.Add(m.name, &session{cache: m.gpt2.NewCache(batch)})
-	return &sdk.OpenSessionResponse{Session: id}, nil
-}
-
-// CloseSession implements sdk.Sessions.
-func (b *Backend) CloseSession(_ context.Context, req *sdk.CloseSessionRequest) (*sdk.CloseSessionResponse, error) {
-	if _, err := b.sessions.Remove(req.Session); err != nil {
-		return nil, err
-	}
-	return &sdk.CloseSessionResponse{}, nil
+	return b.Open(req, func(m *model, batch int) (*session, error) {
+		if m.gpt2 == nil {
+			return nil, sdk.FailedPrecondition("model %q (%s) has no sessions; only causal-lm models do", req.Model, m.task)
+		}
+		return &session{cache: m.gpt2.NewCache(batch)}, nil
+	})
 }
 
 // Infer implements sdk.Backend.
 func (b *Backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferResponse, error) {
-	m, err := b.model(req.Model)
+	m, err := b.Get(req.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +213,7 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 	}
 	var cache *gpt2.Cache
 	if req.Session != "" {
-		s, err := b.sessions.Get(req.Session, m.name)
+		s, err := b.Session(req.Session, m.name)
 		if err != nil {
 			return nil, err
 		}
@@ -323,12 +281,5 @@ func (b *Backend) Health(context.Context, *sdk.HealthRequest) (*sdk.HealthRespon
 
 // Stats implements sdk.StatsReporter.
 func (b *Backend) Stats(context.Context, *sdk.StatsRequest) (*sdk.StatsResponse, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := &sdk.StatsResponse{OpenSessions: b.sessions.Count("")}
-	sdk.ProcessStats(s)
-	for _, m := range b.models {
-		s.Models = append(s.Models, sdk.ModelStats{Name: m.name, Task: m.task, WeightBytes: m.bytes, OpenSessions: b.sessions.Count(m.name)})
-	}
-	return s, nil
+	return b.Report(func(m *model) sdk.ModelStats { return sdk.ModelStats{Task: m.task, WeightBytes: m.bytes} }), nil
 }

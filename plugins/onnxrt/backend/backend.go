@@ -41,11 +41,11 @@ type Config struct {
 
 // Backend is the onnxrt backend. Call New.
 type Backend struct {
-	mu       sync.Mutex
-	cfg      Config
-	inited   bool
-	models   map[string]*model
-	sessions *sdk.SessionTable[*session]
+	// The loaded models and their sessions; it implements UnloadModel and CloseSession.
+	*sdk.ModelTable[*model, *session]
+	mu     sync.Mutex // guards cfg and inited
+	cfg    Config
+	inited bool
 }
 
 type model struct {
@@ -69,7 +69,7 @@ func (s *session) close() {
 
 // New returns an empty onnxrt backend.
 func New() *Backend {
-	return &Backend{models: map[string]*model{}, sessions: sdk.NewSessionTable[*session]("onnxrt")}
+	return &Backend{ModelTable: sdk.NewModelTable("onnxrt", (*model).close, (*session).close)}
 }
 
 // Describe implements sdk.Backend.
@@ -219,12 +219,7 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 	default:
 		return nil, sdk.Unimplemented("load model %q: the onnxrt backend has no task %q", req.Name, task)
 	}
-	b.mu.Lock()
-	if old := b.models[req.Name]; old != nil {
-		b.dropLocked(old)
-	}
-	b.models[req.Name] = m
-	b.mu.Unlock()
+	b.Put(req.Name, m)
 	return &sdk.LoadModelResponse{Model: info}, nil
 }
 
@@ -341,70 +336,23 @@ func (m *model) close() {
 	}
 }
 
-func (b *Backend) dropLocked(m *model) {
-	for _, s := range b.sessions.RemoveModel(m.name) {
-		s.close()
-	}
-	m.close()
-}
-
-// UnloadModel implements sdk.Backend.
-func (b *Backend) UnloadModel(_ context.Context, req *sdk.UnloadModelRequest) (*sdk.UnloadModelResponse, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	m, ok := b.models[req.Name]
-	if !ok {
-		return nil, sdk.NotFound("model %q is not loaded", req.Name)
-	}
-	b.dropLocked(m)
-	delete(b.models, req.Name)
-	return &sdk.UnloadModelResponse{}, nil
-}
-
-func (b *Backend) model(name string) (*model, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	m, ok := b.models[name]
-	if !ok {
-		return nil, sdk.NotFound("model %q is not loaded", name)
-	}
-	return m, nil
-}
-
 // OpenSession implements sdk.Sessions.
 func (b *Backend) OpenSession(_ context.Context, req *sdk.OpenSessionRequest) (*sdk.OpenSessionResponse, error) {
-	m, err := b.model(req.Model)
-	if err != nil {
-		return nil, err
-	}
-	if m.lm == nil {
-		return nil, sdk.FailedPrecondition("model %q (%s) has no sessions; only causal-lm models do", req.Model, m.task)
-	}
-	batch, err := sdk.BatchSize(req)
-	if err != nil {
-		return nil, err
-	}
-	s, err := m.lm.NewSession(batch)
-	if err != nil {
-		return nil, sdk.Internal("open session: %v", err)
-	}
-	id := b.sessions.Add(m.name, &session{s: s, batch: batch, thread: newOSThread()})
-	return &sdk.OpenSessionResponse{Session: id}, nil
-}
-
-// CloseSession implements sdk.Sessions.
-func (b *Backend) CloseSession(_ context.Context, req *sdk.CloseSessionRequest) (*sdk.CloseSessionResponse, error) {
-	s, err := b.sessions.Remove(req.Session)
-	if err != nil {
-		return nil, err
-	}
-	s.close()
-	return &sdk.CloseSessionResponse{}, nil
+	return b.Open(req, func(m *model, batch int) (*session, error) {
+		if m.lm == nil {
+			return nil, sdk.FailedPrecondition("model %q (%s) has no sessions; only causal-lm models do", req.Model, m.task)
+		}
+		s, err := m.lm.NewSession(batch)
+		if err != nil {
+			return nil, sdk.Internal("open session: %v", err)
+		}
+		return &session{s: s, batch: batch, thread: newOSThread()}, nil
+	})
 }
 
 // Infer implements sdk.Backend.
 func (b *Backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferResponse, error) {
-	m, err := b.model(req.Model)
+	m, err := b.Get(req.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -438,7 +386,7 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 		thread *osThread
 	)
 	if req.Session != "" {
-		ss, err := b.sessions.Get(req.Session, m.name)
+		ss, err := b.Session(req.Session, m.name)
 		if err != nil {
 			return nil, err
 		}
@@ -553,12 +501,5 @@ func (b *Backend) Health(context.Context, *sdk.HealthRequest) (*sdk.HealthRespon
 
 // Stats implements sdk.StatsReporter.
 func (b *Backend) Stats(context.Context, *sdk.StatsRequest) (*sdk.StatsResponse, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := &sdk.StatsResponse{OpenSessions: b.sessions.Count("")}
-	sdk.ProcessStats(s)
-	for _, m := range b.models {
-		s.Models = append(s.Models, sdk.ModelStats{Name: m.name, Task: m.task, OpenSessions: b.sessions.Count(m.name)})
-	}
-	return s, nil
+	return b.Report(func(m *model) sdk.ModelStats { return sdk.ModelStats{Task: m.task} }), nil
 }
