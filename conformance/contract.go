@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -197,12 +196,9 @@ type contractRun struct {
 	be     backendAPI
 	plugin *plugin.Plugin // nil in-process
 	seq    int
-	vocab  int // causal-lm, from the model's metadata
-	vae    vaeDims
+	vocab  int          // causal-lm, from the model's facts
+	vae    sdk.VAEFacts // vae: InChannels is 3 when the backend did not say
 }
-
-// vaeDims are a VAE's facts from its metadata.
-type vaeDims struct{ in, latent, factor int }
 
 func (k *contractRun) load(ctx context.Context) (string, sdk.ModelInfo, error) {
 	k.seq++
@@ -218,41 +214,30 @@ func (k *contractRun) drop(ctx context.Context, name string) {
 	k.be.UnloadModel(ctx, &sdk.UnloadModelRequest{Name: name})
 }
 
-func metaInt(info sdk.ModelInfo, key string) (int, error) {
-	s, ok := info.Metadata[key]
-	if !ok {
-		return 0, fmt.Errorf("ModelInfo.Metadata has no %q", key)
-	}
-	v, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, fmt.Errorf("ModelInfo.Metadata[%q] = %q is not an integer", key, s)
-	}
-	return v, nil
-}
-
+// readInfo reads the facts the checks need; the check "describe" asks for the others.
 func (k *contractRun) readInfo(info sdk.ModelInfo) error {
-	var err error
 	if k.c.Task == sdk.TaskCausalLM {
-		if k.vocab, err = metaInt(info, "vocab_size"); err != nil {
+		f, err := sdk.LMFactsOf(info)
+		if err != nil {
 			return err
 		}
-		if k.vocab <= 0 {
-			return fmt.Errorf("metadata vocab_size = %d", k.vocab)
+		if f.VocabSize <= 0 {
+			return fmt.Errorf("metadata %s = %d: want a positive vocabulary size", sdk.MetaVocabSize, f.VocabSize)
 		}
+		k.vocab = f.VocabSize
 		return nil
 	}
-	if k.vae.latent, err = metaInt(info, "latent_channels"); err != nil {
+	f, err := sdk.VAEFactsOf(info)
+	if err != nil {
 		return err
 	}
-	if k.vae.factor, err = metaInt(info, "downsample_factor"); err != nil {
-		return err
+	if f.LatentChannels <= 0 || f.DownsampleFactor <= 0 {
+		return fmt.Errorf("metadata %s = %d, %s = %d: want positive", sdk.MetaLatentChannels, f.LatentChannels, sdk.MetaDownsampleFactor, f.DownsampleFactor)
 	}
-	if k.vae.in, err = metaInt(info, "in_channels"); err != nil {
-		k.vae.in = 3 // optional: an RGB image is the default
+	if f.InChannels == 0 {
+		f.InChannels = 3 // an RGB image; "describe" reports the missing fact
 	}
-	if k.vae.latent <= 0 || k.vae.factor <= 0 || k.vae.in <= 0 {
-		return fmt.Errorf("metadata latent_channels %d, downsample_factor %d, in_channels %d: want positive", k.vae.latent, k.vae.factor, k.vae.in)
-	}
+	k.vae = f
 	return nil
 }
 
@@ -296,12 +281,12 @@ func (k *contractRun) lmCall(ctx context.Context, model, session string, ids []i
 
 // vaeImage returns a small image (1,C,H,W) in [-1,1] with H = W = 2·factor.
 func (k *contractRun) vaeImage(salt int) *sdk.Tensor {
-	s := 2 * k.vae.factor
-	v := make([]float32, k.vae.in*s*s)
+	s := 2 * k.vae.DownsampleFactor
+	v := make([]float32, k.vae.InChannels*s*s)
 	for i := range v {
 		v[i] = float32((i*37+salt*11)%200)/100 - 1
 	}
-	return sdk.FromFloat32([]int64{1, int64(k.vae.in), int64(s), int64(s)}, v)
+	return sdk.FromFloat32([]int64{1, int64(k.vae.InChannels), int64(s), int64(s)}, v)
 }
 
 // call runs the model's cheapest call (one token, or one small image) and returns its output.

@@ -62,10 +62,10 @@ func (k *contractRun) describe(ctx context.Context, r *ContractResult) error {
 		errs = append(errs, fmt.Errorf("LoadModel: ModelInfo.Task %q, want %q", info.Task, k.c.Task))
 	}
 	if k.c.Task == sdk.TaskCausalLM {
-		for _, key := range []string{"n_positions", "eos_token_id"} {
-			if _, err := metaInt(info, key); err != nil {
-				errs = append(errs, fmt.Errorf("LoadModel: %v (runtime/lm and generate need it)", err))
-			}
+		if f, err := sdk.LMFactsOf(info); err != nil {
+			errs = append(errs, fmt.Errorf("LoadModel: %w", err))
+		} else if err := f.Check(); err != nil {
+			errs = append(errs, fmt.Errorf("LoadModel: %w", err))
 		}
 		T := 3
 		v, shape, err := k.lmCall(ctx, name, "", k.tokens(T, 0), 0)
@@ -85,7 +85,12 @@ func (k *contractRun) describe(ctx context.Context, r *ContractResult) error {
 	} else {
 		img := k.vaeImage(0)
 		resp, err := k.be.Infer(ctx, &sdk.InferRequest{Model: name, Params: map[string]string{sdk.ParamTask: sdk.TaskVAEEncode}, Inputs: map[string]*sdk.Tensor{"image": img}})
-		want := []int64{1, int64(k.vae.latent), 2, 2}
+		if f, err := sdk.VAEFactsOf(info); err != nil {
+			errs = append(errs, fmt.Errorf("LoadModel: %w", err))
+		} else if err := f.Check(); err != nil {
+			errs = append(errs, fmt.Errorf("LoadModel: %w", err))
+		}
+		want := []int64{1, int64(k.vae.LatentChannels), 2, 2}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("vae-encode of %v: %w", img.Shape, err))
 		} else {
@@ -132,8 +137,8 @@ func (k *contractRun) invalid(ctx context.Context, r *ContractResult) error {
 			{what: "batch 2 in a session of batch 1", session: true, req: in(map[string]*sdk.Tensor{"input_ids": ids([]int64{2, 1}, 1, 2)})},
 		}
 	} else {
-		s := int64(2 * k.vae.factor)
-		C, L := int64(k.vae.in), int64(k.vae.latent)
+		s := int64(2 * k.vae.DownsampleFactor)
+		C, L := int64(k.vae.InChannels), int64(k.vae.LatentChannels)
 		img := func(shape []int64) *sdk.Tensor {
 			n, _ := sdk.NumElements(shape, 4)
 			return sdk.FromFloat32(shape, make([]float32, n))

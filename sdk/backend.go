@@ -126,9 +126,8 @@ type ModelInfo struct {
 	Format  string
 	Inputs  []TensorSpec
 	Outputs []TensorSpec
-	// Metadata carries task-specific facts as strings: for causal-lm "vocab_size",
-	// "n_positions" (context length), "eos_token_id"; for vae "latent_channels",
-	// "downsample_factor", "scaling_factor", "in_channels", "out_channels".
+	// Metadata carries task-specific facts as strings: write it with LMFacts.Metadata or
+	// VAEFacts.Metadata, read it with LMFactsOf or VAEFactsOf (facts.go has the keys).
 	Metadata map[string]string
 }
 

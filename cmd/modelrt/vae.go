@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"image"
 	"log/slog"
@@ -105,12 +104,8 @@ image size is --size WxH, or the config's sample_size squared. The prior is the 
 
 // vaeModel is a VAE loaded in a backend plugin, with the facts its ModelInfo reported.
 type vaeModel struct {
-	p                        *plugin.Plugin
-	dir                      string
-	inC, outC, latentC, f    int // 0 when the backend did not say
-	sampleSize               int
-	scaling                  float32
-	scalingKnown             bool
+	p *plugin.Plugin
+	sdk.VAEFacts
 	encodeTime, decodeTime   time.Duration
 	encodeCalls, decodeCalls int
 }
@@ -151,65 +146,13 @@ func loadVAE(ctx context.Context, g *globals, f *vaeFlags) (*vaeModel, error) {
 		p.Close()
 		return nil, fmt.Errorf("load %s in %s: %w", f.model, p.Name(), err)
 	}
-	m := &vaeModel{p: p, dir: dir}
-	meta := r.Model.Metadata
-	for key, dst := range map[string]*int{"in_channels": &m.inC, "out_channels": &m.outC, "latent_channels": &m.latentC,
-		"downsample_factor": &m.f, "sample_size": &m.sampleSize} {
-		if s, ok := meta[key]; ok {
-			if *dst, err = strconv.Atoi(s); err != nil {
-				p.Close()
-				return nil, fmt.Errorf("model %s: metadata %s = %q is not an integer", f.model, key, s)
-			}
-		}
+	facts, err := sdk.VAEFactsOf(r.Model)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("%s in %s: %w", f.model, p.Name(), err)
 	}
-	if s, ok := meta["scaling_factor"]; ok {
-		v, err := strconv.ParseFloat(s, 32)
-		if err != nil {
-			p.Close()
-			return nil, fmt.Errorf("model %s: metadata scaling_factor = %q is not a number", f.model, s)
-		}
-		m.scaling, m.scalingKnown = float32(v), true
-	}
-	m.fromConfig()
-	slog.Info("vae: loaded", "model", f.model, "backend", p.Name(), "metadata", meta)
-	return m, nil
-}
-
-// fromConfig fills what the backend's metadata left out from config.json (beside the model, or
-// in either part of Optimum's split): the onnxrt backend reports no sample_size.
-func (m *vaeModel) fromConfig() {
-	for _, p := range []string{"config.json", "vae_decoder/config.json", "vae_encoder/config.json"} {
-		data, err := os.ReadFile(filepath.Join(m.dir, p))
-		if err != nil {
-			continue
-		}
-		var c struct {
-			SampleSize     int      `json:"sample_size"`
-			Blocks         []int    `json:"block_out_channels"`
-			InChannels     int      `json:"in_channels"`
-			LatentChannels int      `json:"latent_channels"`
-			ScalingFactor  *float32 `json:"scaling_factor"`
-		}
-		if json.Unmarshal(data, &c) != nil {
-			continue
-		}
-		if m.sampleSize == 0 {
-			m.sampleSize = c.SampleSize
-		}
-		if m.f == 0 && len(c.Blocks) > 0 {
-			m.f = 1 << (len(c.Blocks) - 1)
-		}
-		if m.inC == 0 {
-			m.inC = c.InChannels
-		}
-		if m.latentC == 0 {
-			m.latentC = c.LatentChannels
-		}
-		if !m.scalingKnown && c.ScalingFactor != nil {
-			m.scaling, m.scalingKnown = *c.ScalingFactor, true
-		}
-		return
-	}
+	slog.Info("vae: loaded", "model", f.model, "backend", p.Name(), "metadata", r.Model.Metadata)
+	return &vaeModel{p: p, VAEFacts: facts}, nil
 }
 
 func (m *vaeModel) Close() { m.p.Close() }
@@ -244,8 +187,8 @@ func (m *vaeModel) encode(ctx context.Context, x []float32, shape [4]int) (mean,
 // decode runs vae-decode on z (B,L,h,w) and returns the image batch (B,C,H,W).
 func (m *vaeModel) decode(ctx context.Context, z []float32, shape [4]int) ([]float32, [4]int, error) {
 	var ishape [4]int
-	if m.latentC > 0 && shape[1] != m.latentC {
-		return nil, ishape, fmt.Errorf("latent has %d channels, model takes %d (latent_channels)", shape[1], m.latentC)
+	if m.LatentChannels > 0 && shape[1] != m.LatentChannels {
+		return nil, ishape, fmt.Errorf("latent has %d channels, model takes %d (latent_channels)", shape[1], m.LatentChannels)
 	}
 	start := time.Now()
 	r, err := m.p.Infer(ctx, &sdk.InferRequest{Model: vaeModelName, Params: map[string]string{sdk.ParamTask: sdk.TaskVAEDecode},
@@ -295,7 +238,7 @@ func parseSize(s string) (w, h int, err error) {
 // loadImages reads, resizes and stacks the images into one (B,C,H,W) batch in [-1,1].
 func (m *vaeModel) loadImages(f *vaeFlags, paths []string) ([]float32, [4]int, error) {
 	var shape [4]int
-	c := m.inC
+	c := m.InChannels
 	if c == 0 {
 		c = 3
 	}
@@ -317,11 +260,11 @@ func (m *vaeModel) loadImages(f *vaeFlags, paths []string) ([]float32, [4]int, e
 		switch {
 		case f.size != "":
 			w, h = sw, sh
-		case f.fit && m.f > 0:
-			w, h = imageio.FloorMultiple(w, h, m.f)
+		case f.fit && m.DownsampleFactor > 0:
+			w, h = imageio.FloorMultiple(w, h, m.DownsampleFactor)
 		}
-		if m.f > 0 && (w%m.f != 0 || h%m.f != 0) {
-			return nil, shape, fmt.Errorf("%s: image is %d×%d (W×H); the model needs multiples of its downsampling factor %d (use --fit or --size)", p, w, h, m.f)
+		if m.DownsampleFactor > 0 && (w%m.DownsampleFactor != 0 || h%m.DownsampleFactor != 0) {
+			return nil, shape, fmt.Errorf("%s: image is %d×%d (W×H); the model needs multiples of its downsampling factor %d (use --fit or --size)", p, w, h, m.DownsampleFactor)
 		}
 		if w != b.Dx() || h != b.Dy() {
 			if img, err = imageio.Resize(img, w, h); err != nil {
@@ -407,15 +350,15 @@ func runVAEEncode(cmd *cobra.Command, g *globals, f *vaeFlags, paths []string) e
 	defer m.Close()
 	shape, lshape, mean, logvar := e.shape, e.lshape, e.mean, e.logvar
 	lf := &latent.File{Shape: lshape, Latent: f.pick(mean, logvar), Mean: mean, Logvar: logvar, Mode: f.mode, Seed: f.seed,
-		ScalingFactor: m.scaling}
+		ScalingFactor: m.ScalingFactor}
 	if f.scale {
-		if !m.scalingKnown || m.scaling == 0 {
+		if m.ScalingFactor == 0 {
 			return fmt.Errorf("--scale: model %s reports no scaling_factor", f.model)
 		}
-		latent.Scale(lf.Latent, m.scaling)
+		latent.Scale(lf.Latent, m.ScalingFactor)
 		lf.Scaled = true
 	}
-	if !m.scalingKnown {
+	if m.ScalingFactor == 0 {
 		lf.ScalingFactor = 1
 	}
 	if err := latent.Save(f.out, lf); err != nil {
@@ -482,7 +425,7 @@ func runVAESample(cmd *cobra.Command, g *globals, f *vaeFlags) error {
 		return err
 	}
 	defer m.Close()
-	w, h := m.sampleSize, m.sampleSize
+	w, h := m.SampleSize, m.SampleSize
 	if f.size != "" {
 		if w, h, err = parseSize(f.size); err != nil {
 			return err
@@ -491,12 +434,12 @@ func runVAESample(cmd *cobra.Command, g *globals, f *vaeFlags) error {
 	switch {
 	case w <= 0:
 		return fmt.Errorf("model %s gives no sample_size; pass --size WxH", f.model)
-	case m.f <= 0 || m.latentC <= 0:
+	case m.DownsampleFactor <= 0 || m.LatentChannels <= 0:
 		return fmt.Errorf("model %s does not report its downsampling factor and latent channels (no config.json?)", f.model)
-	case w%m.f != 0 || h%m.f != 0:
-		return fmt.Errorf("image size %d×%d is not a multiple of the downsampling factor %d", w, h, m.f)
+	case w%m.DownsampleFactor != 0 || h%m.DownsampleFactor != 0:
+		return fmt.Errorf("image size %d×%d is not a multiple of the downsampling factor %d", w, h, m.DownsampleFactor)
 	}
-	shape := [4]int{f.n, m.latentC, h / m.f, w / m.f}
+	shape := [4]int{f.n, m.LatentChannels, h / m.DownsampleFactor, w / m.DownsampleFactor}
 	z := latent.Normal(shape[0]*shape[1]*shape[2]*shape[3], f.seed)
 	img, ishape, err := m.decode(cmd.Context(), z, shape)
 	if err != nil {

@@ -81,6 +81,7 @@ type Model struct {
 	backend     *backendState
 	tok         *tokenizer.Tokenizer
 	tokErr      error
+	vae         sdk.VAEFacts // task vae
 }
 
 // backendState is one started plugin.
@@ -236,8 +237,13 @@ func (e *Engine) load(ctx context.Context, m *pipelines.Model) (*Model, error) {
 		return nil, fmt.Errorf("model %q: load %s in backend %q: %w", m.Name, m.Path, m.BackendName, err)
 	}
 	lm := &Model{Name: m.Name, Task: m.Task, BackendName: m.BackendName, Path: m.Path, Info: r.Model, backend: bs}
-	if m.Task == pipelines.TaskCausalLM {
+	switch m.Task {
+	case pipelines.TaskCausalLM:
 		lm.tok, lm.tokErr = tokenizer.Load(m.Path)
+	case pipelines.TaskVAE:
+		if lm.vae, err = sdk.VAEFactsOf(r.Model); err != nil {
+			return nil, fmt.Errorf("model %q: backend %q: %w", m.Name, m.BackendName, err)
+		}
 	}
 	return lm, nil
 }
@@ -357,32 +363,6 @@ func (e *Engine) Backends() []BackendStatus {
 	}
 	slices.SortFunc(out, func(a, b BackendStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out
-}
-
-// metaInt reads an integer fact of a model's metadata.
-func (m *Model) metaInt(key string) (int, bool, error) {
-	s, ok := m.Info.Metadata[key]
-	if !ok {
-		return 0, false, nil
-	}
-	v, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, false, fmt.Errorf("model %q: metadata %s = %q is not an integer", m.Name, key, s)
-	}
-	return v, true, nil
-}
-
-// metaFloat reads a float fact of a model's metadata.
-func (m *Model) metaFloat(key string) (float64, bool, error) {
-	s, ok := m.Info.Metadata[key]
-	if !ok {
-		return 0, false, nil
-	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, false, fmt.Errorf("model %q: metadata %s = %q is not a number", m.Name, key, s)
-	}
-	return v, true, nil
 }
 
 func quoteList(names []string) string {

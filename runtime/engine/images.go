@@ -61,14 +61,10 @@ func runLatentSample(_ context.Context, c *stageCall) (map[string]cty.Value, err
 	}
 	scale := 1.0
 	if c.args["apply_scaling_factor"].True() {
-		s, ok, err := m.metaFloat("scaling_factor")
-		if err != nil {
-			return nil, err
-		}
-		if !ok || s == 0 {
+		if m.vae.ScalingFactor == 0 {
 			return nil, fmt.Errorf("apply_scaling_factor: model %q reports no scaling_factor", m.Name)
 		}
-		scale = s
+		scale = float64(m.vae.ScalingFactor)
 	}
 	seed := randomSeed()
 	if n, ok := c.integer("seed"); ok {
@@ -82,7 +78,7 @@ func runLatentSample(_ context.Context, c *stageCall) (map[string]cty.Value, err
 			n, _ := intVal(e)
 			shape = append(shape, n)
 		}
-		if ch, ok, _ := m.metaInt("latent_channels"); ok && len(shape) == 4 && shape[1] != int64(ch) {
+		if ch := m.vae.LatentChannels; ch > 0 && len(shape) == 4 && shape[1] != int64(ch) {
 			return nil, fmt.Errorf("shape %v: model %q has %d latent channels", shape, m.Name, ch)
 		}
 		n, err := sdk.NumElements(shape, 4)

@@ -266,14 +266,12 @@ func runVAEEncode(ctx context.Context, c *stageCall) (map[string]cty.Value, erro
 	if err != nil {
 		return nil, fmt.Errorf("image: %w", err)
 	}
-	if f, ok, _ := m.metaInt("downsample_factor"); ok && f > 1 && len(img.Shape) == 4 &&
+	if f := m.vae.DownsampleFactor; f > 1 && len(img.Shape) == 4 &&
 		(img.Shape[2]%int64(f) != 0 || img.Shape[3]%int64(f) != 0) {
 		return nil, fmt.Errorf("image of %dx%d: the VAE %q needs height and width divisible by %d (resize it first)", img.Shape[3], img.Shape[2], m.Name, f)
 	}
-	if ch, ok, _ := m.metaInt("in_channels"); ok {
-		if img, err = matchChannels(img, ch); err != nil {
-			return nil, fmt.Errorf("image for model %q: %w", m.Name, err)
-		}
+	if img, err = matchChannels(img, m.vae.InChannels); err != nil {
+		return nil, fmt.Errorf("image for model %q: %w", m.Name, err)
 	}
 	outs, err := infer(ctx, m, sdk.TaskVAEEncode, map[string]*sdk.Tensor{"image": img})
 	if err != nil {

@@ -6,7 +6,6 @@ package lm
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/modelrt/modelrt/sdk"
@@ -23,10 +22,9 @@ type Backend interface {
 type Model struct {
 	Backend Backend
 	Name    string
-	// Facts from the backend's ModelInfo metadata (0 when the backend did not say).
-	VocabSize int
-	Context   int
-	EOS       int
+	// The facts of the backend's ModelInfo: VocabSize, Context (0 when the backend did not
+	// say), EOS (-1 when none).
+	sdk.LMFacts
 }
 
 // Load loads dir into b under name and reads its metadata.
@@ -40,17 +38,11 @@ func Load(ctx context.Context, b Backend, name, dir string, options map[string]s
 
 // FromInfo wraps a model already loaded in b, described by info.
 func FromInfo(b Backend, info sdk.ModelInfo) (*Model, error) {
-	m := &Model{Backend: b, Name: info.Name, EOS: -1}
-	for key, dst := range map[string]*int{"vocab_size": &m.VocabSize, "n_positions": &m.Context, "eos_token_id": &m.EOS} {
-		if s, ok := info.Metadata[key]; ok {
-			v, err := strconv.Atoi(s)
-			if err != nil {
-				return nil, fmt.Errorf("model %q: metadata %s = %q is not an integer", info.Name, key, s)
-			}
-			*dst = v
-		}
+	facts, err := sdk.LMFactsOf(info)
+	if err != nil {
+		return nil, err
 	}
-	return m, nil
+	return &Model{Backend: b, Name: info.Name, LMFacts: facts}, nil
 }
 
 // Session is one open session of a Model; it implements generate.Stepper.

@@ -16,7 +16,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 
 	"github.com/modelrt/modelrt/sdk"
@@ -134,7 +133,7 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 	b.models[req.Name] = m
 	b.mu.Unlock()
 	return &sdk.LoadModelResponse{Model: sdk.ModelInfo{Name: req.Name, Task: sdk.TaskCausalLM, Format: "toy",
-		Metadata: map[string]string{"vocab_size": strconv.Itoa(Vocab), "n_positions": strconv.Itoa(NPositions), "eos_token_id": strconv.Itoa(EOS)}}}, nil
+		Metadata: sdk.LMFacts{VocabSize: Vocab, Context: NPositions, EOS: EOS}.Metadata()}}, nil
 }
 
 // UnloadModel implements sdk.Backend.

@@ -84,20 +84,17 @@ func (b *backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 	}
 	slog.Info("loaded n-gram model", "model", req.Name, "path", req.Path, "order", m.cfg.Order, "contexts", len(m.counts[len(m.counts)-1]))
 	b.Put(req.Name, m) // replaces a model of that name, closing its sessions
+	// The facts runtime/lm reads: generate stops at EOS and at the context length.
+	meta := sdk.LMFacts{VocabSize: VocabSize, Context: m.cfg.NPositions, EOS: EOS}.Metadata()
+	meta["order"] = strconv.Itoa(m.cfg.Order) // beyond the facts: shown by the server's model metadata
 	return &sdk.LoadModelResponse{Model: sdk.ModelInfo{
 		Name: req.Name, Task: sdk.TaskCausalLM, Format: "corpus.txt",
 		Inputs: []sdk.TensorSpec{
 			{Name: "input_ids", DType: sdk.Int64, Shape: []int64{-1, -1}, DimNames: []string{"batch", "sequence"}},
 			{Name: "attention_mask", DType: sdk.Int64, Shape: []int64{-1, -1}, DimNames: []string{"batch", "past+sequence"}},
 		},
-		Outputs: []sdk.TensorSpec{{Name: "logits", DType: sdk.Float32, Shape: []int64{-1, -1, VocabSize}, DimNames: []string{"batch", "sequence", "vocab"}}},
-		// runtime/lm reads these three; generate stops at eos_token_id and n_positions.
-		Metadata: map[string]string{
-			"vocab_size":   strconv.Itoa(VocabSize),
-			"eos_token_id": strconv.Itoa(EOS),
-			"n_positions":  strconv.Itoa(m.cfg.NPositions),
-			"order":        strconv.Itoa(m.cfg.Order),
-		},
+		Outputs:  []sdk.TensorSpec{{Name: "logits", DType: sdk.Float32, Shape: []int64{-1, -1, VocabSize}, DimNames: []string{"batch", "sequence", "vocab"}}},
+		Metadata: meta,
 	}}, nil
 }
 

@@ -129,7 +129,7 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		task = t
 	}
 	m := &model{name: req.Name, task: task}
-	info := sdk.ModelInfo{Name: req.Name, Task: task, Format: "safetensors", Metadata: map[string]string{}}
+	info := sdk.ModelInfo{Name: req.Name, Task: task, Format: "safetensors"}
 	slog.Info("loading model", "model", req.Name, "path", req.Path, "task", task)
 	switch task {
 	case sdk.TaskCausalLM:
@@ -140,10 +140,8 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		m.gpt2 = g
 		c := g.Config()
 		m.bytes = g.WeightBytes()
-		info.Metadata["vocab_size"] = strconv.Itoa(c.VocabSize)
-		info.Metadata["n_positions"] = strconv.Itoa(c.NPositions)
-		info.Metadata["eos_token_id"] = strconv.Itoa(c.EOSTokenID)
-		info.Metadata["bos_token_id"] = strconv.Itoa(c.BOSTokenID)
+		info.Metadata = sdk.LMFacts{VocabSize: c.VocabSize, Context: c.NPositions, EOS: c.EOSTokenID}.Metadata()
+		info.Metadata["bos_token_id"] = strconv.Itoa(c.BOSTokenID) // beyond the host's facts
 		info.Inputs = []sdk.TensorSpec{
 			{Name: "input_ids", DType: sdk.Int64, Shape: []int64{-1, -1}, DimNames: []string{"batch", "sequence"}},
 			{Name: "attention_mask", DType: sdk.Int64, Shape: []int64{-1, -1}, DimNames: []string{"batch", "past+sequence"}},
@@ -157,12 +155,8 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		m.vae, m.task = v, sdk.TaskVAE
 		info.Task = sdk.TaskVAE
 		c := v.Config()
-		info.Metadata["latent_channels"] = strconv.Itoa(c.LatentChannels)
-		info.Metadata["in_channels"] = strconv.Itoa(c.InChannels)
-		info.Metadata["out_channels"] = strconv.Itoa(c.OutChannels)
-		info.Metadata["downsample_factor"] = strconv.Itoa(c.DownsampleFactor())
-		info.Metadata["scaling_factor"] = strconv.FormatFloat(float64(c.ScalingFactor), 'g', -1, 32)
-		info.Metadata["sample_size"] = strconv.Itoa(c.SampleSize)
+		info.Metadata = sdk.VAEFacts{InChannels: c.InChannels, OutChannels: c.OutChannels, LatentChannels: c.LatentChannels,
+			DownsampleFactor: c.DownsampleFactor(), ScalingFactor: c.ScalingFactor, SampleSize: c.SampleSize}.Metadata()
 	default:
 		return nil, sdk.Unimplemented("load model %q: the native backend has no task %q (it has %s, %s)", req.Name, task, sdk.TaskCausalLM, sdk.TaskVAE)
 	}

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 
 	"github.com/modelrt/modelrt/plugins/onnxrt/ort"
@@ -176,7 +175,7 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		}
 	}
 	m := &model{name: req.Name, task: task}
-	info := sdk.ModelInfo{Name: req.Name, Task: task, Format: "onnx", Metadata: map[string]string{}}
+	info := sdk.ModelInfo{Name: req.Name, Task: task, Format: "onnx"}
 	switch task {
 	case sdk.TaskCausalLM:
 		lm, err := ort.LoadLM(req.Path, so)
@@ -185,13 +184,7 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		}
 		m.lm = lm
 		li := lm.Info()
-		info.Metadata["vocab_size"] = strconv.Itoa(li.VocabSize)
-		if li.MaxContext > 0 {
-			info.Metadata["n_positions"] = strconv.Itoa(li.MaxContext)
-		}
-		if li.EOS >= 0 {
-			info.Metadata["eos_token_id"] = strconv.FormatInt(li.EOS, 10)
-		}
+		info.Metadata = sdk.LMFacts{VocabSize: li.VocabSize, Context: li.MaxContext, EOS: int(max(li.EOS, -1))}.Metadata()
 		info.Metadata["convention"] = string(li.Convention)
 		// attention_mask only when the graph takes one: without it padding cannot be expressed,
 		// and callers (conformance) learn that here.
@@ -202,9 +195,11 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		info.Outputs = []sdk.TensorSpec{{Name: "logits", DType: sdk.Float32, Shape: []int64{-1, -1, int64(li.VocabSize)}}}
 	case sdk.TaskVAE, sdk.TaskVAEEncode, sdk.TaskVAEDecode:
 		m.task, info.Task = sdk.TaskVAE, sdk.TaskVAE
-		if err := loadVAE(m, req.Path, so, info.Metadata); err != nil {
+		facts, err := loadVAE(m, req.Path, so)
+		if err != nil {
 			return nil, loadError(req.Name, err)
 		}
+		info.Metadata = facts.Metadata()
 	case sdk.TaskGraph:
 		path := req.Path
 		if st, err := os.Stat(path); err == nil && st.IsDir() {
@@ -224,35 +219,35 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 }
 
 // loadVAE loads Optimum's split: vae_encoder/model.onnx (sample → latent_parameters) and
-// vae_decoder/model.onnx (latent_sample → sample). config.json (in the directory or either
-// part) supplies the scaling factor and channel counts when present.
-func loadVAE(m *model, dir string, so ort.SessionOptions, meta map[string]string) error {
+// vae_decoder/model.onnx (latent_sample → sample). The graphs' static channel dimensions give
+// the channel counts; config.json (in the directory or either part), when present, gives them
+// too (and wins), with the downsampling factor, the scaling factor and the sample size.
+func loadVAE(m *model, dir string, so ort.SessionOptions) (sdk.VAEFacts, error) {
+	var facts sdk.VAEFacts
 	encPath := filepath.Join(dir, "vae_encoder", "model.onnx")
 	decPath := filepath.Join(dir, "vae_decoder", "model.onnx")
 	if !exists(encPath) && !exists(decPath) {
-		return fmt.Errorf("%s: neither vae_encoder/model.onnx nor vae_decoder/model.onnx exists: %w", dir, fs.ErrNotExist)
+		return facts, fmt.Errorf("%s: neither vae_encoder/model.onnx nor vae_decoder/model.onnx exists: %w", dir, fs.ErrNotExist)
 	}
 	var err error
 	if exists(encPath) {
 		if m.enc, err = ort.LoadGraph(encPath, so); err != nil {
-			return err
+			return facts, err
 		}
 		if err := wantIO(m.enc, encPath, "sample", "latent_parameters"); err != nil {
-			return err
+			return facts, err
 		}
+		facts.InChannels = channels(m.enc.Inputs(), "sample")
 	}
 	if exists(decPath) {
 		if m.dec, err = ort.LoadGraph(decPath, so); err != nil {
-			return err
+			return facts, err
 		}
 		if err := wantIO(m.dec, decPath, "latent_sample", "sample"); err != nil {
-			return err
+			return facts, err
 		}
-		for _, in := range m.dec.Inputs() {
-			if in.Name == "latent_sample" && len(in.Shape) == 4 && in.Shape[1] > 0 {
-				m.latentC = int(in.Shape[1])
-			}
-		}
+		facts.LatentChannels = channels(m.dec.Inputs(), "latent_sample")
+		facts.OutChannels = channels(m.dec.Outputs(), "sample")
 	}
 	for _, p := range []string{filepath.Join(dir, "config.json"), filepath.Join(dir, "vae_decoder", "config.json"), filepath.Join(dir, "vae_encoder", "config.json")} {
 		data, err := os.ReadFile(p)
@@ -260,37 +255,42 @@ func loadVAE(m *model, dir string, so ort.SessionOptions, meta map[string]string
 			continue
 		}
 		var c struct {
-			ScalingFactor    *float64 `json:"scaling_factor"`
-			LatentChannels   int      `json:"latent_channels"`
-			InChannels       int      `json:"in_channels"`
-			OutChannels      int      `json:"out_channels"`
-			BlockOutChannels []int    `json:"block_out_channels"`
+			ScalingFactor    float32 `json:"scaling_factor"`
+			LatentChannels   int     `json:"latent_channels"`
+			InChannels       int     `json:"in_channels"`
+			OutChannels      int     `json:"out_channels"`
+			BlockOutChannels []int   `json:"block_out_channels"`
+			SampleSize       int     `json:"sample_size"`
 		}
 		if err := json.Unmarshal(data, &c); err != nil {
-			return fmt.Errorf("%s: %v", p, err)
+			return facts, fmt.Errorf("%s: %v", p, err)
 		}
-		if c.ScalingFactor != nil {
-			meta["scaling_factor"] = strconv.FormatFloat(*c.ScalingFactor, 'g', -1, 64)
-		}
-		if c.LatentChannels > 0 {
-			meta["latent_channels"] = strconv.Itoa(c.LatentChannels)
-			m.latentC = c.LatentChannels
-		}
-		if c.InChannels > 0 {
-			meta["in_channels"] = strconv.Itoa(c.InChannels)
-		}
-		if c.OutChannels > 0 {
-			meta["out_channels"] = strconv.Itoa(c.OutChannels)
+		facts.ScalingFactor, facts.SampleSize = c.ScalingFactor, c.SampleSize
+		for _, f := range []struct {
+			dst *int
+			v   int
+		}{{&facts.LatentChannels, c.LatentChannels}, {&facts.InChannels, c.InChannels}, {&facts.OutChannels, c.OutChannels}} {
+			if f.v > 0 {
+				*f.dst = f.v
+			}
 		}
 		if n := len(c.BlockOutChannels); n > 0 {
-			meta["downsample_factor"] = strconv.Itoa(1 << (n - 1))
+			facts.DownsampleFactor = 1 << (n - 1)
 		}
 		break
 	}
-	if m.latentC > 0 {
-		meta["latent_channels"] = strconv.Itoa(m.latentC)
+	m.latentC = facts.LatentChannels
+	return facts, nil
+}
+
+// channels returns the static channel dimension (1) of the 4-D tensor name in list, or 0.
+func channels(list []ort.TensorInfo, name string) int {
+	for _, t := range list {
+		if t.Name == name && len(t.Shape) == 4 && t.Shape[1] > 0 {
+			return int(t.Shape[1])
+		}
 	}
-	return nil
+	return 0
 }
 
 func wantIO(g *ort.Graph, path, in, out string) error {
