@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/modelrt/modelrt/runtime/vae"
 	"github.com/modelrt/modelrt/sdk"
 )
 
@@ -19,26 +20,28 @@ func vaeIO(c *Case) (task, in string, outs []string) {
 	return sdk.TaskVAEDecode, "latent", []string{"image"}
 }
 
-func (r *runner) vaeInfer(ctx context.Context, model, task, in string, x *sdk.Tensor, outs []string, want map[string]*Tensor) (map[string]*sdk.Tensor, error) {
-	resp, err := r.t.Backend.Infer(ctx, &sdk.InferRequest{Model: model, Inputs: map[string]*sdk.Tensor{in: x}, Outputs: outs, Params: map[string]string{sdk.ParamTask: task}})
+// vaeInfer runs task on x through runtime/vae, which checks the outputs against the tensor
+// contract and the model's facts; their shapes must also be those of the expected tensors.
+func (r *runner) vaeInfer(ctx context.Context, l *loaded, task string, x *sdk.Tensor, want map[string]*Tensor) (map[string]*sdk.Tensor, error) {
+	m, err := vae.FromInfo(r.t.Backend, l.info)
 	if err != nil {
 		return nil, err
 	}
-	res := map[string]*sdk.Tensor{}
-	for _, o := range outs {
-		t, ok := resp.Outputs[o]
-		if !ok {
-			return nil, fmt.Errorf("%s: no output %q (outputs: %s)", task, o, sdk.InputNames(resp.Outputs))
-		}
-		if t.DType != sdk.Float32 {
-			return nil, fmt.Errorf("%s: output %q is %s, want float32", task, o, t.DType)
-		}
-		if len(t.Shape) != 4 || t.Shape[0] != x.Shape[0] || want[o] != nil && !slices.Equal(t.Shape[1:], want[o].Shape[1:]) {
-			return nil, fmt.Errorf("%s: output %q has shape %v for input %v", task, o, t.Shape, x.Shape)
-		}
-		res[o] = t
+	got := map[string]*sdk.Tensor{}
+	if task == sdk.TaskVAEEncode {
+		got["mean"], got["logvar"], err = m.Encode(ctx, x)
+	} else {
+		got["image"], err = m.Decode(ctx, x)
 	}
-	return res, nil
+	if err != nil {
+		return nil, err
+	}
+	for o, t := range got {
+		if want[o] != nil && !slices.Equal(t.Shape[1:], want[o].Shape[1:]) {
+			return nil, fmt.Errorf("%s: output %q has shape %v for input %v, want (%d,%v)", task, o, t.Shape, x.Shape, x.Shape[0], want[o].Shape[1:])
+		}
+	}
+	return got, nil
 }
 
 func (r *runner) vae(ctx context.Context, c *Case, l *loaded, row *Row) *outputs {
@@ -48,7 +51,7 @@ func (r *runner) vae(ctx context.Context, c *Case, l *loaded, row *Row) *outputs
 		row.Result, row.Reason = NotApplicable, fmt.Sprintf("the case has a batch of %d, but %s", x.Shape[0], why)
 		return nil
 	}
-	got, err := r.vaeInfer(ctx, l.name, task, inName, x, outs, c.Expected)
+	got, err := r.vaeInfer(ctx, l, task, x, c.Expected)
 	if err != nil {
 		row.add(failed("expected", err))
 		return nil
@@ -67,11 +70,11 @@ func (r *runner) vae(ctx context.Context, c *Case, l *loaded, row *Row) *outputs
 	if why := l.fixedBatch(inName); why != "" {
 		row.add(notApplicable("batch", why))
 	} else {
-		row.add(r.vaeBatch(ctx, l.name, task, inName, x, outs, got, c.Expected))
+		row.add(r.vaeBatch(ctx, l, task, x, outs, got, c.Expected))
 	}
 	if err := r.reload(ctx, l); err != nil {
 		row.add(failed("reload", err))
-	} else if again, err := r.vaeInfer(ctx, l.name, task, inName, x, outs, c.Expected); err != nil {
+	} else if again, err := r.vaeInfer(ctx, l, task, x, c.Expected); err != nil {
 		row.add(failed("reload", err))
 	} else {
 		var d Diff
@@ -87,7 +90,7 @@ func (r *runner) vae(ctx context.Context, c *Case, l *loaded, row *Row) *outputs
 
 // vaeBatch compares the batch's items with the items run one by one; a one-item case is
 // paired with its negation (still in [-1,1] for an image).
-func (r *runner) vaeBatch(ctx context.Context, model, task, in string, x *sdk.Tensor, outs []string, got map[string]*sdk.Tensor, want map[string]*Tensor) Check {
+func (r *runner) vaeBatch(ctx context.Context, l *loaded, task string, x *sdk.Tensor, outs []string, got map[string]*sdk.Tensor, want map[string]*Tensor) Check {
 	xs, _ := x.Float32s()
 	xs = slices.Clone(xs)
 	shape := slices.Clone(x.Shape)
@@ -99,7 +102,7 @@ func (r *runner) vaeBatch(ctx context.Context, model, task, in string, x *sdk.Te
 		xs = append(xs, neg...)
 		shape[0] = 2
 		var err error
-		if got, err = r.vaeInfer(ctx, model, task, in, sdk.FromFloat32(shape, xs), outs, want); err != nil {
+		if got, err = r.vaeInfer(ctx, l, task, sdk.FromFloat32(shape, xs), want); err != nil {
 			return failed("batch", fmt.Errorf("batch of 2: %w", err))
 		}
 	}
@@ -108,7 +111,7 @@ func (r *runner) vaeBatch(ctx context.Context, model, task, in string, x *sdk.Te
 	one[0] = 1
 	var d Diff
 	for b := range int(shape[0]) {
-		alone, err := r.vaeInfer(ctx, model, task, in, sdk.FromFloat32(one, slices.Clone(xs[b*n:(b+1)*n])), outs, want)
+		alone, err := r.vaeInfer(ctx, l, task, sdk.FromFloat32(one, slices.Clone(xs[b*n:(b+1)*n])), want)
 		if err != nil {
 			return failed("batch", fmt.Errorf("item %d alone: %w", b, err))
 		}

@@ -66,17 +66,23 @@ type VAEInput struct {
 	N, C, H, W int
 }
 
-// VAEInputs reads a request to a vae model: Params[ParamTask] chooses the direction (when
-// absent, a "latent" input means decode and anything else encode); the input must be a float32
-// (N,C,H,W) tensor.
-func VAEInputs(req *InferRequest) (*VAEInput, error) {
-	task := req.Params[ParamTask]
-	if task == "" {
-		task = TaskVAEEncode
-		if _, ok := req.Inputs["latent"]; ok {
-			task = TaskVAEDecode
-		}
+// VAETask is the direction of a request to a vae model, the one rule that backends and the host
+// share: Params[ParamTask] when set, else TaskVAEDecode when the inputs hold a "latent" and
+// TaskVAEEncode otherwise.
+func VAETask(req *InferRequest) string {
+	if task := req.Params[ParamTask]; task != "" {
+		return task
 	}
+	if _, ok := req.Inputs["latent"]; ok {
+		return TaskVAEDecode
+	}
+	return TaskVAEEncode
+}
+
+// VAEInputs reads a request to a vae model: VAETask chooses the direction; the input must be a
+// float32 (N,C,H,W) tensor.
+func VAEInputs(req *InferRequest) (*VAEInput, error) {
+	task := VAETask(req)
 	name := map[string]string{TaskVAEEncode: "image", TaskVAEDecode: "latent"}[task]
 	if name == "" {
 		return nil, InvalidArgument("params.%s = %q: a vae model serves %s and %s", ParamTask, task, TaskVAEEncode, TaskVAEDecode)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/modelrt/modelrt/runtime/imageio"
 	"github.com/modelrt/modelrt/runtime/latent"
 	"github.com/modelrt/modelrt/runtime/plugin"
+	"github.com/modelrt/modelrt/runtime/vae"
 	"github.com/modelrt/modelrt/sdk"
 )
 
@@ -105,7 +105,7 @@ image size is --size WxH, or the config's sample_size squared. The prior is the 
 // vaeModel is a VAE loaded in a backend plugin, with the facts its ModelInfo reported.
 type vaeModel struct {
 	p *plugin.Plugin
-	sdk.VAEFacts
+	*vae.Model
 	encodeTime, decodeTime   time.Duration
 	encodeCalls, decodeCalls int
 }
@@ -141,18 +141,13 @@ func loadVAE(ctx context.Context, g *globals, f *vaeFlags) (*vaeModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := p.LoadModel(ctx, &sdk.LoadModelRequest{Name: vaeModelName, Path: dir, Task: sdk.TaskVAE})
+	m, err := vae.Load(ctx, p, vaeModelName, dir, nil)
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("load %s in %s: %w", f.model, p.Name(), err)
 	}
-	facts, err := sdk.VAEFactsOf(r.Model)
-	if err != nil {
-		p.Close()
-		return nil, fmt.Errorf("%s in %s: %w", f.model, p.Name(), err)
-	}
-	slog.Info("vae: loaded", "model", f.model, "backend", p.Name(), "metadata", r.Model.Metadata)
-	return &vaeModel{p: p, VAEFacts: facts}, nil
+	slog.Info("vae: loaded", "model", f.model, "backend", p.Name(), "facts", m.VAEFacts)
+	return &vaeModel{p: p, Model: m}, nil
 }
 
 func (m *vaeModel) Close() { m.p.Close() }
@@ -160,23 +155,15 @@ func (m *vaeModel) Close() { m.p.Close() }
 // encode runs vae-encode on x (B,C,H,W) and returns mean and logvar (B,L,h,w).
 func (m *vaeModel) encode(ctx context.Context, x []float32, shape [4]int) (mean, logvar []float32, lshape [4]int, err error) {
 	start := time.Now()
-	r, err := m.p.Infer(ctx, &sdk.InferRequest{Model: vaeModelName, Params: map[string]string{sdk.ParamTask: sdk.TaskVAEEncode},
-		Inputs: map[string]*sdk.Tensor{"image": sdk.FromFloat32(int64s(shape[:]), x)}})
+	mt, lt, err := m.Encode(ctx, sdk.FromFloat32(int64s(shape[:]), x))
 	if err != nil {
 		return nil, nil, lshape, fmt.Errorf("encode in %s: %w", m.p.Name(), err)
 	}
 	m.encodeTime += time.Since(start)
 	m.encodeCalls++
-	mt, lt := r.Outputs["mean"], r.Outputs["logvar"]
-	if mt == nil || lt == nil || len(mt.Shape) != 4 || !slices.Equal(mt.Shape, lt.Shape) {
-		return nil, nil, lshape, fmt.Errorf("encode in %s: want outputs mean and logvar of one 4-D shape, got %s", m.p.Name(), sdk.InputNames(r.Outputs))
-	}
-	if mean, err = mt.Float32s(); err != nil {
-		return nil, nil, lshape, fmt.Errorf("encode: mean: %w", err)
-	}
-	if logvar, err = lt.Float32s(); err != nil {
-		return nil, nil, lshape, fmt.Errorf("encode: logvar: %w", err)
-	}
+	// Encode checked both: float32, of one shape.
+	mean, _ = mt.Float32s()
+	logvar, _ = lt.Float32s()
 	for i, d := range mt.Shape {
 		lshape[i] = int(d)
 	}
@@ -185,32 +172,16 @@ func (m *vaeModel) encode(ctx context.Context, x []float32, shape [4]int) (mean,
 }
 
 // decode runs vae-decode on z (B,L,h,w) and returns the image batch (B,C,H,W).
-func (m *vaeModel) decode(ctx context.Context, z []float32, shape [4]int) ([]float32, [4]int, error) {
-	var ishape [4]int
-	if m.LatentChannels > 0 && shape[1] != m.LatentChannels {
-		return nil, ishape, fmt.Errorf("latent has %d channels, model takes %d (latent_channels)", shape[1], m.LatentChannels)
-	}
+func (m *vaeModel) decode(ctx context.Context, z []float32, shape [4]int) (*sdk.Tensor, error) {
 	start := time.Now()
-	r, err := m.p.Infer(ctx, &sdk.InferRequest{Model: vaeModelName, Params: map[string]string{sdk.ParamTask: sdk.TaskVAEDecode},
-		Inputs: map[string]*sdk.Tensor{"latent": sdk.FromFloat32(int64s(shape[:]), z)}})
+	img, err := m.Decode(ctx, sdk.FromFloat32(int64s(shape[:]), z))
 	if err != nil {
-		return nil, ishape, fmt.Errorf("decode in %s: %w", m.p.Name(), err)
+		return nil, fmt.Errorf("decode in %s: %w", m.p.Name(), err)
 	}
 	m.decodeTime += time.Since(start)
 	m.decodeCalls++
-	it := r.Outputs["image"]
-	if it == nil || len(it.Shape) != 4 {
-		return nil, ishape, fmt.Errorf("decode in %s: want a 4-D output image, got %s", m.p.Name(), sdk.InputNames(r.Outputs))
-	}
-	img, err := it.Float32s()
-	if err != nil {
-		return nil, ishape, fmt.Errorf("decode: image: %w", err)
-	}
-	for i, d := range it.Shape {
-		ishape[i] = int(d)
-	}
-	slog.Info("vae: decoded", "latent", shape, "image", ishape, "elapsed", time.Since(start).Round(time.Millisecond))
-	return img, ishape, nil
+	slog.Info("vae: decoded", "latent", shape, "image", img.Shape, "elapsed", time.Since(start).Round(time.Millisecond))
+	return img, nil
 }
 
 func int64s(v []int) []int64 {
@@ -292,22 +263,9 @@ func (f *vaeFlags) pick(mean, logvar []float32) []float32 {
 	return latent.Sample(mean, logvar, f.seed)
 }
 
-// writeImages writes a batch (B,C,H,W) as one PNG, a grid when B > 1.
-func writeImages(path string, x []float32, shape [4]int, cols int) error {
-	b, c, h, w := shape[0], shape[1], shape[2], shape[3]
-	var imgs []image.Image
-	for i := range b {
-		img, err := imageio.FromTensor(x[i*c*h*w:(i+1)*c*h*w], c, h, w)
-		if err != nil {
-			return err
-		}
-		imgs = append(imgs, img)
-	}
-	if cols <= 0 {
-		for cols = 1; cols*cols < b; cols++ {
-		}
-	}
-	grid, err := imageio.Grid(imgs, cols)
+// writeImages writes a batch (B,C,H,W) as one PNG, a grid when B > 1 (cols <= 0: ⌈√B⌉ columns).
+func writeImages(path string, img *sdk.Tensor, cols int) error {
+	grid, err := imageio.FromBatch(img, cols)
 	if err != nil {
 		return err
 	}
@@ -382,14 +340,14 @@ func runVAEDecode(cmd *cobra.Command, g *globals, f *vaeFlags, path string) erro
 		return err
 	}
 	defer m.Close()
-	img, ishape, err := m.decode(cmd.Context(), lf.Decodable(), lf.Shape)
+	img, err := m.decode(cmd.Context(), lf.Decodable(), lf.Shape)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if err := writeImages(f.out, img, ishape, f.cols); err != nil {
+	if err := writeImages(f.out, img, f.cols); err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d image(s) %d×%d from latent %v\n", f.out, ishape[0], ishape[3], ishape[2], lf.Shape)
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d image(s) %d×%d from latent %v\n", f.out, img.Shape[0], img.Shape[3], img.Shape[2], lf.Shape)
 	return nil
 }
 
@@ -400,15 +358,15 @@ func runVAEReconstruct(cmd *cobra.Command, g *globals, f *vaeFlags, paths []stri
 	}
 	defer m.Close()
 	lshape := e.lshape
-	img, ishape, err := m.decode(cmd.Context(), f.pick(e.mean, e.logvar), lshape)
+	img, err := m.decode(cmd.Context(), f.pick(e.mean, e.logvar), lshape)
 	if err != nil {
 		return err
 	}
-	if err := writeImages(f.out, img, ishape, f.cols); err != nil {
+	if err := writeImages(f.out, img, f.cols); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d image(s) %d×%d via latent %v (mode %s, seed %d); encode %v, decode %v\n",
-		f.out, ishape[0], ishape[3], ishape[2], lshape, f.mode, f.seed,
+		f.out, img.Shape[0], img.Shape[3], img.Shape[2], lshape, f.mode, f.seed,
 		m.encodeTime.Round(time.Millisecond), m.decodeTime.Round(time.Millisecond))
 	return nil
 }
@@ -441,13 +399,13 @@ func runVAESample(cmd *cobra.Command, g *globals, f *vaeFlags) error {
 	}
 	shape := [4]int{f.n, m.LatentChannels, h / m.DownsampleFactor, w / m.DownsampleFactor}
 	z := latent.Normal(shape[0]*shape[1]*shape[2]*shape[3], f.seed)
-	img, ishape, err := m.decode(cmd.Context(), z, shape)
+	img, err := m.decode(cmd.Context(), z, shape)
 	if err != nil {
 		return err
 	}
-	if err := writeImages(f.out, img, ishape, f.cols); err != nil {
+	if err := writeImages(f.out, img, f.cols); err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d image(s) %d×%d from the prior (latent %v, seed %d)\n", f.out, ishape[0], ishape[3], ishape[2], shape, f.seed)
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d image(s) %d×%d from the prior (latent %v, seed %d)\n", f.out, img.Shape[0], img.Shape[3], img.Shape[2], shape, f.seed)
 	return nil
 }

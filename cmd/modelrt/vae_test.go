@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelrt/modelrt/runtime/imageio"
 	"github.com/modelrt/modelrt/runtime/latent"
+	"github.com/modelrt/modelrt/sdk"
 	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
@@ -105,7 +106,7 @@ func comparePixels(t *testing.T, what string, got, want *image.NRGBA, tol int) {
 func gridOf(t *testing.T, x []float32, shape []int) *image.NRGBA {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "want.png")
-	if err := writeImages(p, x, [4]int(shape), 0); err != nil {
+	if err := writeImages(p, sdk.FromFloat32(int64s(shape), x), 0); err != nil {
 		t.Fatal(err)
 	}
 	img, err := pngPixels(t, p)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/modelrt/modelrt/runtime/generate"
 	"github.com/modelrt/modelrt/runtime/lm"
+	"github.com/modelrt/modelrt/runtime/vae"
 	"github.com/modelrt/modelrt/sdk"
 )
 
@@ -262,7 +263,8 @@ func measureVAE(ctx context.Context, s Shape, p plan, start Starter, progress fu
 	defer b.Close()
 	const name = "bench-vae"
 	t0 := time.Now()
-	if _, err := b.LoadModel(ctx, &sdk.LoadModelRequest{Name: name, Path: p.vaeDir, Task: sdk.TaskVAE}); err != nil {
+	m, err := vae.Load(ctx, b, name, p.vaeDir, nil)
+	if err != nil {
 		return nil, fmt.Errorf("load %s in %s: %w", p.vaeDir, p.row.Backend, err)
 	}
 	res := &VAEResult{LoadMS: ms(time.Since(t0))}
@@ -270,7 +272,7 @@ func measureVAE(ctx context.Context, s Shape, p plan, start Starter, progress fu
 	image := sdk.FromFloat32([]int64{1, int64(s.VAE.InChannels), S, S}, pattern(s.VAE.InChannels*s.ImageSize*s.ImageSize, 1))
 	latent := sdk.FromFloat32([]int64{1, int64(s.VAE.LatentChannels), h, h}, pattern(s.VAE.LatentChannels*int(h*h), 2))
 	// call returns the median wall time and median plugin CPU time of s.VAEReps calls.
-	call := func(task, input string, x *sdk.Tensor) (wall, cpu float64, err error) {
+	call := func(task string, run func() error) (wall, cpu float64, err error) {
 		var walls, cpus []float64
 		for i := 0; i <= s.VAEReps; i++ {
 			t := time.Now()
@@ -278,8 +280,7 @@ func measureVAE(ctx context.Context, s Shape, p plan, start Starter, progress fu
 			if err != nil {
 				return 0, 0, err
 			}
-			if _, err := b.Infer(ctx, &sdk.InferRequest{Model: name, Params: map[string]string{sdk.ParamTask: task},
-				Inputs: map[string]*sdk.Tensor{input: x}}); err != nil {
+			if err := run(); err != nil {
 				return 0, 0, fmt.Errorf("%s: %s: %w", p.row.Name, task, err)
 			}
 			c1, err := ProcessCPU(b.Pid())
@@ -293,11 +294,11 @@ func measureVAE(ctx context.Context, s Shape, p plan, start Starter, progress fu
 		return median(walls), median(cpus), nil
 	}
 	progress(fmt.Sprintf("%s: VAE encode %dx%d", p.row.Name, S, S))
-	if res.EncodeMS, res.EncodeCPUMS, err = call(sdk.TaskVAEEncode, "image", image); err != nil {
+	if res.EncodeMS, res.EncodeCPUMS, err = call(sdk.TaskVAEEncode, func() error { _, _, err := m.Encode(ctx, image); return err }); err != nil {
 		return res, err
 	}
 	progress(fmt.Sprintf("%s: VAE decode %dx%d", p.row.Name, S, S))
-	if res.DecodeMS, res.DecodeCPUMS, err = call(sdk.TaskVAEDecode, "latent", latent); err != nil {
+	if res.DecodeMS, res.DecodeCPUMS, err = call(sdk.TaskVAEDecode, func() error { _, err := m.Decode(ctx, latent); return err }); err != nil {
 		return res, err
 	}
 	res.PeakRSSBytes, err = PeakRSS(b.Pid())

@@ -22,6 +22,7 @@ import (
 	"github.com/modelrt/modelrt/pipelines"
 	"github.com/modelrt/modelrt/runtime/plugin"
 	"github.com/modelrt/modelrt/runtime/tokenizer"
+	"github.com/modelrt/modelrt/runtime/vae"
 	"github.com/modelrt/modelrt/sdk"
 )
 
@@ -81,7 +82,7 @@ type Model struct {
 	backend     *backendState
 	tok         *tokenizer.Tokenizer
 	tokErr      error
-	vae         sdk.VAEFacts // task vae
+	vae         *vae.Model // task vae
 }
 
 // backendState is one started plugin.
@@ -241,7 +242,7 @@ func (e *Engine) load(ctx context.Context, m *pipelines.Model) (*Model, error) {
 	case pipelines.TaskCausalLM:
 		lm.tok, lm.tokErr = tokenizer.Load(m.Path)
 	case pipelines.TaskVAE:
-		if lm.vae, err = sdk.VAEFactsOf(r.Model); err != nil {
+		if lm.vae, err = vae.FromInfo(bs.plugin, r.Model); err != nil {
 			return nil, fmt.Errorf("model %q: backend %q: %w", m.Name, m.BackendName, err)
 		}
 	}

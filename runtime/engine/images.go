@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"image"
 	"path/filepath"
 	"slices"
 
@@ -40,7 +39,7 @@ func runImageSave(_ context.Context, c *stageCall) (map[string]cty.Value, error)
 	if err != nil {
 		return nil, fmt.Errorf("image: %w", err)
 	}
-	img, err := toImage(t)
+	img, err := imageio.FromBatch(t, imageio.OneRow)
 	if err != nil {
 		return nil, fmt.Errorf("image: %w", err)
 	}
@@ -55,16 +54,16 @@ func runImageSave(_ context.Context, c *stageCall) (map[string]cty.Value, error)
 }
 
 func runLatentSample(_ context.Context, c *stageCall) (map[string]cty.Value, error) {
-	m, err := c.model("model")
+	m, err := c.vaeModel("model")
 	if err != nil {
 		return nil, err
 	}
 	scale := 1.0
 	if c.args["apply_scaling_factor"].True() {
-		if m.vae.ScalingFactor == 0 {
+		if m.ScalingFactor == 0 {
 			return nil, fmt.Errorf("apply_scaling_factor: model %q reports no scaling_factor", m.Name)
 		}
-		scale = float64(m.vae.ScalingFactor)
+		scale = float64(m.ScalingFactor)
 	}
 	seed := randomSeed()
 	if n, ok := c.integer("seed"); ok {
@@ -78,7 +77,7 @@ func runLatentSample(_ context.Context, c *stageCall) (map[string]cty.Value, err
 			n, _ := intVal(e)
 			shape = append(shape, n)
 		}
-		if ch := m.vae.LatentChannels; ch > 0 && len(shape) == 4 && shape[1] != int64(ch) {
+		if ch := m.LatentChannels; ch > 0 && len(shape) == 4 && shape[1] != int64(ch) {
 			return nil, fmt.Errorf("shape %v: model %q has %d latent channels", shape, m.Name, ch)
 		}
 		n, err := sdk.NumElements(shape, 4)
@@ -111,29 +110,6 @@ func runLatentSample(_ context.Context, c *stageCall) (map[string]cty.Value, err
 		z = sdk.FromFloat32(slices.Clone(mean.Shape), zv)
 	}
 	return map[string]cty.Value{"latent": tensorVal(z)}, nil
-}
-
-// toImage converts a (B,C,H,W) float32 tensor in [-1,1] to an image; a batch of several becomes
-// one row of them (imageio.Grid).
-func toImage(t *sdk.Tensor) (image.Image, error) {
-	if len(t.Shape) != 4 {
-		return nil, fmt.Errorf("want a (B,C,H,W) tensor, have shape %v", t.Shape)
-	}
-	v, err := t.Float32s()
-	if err != nil {
-		return nil, err
-	}
-	b, ch, h, w := int(t.Shape[0]), int(t.Shape[1]), int(t.Shape[2]), int(t.Shape[3])
-	imgs := make([]image.Image, b)
-	for i := range b {
-		if imgs[i], err = imageio.FromTensor(v[i*ch*h*w:(i+1)*ch*h*w], ch, h, w); err != nil {
-			return nil, err
-		}
-	}
-	if b == 1 {
-		return imgs[0], nil
-	}
-	return imageio.Grid(imgs, b)
 }
 
 // Rec. 601 luma weights, those of Go's color.GrayModel, for an RGB image given to a 1-channel

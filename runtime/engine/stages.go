@@ -10,6 +10,7 @@ import (
 	"github.com/modelrt/modelrt/pipelines"
 	"github.com/modelrt/modelrt/runtime/generate"
 	"github.com/modelrt/modelrt/runtime/lm"
+	"github.com/modelrt/modelrt/runtime/vae"
 	"github.com/modelrt/modelrt/sdk"
 )
 
@@ -236,29 +237,20 @@ func runGenerate(ctx context.Context, c *stageCall) (map[string]cty.Value, error
 	return map[string]cty.Value{"ids": pipelines.TokenIDsVal(int64sOf(ids)), "text": cty.StringVal(row.Text)}, nil
 }
 
-// infer calls a model's backend and returns the named outputs.
-func infer(ctx context.Context, m *Model, task string, inputs map[string]*sdk.Tensor) (map[string]*sdk.Tensor, error) {
-	req := &sdk.InferRequest{Model: m.Name, Inputs: inputs}
-	if task != "" {
-		req.Params = map[string]string{sdk.ParamTask: task}
-	}
-	r, err := m.backend.plugin.Infer(ctx, req)
+// vaeModel returns the VAE an argument names.
+func (c *stageCall) vaeModel(arg string) (*vae.Model, error) {
+	m, err := c.model(arg)
 	if err != nil {
-		return nil, fmt.Errorf("model %q: %w", m.Name, err)
+		return nil, err
 	}
-	return r.Outputs, nil
-}
-
-func output(m *Model, outs map[string]*sdk.Tensor, name string) (*sdk.Tensor, error) {
-	t, ok := outs[name]
-	if !ok {
-		return nil, fmt.Errorf("model %q returned no %q (it returned %s)", m.Name, name, sdk.InputNames(outs))
+	if m.vae == nil {
+		return nil, fmt.Errorf("%s: model %q is a %s model, not a vae", arg, m.Name, m.Task)
 	}
-	return t, nil
+	return m.vae, nil
 }
 
 func runVAEEncode(ctx context.Context, c *stageCall) (map[string]cty.Value, error) {
-	m, err := c.model("model")
+	m, err := c.vaeModel("model")
 	if err != nil {
 		return nil, err
 	}
@@ -266,22 +258,10 @@ func runVAEEncode(ctx context.Context, c *stageCall) (map[string]cty.Value, erro
 	if err != nil {
 		return nil, fmt.Errorf("image: %w", err)
 	}
-	if f := m.vae.DownsampleFactor; f > 1 && len(img.Shape) == 4 &&
-		(img.Shape[2]%int64(f) != 0 || img.Shape[3]%int64(f) != 0) {
-		return nil, fmt.Errorf("image of %dx%d: the VAE %q needs height and width divisible by %d (resize it first)", img.Shape[3], img.Shape[2], m.Name, f)
-	}
-	if img, err = matchChannels(img, m.vae.InChannels); err != nil {
+	if img, err = matchChannels(img, m.InChannels); err != nil {
 		return nil, fmt.Errorf("image for model %q: %w", m.Name, err)
 	}
-	outs, err := infer(ctx, m, sdk.TaskVAEEncode, map[string]*sdk.Tensor{"image": img})
-	if err != nil {
-		return nil, err
-	}
-	mean, err := output(m, outs, "mean")
-	if err != nil {
-		return nil, err
-	}
-	logvar, err := output(m, outs, "logvar")
+	mean, logvar, err := m.Encode(ctx, img)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +269,7 @@ func runVAEEncode(ctx context.Context, c *stageCall) (map[string]cty.Value, erro
 }
 
 func runVAEDecode(ctx context.Context, c *stageCall) (map[string]cty.Value, error) {
-	m, err := c.model("model")
+	m, err := c.vaeModel("model")
 	if err != nil {
 		return nil, err
 	}
@@ -297,11 +277,7 @@ func runVAEDecode(ctx context.Context, c *stageCall) (map[string]cty.Value, erro
 	if err != nil {
 		return nil, fmt.Errorf("latent: %w", err)
 	}
-	outs, err := infer(ctx, m, sdk.TaskVAEDecode, map[string]*sdk.Tensor{"latent": z})
-	if err != nil {
-		return nil, err
-	}
-	img, err := output(m, outs, "image")
+	img, err := m.Decode(ctx, z)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +285,7 @@ func runVAEDecode(ctx context.Context, c *stageCall) (map[string]cty.Value, erro
 }
 
 // runInfer passes named tensors through any model. A VAE model serves two tasks; the inputs
-// say which ("image": encode, "latent": decode).
+// say which (sdk.VAETask: "latent" decodes, anything else encodes).
 func runInfer(ctx context.Context, c *stageCall) (map[string]cty.Value, error) {
 	m, err := c.model("model")
 	if err != nil {
@@ -326,19 +302,16 @@ func runInfer(ctx context.Context, c *stageCall) (map[string]cty.Value, error) {
 		}
 		in[name] = t
 	}
-	task := ""
+	req := &sdk.InferRequest{Model: m.Name, Inputs: in}
 	if m.Task == pipelines.TaskVAE {
-		task = sdk.TaskVAEDecode
-		if _, ok := in["image"]; ok {
-			task = sdk.TaskVAEEncode
-		}
+		req.Params = map[string]string{sdk.ParamTask: sdk.VAETask(req)}
 	}
-	outs, err := infer(ctx, m, task, in)
+	r, err := m.backend.plugin.Infer(ctx, req)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("model %q: %w", m.Name, err)
 	}
 	vals := map[string]cty.Value{}
-	for name, t := range outs {
+	for name, t := range r.Outputs {
 		vals[name] = tensorVal(t)
 	}
 	if len(vals) == 0 {

@@ -24,6 +24,8 @@ import (
 	"os"
 
 	xdraw "golang.org/x/image/draw"
+
+	"github.com/modelrt/modelrt/sdk"
 )
 
 // Sentinel errors; returned errors wrap one of them.
@@ -183,6 +185,37 @@ func Grid(imgs []image.Image, cols int) (image.Image, error) {
 		draw.Draw(out, image.Rectangle{Min: at, Max: at.Add(cell)}, img, img.Bounds().Min, draw.Src)
 	}
 	return out, nil
+}
+
+// OneRow is the column count that lays any batch out in one row (FromBatch, Grid).
+const OneRow = math.MaxInt32
+
+// FromBatch converts a (B,C,H,W) float32 tensor in [-1,1] to one image: the image itself when
+// B = 1, else a Grid of the B images in cols columns (cols <= 0: ⌈√B⌉ columns, as square as it
+// gets; OneRow: one row).
+func FromBatch(t *sdk.Tensor, cols int) (image.Image, error) {
+	if len(t.Shape) != 4 || t.Shape[0] <= 0 {
+		return nil, fmt.Errorf("%w: want a (B,C,H,W) tensor, have shape %v", ErrShape, t.Shape)
+	}
+	v, err := t.Float32s()
+	if err != nil {
+		return nil, err
+	}
+	b, c, h, w := int(t.Shape[0]), int(t.Shape[1]), int(t.Shape[2]), int(t.Shape[3])
+	imgs := make([]image.Image, b)
+	for i := range b {
+		if imgs[i], err = FromTensor(v[i*c*h*w:(i+1)*c*h*w], c, h, w); err != nil {
+			return nil, err
+		}
+	}
+	if b == 1 {
+		return imgs[0], nil
+	}
+	if cols <= 0 {
+		for cols = 1; cols*cols < b; cols++ {
+		}
+	}
+	return Grid(imgs, cols)
 }
 
 // SavePNG writes img to path as PNG.

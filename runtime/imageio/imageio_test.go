@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/modelrt/modelrt/sdk"
 )
 
 // exactTol bounds float error of the 8-bit ↔ [-1,1] mapping (float32 rounding only).
@@ -304,4 +306,37 @@ func FuzzDecode(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+func TestFromBatch(t *testing.T) {
+	// Three 1-channel 2×3 images: values −1, 0, 1 (pixels 0, 128, 255).
+	v := make([]float32, 3*6)
+	for i := range v {
+		v[i] = float32(i/6) - 1
+	}
+	batch := sdk.FromFloat32([]int64{3, 1, 3, 2}, v)
+	for _, c := range []struct {
+		cols int
+		size image.Point
+	}{{0, image.Pt(4, 6)}, {OneRow, image.Pt(6, 3)}, {1, image.Pt(2, 9)}} {
+		img, err := FromBatch(batch, c.cols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img.Bounds().Size() != c.size {
+			t.Errorf("cols %d: grid of %v, want %v", c.cols, img.Bounds().Size(), c.size)
+		}
+	}
+	one, err := FromBatch(sdk.FromFloat32([]int64{1, 1, 3, 2}, v[12:]), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := one.(*image.Gray); !ok || g.Bounds().Size() != image.Pt(2, 3) || g.Pix[0] != 255 {
+		t.Errorf("a batch of one: %T %v, want the 2×3 gray image itself", one, one.Bounds())
+	}
+	for _, bad := range []*sdk.Tensor{sdk.FromFloat32([]int64{6, 3}, v), sdk.FromFloat32([]int64{1, 2, 3, 3}, v)} {
+		if _, err := FromBatch(bad, 0); !errors.Is(err, ErrShape) {
+			t.Errorf("shape %v: err = %v, want ErrShape", bad.Shape, err)
+		}
+	}
 }

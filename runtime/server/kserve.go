@@ -172,11 +172,8 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, st *state) {
 			ireq.Params[k] = v
 		}
 	}
-	if m.Task == pipelines.TaskVAE && ireq.Params[sdk.ParamTask] == "" {
-		ireq.Params[sdk.ParamTask] = sdk.TaskVAEEncode
-		if _, ok := inputs["latent"]; ok {
-			ireq.Params[sdk.ParamTask] = sdk.TaskVAEDecode
-		}
+	if m.Task == pipelines.TaskVAE {
+		ireq.Params[sdk.ParamTask] = sdk.VAETask(ireq)
 	}
 	for _, o := range req.Outputs {
 		ireq.Outputs = append(ireq.Outputs, o.Name)

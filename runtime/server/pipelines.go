@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"image"
 	"image/png"
 	"maps"
 	"math/big"
@@ -323,25 +322,9 @@ func valueJSON(v cty.Value) (any, error) {
 // pngJSON encodes a (B,C,H,W) image tensor in [-1,1] as PNG; a batch becomes one row of
 // images, as image.save writes it.
 func pngJSON(t *sdk.Tensor) (imageJSON, error) {
-	if len(t.Shape) != 4 {
-		return imageJSON{}, fmt.Errorf("image of shape %v: want (B,C,H,W)", t.Shape)
-	}
-	v, err := t.Float32s()
+	img, err := imageio.FromBatch(t, imageio.OneRow)
 	if err != nil {
 		return imageJSON{}, err
-	}
-	b, ch, h, w := int(t.Shape[0]), int(t.Shape[1]), int(t.Shape[2]), int(t.Shape[3])
-	imgs := make([]image.Image, b)
-	for i := range b {
-		if imgs[i], err = imageio.FromTensor(v[i*ch*h*w:(i+1)*ch*h*w], ch, h, w); err != nil {
-			return imageJSON{}, err
-		}
-	}
-	img := imgs[0]
-	if b > 1 {
-		if img, err = imageio.Grid(imgs, b); err != nil {
-			return imageJSON{}, err
-		}
 	}
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, img); err != nil {
