@@ -20,13 +20,18 @@ import (
 // Format is the value of a case file's "format" field; a file with any other value is refused.
 const Format = "modelrt-case/v1"
 
-// Case tasks (the "task" field).
+// Case tasks (the "task" field). The VAE's are the SDK's task names; files may also say
+// "vae.encode" and "vae.decode", the names of format v1's first release (taskAliases).
 const (
 	TaskLogits    = "causal-lm.logits"   // input_ids [,attention_mask] → logits (B,T,V)
 	TaskGenerate  = "causal-lm.generate" // input_ids, params.max_new_tokens, greedy → ids (B,P+N), exact
-	TaskVAEEncode = "vae.encode"         // image → mean, logvar
-	TaskVAEDecode = "vae.decode"         // latent → image
+	TaskVAEEncode = sdk.TaskVAEEncode    // image → mean, logvar
+	TaskVAEDecode = sdk.TaskVAEDecode    // latent → image
 )
+
+// taskAliases are the other names a case file may give a task; a loaded Case has the task's
+// name.
+var taskAliases = map[string]string{"vae.encode": TaskVAEEncode, "vae.decode": TaskVAEDecode}
 
 // Default tolerances, used when a case has no "tolerance" object (or leaves one of its two
 // fields out). An element passes when |got − want| ≤ abs + rel·|want| (numpy's allclose).
@@ -223,6 +228,9 @@ func ParseCase(path string, data []byte) (*Case, error) {
 	}
 	if fj.Model == "" {
 		return nil, bad("model", "missing or empty")
+	}
+	if t, ok := taskAliases[fj.Task]; ok {
+		fj.Task = t
 	}
 	spec, ok := tasks[fj.Task]
 	if !ok {

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/modelrt/modelrt/sdk"
 )
 
 const goodLogits = `{ "format": "modelrt-case/v1", "name": "t-logits",
@@ -202,5 +204,26 @@ func BenchmarkParseCase(b *testing.B) {
 		if _, err := ParseCase(path, data); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestCaseTaskAliases: the VAE case tasks are the SDK's task names, and files written with the
+// format's first names ("vae.encode", "vae.decode") still load, as those tasks.
+func TestCaseTaskAliases(t *testing.T) {
+	for name, want := range map[string]string{"vae.encode": sdk.TaskVAEEncode, "vae-encode": sdk.TaskVAEEncode} {
+		data := `{"format":"modelrt-case/v1","name":"e","model":"m","task":"` + name + `","inputs":{"image":{"dtype":"float32","shape":[1,1,2,2],"data":[0,1,0,1]}},` +
+			`"expected":{"mean":{"dtype":"float32","shape":[1,1,1,1],"data":[0]},"logvar":{"dtype":"float32","shape":[1,1,1,1],"data":[0]}}}`
+		c, err := ParseCase("", []byte(data))
+		if err != nil {
+			t.Fatalf("task %q: %v", name, err)
+		}
+		if c.Task != want || c.LoadTask() != sdk.TaskVAE {
+			t.Errorf("task %q: loaded as %q (model task %q), want %q", name, c.Task, c.LoadTask(), want)
+		}
+		roundTrip(t, c)
+	}
+	dec := `{"format":"modelrt-case/v1","name":"v","model":"m","task":"vae.decode","inputs":{"latent":{"dtype":"float32","shape":[1,1,1,1],"data":[0]}},"expected":{"image":{"dtype":"float32","shape":[1,1,2,2],"data":[0,0,0,0]}}}`
+	if c, err := ParseCase("", []byte(dec)); err != nil || c.Task != sdk.TaskVAEDecode {
+		t.Errorf("task vae.decode: %v, %v; want %q", c, err, sdk.TaskVAEDecode)
 	}
 }

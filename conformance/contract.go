@@ -13,6 +13,7 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
+	"github.com/modelrt/modelrt/runtime/lm"
 	"github.com/modelrt/modelrt/runtime/plugin"
 	"github.com/modelrt/modelrt/sdk"
 )
@@ -185,8 +186,7 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // backendAPI is what the checks call: the plugin host and the in-process client both have it.
 type backendAPI interface {
-	sdk.Backend
-	sdk.Sessions
+	lm.Backend
 	sdk.StatsReporter
 	sdk.Configurer
 }

@@ -40,11 +40,7 @@ func (k *contractRun) describe(ctx context.Context, r *ContractResult) error {
 		errs = append(errs, fmt.Errorf("Describe: Tasks %v do not list %q, the task the model is loaded with", d.Tasks, k.c.Task))
 	}
 	// The host decodes HCL config blocks with this schema; check it as the host will.
-	schema := pipelines.ConfigSchema{}
-	for _, a := range d.ConfigSchema.Attributes {
-		schema.Attributes = append(schema.Attributes, pipelines.ConfigAttribute{Name: a.Name, Type: a.Type, Required: a.Required, Description: a.Description})
-	}
-	if _, err := schema.Spec(); err != nil {
+	if _, err := pipelines.ConfigSpec(&d.ConfigSchema); err != nil {
 		errs = append(errs, fmt.Errorf("Describe: ConfigSchema: %v", err))
 	}
 	if h, err := k.be.Health(ctx, &sdk.HealthRequest{}); err != nil || h.Status != "ok" {

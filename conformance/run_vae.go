@@ -11,7 +11,7 @@ import (
 	"github.com/modelrt/modelrt/sdk"
 )
 
-// --- vae.encode / vae.decode ---
+// --- vae-encode / vae-decode ---
 
 func vaeIO(c *Case) (task, in string, outs []string) {
 	if c.Task == TaskVAEEncode {

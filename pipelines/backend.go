@@ -10,29 +10,14 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/modelrt/modelrt/sdk"
 )
 
-// ConfigSchema describes a backend plugin's config block, as the plugin
-// reports it. It mirrors the SDK's type of the same name so that pipelines
-// does not import the SDK: the host converts one into the other.
-type ConfigSchema struct {
-	Attributes []ConfigAttribute
-}
-
-// ConfigAttribute is one attribute of a backend config block. Type is a
-// type expression: "string", "number", "bool", "list(string)",
-// "map(string)" (any HCL type expression is accepted).
-type ConfigAttribute struct {
-	Name        string
-	Type        string
-	Required    bool
-	Description string
-}
-
-// Spec converts the schema to the hcldec spec that decodes a config block,
-// so that unknown attributes, missing required ones and wrong types are
-// reported by hcldec with their source ranges.
-func (s *ConfigSchema) Spec() (hcldec.ObjectSpec, error) {
+// ConfigSpec converts a backend's config schema (sdk.ConfigSchema, as the plugin's Describe
+// reports it) to the hcldec spec that decodes a config block, so that unknown attributes,
+// missing required ones and wrong types are reported by hcldec with their source ranges.
+func ConfigSpec(s *sdk.ConfigSchema) (hcldec.ObjectSpec, error) {
 	spec := hcldec.ObjectSpec{}
 	for _, a := range s.Attributes {
 		if !hclsyntax.ValidIdentifier(a.Name) {
@@ -56,7 +41,7 @@ func (s *ConfigSchema) Spec() (hcldec.ObjectSpec, error) {
 
 // backendConfig decodes a backend's config block: against the plugin's
 // schema when there is one, else as the object of its attributes.
-func (l *loader) backendConfig(be *Backend, block *hcl.Block, schema *ConfigSchema, sc *scope) cty.Value {
+func (l *loader) backendConfig(be *Backend, block *hcl.Block, schema *sdk.ConfigSchema, sc *scope) cty.Value {
 	var body hcl.Body = hcl.EmptyBody()
 	if block != nil {
 		body = block.Body
@@ -80,7 +65,7 @@ func (l *loader) backendConfig(be *Backend, block *hcl.Block, schema *ConfigSche
 		}
 		return cty.ObjectVal(vals)
 	}
-	spec, err := schema.Spec()
+	spec, err := ConfigSpec(schema)
 	if err != nil {
 		l.add(hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid backend config schema",
 			Detail:  fmt.Sprintf("Plugin %q of backend %q reported an invalid config schema: %s.", be.Plugin, be.Name, err),

@@ -26,7 +26,7 @@ func BenchmarkEvalStage(b *testing.B) {
 	}
 	p := cfg.Pipelines["complete"]
 	inputs, _ := p.BindInputs(map[string]string{"prompt": "Hello"})
-	ids := make([]int64, 64)
+	ids := make([]int, 64)
 	v := Values{Inputs: inputs, Stages: map[string]map[string]cty.Value{"ids": {"ids": TokenIDsVal(ids)}}}
 	s := p.Stage("gen")
 	for b.Loop() {

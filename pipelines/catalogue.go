@@ -10,6 +10,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/modelrt/modelrt/sdk"
 )
 
 // Image is the cty type of an image flowing between stages. It is a capsule
@@ -38,12 +40,12 @@ var BackendRef = cty.Object(map[string]cty.Type{
 // TokenIDs is the type of token id sequences: a list of whole numbers.
 var TokenIDs = cty.List(cty.Number)
 
-// Model tasks a model block may declare (docs/sdk.md#tasks-and-tensors; a "vae" model
-// serves both vae-encode and vae-decode).
+// Model tasks a model block may declare: the SDK's (docs/sdk.md#tasks-and-tensors; a "vae"
+// model serves both vae-encode and vae-decode).
 const (
-	TaskCausalLM = "causal-lm"
-	TaskVAE      = "vae"
-	TaskGraph    = "graph"
+	TaskCausalLM = sdk.TaskCausalLM
+	TaskVAE      = sdk.TaskVAE
+	TaskGraph    = sdk.TaskGraph
 )
 
 // Tasks lists the valid values of a model block's task attribute.

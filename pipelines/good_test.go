@@ -7,20 +7,22 @@ import (
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/modelrt/modelrt/sdk"
 )
 
 // testSchemas is what the two first-party plugins report, as far as these
 // tests need: enough to exercise typed, required and unknown attributes.
-func testSchemas(plugin string) (*ConfigSchema, error) {
+func testSchemas(plugin string) (*sdk.ConfigSchema, error) {
 	switch plugin {
 	case "modelrt-onnxrt":
-		return &ConfigSchema{Attributes: []ConfigAttribute{
+		return &sdk.ConfigSchema{Attributes: []sdk.ConfigAttribute{
 			{Name: "intra_op_threads", Type: "number"},
 			{Name: "inter_op_threads", Type: "number"},
 			{Name: "execution_providers", Type: "list(string)"},
 		}}, nil
 	case "modelrt-native":
-		return &ConfigSchema{Attributes: []ConfigAttribute{{Name: "threads", Type: "number"}}}, nil
+		return &sdk.ConfigSchema{Attributes: []sdk.ConfigAttribute{{Name: "threads", Type: "number"}}}, nil
 	}
 	return nil, os.ErrNotExist
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/modelrt/modelrt/sdk"
 )
 
 // LoadOptions are the caller-provided parts of loading. The zero value loads
@@ -28,7 +30,7 @@ type LoadOptions struct {
 	// BackendSchemas reports the config schema of a backend plugin (as
 	// written in the backend's plugin attribute). nil skips config
 	// validation; an error becomes a diagnostic on the plugin attribute.
-	BackendSchemas func(plugin string) (*ConfigSchema, error)
+	BackendSchemas func(plugin string) (*sdk.ConfigSchema, error)
 	// NoPathCheck skips checking that model paths exist (for validating a
 	// configuration on a machine without the models). It is a negative so
 	// that the zero LoadOptions checks.
@@ -493,7 +495,7 @@ func (l *loader) backend(b *hcl.Block) {
 	if !pluginOK {
 		return
 	}
-	var schema *ConfigSchema
+	var schema *sdk.ConfigSchema
 	if l.opts.BackendSchemas != nil {
 		s, err := l.opts.BackendSchemas(be.Plugin)
 		if err != nil {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/modelrt/modelrt/sdk"
 )
 
 const completeNative = fixtures + "good/complete-native"
@@ -121,12 +123,12 @@ func TestBackendSchemas(t *testing.T) {
   config { threads = var.threads }
 }`, "Reference to undeclared variable", `No variable named "threads" is declared.`, "inline.hcl:3:22"},
 	}
-	schemas := func(plugin string) (*ConfigSchema, error) {
+	schemas := func(plugin string) (*sdk.ConfigSchema, error) {
 		switch plugin {
 		case "required":
-			return &ConfigSchema{Attributes: []ConfigAttribute{{Name: "device", Type: "string", Required: true}, {Name: "other", Type: "number"}}}, nil
+			return &sdk.ConfigSchema{Attributes: []sdk.ConfigAttribute{{Name: "device", Type: "string", Required: true}, {Name: "other", Type: "number"}}}, nil
 		case "invalid":
-			return &ConfigSchema{Attributes: []ConfigAttribute{{Name: "a", Type: "strng"}}}, nil
+			return &sdk.ConfigSchema{Attributes: []sdk.ConfigAttribute{{Name: "a", Type: "strng"}}}, nil
 		}
 		return testSchemas(plugin)
 	}

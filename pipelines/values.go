@@ -15,37 +15,55 @@ import (
 // null.
 var ErrNotKnown = errors.New("pipelines: value is null or not known")
 
-// TokenIDsVal is the cty form of a token id sequence, as stages produce it.
-func TokenIDsVal(ids []int64) cty.Value {
+// TokenIDsVal is the cty form of a token id sequence, as stages produce it. Token ids are int
+// on the host (runtime/tokenizer, runtime/generate); int64 is accepted too, for ids read from a
+// tensor.
+func TokenIDsVal[T int | int64](ids []T) cty.Value {
 	if len(ids) == 0 {
 		return cty.ListValEmpty(cty.Number)
 	}
 	vals := make([]cty.Value, len(ids))
 	for i, id := range ids {
-		vals[i] = cty.NumberIntVal(id)
+		vals[i] = cty.NumberIntVal(int64(id))
 	}
 	return cty.ListVal(vals)
 }
 
-// AsTokenIDs converts a TokenIDs value (as EvalStage returns it) to ids.
-// Every element must be a whole number that fits in int64.
-func AsTokenIDs(v cty.Value) ([]int64, error) {
+// AsTokenIDs converts a TokenIDs value (as EvalStage returns it) to ids, int as the host's
+// tokenizer and decode loop take them. Every element must be a whole number that fits in int.
+func AsTokenIDs(v cty.Value) ([]int, error) {
+	ns, err := wholeNumbers(v)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int, len(ns))
+	for i, n := range ns {
+		if int64(int(n)) != n {
+			return nil, fmt.Errorf("pipelines: token id %d: %d does not fit in an int", i, n)
+		}
+		ids[i] = int(n)
+	}
+	return ids, nil
+}
+
+// wholeNumbers converts a list of whole numbers that fit in int64.
+func wholeNumbers(v cty.Value) ([]int64, error) {
 	if v.IsNull() || !v.IsWhollyKnown() {
 		return nil, ErrNotKnown
 	}
 	if !v.Type().IsListType() && !v.Type().IsTupleType() {
 		return nil, fmt.Errorf("pipelines: token ids: want a list of numbers, have %s", v.Type().FriendlyName())
 	}
-	ids := make([]int64, 0, v.LengthInt())
+	ns := make([]int64, 0, v.LengthInt())
 	for it := v.ElementIterator(); it.Next(); {
 		_, e := it.Element()
 		n, err := wholeNumber(e)
 		if err != nil {
-			return nil, fmt.Errorf("pipelines: token id %d: %w", len(ids), err)
+			return nil, fmt.Errorf("pipelines: token id %d: %w", len(ns), err)
 		}
-		ids = append(ids, n)
+		ns = append(ns, n)
 	}
-	return ids, nil
+	return ns, nil
 }
 
 func wholeNumber(v cty.Value) (int64, error) {
@@ -152,7 +170,7 @@ func decodeTensorObject(v cty.Value) (TensorArg, error) {
 		return a, fmt.Errorf("pipelines: tensor dtype must be a string")
 	}
 	a.DType = dt.AsString()
-	shape, err := AsTokenIDs(v.GetAttr("shape"))
+	shape, err := wholeNumbers(v.GetAttr("shape"))
 	if err != nil {
 		return a, fmt.Errorf("pipelines: tensor shape: %w", err)
 	}

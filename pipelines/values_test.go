@@ -11,7 +11,7 @@ import (
 )
 
 func TestTokenIDs(t *testing.T) {
-	for _, ids := range [][]int64{nil, {0}, {15496, 11, 50256}} {
+	for _, ids := range [][]int{nil, {0}, {15496, 11, 50256}} {
 		got, err := AsTokenIDs(TokenIDsVal(ids))
 		if err != nil || len(got) != len(ids) || (len(ids) > 0 && !reflect.DeepEqual(got, ids)) {
 			t.Errorf("round trip %v: %v, %v", ids, got, err)

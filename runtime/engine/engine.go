@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/modelrt/modelrt/pipelines"
+	"github.com/modelrt/modelrt/runtime/lm"
 	"github.com/modelrt/modelrt/runtime/plugin"
 	"github.com/modelrt/modelrt/runtime/tokenizer"
 	"github.com/modelrt/modelrt/runtime/vae"
@@ -35,13 +36,6 @@ var (
 	// ErrNoTokenizer: a stage needs the tokenizer of a model whose directory has none.
 	ErrNoTokenizer = errors.New("engine: model has no tokenizer")
 )
-
-// Backend is what the engine needs of a running backend: inference and sessions. A
-// *plugin.Plugin is one.
-type Backend interface {
-	sdk.Backend
-	sdk.Sessions
-}
 
 // Options are the host-side settings of an Engine.
 type Options struct {
@@ -237,16 +231,16 @@ func (e *Engine) load(ctx context.Context, m *pipelines.Model) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %q: load %s in backend %q: %w", m.Name, m.Path, m.BackendName, err)
 	}
-	lm := &Model{Name: m.Name, Task: m.Task, BackendName: m.BackendName, Path: m.Path, Info: r.Model, backend: bs}
+	model := &Model{Name: m.Name, Task: m.Task, BackendName: m.BackendName, Path: m.Path, Info: r.Model, backend: bs}
 	switch m.Task {
 	case pipelines.TaskCausalLM:
-		lm.tok, lm.tokErr = tokenizer.Load(m.Path)
+		model.tok, model.tokErr = tokenizer.Load(m.Path)
 	case pipelines.TaskVAE:
-		if lm.vae, err = vae.FromInfo(bs.plugin, r.Model); err != nil {
+		if model.vae, err = vae.FromInfo(bs.plugin, r.Model); err != nil {
 			return nil, fmt.Errorf("model %q: backend %q: %w", m.Name, m.BackendName, err)
 		}
 	}
-	return lm, nil
+	return model, nil
 }
 
 // checkTokenizers fails early when a tokenize or detokenize stage, or a generate stage given a
@@ -316,7 +310,7 @@ func (e *Engine) Model(name string) *Model { return e.models[name] }
 
 // Backend returns the backend serving a loaded model, for raw Infer calls (the model is loaded
 // there under its own name).
-func (e *Engine) Backend(model string) (Backend, error) {
+func (e *Engine) Backend(model string) (lm.Backend, error) {
 	m := e.models[model]
 	if m == nil {
 		return nil, fmt.Errorf("%w: model %q", ErrUnknown, model)

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/modelrt/modelrt/pipelines"
 	"github.com/modelrt/modelrt/runtime/plugin"
 	"github.com/modelrt/modelrt/sdk"
 )
@@ -26,14 +25,14 @@ type SchemaOptions struct {
 // config schema: the plugin is started, described and stopped, once per distinct plugin however
 // many backend blocks use it. An error (a plugin that cannot be found or started) becomes the
 // loader's diagnostic on the backend's plugin attribute.
-func Schemas(ctx context.Context, o SchemaOptions) func(ref string) (*pipelines.ConfigSchema, error) {
+func Schemas(ctx context.Context, o SchemaOptions) func(ref string) (*sdk.ConfigSchema, error) {
 	var mu sync.Mutex
 	type result struct {
-		s   *pipelines.ConfigSchema
+		s   *sdk.ConfigSchema
 		err error
 	}
 	cache := map[string]result{}
-	return func(ref string) (*pipelines.ConfigSchema, error) {
+	return func(ref string) (*sdk.ConfigSchema, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if r, ok := cache[ref]; ok {
@@ -45,7 +44,7 @@ func Schemas(ctx context.Context, o SchemaOptions) func(ref string) (*pipelines.
 	}
 }
 
-func describe(ctx context.Context, ref string, o SchemaOptions) (*pipelines.ConfigSchema, error) {
+func describe(ctx context.Context, ref string, o SchemaOptions) (*sdk.ConfigSchema, error) {
 	path := ref
 	if strings.Contains(ref, "/") {
 		if !filepath.IsAbs(path) {
@@ -64,14 +63,5 @@ func describe(ctx context.Context, ref string, o SchemaOptions) (*pipelines.Conf
 	if infos[0].Desc == nil {
 		return nil, fmt.Errorf("plugin %s did not describe itself", path)
 	}
-	return ConfigSchema(infos[0].Desc.ConfigSchema), nil
-}
-
-// ConfigSchema converts a plugin's schema to the pipelines package's mirror of it.
-func ConfigSchema(s sdk.ConfigSchema) *pipelines.ConfigSchema {
-	out := &pipelines.ConfigSchema{}
-	for _, a := range s.Attributes {
-		out.Attributes = append(out.Attributes, pipelines.ConfigAttribute{Name: a.Name, Type: a.Type, Required: a.Required, Description: a.Description})
-	}
-	return out
+	return &infos[0].Desc.ConfigSchema, nil
 }

@@ -98,22 +98,6 @@ func TensorOf(v cty.Value) (*sdk.Tensor, error) {
 func tensorVal(t *sdk.Tensor) cty.Value { return cty.CapsuleVal(pipelines.Tensor, t) }
 func imageVal(t *sdk.Tensor) cty.Value  { return cty.CapsuleVal(pipelines.Image, t) }
 
-func intsOf(ids []int64) []int {
-	out := make([]int, len(ids))
-	for i, id := range ids {
-		out[i] = int(id)
-	}
-	return out
-}
-
-func int64sOf(ids []int) []int64 {
-	out := make([]int64, len(ids))
-	for i, id := range ids {
-		out[i] = int64(id)
-	}
-	return out
-}
-
 func runTokenize(_ context.Context, c *stageCall) (map[string]cty.Value, error) {
 	m, err := c.model("tokenizer")
 	if err != nil {
@@ -123,7 +107,7 @@ func runTokenize(_ context.Context, c *stageCall) (map[string]cty.Value, error) 
 	if err != nil {
 		return nil, err
 	}
-	return map[string]cty.Value{"ids": pipelines.TokenIDsVal(int64sOf(tok.Encode(c.str("text"))))}, nil
+	return map[string]cty.Value{"ids": pipelines.TokenIDsVal(tok.Encode(c.str("text")))}, nil
 }
 
 func runDetokenize(_ context.Context, c *stageCall) (map[string]cty.Value, error) {
@@ -139,7 +123,7 @@ func runDetokenize(_ context.Context, c *stageCall) (map[string]cty.Value, error
 	if err != nil {
 		return nil, fmt.Errorf("ids: %w", err)
 	}
-	return map[string]cty.Value{"text": cty.StringVal(tok.Decode(intsOf(ids)))}, nil
+	return map[string]cty.Value{"text": cty.StringVal(tok.Decode(ids))}, nil
 }
 
 // samplingOf turns generate's sampling block (null: greedy) into generate.Sampling. An unset
@@ -187,7 +171,7 @@ func runGenerate(ctx context.Context, c *stageCall) (map[string]cty.Value, error
 		if err != nil {
 			return nil, fmt.Errorf("input_ids: %w", err)
 		}
-		prompt = intsOf(ids)
+		prompt = ids
 	} else {
 		tok, err := c.e.Tokenizer(m.Name)
 		if err != nil {
@@ -234,7 +218,7 @@ func runGenerate(ctx context.Context, c *stageCall) (map[string]cty.Value, error
 		PromptTokens: row.PromptTokens, GeneratedTokens: row.GeneratedTokens,
 		PrefillMS: res.PrefillMS, DecodeTokensPerS: res.DecodeTokensPerS, FinishReason: row.FinishReason,
 	}
-	return map[string]cty.Value{"ids": pipelines.TokenIDsVal(int64sOf(ids)), "text": cty.StringVal(row.Text)}, nil
+	return map[string]cty.Value{"ids": pipelines.TokenIDsVal(ids), "text": cty.StringVal(row.Text)}, nil
 }
 
 // vaeModel returns the VAE an argument names.

@@ -69,7 +69,7 @@ func runImageGenerate(ctx context.Context, c *stageCall) (map[string]cty.Value, 
 	}
 	codes := make([]cty.Value, len(res.Codes))
 	for i, row := range res.Codes {
-		codes[i] = pipelines.TokenIDsVal(int64sOf(row))
+		codes[i] = pipelines.TokenIDsVal(row)
 	}
 	return map[string]cty.Value{"image": imageVal(img), "codes": cty.ListVal(codes), "caption": cty.StringVal(res.Caption)}, nil
 }
