@@ -332,23 +332,29 @@ func tensorArg(v cty.Value) (*sdk.Tensor, error) {
 		}
 		return sdk.FromFloat32(a.Shape, f), nil
 	case sdk.Int64:
-		d := make([]int64, n)
-		for i, x := range a.Data {
-			d[i] = int64(x)
-			if float64(d[i]) != x {
-				return nil, fmt.Errorf("element %d = %v is not an int64", i, x)
-			}
+		d, err := wholes[int64](a.Data, sdk.Int64)
+		if err != nil {
+			return nil, err
 		}
 		return sdk.FromInt64(a.Shape, d), nil
 	case sdk.Int32:
-		d := make([]int32, n)
-		for i, x := range a.Data {
-			d[i] = int32(x)
-			if float64(d[i]) != x {
-				return nil, fmt.Errorf("element %d = %v is not an int32", i, x)
-			}
+		d, err := wholes[int32](a.Data, sdk.Int32)
+		if err != nil {
+			return nil, err
 		}
 		return sdk.FromInt32(a.Shape, d), nil
 	}
 	return nil, fmt.Errorf("dtype %q: literal tensors are float32, int64 or int32", a.DType)
+}
+
+// wholes converts a literal tensor's values to T; each must be a whole number that T holds.
+func wholes[T int32 | int64](data []float64, dt sdk.DType) ([]T, error) {
+	out := make([]T, len(data))
+	for i, x := range data {
+		out[i] = T(x)
+		if float64(out[i]) != x {
+			return nil, fmt.Errorf("element %d = %v is not an %s", i, x, dt)
+		}
+	}
+	return out, nil
 }
