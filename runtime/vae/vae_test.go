@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/modelrt/modelrt/internal/plugintest"
 	"github.com/modelrt/modelrt/runtime/plugin"
 	"github.com/modelrt/modelrt/sdk"
 	"github.com/modelrt/modelrt/sdk/safetensors"
@@ -26,16 +26,11 @@ const torchTol = 1e-4
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "modelrt-vae-test")
+	if err == nil {
+		nativePlugin, err = plugintest.Native.Build(dir)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	nativePlugin = filepath.Join(dir, "modelrt-native")
-	cmd := exec.Command("go", "build", "-o", nativePlugin, "../../plugins/native")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build native plugin:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
