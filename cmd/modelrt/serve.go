@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -33,6 +32,7 @@ type serveFlags struct {
 	requestTimeout  time.Duration
 	shutdownTimeout time.Duration
 	logFormat       string
+	limits          server.Options // the connection and input limits (serve_limits.go)
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -83,6 +83,7 @@ docs/server.md has the API.`,
 	fl.DurationVar(&f.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "time limit of one request")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for requests in flight")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
+	registerLimits(fl, &f.limits)
 	return cmd
 }
 
@@ -113,10 +114,10 @@ func serve(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	if f.maxQueue == 0 {
 		f.maxQueue = -1 // no queue: server.Options reads 0 as its default
 	}
-	srv := server.New(e, server.Options{
-		Logger: log, AuthToken: token, MaxBodyBytes: f.maxBodyBytes, MaxConcurrency: f.maxConcurrency,
-		MaxQueue: f.maxQueue, MaxBatch: f.maxBatch, RequestTimeout: f.requestTimeout, Version: version,
-	})
+	opts := f.limits
+	opts.Logger, opts.AuthToken, opts.MaxBodyBytes, opts.MaxConcurrency = log, token, f.maxBodyBytes, f.maxConcurrency
+	opts.MaxQueue, opts.MaxBatch, opts.RequestTimeout, opts.Version = f.maxQueue, f.maxBatch, f.requestTimeout, version
+	srv := server.New(e, opts)
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		srv.Close()
@@ -129,20 +130,14 @@ func serve(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	// command's context ends at SIGTERM, when requests should still finish.
 	base, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
-	hs := &http.Server{
-		Handler:           srv,
-		BaseContext:       func(net.Listener) context.Context { return base },
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := srv.HTTPServer(base, slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	// SIGHUP is caught before the address is announced: whoever reads "listening on" may
 	// reload at once, and an uncaught SIGHUP would end the process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- hs.Serve(srv.Listener(ln)) }()
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 	log.Info("serving", "addr", ln.Addr().String(), "models", len(e.Models()), "pipelines", len(e.Pipelines()))
 

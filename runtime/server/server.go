@@ -60,6 +60,13 @@ type Options struct {
 	MaxBatch int
 	// Version is reported by GET /v2.
 	Version string
+	// ReadHeaderTimeout, BodyTimeout and IdleTimeout bound the arrival of a request's header,
+	// of its body, and a kept-alive connection's wait for the next request; MaxConnections
+	// caps the connections served at once (guard.go).
+	ReadHeaderTimeout time.Duration
+	BodyTimeout       time.Duration
+	IdleTimeout       time.Duration
+	MaxConnections    int
 }
 
 func (o *Options) fill() {
@@ -89,6 +96,7 @@ func (o *Options) fill() {
 	if o.Version == "" {
 		o.Version = "dev"
 	}
+	o.fillLimits()
 }
 
 // state is one engine with what the server keeps per engine: the per-model limiters, the
@@ -227,12 +235,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"bytes", rec.bytes, "duration_ms", float64(time.Since(start).Microseconds())/1000,
 			"remote", r.RemoteAddr, "target", rec.target)
 	}()
+	rec.req = r
+	if !s.guardBody(rec, r, start) {
+		return
+	}
 	if !s.authorized(r) {
 		rec.Header().Set("WWW-Authenticate", `Bearer realm="modelrt"`)
 		writeError(rec, r, errorf(http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token"))
 		return
 	}
-	r.Body = http.MaxBytesReader(rec, r.Body, s.opts.MaxBodyBytes)
 	s.mux.ServeHTTP(rec, r)
 	if rec.api != "" {
 		status := rec.status
@@ -344,13 +355,12 @@ func (s *Server) ready(e *engine.Engine) bool {
 	return true
 }
 
-// withTimeout bounds a request's context by the request timeout, and its connection's reads
-// and writes too: a client that sends its body slowly, or stops reading a stream, must not
-// hold a handler (or a model's slot) beyond it.
+// withTimeout bounds a request's context by the request timeout, and its connection's writes
+// too: a client that stops reading a stream must not hold a handler (or a model's slot)
+// beyond it. (Reads are bounded by guardBody: the body's deadline, then the request's.)
 func (s *Server) withTimeout(w http.ResponseWriter, r *http.Request) (context.Context, context.CancelFunc) {
 	deadline := time.Now().Add(s.opts.RequestTimeout)
 	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(deadline)
 	_ = rc.SetWriteDeadline(deadline.Add(time.Second))
 	return context.WithDeadline(r.Context(), deadline)
 }
@@ -395,17 +405,23 @@ type recorder struct {
 	api     string
 	target  string
 	outcome int
+	// req and body are the request and its guarded body (guard.go).
+	req  *http.Request
+	body *bodyGuard
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if !r.wroteHeader {
 		r.status, r.wroteHeader = code, true
+		r.beforeHeader(r.req)
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *recorder) Write(b []byte) (int, error) {
-	r.wroteHeader = true
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err

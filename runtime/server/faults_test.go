@@ -1,0 +1,177 @@
+package server
+
+// The fault suite (issue 18): requests that once crashed, pinned memory or held the daemon, each
+// against a real daemon — a real listener with the limits `modelrt serve` applies, the real
+// native plugin process — with bounded counts and times, loopback only. Every test ends by
+// checking that the daemon still serves.
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// faultDaemon is a daemon under test: the Server, its http.Server on a capped loopback
+// listener, and the address.
+type faultDaemon struct {
+	s    *Server
+	hs   *http.Server
+	url  string
+	addr string
+}
+
+// startFaultDaemon serves testConfig as `modelrt serve` does (Server.HTTPServer on
+// Server.Listener); everything is closed with the test.
+func startFaultDaemon(t *testing.T, opts Options) *faultDaemon {
+	t.Helper()
+	e := newEngine(t) // testConfig (server_test.go): the fixture models and their pipelines
+	if opts.Logger == nil {
+		opts.Logger = quietLogger()
+	}
+	s := New(e, opts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, cancel := context.WithCancel(context.Background())
+	hs := s.HTTPServer(base, nil)
+	go func() { _ = hs.Serve(s.Listener(ln)) }()
+	t.Cleanup(func() {
+		cancel()
+		_ = hs.Close()
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return &faultDaemon{s: s, hs: hs, url: "http://" + ln.Addr().String(), addr: ln.Addr().String()}
+}
+
+// rawRequest sends head (a request line and header lines, without the blank line) and body on
+// a fresh connection, and returns the connection and a reader of it.
+func (d *faultDaemon) rawRequest(t *testing.T, head, body string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", d.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, head+"\r\nHost: "+d.addr+"\r\n\r\n"+body); err != nil {
+		t.Fatal(err)
+	}
+	return c, bufio.NewReader(c)
+}
+
+// readAnswer reads one response within limit; it fails the test when none comes.
+func readAnswer(t *testing.T, c net.Conn, rd *bufio.Reader, limit time.Duration) (*http.Response, string) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(limit))
+	resp, err := http.ReadResponse(rd, nil)
+	if err != nil {
+		t.Fatalf("no answer within %v: %v", limit, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// closedWithin checks that the server closes c within limit.
+func closedWithin(t *testing.T, c net.Conn, rd *bufio.Reader, limit time.Duration) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(limit))
+	if _, err := rd.ReadByte(); err == nil {
+		t.Errorf("the server sent more on a connection it should close")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Errorf("the connection is still open after %v", limit)
+	}
+}
+
+// stillServes checks that a plain request succeeds.
+func (d *faultDaemon) stillServes(t *testing.T, header ...string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", d.url+"/v1/completions", strings.NewReader(`{"model":"gpt2","prompt":"Hello","max_tokens":2}`))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("the daemon no longer serves: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("the daemon no longer serves: %d %s", resp.StatusCode, b)
+	}
+}
+
+// answerLimit is how long a fault may take to be answered: far below the 90 s the issue saw,
+// far above a loopback round trip on a loaded machine.
+const answerLimit = 5 * time.Second
+
+// TestFaultUnreadBodies: a body that never arrives holds no connection, whatever the route:
+// routes that do not read it answer at once and close; a route that reads it gets 408 at
+// the body timeout; a declared body over the limit is 413 before it is sent.
+func TestFaultUnreadBodies(t *testing.T) {
+	d := startFaultDaemon(t, Options{AuthToken: "s3cret", MaxBodyBytes: 1 << 16, BodyTimeout: 500 * time.Millisecond})
+	for _, tc := range []struct {
+		name, head string
+		status     int
+	}{
+		{"401 path", "POST /v1/completions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 20000", 401},
+		{"health check", "GET /healthz HTTP/1.1\r\nContent-Length: 20000", 200},
+		{"unknown route", "POST /nope HTTP/1.1\r\nAuthorization: Bearer s3cret\r\nContent-Length: 20000", 404},
+		{"body read, never sent", "POST /v1/completions HTTP/1.1\r\nAuthorization: Bearer s3cret\r\nContent-Type: application/json\r\nContent-Length: 20000", 408},
+		{"Expect over the limit", "POST /v1/completions HTTP/1.1\r\nAuthorization: Bearer s3cret\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 200000", 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			c, rd := d.rawRequest(t, tc.head, "{")
+			resp, body := readAnswer(t, c, rd, answerLimit)
+			if resp.StatusCode != tc.status {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
+			}
+			closedWithin(t, c, rd, answerLimit)
+			t.Logf("%d in %v", resp.StatusCode, time.Since(start).Round(time.Millisecond))
+		})
+	}
+	d.stillServes(t, "Authorization", "Bearer s3cret")
+}
+
+// TestFaultSilentConnections: a connection that sends no header is closed at the header
+// timeout, and connections beyond MaxConnections wait to be accepted instead of taking a file
+// descriptor each.
+func TestFaultSilentConnections(t *testing.T) {
+	d := startFaultDaemon(t, Options{ReadHeaderTimeout: 300 * time.Millisecond})
+	c, err := net.Dial("tcp", d.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	closedWithin(t, c, bufio.NewReader(c), answerLimit)
+
+	d = startFaultDaemon(t, Options{MaxConnections: 2, ReadHeaderTimeout: time.Minute})
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", d.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	// The third connection is made (the kernel queues it) but not served while two are held.
+	third, rd := d.rawRequest(t, "GET /healthz HTTP/1.1", "")
+	_ = third.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := http.ReadResponse(rd, nil); err == nil {
+		t.Fatal("a third connection was served with MaxConnections 2")
+	}
+	held[0].Close()
+	if resp, body := readAnswer(t, third, rd, answerLimit); resp.StatusCode != 200 {
+		t.Errorf("once a connection closed: %d %s", resp.StatusCode, body)
+	}
+}
