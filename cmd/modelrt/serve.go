@@ -115,6 +115,9 @@ func serve(cmd *cobra.Command, g *globals, f *serveFlags) error {
 		f.maxQueue = -1 // no queue: server.Options reads 0 as its default
 	}
 	opts := f.limits
+	if !cmd.Flags().Changed("allowed-hosts") {
+		opts.AllowedHosts = listenHosts(f.listen)
+	}
 	opts.Logger, opts.AuthToken, opts.MaxBodyBytes, opts.MaxConcurrency = log, token, f.maxBodyBytes, f.maxConcurrency
 	opts.MaxQueue, opts.MaxBatch, opts.RequestTimeout, opts.Version = f.maxQueue, f.maxBatch, f.requestTimeout, version
 	srv := server.New(e, opts)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net"
+
 	"github.com/spf13/pflag"
 
 	"github.com/modelrt/modelrt/runtime/server"
@@ -13,4 +15,20 @@ func registerLimits(fl *pflag.FlagSet, o *server.Options) {
 	fl.DurationVar(&o.BodyTimeout, "body-timeout", server.DefaultBodyTimeout, "time a request's body may take to arrive (408 beyond)")
 	fl.DurationVar(&o.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "time a kept-alive connection may wait for its next request")
 	fl.IntVar(&o.MaxConnections, "max-connections", server.DefaultMaxConnections, "connections served at once; more wait to be accepted")
+	fl.StringSliceVar(&o.AllowedHosts, "allowed-hosts", nil, `Host names served besides loopback ("*": any; default: the --listen address, any when it is 0.0.0.0 or ::)`)
+	fl.StringSliceVar(&o.AllowedOrigins, "allowed-origins", nil, `web page origins allowed to call the API, with CORS ("*": any; default: none)`)
+}
+
+// listenHosts is --allowed-hosts when it is not given: loopback only for a loopback address
+// (the server's default), the address itself for another one, and any host for an
+// unspecified address (0.0.0.0, ::), whose names the daemon cannot know.
+func listenHosts(listen string) []string {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		return []string{"*"}
+	}
+	return []string{host}
 }

@@ -175,3 +175,69 @@ func TestFaultSilentConnections(t *testing.T) {
 		t.Errorf("once a connection closed: %d %s", resp.StatusCode, body)
 	}
 }
+
+// faultCall sends one request (body as is, header pairs; "Host" sets the Host header) and
+// returns the status, the header and the body.
+func (d *faultDaemon) faultCall(t *testing.T, method, path, body string, header ...string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, d.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		if header[i] == "Host" {
+			req.Host = header[i+1]
+			continue
+		}
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// TestFaultBrowserRequests: what a web page can send to a loopback daemon without a token —
+// a text/plain POST, a foreign Origin, a rebound Host name — is refused; configured hosts and
+// origins are served, the origins with CORS headers.
+func TestFaultBrowserRequests(t *testing.T) {
+	d := startFaultDaemon(t, Options{AllowedHosts: []string{"modelrt.internal"}, AllowedOrigins: []string{"http://app.example"}})
+	body := `{"model":"gpt2","prompt":"Hello","max_tokens":1}`
+	for _, tc := range []struct {
+		name   string
+		header []string
+		status int
+		want   string
+	}{
+		{"text/plain", []string{"Content-Type", "text/plain"}, 415, "application/json"},
+		{"form", []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "application/json"},
+		{"rebound host", []string{"Host", "evil.example:8080"}, 403, "evil.example:8080"},
+		{"foreign origin", []string{"Origin", "http://evil.example"}, 403, "http://evil.example"},
+		{"null origin", []string{"Origin", "null"}, 403, "origin"},
+		{"allowed host", []string{"Host", "modelrt.internal:80"}, 200, ""},
+		{"loopback name", []string{"Host", "localhost:1"}, 200, ""},
+		{"json with charset", []string{"Content-Type", "application/json; charset=utf-8"}, 200, ""},
+		{"allowed origin", []string{"Origin", "http://app.example"}, 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, h, b := d.faultCall(t, "POST", "/v1/completions", body, tc.header...)
+			if status != tc.status || !strings.Contains(b, tc.want) {
+				t.Errorf("status %d, want %d with %q: %s", status, tc.status, tc.want, b)
+			}
+			if origin := h.Get("Access-Control-Allow-Origin"); (tc.name == "allowed origin") != (origin != "") {
+				t.Errorf("Access-Control-Allow-Origin = %q", origin)
+			}
+		})
+	}
+	status, h, _ := d.faultCall(t, "OPTIONS", "/v1/completions", "", "Origin", "http://app.example", "Access-Control-Request-Method", "POST")
+	if status != 204 || h.Get("Access-Control-Allow-Origin") != "http://app.example" || !strings.Contains(h.Get("Access-Control-Allow-Headers"), "Content-Type") {
+		t.Errorf("preflight: %d %v", status, h)
+	}
+	d.stillServes(t)
+}

@@ -67,6 +67,10 @@ type Options struct {
 	BodyTimeout       time.Duration
 	IdleTimeout       time.Duration
 	MaxConnections    int
+	// AllowedHosts are the Host names served besides loopback ("*": any); AllowedOrigins the
+	// web origins allowed (none: CORS off). See browser.go.
+	AllowedHosts   []string
+	AllowedOrigins []string
 }
 
 func (o *Options) fill() {
@@ -236,7 +240,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"remote", r.RemoteAddr, "target", rec.target)
 	}()
 	rec.req = r
-	if !s.guardBody(rec, r, start) {
+	if !s.guardBody(rec, r, start) || !s.checkBrowser(rec, r) {
 		return
 	}
 	if !s.authorized(r) {
@@ -301,6 +305,9 @@ func (s *Server) routes() {
 // reload closes that engine only after the request is done.
 func (s *Server) on(h func(http.ResponseWriter, *http.Request, *state)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && !requireJSON(w, r) {
+			return
+		}
 		st, err := s.acquire()
 		if err != nil {
 			writeError(w, r, err)
