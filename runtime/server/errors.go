@@ -164,12 +164,15 @@ func decodeJSON(r *http.Request, v any) error {
 	var mbe *http.MaxBytesError
 	var ute *json.UnmarshalTypeError
 	var se *json.SyntaxError
+	var ntl *numberTooLong
 	switch {
 	case err == nil:
 		_, _ = io.Copy(io.Discard, r.Body)
 		return nil
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return errorf(http.StatusRequestTimeout, "timeout", "the request body did not arrive within the request timeout")
+	case errors.As(err, &ntl):
+		return errorf(http.StatusBadRequest, "number_too_long", "the request body has %v", ntl)
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the request body exceeds the limit of %d bytes", mbe.Limit)
 	case errors.As(err, &ute):

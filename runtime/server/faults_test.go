@@ -241,3 +241,29 @@ func TestFaultBrowserRequests(t *testing.T) {
 	}
 	d.stillServes(t)
 }
+
+// TestFaultLongNumbers: a number of a million digits — as a literal or as a string for a
+// numeric input — is refused before anything parses it (cty's parse is quadratic: 7 million
+// digits took 82 s of CPU).
+func TestFaultLongNumbers(t *testing.T) {
+	d := startFaultDaemon(t, Options{})
+	digits := strings.Repeat("7", 1_000_000)
+	for _, tc := range []struct{ name, path, body string }{
+		{"pipeline number", "/v1/pipelines/complete:run", `{"inputs":{"prompt":"Hi","max_new_tokens":` + digits + `}}`},
+		{"pipeline number as a string", "/v1/pipelines/complete:run", `{"inputs":{"prompt":"Hi","max_new_tokens":"` + digits + `"}}`},
+		{"completions max_tokens", "/v1/completions", `{"model":"gpt2","prompt":"Hi","max_tokens":` + digits + `}`},
+		{"v2 element", "/v2/models/gpt2/infer", `{"inputs":[{"name":"input_ids","datatype":"INT64","shape":[1,1],"data":[` + digits + `]}]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			status, _, b := d.faultCall(t, "POST", tc.path, tc.body)
+			if status != 400 || !strings.Contains(b, "more than 100 characters") {
+				t.Errorf("status %d: %.300s", status, b)
+			}
+			if took := time.Since(start); took > answerLimit {
+				t.Errorf("took %v", took)
+			}
+		})
+	}
+	d.stillServes(t)
+}

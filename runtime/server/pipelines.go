@@ -110,7 +110,7 @@ func (s *Server) runPipeline(w http.ResponseWriter, r *http.Request, st *state) 
 	}
 	var up uploads
 	defer up.remove()
-	inputs, err := pipelineInputs(p, g, req.Inputs, &up)
+	inputs, err := pipelineInputs(p, g, req.Inputs, &up, s.opts.MaxNumberLen)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -158,7 +158,7 @@ func (s *Server) runPipeline(w http.ResponseWriter, r *http.Request, st *state) 
 }
 
 // pipelineInputs converts JSON inputs to the declared input types.
-func pipelineInputs(p *pipelines.Pipeline, g *pathGuard, raw map[string]json.RawMessage, up *uploads) (map[string]cty.Value, error) {
+func pipelineInputs(p *pipelines.Pipeline, g *pathGuard, raw map[string]json.RawMessage, up *uploads, maxNumberLen int) (map[string]cty.Value, error) {
 	vals := make(map[string]cty.Value, len(raw))
 	for _, name := range slices.Sorted(maps.Keys(raw)) {
 		in := p.Input(name)
@@ -181,6 +181,11 @@ func pipelineInputs(p *pipelines.Pipeline, g *pathGuard, raw map[string]json.Raw
 			return nil, errorf(http.StatusForbidden, "forbidden", "input %q of pipeline %q is used by %s: the server does not take file names or environment variables from requests, so it keeps its configured value", name, p.Name, why)
 		}
 		ty := in.Type
+		if numericType(ty) {
+			if err := checkNumericStrings(name, raw[name], maxNumberLen); err != nil {
+				return nil, err
+			}
+		}
 		if ty == cty.DynamicPseudoType {
 			t, err := ctyjson.ImpliedType(raw[name])
 			if err != nil {

@@ -71,6 +71,8 @@ type Options struct {
 	// web origins allowed (none: CORS off). See browser.go.
 	AllowedHosts   []string
 	AllowedOrigins []string
+	// MaxNumberLen bounds the characters of one number in a request (numbers.go).
+	MaxNumberLen int
 }
 
 func (o *Options) fill() {
