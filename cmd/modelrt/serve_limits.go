@@ -16,6 +16,7 @@ func registerLimits(fl *pflag.FlagSet, o *server.Options) {
 	fl.DurationVar(&o.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "time a kept-alive connection may wait for its next request")
 	fl.IntVar(&o.MaxConnections, "max-connections", server.DefaultMaxConnections, "connections served at once; more wait to be accepted")
 	fl.IntVar(&o.MaxNumberLen, "max-number-length", server.DefaultMaxNumberLen, "characters of one number in a request (400 beyond)")
+	fl.IntVar(&o.MaxResponseBytes, "max-response-bytes", server.DefaultMaxResponseBytes, "size of one response built in memory (413 beyond; ask for binary data or fewer outputs)")
 	fl.StringSliceVar(&o.AllowedHosts, "allowed-hosts", nil, `Host names served besides loopback ("*": any; default: the --listen address, any when it is 0.0.0.0 or ::)`)
 	fl.StringSliceVar(&o.AllowedOrigins, "allowed-origins", nil, `web page origins allowed to call the API, with CORS ("*": any; default: none)`)
 }

@@ -8,9 +8,14 @@ package server
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -264,6 +269,79 @@ func TestFaultLongNumbers(t *testing.T) {
 				t.Errorf("took %v", took)
 			}
 		})
+	}
+	d.stillServes(t)
+}
+
+// idsRequest is a v2 request of input_ids [b,t] for the tiny GPT-2 (every id 464), with extra
+// JSON fields appended to the request object.
+func idsRequest(b, t int, extra string) string {
+	ids := strings.TrimSuffix(strings.Repeat("464,", b*t), ",")
+	return fmt.Sprintf(`{"inputs":[{"name":"input_ids","datatype":"INT64","shape":[%d,%d],"data":[%s]}]%s}`, b, t, ids, extra)
+}
+
+// TestFaultLargeResponses: a v2 answer beyond --max-response-bytes is refused with a message
+// naming the limit and the way out; binary data (KServe's binary tensor data extension) carries
+// the same tensor in a quarter of the bytes; a response is sent within its model's slot, and a
+// client that does not read it frees the slot by hanging up.
+func TestFaultLargeResponses(t *testing.T) {
+	d := startFaultDaemon(t, Options{MaxResponseBytes: 32 << 20, MaxConcurrency: 1})
+	const infer = "/v2/models/gpt2/infer"
+	// [2,64] logits: 128·50257 floats, 25.7 MB in binary, about 75 MB as JSON.
+	status, _, b := d.faultCall(t, "POST", infer, idsRequest(2, 64, ""))
+	if status != 413 || !strings.Contains(b, "limit of 33554432 bytes") || !strings.Contains(b, "binary_data_output") {
+		t.Errorf("JSON over the limit: %d %.300s", status, b)
+	}
+	status, h, b := d.faultCall(t, "POST", infer, idsRequest(2, 64, `,"parameters":{"binary_data_output":true}`))
+	n, err := strconv.Atoi(h.Get("Inference-Header-Content-Length"))
+	if status != 200 || err != nil || n > len(b) {
+		t.Fatalf("binary: %d %v %.300s", status, h, b)
+	}
+	var head struct {
+		Outputs []struct {
+			Name       string
+			Shape      []int64
+			Parameters struct {
+				BinaryDataSize int `json:"binary_data_size"`
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(b[:n]), &head); err != nil || len(head.Outputs) != 1 ||
+		head.Outputs[0].Parameters.BinaryDataSize != 128*50257*4 || len(b)-n != 128*50257*4 {
+		t.Errorf("binary header %q (%v), %d bytes after it", b[:n], err, len(b)-n)
+	}
+	// Small enough for JSON: the binary form holds the same floats.
+	_, _, js := d.faultCall(t, "POST", infer, idsRequest(1, 1, `,"outputs":[{"name":"logits"}]`))
+	_, h, bin := d.faultCall(t, "POST", infer, idsRequest(1, 1, `,"outputs":[{"name":"logits","parameters":{"binary_data":true}}]`))
+	var jv struct{ Outputs []struct{ Data []float32 } }
+	n, _ = strconv.Atoi(h.Get("Inference-Header-Content-Length"))
+	if err := json.Unmarshal([]byte(js), &jv); err != nil || len(jv.Outputs) != 1 || len(bin)-n != 4*len(jv.Outputs[0].Data) {
+		t.Fatalf("JSON %.200s (%v); binary %d bytes after a header of %d", js, err, len(bin), n)
+	}
+	for i, f := range jv.Outputs[0].Data {
+		if g := math.Float32frombits(binary.LittleEndian.Uint32([]byte(bin[n+4*i:]))); g != f {
+			t.Fatalf("element %d: binary %v, JSON %v", i, g, f)
+		}
+	}
+	if status, _, b := d.faultCall(t, "POST", infer, idsRequest(1, 1, `,"outputs":[{"name":"nope"}]`)); status != 400 || !strings.Contains(b, `no output \"nope\"`) {
+		t.Errorf("unknown output: %d %s", status, b)
+	}
+
+	// A client that asks for 25.7 MB (more than loopback socket buffers hold) and reads none of it: the response holds the model's slot
+	// while it waits, and the hang-up frees it.
+	c, _ := d.rawRequest(t, "POST "+infer+" HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: "+
+		strconv.Itoa(len(idsRequest(2, 64, `,"parameters":{"binary_data_output":true}`))), idsRequest(2, 64, `,"parameters":{"binary_data_output":true}`))
+	l := d.s.cur.limits["gpt2"]
+	if !settle(answerLimit, func() bool { return len(l.slots) == 1 }) {
+		t.Fatal("the request never took its slot")
+	}
+	time.Sleep(500 * time.Millisecond)
+	if len(l.slots) != 1 {
+		t.Errorf("the slot was freed while the response is unsent")
+	}
+	c.Close()
+	if !settle(answerLimit, func() bool { return len(l.slots) == 0 }) {
+		t.Errorf("the slot is still held after the client hung up")
 	}
 	d.stillServes(t)
 }

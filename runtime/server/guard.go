@@ -122,6 +122,9 @@ func (o *Options) fillLimits() {
 	if o.MaxConnections <= 0 {
 		o.MaxConnections = DefaultMaxConnections
 	}
+	if o.MaxResponseBytes <= 0 {
+		o.MaxResponseBytes = DefaultMaxResponseBytes
+	}
 	if o.MaxNumberLen <= 0 {
 		o.MaxNumberLen = DefaultMaxNumberLen
 	}

@@ -1,9 +1,7 @@
 package server
 
 import (
-	"maps"
 	"net/http"
-	"slices"
 
 	"github.com/modelrt/modelrt/pipelines"
 	"github.com/modelrt/modelrt/runtime/engine"
@@ -16,19 +14,10 @@ import (
 // (a full forward pass, no session), a vae model with "image" (encode) or "latent" (decode).
 
 type v2InferRequest struct {
-	ID         string         `json:"id"`
-	Parameters map[string]any `json:"parameters"`
-	Inputs     []v2Tensor     `json:"inputs"`
-	Outputs    []struct {
-		Name string `json:"name"`
-	} `json:"outputs"`
-}
-
-type v2InferResponse struct {
-	ModelName    string       `json:"model_name"`
-	ModelVersion string       `json:"model_version,omitempty"`
-	ID           string       `json:"id,omitempty"`
-	Outputs      []tensorJSON `json:"outputs"`
+	ID         string            `json:"id"`
+	Parameters map[string]any    `json:"parameters"`
+	Inputs     []v2Tensor        `json:"inputs"`
+	Outputs    []v2RequestOutput `json:"outputs"`
 }
 
 type v2Spec struct {
@@ -42,7 +31,7 @@ type v2Spec struct {
 var forwardedParams = []string{sdk.ParamLogits, sdk.ParamTask}
 
 func (s *Server) v2Server(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"name": "modelrt", "version": s.opts.Version, "extensions": []string{}})
+	writeJSON(w, http.StatusOK, map[string]any{"name": "modelrt", "version": s.opts.Version, "extensions": []string{"binary_tensor_data"}})
 }
 
 func (s *Server) v2Live(w http.ResponseWriter, r *http.Request) {
@@ -188,23 +177,14 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, st *state) {
 		writeError(w, r, err)
 		return
 	}
+	defer release() // the response is built and sent within the slot
 	res, err := backend.Infer(ctx, ireq)
-	release()
-	if err != nil {
+	if err == nil {
+		err = s.writeV2Response(ctx, w, m, &req, res)
+	}
+	if err != nil && !lb.wroteHeader {
 		writeError(w, r, err)
-		return
+	} else if err != nil {
+		lb.outcome = classify(err).status
 	}
-	resp := v2InferResponse{ModelName: m.Name, ModelVersion: "1", ID: req.ID, Outputs: []tensorJSON{}}
-	for _, name := range slices.Sorted(maps.Keys(res.Outputs)) {
-		if len(ireq.Outputs) > 0 && !slices.Contains(ireq.Outputs, name) {
-			continue
-		}
-		tj, err := fromTensor(name, res.Outputs[name])
-		if err != nil {
-			writeError(w, r, errorf(http.StatusInternalServerError, "internal", "model %q: %v", m.Name, err))
-			return
-		}
-		resp.Outputs = append(resp.Outputs, tj)
-	}
-	writeJSON(w, http.StatusOK, resp)
 }

@@ -73,6 +73,8 @@ type Options struct {
 	AllowedOrigins []string
 	// MaxNumberLen bounds the characters of one number in a request (numbers.go).
 	MaxNumberLen int
+	// MaxResponseBytes bounds a response built in memory (v2response.go).
+	MaxResponseBytes int
 }
 
 func (o *Options) fill() {

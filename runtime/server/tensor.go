@@ -14,12 +14,13 @@ import (
 
 // v2Tensor is a tensor of the Open Inference Protocol's JSON form: data row-major, flat or
 // nested (the nesting is ignored; the shape is authoritative).
+// As an output in binary (v2response.go), it has no data, and binary_data_size in parameters.
 type v2Tensor struct {
 	Name       string          `json:"name"`
 	Shape      []int64         `json:"shape"`
 	Datatype   string          `json:"datatype"`
 	Parameters map[string]any  `json:"parameters,omitempty"`
-	Data       json.RawMessage `json:"data"`
+	Data       json.RawMessage `json:"data,omitempty"`
 }
 
 // v2Types maps the protocol's datatypes to the wire dtypes modelrt's backends take.
@@ -229,11 +230,21 @@ func fromTensor(name string, t *sdk.Tensor) (tensorJSON, error) {
 // has no numbers for, are written as the strings "NaN", "Infinity" and "-Infinity" (the forms
 // the input side reads). Half-precision outputs are widened to their float values.
 func appendData(b []byte, t *sdk.Tensor) ([]byte, error) {
+	return appendDataLimit(b, t, math.MaxInt)
+}
+
+// appendDataLimit is appendData that gives up with errResponseTooLarge once the array has
+// grown beyond limit bytes.
+func appendDataLimit(b []byte, t *sdk.Tensor, limit int) ([]byte, error) {
+	start := len(b)
 	b = append(b, '[')
 	n := t.Len()
 	for i := range n {
 		if i > 0 {
 			b = append(b, ',')
+		}
+		if i%1024 == 0 && len(b)-start > limit {
+			return nil, errResponseTooLarge
 		}
 		switch t.DType {
 		case sdk.Float32:
@@ -253,6 +264,9 @@ func appendData(b []byte, t *sdk.Tensor) ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("dtype %q has no JSON form", t.DType)
 		}
+	}
+	if len(b)-start >= limit {
+		return nil, errResponseTooLarge
 	}
 	return append(b, ']'), nil
 }
