@@ -17,6 +17,8 @@ func registerLimits(fl *pflag.FlagSet, o *server.Options) {
 	fl.IntVar(&o.MaxConnections, "max-connections", server.DefaultMaxConnections, "connections served at once; more wait to be accepted")
 	fl.IntVar(&o.MaxNumberLen, "max-number-length", server.DefaultMaxNumberLen, "characters of one number in a request (400 beyond)")
 	fl.IntVar(&o.MaxResponseBytes, "max-response-bytes", server.DefaultMaxResponseBytes, "size of one response built in memory (413 beyond; ask for binary data or fewer outputs)")
+	fl.IntVar(&o.MaxImageFactor, "max-image-factor", server.DefaultMaxImageFactor, "images and latents given to a model: at most this times its sample_size pixels a side")
+	fl.IntVar(&o.MaxImageSide, "max-image-side", server.DefaultMaxImageSide, "pixels a side of images given to a model that declares no sample_size")
 	fl.StringSliceVar(&o.AllowedHosts, "allowed-hosts", nil, `Host names served besides loopback ("*": any; default: the --listen address, any when it is 0.0.0.0 or ::)`)
 	fl.StringSliceVar(&o.AllowedOrigins, "allowed-origins", nil, `web page origins allowed to call the API, with CORS ("*": any; default: none)`)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/modelrt/modelrt/runtime/engine"
 	"github.com/modelrt/modelrt/runtime/generate"
+	"github.com/modelrt/modelrt/runtime/imageio"
 	"github.com/modelrt/modelrt/runtime/plugin"
 	"github.com/modelrt/modelrt/sdk"
 )
@@ -50,6 +51,8 @@ func classify(err error) *httpError {
 	var de *engine.DiagnosticsError
 	switch {
 	case errors.As(err, &de):
+		return &httpError{status: http.StatusBadRequest, code: "invalid_input", msg: msg}
+	case errors.Is(err, imageio.ErrDecode):
 		return &httpError{status: http.StatusBadRequest, code: "invalid_input", msg: msg}
 	case errors.Is(err, engine.ErrUnknown):
 		return &httpError{status: http.StatusNotFound, code: "not_found", msg: msg}

@@ -7,14 +7,20 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
+	"image"
+	"image/png"
 	"io"
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -342,6 +348,77 @@ func TestFaultLargeResponses(t *testing.T) {
 	c.Close()
 	if !settle(answerLimit, func() bool { return len(l.slots) == 0 }) {
 		t.Errorf("the slot is still held after the client hung up")
+	}
+	d.stillServes(t)
+}
+
+// pngOf encodes a w×h PNG of one colour (a 1024² one is about 4 KB).
+func pngOf(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := image.NewGray(image.Rect(0, 0, w, h))
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// pngClaiming is a 1×1 PNG whose header claims w×h pixels (its CRC fixed): what a header
+// check sees, at no cost to the test.
+func pngClaiming(t *testing.T, w, h int) []byte {
+	b := pngOf(t, 1, 1)
+	binary.BigEndian.PutUint32(b[16:], uint32(w))
+	binary.BigEndian.PutUint32(b[20:], uint32(h))
+	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
+	return b
+}
+
+func uploadBody(data []byte) string {
+	return `{"inputs":{"image":{"content_type":"image/png","data":"` + base64.StdEncoding.EncodeToString(data) + `"}}}`
+}
+
+// TestFaultImageSizes: images and latents are held to what the model was trained for (the
+// tiny VAE: sample_size 16, so 64 pixels a side), checked from the header or the shape before
+// admission; bad image data is a 400 naming the input, never a server path.
+func TestFaultImageSizes(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir()) // the uploads' directory, to check that no path leaks
+	d := startFaultDaemon(t, Options{})
+	corrupt := pngOf(t, 8, 8)
+	copy(corrupt[len(corrupt)-20:], "garbage garbage garb")
+	gif := []byte("GIF89a\x01\x00\x01\x00\x00\x00\x00;")
+	for _, tc := range []struct {
+		name, path, body string
+		status           int
+		want             string
+	}{
+		{"1024² PNG upload", "/v1/pipelines/reconstruct:run", uploadBody(pngOf(t, 1024, 1024)), 400, "at most 64 pixels a side"},
+		{"8191² PNG header", "/v1/pipelines/reconstruct:run", uploadBody(pngClaiming(t, 8191, 8191)), 400, "8191×8191"},
+		{"33×33 upload", "/v1/pipelines/reconstruct:run", uploadBody(pngOf(t, 33, 33)), 400, "divisible by 2"},
+		{"GIF upload", "/v1/pipelines/reconstruct:run", uploadBody(gif), 400, "want PNG or JPEG"},
+		{"corrupt PNG", "/v1/pipelines/reconstruct:run", uploadBody(corrupt), 400, `input \"image\"`},
+		{"v2 latent too large", "/v2/models/vae/infer", `{"inputs":[{"name":"latent","datatype":"FP32","shape":[1,4,4096,4096],"data":[0]}]}`, 400, "at most 32 latent pixels a side"},
+		{"v2 image too large", "/v2/models/vae/infer", `{"inputs":[{"name":"image","datatype":"FP32","shape":[1,3,8192,8192],"data":[0]}]}`, 400, "at most 64 pixels a side"},
+		{"v2 latent batch", "/v2/models/vae/infer", `{"inputs":[{"name":"latent","datatype":"FP32","shape":[100000,4,2,2],"data":[0]}]}`, 400, "at most 16"},
+		{"v2 negative latent", "/v2/models/vae/infer", `{"inputs":[{"name":"latent","datatype":"FP32","shape":[1,4,-2,2],"data":[0]}]}`, 400, "must be positive"},
+		{"v2 huge latent", "/v2/models/vae/infer", `{"inputs":[{"name":"latent","datatype":"FP32","shape":[1,4,1e300,2],"data":[0]}]}`, 400, "shape"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			status, _, b := d.faultCall(t, "POST", tc.path, tc.body)
+			if status != tc.status || !strings.Contains(b, tc.want) {
+				t.Errorf("status %d, want %d with %q: %.400s", status, tc.status, tc.want, b)
+			}
+			t.Logf("%d %.300s", status, b)
+			if strings.Contains(b, os.TempDir()) || strings.Contains(b, "modelrt-upload") {
+				t.Errorf("the answer names a server path: %.400s", b)
+			}
+			if took := time.Since(start); took > answerLimit {
+				t.Errorf("took %v", took)
+			}
+		})
+	}
+	if status, _, b := d.faultCall(t, "POST", "/v1/pipelines/reconstruct:run", uploadBody(pngOf(t, 64, 64))); status != 200 {
+		t.Errorf("an image at the limit: %d %.300s", status, b)
 	}
 	d.stillServes(t)
 }

@@ -91,8 +91,10 @@ func (s *Server) guardBody(rec *recorder, r *http.Request, start time.Time) bool
 		}
 		_ = rc.SetReadDeadline(bodyDeadline)
 		// Once the body is in, the connection only carries the client's hang-up: reads may
-		// wait as long as the request runs (an expired deadline would cancel the request).
-		g.onEOF = func() { _ = rc.SetReadDeadline(requestDeadline) }
+		// wait as long as the request runs, and a moment more, so that the request's own
+		// deadline (withTimeout) ends it as a timeout before the expired read deadline
+		// cancels it as a hang-up.
+		g.onEOF = func() { _ = rc.SetReadDeadline(requestDeadline.Add(time.Second)) }
 	}
 	r.Body = http.MaxBytesReader(rec, g, s.opts.MaxBodyBytes)
 	return true
@@ -124,6 +126,12 @@ func (o *Options) fillLimits() {
 	}
 	if o.MaxResponseBytes <= 0 {
 		o.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if o.MaxImageFactor <= 0 {
+		o.MaxImageFactor = DefaultMaxImageFactor
+	}
+	if o.MaxImageSide <= 0 {
+		o.MaxImageSide = DefaultMaxImageSide
 	}
 	if o.MaxNumberLen <= 0 {
 		o.MaxNumberLen = DefaultMaxNumberLen

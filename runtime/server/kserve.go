@@ -142,6 +142,22 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, st *state) {
 		writeError(w, r, errorf(http.StatusBadRequest, "invalid_request", "inputs: at least one tensor is required"))
 		return
 	}
+	if err := s.checkV2Images(m, req.Inputs); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	backend, err := st.e.Backend(m.Name)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	// The tensors are parsed, and the response built and sent, within the slot.
+	release, err := s.admit(ctx, st, []string{m.Name})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	defer release()
 	inputs := make(map[string]*sdk.Tensor, len(req.Inputs))
 	for _, in := range req.Inputs {
 		if _, dup := inputs[in.Name]; dup {
@@ -167,17 +183,6 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, st *state) {
 	for _, o := range req.Outputs {
 		ireq.Outputs = append(ireq.Outputs, o.Name)
 	}
-	backend, err := st.e.Backend(m.Name)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	release, err := s.admit(ctx, st, []string{m.Name})
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	defer release() // the response is built and sent within the slot
 	res, err := backend.Infer(ctx, ireq)
 	if err == nil {
 		err = s.writeV2Response(ctx, w, m, &req, res)

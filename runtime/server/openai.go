@@ -295,6 +295,17 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, st *state) 
 		writeError(w, r, err)
 		return
 	}
+	// The prompts are tokenized within the model's slot (admit skips a name that is not a
+	// declared model; prepare then says what is wrong).
+	if st.e.Model(req.Model) != nil {
+		lb.target = req.Model
+	}
+	release, err := s.admit(ctx, st, []string{req.Model})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	defer release()
 	job, err := prepare(st.e, &req, s.opts.MaxBatch)
 	if job != nil {
 		lb.target = job.m.Name
@@ -304,13 +315,6 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, st *state) 
 		return
 	}
 	m, opts := job.m, job.opts
-
-	release, err := s.admit(ctx, st, []string{m.Name})
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	defer release()
 
 	id := "cmpl-" + randomID()
 	created := time.Now().Unix()

@@ -108,8 +108,16 @@ func (s *Server) runPipeline(w http.ResponseWriter, r *http.Request, st *state) 
 		writeError(w, r, errorf(http.StatusForbidden, "forbidden", "pipeline %q is not served over HTTP: %s, and the server never lets a request choose a file", p.Name, g.refused))
 		return
 	}
+	// Inputs are converted (uploads written, numbers parsed) within the pipeline's slots.
+	release, err := s.admit(ctx, st, p.ModelNames())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	defer release()
 	var up uploads
 	defer up.remove()
+	up.limits = s.pipelineImageLimits(st.e, p)
 	inputs, err := pipelineInputs(p, g, req.Inputs, &up, s.opts.MaxNumberLen)
 	if err != nil {
 		writeError(w, r, err)
@@ -120,12 +128,6 @@ func (s *Server) runPipeline(w http.ResponseWriter, r *http.Request, st *state) 
 		writeError(w, r, &engine.DiagnosticsError{Diags: diags})
 		return
 	}
-	release, err := s.admit(ctx, st, p.ModelNames())
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	defer release()
 
 	obs := &pipelineObserver{s: s, p: p}
 	streaming := r.URL.Query().Get("stream") == "true" || strings.Contains(r.Header.Get("Accept"), "text/event-stream")
@@ -134,7 +136,7 @@ func (s *Server) runPipeline(w http.ResponseWriter, r *http.Request, st *state) 
 	}
 	before := restarts(st.e)
 	res, err := st.e.Run(ctx, p.Name, inputs, obs)
-	err = lostBackend(err, before, restarts(st.e))
+	err = up.redact(lostBackend(err, before, restarts(st.e)))
 	var resp *pipelineResponse
 	if err == nil {
 		resp, err = pipelineJSON(res)

@@ -75,6 +75,10 @@ type Options struct {
 	MaxNumberLen int
 	// MaxResponseBytes bounds a response built in memory (v2response.go).
 	MaxResponseBytes int
+	// MaxImageFactor times a model's sample_size (MaxImageSide when it declares none) bounds
+	// the sides of the images and latents a request gives it (imagesize.go).
+	MaxImageFactor int
+	MaxImageSide   int
 }
 
 func (o *Options) fill() {
