@@ -187,7 +187,7 @@ func buildEngine(ctx context.Context, g *globals, f *serveFlags, log *slog.Logge
 		return nil, buf.String(), fmt.Errorf("configuration %s has errors", f.config)
 	}
 	e, err := engine.New(ctx, cfg, engine.Options{
-		PluginDirs: plugin.SearchDirs(g.pluginDir), LogLevel: g.logLevel, Logger: log,
+		PluginDirs: plugin.SearchDirs(g.pluginDir), LogLevel: g.logLevel, Logger: log, OrdinaryText: !f.limits.SpecialTokens,
 		Progress: func(p engine.Progress) {
 			if p.Done && p.Phase != "ready" {
 				log.Info(p.Phase+" done", "name", p.Name, "index", p.Index, "total", p.Total, "elapsed", p.Elapsed.Round(time.Millisecond))

@@ -19,6 +19,7 @@ func registerLimits(fl *pflag.FlagSet, o *server.Options) {
 	fl.IntVar(&o.MaxResponseBytes, "max-response-bytes", server.DefaultMaxResponseBytes, "size of one response built in memory (413 beyond; ask for binary data or fewer outputs)")
 	fl.IntVar(&o.MaxImageFactor, "max-image-factor", server.DefaultMaxImageFactor, "images and latents given to a model: at most this times its sample_size pixels a side")
 	fl.IntVar(&o.MaxImageSide, "max-image-side", server.DefaultMaxImageSide, "pixels a side of images given to a model that declares no sample_size")
+	fl.BoolVar(&o.SpecialTokens, "allow-special-tokens", false, "read special-token spellings (<|endoftext|>) in prompt text as those tokens, not as text")
 	fl.StringSliceVar(&o.AllowedHosts, "allowed-hosts", nil, `Host names served besides loopback ("*": any; default: the --listen address, any when it is 0.0.0.0 or ::)`)
 	fl.StringSliceVar(&o.AllowedOrigins, "allowed-origins", nil, `web page origins allowed to call the API, with CORS ("*": any; default: none)`)
 }

@@ -51,6 +51,10 @@ type Options struct {
 	Pipelines []string
 	// Progress, when set, is called as backends start and models load (from New's goroutine).
 	Progress func(Progress)
+	// OrdinaryText makes the spelling of a special token (<|endoftext|>) in text that
+	// tokenize and generate stages encode plain text, not the token: text from a network
+	// client must not smuggle control tokens in (modelrt serve sets it).
+	OrdinaryText bool
 }
 
 // Progress is one step of New's work, for a terminal or a log.
@@ -92,6 +96,7 @@ type Engine struct {
 	backends map[string]*backendState
 	models   map[string]*Model
 	pipes    map[string]*pipelines.Pipeline
+	ordinary bool // Options.OrdinaryText
 
 	mu     sync.Mutex
 	closed bool
@@ -104,7 +109,7 @@ type Engine struct {
 func New(ctx context.Context, cfg *pipelines.Config, opts Options) (_ *Engine, err error) {
 	e := &Engine{
 		cfg: cfg, log: opts.Logger, backends: map[string]*backendState{},
-		models: map[string]*Model{}, pipes: map[string]*pipelines.Pipeline{},
+		models: map[string]*Model{}, pipes: map[string]*pipelines.Pipeline{}, ordinary: opts.OrdinaryText,
 	}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -316,6 +321,15 @@ func (e *Engine) Backend(model string) (lm.Backend, error) {
 		return nil, fmt.Errorf("%w: model %q", ErrUnknown, model)
 	}
 	return m.backend.plugin, nil
+}
+
+// encode tokenizes text for a stage: special-token spellings are text under
+// Options.OrdinaryText.
+func (e *Engine) encode(tok *tokenizer.Tokenizer, text string) []int {
+	if e.ordinary {
+		return tok.EncodeOrdinary(text)
+	}
+	return tok.Encode(text)
 }
 
 // Tokenizer returns a causal-lm model's tokenizer.

@@ -107,7 +107,7 @@ func runTokenize(_ context.Context, c *stageCall) (map[string]cty.Value, error) 
 	if err != nil {
 		return nil, err
 	}
-	return map[string]cty.Value{"ids": pipelines.TokenIDsVal(tok.Encode(c.str("text")))}, nil
+	return map[string]cty.Value{"ids": pipelines.TokenIDsVal(c.e.encode(tok, c.str("text")))}, nil
 }
 
 func runDetokenize(_ context.Context, c *stageCall) (map[string]cty.Value, error) {
@@ -177,10 +177,10 @@ func runGenerate(ctx context.Context, c *stageCall) (map[string]cty.Value, error
 		if err != nil {
 			return nil, err
 		}
-		prompt = tok.Encode(c.str("prompt"))
+		prompt = c.e.encode(tok, c.str("prompt"))
 	}
 	if len(prompt) == 0 {
-		return nil, fmt.Errorf("empty prompt: generation needs at least one token")
+		return nil, sdk.Errorf(sdk.CodeInvalidArgument, "prompt: empty (generation needs at least one token)")
 	}
 	maxNew, _ := c.integer("max_new_tokens")
 	opts := generate.Options{MaxNewTokens: int(maxNew), MaxContext: model.Context, Sampling: samplingOf(c.args["sampling"])}

@@ -22,6 +22,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 
 	xdraw "golang.org/x/image/draw"
 
@@ -218,17 +219,27 @@ func FromBatch(t *sdk.Tensor, cols int) (image.Image, error) {
 	return Grid(imgs, cols)
 }
 
-// SavePNG writes img to path as PNG.
+// SavePNG writes img to path as PNG, atomically: it writes a temporary file beside path and
+// renames it, so that runs saving to one path at once (a daemon's concurrent requests) each
+// leave a whole image, never two interleaved, and a reader never sees half of one.
 func SavePNG(path string, img image.Image) error {
-	f, err := os.Create(path)
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("imageio: %w", err)
 	}
-	if err := png.Encode(f, img); err != nil {
-		f.Close()
-		return fmt.Errorf("imageio: write %s: %w", path, err)
+	tmp := f.Name()
+	err = png.Encode(f, img)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("imageio: write %s: %w", path, err)
 	}
 	return nil

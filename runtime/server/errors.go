@@ -168,12 +168,15 @@ func decodeJSON(r *http.Request, v any) error {
 	var ute *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	var ntl *numberTooLong
+	var gone *clientGone
 	switch {
 	case err == nil:
 		_, _ = io.Copy(io.Discard, r.Body)
 		return nil
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return errorf(http.StatusRequestTimeout, "timeout", "the request body did not arrive within the request timeout")
+	case errors.As(err, &gone):
+		return &httpError{status: statusClientClosed, code: "client_closed", msg: gone.Error()}
 	case errors.As(err, &ntl):
 		return errorf(http.StatusBadRequest, "number_too_long", "the request body has %v", ntl)
 	case errors.As(err, &mbe):
@@ -202,6 +205,8 @@ func jsonTypeName(goType string) string {
 		return "a string"
 	case goType == "bool":
 		return "a boolean"
+	case strings.HasPrefix(goType, "int") || strings.HasPrefix(goType, "uint"):
+		return "an integer"
 	}
 	return "a number"
 }

@@ -21,10 +21,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modelrt/modelrt/pipelines"
+	"github.com/modelrt/modelrt/runtime/engine"
 )
 
 // faultDaemon is a daemon under test: the Server, its http.Server on a capped loopback
@@ -40,7 +44,55 @@ type faultDaemon struct {
 // Server.Listener); everything is closed with the test.
 func startFaultDaemon(t *testing.T, opts Options) *faultDaemon {
 	t.Helper()
-	e := newEngine(t) // testConfig (server_test.go): the fixture models and their pipelines
+	return serveFaults(t, newEngine(t), opts) // testConfig (server_test.go): the fixture models and their pipelines
+}
+
+// sharedSave is a pipeline whose image.save writes to one configured path (%[1]s: a directory).
+const sharedSave = `
+pipeline "shared_save" {
+  stage "z" {
+    use   = "latent.sample"
+    model = model.vae
+    shape = [1, 4, 4, 4]
+  }
+  stage "dec" {
+    use    = "vae.decode"
+    model  = model.vae
+    latent = stage.z.latent
+  }
+  stage "save" {
+    use   = "image.save"
+    image = stage.dec.image
+    path  = "%[1]s/shared.png"
+  }
+  output "path" {
+    value = stage.save.path
+  }
+}
+`
+
+// withPipelines returns an engine of testConfig and the extra HCL.
+func withPipelines(t *testing.T, extra string) *engine.Engine {
+	t.Helper()
+	models, _ := filepath.Abs("../../testdata/models")
+	path := filepath.Join(t.TempDir(), "faults.hcl")
+	if err := os.WriteFile(path, append(fmt.Appendf(nil, testConfig, binDir, models, t.TempDir()), extra...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, diags := pipelines.Load(path, pipelines.LoadOptions{})
+	if diags.HasErrors() {
+		t.Fatalf("load %s: %s", path, diags.Error())
+	}
+	e, err := engine.New(context.Background(), cfg, engine.Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// serveFaults serves e as `modelrt serve` does; everything is closed with the test.
+func serveFaults(t *testing.T, e *engine.Engine, opts Options) *faultDaemon {
+	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
@@ -421,4 +473,105 @@ func TestFaultImageSizes(t *testing.T) {
 		t.Errorf("an image at the limit: %d %.300s", status, b)
 	}
 	d.stillServes(t)
+}
+
+// TestFaultStatuses: client mistakes are 4xx naming the field, never 500; a wrong method is 405
+// with Allow; a client that hangs up mid-body is counted as 499; no server path comes back.
+func TestFaultStatuses(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	dir := t.TempDir()
+	d := serveFaults(t, withPipelines(t, fmt.Sprintf(sharedSave, dir)), Options{})
+	for _, tc := range []struct {
+		name, method, path, body string
+		status                   int
+		want, allow              string
+	}{
+		{"GET completions", "GET", "/v1/completions", "", 405, "takes POST", "POST"},
+		{"DELETE models", "DELETE", "/v1/models", "", 405, "takes GET", "GET, HEAD"},
+		{"POST healthz", "POST", "/healthz", "{}", 405, "takes GET", "GET, HEAD"},
+		{"GET a pipeline run", "GET", "/v1/pipelines/complete:run", "", 405, "takes POST", "POST"},
+		{"unknown route", "GET", "/v1/nope", "", 404, "no route", ""},
+		{"v2 extra input", "POST", "/v2/models/gpt2/infer", `{"inputs":[{"name":"input_ids","datatype":"INT64","shape":[1,1],"data":[1]},{"name":"foo","datatype":"INT64","shape":[1],"data":[1]}]}`, 400, `input \"foo\": model \"gpt2\" takes no such input`, ""},
+		{"max_tokens 1e3", "POST", "/v1/completions", `{"model":"gpt2","prompt":"Hi","max_tokens":1e3}`, 400, "max_tokens: want an integer", ""},
+		{"fractional shape", "POST", "/v2/models/gpt2/infer", `{"inputs":[{"name":"input_ids","datatype":"INT64","shape":[1,1.5],"data":[1]}]}`, 400, "want an integer", ""},
+		{"empty pipeline prompt", "POST", "/v1/pipelines/complete:run", `{"inputs":{"prompt":""}}`, 400, "prompt: empty", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, h, b := d.faultCall(t, tc.method, tc.path, tc.body)
+			if status != tc.status || !strings.Contains(b, tc.want) || h.Get("Allow") != tc.allow {
+				t.Errorf("%d Allow=%q %.300s; want %d Allow=%q with %q", status, h.Get("Allow"), b, tc.status, tc.allow, tc.want)
+			}
+		})
+	}
+
+	// A client that sends half its body and hangs up: a 499 in the metrics, not a 400.
+	c, _ := d.rawRequest(t, "POST /v1/completions HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 1000", `{"model":"gpt2",`)
+	c.Close()
+	if !settle(answerLimit, func() bool {
+		_, _, m := d.faultCall(t, "GET", "/metrics", "")
+		return strings.Contains(m, `modelrt_requests_total{api="completions",code="499",target=""} 1`)
+	}) {
+		_, _, m := d.faultCall(t, "GET", "/metrics", "")
+		t.Errorf("no 499 counted:\n%s", grepLines(m, "modelrt_requests_total"))
+	}
+
+	// Concurrent runs saving to one configured path each leave a whole PNG, and the answer
+	// names the file, not the server's directory.
+	const runs = 6
+	paths := make(chan string, runs)
+	for range runs {
+		go func() {
+			_, _, b := d.faultCall(t, "POST", "/v1/pipelines/shared_save:run", `{"inputs":{}}`)
+			var res struct{ Outputs struct{ Path string } }
+			if err := json.Unmarshal([]byte(b), &res); err != nil || res.Outputs.Path == "" {
+				t.Errorf("save: %.300s", b)
+			}
+			paths <- res.Outputs.Path
+		}()
+	}
+	for range runs {
+		if p := <-paths; p != "shared.png" {
+			t.Errorf("image.save path output %q, want the base name shared.png", p)
+		}
+	}
+	saved := filepath.Join(dir, "shared.png")
+	f, err := os.Open(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := png.Decode(f); err != nil {
+		t.Errorf("%s after concurrent saves: %v", saved, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(saved), ".*.tmp")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	d.stillServes(t)
+}
+
+// TestFaultSpecialTokens: <|endoftext|> typed in a prompt is text (several tokens) unless the
+// daemon allows special tokens (one token).
+func TestFaultSpecialTokens(t *testing.T) {
+	body := `{"model":"gpt2","prompt":"<|endoftext|>","max_tokens":1}`
+	for _, special := range []bool{false, true} {
+		d := startFaultDaemon(t, Options{SpecialTokens: special})
+		status, _, b := d.faultCall(t, "POST", "/v1/completions", body)
+		var res completionResponse
+		if status != 200 || json.Unmarshal([]byte(b), &res) != nil || res.Usage == nil {
+			t.Fatalf("%d %s", status, b)
+		}
+		if got := res.Usage.PromptTokens == 1; got != special {
+			t.Errorf("SpecialTokens %v: %d prompt tokens", special, res.Usage.PromptTokens)
+		}
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

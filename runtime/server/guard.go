@@ -57,7 +57,7 @@ func (b *bodyGuard) Read(p []byte) (int, error) {
 	if err == io.EOF && !b.eof.Swap(true) && b.onEOF != nil {
 		b.onEOF()
 	}
-	return n, err
+	return n, bodyReadError(err)
 }
 
 // unread reports whether the request declared a body that has not been read to its end.

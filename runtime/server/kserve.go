@@ -142,6 +142,10 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, st *state) {
 		writeError(w, r, errorf(http.StatusBadRequest, "invalid_request", "inputs: at least one tensor is required"))
 		return
 	}
+	if err := checkV2InputNames(m, req.Inputs); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	if err := s.checkV2Images(m, req.Inputs); err != nil {
 		writeError(w, r, err)
 		return

@@ -233,7 +233,7 @@ type completionJob struct {
 // prepare checks a request against the declared models and the model's facts: a causal-lm
 // model with a tokenizer, non-empty prompts within the vocabulary that leave room in the
 // context. The job's model is set as soon as it is known (for the metrics), even on error.
-func prepare(e *engine.Engine, req *completionRequest, maxBatch int) (*completionJob, error) {
+func prepare(e *engine.Engine, req *completionRequest, maxBatch int, specialTokens bool) (*completionJob, error) {
 	opts, ids, texts, err := req.check(maxBatch)
 	if err != nil {
 		return nil, err
@@ -248,7 +248,10 @@ func prepare(e *engine.Engine, req *completionRequest, maxBatch int) (*completio
 		return job, errorf(http.StatusBadRequest, "invalid_request", "model %q has no tokenizer: completions need one to return text", m.Name)
 	}
 	for _, t := range texts {
-		p := tok.Encode(t)
+		p := tok.EncodeOrdinary(t) // <|endoftext|> typed in a prompt is text...
+		if specialTokens {
+			p = tok.Encode(t) // ...unless the daemon says otherwise
+		}
 		if len(p) == 0 {
 			return job, errorf(http.StatusBadRequest, "invalid_request", "prompt: empty prompt (generation needs at least one token)")
 		}
@@ -306,7 +309,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, st *state) 
 		return
 	}
 	defer release()
-	job, err := prepare(st.e, &req, s.opts.MaxBatch)
+	job, err := prepare(st.e, &req, s.opts.MaxBatch, s.opts.SpecialTokens)
 	if job != nil {
 		lb.target = job.m.Name
 	}

@@ -139,7 +139,9 @@ func (s *Server) runPipeline(w http.ResponseWriter, r *http.Request, st *state) 
 	err = up.redact(lostBackend(err, before, restarts(st.e)))
 	var resp *pipelineResponse
 	if err == nil {
-		resp, err = pipelineJSON(res)
+		if resp, err = pipelineJSON(res); err == nil {
+			redactSavedPaths(p, resp)
+		}
 	}
 	if err != nil {
 		s.log.Debug("pipeline failed", "pipeline", p.Name, "err", err)

@@ -79,6 +79,9 @@ type Options struct {
 	// the sides of the images and latents a request gives it (imagesize.go).
 	MaxImageFactor int
 	MaxImageSide   int
+	// SpecialTokens makes special-token spellings (<|endoftext|>) in completions prompts
+	// their tokens; by default they are text. (Pipelines: engine.Options.OrdinaryText.)
+	SpecialTokens bool
 }
 
 func (o *Options) fill() {
@@ -304,9 +307,7 @@ func (s *Server) routes() {
 		m.HandleFunc("GET "+prefix+"/ready", s.on(s.v2ModelReady))
 		m.HandleFunc("POST "+prefix+"/infer", s.on(s.v2Infer))
 	}
-	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
-	})
+	m.HandleFunc("/", s.noRoute)
 }
 
 // on adapts an API handler: it runs on the current engine, counted in flight there so that a
