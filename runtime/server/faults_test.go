@@ -350,6 +350,13 @@ func TestFaultLargeResponses(t *testing.T) {
 	if status != 413 || !strings.Contains(b, "limit of 33554432 bytes") || !strings.Contains(b, "binary_data_output") {
 		t.Errorf("JSON over the limit: %d %.300s", status, b)
 	}
+	// [8,64] logits are 103 MB even in binary: refused before the backend computes them (a
+	// forward pass of 512 positions takes seconds).
+	start := time.Now()
+	status, _, b = d.faultCall(t, "POST", infer, idsRequest(8, 64, `,"parameters":{"binary_data_output":true}`))
+	if took := time.Since(start); status != 413 || took > answerLimit {
+		t.Errorf("[8,64] in binary: %d after %v: %.300s", status, took, b)
+	}
 	status, h, b := d.faultCall(t, "POST", infer, idsRequest(2, 64, `,"parameters":{"binary_data_output":true}`))
 	n, err := strconv.Atoi(h.Get("Inference-Header-Content-Length"))
 	if status != 200 || err != nil || n > len(b) {

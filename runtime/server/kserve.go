@@ -146,6 +146,10 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, st *state) {
 		writeError(w, r, err)
 		return
 	}
+	if err := s.checkLogitsSize(m, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	if err := s.checkV2Images(m, req.Inputs); err != nil {
 		writeError(w, r, err)
 		return

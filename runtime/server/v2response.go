@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/modelrt/modelrt/pipelines"
 	"github.com/modelrt/modelrt/runtime/engine"
 	"github.com/modelrt/modelrt/sdk"
 )
@@ -58,10 +59,7 @@ func (s *Server) writeV2Response(ctx context.Context, w http.ResponseWriter, m *
 		}
 	}
 	limit := s.opts.MaxResponseBytes
-	tooLarge := func() error {
-		return errorf(http.StatusRequestEntityTooLarge, "response_too_large",
-			"the response of model %q would exceed the limit of %d bytes (--max-response-bytes): ask for binary data (\"parameters\": {\"binary_data_output\": true}), fewer outputs (\"outputs\": [{\"name\": ...}]), or less (logits: \"last\", a smaller batch)", m.Name, limit)
-	}
+	tooLarge := func() error { return responseTooLarge(m, limit) }
 	resp := struct {
 		ModelName    string     `json:"model_name"`
 		ModelVersion string     `json:"model_version"`
@@ -119,6 +117,35 @@ func (s *Server) writeV2Response(ctx context.Context, w http.ResponseWriter, m *
 	for _, part := range append([][]byte{head}, binary...) {
 		if err := writeChunks(ctx, w, part); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+func responseTooLarge(m *engine.Model, limit int) error {
+	return errorf(http.StatusRequestEntityTooLarge, "response_too_large",
+		"the response of model %q would exceed the limit of %d bytes (--max-response-bytes): ask for binary data (\"parameters\": {\"binary_data_output\": true}), fewer outputs (\"outputs\": [{\"name\": ...}]), or less (\"parameters\": {\"logits\": \"last\"}, a smaller batch)", m.Name, limit)
+}
+
+// checkLogitsSize refuses, before admission, a causal-lm forward pass whose logits alone —
+// B·T·vocab float32s, or B·vocab with logits "last" — exceed Options.MaxResponseBytes even in
+// binary: the backend would compute them and the host receive them for nothing (input_ids
+// [8,64] of GPT-2 is 103 MB of float32s, 291 MB of JSON).
+func (s *Server) checkLogitsSize(m *engine.Model, req *v2InferRequest) error {
+	vocab := metaInt(m, "vocab_size")
+	if m.Task != pipelines.TaskCausalLM || vocab == 0 {
+		return nil
+	}
+	for _, in := range req.Inputs {
+		if in.Name != "input_ids" || len(in.Shape) != 2 || in.Shape[0] < 0 || in.Shape[1] < 0 {
+			continue
+		}
+		positions := float64(in.Shape[1])
+		if req.Parameters[sdk.ParamLogits] == "last" {
+			positions = 1
+		}
+		if float64(in.Shape[0])*positions*float64(vocab)*4 > float64(s.opts.MaxResponseBytes) {
+			return responseTooLarge(m, s.opts.MaxResponseBytes)
 		}
 	}
 	return nil
