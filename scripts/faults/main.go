@@ -1,5 +1,6 @@
 // Command faults measures how a `modelrt serve` binary answers the requests of issue 18: for each
-// fault it starts the daemon afresh on a loopback port (the fixture models: tiny GPT-2 and VAE),
+// fault it starts the daemon afresh on a loopback port (testdata's tiny GPT-2 and VAE
+// configurations; run it from the repository's root),
 // sends the request, and reports the status, the time to the answer, and the peak RSS of the
 // daemon's own process (VmHWM; the plugin processes are not counted). It is how the before and
 // after figures of docs/server.md ("Limits") were taken:
@@ -28,65 +29,14 @@ import (
 	"time"
 )
 
-const config = `
-backend "native" {
-  plugin = "%[1]s"
-}
-model "gpt2" {
-  backend = backend.native
-  path    = "%[2]s/gpt2-tiny"
-  task    = "causal-lm"
-}
-model "vae" {
-  backend = backend.native
-  path    = "%[2]s/vae-tiny"
-  task    = "vae"
-}
-pipeline "complete" {
-  input "prompt" {
-    type = string
-  }
-  input "max_new_tokens" {
-    type    = number
-    default = 4
-  }
-  stage "gen" {
-    use            = "generate"
-    model          = model.gpt2
-    prompt         = input.prompt
-    max_new_tokens = input.max_new_tokens
-  }
-  output "text" {
-    value = stage.gen.text
-  }
-}
-pipeline "reconstruct" {
-  input "image" {
-    type = string
-  }
-  stage "load" {
-    use  = "image.load"
-    path = input.image
-  }
-  stage "enc" {
-    use   = "vae.encode"
-    model = model.vae
-    image = stage.load.image
-  }
-  stage "dec" {
-    use    = "vae.decode"
-    model  = model.vae
-    latent = stage.enc.latent
-  }
-  output "image" {
-    value = stage.dec.image
-  }
-}
-`
+// The fault's configurations, from testdata: the tiny GPT-2 and the tiny VAE.
+const (
+	gpt2Config = "testdata/pipelines/good/complete-native"
+	vaeConfig  = "testdata/pipelines/good/vae-reconstruct"
+)
 
 var (
 	bin     = flag.String("bin", "", "the modelrt binary (modelrt-native beside it)")
-	models  = flag.String("models", "testdata/models", "the fixture models")
 	timeout = flag.Duration("timeout", 2*time.Minute, "client timeout of one request")
 	only    = flag.String("only", "", "run only the faults whose name contains this")
 	digits  = flag.Int("digits", 2_000_000, "digits of the long-number fault (the issue's figure is for 7 million)")
@@ -98,12 +48,19 @@ type daemon struct {
 	addr string
 }
 
-func start(dir string, token bool) (*daemon, error) {
-	args := []string{"serve", "--config", filepath.Join(dir, "faults.hcl"), "--listen", "127.0.0.1:0", "--log-level", "error"}
+// start runs the daemon on config in dir (where an image.save stage writes).
+func start(dir, config string, token bool) (*daemon, error) {
+	config, err := filepath.Abs(config)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"serve", "--config", config, "--listen", "127.0.0.1:0", "--log-level", "error",
+		"--plugin-dir", filepath.Dir(*bin)}
 	if token {
 		args = append(args, "--auth-token-file", filepath.Join(dir, "token"))
 	}
 	cmd := exec.Command(*bin, args...)
+	cmd.Dir = dir
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -162,9 +119,10 @@ func (d *daemon) post(path, body string) (int, int64, error) {
 }
 
 type fault struct {
-	name  string
-	token bool
-	run   func(d *daemon) string // what happened
+	name   string
+	config string
+	token  bool
+	run    func(d *daemon) string // what happened
 }
 
 func timed(d *daemon, path, body string) string {
@@ -191,7 +149,7 @@ func idsBody(b, t int) string {
 }
 
 var faults = []fault{
-	{"2: 200 bodies that never arrive (401 path)", true, func(d *daemon) string {
+	{"2: 200 bodies that never arrive (401 path)", gpt2Config, true, func(d *daemon) string {
 		const n = 200
 		before := d.fds()
 		answered := make(chan bool, n)
@@ -221,16 +179,19 @@ var faults = []fault{
 		}
 		return fmt.Sprintf("%d of %d answered within 5s; %d connections still held by the daemon after 5s", got, n, held)
 	}},
-	{"3: 1024x1024 PNG (4 KB) to the VAE pipeline", false, func(d *daemon) string {
+	{"3: 1024x1024 PNG (4 KB) to the VAE pipeline", vaeConfig, false, func(d *daemon) string {
 		return timed(d, "/v1/pipelines/reconstruct:run", pngBody(1024, 1024))
 	}},
-	{"3: 8191x8191 PNG to the VAE pipeline", false, func(d *daemon) string {
+	{"3: 8191x8191 PNG to the VAE pipeline", vaeConfig, false, func(d *daemon) string {
 		return timed(d, "/v1/pipelines/reconstruct:run", pngBody(8191, 8191))
 	}},
-	{"5: v2 input_ids [8,64] (JSON logits)", false, func(d *daemon) string {
+	{"5: v2 input_ids [8,64] (JSON logits)", gpt2Config, false, func(d *daemon) string {
 		return timed(d, "/v2/models/gpt2/infer", idsBody(8, 64))
 	}},
-	{"5: three clients that do not read v2 [8,64]", false, func(d *daemon) string {
+	{"5: v2 [4,64] with binary_data_output", gpt2Config, false, func(d *daemon) string {
+		return timed(d, "/v2/models/gpt2/infer", strings.TrimSuffix(idsBody(4, 64), "}")+`,"parameters":{"binary_data_output":true}}`)
+	}},
+	{"5: three clients that do not read v2 [8,64]", gpt2Config, false, func(d *daemon) string {
 		body := idsBody(8, 64)
 		var conns []net.Conn
 		for range 3 {
@@ -248,8 +209,8 @@ var faults = []fault{
 		}
 		return "RSS after 20s with the three unread: " + rss
 	}},
-	{"6: a pipeline number input of many digits", false, func(d *daemon) string {
-		return timed(d, "/v1/pipelines/complete:run", `{"inputs":{"prompt":"Hi","max_new_tokens":`+strings.Repeat("7", *digits)+`}}`)
+	{"6: a pipeline number input of many digits", gpt2Config, false, func(d *daemon) string {
+		return timed(d, "/v1/pipelines/complete:run", `{"inputs":{"prompt":"Hi","seed":`+strings.Repeat("7", *digits)+`}}`)
 	}},
 }
 
@@ -264,11 +225,6 @@ func main() {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	abs, _ := filepath.Abs(*models)
-	plugin := filepath.Join(filepath.Dir(*bin), "modelrt-native")
-	if err := os.WriteFile(filepath.Join(dir, "faults.hcl"), fmt.Appendf(nil, config, plugin, abs), 0o644); err != nil {
-		panic(err)
-	}
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("s3cret\n"), 0o600); err != nil {
 		panic(err)
 	}
@@ -276,7 +232,7 @@ func main() {
 		if !strings.Contains(f.name, *only) {
 			continue
 		}
-		d, err := start(dir, f.token)
+		d, err := start(dir, f.config, f.token)
 		if err != nil {
 			fmt.Printf("%-45s | cannot start: %v\n", f.name, err)
 			continue
