@@ -112,28 +112,19 @@ func (r *recorder) beforeHeader(req *http.Request) {
 }
 
 func (o *Options) fillLimits() {
-	if o.ReadHeaderTimeout <= 0 {
-		o.ReadHeaderTimeout = DefaultReadHeaderTimeout
-	}
-	if o.BodyTimeout <= 0 {
-		o.BodyTimeout = DefaultBodyTimeout
-	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = DefaultIdleTimeout
-	}
-	if o.MaxConnections <= 0 {
-		o.MaxConnections = DefaultMaxConnections
-	}
-	if o.MaxResponseBytes <= 0 {
-		o.MaxResponseBytes = DefaultMaxResponseBytes
-	}
-	if o.MaxImageFactor <= 0 {
-		o.MaxImageFactor = DefaultMaxImageFactor
-	}
-	if o.MaxImageSide <= 0 {
-		o.MaxImageSide = DefaultMaxImageSide
-	}
-	if o.MaxNumberLen <= 0 {
-		o.MaxNumberLen = DefaultMaxNumberLen
+	orDefault(&o.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	orDefault(&o.BodyTimeout, DefaultBodyTimeout)
+	orDefault(&o.IdleTimeout, DefaultIdleTimeout)
+	orDefault(&o.MaxConnections, DefaultMaxConnections)
+	orDefault(&o.MaxResponseBytes, DefaultMaxResponseBytes)
+	orDefault(&o.MaxImageFactor, DefaultMaxImageFactor)
+	orDefault(&o.MaxImageSide, DefaultMaxImageSide)
+	orDefault(&o.MaxNumberLen, DefaultMaxNumberLen)
+}
+
+// orDefault sets *v to d when it is zero or negative (an Options field left unset).
+func orDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
 	}
 }
