@@ -69,11 +69,12 @@ func (s *Server) hostAllowed(hostport string) bool {
 	return false
 }
 
-// requireJSON answers 415 unless the request says its body is JSON, or says nothing; it
+// requireJSON answers 415 unless the request says its body is application/json (a body a web
+// page can send without a CORS preflight never does); it
 // returns false when it has answered.
 func requireJSON(w http.ResponseWriter, r *http.Request) bool {
 	ct := r.Header.Get("Content-Type")
-	if mt, _, err := mime.ParseMediaType(ct); ct == "" || err == nil && mt == "application/json" {
+	if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == "application/json" {
 		return true
 	}
 	writeError(w, r, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type %q: this route takes application/json", r.Header.Get("Content-Type")))

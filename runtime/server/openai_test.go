@@ -165,6 +165,7 @@ func streamCompletion(ctx context.Context, c *http.Client, url string, maxTokens
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set("Content-Type", "application/json")
 	return c.Do(req)
 }
 

@@ -39,6 +39,7 @@ func TestPipelines(t *testing.T) {
 
 	// Streamed: text events concatenate to the text output, then one outputs event.
 	req, _ := http.NewRequest("POST", ts.URL+"/v1/pipelines/complete:run", strings.NewReader(`{"inputs":{"prompt":"Hello","max_new_tokens":5}}`))
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := c.Do(req)
 	if err != nil {
