@@ -280,6 +280,7 @@ func TestFaultBrowserRequests(t *testing.T) {
 	}{
 		{"text/plain", []string{"Content-Type", "text/plain"}, 415, "application/json"},
 		{"form", []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "application/json"},
+		{"no content type", []string{"Content-Type", ""}, 415, "application/json"},
 		{"rebound host", []string{"Host", "evil.example:8080"}, 403, "evil.example:8080"},
 		{"foreign origin", []string{"Origin", "http://evil.example"}, 403, "http://evil.example"},
 		{"null origin", []string{"Origin", "null"}, 403, "origin"},
