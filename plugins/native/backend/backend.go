@@ -28,6 +28,7 @@ type Backend struct {
 	mu       sync.Mutex
 	models   map[string]*model
 	sessions *sdk.SessionTable[*session]
+	limits   limits // validate.go
 }
 
 type model struct {
@@ -56,15 +57,17 @@ func (b *Backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 		Description: "pure-Go GPT-2 and AutoencoderKL on safetensors weights",
 		Tasks:       []string{sdk.TaskCausalLM, sdk.TaskVAE},
 		Formats:     []string{"safetensors"},
-		ConfigSchema: sdk.ConfigSchema{Attributes: []sdk.ConfigAttribute{
+		ConfigSchema: sdk.ConfigSchema{Attributes: append([]sdk.ConfigAttribute{
 			{Name: "threads", Type: "number", Description: "worker threads for the kernels (default: all cores)"},
-		}},
+		}, limitAttributes...)},
 	}, nil
 }
 
 // Config is the backend's HCL config block.
 type Config struct {
-	Threads int `json:"threads"`
+	Threads       int   `json:"threads"`
+	MaxInferBytes int64 `json:"max_infer_bytes"`
+	MaxImageScale int   `json:"max_image_scale"`
 }
 
 // Configure implements sdk.Configurer.
@@ -77,6 +80,9 @@ func (b *Backend) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.
 	}
 	if c.Threads < 0 {
 		return nil, sdk.InvalidArgument("native config: threads must be >= 0, got %d", c.Threads)
+	}
+	if err := b.configureLimits(c); err != nil {
+		return nil, err
 	}
 	if c.Threads > 0 {
 		runtime.GOMAXPROCS(c.Threads)
@@ -168,6 +174,7 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 	default:
 		return nil, sdk.Unimplemented("load model %q: the native backend has no task %q (it has %s, %s)", req.Name, task, sdk.TaskCausalLM, sdk.TaskVAE)
 	}
+	b.limitMetadata(m, info.Metadata)
 	b.mu.Lock()
 	if old := b.models[req.Name]; old != nil {
 		b.dropSessionsLocked(old)
@@ -218,6 +225,9 @@ func (b *Backend) OpenSession(_ context.Context, req *sdk.OpenSessionRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	if err := b.checkSession(m, batch); err != nil {
+		return nil, err
+	}
 	id := b.sessions.Add(m.name, &session{cache: m.gpt2.NewCache(batch)})
 	return &sdk.OpenSessionResponse{Session: id}, nil
 }
@@ -243,7 +253,7 @@ func (b *Backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 	case m.gpt2 != nil:
 		return b.inferLM(ctx, m, req)
 	case m.vae != nil:
-		return inferVAE(m, req)
+		return b.inferVAE(ctx, m, req)
 	}
 	return nil, sdk.Internal("model %q has nothing loaded", req.Model)
 }
@@ -264,8 +274,14 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 		if s.cache.Batch() != in.Batch {
 			return nil, sdk.InvalidArgument("session %q was opened for batch %d, input_ids has batch %d", req.Session, s.cache.Batch(), in.Batch)
 		}
+		if err := b.checkLM(m, in, s.cache.Len()); err != nil {
+			return nil, err
+		}
 		cache = s.cache
 	} else {
+		if err := b.checkLM(m, in, 0); err != nil {
+			return nil, err
+		}
 		cache = m.gpt2.NewCache(in.Batch)
 	}
 	if err := ctx.Err(); err != nil {
@@ -273,9 +289,12 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 	}
 	V := m.gpt2.Config().VocabSize
 	logits := make([]float32, in.Batch*in.OutLen()*V)
-	if err := m.gpt2.Forward(cache, in.IDs, in.Batch, in.Len, in.Mask, in.LastOnly, logits); err != nil {
+	if err := m.gpt2.ForwardContext(ctx, cache, in.IDs, in.Batch, in.Len, in.Mask, in.LastOnly, logits); err != nil {
 		if errors.Is(err, gpt2.ErrInvalidInput) {
 			return nil, sdk.InvalidArgument("%v", err)
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
 		}
 		return nil, sdk.Internal("%v", err)
 	}
@@ -284,15 +303,18 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 	}}, nil
 }
 
-func inferVAE(m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
+func (b *Backend) inferVAE(ctx context.Context, m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
 	in, err := sdk.VAEInputs(req)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.checkVAE(m, in); err != nil {
 		return nil, err
 	}
 	cfg := m.vae.Config()
 	f := cfg.DownsampleFactor()
 	if in.Task == sdk.TaskVAEEncode {
-		mean, logvar, err := m.vae.Encode(in.X, in.N, in.C, in.H, in.W)
+		mean, logvar, err := m.vae.EncodeContext(ctx, in.X, in.N, in.C, in.H, in.W)
 		if err != nil {
 			return nil, vaeError(err)
 		}
@@ -301,7 +323,7 @@ func inferVAE(m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
 			"mean": sdk.FromFloat32(shape, mean), "logvar": sdk.FromFloat32(shape, logvar),
 		}}, nil
 	}
-	img, err := m.vae.Decode(in.X, in.N, in.C, in.H, in.W)
+	img, err := m.vae.DecodeContext(ctx, in.X, in.N, in.C, in.H, in.W)
 	if err != nil {
 		return nil, vaeError(err)
 	}
@@ -312,6 +334,9 @@ func inferVAE(m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
 func vaeError(err error) error {
 	if errors.Is(err, vae.ErrInvalidInput) {
 		return sdk.InvalidArgument("%v", err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
 	}
 	return sdk.Internal("%v", err)
 }

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelrt/modelrt/runtime/plugin"
+	"github.com/modelrt/modelrt/sdk"
+)
+
+// These tests run the real modelrt-native binary, started by runtime/plugin as modelrt starts
+// it, and send it requests that used to kill it or keep it busy after the caller left.
+
+var pluginPath string
+
+const models = "../../testdata/models/"
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "modelrt-native-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pluginPath = filepath.Join(dir, "modelrt-native")
+	cmd := exec.Command("go", "build", "-o", pluginPath, ".")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build modelrt-native: %v\n", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// start runs the plugin, sends config (a JSON object, or "") and loads name → dir.
+func start(t *testing.T, config string, load map[string]string) *plugin.Plugin {
+	t.Helper()
+	ctx := context.Background()
+	p, err := plugin.Start(ctx, plugin.Config{Name: "native", Path: pluginPath, CallTimeout: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	if config != "" {
+		if _, err := p.Configure(ctx, &sdk.ConfigureRequest{Config: json.RawMessage(config)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, dir := range load {
+		if _, err := p.LoadModel(ctx, &sdk.LoadModelRequest{Name: name, Path: models + dir}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// procStatus reads a field of /proc/<pid>/status in kB (VmHWM: peak resident set).
+func procStatus(t *testing.T, pid int, field string) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("no /proc/%d/status (needs Linux): %v", pid, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				t.Fatalf("/proc/%d/status %s: %v", pid, field, err)
+			}
+			return kb
+		}
+	}
+	t.Fatalf("/proc/%d/status has no %s", pid, field)
+	return 0
+}
+
+// maxPeakGrowthKB bounds how much a rejected request may raise the plugin's peak RSS: it must
+// be refused before anything proportional to it is allocated (its own 1.6 MB of ids aside).
+const maxPeakGrowthKB = 32 << 10
+
+// TestOversizedRequestsAreRefused sends requests whose outputs or working memory the plugin
+// must refuse before allocating: a [1,200000] prompt to a 64-position GPT-2 with a 50257-token
+// vocabulary (40 GB of logits: the plugin used to allocate them first and die of "out of
+// memory"), a batch over the memory budget, an id outside the vocabulary, and VAE latents and
+// images beyond sample_size × max_image_scale. Each must be InvalidArgument naming the input
+// and the limit, and the plugin must be the same process, its peak RSS barely moved.
+func TestOversizedRequestsAreRefused(t *testing.T) {
+	p := start(t, `{"max_infer_bytes": 67108864}`, map[string]string{"gpt2": "gpt2-tiny", "vae": "vae-tiny"})
+	pid := p.Pid()
+	peak := procStatus(t, pid, "VmHWM")
+	ids := func(b, n int, v int64) map[string]*sdk.Tensor {
+		x := make([]int64, b*n)
+		for i := range x {
+			x[i] = v
+		}
+		return map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{int64(b), int64(n)}, x)}
+	}
+	latent := func(c, h, w int) map[string]*sdk.Tensor {
+		return map[string]*sdk.Tensor{"latent": sdk.FromFloat32([]int64{1, int64(c), int64(h), int64(w)}, make([]float32, c*h*w))}
+	}
+	image := func(h, w int) map[string]*sdk.Tensor {
+		return map[string]*sdk.Tensor{"image": sdk.FromFloat32([]int64{1, 3, int64(h), int64(w)}, make([]float32, 3*h*w))}
+	}
+	ctx := context.Background()
+	for _, c := range []struct {
+		name, model string
+		in          map[string]*sdk.Tensor
+		want        []string
+	}{
+		{"200000 positions", "gpt2", ids(1, 200000, 0), []string{"input_ids", "200000", "n_positions = 64"}},
+		{"batch over the budget", "gpt2", ids(64, 64, 0), []string{"input_ids", "batch 64", "max_infer_bytes", "64.0 MiB"}},
+		{"id outside the vocabulary", "gpt2", ids(1, 3, 50257), []string{"input_ids[0,0] = 50257", "[0, 50257)"}},
+		{"latent beyond the size limit", "vae", latent(4, 256, 256), []string{"latent", "256×256", "512×512", "256 pixels per side"}},
+		{"latent of the wrong channels", "vae", latent(3, 8, 8), []string{"latent", "3 channels", "latent_channels"}},
+		{"image beyond the size limit", "vae", image(512, 64), []string{"image", "512×64", "256 pixels per side"}},
+	} {
+		_, err := p.Infer(ctx, &sdk.InferRequest{Model: c.model, Inputs: c.in})
+		if sdk.CodeOf(err) != sdk.CodeInvalidArgument {
+			t.Errorf("%s: err = %v, want InvalidArgument", c.name, err)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q does not name %q", c.name, err, w)
+			}
+		}
+	}
+	if got := p.Pid(); got != pid || p.Restarts() != 0 {
+		t.Fatalf("the plugin restarted (pid %d → %d, %d restarts)", pid, got, p.Restarts())
+	}
+	if grown := procStatus(t, pid, "VmHWM") - peak; grown > maxPeakGrowthKB {
+		t.Errorf("refused requests raised the plugin's peak RSS by %d kB (limit %d kB)", grown, maxPeakGrowthKB)
+	}
+	// Requests within the limits still work.
+	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "gpt2", Inputs: ids(1, 64, 1)}); err != nil {
+		t.Errorf("a full-context prompt: %v", err)
+	}
+	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "vae", Inputs: latent(4, 128, 128)}); err != nil {
+		t.Errorf("a latent at the size limit: %v", err)
+	}
+	info, err := p.LoadModel(ctx, &sdk.LoadModelRequest{Name: "vae2", Path: models + "vae-tiny"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.Model.Metadata[sdk.MetaMaxImageSize]; got != "256" {
+		t.Errorf("metadata %s = %q, want 256 (sample_size 16 × 4, at least 256)", sdk.MetaMaxImageSize, got)
+	}
+}
