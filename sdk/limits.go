@@ -138,3 +138,35 @@ func CheckVAE(in *VAEInput, channels, factor, maxSide int) error {
 	}
 	return nil
 }
+
+// Limits are a backend's request limits as its config block sets them (zero values: the
+// defaults). The repository's backends embed it; LimitAttributes declares it in ConfigSchema.
+type Limits struct {
+	MaxInferBytes int64 `json:"max_infer_bytes"`
+	MaxImageScale int   `json:"max_image_scale"`
+}
+
+// LimitAttributes are the config attributes of Limits, for DescribeResponse.ConfigSchema.
+var LimitAttributes = []ConfigAttribute{
+	{Name: "max_infer_bytes", Type: "number", Description: fmt.Sprintf("memory one Infer call may take for its outputs and working buffers; larger requests are InvalidArgument (default %d = 2 GiB)", DefaultMaxInferBytes)},
+	{Name: "max_image_scale", Type: "number", Description: fmt.Sprintf("a VAE takes images (and latents of images) up to this many times its sample_size per side, at least %d pixels (default %d)", MinMaxImageSide, DefaultMaxImageScale)},
+}
+
+// Check reports a negative limit as InvalidArgument; backend names the backend.
+func (l Limits) Check(backend string) error {
+	if l.MaxInferBytes < 0 || l.MaxImageScale < 0 {
+		return InvalidArgument("%s config: max_infer_bytes (%d) and max_image_scale (%d) must be ≥ 0", backend, l.MaxInferBytes, l.MaxImageScale)
+	}
+	return nil
+}
+
+// InferBytes is MaxInferBytes, or DefaultMaxInferBytes when unset.
+func (l Limits) InferBytes() int64 {
+	if l.MaxInferBytes > 0 {
+		return l.MaxInferBytes
+	}
+	return DefaultMaxInferBytes
+}
+
+// ImageSide is MaxImageSide(sampleSize, MaxImageScale).
+func (l Limits) ImageSide(sampleSize int) int { return MaxImageSide(sampleSize, l.MaxImageScale) }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelrt/modelrt/conformance"
 	"github.com/modelrt/modelrt/runtime/plugin"
 	"github.com/modelrt/modelrt/sdk"
 )
@@ -106,43 +107,15 @@ func TestOversizedRequestsAreRefused(t *testing.T) {
 	p := start(t, `{"max_infer_bytes": 67108864}`, map[string]string{"gpt2": "gpt2-tiny", "vae": "vae-tiny"})
 	pid := p.Pid()
 	peak := procStatus(t, pid, "VmHWM")
-	ids := func(b, n int, v int64) map[string]*sdk.Tensor {
-		x := make([]int64, b*n)
-		for i := range x {
-			x[i] = v
-		}
-		return map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{int64(b), int64(n)}, x)}
-	}
-	latent := func(c, h, w int) map[string]*sdk.Tensor {
-		return map[string]*sdk.Tensor{"latent": sdk.FromFloat32([]int64{1, int64(c), int64(h), int64(w)}, make([]float32, c*h*w))}
-	}
-	image := func(h, w int) map[string]*sdk.Tensor {
-		return map[string]*sdk.Tensor{"image": sdk.FromFloat32([]int64{1, 3, int64(h), int64(w)}, make([]float32, 3*h*w))}
-	}
 	ctx := context.Background()
-	for _, c := range []struct {
-		name, model string
-		in          map[string]*sdk.Tensor
-		want        []string
-	}{
-		{"200000 positions", "gpt2", ids(1, 200000, 0), []string{"input_ids", "200000", "n_positions = 64"}},
-		{"batch over the budget", "gpt2", ids(64, 64, 0), []string{"input_ids", "batch 64", "max_infer_bytes", "64.0 MiB"}},
-		{"id outside the vocabulary", "gpt2", ids(1, 3, 50257), []string{"input_ids[0,0] = 50257", "[0, 50257)"}},
-		{"latent beyond the size limit", "vae", latent(4, 256, 256), []string{"latent", "256×256", "512×512", "256 pixels per side"}},
-		{"latent of the wrong channels", "vae", latent(3, 8, 8), []string{"latent", "3 channels", "latent_channels"}},
-		{"image beyond the size limit", "vae", image(512, 64), []string{"image", "512×64", "256 pixels per side"}},
-	} {
-		_, err := p.Infer(ctx, &sdk.InferRequest{Model: c.model, Inputs: c.in})
-		if sdk.CodeOf(err) != sdk.CodeInvalidArgument {
-			t.Errorf("%s: err = %v, want InvalidArgument", c.name, err)
-			continue
-		}
-		for _, w := range c.want {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%s: %q does not name %q", c.name, err, w)
-			}
-		}
-	}
+	conformance.CheckRefusals(t, p, []conformance.Refusal{
+		{Name: "200000 positions", Request: &sdk.InferRequest{Model: "gpt2", Inputs: conformance.IDs(1, 200000, 0)}, Want: []string{"input_ids", "200000", "n_positions = 64"}},
+		{Name: "batch over the budget", Request: &sdk.InferRequest{Model: "gpt2", Inputs: conformance.IDs(64, 64, 0)}, Want: []string{"input_ids", "batch 64", "max_infer_bytes", "64.0 MiB"}},
+		{Name: "id outside the vocabulary", Request: &sdk.InferRequest{Model: "gpt2", Inputs: conformance.IDs(1, 3, 50257)}, Want: []string{"input_ids[0,0] = 50257", "[0, 50257)"}},
+		{Name: "latent beyond the size limit", Request: &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 4, 256, 256)}, Want: []string{"latent", "256×256", "512×512", "256 pixels per side"}},
+		{Name: "latent of the wrong channels", Request: &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 3, 8, 8)}, Want: []string{"latent", "3 channels", "latent_channels"}},
+		{Name: "image beyond the size limit", Request: &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("image", 1, 3, 512, 64)}, Want: []string{"image", "512×64", "256 pixels per side"}},
+	})
 	if got := p.Pid(); got != pid || p.Restarts() != 0 {
 		t.Fatalf("the plugin restarted (pid %d → %d, %d restarts)", pid, got, p.Restarts())
 	}
@@ -150,10 +123,10 @@ func TestOversizedRequestsAreRefused(t *testing.T) {
 		t.Errorf("refused requests raised the plugin's peak RSS by %d kB (limit %d kB)", grown, maxPeakGrowthKB)
 	}
 	// Requests within the limits still work.
-	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "gpt2", Inputs: ids(1, 64, 1)}); err != nil {
+	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "gpt2", Inputs: conformance.IDs(1, 64, 1)}); err != nil {
 		t.Errorf("a full-context prompt: %v", err)
 	}
-	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "vae", Inputs: latent(4, 128, 128)}); err != nil {
+	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 4, 128, 128)}); err != nil {
 		t.Errorf("a latent at the size limit: %v", err)
 	}
 	info, err := p.LoadModel(ctx, &sdk.LoadModelRequest{Name: "vae2", Path: models + "vae-tiny"})

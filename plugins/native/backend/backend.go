@@ -28,7 +28,7 @@ type Backend struct {
 	mu       sync.Mutex
 	models   map[string]*model
 	sessions *sdk.SessionTable[*session]
-	limits   limits // validate.go
+	limits   sdk.Limits // validate.go
 }
 
 type model struct {
@@ -59,15 +59,14 @@ func (b *Backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 		Formats:     []string{"safetensors"},
 		ConfigSchema: sdk.ConfigSchema{Attributes: append([]sdk.ConfigAttribute{
 			{Name: "threads", Type: "number", Description: "worker threads for the kernels (default: all cores)"},
-		}, limitAttributes...)},
+		}, sdk.LimitAttributes...)},
 	}, nil
 }
 
 // Config is the backend's HCL config block.
 type Config struct {
-	Threads       int   `json:"threads"`
-	MaxInferBytes int64 `json:"max_infer_bytes"`
-	MaxImageScale int   `json:"max_image_scale"`
+	Threads int `json:"threads"`
+	sdk.Limits
 }
 
 // Configure implements sdk.Configurer.
@@ -81,9 +80,12 @@ func (b *Backend) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.
 	if c.Threads < 0 {
 		return nil, sdk.InvalidArgument("native config: threads must be >= 0, got %d", c.Threads)
 	}
-	if err := b.configureLimits(c); err != nil {
+	if err := c.Limits.Check("native"); err != nil {
 		return nil, err
 	}
+	b.mu.Lock()
+	b.limits = c.Limits
+	b.mu.Unlock()
 	if c.Threads > 0 {
 		runtime.GOMAXPROCS(c.Threads)
 	}

@@ -22,48 +22,18 @@ const gpt2StepFloats = 9
 // slack.
 const vaeLiveActivations = 6
 
-// limits are the backend's request limits (its config block; zero: the SDK's defaults).
-type limits struct {
-	maxInferBytes int64
-	maxImageScale int
-}
-
-func (l limits) inferBytes() int64 {
-	if l.maxInferBytes > 0 {
-		return l.maxInferBytes
-	}
-	return sdk.DefaultMaxInferBytes
-}
-
-// configureLimits validates and applies the limit attributes of a config block.
-func (b *Backend) configureLimits(c Config) error {
-	if c.MaxInferBytes < 0 || c.MaxImageScale < 0 {
-		return sdk.InvalidArgument("native config: max_infer_bytes (%d) and max_image_scale (%d) must be ≥ 0", c.MaxInferBytes, c.MaxImageScale)
-	}
-	b.mu.Lock()
-	b.limits = limits{maxInferBytes: c.MaxInferBytes, maxImageScale: c.MaxImageScale}
-	b.mu.Unlock()
-	return nil
-}
-
-func (b *Backend) currentLimits() limits {
+func (b *Backend) currentLimits() sdk.Limits {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.limits
 }
 
-// limitAttributes are the config attributes of configureLimits, for Describe.
-var limitAttributes = []sdk.ConfigAttribute{
-	{Name: "max_infer_bytes", Type: "number", Description: fmt.Sprintf("memory one Infer call may take for outputs, KV cache growth and activations; larger requests are InvalidArgument (default %d = 2 GiB)", sdk.DefaultMaxInferBytes)},
-	{Name: "max_image_scale", Type: "number", Description: fmt.Sprintf("a VAE takes images (and latents of images) up to this many times its sample_size per side, at least %d pixels (default %d)", sdk.MinMaxImageSide, sdk.DefaultMaxImageScale)},
-}
-
 // limitMetadata publishes a model's limits for the host's own checks.
 func (b *Backend) limitMetadata(m *model, meta map[string]string) {
 	l := b.currentLimits()
-	meta[sdk.MetaMaxInferBytes] = strconv.FormatInt(l.inferBytes(), 10)
+	meta[sdk.MetaMaxInferBytes] = strconv.FormatInt(l.InferBytes(), 10)
 	if m.vae != nil {
-		meta[sdk.MetaMaxImageSize] = strconv.Itoa(sdk.MaxImageSide(m.vae.Config().SampleSize, l.maxImageScale))
+		meta[sdk.MetaMaxImageSize] = strconv.Itoa(l.ImageSide(m.vae.Config().SampleSize))
 	}
 }
 
@@ -71,7 +41,7 @@ func (b *Backend) limitMetadata(m *model, meta map[string]string) {
 // session holds (0 without one).
 func (b *Backend) checkLM(m *model, in *sdk.CausalLMInput, past int) error {
 	c := m.gpt2.Config()
-	limit := b.currentLimits().inferBytes()
+	limit := b.currentLimits().InferBytes()
 	if err := sdk.CheckCausalLM(in, past, c.VocabSize, c.NPositions, limit); err != nil {
 		return err
 	}
@@ -84,7 +54,7 @@ func (b *Backend) checkLM(m *model, in *sdk.CausalLMInput, past int) error {
 func (b *Backend) checkSession(m *model, batch int) error {
 	c := m.gpt2.Config()
 	need := sdk.MulBytes(2, int64(c.NLayer), int64(batch), int64(min(64, c.NPositions)), int64(c.NEmbd), 4)
-	return sdk.CheckInferBytes("open session", fmt.Sprintf("a KV cache of batch %d", batch), need, b.currentLimits().inferBytes())
+	return sdk.CheckInferBytes("open session", fmt.Sprintf("a KV cache of batch %d", batch), need, b.currentLimits().InferBytes())
 }
 
 // gpt2ForwardBytes bounds what gpt2.Forward allocates for B rows of T new positions after past
@@ -108,7 +78,7 @@ func (b *Backend) checkVAE(m *model, in *sdk.VAEInput) error {
 		channels = c.LatentChannels
 	}
 	f := c.DownsampleFactor()
-	if err := sdk.CheckVAE(in, channels, f, sdk.MaxImageSide(c.SampleSize, l.maxImageScale)); err != nil {
+	if err := sdk.CheckVAE(in, channels, f, l.ImageSide(c.SampleSize)); err != nil {
 		return err
 	}
 	h, w := in.H, in.W
@@ -120,7 +90,7 @@ func (b *Backend) checkVAE(m *model, in *sdk.VAEInput) error {
 		name = "latent"
 	}
 	return sdk.CheckInferBytes(in.Task+": "+name, fmt.Sprintf("batch %d of %d×%d images (activations)", in.N, h, w),
-		vaeActivationBytes(c, in.N, h, w), l.inferBytes())
+		vaeActivationBytes(c, in.N, h, w), l.InferBytes())
 }
 
 // vaeActivationBytes bounds the activations of an encode or decode of n images of h×w pixels:

@@ -37,6 +37,7 @@ type Config struct {
 	ExecutionProviders     []string `json:"execution_providers"`
 	LibraryPath            string   `json:"library_path"`
 	LogLevel               string   `json:"log_level"`
+	sdk.Limits
 }
 
 // Backend is the onnxrt backend. Call New.
@@ -46,6 +47,7 @@ type Backend struct {
 	inited   bool
 	models   map[string]*model
 	sessions *sdk.SessionTable[*session]
+	limits   sdk.Limits // validate.go
 }
 
 type model struct {
@@ -54,6 +56,7 @@ type model struct {
 	graph      *ort.Graph // task graph
 	enc, dec   *ort.Graph // task vae (either may be nil)
 	latentC    int
+	shape      vaeShape // task vae: what the request checks need (validate.go)
 }
 
 type session struct {
@@ -79,7 +82,7 @@ func (b *Backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 		Description: "ONNX Runtime " + ort.Version() + " sessions on exported .onnx graphs",
 		Tasks:       []string{sdk.TaskCausalLM, sdk.TaskVAE, sdk.TaskGraph},
 		Formats:     []string{"onnx"},
-		ConfigSchema: sdk.ConfigSchema{Attributes: []sdk.ConfigAttribute{
+		ConfigSchema: sdk.ConfigSchema{Attributes: append([]sdk.ConfigAttribute{
 			{Name: "intra_op_threads", Type: "number", Description: "threads inside one op (0 = one per physical core)"},
 			{Name: "inter_op_threads", Type: "number", Description: "threads across ops (0 = default)"},
 			{Name: "graph_optimization_level", Type: "string", Description: "disable, basic, extended or all (default)"},
@@ -88,7 +91,7 @@ func (b *Backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 			{Name: "execution_providers", Type: "list(string)", Description: `in order, CPU last: "cpu" (default), "cuda", ...; an unavailable one is an error`},
 			{Name: "library_path", Type: "string", Description: "libonnxruntime.so.1 (default: $ONNXRUNTIME_SHARED_LIBRARY_PATH, then docs/onnxruntime.md)"},
 			{Name: "log_level", Type: "string", Description: "ONNX Runtime's own log level: verbose, info, warning, error, fatal"},
-		}},
+		}, sdk.LimitAttributes...)},
 	}, nil
 }
 
@@ -105,12 +108,15 @@ func (b *Backend) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.
 	if c.IntraOpThreads < 0 || c.InterOpThreads < 0 {
 		return nil, sdk.InvalidArgument("onnxrt config: thread counts must be >= 0")
 	}
+	if err := c.Limits.Check("onnxrt"); err != nil {
+		return nil, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.inited && (c.LibraryPath != b.cfg.LibraryPath) {
 		return nil, sdk.FailedPrecondition("onnxrt config: library_path cannot change after the library is loaded")
 	}
-	b.cfg = c
+	b.cfg, b.limits = c, c.Limits
 	return &sdk.ConfigureResponse{}, nil
 }
 
@@ -193,6 +199,7 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 			info.Metadata["eos_token_id"] = strconv.FormatInt(li.EOS, 10)
 		}
 		info.Metadata["convention"] = string(li.Convention)
+		info.Metadata[sdk.MetaMaxInferBytes] = strconv.FormatInt(b.currentLimits().InferBytes(), 10)
 		info.Inputs = []sdk.TensorSpec{
 			{Name: "input_ids", DType: sdk.Int64, Shape: []int64{-1, -1}},
 			{Name: "attention_mask", DType: sdk.Int64, Shape: []int64{-1, -1}},
@@ -203,6 +210,7 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		if err := loadVAE(m, req.Path, so, info.Metadata); err != nil {
 			return nil, loadError(req.Name, err)
 		}
+		b.readVAEShape(m, req.Path, info.Metadata)
 	case sdk.TaskGraph:
 		path := req.Path
 		if st, err := os.Stat(path); err == nil && st.IsDir() {
@@ -412,7 +420,7 @@ func (b *Backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 	case m.graph != nil:
 		return inferGraph(ctx, m.graph, req)
 	default:
-		return inferVAE(ctx, m, req)
+		return b.inferVAE(ctx, m, req)
 	}
 }
 
@@ -443,8 +451,14 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 		if ss.batch != in.Batch {
 			return nil, sdk.InvalidArgument("session %q was opened for batch %d, input_ids has batch %d", req.Session, ss.batch, in.Batch)
 		}
+		if err := b.checkLM(m, in, ss.s.Len()); err != nil {
+			return nil, err
+		}
 		s, thread = ss.s, ss.thread
 	} else {
+		if err := b.checkLM(m, in, 0); err != nil {
+			return nil, err
+		}
 		if s, err = m.lm.NewSession(in.Batch); err != nil {
 			return nil, sdk.Internal("%v", err)
 		}
@@ -466,9 +480,12 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 	}}, nil
 }
 
-func inferVAE(ctx context.Context, m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
+func (b *Backend) inferVAE(ctx context.Context, m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
 	in, err := sdk.VAEInputs(req)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.checkVAE(m, in); err != nil {
 		return nil, err
 	}
 	shape := []int64{int64(in.N), int64(in.C), int64(in.H), int64(in.W)}

@@ -1,0 +1,94 @@
+package backend
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/modelrt/modelrt/sdk"
+)
+
+// Request limits, checked before anything proportional to a request is allocated or handed to
+// ONNX Runtime: a sequence beyond the model's context, ids outside its vocabulary, logits over
+// the memory budget, or a VAE input beyond sample_size × max_image_scale per side is
+// InvalidArgument naming the input and the limit (docs/sdk.md, Limits).
+
+func (b *Backend) currentLimits() sdk.Limits {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.limits
+}
+
+// vaeShape is what the checks need of a VAE: its config.json's sample_size, channels and
+// downsampling factor (0 when unknown).
+type vaeShape struct {
+	sampleSize, inC, factor int
+}
+
+// readVAEShape reads sample_size, in_channels and block_out_channels from the first config.json
+// of dir, vae_decoder/ or vae_encoder/ (loadVAE has validated it already), and publishes the
+// limits as metadata.
+func (b *Backend) readVAEShape(m *model, dir string, meta map[string]string) {
+	for _, p := range []string{filepath.Join(dir, "config.json"), filepath.Join(dir, "vae_decoder", "config.json"), filepath.Join(dir, "vae_encoder", "config.json")} {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var c struct {
+			SampleSize       int   `json:"sample_size"`
+			InChannels       int   `json:"in_channels"`
+			BlockOutChannels []int `json:"block_out_channels"`
+		}
+		if json.Unmarshal(data, &c) == nil {
+			m.shape = vaeShape{sampleSize: c.SampleSize, inC: c.InChannels}
+			if n := len(c.BlockOutChannels); n > 0 {
+				m.shape.factor = 1 << (n - 1)
+			}
+		}
+		break
+	}
+	l := b.currentLimits()
+	meta[sdk.MetaMaxInferBytes] = strconv.FormatInt(l.InferBytes(), 10)
+	meta[sdk.MetaMaxImageSize] = strconv.Itoa(m.maxImageSide(l))
+}
+
+// unknownSampleSize is the training size assumed for a VAE whose config.json gives none
+// (Stable Diffusion's 512 px).
+const unknownSampleSize = 512
+
+func (m *model) maxImageSide(l sdk.Limits) int {
+	if m.shape.sampleSize > 0 {
+		return l.ImageSide(m.shape.sampleSize)
+	}
+	return l.ImageSide(unknownSampleSize)
+}
+
+// checkLM checks a causal-lm request against the model's context and vocabulary and its
+// logits against the memory budget; past is what the session holds (0 without one).
+func (b *Backend) checkLM(m *model, in *sdk.CausalLMInput, past int) error {
+	li := m.lm.Info()
+	return sdk.CheckCausalLM(in, past, li.VocabSize, li.MaxContext, b.currentLimits().InferBytes())
+}
+
+// checkVAE checks a VAE input's channels and size, and its output against the budget.
+func (b *Backend) checkVAE(m *model, in *sdk.VAEInput) error {
+	l := b.currentLimits()
+	channels := m.shape.inC
+	if in.Task == sdk.TaskVAEDecode {
+		channels = m.latentC
+	}
+	f := max(m.shape.factor, 1)
+	if err := sdk.CheckVAE(in, channels, f, m.maxImageSide(l)); err != nil {
+		return err
+	}
+	h, w, c := in.H, in.W, 2*max(m.latentC, 1) // encode: latent_parameters (N, 2L, H/f, W/f)
+	if in.Task == sdk.TaskVAEDecode {
+		h, w, c = in.H*f, in.W*f, max(m.shape.inC, 3)
+	} else {
+		h, w = h/f, w/f
+	}
+	return sdk.CheckInferBytes(in.Task, fmt.Sprintf("an output of %d×%d×%d×%d floats", in.N, c, h, w),
+		sdk.MulBytes(int64(in.N), int64(c), int64(max(h, 1)), int64(max(w, 1)), 4), l.InferBytes())
+}
