@@ -26,7 +26,8 @@ type backend struct {
 	models      map[string]*loaded
 	sessions    map[string]*session
 	next        int
-	maxSessions int // 0: no limit (config attribute max_sessions)
+	maxSessions int   // 0: no limit (config attribute max_sessions)
+	maxBytes    int64 // logits one Infer may ask for (config attribute max_infer_bytes)
 }
 
 type loaded struct {
@@ -55,6 +56,7 @@ func (b *backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 		Formats:     []string{"corpus.txt"},
 		ConfigSchema: sdk.ConfigSchema{Attributes: []sdk.ConfigAttribute{
 			{Name: "max_sessions", Type: "number", Description: "open sessions at most (0 = no limit)"},
+			{Name: "max_infer_bytes", Type: "number", Description: "logits one call may ask for, in bytes (default 2 GiB)"},
 		}},
 	}, nil
 }
@@ -62,6 +64,7 @@ func (b *backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 func (b *backend) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.ConfigureResponse, error) {
 	var c struct {
 		MaxSessions int `json:"max_sessions"`
+		sdk.Limits      // max_infer_bytes
 	}
 	if len(req.Config) > 0 {
 		if err := json.Unmarshal(req.Config, &c); err != nil {
@@ -71,8 +74,11 @@ func (b *backend) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.
 	if c.MaxSessions < 0 {
 		return nil, sdk.InvalidArgument("ngram config: max_sessions must be ≥ 0, got %d", c.MaxSessions)
 	}
+	if err := c.Limits.Check("ngram"); err != nil {
+		return nil, err
+	}
 	b.mu.Lock()
-	b.maxSessions = c.MaxSessions
+	b.maxSessions, b.maxBytes = c.MaxSessions, c.Limits.InferBytes()
 	b.mu.Unlock()
 	return &sdk.ConfigureResponse{}, nil
 }
@@ -219,10 +225,14 @@ func (b *backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 	}
 	P := s.pos
 	if P+T > l.model.cfg.NPositions {
-		return nil, sdk.InvalidArgument("%d positions exceed the context length n_positions = %d", P+T, l.model.cfg.NPositions)
+		return nil, sdk.InvalidArgument("input_ids: %d positions exceed the context length n_positions = %d", P+T, l.model.cfg.NPositions)
 	}
 	if mask != nil && len(mask) != B*(P+T) {
 		return nil, sdk.InvalidArgument("attention_mask has %d elements, want (batch, past + sequence) = (%d, %d)", len(mask), B, P+T)
+	}
+	// No request may take the process's memory: check the logits' size before allocating them.
+	if err := sdk.CheckCausalLM(in, P, VocabSize, l.model.cfg.NPositions, b.inferBytes()); err != nil {
+		return nil, err
 	}
 	last, outT := in.LastOnly, in.OutLen()
 	logits := make([]float32, B*outT*VocabSize)
@@ -250,6 +260,15 @@ func (b *backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 	return &sdk.InferResponse{Outputs: map[string]*sdk.Tensor{
 		"logits": sdk.FromFloat32([]int64{int64(B), int64(outT), VocabSize}, logits),
 	}}, nil
+}
+
+func (b *backend) inferBytes() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.maxBytes > 0 {
+		return b.maxBytes
+	}
+	return sdk.DefaultMaxInferBytes
 }
 
 func (b *backend) Health(context.Context, *sdk.HealthRequest) (*sdk.HealthResponse, error) {
