@@ -275,6 +275,9 @@ func runVAEEncode(ctx context.Context, c *stageCall) (map[string]cty.Value, erro
 			return nil, fmt.Errorf("image for model %q: %w", m.Name, err)
 		}
 	}
+	if err := checkVAEInput(m, sdk.TaskVAEEncode, img); err != nil {
+		return nil, err
+	}
 	outs, err := infer(ctx, m, sdk.TaskVAEEncode, map[string]*sdk.Tensor{"image": img})
 	if err != nil {
 		return nil, err
@@ -298,6 +301,9 @@ func runVAEDecode(ctx context.Context, c *stageCall) (map[string]cty.Value, erro
 	z, err := c.tensor("latent")
 	if err != nil {
 		return nil, fmt.Errorf("latent: %w", err)
+	}
+	if err := checkVAEInput(m, sdk.TaskVAEDecode, z); err != nil {
+		return nil, err
 	}
 	outs, err := infer(ctx, m, sdk.TaskVAEDecode, map[string]*sdk.Tensor{"latent": z})
 	if err != nil {

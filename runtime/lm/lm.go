@@ -27,6 +27,8 @@ type Model struct {
 	VocabSize int
 	Context   int
 	EOS       int
+	// MaxInferBytes is the backend's memory budget per call (metadata max_infer_bytes; 0: none).
+	MaxInferBytes int64
 }
 
 // Load loads dir into b under name and reads its metadata.
@@ -50,6 +52,9 @@ func FromInfo(b Backend, info sdk.ModelInfo) (*Model, error) {
 			*dst = v
 		}
 	}
+	if err := readLimits(m, info); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -58,6 +63,7 @@ type Session struct {
 	m         *Model
 	id        string
 	batch     int
+	past      int    // positions fed so far (check.go)
 	logitsBuf []byte // the last step's logits, refilled by the next (see Step)
 }
 
@@ -77,6 +83,9 @@ func (s *Session) ID() string { return s.id }
 // for the last position's logits only. The logits it returns are valid until the next Step,
 // which refills the same memory when they come through shared memory.
 func (s *Session) Step(ctx context.Context, ids []int64, B, T int, mask []int64) ([]float32, error) {
+	if err := s.check(ids, B, T); err != nil {
+		return nil, err
+	}
 	in := map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{int64(B), int64(T)}, ids)}
 	if mask != nil {
 		in["attention_mask"] = sdk.FromInt64([]int64{int64(B), int64(len(mask) / max(B, 1))}, mask)
@@ -90,6 +99,7 @@ func (s *Session) Step(ctx context.Context, ids []int64, B, T int, mask []int64)
 	if err != nil {
 		return nil, err
 	}
+	s.past += T
 	lt, ok := r.Outputs["logits"]
 	if !ok {
 		return nil, fmt.Errorf("model %q: backend returned no logits", s.m.Name)

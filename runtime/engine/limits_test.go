@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelrt/modelrt/sdk"
+)
+
+// TestVAEStagesCheckBeforeSending: a latent decoding to an image beyond the VAE's
+// max_image_size (vae-tiny: sample_size 16 × 4, at least 256 px) is refused by the host with
+// InvalidArgument naming the latent and the limit, and never reaches the plugin; a latent at
+// the limit decodes.
+func TestVAEStagesCheckBeforeSending(t *testing.T) {
+	abs, err := filepath.Abs(vaeTiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := load(t, fmt.Sprintf(`
+backend "native" {
+  plugin = "modelrt-native"
+}
+model "vae" {
+  backend = backend.native
+  path    = %q
+  task    = "vae"
+}
+pipeline "big" {
+  stage "z" {
+    use   = "latent.sample"
+    model = model.vae
+    shape = [1, 4, 256, 256]
+    seed  = 1
+  }
+  stage "dec" {
+    use    = "vae.decode"
+    model  = model.vae
+    latent = stage.z.latent
+  }
+  output "image" {
+    value = stage.dec.image
+  }
+}
+pipeline "limit" {
+  stage "z" {
+    use   = "latent.sample"
+    model = model.vae
+    shape = [1, 4, 128, 128]
+    seed  = 1
+  }
+  stage "dec" {
+    use    = "vae.decode"
+    model  = model.vae
+    latent = stage.z.latent
+  }
+  output "image" {
+    value = stage.dec.image
+  }
+}
+`, abs))
+	e := newEngine(t, cfg)
+	if got := e.Model("vae").Info.Metadata[sdk.MetaMaxImageSize]; got != "256" {
+		t.Fatalf("metadata %s = %q, want 256", sdk.MetaMaxImageSize, got)
+	}
+	_, err = e.Run(context.Background(), "big", nil, nil)
+	if sdk.CodeOf(err) != sdk.CodeInvalidArgument {
+		t.Fatalf("decode of a 256×256 latent: %v, want InvalidArgument", err)
+	}
+	for _, want := range []string{"not sent", "latent", "512×512", "256 pixels per side"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not name %q", err, want)
+		}
+	}
+	if _, err := e.Run(context.Background(), "limit", nil, nil); err != nil {
+		t.Errorf("decode at the limit: %v", err)
+	}
+}
