@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zclconf/go-cty/cty"
+
 	"github.com/modelrt/modelrt/sdk"
 )
 
@@ -28,27 +30,14 @@ model "vae" {
   path    = %q
   task    = "vae"
 }
-pipeline "big" {
+pipeline "decode" {
+  input "side" {
+    type = number
+  }
   stage "z" {
     use   = "latent.sample"
     model = model.vae
-    shape = [1, 4, 256, 256]
-    seed  = 1
-  }
-  stage "dec" {
-    use    = "vae.decode"
-    model  = model.vae
-    latent = stage.z.latent
-  }
-  output "image" {
-    value = stage.dec.image
-  }
-}
-pipeline "limit" {
-  stage "z" {
-    use   = "latent.sample"
-    model = model.vae
-    shape = [1, 4, 128, 128]
+    shape = [1, 4, input.side, input.side]
     seed  = 1
   }
   stage "dec" {
@@ -65,7 +54,8 @@ pipeline "limit" {
 	if got := e.Model("vae").Info.Metadata[sdk.MetaMaxImageSize]; got != "256" {
 		t.Fatalf("metadata %s = %q, want 256", sdk.MetaMaxImageSize, got)
 	}
-	_, err = e.Run(context.Background(), "big", nil, nil)
+	side := func(n int64) map[string]cty.Value { return map[string]cty.Value{"side": cty.NumberIntVal(n)} }
+	_, err = e.Run(context.Background(), "decode", side(256), nil)
 	if sdk.CodeOf(err) != sdk.CodeInvalidArgument {
 		t.Fatalf("decode of a 256×256 latent: %v, want InvalidArgument", err)
 	}
@@ -74,7 +64,7 @@ pipeline "limit" {
 			t.Errorf("%q does not name %q", err, want)
 		}
 	}
-	if _, err := e.Run(context.Background(), "limit", nil, nil); err != nil {
+	if _, err := e.Run(context.Background(), "decode", side(128), nil); err != nil {
 		t.Errorf("decode at the limit: %v", err)
 	}
 }
