@@ -109,14 +109,18 @@ type attention struct {
 	q, k, v, proj conv2d
 }
 
-func (a *attention) Forward(x tensor) tensor {
+func (a *attention) Forward(p *pass, x tensor) (tensor, error) {
 	n := a.norm.Forward(x, false)
 	q, k, v := a.q.Forward(n), a.k.Forward(n), a.v.Forward(n)
 	o := newTensor(x.b, x.c, x.h, x.w)
-	kernels.SpatialAttention(o.data, q.data, k.data, v.data, x.b, x.c, x.h*x.w, float32(1/math.Sqrt(float64(x.c))))
+	// Checked between blocks of query rows too: the attention is quadratic in the positions.
+	if !kernels.SpatialAttentionStoppable(o.data, q.data, k.data, v.data, x.b, x.c, x.h*x.w, float32(1/math.Sqrt(float64(x.c))),
+		func() bool { return p.ctx.Err() != nil }) {
+		return tensor{}, p.ctx.Err()
+	}
 	y := a.proj.Forward(o)
 	addInto(y, x)
-	return y
+	return y, nil
 }
 
 // midBlock is UNetMidBlock2D: resnet, attention (optional), resnet.
@@ -134,7 +138,10 @@ func (m *midBlock) Forward(p *pass, x tensor) (tensor, error) {
 		if err := p.check(); err != nil {
 			return tensor{}, err
 		}
-		x = m.attn.Forward(x)
+		var err error
+		if x, err = m.attn.Forward(p, x); err != nil {
+			return tensor{}, err
+		}
 	}
 	if err := p.check(); err != nil {
 		return tensor{}, err
