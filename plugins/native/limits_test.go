@@ -112,9 +112,9 @@ func TestOversizedRequestsAreRefused(t *testing.T) {
 		{Name: "200000 positions", Request: &sdk.InferRequest{Model: "gpt2", Inputs: conformance.IDs(1, 200000, 0)}, Want: []string{"input_ids", "200000", "n_positions = 64"}},
 		{Name: "batch over the budget", Request: &sdk.InferRequest{Model: "gpt2", Inputs: conformance.IDs(64, 64, 0)}, Want: []string{"input_ids", "batch 64", "max_infer_bytes", "64.0 MiB"}},
 		{Name: "id outside the vocabulary", Request: &sdk.InferRequest{Model: "gpt2", Inputs: conformance.IDs(1, 3, 50257)}, Want: []string{"input_ids[0,0] = 50257", "[0, 50257)"}},
-		{Name: "latent beyond the size limit", Request: &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 4, 256, 256)}, Want: []string{"latent", "256×256", "512×512", "256 pixels per side"}},
+		{Name: "latent beyond the size limit", Request: &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 4, 256, 256)}, Want: []string{"latent", "256×256", "512×512", "64 pixels per side"}},
 		{Name: "latent of the wrong channels", Request: &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 3, 8, 8)}, Want: []string{"latent", "3 channels", "latent_channels"}},
-		{Name: "image beyond the size limit", Request: &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("image", 1, 3, 512, 64)}, Want: []string{"image", "512×64", "256 pixels per side"}},
+		{Name: "image beyond the size limit", Request: &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("image", 1, 3, 512, 64)}, Want: []string{"image", "512×64", "64 pixels per side"}},
 	})
 	if got := p.Pid(); got != pid || p.Restarts() != 0 {
 		t.Fatalf("the plugin restarted (pid %d → %d, %d restarts)", pid, got, p.Restarts())
@@ -126,14 +126,14 @@ func TestOversizedRequestsAreRefused(t *testing.T) {
 	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "gpt2", Inputs: conformance.IDs(1, 64, 1)}); err != nil {
 		t.Errorf("a full-context prompt: %v", err)
 	}
-	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 4, 128, 128)}); err != nil {
+	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 4, 32, 32)}); err != nil {
 		t.Errorf("a latent at the size limit: %v", err)
 	}
 	info, err := p.LoadModel(ctx, &sdk.LoadModelRequest{Name: "vae2", Path: models + "vae-tiny"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := info.Model.Metadata[sdk.MetaMaxImageSize]; got != "256" {
-		t.Errorf("metadata %s = %q, want 256 (sample_size 16 × 4, at least 256)", sdk.MetaMaxImageSize, got)
+	if got := info.Model.Metadata[sdk.MetaMaxImageSize]; got != "64" {
+		t.Errorf("metadata %s = %q, want 64 (sample_size 16 × 4)", sdk.MetaMaxImageSize, got)
 	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // TestVAEStagesCheckBeforeSending: a latent decoding to an image beyond the VAE's
-// max_image_size (vae-tiny: sample_size 16 × 4, at least 256 px) is refused by the host with
+// max_image_size (vae-tiny: sample_size 16 × 4 = 64 px) is refused by the host with
 // InvalidArgument naming the latent and the limit, and never reaches the plugin; a latent at
 // the limit decodes.
 func TestVAEStagesCheckBeforeSending(t *testing.T) {
@@ -51,20 +51,20 @@ pipeline "decode" {
 }
 `, abs))
 	e := newEngine(t, cfg)
-	if got := e.Model("vae").Info.Metadata[sdk.MetaMaxImageSize]; got != "256" {
-		t.Fatalf("metadata %s = %q, want 256", sdk.MetaMaxImageSize, got)
+	if got := e.Model("vae").Info.Metadata[sdk.MetaMaxImageSize]; got != "64" {
+		t.Fatalf("metadata %s = %q, want 64", sdk.MetaMaxImageSize, got)
 	}
 	side := func(n int64) map[string]cty.Value { return map[string]cty.Value{"side": cty.NumberIntVal(n)} }
-	_, err = e.Run(context.Background(), "decode", side(256), nil)
+	_, err = e.Run(context.Background(), "decode", side(64), nil)
 	if sdk.CodeOf(err) != sdk.CodeInvalidArgument {
-		t.Fatalf("decode of a 256×256 latent: %v, want InvalidArgument", err)
+		t.Fatalf("decode of a 64×64 latent: %v, want InvalidArgument", err)
 	}
-	for _, want := range []string{"not sent", "latent", "512×512", "256 pixels per side"} {
+	for _, want := range []string{"not sent", "latent", "128×128", "64 pixels per side"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not name %q", err, want)
 		}
 	}
-	if _, err := e.Run(context.Background(), "decode", side(128), nil); err != nil {
+	if _, err := e.Run(context.Background(), "decode", side(32), nil); err != nil {
 		t.Errorf("decode at the limit: %v", err)
 	}
 }

@@ -30,7 +30,7 @@ func TestOversizedRequestsAreRefused(t *testing.T) {
 		{Name: "200000 positions", Request: &sdk.InferRequest{Model: "lm", Inputs: conformance.IDs(1, 200000, 0)}, Want: []string{"input_ids", "200000", "n_positions = 32"}},
 		{Name: "batch over the budget", Request: &sdk.InferRequest{Model: "lm", Inputs: conformance.IDs(64, 32, 0)}, Want: []string{"input_ids", "batch 64", "max_infer_bytes", "1.0 MiB"}},
 		{Name: "id outside the vocabulary", Request: &sdk.InferRequest{Model: "lm", Inputs: conformance.IDs(1, 2, 384)}, Want: []string{"input_ids[0,0] = 384", "[0, 384)"}},
-		{Name: "latent beyond the size limit", Request: &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 4, 256, 256)}, Want: []string{"latent", "256×256", "256 pixels per side"}},
+		{Name: "latent beyond the size limit", Request: &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 4, 256, 256)}, Want: []string{"latent", "256×256", "64 pixels per side"}},
 	})
 	if got := p.Pid(); got != pid || p.Restarts() != 0 {
 		t.Fatalf("the plugin restarted (pid %d → %d)", pid, got)
@@ -38,7 +38,7 @@ func TestOversizedRequestsAreRefused(t *testing.T) {
 	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "lm", Inputs: conformance.IDs(1, 32, 1)}); err != nil {
 		t.Errorf("a full-context prompt: %v", err)
 	}
-	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 4, 16, 16)}); err != nil {
+	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 4, 8, 8)}); err != nil {
 		t.Errorf("a small latent: %v", err)
 	}
 }
