@@ -1,9 +1,14 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelrt/modelrt/sdk"
 )
@@ -50,4 +55,43 @@ func Zeros(name string, shape ...int64) map[string]*sdk.Tensor {
 		n *= d
 	}
 	return map[string]*sdk.Tensor{name: sdk.FromFloat32(shape, make([]float32, n))}
+}
+
+// ProcessCPU is the user + system CPU time a process has used so far (Linux: /proc/PID/stat),
+// for tests that check a plugin stopped working after a call was cancelled.
+func ProcessCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (in parentheses, which may hold spaces) start with the state
+	// (field 3); utime and stime are fields 14 and 15, in clock ticks of 1/100 s (USER_HZ).
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the command name", pid, len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q, stime %q", pid, f[11], f[12])
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// PeakRSS is a process's peak resident set (Linux: VmHWM of /proc/PID/status), in bytes.
+func PeakRSS(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/status: VmHWM %q", pid, rest)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status has no VmHWM", pid)
 }

@@ -2,10 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,22 +9,14 @@ import (
 	"github.com/modelrt/modelrt/sdk"
 )
 
-// cpuTime reads the user + system CPU time of a process from /proc/<pid>/stat.
+// cpuTime is the plugin's CPU time so far.
 func cpuTime(t *testing.T, pid int) time.Duration {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := conformance.ProcessCPU(pid)
 	if err != nil {
-		t.Skipf("no /proc/%d/stat (needs Linux): %v", pid, err)
+		t.Skipf("cannot read the plugin's CPU time (needs Linux /proc): %v", err)
 	}
-	// Fields after the command name (in parentheses, which may contain spaces): state is 3,
-	// utime 14, stime 15, in clock ticks of 1/100 s (USER_HZ on Linux).
-	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		t.Fatalf("/proc/%d/stat: %q", pid, data)
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return d
 }
 
 // Cancellation must stop the work, not just the caller's wait.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -73,24 +72,14 @@ func start(t *testing.T, config string, load map[string]string) *plugin.Plugin {
 	return p
 }
 
-// procStatus reads a field of /proc/<pid>/status in kB (VmHWM: peak resident set).
-func procStatus(t *testing.T, pid int, field string) int64 {
+// peakRSS is the plugin's peak resident set in kB.
+func peakRSS(t *testing.T, pid int) int64 {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	b, err := conformance.PeakRSS(pid)
 	if err != nil {
-		t.Skipf("no /proc/%d/status (needs Linux): %v", pid, err)
+		t.Skipf("cannot read the plugin's peak RSS (needs Linux /proc): %v", err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				t.Fatalf("/proc/%d/status %s: %v", pid, field, err)
-			}
-			return kb
-		}
-	}
-	t.Fatalf("/proc/%d/status has no %s", pid, field)
-	return 0
+	return b >> 10
 }
 
 // maxPeakGrowthKB bounds how much a rejected request may raise the plugin's peak RSS: it must
@@ -106,7 +95,7 @@ const maxPeakGrowthKB = 32 << 10
 func TestOversizedRequestsAreRefused(t *testing.T) {
 	p := start(t, `{"max_infer_bytes": 67108864}`, map[string]string{"gpt2": "gpt2-tiny", "vae": "vae-tiny"})
 	pid := p.Pid()
-	peak := procStatus(t, pid, "VmHWM")
+	peak := peakRSS(t, pid)
 	ctx := context.Background()
 	conformance.CheckRefusals(t, p, []conformance.Refusal{
 		{Name: "200000 positions", Request: &sdk.InferRequest{Model: "gpt2", Inputs: conformance.IDs(1, 200000, 0)}, Want: []string{"input_ids", "200000", "n_positions = 64"}},
@@ -119,7 +108,7 @@ func TestOversizedRequestsAreRefused(t *testing.T) {
 	if got := p.Pid(); got != pid || p.Restarts() != 0 {
 		t.Fatalf("the plugin restarted (pid %d → %d, %d restarts)", pid, got, p.Restarts())
 	}
-	if grown := procStatus(t, pid, "VmHWM") - peak; grown > maxPeakGrowthKB {
+	if grown := peakRSS(t, pid) - peak; grown > maxPeakGrowthKB {
 		t.Errorf("refused requests raised the plugin's peak RSS by %d kB (limit %d kB)", grown, maxPeakGrowthKB)
 	}
 	// Requests within the limits still work.

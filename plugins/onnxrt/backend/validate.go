@@ -72,7 +72,9 @@ func (b *Backend) checkLM(m *model, in *sdk.CausalLMInput, past int) error {
 	return sdk.CheckCausalLM(in, past, li.VocabSize, li.MaxContext, b.currentLimits().InferBytes())
 }
 
-// checkVAE checks a VAE input's channels and size, and its output against the budget.
+// checkVAE checks a VAE input's channels and size, and against the budget its output and the
+// mid-block attention's scores, which the exported graphs hold whole: batch × N² floats for
+// the N positions of the latent (1 GiB for one 128×128 latent).
 func (b *Backend) checkVAE(m *model, in *sdk.VAEInput) error {
 	l := b.currentLimits()
 	channels := m.shape.inC
@@ -84,11 +86,16 @@ func (b *Backend) checkVAE(m *model, in *sdk.VAEInput) error {
 		return err
 	}
 	h, w, c := in.H, in.W, 2*max(m.latentC, 1) // encode: latent_parameters (N, 2L, H/f, W/f)
+	lh, lw := in.H/f, in.W/f                   // the latent's positions
 	if in.Task == sdk.TaskVAEDecode {
 		h, w, c = in.H*f, in.W*f, max(m.shape.inC, 3)
+		lh, lw = in.H, in.W
 	} else {
-		h, w = h/f, w/f
+		h, w = lh, lw
 	}
-	return sdk.CheckInferBytes(in.Task, fmt.Sprintf("an output of %d×%d×%d×%d floats", in.N, c, h, w),
-		sdk.MulBytes(int64(in.N), int64(c), int64(max(h, 1)), int64(max(w, 1)), 4), l.InferBytes())
+	positions := int64(max(lh, 1)) * int64(max(lw, 1))
+	out := sdk.MulBytes(int64(in.N), int64(c), int64(max(h, 1)), int64(max(w, 1)), 4)
+	scores := sdk.MulBytes(int64(in.N), positions, positions, 4)
+	return sdk.CheckInferBytes(in.Task, fmt.Sprintf("batch %d of %d×%d latents (output and attention scores)", in.N, lh, lw),
+		min(out+scores, 1<<62), l.InferBytes())
 }
