@@ -95,3 +95,67 @@ func PeakRSS(pid int) (int64, error) {
 	}
 	return 0, fmt.Errorf("/proc/%d/status has no VmHWM", pid)
 }
+
+// Cancelled is what CancelWhenBusy saw of a call cancelled in flight.
+type Cancelled struct {
+	Err        error         // what the call returned
+	AfterCPU   time.Duration // the process's CPU time from the cancel until the call returned
+	IdleCPU    time.Duration // its CPU time in the idle window after the call returned
+	Wall       time.Duration // wall time from the cancel until the call returned
+	BeforeCPU  time.Duration // its CPU time from the call's start until the cancel
+	IdleWindow time.Duration
+}
+
+// CancelWhenBusy runs call in the background, cancels its context once the plugin process pid
+// has used busy of CPU time on it, waits for the call to return (at most a minute) and then
+// watches the process for idle. It is for tests that a backend stops the work of a cancelled
+// call rather than only the caller's wait. Errors are about the measurement (no /proc, the
+// call ended before it could be cancelled, or never returned).
+func CancelWhenBusy(pid int, busy, idle time.Duration, call func(context.Context) error) (*Cancelled, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start, err := ProcessCPU(pid)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- call(ctx) }()
+	var now time.Duration
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if now, err = ProcessCPU(pid); err != nil {
+			return nil, err
+		}
+		if now-start >= busy {
+			break
+		}
+		select {
+		case err := <-done:
+			return nil, fmt.Errorf("the call ended (%v) after %v of CPU, before it could be cancelled at %v", err, now-start, busy)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the process used only %v of CPU in a minute", now-start)
+		}
+	}
+	cancel()
+	c := &Cancelled{BeforeCPU: now - start, IdleWindow: idle}
+	cancelled := time.Now()
+	select {
+	case c.Err = <-done:
+	case <-time.After(time.Minute):
+		return nil, fmt.Errorf("the cancelled call did not return within a minute")
+	}
+	c.Wall = time.Since(cancelled)
+	returned, err := ProcessCPU(pid)
+	if err != nil {
+		return nil, err
+	}
+	c.AfterCPU = returned - now
+	time.Sleep(idle)
+	end, err := ProcessCPU(pid)
+	if err != nil {
+		return nil, err
+	}
+	c.IdleCPU = end - returned
+	return c, nil
+}

@@ -52,43 +52,22 @@ func TestCancelledDecodeStops(t *testing.T) {
 	}
 	full := cpu() - start
 	t.Logf("the uncancelled decode took %v of CPU", full)
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := p.Infer(cctx, &sdk.InferRequest{Model: "vae", Inputs: latent})
-		done <- err
-	}()
-	start = cpu()
-	for deadline := time.Now().Add(time.Minute); float64(cpu()-start) < busyBeforeCancel*float64(full); time.Sleep(10 * time.Millisecond) {
-		select {
-		case err := <-done:
-			t.Fatalf("the decode ended (%v) before it was cancelled", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the plugin did not start computing within a minute")
-		}
+	c, err := conformance.CancelWhenBusy(pid, time.Duration(busyBeforeCancel*float64(full)), idleWindow, func(ctx context.Context) error {
+		_, err := p.Infer(ctx, &sdk.InferRequest{Model: "vae", Inputs: latent})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("measuring the cancelled decode: %v", err)
 	}
-	cancel()
-	cancelled, atCancel := time.Now(), cpu()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(time.Minute):
-		t.Fatal("the cancelled call did not return within a minute")
+	t.Logf("returned %v after the cancel; CPU %v before it, %v after", c.Wall.Round(time.Millisecond), c.BeforeCPU, c.AfterCPU)
+	if sdk.CodeOf(c.Err) != sdk.CodeCanceled {
+		t.Fatalf("cancelled decode: %v, want Canceled", c.Err)
 	}
-	t.Logf("returned %v after the cancel (at %v of CPU), having used %v more", time.Since(cancelled).Round(time.Millisecond), atCancel-start, cpu()-atCancel)
-	if sdk.CodeOf(err) != sdk.CodeCanceled {
-		t.Fatalf("cancelled decode: %v, want Canceled", err)
+	if float64(c.AfterCPU) > maxAfterCancel*float64(full) {
+		t.Errorf("between the cancel and the call's return the plugin used %v of CPU, more than %.0f%% of the whole decode's %v", c.AfterCPU, 100*maxAfterCancel, full)
 	}
-	before := cpu()
-	if used := before - atCancel; float64(used) > maxAfterCancel*float64(full) {
-		t.Errorf("between the cancel and the call's return the plugin used %v of CPU, more than %.0f%% of the whole decode's %v", used, 100*maxAfterCancel, full)
-	}
-	time.Sleep(idleWindow)
-	if used := cpu() - before; used > maxIdleCPU {
-		t.Errorf("after the cancelled call returned the plugin used %v of CPU in %v: it is still decoding", used, idleWindow)
+	if c.IdleCPU > maxIdleCPU {
+		t.Errorf("after the cancelled call returned the plugin used %v of CPU in %v: it is still decoding", c.IdleCPU, idleWindow)
 	}
 	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 4, 8, 8)}); err != nil {
 		t.Errorf("the next call: %v", err)
