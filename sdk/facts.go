@@ -19,6 +19,10 @@ const (
 	MetaDownsampleFactor = "downsample_factor" // vae: image size / latent size
 	MetaScalingFactor    = "scaling_factor"    // vae: latents are multiplied by it for diffusion
 	MetaSampleSize       = "sample_size"       // vae: the image size the model was trained at
+	// The backend's request limits (docs/sdk.md, Limits), so that the host can refuse a request
+	// before sending it (runtime/lm, runtime/vae).
+	MetaMaxInferBytes = "max_infer_bytes" // both: the backend's max_infer_bytes for this model
+	MetaMaxImageSize  = "max_image_size"  // vae: the largest image side in pixels (a latent's side × downsample_factor too)
 )
 
 // LMFacts are what a causal-lm model tells the host: runtime/lm's decode loop takes its
@@ -27,6 +31,9 @@ type LMFacts struct {
 	VocabSize int // > 0
 	Context   int // n_positions; 0 when the model has no fixed limit (or does not say)
 	EOS       int // eos_token_id; set -1 when the model has none (0 is a token id)
+	// MaxInferBytes is the memory one Infer call may take in the backend (max_infer_bytes); 0
+	// when the backend does not say.
+	MaxInferBytes int64
 }
 
 // Metadata returns f as ModelInfo.Metadata (add backend-specific keys to the map as you like).
@@ -35,15 +42,19 @@ func (f LMFacts) Metadata() map[string]string {
 	putInt(m, MetaVocabSize, f.VocabSize, 1)
 	putInt(m, MetaNPositions, f.Context, 1)
 	putInt(m, MetaEOSTokenID, f.EOS, 0)
+	putInt64(m, MetaMaxInferBytes, f.MaxInferBytes)
 	return m
 }
 
 // LMFactsOf reads the facts of a causal-lm model from its ModelInfo. A missing fact is 0 (-1
-// for EOS); a value that is not an integer is an error naming the model and the key.
+// for EOS); a value that is not an integer, or a negative limit, is an error naming the model
+// and the key.
 func LMFactsOf(info ModelInfo) (LMFacts, error) {
 	f := LMFacts{EOS: -1}
-	err := readInts(info, map[string]*int{MetaVocabSize: &f.VocabSize, MetaNPositions: &f.Context, MetaEOSTokenID: &f.EOS})
-	return f, err
+	if err := readInts(info, map[string]*int{MetaVocabSize: &f.VocabSize, MetaNPositions: &f.Context, MetaEOSTokenID: &f.EOS}); err != nil {
+		return f, err
+	}
+	return f, readInt64(info, MetaMaxInferBytes, &f.MaxInferBytes)
 }
 
 // Check says which facts the host needs and f lacks: a vocabulary size, a context length and
@@ -69,6 +80,9 @@ type VAEFacts struct {
 	DownsampleFactor int     // 0 when unknown
 	ScalingFactor    float32 // 0 when unknown
 	SampleSize       int     // 0 when unknown
+	// The backend's limits for this model (docs/sdk.md, Limits); 0 when it does not say.
+	MaxInferBytes int64 // max_infer_bytes
+	MaxImageSize  int   // max_image_size: pixels per image side
 }
 
 // Metadata returns f as ModelInfo.Metadata, leaving out the facts that are 0.
@@ -79,6 +93,8 @@ func (f VAEFacts) Metadata() map[string]string {
 	putInt(m, MetaLatentChannels, f.LatentChannels, 1)
 	putInt(m, MetaDownsampleFactor, f.DownsampleFactor, 1)
 	putInt(m, MetaSampleSize, f.SampleSize, 1)
+	putInt(m, MetaMaxImageSize, f.MaxImageSize, 1)
+	putInt64(m, MetaMaxInferBytes, f.MaxInferBytes)
 	if f.ScalingFactor != 0 {
 		m[MetaScalingFactor] = strconv.FormatFloat(float64(f.ScalingFactor), 'g', -1, 32)
 	}
@@ -90,11 +106,15 @@ func (f VAEFacts) Metadata() map[string]string {
 func VAEFactsOf(info ModelInfo) (VAEFacts, error) {
 	var f VAEFacts
 	if err := readInts(info, map[string]*int{MetaInChannels: &f.InChannels, MetaOutChannels: &f.OutChannels,
-		MetaLatentChannels: &f.LatentChannels, MetaDownsampleFactor: &f.DownsampleFactor, MetaSampleSize: &f.SampleSize}); err != nil {
+		MetaLatentChannels: &f.LatentChannels, MetaDownsampleFactor: &f.DownsampleFactor, MetaSampleSize: &f.SampleSize,
+		MetaMaxImageSize: &f.MaxImageSize}); err != nil {
+		return f, err
+	}
+	if err := readInt64(info, MetaMaxInferBytes, &f.MaxInferBytes); err != nil {
 		return f, err
 	}
 	for k, v := range map[string]int{MetaInChannels: f.InChannels, MetaOutChannels: f.OutChannels, MetaLatentChannels: f.LatentChannels,
-		MetaDownsampleFactor: f.DownsampleFactor, MetaSampleSize: f.SampleSize} {
+		MetaDownsampleFactor: f.DownsampleFactor, MetaSampleSize: f.SampleSize, MetaMaxImageSize: f.MaxImageSize} {
 		if v < 0 {
 			return f, fmt.Errorf("model %q: metadata %s = %d is negative", info.Name, k, v)
 		}
@@ -127,6 +147,13 @@ func putInt(m map[string]string, key string, v, least int) {
 	}
 }
 
+// putInt64 writes a limit v under key when it is set (> 0).
+func putInt64(m map[string]string, key string, v int64) {
+	if v > 0 {
+		m[key] = strconv.FormatInt(v, 10)
+	}
+}
+
 func readInts(info ModelInfo, dst map[string]*int) error {
 	for key, p := range dst {
 		s, ok := info.Metadata[key]
@@ -139,5 +166,20 @@ func readInts(info ModelInfo, dst map[string]*int) error {
 		}
 		*p = v
 	}
+	return nil
+}
+
+// readInt64 reads the limit under key into p (left as it is when missing); a value that is not
+// a non-negative integer is an error naming the model and the key.
+func readInt64(info ModelInfo, key string, p *int64) error {
+	s, ok := info.Metadata[key]
+	if !ok {
+		return nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return fmt.Errorf("model %q: metadata %s = %q is not a non-negative integer", info.Name, key, s)
+	}
+	*p = v
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 )
 
 func TestFactsRoundTrip(t *testing.T) {
-	lm := LMFacts{VocabSize: 50257, Context: 1024, EOS: 50256}
+	lm := LMFacts{VocabSize: 50257, Context: 1024, EOS: 50256, MaxInferBytes: 3 << 30}
 	if got, err := LMFactsOf(ModelInfo{Metadata: lm.Metadata()}); err != nil || got != lm {
 		t.Errorf("LMFacts round trip: %+v, %v; want %+v", got, err, lm)
 	}
@@ -26,9 +26,10 @@ func TestFactsRoundTrip(t *testing.T) {
 		t.Errorf("Check of %+v: %v", lm, err)
 	}
 
-	vae := VAEFacts{InChannels: 3, OutChannels: 3, LatentChannels: 4, DownsampleFactor: 8, ScalingFactor: 0.18215, SampleSize: 512}
+	vae := VAEFacts{InChannels: 3, OutChannels: 3, LatentChannels: 4, DownsampleFactor: 8, ScalingFactor: 0.18215, SampleSize: 512,
+		MaxInferBytes: DefaultMaxInferBytes, MaxImageSize: 2048}
 	meta = vae.Metadata()
-	if meta[MetaScalingFactor] != "0.18215" || meta[MetaSampleSize] != "512" {
+	if meta[MetaScalingFactor] != "0.18215" || meta[MetaSampleSize] != "512" || meta[MetaMaxInferBytes] != "2147483648" || meta[MetaMaxImageSize] != "2048" {
 		t.Errorf("Metadata of %+v = %v", vae, meta)
 	}
 	if got, err := VAEFactsOf(ModelInfo{Metadata: meta}); err != nil || got != vae {
@@ -52,6 +53,9 @@ func TestFactsBadValues(t *testing.T) {
 		{MetaLatentChannels, "four", true},
 		{MetaDownsampleFactor, "-8", true},
 		{MetaScalingFactor, "x", true},
+		{MetaMaxInferBytes, "-1", false},
+		{MetaMaxInferBytes, "2GiB", true},
+		{MetaMaxImageSize, "-64", true},
 	} {
 		info := ModelInfo{Name: "m", Metadata: map[string]string{c.key: c.value}}
 		var err error

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -194,6 +195,10 @@ func (s *grpcServer) Infer(ctx context.Context, req *pb.InferRequest) (_ *pb.Inf
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if s.shm.claim(req) {
+		// Busy until the answer is ready: a host that gave up on the call sees that it still runs.
+		defer s.shm.finish(req)
+	}
 	r, err := s.impl.Infer(ctx, &InferRequest{Model: req.Model, Session: req.Session, Inputs: in, Outputs: req.Outputs, Params: req.Params})
 	if err != nil {
 		return nil, toStatus(err)
@@ -319,6 +324,12 @@ func (c *Client) Infer(ctx context.Context, req *InferRequest) (*InferResponse, 
 	}
 	r, err := c.client.Infer(ctx, preq, callOpts...)
 	if err != nil {
+		if lent && ctx.Err() != nil {
+			// The caller gave up, but the plugin may still be computing: return once it has
+			// stopped (it sees the same cancellation), so that whoever limits concurrent calls
+			// counts this one until its memory and cores are free again.
+			c.shm.awaitDone(slot, preq.ShmTicket, abandonedDeadline(ctx))
+		}
 		return nil, fromStatus(err)
 	}
 	viaShm := int64(0)
@@ -345,6 +356,25 @@ func (c *Client) Infer(ctx context.Context, req *InferRequest) (*InferResponse, 
 		c.shm.bytes.Add(viaShm)
 	}
 	return &InferResponse{Outputs: out}, nil
+}
+
+// How long Infer waits for the plugin to stop a call whose context ended: until the call's own
+// deadline (the plugin sees it too) plus AbandonedGrace, or MaxAbandonedWait when the context
+// had no deadline. A backend that checks its context stops long before.
+const (
+	AbandonedGrace   = 5 * time.Second
+	MaxAbandonedWait = time.Minute
+)
+
+func abandonedDeadline(ctx context.Context) time.Time {
+	now := time.Now()
+	if d, ok := ctx.Deadline(); ok {
+		if d.Before(now) {
+			d = now
+		}
+		return d.Add(AbandonedGrace)
+	}
+	return now.Add(MaxAbandonedWait)
 }
 
 // OpenSession implements Sessions.

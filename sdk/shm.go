@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/modelrt/modelrt/sdk/internal/pb"
@@ -29,15 +30,19 @@ import (
 // state, ticket<<2 | phase, changed with atomic operations by both processes:
 //
 //	host lends        free → lent(ticket)
-//	plugin claims     lent(ticket) → busy(ticket)   (compare-and-swap; fails if revoked)
+//	plugin claims     lent(ticket) → busy(ticket)   (compare-and-swap when the call starts; fails if revoked)
 //	plugin finishes   busy(ticket) → done(ticket)   (before its answer is sent)
 //	host takes back   lent/done → free; busy → pending until the plugin marks it done
 //
-// The pending state is what makes cancellation safe: a call whose context ends returns to the
-// caller at once, but the plugin may still be computing and will claim or write the slot
-// later. The host reuses such a slot only after the plugin has marked it done (or revoked it
-// first, so the plugin's claim fails and it answers inline). A crashed plugin's segment is
-// dropped with the process.
+// The pending state is what makes cancellation safe: a call whose context ends may find the
+// plugin still computing, which will write the slot later. The host reuses such a slot only
+// after the plugin has marked it done (or revoked it first, so the plugin's claim fails and it
+// answers inline). A crashed plugin's segment is dropped with the process.
+//
+// Because the plugin claims the slot when the call starts and marks it done when the backend
+// has returned, the state word also tells the host whether a call it gave up on is still
+// running in the plugin: Client.Infer waits for that (awaitDone) before it returns a
+// cancelled call, so the caller's concurrency limits hold until the work has really stopped.
 
 // Shared-memory layout and sizes.
 const (
@@ -200,6 +205,29 @@ func (m *SharedMemory) giveBack(slot int, ticket uint64) {
 	}
 }
 
+// awaitDone waits while the plugin still runs the call of ticket in slot (its state is
+// busy(ticket)): until the plugin marks it done, the segment is closed (the process is gone) or
+// deadline passes. It reports whether the call was seen to end.
+func (m *SharedMemory) awaitDone(slot int, ticket uint64, deadline time.Time) bool {
+	m.mu.Lock()
+	st := shmState(m.mem, m.offset(slot))
+	m.mu.Unlock()
+	wait := time.Millisecond
+	for {
+		if st.Load() != ticket<<2|shmBusy {
+			return true
+		}
+		m.mu.Lock()
+		closed := m.closed
+		m.mu.Unlock()
+		if closed || time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 20*time.Millisecond)
+	}
+}
+
 func (m *SharedMemory) offset(slot int) uint64 { return uint64(slot) * uint64(m.slotBytes) }
 
 // outputFromShm copies an output the plugin placed in the call's slot out of the segment,
@@ -248,16 +276,43 @@ func openShmFromEnv() (*shmSegment, error) {
 	return &shmSegment{mem: mem}, nil
 }
 
-// writeOutputs moves the outputs of at least ShmMinTensorBytes into the lent region when they
-// all fit and the loan is still valid; otherwise every output stays inline.
-func (s *shmSegment) writeOutputs(req *pb.InferRequest, out map[string]*pb.Tensor) {
+// slot returns the state word of the call's slot; nil when the call was lent none (or a
+// malformed one).
+func (s *shmSegment) slot(req *pb.InferRequest) *atomic.Uint64 {
 	if s == nil || req.ShmSize == 0 {
-		return
+		return nil
 	}
 	off, size := req.ShmOffset, req.ShmSize
 	if off%shmAlign != 0 || size <= shmHeaderBytes || off > uint64(len(s.mem)) || size > uint64(len(s.mem))-off {
+		return nil
+	}
+	return shmState(s.mem, off)
+}
+
+// claim marks the call's slot busy for as long as the backend computes, so that the host can
+// tell a call it gave up on is still running. It reports whether the call holds the slot (not
+// when none was lent or the host revoked the loan); the caller then calls finish.
+func (s *shmSegment) claim(req *pb.InferRequest) bool {
+	st := s.slot(req)
+	return st != nil && st.CompareAndSwap(req.ShmTicket<<2|shmLent, req.ShmTicket<<2|shmBusy)
+}
+
+// finish marks a claimed slot done (writeOutputs may have done so already).
+func (s *shmSegment) finish(req *pb.InferRequest) {
+	if st := s.slot(req); st != nil {
+		st.CompareAndSwap(req.ShmTicket<<2|shmBusy, req.ShmTicket<<2|shmDone)
+	}
+}
+
+// writeOutputs moves the outputs of at least ShmMinTensorBytes into the lent region when they
+// all fit and the loan is still valid (lent, or claimed by this call); otherwise every output
+// stays inline.
+func (s *shmSegment) writeOutputs(req *pb.InferRequest, out map[string]*pb.Tensor) {
+	st := s.slot(req)
+	if st == nil {
 		return
 	}
+	off, size := req.ShmOffset, req.ShmSize
 	need := uint64(0)
 	for _, t := range out {
 		if len(t.Data) >= ShmMinTensorBytes {
@@ -267,8 +322,8 @@ func (s *shmSegment) writeOutputs(req *pb.InferRequest, out map[string]*pb.Tenso
 	if need == 0 || need > size-shmHeaderBytes {
 		return
 	}
-	st := shmState(s.mem, off)
-	if !st.CompareAndSwap(req.ShmTicket<<2|shmLent, req.ShmTicket<<2|shmBusy) {
+	busy := req.ShmTicket<<2 | shmBusy
+	if st.Load() != busy && !st.CompareAndSwap(req.ShmTicket<<2|shmLent, busy) {
 		return // revoked: the host has given up on this call
 	}
 	at := off + shmHeaderBytes

@@ -148,8 +148,10 @@ func TestSharedMemoryConcurrentCalls(t *testing.T) {
 	}
 }
 
-// A call the host gives up on (its context ends) while the backend still computes must not
-// let the late answer overwrite a slot lent to a later call.
+// A call the host gives up on (its context ends) while the backend still computes returns only
+// once the backend has returned (the plugin holds its slot busy until then), so that the
+// caller's concurrency limit covers the work still running; calls meanwhile answer inline, and
+// the slot serves again afterwards.
 func TestSharedMemoryAbandonedCall(t *testing.T) {
 	m := newTestShm(t, 1, 1<<20)
 	b := &rowBackend{release: make(chan struct{})}
@@ -162,28 +164,33 @@ func TestSharedMemoryAbandonedCall(t *testing.T) {
 		done <- err
 	}()
 	waitLent(t, m)
+	st := shmState(m.mem, m.offset(0))
+	for deadline := time.Now().Add(30 * time.Second); st.Load()&3 != shmBusy; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the plugin did not claim the slot within 30 s")
+		}
+	}
 	cancel()
+	// The backend still runs: another call is answered (inline, the only slot is busy) while
+	// the abandoned one has not returned.
+	inferRow(t, c, 40000)
+	select {
+	case err := <-done:
+		t.Fatalf("the abandoned call returned (%v) while its backend call still ran", err)
+	default:
+	}
+	close(b.release)
 	if err := <-done; CodeOf(err) != CodeCanceled {
 		t.Fatalf("abandoned call: err = %v, want Canceled", err)
 	}
-	// The plugin had not claimed the slot, so the loan was revoked and the slot lent again to
-	// the next call. Both calls then finish together: the abandoned one's claim must fail
-	// (stale ticket) and leave the new call's answer intact.
-	next := make(chan *InferResponse, 1)
-	go func() {
-		r, err := c.Infer(context.Background(), &InferRequest{Model: "m", Inputs: map[string]*Tensor{
-			"n": FromInt64([]int64{1}, []int64{40000}), "wait": FromInt64([]int64{1}, []int64{1})}})
-		if err != nil {
-			t.Errorf("Infer after the abandoned call: %v", err)
-		}
-		next <- r
-	}()
-	waitLent(t, m)
-	close(b.release)
-	if r := <-next; r != nil {
-		checkRow(t, r, 40000)
+	if got := st.Load() & 3; got != shmDone && got != shmFree {
+		t.Errorf("slot phase after the backend returned = %d, want done or free", got)
 	}
+	before := m.Stats().Calls
 	inferRow(t, c, 40001)
+	if m.Stats().Calls != before+1 {
+		t.Error("the slot did not serve again after the abandoned call ended")
+	}
 }
 
 // waitLent waits until every slot of m is lent.

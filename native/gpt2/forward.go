@@ -1,6 +1,7 @@
 package gpt2
 
 import (
+	"context"
 	"fmt"
 )
 
@@ -106,6 +107,16 @@ func grow[T any](s []T, n int) []T {
 // wrong length or with values other than 0 and 1 are errors wrapping ErrInvalidInput, and leave
 // the cache unchanged; the sequence is never truncated.
 func (m *Model) Forward(c *Cache, ids []int64, B, T int, mask []int64, lastOnly bool, dst []float32) error {
+	return m.ForwardContext(context.Background(), c, ids, B, T, mask, lastOnly, dst)
+}
+
+// testHookLayer, when set (tests only), is called before each block of ForwardContext.
+var testHookLayer func(layer int)
+
+// ForwardContext is Forward that checks ctx before each transformer block and before the LM
+// head: once ctx ends it returns ctx's error and leaves the cache unchanged, so a cancelled
+// prefill stops within one block instead of running to the end.
+func (m *Model) ForwardContext(ctx context.Context, c *Cache, ids []int64, B, T int, mask []int64, lastOnly bool, dst []float32) error {
 	cfg := m.cfg
 	if c.owner != m {
 		return fmt.Errorf("gpt2: Forward: the cache was created by another model's NewCache")
@@ -130,7 +141,16 @@ func (m *Model) Forward(c *Cache, ids []int64, B, T int, mask []int64, lastOnly 
 		}
 	}
 	for l := range m.Blocks {
+		if testHookLayer != nil {
+			testHookLayer(l)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		m.Blocks[l].Forward(s, l)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	// Only the rows whose logits are wanted go through ln_f and the LM head, which for a prefill
 	// with lastOnly saves T−1 of T vocabulary-sized products.

@@ -59,6 +59,14 @@ const attnScoreBudget = 1 << 20
 // query rows S = (scale·qᵀ[rows])·k (rows×N), softmax over each row, O = S·vᵀ (rows×C), written
 // back channel-major. It panics when a length does not match.
 func SpatialAttention(out, q, k, v []float32, b, c, n int, scale float32) {
+	SpatialAttentionStoppable(out, q, k, v, b, c, n, scale, nil)
+}
+
+// SpatialAttentionStoppable is SpatialAttention that calls stop (when not nil) before each
+// block of query rows and returns false, leaving out partly written, as soon as it reports
+// true: the quadratic attention of a large feature map (N = 16384 positions for a 128×128
+// latent) is the longest single step of a VAE, and a cancelled call must not wait for it.
+func SpatialAttentionStoppable(out, q, k, v []float32, b, c, n int, scale float32, stop func() bool) bool {
 	checkSpatialAttention(out, q, k, v, b, c, n)
 	rows := max(1, min(n, attnScoreBudget/n))
 	qt := make([]float32, n*c)
@@ -73,6 +81,9 @@ func SpatialAttention(out, q, k, v []float32, b, c, n int, scale float32) {
 		}
 		transposeInto(vt, v[base:base+c*n], c, n)
 		for i0 := 0; i0 < n; i0 += rows {
+			if stop != nil && stop() {
+				return false
+			}
 			r := min(rows, n-i0)
 			Gemm(r, n, c, qt[i0*c:], c, k[base:], n, sc, n, nil)
 			Softmax(sc[:r*n], sc[:r*n], n)
@@ -84,6 +95,7 @@ func SpatialAttention(out, q, k, v []float32, b, c, n int, scale float32) {
 			}
 		}
 	}
+	return true
 }
 
 // transposeInto writes dst (cols×rows) = srcᵀ for src (rows×cols).

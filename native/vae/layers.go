@@ -1,6 +1,7 @@
 package vae
 
 import (
+	"context"
 	"log/slog"
 	"math"
 
@@ -10,6 +11,24 @@ import (
 // groupNormEps is diffusers' resnet_eps for the VAE; every GroupNorm in it (resnets, mid-block
 // attention, conv_norm_out) uses it.
 const groupNormEps = 1e-6
+
+// pass is one Encode or Decode call: its context, checked between the steps of the network
+// (each resnet, attention and resampling conv) so that a cancelled call stops within one step
+// instead of running to the end.
+type pass struct {
+	ctx context.Context
+}
+
+// testHookStep, when set (tests only), is called at every check of a pass.
+var testHookStep func()
+
+// check returns the context's error, if it has ended.
+func (p *pass) check() error {
+	if testHookStep != nil {
+		testHookStep()
+	}
+	return p.ctx.Err()
+}
 
 // tensor is an NCHW activation.
 type tensor struct {
@@ -90,14 +109,18 @@ type attention struct {
 	q, k, v, proj conv2d
 }
 
-func (a *attention) Forward(x tensor) tensor {
+func (a *attention) Forward(p *pass, x tensor) (tensor, error) {
 	n := a.norm.Forward(x, false)
 	q, k, v := a.q.Forward(n), a.k.Forward(n), a.v.Forward(n)
 	o := newTensor(x.b, x.c, x.h, x.w)
-	kernels.SpatialAttention(o.data, q.data, k.data, v.data, x.b, x.c, x.h*x.w, float32(1/math.Sqrt(float64(x.c))))
+	// Checked between blocks of query rows too: the attention is quadratic in the positions.
+	if !kernels.SpatialAttentionStoppable(o.data, q.data, k.data, v.data, x.b, x.c, x.h*x.w, float32(1/math.Sqrt(float64(x.c))),
+		func() bool { return p.ctx.Err() != nil }) {
+		return tensor{}, p.ctx.Err()
+	}
 	y := a.proj.Forward(o)
 	addInto(y, x)
-	return y
+	return y, nil
 }
 
 // midBlock is UNetMidBlock2D: resnet, attention (optional), resnet.
@@ -106,12 +129,24 @@ type midBlock struct {
 	attn       *attention
 }
 
-func (m *midBlock) Forward(x tensor) tensor {
+func (m *midBlock) Forward(p *pass, x tensor) (tensor, error) {
+	if err := p.check(); err != nil {
+		return tensor{}, err
+	}
 	x = m.res0.Forward(x)
 	if m.attn != nil {
-		x = m.attn.Forward(x)
+		if err := p.check(); err != nil {
+			return tensor{}, err
+		}
+		var err error
+		if x, err = m.attn.Forward(p, x); err != nil {
+			return tensor{}, err
+		}
 	}
-	return m.res1.Forward(x)
+	if err := p.check(); err != nil {
+		return tensor{}, err
+	}
+	return m.res1.Forward(x), nil
 }
 
 // downBlock is DownEncoderBlock2D: resnets, then (all but the last block) Downsample2D, a 3×3
@@ -121,14 +156,20 @@ type downBlock struct {
 	down    *conv2d
 }
 
-func (d *downBlock) Forward(x tensor) tensor {
+func (d *downBlock) Forward(p *pass, x tensor) (tensor, error) {
 	for i := range d.resnets {
+		if err := p.check(); err != nil {
+			return tensor{}, err
+		}
 		x = d.resnets[i].Forward(x)
 	}
 	if d.down != nil {
+		if err := p.check(); err != nil {
+			return tensor{}, err
+		}
 		x = d.down.Forward(x)
 	}
-	return x
+	return x, nil
 }
 
 // upBlock is UpDecoderBlock2D: resnets, then (all but the last block) Upsample2D, nearest 2×
@@ -138,16 +179,22 @@ type upBlock struct {
 	up      *conv2d
 }
 
-func (u *upBlock) Forward(x tensor) tensor {
+func (u *upBlock) Forward(p *pass, x tensor) (tensor, error) {
 	for i := range u.resnets {
+		if err := p.check(); err != nil {
+			return tensor{}, err
+		}
 		x = u.resnets[i].Forward(x)
 	}
 	if u.up != nil {
+		if err := p.check(); err != nil {
+			return tensor{}, err
+		}
 		y := newTensor(x.b, x.c, 2*x.h, 2*x.w)
 		kernels.UpsampleNearest2x(y.data, x.data, x.b*x.c, x.h, x.w)
 		x = u.up.Forward(y)
 	}
-	return x
+	return x, nil
 }
 
 // encoder: image (B,Cin,H,W) → moments (B,2L,H/f,W/f).
@@ -159,14 +206,22 @@ type encoder struct {
 	convOut conv2d
 }
 
-func (e *encoder) Forward(x tensor) tensor {
+func (e *encoder) Forward(p *pass, x tensor) (tensor, error) {
 	x = e.convIn.Forward(x)
+	var err error
 	for i := range e.down {
-		x = e.down[i].Forward(x)
+		if x, err = e.down[i].Forward(p, x); err != nil {
+			return tensor{}, err
+		}
 		slog.Debug("vae: encoder down block done", "block", i, "shape", x.shape())
 	}
-	x = e.mid.Forward(x)
-	return e.convOut.Forward(e.normOut.Forward(x, true))
+	if x, err = e.mid.Forward(p, x); err != nil {
+		return tensor{}, err
+	}
+	if err := p.check(); err != nil {
+		return tensor{}, err
+	}
+	return e.convOut.Forward(e.normOut.Forward(x, true)), nil
 }
 
 // decoder: latent (B,L,h,w) → image (B,Cout,h·f,w·f).
@@ -178,12 +233,20 @@ type decoder struct {
 	convOut conv2d
 }
 
-func (d *decoder) Forward(z tensor) tensor {
+func (d *decoder) Forward(p *pass, z tensor) (tensor, error) {
 	x := d.convIn.Forward(z)
-	x = d.mid.Forward(x)
+	x, err := d.mid.Forward(p, x)
+	if err != nil {
+		return tensor{}, err
+	}
 	for i := range d.up {
-		x = d.up[i].Forward(x)
+		if x, err = d.up[i].Forward(p, x); err != nil {
+			return tensor{}, err
+		}
 		slog.Debug("vae: decoder up block done", "block", i, "shape", x.shape())
 	}
-	return d.convOut.Forward(d.normOut.Forward(x, true))
+	if err := p.check(); err != nil {
+		return tensor{}, err
+	}
+	return d.convOut.Forward(d.normOut.Forward(x, true)), nil
 }

@@ -10,6 +10,7 @@
 package vae
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -43,6 +44,12 @@ func (m *Model) Config() Config { return m.cfg }
 // Gaussian's parameters. img: (B,C,H,W) with C = InChannels and H, W multiples of the
 // downsampling factor f; mean, logvar: (B,L,H/f,W/f) with logvar clamped to [-30, 20].
 func (m *Model) Encode(img []float32, b, c, h, w int) (mean, logvar []float32, err error) {
+	return m.EncodeContext(context.Background(), img, b, c, h, w)
+}
+
+// EncodeContext is Encode that stops between the network's steps (each resnet, attention and
+// downsampling conv) once ctx ends, and then returns ctx's error.
+func (m *Model) EncodeContext(ctx context.Context, img []float32, b, c, h, w int) (mean, logvar []float32, err error) {
 	f := m.cfg.DownsampleFactor()
 	switch {
 	case b <= 0 || c <= 0 || h <= 0 || w <= 0:
@@ -54,7 +61,10 @@ func (m *Model) Encode(img []float32, b, c, h, w int) (mean, logvar []float32, e
 	case len(img) != b*c*h*w:
 		return nil, nil, fmt.Errorf("%w: image has %d values, shape [%d,%d,%d,%d] needs %d", ErrInvalidInput, len(img), b, c, h, w, b*c*h*w)
 	}
-	x := m.enc.Forward(tensor{data: img, b: b, c: c, h: h, w: w})
+	x, err := m.enc.Forward(&pass{ctx: ctx}, tensor{data: img, b: b, c: c, h: h, w: w})
+	if err != nil {
+		return nil, nil, err
+	}
 	if m.quant != nil {
 		x = m.quant.Forward(x)
 	}
@@ -76,6 +86,12 @@ func (m *Model) Encode(img []float32, b, c, h, w int) (mean, logvar []float32, e
 // Decode runs post_quant_conv and the decoder. latent: (B,L,h,w) with L = LatentChannels
 // (already divided by the scaling factor, if the caller scaled it); result: (B,OutChannels,h·f,w·f).
 func (m *Model) Decode(latent []float32, b, l, h, w int) ([]float32, error) {
+	return m.DecodeContext(context.Background(), latent, b, l, h, w)
+}
+
+// DecodeContext is Decode that stops between the network's steps (each resnet, attention and
+// upsampling conv) once ctx ends, and then returns ctx's error.
+func (m *Model) DecodeContext(ctx context.Context, latent []float32, b, l, h, w int) ([]float32, error) {
 	switch {
 	case b <= 0 || l <= 0 || h <= 0 || w <= 0:
 		return nil, fmt.Errorf("%w: latent shape [%d,%d,%d,%d] has a non-positive dimension", ErrInvalidInput, b, l, h, w)
@@ -88,5 +104,9 @@ func (m *Model) Decode(latent []float32, b, l, h, w int) ([]float32, error) {
 	if m.postQuant != nil {
 		z = m.postQuant.Forward(z)
 	}
-	return m.dec.Forward(z).data, nil
+	x, err := m.dec.Forward(&pass{ctx: ctx}, z)
+	if err != nil {
+		return nil, err
+	}
+	return x.data, nil
 }

@@ -360,15 +360,22 @@ type BackendStatus struct {
 	Name     string
 	Plugin   string // executable path
 	Pid      int
-	State    string // running, restarting, failed, closed
+	State    string // running, restarting, failed (restarts go on with backoff), closed
 	Restarts int
+	// CrashesInARow, LastError and NextRestart say why a backend is not running and when the
+	// host tries again (runtime/plugin.Status).
+	CrashesInARow int
+	LastError     string
+	NextRestart   time.Time
 }
 
 // Backends reports the running backends, sorted by name.
 func (e *Engine) Backends() []BackendStatus {
 	var out []BackendStatus
 	for _, b := range e.backends {
-		out = append(out, BackendStatus{Name: b.name, Plugin: b.plugin.Path(), Pid: b.plugin.Pid(), State: b.plugin.State().String(), Restarts: b.plugin.Restarts()})
+		st := b.plugin.Status()
+		out = append(out, BackendStatus{Name: b.name, Plugin: b.plugin.Path(), Pid: b.plugin.Pid(), State: st.State.String(), Restarts: st.Restarts,
+			CrashesInARow: st.CrashesInARow, LastError: st.LastError, NextRestart: st.NextRestart})
 	}
 	slices.SortFunc(out, func(a, b BackendStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out

@@ -23,7 +23,7 @@ type Model struct {
 	Backend Backend
 	Name    string
 	// The facts of the backend's ModelInfo: VocabSize, Context (0 when the backend did not
-	// say), EOS (-1 when none).
+	// say), EOS (-1 when none), MaxInferBytes (the backend's memory budget per call; 0: none).
 	sdk.LMFacts
 }
 
@@ -50,6 +50,7 @@ type Session struct {
 	m         *Model
 	id        string
 	batch     int
+	past      int    // positions fed so far (check.go)
 	logitsBuf []byte // the last step's logits, refilled by the next (see Step)
 }
 
@@ -69,6 +70,9 @@ func (s *Session) ID() string { return s.id }
 // for the last position's logits only. The logits it returns are valid until the next Step,
 // which refills the same memory when they come through shared memory.
 func (s *Session) Step(ctx context.Context, ids []int64, B, T int, mask []int64) ([]float32, error) {
+	if err := s.check(ids, B, T); err != nil {
+		return nil, err
+	}
 	in := map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{int64(B), int64(T)}, ids)}
 	if mask != nil {
 		in["attention_mask"] = sdk.FromInt64([]int64{int64(B), int64(len(mask) / max(B, 1))}, mask)
@@ -82,6 +86,7 @@ func (s *Session) Step(ctx context.Context, ids []int64, B, T int, mask []int64)
 	if err != nil {
 		return nil, err
 	}
+	s.past += T
 	lt, ok := r.Outputs["logits"]
 	if !ok {
 		return nil, fmt.Errorf("model %q: backend returned no logits", s.m.Name)

@@ -1,7 +1,7 @@
 // Package plugin is the host side of modelrt's backends: it finds plugin binaries, launches them
 // with hashicorp/go-plugin (gRPC, AutoMTLS), checks their handshake and protocol version, bounds
 // every call with a deadline, restarts a crashed plugin with backoff (reloading the models it
-// had), and kills every child when the host stops.
+// had) for as long as the host runs, and kills every child when the host stops.
 //
 // A *Plugin implements sdk.Backend, sdk.Sessions, sdk.Configurer and sdk.StatsReporter, so the
 // rest of the host talks to a plugin exactly as a backend author's code would be called.
@@ -28,7 +28,8 @@ var (
 	// ErrCrashed: the plugin process died during the call. The host restarts it; the next call
 	// goes to the new process.
 	ErrCrashed = errors.New("plugin: backend crashed")
-	// ErrFailed: the plugin kept crashing (or could not be restarted) and was given up on.
+	// ErrFailed: the plugin kept crashing (or could not be restarted): calls fail at once while
+	// the host keeps trying to restart it, backing off up to MaxRestartBackoff between tries.
 	ErrFailed = errors.New("plugin: backend failed")
 	// ErrStart: the plugin could not be started (missing, not executable, not a modelrt plugin,
 	// wrong protocol version, no handshake within the start timeout).
@@ -43,7 +44,9 @@ const (
 	DefaultCallTimeout    = 5 * time.Minute
 	DefaultMaxRestarts    = 5
 	DefaultRestartBackoff = 200 * time.Millisecond
-	MaxRestartBackoff     = 5 * time.Second
+	// MaxRestartBackoff caps the delay between restart attempts of a plugin that keeps
+	// crashing: the host never gives up on it, but tries at most every 30 s.
+	MaxRestartBackoff = 30 * time.Second
 	// StableAfter is how long a (re)started plugin must live before its crash count resets.
 	StableAfter = 30 * time.Second
 	// monitorInterval is how often the host checks that the plugin process is still alive.
@@ -65,9 +68,11 @@ type Config struct {
 	// (DefaultCallTimeout when zero).
 	CallTimeout time.Duration
 	// MaxRestarts is how many crashes in a row (each within StableAfter of its start) the host
-	// tolerates before it marks the plugin failed (DefaultMaxRestarts when zero).
+	// waits out (calls wait for the restart) before it marks the plugin failed: calls then fail
+	// at once while restarts go on with backoff (DefaultMaxRestarts when zero).
 	MaxRestarts int
-	// RestartBackoff is the first delay before a restart; it doubles up to MaxRestartBackoff.
+	// RestartBackoff is the first delay before a restart; it doubles with every crash in a row
+	// up to MaxRestartBackoff.
 	RestartBackoff time.Duration
 	// Logger receives the host's and the plugin's log records (slog.Default() when nil).
 	Logger *slog.Logger
@@ -105,7 +110,11 @@ type State int
 // States of a plugin.
 const (
 	StateRunning State = iota
+	// StateRestarting: the process died; a restart is under way and calls wait for it.
 	StateRestarting
+	// StateFailed: it crashed more than MaxRestarts times in a row. Calls fail at once with
+	// ErrFailed, and the host keeps restarting it with backoff; a successful restart makes it
+	// running again.
 	StateFailed
 	StateClosed
 )
@@ -129,9 +138,10 @@ type Plugin struct {
 	shmTotal  sdk.ShmStats      // what earlier processes' segments carried
 	pid       int
 	started   time.Time
-	crashes   int   // consecutive unstable crashes
-	lastErr   error // why the plugin failed
-	restarts  int   // total restarts
+	crashes   int       // consecutive unstable crashes
+	lastErr   error     // why the last start failed or the plugin failed
+	nextTry   time.Time // when the next restart attempt starts (zero when none is waiting)
+	restarts  int       // total restarts
 	desc      *sdk.DescribeResponse
 	config    json.RawMessage                  // replayed after a restart
 	models    map[string]*sdk.LoadModelRequest // replayed after a restart
@@ -286,6 +296,7 @@ func (p *Plugin) install(client *goplugin.Client, backend *sdk.Client, shm *sdk.
 	p.gen++
 	p.started = time.Now()
 	p.state = StateRunning
+	p.lastErr = nil
 	p.cond.Broadcast()
 }
 
@@ -364,7 +375,7 @@ func (p *Plugin) current(ctx context.Context) (*sdk.Client, int, error) {
 	}
 	switch p.state {
 	case StateFailed:
-		return nil, 0, fmt.Errorf("%w: %s (%s) after %d crashes: %v", ErrFailed, p.cfg.Name, p.cfg.Path, p.crashes, p.lastErr)
+		return nil, 0, fmt.Errorf("%w: %s (%s) crashed %d times in a row (%v); retrying%s", ErrFailed, p.cfg.Name, p.cfg.Path, p.crashes, p.lastErr, p.retryIn())
 	case StateClosed:
 		return nil, 0, fmt.Errorf("%w: %s", ErrClosed, p.cfg.Name)
 	}
@@ -459,13 +470,29 @@ func (p *Plugin) crashed(gen int) {
 	}
 	p.crashes++
 	p.state = StateRestarting
+	shm := p.shm
 	p.cond.Broadcast()
 	p.mu.Unlock()
+	// The process is gone: calls that wait for it to finish a call they abandoned stop waiting
+	// (sdk.SharedMemory is unmapped only after its last call returns).
+	if shm != nil {
+		shm.Close()
+	}
 	p.log.Warn("backend crashed; restarting", "path", p.cfg.Path, "crashes_in_a_row", p.crashes)
 	go p.restart()
 }
 
-// restart relaunches the plugin with exponential backoff and replays its config and models.
+// retryIn describes when the next restart attempt starts; p.mu is held.
+func (p *Plugin) retryIn() string {
+	if p.nextTry.IsZero() {
+		return " now"
+	}
+	return " in " + time.Until(p.nextTry).Round(100*time.Millisecond).String()
+}
+
+// restart relaunches the plugin with exponential backoff and replays its config and models,
+// until it succeeds or the plugin is closed. Beyond MaxRestarts crashes in a row the plugin is
+// marked failed (calls fail at once) while the attempts go on, at most MaxRestartBackoff apart.
 func (p *Plugin) restart() {
 	for {
 		p.mu.Lock()
@@ -473,7 +500,6 @@ func (p *Plugin) restart() {
 		p.mu.Unlock()
 		if crashes > p.cfg.MaxRestarts {
 			p.fail(fmt.Errorf("crashed %d times in a row", crashes))
-			return
 		}
 		// Exponential backoff: RestartBackoff · 2^(crashes-1), capped.
 		backoff := p.cfg.RestartBackoff
@@ -481,11 +507,17 @@ func (p *Plugin) restart() {
 			backoff *= 2
 		}
 		backoff = min(backoff, MaxRestartBackoff)
+		p.mu.Lock()
+		p.nextTry = time.Now().Add(backoff)
+		p.mu.Unlock()
 		select {
 		case <-p.done:
 			return
 		case <-time.After(backoff):
 		}
+		p.mu.Lock()
+		p.nextTry = time.Time{}
+		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StartTimeout)
 		err := p.relaunch(ctx)
 		cancel()
@@ -546,8 +578,13 @@ func (p *Plugin) relaunch(ctx context.Context) error {
 	return nil
 }
 
+// fail marks the plugin failed (calls fail at once) while restart keeps trying.
 func (p *Plugin) fail(err error) {
 	p.mu.Lock()
+	if p.state != StateRestarting {
+		p.mu.Unlock()
+		return // already failed, or closed
+	}
 	if p.lastErr == nil {
 		p.lastErr = err
 	}
@@ -557,7 +594,27 @@ func (p *Plugin) fail(err error) {
 	p.mu.Unlock()
 	// No process will use the segment again; p.shm stays for SharedMemoryStats.
 	stopProcess(client, shm)
-	p.log.Error("backend failed; giving up", "path", p.cfg.Path, "err", p.lastErr)
+	p.log.Error("backend failed; calls fail until a restart succeeds", "path", p.cfg.Path, "err", p.lastErr, "max_backoff", MaxRestartBackoff)
+}
+
+// Status is what a host reports of a plugin (runtime/server's /healthz).
+type Status struct {
+	State         State
+	Restarts      int       // restarts so far
+	CrashesInARow int       // crashes since the process last ran StableAfter
+	LastError     string    // why the last start failed, or the plugin failed
+	NextRestart   time.Time // when the next restart attempt starts; zero when none waits
+}
+
+// Status reports the plugin's state.
+func (p *Plugin) Status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := Status{State: p.state, Restarts: p.restarts, CrashesInARow: p.crashes, NextRestart: p.nextTry}
+	if p.lastErr != nil && p.state != StateRunning {
+		st.LastError = p.lastErr.Error()
+	}
+	return st
 }
 
 // Describe implements sdk.Backend.

@@ -238,7 +238,10 @@ func TestCrashDuringCallRestarts(t *testing.T) {
 	}
 }
 
-func TestKeepsCrashingIsMarkedFailed(t *testing.T) {
+// A plugin that keeps crashing is marked failed (calls fail at once, naming the cause), but the
+// host keeps restarting it with backoff: once the cause is gone it serves again by itself,
+// without a reload of the host.
+func TestKeepsCrashingIsMarkedFailedThenRecovers(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MaxRestarts = 2
 	p := startTest(t, cfg)
@@ -257,8 +260,26 @@ func TestKeepsCrashingIsMarkedFailed(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	_, err = echo(context.Background(), p, nil)
-	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "reload model") {
-		t.Fatalf("state %v, err = %v; want ErrFailed with the reload error", p.State(), err)
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "reload model") || !strings.Contains(err.Error(), "retrying") {
+		t.Fatalf("state %v, err = %v; want ErrFailed with the reload error and the next try", p.State(), err)
+	}
+	st := p.Status()
+	if st.State != StateFailed || st.CrashesInARow <= cfg.MaxRestarts || !strings.Contains(st.LastError, "reload model") {
+		t.Errorf("Status() = %+v; want failed, more than %d crashes in a row, the reload error", st, cfg.MaxRestarts)
+	}
+	// The cause goes away: a later attempt succeeds and the plugin serves again.
+	if err := os.Remove(flag); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(MaxRestartBackoff + 20*time.Second)
+	for p.State() != StateRunning && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := echo(context.Background(), p, nil); err != nil {
+		t.Fatalf("state %v after the cause went away: echo: %v", p.State(), err)
+	}
+	if st := p.Status(); st.LastError != "" || st.Restarts < 1 {
+		t.Errorf("Status() after recovery = %+v; want no error and a restart counted", st)
 	}
 }
 

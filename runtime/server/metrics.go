@@ -60,11 +60,13 @@ type backendCollector struct{ s *Server }
 var (
 	restartsDesc = prometheus.NewDesc("modelrt_plugin_restarts_total", "Restarts of a backend plugin after a crash.", []string{"backend"}, nil)
 	upDesc       = prometheus.NewDesc("modelrt_plugin_up", "1 when the backend plugin is running, 0 while it restarts or after it failed.", []string{"backend"}, nil)
+	crashesDesc  = prometheus.NewDesc("modelrt_plugin_crashes_in_a_row", "Crashes of a backend plugin since it last ran 30 s; above its MaxRestarts (5) it is failed and restarted with backoff up to 30 s.", []string{"backend"}, nil)
 )
 
 func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- restartsDesc
 	ch <- upDesc
+	ch <- crashesDesc
 }
 
 func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
@@ -75,5 +77,6 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up, b.Name)
+		ch <- prometheus.MustNewConstMetric(crashesDesc, prometheus.GaugeValue, float64(b.CrashesInARow), b.Name)
 	}
 }

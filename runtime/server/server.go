@@ -327,14 +327,18 @@ func (s *Server) on(h func(http.ResponseWriter, *http.Request, *state)) http.Han
 	}
 }
 
-// healthz reports liveness and what is loaded; it fails (503) while draining or when a backend
-// has failed for good.
+// healthz reports liveness and what is loaded; it fails (503) while draining or while a
+// backend is not running (restarting, or failed: crashing in a row, retried with backoff).
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	e := s.Engine()
 	type backend struct {
 		Name     string `json:"name"`
 		State    string `json:"state"`
 		Restarts int    `json:"restarts"`
+		// Why a backend is not running, and when the host tries again.
+		CrashesInARow int    `json:"crashes_in_a_row,omitempty"`
+		LastError     string `json:"last_error,omitempty"`
+		NextRestart   string `json:"next_restart,omitempty"` // RFC 3339
 	}
 	doc := struct {
 		Status    string    `json:"status"`
@@ -349,7 +353,11 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		doc.Pipelines = append(doc.Pipelines, p.Name)
 	}
 	for _, b := range e.Backends() {
-		doc.Backends = append(doc.Backends, backend{b.Name, b.State, b.Restarts})
+		hb := backend{Name: b.Name, State: b.State, Restarts: b.Restarts, CrashesInARow: b.CrashesInARow, LastError: b.LastError}
+		if !b.NextRestart.IsZero() {
+			hb.NextRestart = b.NextRestart.UTC().Format(time.RFC3339Nano)
+		}
+		doc.Backends = append(doc.Backends, hb)
 	}
 	status := http.StatusOK
 	if !s.ready(e) {

@@ -12,7 +12,7 @@ import (
 )
 
 // Model is a VAE loaded in a backend, with the facts its ModelInfo reported (0 where the
-// backend did not say).
+// backend did not say), its request limits among them.
 type Model struct {
 	Backend sdk.Backend
 	Name    string
@@ -38,8 +38,9 @@ func FromInfo(b sdk.Backend, info sdk.ModelInfo) (*Model, error) {
 }
 
 // Encode runs vae-encode on image, float32 (N,C,H,W) in [-1,1], and returns mean and logvar,
-// float32 (N,L,H/f,W/f). Where the facts are known, C must be the model's input channels and H
-// and W multiples of its downsampling factor, and the outputs must have the shape they imply.
+// float32 (N,L,H/f,W/f). Where the facts are known, C must be the model's input channels, H
+// and W multiples of its downsampling factor and within its max_image_size, and the outputs
+// must have the shape they imply.
 func (m *Model) Encode(ctx context.Context, image *sdk.Tensor) (mean, logvar *sdk.Tensor, err error) {
 	if err := m.checkInput(sdk.TaskVAEEncode, "image", image, m.InChannels, "in_channels"); err != nil {
 		return nil, nil, err
@@ -47,6 +48,9 @@ func (m *Model) Encode(ctx context.Context, image *sdk.Tensor) (mean, logvar *sd
 	if f := int64(m.DownsampleFactor); f > 1 && (image.Shape[2]%f != 0 || image.Shape[3]%f != 0) {
 		return nil, nil, fmt.Errorf("model %q: image of %d×%d (W×H): the VAE needs height and width divisible by %d, its downsampling factor (resize it first)",
 			m.Name, image.Shape[3], image.Shape[2], f)
+	}
+	if err := m.checkLimits(sdk.TaskVAEEncode, image); err != nil {
+		return nil, nil, err
 	}
 	want := []int64{image.Shape[0], m.known(m.LatentChannels), div(image.Shape[2], m.DownsampleFactor), div(image.Shape[3], m.DownsampleFactor)}
 	outs, err := m.infer(ctx, sdk.TaskVAEEncode, "image", image, want, "mean", "logvar")
@@ -57,10 +61,13 @@ func (m *Model) Encode(ctx context.Context, image *sdk.Tensor) (mean, logvar *sd
 }
 
 // Decode runs vae-decode on latent, float32 (N,L,h,w), and returns the image, float32
-// (N,C,h·f,w·f) in [-1,1]. Where the facts are known, L must be the model's latent channels and
-// the image must have the shape they imply.
+// (N,C,h·f,w·f) in [-1,1]. Where the facts are known, L must be the model's latent channels,
+// h·f and w·f within its max_image_size, and the image must have the shape they imply.
 func (m *Model) Decode(ctx context.Context, latent *sdk.Tensor) (*sdk.Tensor, error) {
 	if err := m.checkInput(sdk.TaskVAEDecode, "latent", latent, m.LatentChannels, "latent_channels"); err != nil {
+		return nil, err
+	}
+	if err := m.checkLimits(sdk.TaskVAEDecode, latent); err != nil {
 		return nil, err
 	}
 	want := []int64{latent.Shape[0], m.known(m.OutChannels), mul(latent.Shape[2], m.DownsampleFactor), mul(latent.Shape[3], m.DownsampleFactor)}
@@ -78,6 +85,18 @@ func (m *Model) checkInput(task, name string, x *sdk.Tensor, channels int, fact 
 	}
 	if channels > 0 && x.Shape[1] != int64(channels) {
 		return fmt.Errorf("model %q: %s: %s has %d channels, model takes %d (%s)", m.Name, task, name, x.Shape[1], channels, fact)
+	}
+	return nil
+}
+
+// checkLimits makes the backend's own checks of a 4-D image or latent before the request is
+// sent (docs/sdk.md, Limits): no dimension below 1, and the image side within the
+// max_image_size the backend published. A request the backend would refuse is never sent; the
+// error is the same InvalidArgument. (checkInput has checked the channels.)
+func (m *Model) checkLimits(task string, x *sdk.Tensor) error {
+	in := &sdk.VAEInput{Task: task, N: int(x.Shape[0]), C: int(x.Shape[1]), H: int(x.Shape[2]), W: int(x.Shape[3])}
+	if err := sdk.CheckVAE(in, 0, m.DownsampleFactor, m.MaxImageSize); err != nil {
+		return fmt.Errorf("model %q (not sent to its backend): %w", m.Name, err)
 	}
 	return nil
 }

@@ -93,9 +93,11 @@ func TestEncodeDecodeMatchPyTorch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := sdk.VAEFacts{InChannels: 3, OutChannels: 3, LatentChannels: 4, DownsampleFactor: 2, ScalingFactor: 0.18215, SampleSize: 16}
+	// The limits are the native backend's defaults: max_image_size = sample_size × max_image_scale.
+	want := sdk.VAEFacts{InChannels: 3, OutChannels: 3, LatentChannels: 4, DownsampleFactor: 2, ScalingFactor: 0.18215, SampleSize: 16,
+		MaxInferBytes: sdk.DefaultMaxInferBytes, MaxImageSize: 16 * sdk.DefaultMaxImageScale}
 	if m.VAEFacts != want {
-		t.Errorf("facts %+v, want %+v (config.json)", m.VAEFacts, want)
+		t.Errorf("facts %+v, want %+v (config.json and the backend's limits)", m.VAEFacts, want)
 	}
 	mean, logvar, err := m.Encode(ctx, reference(t, "image"))
 	if err != nil {
@@ -137,6 +139,11 @@ func TestBadInputsAndOutputs(t *testing.T) {
 		{"gray image", func() error { _, _, err := m.Encode(ctx, zeros(1, 1, 4, 4)); return err }, "image has 1 channels, model takes 3 (in_channels)"},
 		{"odd image", func() error { _, _, err := m.Encode(ctx, zeros(1, 3, 5, 4)); return err }, "divisible by 2, its downsampling factor"},
 		{"latent of 5 channels", func() error { _, err := m.Decode(ctx, zeros(1, 5, 2, 2)); return err }, "latent has 5 channels, model takes 4 (latent_channels)"},
+		// Beyond max_image_size (64 px): refused by the host, with the backend's InvalidArgument.
+		{"image beyond the limit", func() error { _, _, err := m.Encode(ctx, zeros(1, 3, 66, 66)); return err },
+			"(not sent to its backend): InvalidArgument: vae-encode: image of 66×66 (H×W) is larger than this model's limit of 64 pixels per side"},
+		{"latent beyond the limit", func() error { _, err := m.Decode(ctx, zeros(1, 4, 33, 32)); return err },
+			"(not sent to its backend): InvalidArgument: vae-decode: latent of 33×32 (H×W) decodes to a 66×64 image"},
 		{"backend error", func() error {
 			_, _, err := m.Encode(ctx, sdk.FromInt64([]int64{1, 3, 2, 2}, make([]int64, 12)))
 			return err

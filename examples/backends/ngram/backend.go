@@ -23,6 +23,8 @@ const Version = "0.1.0"
 // UnloadModel and CloseSession. What is left here is the n-gram model's own behaviour.
 type backend struct {
 	*sdk.ModelTable[*Model, *session]
+	mu       sync.Mutex // guards maxBytes
+	maxBytes int64      // logits one Infer may ask for (config attribute max_infer_bytes)
 }
 
 // session is the state the host leaves in the backend between calls: per row, the last
@@ -34,7 +36,7 @@ type session struct {
 }
 
 func newBackend() *backend {
-	return &backend{sdk.NewModelTable[*Model, *session]("ngram", nil, nil)}
+	return &backend{ModelTable: sdk.NewModelTable[*Model, *session]("ngram", nil, nil)}
 }
 
 func (b *backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
@@ -45,6 +47,7 @@ func (b *backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 		Formats:     []string{"corpus.txt"},
 		ConfigSchema: sdk.ConfigSchema{Attributes: []sdk.ConfigAttribute{
 			{Name: "max_sessions", Type: "number", Description: "open sessions at most (0 = no limit)"},
+			{Name: "max_infer_bytes", Type: "number", Description: "logits one call may ask for, in bytes (default 2 GiB)"},
 		}},
 	}, nil
 }
@@ -52,6 +55,7 @@ func (b *backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 func (b *backend) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.ConfigureResponse, error) {
 	var c struct {
 		MaxSessions int `json:"max_sessions"`
+		sdk.Limits      // max_infer_bytes
 	}
 	if len(req.Config) > 0 {
 		if err := json.Unmarshal(req.Config, &c); err != nil {
@@ -61,7 +65,13 @@ func (b *backend) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.
 	if c.MaxSessions < 0 {
 		return nil, sdk.InvalidArgument("ngram config: max_sessions must be ≥ 0, got %d", c.MaxSessions)
 	}
+	if err := c.Limits.Check("ngram"); err != nil {
+		return nil, err
+	}
 	b.SetMaxSessions(c.MaxSessions)
+	b.mu.Lock()
+	b.maxBytes = c.Limits.InferBytes()
+	b.mu.Unlock()
 	return &sdk.ConfigureResponse{}, nil
 }
 
@@ -85,7 +95,7 @@ func (b *backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 	slog.Info("loaded n-gram model", "model", req.Name, "path", req.Path, "order", m.cfg.Order, "contexts", len(m.counts[len(m.counts)-1]))
 	b.Put(req.Name, m) // replaces a model of that name, closing its sessions
 	// The facts runtime/lm reads: generate stops at EOS and at the context length.
-	meta := sdk.LMFacts{VocabSize: VocabSize, Context: m.cfg.NPositions, EOS: EOS}.Metadata()
+	meta := sdk.LMFacts{VocabSize: VocabSize, Context: m.cfg.NPositions, EOS: EOS, MaxInferBytes: b.inferBytes()}.Metadata()
 	meta["order"] = strconv.Itoa(m.cfg.Order) // beyond the facts: shown by the server's model metadata
 	return &sdk.LoadModelResponse{Model: sdk.ModelInfo{
 		Name: req.Name, Task: sdk.TaskCausalLM, Format: "corpus.txt",
@@ -148,10 +158,14 @@ func (b *backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 	}
 	P := s.pos
 	if P+T > model.cfg.NPositions {
-		return nil, sdk.InvalidArgument("%d positions exceed the context length n_positions = %d", P+T, model.cfg.NPositions)
+		return nil, sdk.InvalidArgument("input_ids: %d positions exceed the context length n_positions = %d", P+T, model.cfg.NPositions)
 	}
 	if mask != nil && len(mask) != B*(P+T) {
 		return nil, sdk.InvalidArgument("attention_mask has %d elements, want (batch, past + sequence) = (%d, %d)", len(mask), B, P+T)
+	}
+	// No request may take the process's memory: check the logits' size before allocating them.
+	if err := sdk.CheckCausalLM(in, P, VocabSize, model.cfg.NPositions, b.inferBytes()); err != nil {
+		return nil, err
 	}
 	last, outT := in.LastOnly, in.OutLen()
 	logits := make([]float32, B*outT*VocabSize)
@@ -179,6 +193,15 @@ func (b *backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 	return &sdk.InferResponse{Outputs: map[string]*sdk.Tensor{
 		"logits": sdk.FromFloat32([]int64{int64(B), int64(outT), VocabSize}, logits),
 	}}, nil
+}
+
+func (b *backend) inferBytes() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.maxBytes > 0 {
+		return b.maxBytes
+	}
+	return sdk.DefaultMaxInferBytes
 }
 
 func (b *backend) Health(context.Context, *sdk.HealthRequest) (*sdk.HealthResponse, error) {

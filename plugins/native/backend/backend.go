@@ -25,8 +25,10 @@ const Version = "0.1.0"
 
 // Backend is the native backend. The zero value is not usable; call New.
 type Backend struct {
-	// The loaded models and their sessions; it implements CloseSession.
+	// The loaded models and their sessions; it implements UnloadModel and CloseSession.
 	*sdk.ModelTable[*model, *session]
+	mu     sync.Mutex // guards limits
+	limits sdk.Limits // validate.go
 }
 
 type model struct {
@@ -44,7 +46,7 @@ type session struct {
 
 // New returns an empty native backend.
 func New() *Backend {
-	return &Backend{sdk.NewModelTable[*model, *session]("native", nil, nil)}
+	return &Backend{ModelTable: sdk.NewModelTable[*model, *session]("native", nil, nil)}
 }
 
 // Describe implements sdk.Backend.
@@ -54,15 +56,16 @@ func (b *Backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 		Description: "pure-Go GPT-2 and AutoencoderKL on safetensors weights",
 		Tasks:       []string{sdk.TaskCausalLM, sdk.TaskVAE},
 		Formats:     []string{"safetensors"},
-		ConfigSchema: sdk.ConfigSchema{Attributes: []sdk.ConfigAttribute{
+		ConfigSchema: sdk.ConfigSchema{Attributes: append([]sdk.ConfigAttribute{
 			{Name: "threads", Type: "number", Description: "worker threads for the kernels (default: all cores)"},
-		}},
+		}, sdk.LimitAttributes...)},
 	}, nil
 }
 
 // Config is the backend's HCL config block.
 type Config struct {
 	Threads int `json:"threads"`
+	sdk.Limits
 }
 
 // Configure implements sdk.Configurer.
@@ -76,6 +79,12 @@ func (b *Backend) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.
 	if c.Threads < 0 {
 		return nil, sdk.InvalidArgument("native config: threads must be >= 0, got %d", c.Threads)
 	}
+	if err := c.Limits.Check("native"); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.limits = c.Limits
+	b.mu.Unlock()
 	if c.Threads > 0 {
 		runtime.GOMAXPROCS(c.Threads)
 	}
@@ -131,6 +140,7 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 	m := &model{name: req.Name, task: task}
 	info := sdk.ModelInfo{Name: req.Name, Task: task, Format: "safetensors"}
 	slog.Info("loading model", "model", req.Name, "path", req.Path, "task", task)
+	limits := b.currentLimits() // published with the facts, for the host's own checks (validate.go)
 	switch task {
 	case sdk.TaskCausalLM:
 		g, err := loadGPT2(req.Path, req.Options)
@@ -140,7 +150,7 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		m.gpt2 = g
 		c := g.Config()
 		m.bytes = g.WeightBytes()
-		info.Metadata = sdk.LMFacts{VocabSize: c.VocabSize, Context: c.NPositions, EOS: c.EOSTokenID}.Metadata()
+		info.Metadata = sdk.LMFacts{VocabSize: c.VocabSize, Context: c.NPositions, EOS: c.EOSTokenID, MaxInferBytes: limits.InferBytes()}.Metadata()
 		info.Metadata["bos_token_id"] = strconv.Itoa(c.BOSTokenID) // beyond the host's facts
 		info.Inputs = []sdk.TensorSpec{
 			{Name: "input_ids", DType: sdk.Int64, Shape: []int64{-1, -1}, DimNames: []string{"batch", "sequence"}},
@@ -156,7 +166,8 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		info.Task = sdk.TaskVAE
 		c := v.Config()
 		info.Metadata = sdk.VAEFacts{InChannels: c.InChannels, OutChannels: c.OutChannels, LatentChannels: c.LatentChannels,
-			DownsampleFactor: c.DownsampleFactor(), ScalingFactor: c.ScalingFactor, SampleSize: c.SampleSize}.Metadata()
+			DownsampleFactor: c.DownsampleFactor(), ScalingFactor: c.ScalingFactor, SampleSize: c.SampleSize,
+			MaxInferBytes: limits.InferBytes(), MaxImageSize: limits.ImageSide(c.SampleSize)}.Metadata()
 	default:
 		return nil, sdk.Unimplemented("load model %q: the native backend has no task %q (it has %s, %s)", req.Name, task, sdk.TaskCausalLM, sdk.TaskVAE)
 	}
@@ -178,6 +189,9 @@ func (b *Backend) OpenSession(_ context.Context, req *sdk.OpenSessionRequest) (*
 		if m.gpt2 == nil {
 			return nil, sdk.FailedPrecondition("model %q (%s) has no sessions; only causal-lm models do", req.Model, m.task)
 		}
+		if err := b.checkSession(m, batch); err != nil {
+			return nil, err
+		}
 		return &session{cache: m.gpt2.NewCache(batch)}, nil
 	})
 }
@@ -195,7 +209,7 @@ func (b *Backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 	case m.gpt2 != nil:
 		return b.inferLM(ctx, m, req)
 	case m.vae != nil:
-		return inferVAE(m, req)
+		return b.inferVAE(ctx, m, req)
 	}
 	return nil, sdk.Internal("model %q has nothing loaded", req.Model)
 }
@@ -216,8 +230,14 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 		if s.cache.Batch() != in.Batch {
 			return nil, sdk.InvalidArgument("session %q was opened for batch %d, input_ids has batch %d", req.Session, s.cache.Batch(), in.Batch)
 		}
+		if err := b.checkLM(m, in, s.cache.Len()); err != nil {
+			return nil, err
+		}
 		cache = s.cache
 	} else {
+		if err := b.checkLM(m, in, 0); err != nil {
+			return nil, err
+		}
 		cache = m.gpt2.NewCache(in.Batch)
 	}
 	if err := ctx.Err(); err != nil {
@@ -225,9 +245,12 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 	}
 	V := m.gpt2.Config().VocabSize
 	logits := make([]float32, in.Batch*in.OutLen()*V)
-	if err := m.gpt2.Forward(cache, in.IDs, in.Batch, in.Len, in.Mask, in.LastOnly, logits); err != nil {
+	if err := m.gpt2.ForwardContext(ctx, cache, in.IDs, in.Batch, in.Len, in.Mask, in.LastOnly, logits); err != nil {
 		if errors.Is(err, gpt2.ErrInvalidInput) {
 			return nil, sdk.InvalidArgument("%v", err)
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
 		}
 		return nil, sdk.Internal("%v", err)
 	}
@@ -236,15 +259,18 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 	}}, nil
 }
 
-func inferVAE(m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
+func (b *Backend) inferVAE(ctx context.Context, m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
 	in, err := sdk.VAEInputs(req)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.checkVAE(m, in); err != nil {
 		return nil, err
 	}
 	cfg := m.vae.Config()
 	f := cfg.DownsampleFactor()
 	if in.Task == sdk.TaskVAEEncode {
-		mean, logvar, err := m.vae.Encode(in.X, in.N, in.C, in.H, in.W)
+		mean, logvar, err := m.vae.EncodeContext(ctx, in.X, in.N, in.C, in.H, in.W)
 		if err != nil {
 			return nil, vaeError(err)
 		}
@@ -253,7 +279,7 @@ func inferVAE(m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
 			"mean": sdk.FromFloat32(shape, mean), "logvar": sdk.FromFloat32(shape, logvar),
 		}}, nil
 	}
-	img, err := m.vae.Decode(in.X, in.N, in.C, in.H, in.W)
+	img, err := m.vae.DecodeContext(ctx, in.X, in.N, in.C, in.H, in.W)
 	if err != nil {
 		return nil, vaeError(err)
 	}
@@ -264,6 +290,9 @@ func inferVAE(m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
 func vaeError(err error) error {
 	if errors.Is(err, vae.ErrInvalidInput) {
 		return sdk.InvalidArgument("%v", err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
 	}
 	return sdk.Internal("%v", err)
 }

@@ -36,23 +36,25 @@ type Config struct {
 	ExecutionProviders     []string `json:"execution_providers"`
 	LibraryPath            string   `json:"library_path"`
 	LogLevel               string   `json:"log_level"`
+	sdk.Limits
 }
 
 // Backend is the onnxrt backend. Call New.
 type Backend struct {
 	// The loaded models and their sessions; it implements UnloadModel and CloseSession.
 	*sdk.ModelTable[*model, *session]
-	mu     sync.Mutex // guards cfg and inited
+	mu     sync.Mutex // guards cfg, limits and inited
 	cfg    Config
+	limits sdk.Limits // validate.go
 	inited bool
 }
 
 type model struct {
 	name, task string
 	lm         *ort.LM
-	graph      *ort.Graph // task graph
-	enc, dec   *ort.Graph // task vae (either may be nil)
-	latentC    int
+	graph      *ort.Graph   // task graph
+	enc, dec   *ort.Graph   // task vae (either may be nil)
+	vae        sdk.VAEFacts // task vae: its facts and limits, what the request checks need (validate.go)
 }
 
 type session struct {
@@ -78,7 +80,7 @@ func (b *Backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 		Description: "ONNX Runtime " + ort.Version() + " sessions on exported .onnx graphs",
 		Tasks:       []string{sdk.TaskCausalLM, sdk.TaskVAE, sdk.TaskGraph},
 		Formats:     []string{"onnx"},
-		ConfigSchema: sdk.ConfigSchema{Attributes: []sdk.ConfigAttribute{
+		ConfigSchema: sdk.ConfigSchema{Attributes: append([]sdk.ConfigAttribute{
 			{Name: "intra_op_threads", Type: "number", Description: "threads inside one op (0 = one per physical core)"},
 			{Name: "inter_op_threads", Type: "number", Description: "threads across ops (0 = default)"},
 			{Name: "graph_optimization_level", Type: "string", Description: "disable, basic, extended or all (default)"},
@@ -87,7 +89,7 @@ func (b *Backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 			{Name: "execution_providers", Type: "list(string)", Description: `in order, CPU last: "cpu" (default), "cuda", ...; an unavailable one is an error`},
 			{Name: "library_path", Type: "string", Description: "libonnxruntime.so.1 (default: $ONNXRUNTIME_SHARED_LIBRARY_PATH, then docs/onnxruntime.md)"},
 			{Name: "log_level", Type: "string", Description: "ONNX Runtime's own log level: verbose, info, warning, error, fatal"},
-		}},
+		}, sdk.LimitAttributes...)},
 	}, nil
 }
 
@@ -104,12 +106,15 @@ func (b *Backend) Configure(_ context.Context, req *sdk.ConfigureRequest) (*sdk.
 	if c.IntraOpThreads < 0 || c.InterOpThreads < 0 {
 		return nil, sdk.InvalidArgument("onnxrt config: thread counts must be >= 0")
 	}
+	if err := c.Limits.Check("onnxrt"); err != nil {
+		return nil, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.inited && (c.LibraryPath != b.cfg.LibraryPath) {
 		return nil, sdk.FailedPrecondition("onnxrt config: library_path cannot change after the library is loaded")
 	}
-	b.cfg = c
+	b.cfg, b.limits = c, c.Limits
 	return &sdk.ConfigureResponse{}, nil
 }
 
@@ -184,7 +189,8 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		}
 		m.lm = lm
 		li := lm.Info()
-		info.Metadata = sdk.LMFacts{VocabSize: li.VocabSize, Context: li.MaxContext, EOS: int(max(li.EOS, -1))}.Metadata()
+		info.Metadata = sdk.LMFacts{VocabSize: li.VocabSize, Context: li.MaxContext, EOS: int(max(li.EOS, -1)),
+			MaxInferBytes: b.currentLimits().InferBytes()}.Metadata()
 		info.Metadata["convention"] = string(li.Convention)
 		// attention_mask only when the graph takes one: without it padding cannot be expressed,
 		// and callers (conformance) learn that here.
@@ -199,7 +205,7 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		if err != nil {
 			return nil, loadError(req.Name, err)
 		}
-		info.Metadata = facts.Metadata()
+		info.Metadata = m.vaeFacts(facts, b.currentLimits()).Metadata()
 	case sdk.TaskGraph:
 		path := req.Path
 		if st, err := os.Stat(path); err == nil && st.IsDir() {
@@ -279,7 +285,6 @@ func loadVAE(m *model, dir string, so ort.SessionOptions) (sdk.VAEFacts, error) 
 		}
 		break
 	}
-	m.latentC = facts.LatentChannels
 	return facts, nil
 }
 
@@ -362,7 +367,7 @@ func (b *Backend) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferR
 	case m.graph != nil:
 		return inferGraph(ctx, m.graph, req)
 	default:
-		return inferVAE(ctx, m, req)
+		return b.inferVAE(ctx, m, req)
 	}
 }
 
@@ -393,8 +398,14 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 		if ss.batch != in.Batch {
 			return nil, sdk.InvalidArgument("session %q was opened for batch %d, input_ids has batch %d", req.Session, ss.batch, in.Batch)
 		}
+		if err := b.checkLM(m, in, ss.s.Len()); err != nil {
+			return nil, err
+		}
 		s, thread = ss.s, ss.thread
 	} else {
+		if err := b.checkLM(m, in, 0); err != nil {
+			return nil, err
+		}
 		if s, err = m.lm.NewSession(in.Batch); err != nil {
 			return nil, sdk.Internal("%v", err)
 		}
@@ -416,9 +427,12 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 	}}, nil
 }
 
-func inferVAE(ctx context.Context, m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
+func (b *Backend) inferVAE(ctx context.Context, m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
 	in, err := sdk.VAEInputs(req)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.checkVAE(m, in); err != nil {
 		return nil, err
 	}
 	shape := []int64{int64(in.N), int64(in.C), int64(in.H), int64(in.W)}
@@ -456,8 +470,8 @@ func inferVAE(ctx context.Context, m *model, req *sdk.InferRequest) (*sdk.InferR
 	if m.dec == nil {
 		return nil, sdk.Unimplemented("model %q has no vae_decoder/model.onnx", m.name)
 	}
-	if m.latentC > 0 && in.C != m.latentC {
-		return nil, sdk.InvalidArgument("vae-decode: latent has %d channels, the decoder takes %d", in.C, m.latentC)
+	if m.vae.LatentChannels > 0 && in.C != m.vae.LatentChannels {
+		return nil, sdk.InvalidArgument("vae-decode: latent has %d channels, the decoder takes %d", in.C, m.vae.LatentChannels)
 	}
 	out, err := m.dec.Run(ctx, map[string]ort.TensorValue{"latent_sample": {DType: "float32", Shape: shape, Data: x.Data}})
 	if err != nil {

@@ -257,7 +257,7 @@ func TestVAEBadInput(t *testing.T) {
 	}{
 		{"latent channels", "tiny", sdk.TaskVAEDecode, "latent", []int64{1, 5, 2, 2}, sdk.CodeInvalidArgument, "5 channels"},
 		{"image rank", "tiny", sdk.TaskVAEEncode, "image", []int64{3, 16, 16}, sdk.CodeInvalidArgument, "shape [3 16 16]"},
-		{"image channels", "tiny", sdk.TaskVAEEncode, "image", []int64{1, 4, 16, 16}, sdk.CodeInvalidArgument, "sample"},
+		{"image channels", "tiny", sdk.TaskVAEEncode, "image", []int64{1, 4, 16, 16}, sdk.CodeInvalidArgument, "4 channels"},
 		{"no encoder", "dec", sdk.TaskVAEEncode, "image", []int64{1, 3, 16, 16}, sdk.CodeUnimplemented, "vae_encoder"},
 		{"wrong input name", "tiny", sdk.TaskVAEDecode, "image", []int64{1, 4, 2, 2}, sdk.CodeInvalidArgument, `"latent" is missing`},
 	}

@@ -1,0 +1,75 @@
+package backend_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/modelrt/modelrt/conformance"
+	"github.com/modelrt/modelrt/sdk"
+)
+
+const (
+	// busyBeforeCancel: the share of the uncancelled decode's CPU time the cancelled one must
+	// have used before the test cancels it.
+	busyBeforeCancel = 0.2
+	// maxAfterCancel: the share of the uncancelled decode's CPU time the plugin may spend
+	// between the cancel and the call's return. ONNX Runtime checks its terminate flag between
+	// nodes only, so the node running at the cancel (one attention MatMul can be a large part
+	// of a decode) finishes first.
+	maxAfterCancel = 0.5
+	// idleWindow and maxIdleCPU: afterwards the plugin is idle.
+	idleWindow = time.Second
+	maxIdleCPU = 100 * time.Millisecond
+)
+
+// TestCancelledDecodeStops cancels a VAE decode that takes ONNX Runtime seconds (four 64×64
+// latents of the 16-px test VAE) once it has done a fifth of its work: the run is terminated
+// through its run options, the call comes back Canceled, the plugin spends well under the rest
+// of the decode's CPU after the cancel, and none afterwards.
+func TestCancelledDecodeStops(t *testing.T) {
+	p := startPlugin(t)
+	ctx := context.Background()
+	if _, err := p.Configure(ctx, &sdk.ConfigureRequest{Config: json.RawMessage(`{"max_image_scale": 64, "max_infer_bytes": 8589934592}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.LoadModel(ctx, &sdk.LoadModelRequest{Name: "vae", Path: fixture("vae-tiny-onnx")}); err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Pid()
+	cpu := func() time.Duration {
+		d, err := conformance.ProcessCPU(pid)
+		if err != nil {
+			t.Skipf("cannot read the plugin's CPU time (needs Linux /proc): %v", err)
+		}
+		return d
+	}
+	latent := conformance.Zeros("latent", 4, 4, 64, 64)
+	start := cpu()
+	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "vae", Inputs: latent}); err != nil {
+		t.Fatal(err)
+	}
+	full := cpu() - start
+	t.Logf("the uncancelled decode took %v of CPU", full)
+	c, err := conformance.CancelWhenBusy(pid, time.Duration(busyBeforeCancel*float64(full)), idleWindow, func(ctx context.Context) error {
+		_, err := p.Infer(ctx, &sdk.InferRequest{Model: "vae", Inputs: latent})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("measuring the cancelled decode: %v", err)
+	}
+	t.Logf("returned %v after the cancel; CPU %v before it, %v after", c.Wall.Round(time.Millisecond), c.BeforeCPU, c.AfterCPU)
+	if sdk.CodeOf(c.Err) != sdk.CodeCanceled {
+		t.Fatalf("cancelled decode: %v, want Canceled", c.Err)
+	}
+	if float64(c.AfterCPU) > maxAfterCancel*float64(full) {
+		t.Errorf("between the cancel and the call's return the plugin used %v of CPU, more than %.0f%% of the whole decode's %v", c.AfterCPU, 100*maxAfterCancel, full)
+	}
+	if c.IdleCPU > maxIdleCPU {
+		t.Errorf("after the cancelled call returned the plugin used %v of CPU in %v: it is still decoding", c.IdleCPU, idleWindow)
+	}
+	if _, err := p.Infer(ctx, &sdk.InferRequest{Model: "vae", Inputs: conformance.Zeros("latent", 1, 4, 8, 8)}); err != nil {
+		t.Errorf("the next call: %v", err)
+	}
+}
