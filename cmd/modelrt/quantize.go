@@ -2,12 +2,13 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelrt/modelrt/native/gpt2"
-	"github.com/modelrt/modelrt/native/quant"
+	"github.com/modelrt/modelrt/sdk/modeldir"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
 func newQuantizeCmd() *cobra.Command {
@@ -36,14 +37,17 @@ docs/kernels.md. The onnxrt backend does not read these directories.`,
 			if a, b := filepath.Clean(src), filepath.Clean(out); a == b {
 				return fmt.Errorf("quantize: --out %s is the source directory; write elsewhere", out)
 			}
-			if err := gpt2.WriteQuantized(src, out, dt); err != nil {
+			if err := modeldir.QuantizeGPT2(src, out, dt); err != nil {
 				return err
 			}
-			m, err := gpt2.Load(out)
-			if err != nil {
+			if _, err := modeldir.LoadGPT2Config(filepath.Join(out, "config.json")); err != nil {
 				return fmt.Errorf("quantize: reading back %s: %w", out, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%s weights, %.1f MB in memory)\n", out, dt, float64(m.WeightBytes())/1e6)
+			st, err := os.Stat(filepath.Join(out, modeldir.GPT2WeightsFile))
+			if err != nil {
+				return fmt.Errorf("quantize: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%s weights, %.1f MB)\n", out, dt, float64(st.Size())/1e6)
 			return nil
 		},
 	}

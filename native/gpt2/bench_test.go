@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/modelrt/modelrt/native/quant"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
 // cpuTime returns the process's user+system CPU time. On a machine shared with other busy

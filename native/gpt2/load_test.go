@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelrt/modelrt/native/quant"
 	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
@@ -182,43 +181,4 @@ func TestLoadRejectsBadModels(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestParseConfigDefaults(t *testing.T) {
-	c, err := ParseConfig([]byte(`{"vocab_size": 50257, "n_ctx": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Config{VocabSize: 50257, NPositions: 1024, NEmbd: 768, NLayer: 12, NHead: 12,
-		LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 50256, EOSTokenID: 50256}
-	if c != want {
-		t.Errorf("ParseConfig = %+v\nwant %+v", c, want)
-	}
-	if c.Inner() != 3072 || c.HeadDim() != 64 {
-		t.Errorf("Inner %d HeadDim %d", c.Inner(), c.HeadDim())
-	}
-}
-
-func FuzzParseConfig(f *testing.F) {
-	b, err := os.ReadFile(filepath.Join(fixtureDir("gpt2-odd"), "config.json"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(b)
-	f.Add([]byte(`{"vocab_size": 5, "n_positions": 2, "n_embd": 6, "n_layer": 1, "n_head": 3, "n_inner": null}`))
-	f.Add([]byte(`{"vocab_size": -1}`))
-	f.Add([]byte(`{"vocab_size": 5, "n_positions": 2, "n_embd": 6, "n_layer": 1, "n_head": 3, "quantization": {"format": "modelrt-weights/v1", "dtype": "int8"}}`))
-	f.Add([]byte(`{"vocab_size": 5, "n_positions": 2, "n_embd": 6, "n_layer": 1, "n_head": 3, "quantization": {"format": "modelrt-weights/v1", "dtype": "f32"}}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := ParseConfig(data)
-		if err != nil {
-			return
-		}
-		if c.Weights != "" && c.Weights != quant.Int8 && c.Weights != quant.F16 {
-			t.Fatalf("accepted weights %q", c.Weights)
-		}
-		if c.Validate() != nil || c.NEmbd%c.NHead != 0 || c.Inner() <= 0 {
-			t.Fatalf("accepted an invalid config %+v", c)
-		}
-	})
 }

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/modelrt/modelrt/native/kernels"
-	"github.com/modelrt/modelrt/native/quant"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 

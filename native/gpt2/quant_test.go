@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelrt/modelrt/native/quant"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
 // Quantized logits against the float32 model's, as the maximum absolute difference divided by

@@ -2,17 +2,12 @@ package gpt2
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/modelrt/modelrt/native/kernels"
-	"github.com/modelrt/modelrt/native/quant"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 	"github.com/modelrt/modelrt/sdk/safetensors"
 )
-
-// ErrQuantized marks a request to change the storage type of weights that are already
-// quantized: requantizing would compound the rounding, so only float32 weights convert.
-var ErrQuantized = errors.New("gpt2: weights are already quantized")
 
 // QWeights holds a weight matrix in a compact storage type; the owner's float32 field is nil
 // while DType is set. Int8 is symmetric with one scale per output channel: Scale is (Out) for a

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/modelrt/modelrt/native/quant"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
 // The quantized products are compared with MatMulNaive on the dequantized weights, so only the

@@ -7,28 +7,6 @@ import (
 	"testing"
 )
 
-func TestParseConfigDefaults(t *testing.T) {
-	c, err := ParseConfig([]byte(`{"block_out_channels": [32, 64, 64], "use_quant_conv": false}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.InChannels != 3 || c.LatentChannels != 4 || c.NormNumGroups != 32 || c.ScalingFactor != 0.18215 ||
-		c.UseQuantConv || !c.UsePostQuantConv || !c.MidBlockAddAttention || c.DownsampleFactor() != 4 {
-		t.Fatalf("config %+v", c)
-	}
-	for _, bad := range []string{
-		`{"block_out_channels": []}`,
-		`{"down_block_types": ["DownBlock2D"], "block_out_channels": [64]}`,
-		`{"act_fn": "gelu"}`,
-		`{"layers_per_block": 0}`,
-		`[`,
-	} {
-		if _, err := ParseConfig([]byte(bad)); !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("ParseConfig(%s): error %v, want ErrInvalidConfig", bad, err)
-		}
-	}
-}
-
 // FuzzParseConfig checks that any config.json either fails with ErrInvalidConfig or builds a
 // model (small ones only, to keep the fuzzer's memory bounded) that encodes a tiny image.
 func FuzzParseConfig(f *testing.F) {

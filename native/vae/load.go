@@ -13,9 +13,6 @@ import (
 	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
-// WeightFiles are the weight file names Load looks for, in order.
-var WeightFiles = []string{"diffusion_pytorch_model.safetensors", "model.safetensors"}
-
 // weightSource is what the builder needs from a weights file; *safetensors.File provides it.
 type weightSource interface {
 	Has(name string) bool

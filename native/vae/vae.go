@@ -19,8 +19,6 @@ import (
 var (
 	// ErrInvalidInput marks an image or latent whose shape the model cannot take.
 	ErrInvalidInput = errors.New("vae: invalid input")
-	// ErrInvalidConfig marks a config.json this package cannot build a model from.
-	ErrInvalidConfig = errors.New("vae: invalid config")
 	// ErrMissingWeights marks an absent weights file or tensor.
 	ErrMissingWeights = errors.New("vae: missing weights")
 	// ErrInvalidWeights marks a tensor of the wrong shape or with non-finite values.

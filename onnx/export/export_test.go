@@ -12,6 +12,7 @@ import (
 	"github.com/modelrt/modelrt/native/gpt2"
 	"github.com/modelrt/modelrt/onnx"
 	"github.com/modelrt/modelrt/onnx/export"
+	"github.com/modelrt/modelrt/sdk/modeldir"
 	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
@@ -193,7 +194,7 @@ func TestRandomWeights(t *testing.T) {
 	for _, init := range m.Graph.Initializer {
 		used[init.GetName()] = true
 	}
-	for name := range export.GPT2Shapes(cfg) {
+	for name := range modeldir.GPT2Shapes(cfg) {
 		if !used[name] {
 			t.Errorf("tensor %s of GPT2Shapes is not in the graph", name)
 		}

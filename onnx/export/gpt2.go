@@ -22,9 +22,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelrt/modelrt/native/gpt2"
 	"github.com/modelrt/modelrt/onnx/graph"
 	"github.com/modelrt/modelrt/onnx/onnxpb"
+	"github.com/modelrt/modelrt/sdk/modeldir"
 	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
@@ -61,7 +61,7 @@ const Producer = "modelrt-export"
 // plus copies of config.json and the tokenizer files. Progress goes to slog.
 func ExportGPT2(srcDir, outDir string, opts Options) error {
 	start := time.Now()
-	cfg, err := gpt2.LoadConfig(filepath.Join(srcDir, "config.json"))
+	cfg, err := modeldir.LoadGPT2Config(filepath.Join(srcDir, "config.json"))
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
@@ -196,7 +196,7 @@ func (w *safetensorsWeights) Tensor(name string) ([]byte, []int64, error) {
 // gpt2Graph holds the state of one graph build.
 type gpt2Graph struct {
 	b     *graph.Builder
-	cfg   gpt2.Config
+	cfg   modeldir.GPT2Config
 	w     Weights
 	opset int
 	// shared constants
@@ -228,7 +228,7 @@ func (g *gpt2Graph) weight(name string, want ...int64) (string, error) {
 
 // BuildGPT2 builds the GPT-2 graph for cfg (as native/gpt2 reads config.json) with weights w
 // (HF GPT2LMHeadModel names).
-func BuildGPT2(cfg gpt2.Config, w Weights, opts Options) (*onnxpb.ModelProto, error) {
+func BuildGPT2(cfg modeldir.GPT2Config, w Weights, opts Options) (*onnxpb.ModelProto, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("export: config: %w", err)
 	}

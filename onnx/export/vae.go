@@ -15,9 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelrt/modelrt/native/vae"
 	"github.com/modelrt/modelrt/onnx/graph"
 	"github.com/modelrt/modelrt/onnx/onnxpb"
+	"github.com/modelrt/modelrt/sdk/modeldir"
 	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
@@ -60,7 +60,7 @@ func IsVAEDir(dir string) bool {
 }
 
 // ExportVAE reads a diffusers AutoencoderKL directory (config.json and the first of
-// vae.WeightFiles) and writes Optimum's split with the same weights:
+// modeldir.VAEWeightFiles) and writes Optimum's split with the same weights:
 //
 //	outDir/vae_encoder/model.onnx   sample → latent_parameters (encoder + quant_conv)
 //	outDir/vae_decoder/model.onnx   latent_sample → sample (post_quant_conv + decoder)
@@ -69,19 +69,19 @@ func IsVAEDir(dir string) bool {
 // ignored. The math is native/vae's: docs/vae.md lists the op choices.
 func ExportVAE(srcDir, outDir string, opts Options) error {
 	start := time.Now()
-	cfg, err := vae.ReadConfig(filepath.Join(srcDir, "config.json"))
+	cfg, err := modeldir.ReadVAEConfig(filepath.Join(srcDir, "config.json"))
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	var wpath string
-	for _, name := range vae.WeightFiles {
+	for _, name := range modeldir.VAEWeightFiles {
 		if p := filepath.Join(srcDir, name); fileExists(p) {
 			wpath = p
 			break
 		}
 	}
 	if wpath == "" {
-		return fmt.Errorf("export: %s holds none of %v", srcDir, vae.WeightFiles)
+		return fmt.Errorf("export: %s holds none of %v", srcDir, modeldir.VAEWeightFiles)
 	}
 	st, err := safetensors.Open(wpath)
 	if err != nil {
@@ -139,7 +139,7 @@ func (w *fileWeights) Tensor(name string) ([]byte, []int64, error) {
 
 // VAEShapes lists the diffusers AutoencoderKL tensors of a model with config cfg and their shapes
 // (attention linears (C,C) under the current to_q/to_k/to_v/to_out.0 names).
-func VAEShapes(cfg vae.Config) map[string][]int64 {
+func VAEShapes(cfg modeldir.VAEConfig) map[string][]int64 {
 	s := map[string][]int64{}
 	conv := func(name string, cin, cout, k int) {
 		s[name+".weight"] = []int64{int64(cout), int64(cin), int64(k), int64(k)}
@@ -216,7 +216,7 @@ func VAEShapes(cfg vae.Config) map[string][]int64 {
 // benchmarks: conv and linear weights N(0,1)/sqrt(fan_in), biases 0, GroupNorm γ = 1, β = 0 (the
 // init of native/vae.NewRandom). Each tensor depends only on seed and its name.
 // WriteRandomVAE stores them as a model directory that native/vae can load too.
-func RandomVAEWeights(cfg vae.Config, seed uint64) Weights {
+func RandomVAEWeights(cfg modeldir.VAEConfig, seed uint64) Weights {
 	return randomVAEWeights{shapes: VAEShapes(cfg), seed: seed}
 }
 
@@ -271,7 +271,7 @@ func isNormName(name string) bool {
 
 // WriteRandomVAE writes dir/config.json (cfg) and dir/diffusion_pytorch_model.safetensors with
 // RandomVAEWeights(cfg, seed), so that native/vae.Load and ExportVAE see the same model.
-func WriteRandomVAE(dir string, cfg vae.Config, seed uint64) error {
+func WriteRandomVAE(dir string, cfg modeldir.VAEConfig, seed uint64) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
@@ -301,7 +301,7 @@ func WriteRandomVAE(dir string, cfg vae.Config, seed uint64) error {
 		}
 		ts = append(ts, safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: s, F32: randomVAETensor(name, shape, seed)})
 	}
-	if err := safetensors.WriteFile(filepath.Join(dir, vae.WeightFiles[0]), ts, map[string]string{"format": "pt"}); err != nil {
+	if err := safetensors.WriteFile(filepath.Join(dir, modeldir.VAEWeightFiles[0]), ts, map[string]string{"format": "pt"}); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	return nil
@@ -310,7 +310,7 @@ func WriteRandomVAE(dir string, cfg vae.Config, seed uint64) error {
 // vaeGraph holds the state of one VAE graph build.
 type vaeGraph struct {
 	b      *graph.Builder
-	cfg    vae.Config
+	cfg    modeldir.VAEConfig
 	w      Weights
 	err    error // first error; later calls do nothing, so the build reads as the model
 	consts map[float32]string
@@ -334,7 +334,7 @@ func (g *vaeGraph) ints(name string, vals ...int64) string {
 // BuildVAE builds Optimum's two VAE graphs for cfg with weights w (diffusers names; the legacy
 // attention names query/key/value/proj_attn and (C,C,1,1) linears are accepted as native/vae
 // accepts them).
-func BuildVAE(cfg vae.Config, w Weights, opts Options) (enc, dec *onnxpb.ModelProto, err error) {
+func BuildVAE(cfg modeldir.VAEConfig, w Weights, opts Options) (enc, dec *onnxpb.ModelProto, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("export: %w", err)
 	}

@@ -15,8 +15,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/modelrt/modelrt/native/gpt2"
-	"github.com/modelrt/modelrt/native/vae"
+	"github.com/modelrt/modelrt/sdk/modeldir"
 )
 
 // Format names the JSON report's layout; it changes when a field changes meaning.
@@ -27,9 +26,9 @@ var ErrBackend = errors.New("bench: backend failed")
 
 // Shape is what one benchmark run measures: the model shapes and the workload.
 type Shape struct {
-	Name string      `json:"name"`
-	GPT2 gpt2.Config `json:"gpt2"`
-	VAE  vae.Config  `json:"vae"`
+	Name string              `json:"name"`
+	GPT2 modeldir.GPT2Config `json:"gpt2"`
+	VAE  modeldir.VAEConfig  `json:"vae"`
 	// ImageSize is the VAE input's height and width (pixels); the latent is ImageSize/f square.
 	ImageSize int `json:"image_size"`
 	// PromptTokens is the prefill length of every row; NewTokens the tokens decoded per row.
@@ -42,13 +41,13 @@ type Shape struct {
 	Seed    uint64 `json:"seed"`
 }
 
-func gpt2Config(layers, width, heads, vocab, positions int) gpt2.Config {
-	return gpt2.Config{VocabSize: vocab, NPositions: positions, NEmbd: width, NLayer: layers, NHead: heads,
+func gpt2Config(layers, width, heads, vocab, positions int) modeldir.GPT2Config {
+	return modeldir.GPT2Config{VocabSize: vocab, NPositions: positions, NEmbd: width, NLayer: layers, NHead: heads,
 		LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: vocab - 1, EOSTokenID: vocab - 1}
 }
 
-func vaeConfig(blocks []int, layers int) vae.Config {
-	c := vae.DefaultConfig()
+func vaeConfig(blocks []int, layers int) modeldir.VAEConfig {
+	c := modeldir.DefaultVAEConfig()
 	c.BlockOutChannels, c.LayersPerBlock = blocks, layers
 	c.DownBlockTypes, c.UpBlockTypes = nil, nil
 	for range blocks {

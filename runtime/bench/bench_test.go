@@ -13,6 +13,7 @@ import (
 	"github.com/modelrt/modelrt/native/gpt2"
 	"github.com/modelrt/modelrt/native/vae"
 	"github.com/modelrt/modelrt/onnx/export"
+	"github.com/modelrt/modelrt/sdk/modeldir"
 	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
@@ -227,7 +228,7 @@ func TestPrepare(t *testing.T) {
 	}
 	defer f.Close()
 	w := export.RandomWeights(s.GPT2, s.Seed)
-	for name := range export.GPT2Shapes(s.GPT2) {
+	for name := range modeldir.GPT2Shapes(s.GPT2) {
 		want, _, err := w.Tensor(name)
 		if err != nil {
 			t.Fatal(err)

@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/modelrt/modelrt/native/gpt2"
-	"github.com/modelrt/modelrt/native/quant"
 	"github.com/modelrt/modelrt/onnx/export"
+	"github.com/modelrt/modelrt/sdk/modeldir"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
@@ -22,7 +22,7 @@ const cacheVersion = "v1"
 // Models are the model directories of one shape, ready for the plugins.
 type Models struct {
 	GPT2     string // native: config.json + model.safetensors (float32)
-	GPT2Int8 string // native: the same weights as gpt2.WriteQuantized int8
+	GPT2Int8 string // native: the same weights as modeldir.QuantizeGPT2 int8
 	GPT2ONNX string // onnxrt: model.onnx (Optimum cache convention) + config.json
 	VAE      string // native: config.json + diffusion_pytorch_model.safetensors
 	VAEONNX  string // onnxrt: vae_encoder/model.onnx + vae_decoder/model.onnx
@@ -31,7 +31,7 @@ type Models struct {
 // CacheKey names the cache directory of s: the same weights and graphs for the same key.
 func CacheKey(s Shape) string {
 	data, err := json.Marshal(struct {
-		GPT2 gpt2.Config
+		GPT2 modeldir.GPT2Config
 		VAE  any
 		Seed uint64
 	}{s.GPT2, s.VAE, s.Seed})
@@ -66,7 +66,7 @@ func Prepare(cacheDir string, s Shape, int8Row bool, step func(what string)) (*M
 	}{
 		{m.GPT2, "write GPT-2 safetensors", false, func(tmp string) error { return writeGPT2(tmp, s.GPT2, s.Seed) }},
 		{m.GPT2ONNX, "export GPT-2 to ONNX", false, func(tmp string) error { return export.ExportGPT2(m.GPT2, tmp, export.DefaultOptions()) }},
-		{m.GPT2Int8, "quantize GPT-2 to int8", !int8Row, func(tmp string) error { return gpt2.WriteQuantized(m.GPT2, tmp, quant.Int8) }},
+		{m.GPT2Int8, "quantize GPT-2 to int8", !int8Row, func(tmp string) error { return modeldir.QuantizeGPT2(m.GPT2, tmp, quant.Int8) }},
 		{m.VAE, "write VAE safetensors", false, func(tmp string) error { return export.WriteRandomVAE(tmp, s.VAE, s.Seed) }},
 		{m.VAEONNX, "export VAE to ONNX", false, func(tmp string) error { return export.ExportVAE(m.VAE, tmp, export.DefaultOptions()) }},
 	}
@@ -99,7 +99,7 @@ func Prepare(cacheDir string, s Shape, int8Row bool, step func(what string)) (*M
 
 // writeGPT2 writes dir/config.json (HF GPT2Config fields of cfg) and dir/model.safetensors with
 // export.RandomWeights(cfg, seed) under HF GPT2LMHeadModel names, lm_head tied to wte.
-func writeGPT2(dir string, cfg gpt2.Config, seed uint64) error {
+func writeGPT2(dir string, cfg modeldir.GPT2Config, seed uint64) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func writeGPT2(dir string, cfg gpt2.Config, seed uint64) error {
 		return err
 	}
 	w := export.RandomWeights(cfg, seed)
-	shapes := export.GPT2Shapes(cfg)
+	shapes := modeldir.GPT2Shapes(cfg)
 	names := make([]string, 0, len(shapes))
 	for name := range shapes {
 		names = append(names, name)

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/modelrt/modelrt/native/gpt2"
-	"github.com/modelrt/modelrt/native/quant"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
 // weightsOption is the model option (sdk.LoadModelRequest.Options, a pipeline's model block

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/modelrt/modelrt/native/gpt2"
-	"github.com/modelrt/modelrt/native/quant"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
 func TestLoadGPT2Options(t *testing.T) {

@@ -1,7 +1,8 @@
 // Package quant converts float32 weights to the compact formats the native kernels read
 // directly: symmetric int8 with one float32 scale per output channel, and IEEE float16. It holds
 // the conversion math and its exact inverses (the references the quantized kernels are tested
-// against); file formats live with the models that use them (native/gpt2).
+// against). It sits under sdk/modeldir because the quantized model directory is a file format
+// the host writes (modeldir.QuantizeGPT2) and the native backend reads.
 package quant
 
 import (
