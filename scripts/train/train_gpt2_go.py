@@ -126,6 +126,20 @@ def init_weights(model, n_layer, seed):
                 p.copy_(torch.randn(p.shape, generator=g) * std)
 
 
+def new_model(cfg, args):
+    """A GPT2LMHeadModel with GPT-2's initialization (seeded by args.seed) in training mode, and
+    its AdamW optimizer (weight decay args.weight_decay on matrices only, lr args.lr)."""
+    torch.manual_seed(args.seed)
+    model = gpt2_torch.GPT2LMHeadModel(cfg)
+    init_weights(model, args.n_layer, args.seed)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    return model, opt
+
+
 def batch(tokens, B, T, g):
     starts = torch.randint(0, len(tokens) - T - 1, (B,), generator=g).numpy()
     x = np.stack([tokens[s : s + T + 1] for s in starts]).astype(np.int64)
@@ -207,14 +221,7 @@ def main():
     cfg = gpt2_torch.default_config(
         vocab_size=V, n_positions=args.n_positions, n_embd=args.n_embd, n_layer=args.n_layer,
         n_head=args.n_head, initializer_range=0.02, bos_token_id=eot_id, eos_token_id=eot_id)
-    torch.manual_seed(args.seed)
-    model = gpt2_torch.GPT2LMHeadModel(cfg)
-    init_weights(model, args.n_layer, args.seed)
-    model.train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    model, opt = new_model(cfg, args)
     g = torch.Generator().manual_seed(args.seed + 1)
     ckpt = os.path.join(args.work, "ckpt.pt")
     step, history, elapsed = checkpoint.resume(ckpt, model, opt, g)
