@@ -225,7 +225,7 @@ def main():
     print("|---|---|---|---|---|---|---|")
     for name, sc in results["sets"].items():
         ceil = ch if "held_out" in name else ct
-        cells = ["%.3f" % sc["char"]["acc"], "%.2f" % (sc["char"]["acc"] / ceil)]
+        cells = ["%.3f" % sc["char"]["acc"], "%.2f" % (sc["char"]["acc"] / ceil) if ceil else "–"]
         for key, _ in ATTRS:
             cells.append("%.3f (%d)" % (sc[key]["acc"], sc[key]["n"]) if key in sc else "–")
         print("| %s | %s |" % (name, " | ".join(cells)))

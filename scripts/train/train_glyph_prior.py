@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import random
-import time
 
 import numpy as np
 import torch
@@ -44,7 +43,7 @@ import glyphdata as gd
 import gpt2_torch
 from checkpoint import log
 import glyph_codebook
-from train_gpt2_go import lr_at, new_model  # GPT-2's initialization, AdamW, warm-up + cosine
+from train_gpt2_go import new_model, train_loop  # GPT-2's initialization, AdamW, warm-up + cosine schedule
 
 EOT = "<|endoftext|>"
 PAD, IMAGE = "<|pad|>", "<|image|>"
@@ -270,39 +269,20 @@ def main():
         model.train()
         return out
 
-    stop = min(args.steps, args.stop_at) if args.stop_at > 0 else args.steps
-    t_last = time.time()
-    run, run_n = 0.0, 0
-    while step < stop and not args.export_only:
-        for grp in opt.param_groups:
-            grp["lr"] = lr_at(step, args)
+    def loss_at(step):
         # Python-side caption randomness derived from the step, so a resumed run draws the same.
         gen_py = random.Random(args.seed * 1000003 + step)
         idx = tr_idx[torch.randint(0, len(tr_idx), (args.batch,), generator=g).numpy()]
         caps, cod = make_batch(idx, gen_py, args.drop)
-        loss = code_loss(model, lay, caps, cod)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        run += loss.item()
-        run_n += 1
-        now = time.time()
-        elapsed += now - t_last
-        t_last = now
-        if step % 25 == 0:
-            log("step %d/%d loss %.4f lr %.2e (%.2f s/step, %.0f s)" % (step, args.steps, run / run_n, lr_at(step, args), elapsed / step, elapsed))
-            run, run_n = 0.0, 0
-        if step % args.eval_every == 0 or step == stop:
-            ev = {"step": step, "seconds": round(elapsed)}
-            ev.update(evaluate())
-            history.append(ev)
-            log("eval %s" % json.dumps(ev))
-            t_last = time.time()
-        if step % args.ckpt_every == 0 or step == stop:
-            checkpoint.save(ckpt, model, opt, g, step, history, elapsed)
-            t_last = time.time()
+        return code_loss(model, lay, caps, cod)
+
+    def evaluate_at(step, elapsed):
+        ev = {"step": step, "seconds": round(elapsed)}
+        ev.update(evaluate())
+        log("eval %s" % json.dumps(ev))
+        return ev
+
+    step, history, elapsed = train_loop(args, model, opt, g, ckpt, step, history, elapsed, loss_at, evaluate_at, log_every=25)
 
     export(args, model, cfg, vocab, merges, enc, lay, cb, history, step, elapsed, nparams, len(tr_idx), len(va_idx))
 
