@@ -126,6 +126,20 @@ def init_weights(model, n_layer, seed):
                 p.copy_(torch.randn(p.shape, generator=g) * std)
 
 
+def new_model(cfg, args):
+    """A GPT2LMHeadModel with GPT-2's initialization (seeded by args.seed) in training mode, and
+    its AdamW optimizer (weight decay args.weight_decay on matrices only, lr args.lr)."""
+    torch.manual_seed(args.seed)
+    model = gpt2_torch.GPT2LMHeadModel(cfg)
+    init_weights(model, args.n_layer, args.seed)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    return model, opt
+
+
 def batch(tokens, B, T, g):
     starts = torch.randint(0, len(tokens) - T - 1, (B,), generator=g).numpy()
     x = np.stack([tokens[s : s + T + 1] for s in starts]).astype(np.int64)
@@ -152,6 +166,40 @@ def lr_at(step, args):
         return args.lr * (step + 1) / args.warmup
     frac = (step - args.warmup) / max(1, args.steps - args.warmup)
     return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def train_loop(args, model, opt, g, ckpt, step, history, elapsed, loss_at, evaluate_at, log_every=10):
+    """Train from step to args.steps (or args.stop_at) with lr_at's schedule, gradient norm
+    clipped at 1: loss_at(step) returns the batch loss; evaluate_at(step, seconds) returns the
+    history entry, every args.eval_every steps and at the end; a checkpoint every
+    args.ckpt_every steps. Returns (step, history, training seconds)."""
+    t_last = time.time()
+    run_loss, run_n = 0.0, 0
+    stop = min(args.steps, args.stop_at) if args.stop_at > 0 else args.steps
+    while step < stop and not args.export_only:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args)
+        loss = loss_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        run_loss += loss.item()
+        run_n += 1
+        now = time.time()
+        elapsed += now - t_last
+        t_last = now
+        if step % log_every == 0:
+            log("step %d/%d loss %.4f lr %.2e (%.2f s/step, %.0f s)" % (step, args.steps, run_loss / run_n, lr_at(step, args), elapsed / step, elapsed))
+            run_loss, run_n = 0.0, 0
+        if step % args.eval_every == 0 or step == stop:
+            history.append(evaluate_at(step, elapsed))
+            t_last = time.time()
+        if step % args.ckpt_every == 0 or step == stop:
+            checkpoint.save(ckpt, model, opt, g, step, history, elapsed)
+            t_last = time.time()
+    return step, history, elapsed
 
 
 def main():
@@ -207,51 +255,25 @@ def main():
     cfg = gpt2_torch.default_config(
         vocab_size=V, n_positions=args.n_positions, n_embd=args.n_embd, n_layer=args.n_layer,
         n_head=args.n_head, initializer_range=0.02, bos_token_id=eot_id, eos_token_id=eot_id)
-    torch.manual_seed(args.seed)
-    model = gpt2_torch.GPT2LMHeadModel(cfg)
-    init_weights(model, args.n_layer, args.seed)
-    model.train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    model, opt = new_model(cfg, args)
     g = torch.Generator().manual_seed(args.seed + 1)
     ckpt = os.path.join(args.work, "ckpt.pt")
     step, history, elapsed = checkpoint.resume(ckpt, model, opt, g)
     nparams = sum(p.numel() for p in model.parameters())
     log("model: %d parameters (%d without embeddings)" % (nparams, nparams - V * args.n_embd - args.n_positions * args.n_embd))
 
-    t_last = time.time()
-    run_loss, run_n = 0.0, 0
-    stop = min(args.steps, args.stop_at) if args.stop_at > 0 else args.steps
-    while step < stop and not args.export_only:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, args)
+    def loss_at(_step):
         x, y = batch(train_tok, args.batch, args.n_positions, g)
         logits, _ = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        run_loss += loss.item()
-        run_n += 1
-        now = time.time()
-        elapsed += now - t_last
-        t_last = now
-        if step % 10 == 0:
-            log("step %d/%d loss %.4f lr %.2e (%.2f s/step, %.0f s)" % (step, args.steps, run_loss / run_n, lr_at(step, args), elapsed / step, elapsed))
-            run_loss, run_n = 0.0, 0
-        if step % args.eval_every == 0 or step == stop:
-            vl = evaluate(model, val_tok, args.n_positions, 64, V)
-            tl = evaluate(model, train_tok, args.n_positions, 64, V)
-            history.append({"step": step, "train_loss": tl, "val_loss": vl, "seconds": round(elapsed)})
-            log("eval step %d: train %.4f val %.4f" % (step, tl, vl))
-            t_last = time.time()
-        if step % args.ckpt_every == 0 or step == stop:
-            checkpoint.save(ckpt, model, opt, g, step, history, elapsed)
-            t_last = time.time()
+        return F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+
+    def evaluate_at(step, elapsed):
+        vl = evaluate(model, val_tok, args.n_positions, 64, V)
+        tl = evaluate(model, train_tok, args.n_positions, 64, V)
+        log("eval step %d: train %.4f val %.4f" % (step, tl, vl))
+        return {"step": step, "train_loss": tl, "val_loss": vl, "seconds": round(elapsed)}
+
+    step, history, elapsed = train_loop(args, model, opt, g, ckpt, step, history, elapsed, loss_at, evaluate_at)
 
     export(args, model, cfg, vocab, merges, enc, val_files, val_tok, train_tok, history, step, elapsed, nparams)
 
