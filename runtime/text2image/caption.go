@@ -17,7 +17,8 @@ var ErrEmptyCaption = errors.New("text2image: the caption is empty")
 // kinds are the caption kinds of the grammar, longest first so that "capital letter" is not
 // read as "letter"; caseOf says how the character is changed.
 // The case mappings are Unicode's full ones (SpecialCasing), as Python's str.upper and
-// str.lower: "ß" upper-cases to "SS", "İ" lower-cases to "i̇".
+// str.lower, applied only when the result is still one character, as the training script
+// does: "ß" stays "ß" (its capital is "SS"), "İ" stays "İ".
 var kinds = []struct {
 	words  string
 	caseOf func(string) string
@@ -39,8 +40,8 @@ var styles = []string{"bold", "light", "italic", "serif", "sans", "mono", "conde
 //
 // with case-insensitive keywords and any runs of spaces, becomes "the " + kind + " " + C, then
 // ", " and the style words in the order typed, lower-cased, de-duplicated, joined by single
-// spaces. "capital" upper-cases C and "lowercase" lower-cases it (Python's full case mappings);
-// otherwise C is kept as typed.
+// spaces. "capital" upper-cases C and "lowercase" lower-cases it when the result is one
+// character (Python's full case mappings); otherwise C is kept as typed.
 // A caption outside the grammar is only trimmed and its whitespace runs collapsed to one space.
 // An empty caption is ErrEmptyCaption.
 func NormalizeCaption(s string) (string, error) {
@@ -72,7 +73,9 @@ func canonical(s string) (string, bool) {
 		}
 		char := string(c)
 		if k.caseOf != nil {
-			char = k.caseOf(char)
+			if m := k.caseOf(char); utf8.RuneCountInString(m) == 1 {
+				char = m
+			}
 		}
 		out := "the " + k.words + " " + char
 		tail := strings.TrimLeft(r[size:], " ")
@@ -84,7 +87,7 @@ func canonical(s string) (string, bool) {
 		}
 		var typed []string
 		for _, w := range strings.FieldsFunc(tail, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
-			w = strings.ToLower(w)
+			w = asciiLower(w)
 			if !slices.Contains(styles, w) {
 				return "", false
 			}
@@ -100,9 +103,10 @@ func canonical(s string) (string, bool) {
 	return "", false
 }
 
-// cutWord removes the keyword w (case-insensitive) and the one space after it from s.
+// cutWord removes the keyword w (ASCII case-insensitive, as the training script: "ſ" is not
+// "s") and the one space after it from s.
 func cutWord(s, w string) (string, bool) {
-	if len(s) <= len(w) || !strings.EqualFold(s[:len(w)], w) || s[len(w)] != ' ' {
+	if len(s) <= len(w) || !asciiEqualFold(s[:len(w)], w) || s[len(w)] != ' ' {
 		return "", false
 	}
 	return s[len(w)+1:], true
@@ -117,4 +121,34 @@ func cutWords(s, ws string) (string, bool) {
 		}
 	}
 	return s, true
+}
+
+// asciiEqualFold reports whether a and b are equal when ASCII letters are lower-cased.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiLower lower-cases the ASCII letters of s.
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
 }
