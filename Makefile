@@ -37,7 +37,7 @@ test: setup build check
 # The main job on the embedded default: Go code completion by the demo model on the native
 # backend (examples/pipelines/default). Needs only Go.
 run: build-native
-	$(BIN)/modelrt run --plugin-dir $(BIN) examples/pipelines/default
+	$(BIN)/modelrt run --plugin-dir $(BIN) examples/pipelines/default --input grid=$(BIN)/images.png
 
 clean:
 	rm -rf $(BIN)

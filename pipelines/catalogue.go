@@ -244,6 +244,8 @@ func catalogue() []*StageType {
 			Inputs: []Param{
 				{Name: "image", Type: Image, Required: true, Description: "image to write"},
 				{Name: "path", Type: cty.String, Required: true, Description: "destination file, relative to the working directory"},
+				{Name: "columns", Type: cty.Number, Whole: true, Min: num(1),
+					Description: "a batch of images is written as one grid of this many columns; unset = one row"},
 			},
 			Outputs: []Param{{Name: "path", Type: cty.String, Description: "the path written"}},
 		},

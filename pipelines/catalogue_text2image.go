@@ -16,9 +16,11 @@ func imageGenerateStage() *StageType {
 			{Name: "prior", Type: ModelRef, Required: true, Tasks: []string{TaskCausalLM}, Description: "the text-to-image prior"},
 			{Name: "vae", Type: ModelRef, Required: true, Tasks: []string{TaskVAE},
 				Description: "the VAE whose codebook the prior draws (its latent_channels must match the codebook)"},
-			{Name: "caption", Type: cty.String, Required: true, Description: "caption, normalised as in docs/text2image.md"},
+			{Name: "caption", Type: cty.String, Description: "caption, normalised as in docs/text2image.md (this or captions)"},
+			{Name: "captions", Type: cty.List(cty.String),
+				Description: "several captions, n images each, in one batch caption by caption (this or caption)"},
 			{Name: "n", Type: cty.Number, Default: cty.NumberIntVal(1), Whole: true, Min: num(1), Max: num(10),
-				Description: "number of images"},
+				Description: "number of images per caption"},
 			{Name: "size", Type: cty.Number, Whole: true, Min: num(1),
 				Description: "output side in pixels: the native size or a whole multiple (nearest neighbour); unset = native"},
 		},
@@ -37,9 +39,9 @@ func imageGenerateStage() *StageType {
 			},
 		}},
 		Outputs: []Param{
-			{Name: "image", Type: Image, Description: "the images, (n,C,H,W); image.save writes several as one row"},
+			{Name: "image", Type: Image, Description: "the images, (captions·n,C,H,W); image.save writes several as one row, or a grid with columns = n"},
 			{Name: "codes", Type: Codes, Description: "per image, its H·W codes in raster order"},
-			{Name: "caption", Type: cty.String, Description: "the normalised caption"},
+			{Name: "caption", Type: cty.String, Description: "the normalised caption (the first, with captions)"},
 		},
 	}
 }

@@ -99,7 +99,6 @@ func TestExamplesValidate(t *testing.T) {
 		if filepath.Base(d) == "complete-onnxrt" {
 			args = append(args, "-var", "model_dir="+onnx)
 		}
-		args = append(args, textToImageVars(t, d)...)
 		out, stderr, err := modelrt(t, args...)
 		if err != nil || !strings.Contains(out, "valid") {
 			t.Errorf("validate %s: %v\n%s%s", d, err, out, stderr)

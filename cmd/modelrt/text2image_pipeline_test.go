@@ -12,20 +12,6 @@ import (
 	"testing"
 )
 
-// textToImageVars points the text-to-image example at the test fixture while the trained prior
-// (examples/models/glyph-prior) is absent; other examples need nothing.
-func textToImageVars(t *testing.T, dir string) []string {
-	t.Helper()
-	if filepath.Base(dir) != "text-to-image" {
-		return nil
-	}
-	if _, err := os.Stat(examples + "../models/glyph-prior/text2image.json"); err == nil {
-		return nil
-	}
-	t.Logf("%s: examples/models/glyph-prior is absent; using testdata/models/glyph-prior-tiny", dir)
-	return fixturePriorVars(t)
-}
-
 func fixturePriorVars(t *testing.T) []string {
 	t.Helper()
 	prior, err := filepath.Abs(priorTiny)
@@ -61,6 +47,19 @@ func TestExampleTextToImage(t *testing.T) {
 			t.Errorf("image %d: pipeline codes %v\nCLI codes %v", i, got, cli.Codes[i])
 		}
 	}
+}
+
+// TestDefaultPipelineGrid runs the default example's image half on the fixture prior: four
+// captions, n images each, saved as one grid whose rows are the captions.
+func TestDefaultPipelineGrid(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "grid.png")
+	args := append(fixturePriorVars(t), "--input", "grid="+out)
+	r := runJSONOut(t, append([]string{examples + "default"}, args...)...)
+	if r.Outputs["images"] != out {
+		t.Errorf("outputs %v", r.Outputs)
+	}
+	// size = 64 on the fixture's 16-px VAE: 4 columns × 4 rows of 64-px images.
+	checkPNG(t, out, 4*64, 4*64)
 }
 
 // TestServeImages: `modelrt serve` on the text-to-image example answers POST

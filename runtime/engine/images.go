@@ -39,7 +39,11 @@ func runImageSave(_ context.Context, c *stageCall) (map[string]cty.Value, error)
 	if err != nil {
 		return nil, fmt.Errorf("image: %w", err)
 	}
-	img, err := imageio.FromBatch(t, imageio.OneRow)
+	cols := imageio.OneRow
+	if n, ok := c.integer("columns"); ok {
+		cols = int(n)
+	}
+	img, err := imageio.FromBatch(t, cols)
 	if err != nil {
 		return nil, fmt.Errorf("image: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/modelrt/modelrt/pipelines"
 	"github.com/modelrt/modelrt/runtime/lm"
 	"github.com/modelrt/modelrt/runtime/text2image"
+	"github.com/modelrt/modelrt/sdk"
 )
 
 // image.generate registers here rather than in stageImpls' literal, so that this stage's code
@@ -58,18 +59,52 @@ func runImageGenerate(ctx context.Context, c *stageCall) (map[string]cty.Value, 
 			o.Seed = uint64(n)
 		}
 	}
-	p := &text2image.Pipeline{Model: m, Prior: lmModel, VAE: vae.backend.plugin, VAEName: vae.Name}
-	res, err := p.Codes(ctx, c.str("caption"), o)
+	captions, err := stageCaptions(c)
 	if err != nil {
-		return nil, fmt.Errorf("model %q: %w", prior.Name, err)
+		return nil, err
 	}
-	img, err := p.DecodeTensor(ctx, res.Codes, o.Scale)
+	p := &text2image.Pipeline{Model: m, Prior: lmModel, VAE: vae.backend.plugin, VAEName: vae.Name}
+	var all [][]int
+	var first string
+	for i, caption := range captions {
+		res, err := p.Codes(ctx, caption, o)
+		if err != nil {
+			return nil, fmt.Errorf("model %q: caption %d: %w", prior.Name, i, err)
+		}
+		if i == 0 {
+			first = res.Caption
+		}
+		all = append(all, res.Codes...)
+	}
+	img, err := p.DecodeTensor(ctx, all, o.Scale)
 	if err != nil {
 		return nil, fmt.Errorf("model %q: %w", vae.Name, err)
 	}
-	codes := make([]cty.Value, len(res.Codes))
-	for i, row := range res.Codes {
+	codes := make([]cty.Value, len(all))
+	for i, row := range all {
 		codes[i] = pipelines.TokenIDsVal(row)
 	}
-	return map[string]cty.Value{"image": imageVal(img), "codes": cty.ListVal(codes), "caption": cty.StringVal(res.Caption)}, nil
+	return map[string]cty.Value{"image": imageVal(img), "codes": cty.ListVal(codes), "caption": cty.StringVal(first)}, nil
+}
+
+// stageCaptions returns image.generate's caption or captions: exactly one of the two is set.
+func stageCaptions(c *stageCall) ([]string, error) {
+	one, list := c.args["caption"], c.args["captions"]
+	switch {
+	case !one.IsNull() && !list.IsNull():
+		return nil, sdk.Errorf(sdk.CodeInvalidArgument, "caption and captions are both set; give one")
+	case !one.IsNull():
+		return []string{one.AsString()}, nil
+	case list.IsNull() || list.LengthInt() == 0:
+		return nil, sdk.Errorf(sdk.CodeInvalidArgument, "captions: give caption or a non-empty captions list")
+	}
+	var out []string
+	for it := list.ElementIterator(); it.Next(); {
+		_, v := it.Element()
+		if v.IsNull() {
+			return nil, sdk.Errorf(sdk.CodeInvalidArgument, "captions[%d] is null", len(out))
+		}
+		out = append(out, v.AsString())
+	}
+	return out, nil
 }

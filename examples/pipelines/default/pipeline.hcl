@@ -1,4 +1,6 @@
-# The pipeline `make run` runs: Go code completion with the demo GPT-2 trained on Go source.
+# The pipeline `make run` runs, both halves of modelrt: Go code completion with the demo GPT-2
+# trained on Go source, and images drawn from captions by the text-to-image glyph prior
+# (examples/models/glyph-prior: a GPT-2 over the glyph VAE's codebook codes), written as one grid.
 #
 #   bin/modelrt run examples/pipelines/default
 #   bin/modelrt run examples/pipelines/default --input prompt='func add(a, b int) int {'
@@ -11,6 +13,17 @@ variable "model_dir" {
   type        = string
   default     = "../../models/gpt2-go"
   description = "GPT-2 model directory: config.json, model.safetensors and the tokenizer files"
+}
+
+variable "prior_dir" {
+  type        = string
+  default     = "../../models/glyph-prior"
+  description = "text-to-image prior directory (text2image.json names its VAE)"
+}
+
+variable "vae_dir" {
+  type    = string
+  default = "../../models/vae-glyphs"
 }
 
 variable "max_new_tokens" {
@@ -28,8 +41,20 @@ model "gpt2" {
   task    = "causal-lm"
 }
 
+model "prior" {
+  backend = backend.native
+  path    = var.prior_dir
+  task    = "causal-lm"
+}
+
+model "vae" {
+  backend = backend.native
+  path    = var.vae_dir
+  task    = "vae"
+}
+
 pipeline "complete" {
-  description = "Continue Go source code; the continuation streams as it is generated"
+  description = "Continue Go source code (streamed), then draw four captions, four images each, as one grid"
 
   input "prompt" {
     type        = string
@@ -44,6 +69,11 @@ pipeline "complete" {
   input "seed" {
     type    = number
     default = 1
+  }
+  input "grid" {
+    type        = string
+    default     = "images.png"
+    description = "where the grid of images is written (rows: captions; columns: draws)"
   }
 
   stage "gen" {
@@ -60,8 +90,36 @@ pipeline "complete" {
     }
   }
 
+  stage "draw" {
+    use      = "image.generate"
+    prior    = model.prior
+    vae      = model.vae
+    captions = [
+      "the capital letter R, bold serif",
+      "the lowercase letter g, italic",
+      "the digit 7, mono",
+      "the greek letter Ω, sans",
+    ]
+    n    = 4
+    size = 64
+    sampling {
+      guidance = 2
+      seed     = input.seed
+    }
+  }
+  stage "save" {
+    use     = "image.save"
+    image   = stage.draw.image
+    path    = input.grid
+    columns = 4
+  }
+
   output "code" {
     value       = "${input.prompt}${stage.gen.text}"
     description = "the prompt followed by its continuation"
+  }
+  output "images" {
+    value       = stage.save.path
+    description = "the PNG grid of the captions' images"
   }
 }
