@@ -82,6 +82,8 @@ type Options struct {
 	// SpecialTokens makes special-token spellings (<|endoftext|>) in completions prompts
 	// their tokens; by default they are text. (Pipelines: engine.Options.OrdinaryText.)
 	SpecialTokens bool
+	// UI serves the playground page at GET / (ui.go).
+	UI bool
 }
 
 func (o *Options) fill() {
