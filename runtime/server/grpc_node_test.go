@@ -114,8 +114,8 @@ func TestGRPCNodeClient(t *testing.T) {
 		NoToken int
 		Meta    struct{ Name string }
 		Gpt2    struct {
-			ID     string
-			Shape  []string
+			ID    string
+			Shape []string
 			Bytes int
 		}
 		Vae struct {
