@@ -84,6 +84,30 @@ func npmPackages(t *testing.T, name string, pkgs ...string) string {
 	return dir
 }
 
+// runNode runs script with node (env added to the test's) within nodeTimeout and returns its
+// standard output.
+func runNode(t *testing.T, script string, env ...string) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "script.js")
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), nodeTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", path)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, stderr.String())
+	}
+	return out
+}
+
+// nodeTimeout bounds one Node script (a browser start included).
+const nodeTimeout = 3 * time.Minute
+
 // TestGRPCNodeClient: @grpc/grpc-js with @grpc/proto-loader, loading the committed proto, calls
 // the service unchanged; bad input comes back as INVALID_ARGUMENT and NOT_FOUND.
 func TestGRPCNodeClient(t *testing.T) {
@@ -94,20 +118,7 @@ func TestGRPCNodeClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := filepath.Join(t.TempDir(), "grpc.js")
-	if err := os.WriteFile(script, []byte(nodeGRPCScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", script)
-	cmd.Env = append(os.Environ(), "ADDR="+addr, "PROTO="+proto, "NODE_PATH="+filepath.Join(dir, "node_modules"))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node: %v\n%s", err, stderr.String())
-	}
+	out := runNode(t, nodeGRPCScript, "ADDR="+addr, "PROTO="+proto, "NODE_PATH="+filepath.Join(dir, "node_modules"))
 	t.Logf("node: %s", out)
 	var got struct {
 		Live    struct{ Live bool }
