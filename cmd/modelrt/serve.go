@@ -144,7 +144,7 @@ func serve(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	stopGRPC, err := serveGRPC(f, srv, log, stdout, token)
+	announceGRPC, stopGRPC, err := serveGRPC(f, srv, log, token)
 	if err != nil {
 		ln.Close()
 		srv.Close()
@@ -153,6 +153,7 @@ func serve(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(srv.Listener(ln)) }()
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	announceGRPC(stdout)
 	log.Info("serving", "addr", ln.Addr().String(), "models", len(e.Models()), "pipelines", len(e.Pipelines()))
 
 	for running := true; running; {

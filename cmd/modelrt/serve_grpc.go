@@ -11,14 +11,15 @@ import (
 )
 
 // serveGRPC starts the KServe v2 gRPC service on --grpc-listen (when given) and returns the
-// function that stops it: gracefully until ctx ends, then at once.
-func serveGRPC(f *serveFlags, srv *server.Server, log *slog.Logger, stdout io.Writer, token string) (func(context.Context), error) {
+// function that announces its address on stdout (after the HTTP address, which stays the first
+// line) and the one that stops it: gracefully until ctx ends, then at once.
+func serveGRPC(f *serveFlags, srv *server.Server, log *slog.Logger, token string) (announce func(io.Writer), stop func(context.Context), err error) {
 	if f.grpcListen == "" {
-		return func(context.Context) {}, nil
+		return func(io.Writer) {}, func(context.Context) {}, nil
 	}
 	ln, err := net.Listen("tcp", f.grpcListen)
 	if err != nil {
-		return nil, fmt.Errorf("--grpc-listen %s: %w", f.grpcListen, err)
+		return nil, nil, fmt.Errorf("--grpc-listen %s: %w", f.grpcListen, err)
 	}
 	if host, _, _ := net.SplitHostPort(f.grpcListen); token == "" && !isLoopback(host) {
 		log.Warn("gRPC listening beyond loopback without --auth-token-file: anyone who can reach the port can use the models", "grpc_listen", ln.Addr().String())
@@ -29,8 +30,8 @@ func serveGRPC(f *serveFlags, srv *server.Server, log *slog.Logger, stdout io.Wr
 			log.Error("gRPC server stopped", "err", err)
 		}
 	}()
-	fmt.Fprintf(stdout, "grpc listening on %s\n", ln.Addr())
-	return func(ctx context.Context) {
+	announce = func(w io.Writer) { fmt.Fprintf(w, "grpc listening on %s\n", ln.Addr()) }
+	return announce, func(ctx context.Context) {
 		done := make(chan struct{})
 		go func() { gs.GracefulStop(); close(done) }()
 		select {
