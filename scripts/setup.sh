@@ -4,6 +4,7 @@
 #
 #   libonnx-testdata  ONNX's backend node tests, run through ONNX Runtime as a sanity suite
 #   npm               fetches the ONNX Runtime library (scripts/install-onnxruntime.sh)
+#   chromium          the headless browser the playground test drives (runtime/server/ui_test.go)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ command -v go >/dev/null || { echo "setup: Go 1.26 is required (https://go.dev/d
 need=()
 [ -d /usr/share/libonnx-testdata/data/node ] || need+=(libonnx-testdata)
 command -v npm >/dev/null || need+=(npm)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" != 0 ]; then

@@ -24,6 +24,8 @@ type serveFlags struct {
 	configFlags
 	config          string
 	listen          string
+	grpcListen      string
+	ui              bool
 	authTokenFile   string
 	maxConcurrency  int
 	maxQueue        int
@@ -75,6 +77,8 @@ docs/server.md has the API.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "configuration: a .hcl file or a directory of them")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on (host:port)")
+	fl.StringVar(&f.grpcListen, "grpc-listen", "", "address of KServe v2 gRPC (host:port; none: off)")
+	fl.BoolVar(&f.ui, "ui", false, "serve the playground page at GET / (behind the same auth)")
 	fl.StringVar(&f.authTokenFile, "auth-token-file", "", "file holding a bearer token every request but the health checks must carry")
 	fl.IntVar(&f.maxConcurrency, "max-concurrency", server.DefaultMaxConcurrency, "requests running at once per model")
 	fl.IntVar(&f.maxQueue, "max-queue", server.DefaultMaxQueue, "requests waiting per model before 429")
@@ -120,6 +124,7 @@ func serve(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	}
 	opts.Logger, opts.AuthToken, opts.MaxBodyBytes, opts.MaxConcurrency = log, token, f.maxBodyBytes, f.maxConcurrency
 	opts.MaxQueue, opts.MaxBatch, opts.RequestTimeout, opts.Version = f.maxQueue, f.maxBatch, f.requestTimeout, version
+	opts.UI = f.ui
 	srv := server.New(e, opts)
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -139,9 +144,16 @@ func serve(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	announceGRPC, stopGRPC, err := serveGRPC(f, srv, log, token)
+	if err != nil {
+		ln.Close()
+		srv.Close()
+		return err
+	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(srv.Listener(ln)) }()
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	announceGRPC(stdout)
 	log.Info("serving", "addr", ln.Addr().String(), "models", len(e.Models()), "pipelines", len(e.Pipelines()))
 
 	for running := true; running; {
@@ -150,6 +162,7 @@ func serve(cmd *cobra.Command, g *globals, f *serveFlags) error {
 			reload(ctx, g, f, log, srv)
 		case err := <-served:
 			cancelRequests()
+			stopGRPC(ctx)
 			srv.Close()
 			return fmt.Errorf("serve: %w", err)
 		case <-ctx.Done():
@@ -161,6 +174,7 @@ func serve(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	srv.Drain()
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
+	stopGRPC(sctx)
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("drain deadline passed: cancelling the requests still running", "err", err)
 		cancelRequests()

@@ -28,7 +28,7 @@ func (s *Server) checkBrowser(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	origin := r.Header.Get("Origin")
-	if origin == "" {
+	if origin == "" || s.uiSameOrigin(r, origin) {
 		return true
 	}
 	if !slices.Contains(s.opts.AllowedOrigins, origin) && !slices.Contains(s.opts.AllowedOrigins, "*") {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/modelrt/modelrt/pipelines"
@@ -49,12 +50,15 @@ func (s *Server) v2Ready(w http.ResponseWriter, r *http.Request) {
 // v2Lookup resolves {model} (and checks {version}: modelrt serves one version of each model,
 // "1", and accepts it or none).
 func v2Lookup(e *engine.Engine, r *http.Request) (*engine.Model, error) {
-	name := r.PathValue("model")
+	return v2LookupName(e, r.PathValue("model"), r.PathValue("version"))
+}
+
+func v2LookupName(e *engine.Engine, name, v string) (*engine.Model, error) {
 	m := e.Model(name)
 	if m == nil {
 		return nil, errorf(http.StatusNotFound, "model_not_found", "model %q is not served here", name)
 	}
-	if v := r.PathValue("version"); v != "" && v != "1" {
+	if v != "" && v != "1" {
 		return nil, errorf(http.StatusNotFound, "model_not_found", "model %q has no version %q (modelrt serves version 1)", name, v)
 	}
 	return m, nil
@@ -110,17 +114,22 @@ func (s *Server) v2ModelReady(w http.ResponseWriter, r *http.Request, st *state)
 		writeError(w, r, err)
 		return
 	}
-	ready := !s.draining.Load()
-	for _, b := range st.e.Backends() {
-		if b.Name == m.BackendName && b.State != "running" {
-			ready = false
-		}
-	}
+	ready := s.modelReady(st, m)
 	status := http.StatusOK
 	if !ready {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, map[string]any{"name": m.Name, "ready": ready})
+}
+
+// modelReady: not draining and the model's backend running.
+func (s *Server) modelReady(st *state, m *engine.Model) bool {
+	for _, b := range st.e.Backends() {
+		if b.Name == m.BackendName && b.State != "running" {
+			return false
+		}
+	}
+	return !s.draining.Load()
 }
 
 func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, st *state) {
@@ -138,44 +147,50 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	lb.target = m.Name
+	err = s.v2Run(ctx, st, m, &req, func(i int) (*sdk.Tensor, error) { return req.Inputs[i].toTensor() },
+		func(res *sdk.InferResponse) error { return s.writeV2Response(ctx, w, m, &req, res) })
+	if err != nil && !lb.wroteHeader {
+		writeError(w, r, err)
+	} else if err != nil {
+		lb.outcome = classify(err).status
+	}
+}
+
+// v2Run is one v2 infer of either protocol (REST here, gRPC in grpc.go): req names the input
+// tensors and their shapes, which are checked before admission; tensor(i) converts the data of
+// input i, and answer sends the backend's response, both within the model's slot.
+func (s *Server) v2Run(ctx context.Context, st *state, m *engine.Model, req *v2InferRequest,
+	tensor func(i int) (*sdk.Tensor, error), answer func(*sdk.InferResponse) error) error {
 	if len(req.Inputs) == 0 {
-		writeError(w, r, errorf(http.StatusBadRequest, "invalid_request", "inputs: at least one tensor is required"))
-		return
+		return errorf(http.StatusBadRequest, "invalid_request", "inputs: at least one tensor is required")
 	}
 	if err := checkV2InputNames(m, req.Inputs); err != nil {
-		writeError(w, r, err)
-		return
+		return err
 	}
-	if err := s.checkLogitsSize(m, &req); err != nil {
-		writeError(w, r, err)
-		return
+	if err := s.checkLogitsSize(m, req); err != nil {
+		return err
 	}
 	if err := s.checkV2Images(m, req.Inputs); err != nil {
-		writeError(w, r, err)
-		return
+		return err
 	}
 	backend, err := st.e.Backend(m.Name)
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return err
 	}
 	// The tensors are parsed, and the response built and sent, within the slot.
 	release, err := s.admit(ctx, st, []string{m.Name})
 	if err != nil {
-		writeError(w, r, err)
-		return
+		return err
 	}
 	defer release()
 	inputs := make(map[string]*sdk.Tensor, len(req.Inputs))
-	for _, in := range req.Inputs {
+	for i, in := range req.Inputs {
 		if _, dup := inputs[in.Name]; dup {
-			writeError(w, r, badInput(in.Name, "given twice"))
-			return
+			return badInput(in.Name, "given twice")
 		}
-		t, err := in.toTensor()
+		t, err := tensor(i)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		inputs[in.Name] = t
 	}
@@ -192,12 +207,8 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request, st *state) {
 		ireq.Outputs = append(ireq.Outputs, o.Name)
 	}
 	res, err := backend.Infer(ctx, ireq)
-	if err == nil {
-		err = s.writeV2Response(ctx, w, m, &req, res)
+	if err != nil {
+		return err
 	}
-	if err != nil && !lb.wroteHeader {
-		writeError(w, r, err)
-	} else if err != nil {
-		lb.outcome = classify(err).status
-	}
+	return answer(res)
 }

@@ -82,6 +82,8 @@ type Options struct {
 	// SpecialTokens makes special-token spellings (<|endoftext|>) in completions prompts
 	// their tokens; by default they are text. (Pipelines: engine.Options.OrdinaryText.)
 	SpecialTokens bool
+	// UI serves the playground page at GET / (ui.go).
+	UI bool
 }
 
 func (o *Options) fill() {
@@ -256,6 +258,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.authorized(r) {
 		rec.Header().Set("WWW-Authenticate", `Bearer realm="modelrt"`)
+		if s.opts.UI {
+			rec.Header().Add("WWW-Authenticate", `Basic realm="modelrt", charset="UTF-8"`)
+		}
 		writeError(rec, r, errorf(http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token"))
 		return
 	}
@@ -279,7 +284,7 @@ func (s *Server) authorized(r *http.Request) bool {
 	h := r.Header.Get("Authorization")
 	const prefix = "Bearer "
 	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
-		return false
+		return s.uiBasicAuthorized(r)
 	}
 	got := sha256.Sum256([]byte(h[len(prefix):]))
 	return subtle.ConstantTimeCompare(got[:], s.token[:]) == 1
@@ -307,6 +312,7 @@ func (s *Server) routes() {
 		m.HandleFunc("GET "+prefix+"/ready", s.on(s.v2ModelReady))
 		m.HandleFunc("POST "+prefix+"/infer", s.on(s.v2Infer))
 	}
+	s.uiRoutes()
 	m.HandleFunc("/", s.noRoute)
 }
 

@@ -48,15 +48,9 @@ func wantBinary(params map[string]any, outs []v2RequestOutput, name string) bool
 // model's slot, so that responses being built and sent count against the model's limits, and
 // it stops sending when the request's context ends (the client is gone or the time is up).
 func (s *Server) writeV2Response(ctx context.Context, w http.ResponseWriter, m *engine.Model, req *v2InferRequest, res *sdk.InferResponse) error {
-	names := slices.Sorted(maps.Keys(res.Outputs))
-	if len(req.Outputs) > 0 {
-		names = names[:0]
-		for _, o := range req.Outputs {
-			if _, ok := res.Outputs[o.Name]; !ok {
-				return errorf(http.StatusBadRequest, "invalid_request", "outputs: model %q has no output %q (its outputs: %s)", m.Name, o.Name, strings.Join(slices.Sorted(maps.Keys(res.Outputs)), ", "))
-			}
-			names = append(names, o.Name)
-		}
+	names, err := v2OutputNames(m, req, res)
+	if err != nil {
+		return err
 	}
 	limit := s.opts.MaxResponseBytes
 	tooLarge := func() error { return responseTooLarge(m, limit) }
@@ -120,6 +114,23 @@ func (s *Server) writeV2Response(ctx context.Context, w http.ResponseWriter, m *
 		}
 	}
 	return nil
+}
+
+// v2OutputNames returns the outputs a v2 request asks for, in its order, or all of them sorted
+// when it names none.
+func v2OutputNames(m *engine.Model, req *v2InferRequest, res *sdk.InferResponse) ([]string, error) {
+	names := slices.Sorted(maps.Keys(res.Outputs))
+	if len(req.Outputs) == 0 {
+		return names, nil
+	}
+	names = names[:0]
+	for _, o := range req.Outputs {
+		if _, ok := res.Outputs[o.Name]; !ok {
+			return nil, errorf(http.StatusBadRequest, "invalid_request", "outputs: model %q has no output %q (its outputs: %s)", m.Name, o.Name, strings.Join(slices.Sorted(maps.Keys(res.Outputs)), ", "))
+		}
+		names = append(names, o.Name)
+	}
+	return names, nil
 }
 
 func responseTooLarge(m *engine.Model, limit int) error {
