@@ -2,7 +2,9 @@ package server
 
 import (
 	"encoding/json"
+	"maps"
 	"math"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -158,10 +160,7 @@ func TestCompletionsNAndLogprobs(t *testing.T) {
 // name the field, and the server keeps serving.
 func TestCompletionsBadFields(t *testing.T) {
 	_, ts := newTestServer(t, Options{})
-	for _, tc := range []struct {
-		body map[string]any
-		want string
-	}{
+	expectBadRequests(t, ts, "/v1/completions", map[string]any{"model": "gpt2", "prompt": "Hello"}, []badCase{
 		{map[string]any{"logprobs": 6}, "logprobs = 6"},
 		{map[string]any{"logprobs": -1}, "logprobs = -1"},
 		{map[string]any{"logprobs": true}, "logprobs: want an integer"},
@@ -171,21 +170,31 @@ func TestCompletionsBadFields(t *testing.T) {
 		{map[string]any{"echo": true, "stream": true}, "echo with stream"},
 		{map[string]any{"max_tokens": 0}, "max_tokens = 0"},
 		{map[string]any{"best_of": 2}, "best_of"},
-	} {
-		req := map[string]any{"model": "gpt2", "prompt": "Hello"}
-		for k, v := range tc.body {
-			req[k] = v
-		}
-		status, _, body := call(t, ts.Client(), "POST", ts.URL+"/v1/completions", req)
+	})
+	status, _, body := call(t, ts.Client(), "POST", ts.URL+"/v1/completions", map[string]any{"model": "gpt2", "prompt": "Hello", "max_tokens": 2})
+	if status != 200 {
+		t.Errorf("after the bad requests: %d %s", status, body)
+	}
+}
+
+type badCase struct {
+	body map[string]any // over the base request
+	want string         // in the error message
+}
+
+// expectBadRequests sends each case over base and wants a 400 in OpenAI's error shape whose
+// message names the problem.
+func expectBadRequests(t *testing.T, ts *httptest.Server, path string, base map[string]any, cases []badCase) {
+	t.Helper()
+	for _, tc := range cases {
+		req := maps.Clone(base)
+		maps.Copy(req, tc.body)
+		status, _, body := call(t, ts.Client(), "POST", ts.URL+path, req)
 		var e struct {
 			Error struct{ Message, Type string } `json:"error"`
 		}
 		if status != 400 || json.Unmarshal(body, &e) != nil || e.Error.Type != "invalid_request_error" || !strings.Contains(e.Error.Message, tc.want) {
-			t.Errorf("%v: %d %s, want 400 naming %q", tc.body, status, body, tc.want)
+			t.Errorf("%s %v: %d %s, want 400 naming %q", path, tc.body, status, body, tc.want)
 		}
-	}
-	status, _, body := call(t, ts.Client(), "POST", ts.URL+"/v1/completions", map[string]any{"model": "gpt2", "prompt": "Hello", "max_tokens": 2})
-	if status != 200 {
-		t.Errorf("after the bad requests: %d %s", status, body)
 	}
 }

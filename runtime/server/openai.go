@@ -21,11 +21,24 @@ import (
 // fields are ignored, as OpenAI's own server does, so that clients that send them work; fields
 // that would change the answer and are not implemented are refused instead (see check).
 type completionRequest struct {
-	Model       string          `json:"model"`
-	Prompt      json.RawMessage `json:"prompt"`
-	MaxTokens   *int            `json:"max_tokens"`
-	Temperature *float64        `json:"temperature"`
-	TopP        *float64        `json:"top_p"`
+	Model  string          `json:"model"`
+	Prompt json.RawMessage `json:"prompt"`
+	sampling
+	MaxTokens *int            `json:"max_tokens"`
+	BestOf    *int            `json:"best_of"`
+	Echo      bool            `json:"echo"`
+	Logprobs  json.RawMessage `json:"logprobs"`
+	Suffix    *string         `json:"suffix"`
+
+	// Set by check: completions per prompt, and the alternatives logprobs asks for (-1: none).
+	n        int
+	logprobs int
+}
+
+// sampling holds the fields that completions and chat share.
+type sampling struct {
+	Temperature *float64 `json:"temperature"`
+	TopP        *float64 `json:"top_p"`
 	// TopK is an extension (vLLM and llama.cpp accept it too).
 	TopK          *int            `json:"top_k"`
 	Stop          json.RawMessage `json:"stop"`
@@ -34,17 +47,9 @@ type completionRequest struct {
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
-	N                *int            `json:"n"`
-	BestOf           *int            `json:"best_of"`
-	Echo             bool            `json:"echo"`
-	Logprobs         json.RawMessage `json:"logprobs"`
-	Suffix           *string         `json:"suffix"`
-	PresencePenalty  *float64        `json:"presence_penalty"`
-	FrequencyPenalty *float64        `json:"frequency_penalty"`
-
-	// Set by check: completions per prompt, and the alternatives logprobs asks for (-1: none).
-	n        int
-	logprobs int
+	N                *int     `json:"n"`
+	PresencePenalty  *float64 `json:"presence_penalty"`
+	FrequencyPenalty *float64 `json:"frequency_penalty"`
 }
 
 // OpenAI's defaults and bounds.
@@ -311,14 +316,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, st *state) 
 		writeError(w, r, err)
 		return
 	}
-	// The prompts are tokenized within the model's slot (admit skips a name that is not a
-	// declared model; prepare then says what is wrong).
-	if st.e.Model(req.Model) != nil {
-		lb.target = req.Model
-	}
-	release, err := s.admit(ctx, st, []string{req.Model})
-	if err != nil {
-		writeError(w, r, err)
+	release, ok := s.admitModel(ctx, w, r, st, lb, req.Model)
+	if !ok {
 		return
 	}
 	defer release()
@@ -350,18 +349,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, st *state) 
 			}
 		}
 	}
-	before := restarts(st.e, m.BackendName)
-	res, err := s.generate(ctx, job.model, job.ids, opts)
-	err = lostBackend(err, before, restarts(st.e, m.BackendName))
-	if err != nil {
-		s.log.Debug("completion failed", "model", m.Name, "err", err)
-		if stream != nil {
-			he := classify(err)
-			lb.outcome = he.status
-			_ = stream.send("", errorBody(r, he))
-			return
-		}
-		writeError(w, r, err)
+	res, ok := s.runJob(ctx, w, r, st, lb, job, opts, stream)
+	if !ok {
 		return
 	}
 	u := usage{}

@@ -296,6 +296,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/models", s.on(s.listModels))
 	m.HandleFunc("GET /v1/models/{model}", s.on(s.getModel))
 	m.HandleFunc("POST /v1/completions", s.on(s.completions))
+	m.HandleFunc("POST /v1/chat/completions", s.on(s.chatCompletions))
 	m.HandleFunc("POST /v1/images/generations", s.on(s.imageGenerations))
 	m.HandleFunc("GET /v1/pipelines", s.on(s.listPipelines))
 	m.HandleFunc("POST /v1/pipelines/{name}", s.on(s.runPipeline))
