@@ -35,7 +35,7 @@ const (
 	DefaultMaxQueue       = 64
 	DefaultRequestTimeout = 5 * time.Minute
 	DefaultRetryAfter     = time.Second
-	// DefaultMaxBatch bounds the prompts of one completions request.
+	// DefaultMaxBatch bounds the rows (prompts × n) of one completions or chat request.
 	DefaultMaxBatch = 16
 )
 
@@ -56,7 +56,7 @@ type Options struct {
 	RequestTimeout time.Duration
 	// RetryAfter is the delay a 429 suggests.
 	RetryAfter time.Duration
-	// MaxBatch bounds the prompts of one completions request.
+	// MaxBatch bounds the rows (prompts × n) of one completions or chat request.
 	MaxBatch int
 	// Version is reported by GET /v2.
 	Version string
