@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"maps"
 	"math"
@@ -196,5 +197,39 @@ func expectBadRequests(t *testing.T, ts *httptest.Server, path string, base map[
 		if status != 400 || json.Unmarshal(body, &e) != nil || e.Error.Type != "invalid_request_error" || !strings.Contains(e.Error.Message, tc.want) {
 			t.Errorf("%s %v: %d %s, want 400 naming %q", path, tc.body, status, body, tc.want)
 		}
+	}
+}
+
+// TestCompletionsStreamLogprobs: streamed, each choice's logprobs arrive with its finish reason
+// and list the tokens of the text streamed before.
+func TestCompletionsStreamLogprobs(t *testing.T) {
+	_, ts := newTestServer(t, Options{})
+	js, _ := json.Marshal(map[string]any{"model": "gpt2", "prompt": "Hello", "n": 2, "max_tokens": 4, "seed": 3, "logprobs": 1, "stream": true})
+	resp, err := ts.Client().Post(ts.URL+"/v1/completions", "application/json", bytes.NewReader(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, data := sseData(t, resp.Body)
+	text := make([]string, 2)
+	got := 0
+	for _, d := range data[:len(data)-1] {
+		var chunk legacyReply
+		if err := json.Unmarshal([]byte(d), &chunk); err != nil {
+			t.Fatalf("chunk %q: %v", d, err)
+		}
+		for _, ch := range chunk.Choices {
+			text[ch.Index] += ch.Text
+			if ch.Logprobs == nil {
+				continue
+			}
+			got++
+			if ch.FinishReason == "" || strings.Join(ch.Logprobs.Tokens, "") != text[ch.Index] || len(ch.Logprobs.TokenLogprobs) != 4 {
+				t.Errorf("choice %d: logprobs %+v with finish %q after text %q", ch.Index, ch.Logprobs, ch.FinishReason, text[ch.Index])
+			}
+		}
+	}
+	if got != 2 {
+		t.Errorf("%d logprobs objects in the stream, want 2: %q", got, data)
 	}
 }
