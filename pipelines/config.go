@@ -90,9 +90,12 @@ type Model struct {
 	// Options is the options attribute's value, an object of strings,
 	// numbers and bools, or null; OptionStrings gives it as the backend
 	// receives it.
-	Options   cty.Value
-	DeclRange hcl.Range
-	PathRange hcl.Range
+	Options cty.Value
+	// ChatTemplate is the chat_template attribute parsed (causal-lm models only); nil when
+	// the model declares none (DefaultChatTemplate applies).
+	ChatTemplate *ChatTemplate
+	DeclRange    hcl.Range
+	PathRange    hcl.Range
 }
 
 // Pipeline is a `pipeline "name" { description, input, stage, output }`

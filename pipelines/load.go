@@ -56,7 +56,7 @@ var (
 	}
 	modelSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "backend", Required: true}, {Name: "path", Required: true},
-		{Name: "task", Required: true}, {Name: "options"},
+		{Name: "task", Required: true}, {Name: "options"}, {Name: "chat_template"},
 	}}
 	pipelineSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "description"}},
@@ -546,6 +546,9 @@ func (l *loader) model(b *hcl.Block) {
 			}
 		}
 	}
+	if a := content.Attributes["chat_template"]; a != nil {
+		l.chatTemplate(m, a, sc)
+	}
 	if a := content.Attributes["path"]; a != nil {
 		m.PathRange = a.Expr.Range()
 		p, ok := l.checkedString(a, sc, "model attribute")
@@ -860,4 +863,24 @@ func (l *loader) checkAlternatives(s *Stage, b *hcl.Block) {
 			Detail:  fmt.Sprintf("Stage %q (use = %q) needs exactly one of %s.", s.Name, s.Use, choices),
 			Subject: b.DefRange.Ptr()}})
 	}
+}
+
+// chatTemplate reads a model's chat_template: a causal-lm model's Go text/template.
+func (l *loader) chatTemplate(m *Model, a *hcl.Attribute, sc *scope) {
+	src, ok := l.checkedString(a, sc, "model attribute")
+	if !ok {
+		return
+	}
+	if m.Task != "" && m.Task != TaskCausalLM {
+		l.add(hcl.Diagnostics{attrDiag(a, nil, "Chat template on a non-causal-lm model",
+			fmt.Sprintf("Model %q is a %s model; only causal-lm models take a chat_template.", m.Name, m.Task))})
+		return
+	}
+	t, err := ParseChatTemplate(m.Name, src)
+	if err != nil {
+		l.add(hcl.Diagnostics{attrDiag(a, nil, "Invalid chat template",
+			fmt.Sprintf("Model %q: %s.", m.Name, err))})
+		return
+	}
+	m.ChatTemplate = t
 }

@@ -1,6 +1,7 @@
 package pipelines
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -306,6 +307,12 @@ model "m" {
   task    = "vae"
   options = { tile = [64, 64], precision = "float32" }
 }`, "Invalid model options", "option values must be strings, numbers or bools; tile is not", "inline.hcl:6:13"},
+		{"chat template syntax", chatModel("gpt2-tiny", "causal-lm", "{{range .Messages}}{{.Content}}"),
+			"Invalid chat template", `Model "m": template: m:1: unexpected EOF.`, "inline.hcl:6:19"},
+		{"chat template field", chatModel("gpt2-tiny", "causal-lm", "{{.BOS}}"),
+			"Invalid chat template", `can't evaluate field BOS`, "inline.hcl:6:19"},
+		{"chat template on vae", chatModel("vae-tiny", "vae", "x"),
+			"Chat template on a non-causal-lm model", `Model "m" is a vae model`, "inline.hcl:6:19"},
 		{"invalid name", `pipeline "a b" {}`, "Invalid name", `"a b" is not a valid pipeline name`, "inline.hcl:1:10"},
 	}
 	for _, c := range cases {
@@ -646,4 +653,15 @@ func TestEvalStageConcurrent(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// chatModel is a configuration of one model with a chat_template.
+func chatModel(dir, task, tmpl string) string {
+	return fmt.Sprintf(`backend "n" { plugin = "modelrt-native" }
+model "m" {
+  backend       = backend.n
+  path          = "../models/%s"
+  task          = %q
+  chat_template = %q
+}`, dir, task, tmpl)
 }

@@ -82,7 +82,7 @@ docs/server.md has the API.`,
 	fl.StringVar(&f.authTokenFile, "auth-token-file", "", "file holding a bearer token every request but the health checks must carry")
 	fl.IntVar(&f.maxConcurrency, "max-concurrency", server.DefaultMaxConcurrency, "requests running at once per model")
 	fl.IntVar(&f.maxQueue, "max-queue", server.DefaultMaxQueue, "requests waiting per model before 429")
-	fl.IntVar(&f.maxBatch, "max-batch", server.DefaultMaxBatch, "prompts per completions request")
+	fl.IntVar(&f.maxBatch, "max-batch", server.DefaultMaxBatch, "rows per completions or chat request: prompts × n")
 	fl.Int64Var(&f.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "request body limit (413 beyond)")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "time limit of one request")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for requests in flight")

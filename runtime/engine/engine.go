@@ -77,10 +77,12 @@ type Model struct {
 	BackendName string
 	Path        string
 	Info        sdk.ModelInfo
-	backend     *backendState
-	tok         *tokenizer.Tokenizer
-	tokErr      error
-	vae         *vae.Model // task vae
+	// ChatTemplate is the model's chat_template, nil when it declares none.
+	ChatTemplate *pipelines.ChatTemplate
+	backend      *backendState
+	tok          *tokenizer.Tokenizer
+	tokErr       error
+	vae          *vae.Model // task vae
 }
 
 // backendState is one started plugin.
@@ -236,7 +238,7 @@ func (e *Engine) load(ctx context.Context, m *pipelines.Model) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %q: load %s in backend %q: %w", m.Name, m.Path, m.BackendName, err)
 	}
-	model := &Model{Name: m.Name, Task: m.Task, BackendName: m.BackendName, Path: m.Path, Info: r.Model, backend: bs}
+	model := &Model{Name: m.Name, Task: m.Task, BackendName: m.BackendName, Path: m.Path, Info: r.Model, ChatTemplate: m.ChatTemplate, backend: bs}
 	switch m.Task {
 	case pipelines.TaskCausalLM:
 		model.tok, model.tokErr = tokenizer.Load(m.Path)

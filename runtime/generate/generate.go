@@ -58,7 +58,8 @@ var (
 // Options control Generate. MaxNewTokens and Sampling.TopP/RepetitionPenalty have no usable
 // zero value; start from DefaultSampling.
 type Options struct {
-	// MaxNewTokens bounds the tokens drawn per row (> 0).
+	// MaxNewTokens bounds the tokens drawn per row (> 0; 0 only with PromptLogprobs, which
+	// scores the prompts and draws nothing: every row finishes with FinishLength).
 	MaxNewTokens int
 	// MaxContext is the model's context length (n_positions); 0 = unbounded. Prompts (after
 	// left padding to the longest) that leave no room for one new token are refused before
@@ -85,6 +86,13 @@ type Options struct {
 	Allowed []IDRange
 	// Guidance, when set, turns on classifier-free guidance (see Guidance).
 	Guidance *Guidance
+	// OnLogprobs, when set, receives the log-softmax of each row's raw logits for every token
+	// drawn (under guidance: of the conditional row's own logits, before mixing).
+	OnLogprobs TokenLogprobs
+	// PromptLogprobs feeds the prompts one position per step instead of in one prefill step,
+	// so that OnLogprobs also receives every prompt token after the first (whose logprob the
+	// model does not give). Not with Guidance.
+	PromptLogprobs bool
 }
 
 // IDRange is the half-open range of token ids [Lo, Hi).
@@ -144,7 +152,7 @@ func Generate(ctx context.Context, s Stepper, prompts [][]int, opts Options) (*R
 	for _, p := range all {
 		T = max(T, len(p))
 	}
-	if opts.MaxContext > 0 && T >= opts.MaxContext {
+	if opts.MaxContext > 0 && (T > opts.MaxContext || T == opts.MaxContext && opts.MaxNewTokens > 0) {
 		return nil, fmt.Errorf("%w: %d prompt positions leave no room for a new token in a context of %d",
 			ErrContextLength, T, opts.MaxContext)
 	}
@@ -173,8 +181,14 @@ func Generate(ctx context.Context, s Stepper, prompts [][]int, opts Options) (*R
 		return nil, fmt.Errorf("generate: before prefill: %w", err)
 	}
 	start := time.Now()
-	maskBuf = fillMask(maskBuf, rows, T)
-	logits, err := s.Step(ctx, ids, BB, T, maskBuf)
+	var logits []float32
+	var err error
+	if opts.PromptLogprobs {
+		logits, err = scorePrompts(ctx, s, ids, rows, T, maskBuf)
+	} else {
+		maskBuf = fillMask(maskBuf, rows, T)
+		logits, err = s.Step(ctx, ids, BB, T, maskBuf)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("generate: prefill: %w", err)
 	}
@@ -192,6 +206,11 @@ func Generate(ctx context.Context, s Stepper, prompts [][]int, opts Options) (*R
 		return nil, fmt.Errorf("%w: allowed ids %v end beyond the model's vocabulary of %d", ErrInvalidOptions, opts.Allowed[n-1], V)
 	}
 
+	if opts.MaxNewTokens == 0 {
+		for _, r := range rows {
+			r.finish(FinishLength)
+		}
+	}
 	decodeStart := time.Now()
 	step := make([]int64, BB)
 	var mixed []float32
@@ -200,11 +219,12 @@ func Generate(ctx context.Context, s Stepper, prompts [][]int, opts Options) (*R
 		for b, r := range rows[:B] {
 			if !r.done {
 				l := logits[b*V : (b+1)*V]
+				raw := l
 				if guided {
 					mixed = Guide(mixed, l, logits[(B+b)*V:(B+b+1)*V], float32(opts.Guidance.Scale))
 					l = mixed
 				}
-				r.next(l, opts.MaxContext > 0 && n+1 >= opts.MaxContext)
+				r.next(l, raw, opts.MaxContext > 0 && n+1 >= opts.MaxContext)
 			}
 			step[b] = int64(pad)
 			if !r.done {
@@ -235,6 +255,9 @@ func Generate(ctx context.Context, s Stepper, prompts [][]int, opts Options) (*R
 	res := &Result{Rows: make([]Row, B), PrefillMS: float64(prefill.Microseconds()) / 1e3}
 	decoded := 0
 	for b, r := range rows[:B] {
+		if len(r.ids) == r.prompt {
+			decoded++ // a scored row drew nothing
+		}
 		res.Rows[b] = Row{
 			IDs:             r.ids,
 			Text:            string(r.text),
@@ -262,8 +285,11 @@ func validate(prompts [][]int, opts Options) error {
 			return fmt.Errorf("%w: prompt %d has negative token id %d at %d", ErrInvalidOptions, i, p[j], j)
 		}
 	}
-	if opts.MaxNewTokens <= 0 {
-		return fmt.Errorf("%w: max_new_tokens %d: want > 0", ErrInvalidOptions, opts.MaxNewTokens)
+	if opts.MaxNewTokens < 0 || opts.MaxNewTokens == 0 && !opts.PromptLogprobs {
+		return fmt.Errorf("%w: max_new_tokens %d: want > 0 (0 only to score the prompts, with PromptLogprobs)", ErrInvalidOptions, opts.MaxNewTokens)
+	}
+	if opts.PromptLogprobs && opts.Guidance != nil {
+		return fmt.Errorf("%w: prompt logprobs with guidance: the unconditional rows have no prompt to score", ErrInvalidOptions)
 	}
 	if opts.MaxContext < 0 {
 		return fmt.Errorf("%w: max_context %d: want ≥ 0 (0 = unbounded)", ErrInvalidOptions, opts.MaxContext)
@@ -328,6 +354,7 @@ type rowState struct {
 	seen    []bool // (V) tokens present in the row, for the repetition penalty
 	seenIDs []int
 	logits  []float32
+	lp      []float64 // log-softmax scratch for OnLogprobs
 	heap    []float32
 	idx     []int32
 
@@ -368,8 +395,9 @@ func newRowState(index int, prompt []int, pad int, opts *Options) *rowState {
 
 // next draws the row's next token from logits (V) and decides whether the row ends;
 // atLimit says the context has no room for another token.
-func (r *rowState) next(logits []float32, atLimit bool) {
+func (r *rowState) next(logits, raw []float32, atLimit bool) {
 	tok := r.pick(logits)
+	r.logprobsHook(raw, len(r.ids), tok)
 	r.ids = append(r.ids, tok)
 	if slices.Contains(r.opts.EOS, tok) {
 		r.finish(FinishEOS)

@@ -51,7 +51,7 @@ func TestBadRequests(t *testing.T) {
 		{"max_tokens a string", "POST", "/v1/completions", `{"model":"gpt2","prompt":"x","max_tokens":"ten"}`, 400, "max_tokens"},
 		{"prompt a number", "POST", "/v1/completions", `{"model":"gpt2","prompt":5}`, 400, "prompt"},
 		{"temperature out of range", "POST", "/v1/completions", `{"model":"gpt2","prompt":"x","temperature":9}`, 400, "temperature"},
-		{"n > 1", "POST", "/v1/completions", `{"model":"gpt2","prompt":"x","n":2}`, 400, "n = 2"},
+		{"n > 16", "POST", "/v1/completions", `{"model":"gpt2","prompt":"x","n":17}`, 400, "n = 17"},
 		{"unknown model", "POST", "/v1/completions", `{"model":"gpt5","prompt":"x"}`, 404, `"gpt5" does not exist`},
 		{"vae for completions", "POST", "/v1/completions", `{"model":"vae","prompt":"x"}`, 400, "causal-lm"},
 		{"prompt beyond the context", "POST", "/v1/completions", `{"model":"gpt2","prompt":"` + long + `"}`, 400, "context of 64 tokens"},

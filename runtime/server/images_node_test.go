@@ -1,18 +1,12 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-)
 
-// openaiNodeVersion is the official OpenAI Node client the test installs (npm), pinned.
-const openaiNodeVersion = "4.95.0"
+	"github.com/modelrt/modelrt/internal/plugintest"
+)
 
 // nodeImagesScript calls images.generate as an application would, then asks for a URL and
 // reports the error class the client raises.
@@ -34,53 +28,12 @@ const client = new OpenAI({ baseURL: process.env.BASE_URL + "/v1", apiKey: "s3cr
 })().catch((e) => { console.error(e); process.exit(1); });
 `
 
-// openaiNode installs the client once per machine into the user's cache directory and
-// returns the directory holding node_modules; it skips when node or npm is absent.
-func openaiNode(t *testing.T) string {
-	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not on PATH: the OpenAI Node client cannot run (%v)", tool, err)
-		}
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "modelrt-test", "openai-node-"+openaiNodeVersion)
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "openai", "package.json")); err == nil {
-		return dir
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", dir, "openai@"+openaiNodeVersion)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Skipf("npm install openai@%s failed (no registry?): %v\n%s", openaiNodeVersion, err, out)
-	}
-	return dir
-}
-
 // TestImagesOpenAINodeClient: the official OpenAI Node client's images.generate works against
 // the daemon unchanged, and a URL request fails with its BadRequestError.
 func TestImagesOpenAINodeClient(t *testing.T) {
-	dir := openaiNode(t)
+	dir := plugintest.OpenAINode(t)
 	_, ts := newImagesServer(t, Options{AuthToken: "s3cret"})
-	script := filepath.Join(dir, "images.js")
-	if err := os.WriteFile(script, []byte(nodeImagesScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", script)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "BASE_URL="+ts.URL)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node: %v\n%s", err, stderr.String())
-	}
+	out := plugintest.RunNode(t, dir, "images.js", nodeImagesScript, nil, "BASE_URL="+ts.URL)
 	var got struct {
 		Res      imagesReply
 		URLError *struct {

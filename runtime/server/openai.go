@@ -21,11 +21,24 @@ import (
 // fields are ignored, as OpenAI's own server does, so that clients that send them work; fields
 // that would change the answer and are not implemented are refused instead (see check).
 type completionRequest struct {
-	Model       string          `json:"model"`
-	Prompt      json.RawMessage `json:"prompt"`
-	MaxTokens   *int            `json:"max_tokens"`
-	Temperature *float64        `json:"temperature"`
-	TopP        *float64        `json:"top_p"`
+	Model  string          `json:"model"`
+	Prompt json.RawMessage `json:"prompt"`
+	sampling
+	MaxTokens *int            `json:"max_tokens"`
+	BestOf    *int            `json:"best_of"`
+	Echo      bool            `json:"echo"`
+	Logprobs  json.RawMessage `json:"logprobs"`
+	Suffix    *string         `json:"suffix"`
+
+	// Set by check: completions per prompt, and the alternatives logprobs asks for (-1: none).
+	n        int
+	logprobs int
+}
+
+// sampling holds the fields that completions and chat share.
+type sampling struct {
+	Temperature *float64 `json:"temperature"`
+	TopP        *float64 `json:"top_p"`
 	// TopK is an extension (vLLM and llama.cpp accept it too).
 	TopK          *int            `json:"top_k"`
 	Stop          json.RawMessage `json:"stop"`
@@ -34,17 +47,14 @@ type completionRequest struct {
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
-	N                *int            `json:"n"`
-	BestOf           *int            `json:"best_of"`
-	Echo             bool            `json:"echo"`
-	Logprobs         json.RawMessage `json:"logprobs"`
-	Suffix           *string         `json:"suffix"`
-	PresencePenalty  *float64        `json:"presence_penalty"`
-	FrequencyPenalty *float64        `json:"frequency_penalty"`
+	N                *int     `json:"n"`
+	PresencePenalty  *float64 `json:"presence_penalty"`
+	FrequencyPenalty *float64 `json:"frequency_penalty"`
 }
 
-// OpenAI's defaults.
+// OpenAI's defaults and bounds.
 const (
+	maxChoices         = 16 // n
 	defaultMaxTokens   = 16
 	defaultTemperature = 1.0
 )
@@ -91,17 +101,22 @@ func (c *completionRequest) check(maxBatch int) (generate.Options, [][]int, []st
 	if c.Model == "" {
 		return bad("model: required")
 	}
-	if c.N != nil && *c.N != 1 {
-		return bad("n = %d: modelrt returns one completion per prompt (send an array of prompts for a batch)", *c.N)
+	c.n = 1
+	if c.N != nil {
+		if *c.N < 1 || *c.N > maxChoices {
+			return bad("n = %d: want 1 to %d completions per prompt", *c.N, maxChoices)
+		}
+		c.n = *c.N
 	}
-	if c.BestOf != nil && *c.BestOf != 1 {
-		return bad("best_of is not supported")
+	if c.BestOf != nil && *c.BestOf != c.n {
+		return bad("best_of is not supported (only best_of = n, which returns every completion)")
 	}
-	if c.Echo {
-		return bad("echo is not supported")
+	var err error
+	if c.logprobs, err = legacyLogprobsField(c.Logprobs); err != nil {
+		return opts, nil, nil, err
 	}
-	if len(c.Logprobs) > 0 && string(c.Logprobs) != "null" {
-		return bad("logprobs is not supported")
+	if c.Echo && c.Stream {
+		return bad("echo with stream is not supported: the prompt's logprobs are not streamed (send stream: false)")
 	}
 	if c.Suffix != nil && *c.Suffix != "" {
 		return bad("suffix is not supported")
@@ -111,8 +126,8 @@ func (c *completionRequest) check(maxBatch int) (generate.Options, [][]int, []st
 	}
 	opts.MaxNewTokens = defaultMaxTokens
 	if c.MaxTokens != nil {
-		if *c.MaxTokens < 1 {
-			return bad("max_tokens = %d: want at least 1", *c.MaxTokens)
+		if *c.MaxTokens < 0 || *c.MaxTokens == 0 && !c.Echo {
+			return bad("max_tokens = %d: want at least 1 (0 only with echo, to score the prompt)", *c.MaxTokens)
 		}
 		opts.MaxNewTokens = *c.MaxTokens
 	}
@@ -159,8 +174,8 @@ func (c *completionRequest) check(maxBatch int) (generate.Options, [][]int, []st
 	if err != nil {
 		return opts, nil, nil, err
 	}
-	if n := len(ids) + len(texts); n > maxBatch {
-		return bad("prompt: %d prompts, at most %d per request", n, maxBatch)
+	if n := len(ids) + len(texts); n*c.n > maxBatch {
+		return bad("prompt: %d prompts × n = %d is %d completions, at most %d per request", n, c.n, n*c.n, maxBatch)
 	}
 	return opts, ids, texts, nil
 }
@@ -224,10 +239,11 @@ func causalLM(e *engine.Engine, name string) (*engine.Model, error) {
 
 // completionJob is a completions request checked against its model, ready to run.
 type completionJob struct {
-	m     *engine.Model
-	model *lm.Model
-	ids   [][]int // one prompt per row
-	opts  generate.Options
+	m       *engine.Model
+	model   *lm.Model
+	prompts [][]int // the request's prompts
+	ids     [][]int // one prompt per row: each prompt n times
+	opts    generate.Options
 }
 
 // prepare checks a request against the declared models and the model's facts: a causal-lm
@@ -271,7 +287,7 @@ func prepare(e *engine.Engine, req *completionRequest, maxBatch int, specialToke
 				return job, errorf(http.StatusBadRequest, "invalid_request", "prompt %d: token id %d is outside the vocabulary of %d", i, id, vocab)
 			}
 		}
-		if window > 0 && len(p) >= window {
+		if window > 0 && (len(p) > window || len(p) == window && opts.MaxNewTokens > 0) {
 			return job, errorf(http.StatusBadRequest, "context_length_exceeded", "prompt %d has %d tokens; model %q has a context of %d tokens, which leaves no room for a completion", i, len(p), m.Name, window)
 		}
 	}
@@ -284,7 +300,9 @@ func prepare(e *engine.Engine, req *completionRequest, maxBatch int, specialToke
 	if err := opts.Sampling.Validate(); err != nil {
 		return job, errorf(http.StatusBadRequest, "invalid_request", "%v", err)
 	}
-	job.ids, job.opts = ids, opts
+	job.prompts = ids
+	job.ids = expandRows(ids, req.n)
+	job.opts = opts
 	return job, nil
 }
 
@@ -298,14 +316,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, st *state) 
 		writeError(w, r, err)
 		return
 	}
-	// The prompts are tokenized within the model's slot (admit skips a name that is not a
-	// declared model; prepare then says what is wrong).
-	if st.e.Model(req.Model) != nil {
-		lb.target = req.Model
-	}
-	release, err := s.admit(ctx, st, []string{req.Model})
-	if err != nil {
-		writeError(w, r, err)
+	release, ok := s.admitModel(ctx, w, r, st, lb, req.Model)
+	if !ok {
 		return
 	}
 	defer release()
@@ -317,6 +329,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, st *state) 
 		writeError(w, r, err)
 		return
 	}
+	lp := job.withLogprobs(req.logprobs, req.Echo)
 	m, opts := job.m, job.opts
 
 	id := "cmpl-" + randomID()
@@ -336,27 +349,18 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, st *state) 
 			}
 		}
 	}
-	before := restarts(st.e, m.BackendName)
-	res, err := s.generate(ctx, job.model, job.ids, opts)
-	err = lostBackend(err, before, restarts(st.e, m.BackendName))
-	if err != nil {
-		s.log.Debug("completion failed", "model", m.Name, "err", err)
-		if stream != nil {
-			he := classify(err)
-			lb.outcome = he.status
-			_ = stream.send("", errorBody(r, he))
-			return
-		}
-		writeError(w, r, err)
+	res, ok := s.runJob(ctx, w, r, st, lb, job, opts, stream)
+	if !ok {
 		return
 	}
 	u := usage{}
-	choices := make([]completionChoice, len(res.Rows))
-	for i, row := range res.Rows {
-		u.PromptTokens += row.PromptTokens
-		u.CompletionTokens += row.GeneratedTokens
-		choices[i] = completionChoice{Text: row.Text, Index: i, FinishReason: finishReason(row.FinishReason)}
+	for _, p := range job.prompts {
+		u.PromptTokens += len(p) // once per prompt, however many completions (as OpenAI counts)
 	}
+	for _, row := range res.Rows {
+		u.CompletionTokens += row.GeneratedTokens
+	}
+	choices := job.choices(res, req.Echo, lp)
 	u.TotalTokens = u.PromptTokens + u.CompletionTokens
 	s.metrics.tokens.WithLabelValues(m.Name).Add(float64(u.CompletionTokens))
 	s.metrics.prompt.WithLabelValues(m.Name).Add(float64(u.PromptTokens))

@@ -26,6 +26,10 @@ func FuzzCompletionRequest(f *testing.F) {
 		`{"model":"gpt2","prompt":[[1],[2,3]],"n":1,"logprobs":null}`,
 		`{"model":"gpt2","prompt":"x","max_tokens":0}`,
 		`{"model":"gpt2","prompt":"x","stop":""}`,
+		`{"model":"gpt2","prompt":"x","max_tokens":0,"echo":true,"logprobs":5}`,
+		`{"model":"gpt2","prompt":["x","y"],"n":8,"logprobs":0}`,
+		`{"model":"gpt2","prompt":"x","n":17,"logprobs":6,"echo":true,"stream":true}`,
+		`{"model":"gpt2","prompt":"x","logprobs":"5","best_of":3,"n":3}`,
 		`{"model":"gpt2","prompt":[[1],[]]}`,
 	} {
 		f.Add(s)
@@ -43,10 +47,13 @@ func FuzzCompletionRequest(f *testing.F) {
 			}
 			return
 		}
-		if n := len(ids) + len(texts); n < 1 || n > maxBatch {
-			t.Fatalf("check(%s): %d prompts", body, n)
+		if n := len(ids) + len(texts); n < 1 || n*req.n > maxBatch || req.n < 1 || req.n > maxChoices {
+			t.Fatalf("check(%s): %d prompts × n %d", body, n, req.n)
 		}
-		if opts.MaxNewTokens < 1 {
+		if req.logprobs < -1 || req.logprobs > maxLegacyLogprobs || req.Echo && req.Stream {
+			t.Fatalf("check(%s): logprobs %d, echo %v stream %v", body, req.logprobs, req.Echo, req.Stream)
+		}
+		if opts.MaxNewTokens < 1 && !(opts.MaxNewTokens == 0 && req.Echo) {
 			t.Fatalf("check(%s): MaxNewTokens %d", body, opts.MaxNewTokens)
 		}
 		if err := opts.Sampling.Validate(); err != nil {

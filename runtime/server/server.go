@@ -35,7 +35,7 @@ const (
 	DefaultMaxQueue       = 64
 	DefaultRequestTimeout = 5 * time.Minute
 	DefaultRetryAfter     = time.Second
-	// DefaultMaxBatch bounds the prompts of one completions request.
+	// DefaultMaxBatch bounds the rows (prompts × n) of one completions or chat request.
 	DefaultMaxBatch = 16
 )
 
@@ -56,7 +56,7 @@ type Options struct {
 	RequestTimeout time.Duration
 	// RetryAfter is the delay a 429 suggests.
 	RetryAfter time.Duration
-	// MaxBatch bounds the prompts of one completions request.
+	// MaxBatch bounds the rows (prompts × n) of one completions or chat request.
 	MaxBatch int
 	// Version is reported by GET /v2.
 	Version string
@@ -301,6 +301,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/models", s.on(s.listModels))
 	m.HandleFunc("GET /v1/models/{model}", s.on(s.getModel))
 	m.HandleFunc("POST /v1/completions", s.on(s.completions))
+	m.HandleFunc("POST /v1/chat/completions", s.on(s.chatCompletions))
 	m.HandleFunc("POST /v1/images/generations", s.on(s.imageGenerations))
 	m.HandleFunc("GET /v1/pipelines", s.on(s.listPipelines))
 	m.HandleFunc("POST /v1/pipelines/{name}", s.on(s.runPipeline))

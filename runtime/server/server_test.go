@@ -52,6 +52,12 @@ model "gpt2" {
   path    = "%[2]s/gpt2-tiny"
   task    = "causal-lm"
 }
+model "gpt2-chat" {
+  backend       = backend.native
+  path          = "%[2]s/gpt2-tiny"
+  task          = "causal-lm"
+  chat_template = "{{range .Messages}}{{.Role}}> {{.Content}}{{$.EOS}}{{end}}bot>"
+}
 model "vae" {
   backend = backend.native
   path    = "%[2]s/vae-tiny"

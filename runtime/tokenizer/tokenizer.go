@@ -176,6 +176,11 @@ func (t *Tokenizer) EncodeOrdinary(text string) []int {
 	return t.appendOrdinary(make([]int, 0, len(text)/3+1), text)
 }
 
+// NextSpecial returns the byte offset and spelling of the leftmost special token in text (the
+// longest one at that position), or -1: for callers that encode text whose parts they trust
+// differently (the template of a chat prompt, but not its messages).
+func (t *Tokenizer) NextSpecial(text string) (int, string) { return t.nextSpecial(text) }
+
 // nextSpecial finds the leftmost special token in text, the longest one at that position.
 func (t *Tokenizer) nextSpecial(text string) (int, string) {
 	at, found := -1, ""
