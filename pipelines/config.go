@@ -90,9 +90,13 @@ type Model struct {
 	// Options is the options attribute's value, an object of strings,
 	// numbers and bools, or null; OptionStrings gives it as the backend
 	// receives it.
-	Options   cty.Value
-	DeclRange hcl.Range
-	PathRange hcl.Range
+	Options cty.Value
+	// MaxBatch and PrefillChunk are the max_batch and prefill_chunk attributes of a causal-lm
+	// model (0: absent): how many generations share one step of its continuous-batching
+	// scheduler, and how many prompt tokens a generation feeds per step (runtime/batch).
+	MaxBatch, PrefillChunk int
+	DeclRange              hcl.Range
+	PathRange              hcl.Range
 }
 
 // Pipeline is a `pipeline "name" { description, input, stage, output }`

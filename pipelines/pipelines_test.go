@@ -307,6 +307,13 @@ model "m" {
   options = { tile = [64, 64], precision = "float32" }
 }`, "Invalid model options", "option values must be strings, numbers or bools; tile is not", "inline.hcl:6:13"},
 		{"invalid name", `pipeline "a b" {}`, "Invalid name", `"a b" is not a valid pipeline name`, "inline.hcl:1:10"},
+		{"max_batch", `backend "n" { plugin = "modelrt-native" }
+model "m" {
+  backend   = backend.n
+  path      = "../models/gpt2-tiny"
+  task      = "causal-lm"
+  max_batch = 2.5
+}`, "Invalid model attribute", `Model "m": max_batch must be a whole number from 1 to 256, got 2.5.`, "inline.hcl:6:15"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -645,5 +652,28 @@ func TestEvalStageConcurrent(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestSchedulingAttributes: max_batch and prefill_chunk reach the Model; absent, they are 0.
+func TestSchedulingAttributes(t *testing.T) {
+	cfg, diags := loadSrc(`backend "n" { plugin = "modelrt-native" }
+model "m" {
+  backend       = backend.n
+  path          = "../models/gpt2-tiny"
+  task          = "causal-lm"
+  max_batch     = 4
+  prefill_chunk = 16
+}
+model "d" {
+  backend = backend.n
+  path    = "../models/gpt2-tiny"
+  task    = "causal-lm"
+}`, LoadOptions{})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if m, d := cfg.Models["m"], cfg.Models["d"]; m.MaxBatch != 4 || m.PrefillChunk != 16 || d.MaxBatch != 0 || d.PrefillChunk != 0 {
+		t.Errorf("m: max_batch %d prefill_chunk %d (want 4, 16); d: %d, %d (want 0, 0)", m.MaxBatch, m.PrefillChunk, d.MaxBatch, d.PrefillChunk)
 	}
 }

@@ -76,7 +76,7 @@ docs/server.md has the API.`,
 	fl.StringVar(&f.config, "config", "", "configuration: a .hcl file or a directory of them")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on (host:port)")
 	fl.StringVar(&f.authTokenFile, "auth-token-file", "", "file holding a bearer token every request but the health checks must carry")
-	fl.IntVar(&f.maxConcurrency, "max-concurrency", server.DefaultMaxConcurrency, "requests running at once per model")
+	fl.IntVar(&f.maxConcurrency, "max-concurrency", 0, fmt.Sprintf("requests running at once per model (0: a causal-lm model's max_batch, %d for other models)", server.DefaultMaxConcurrency))
 	fl.IntVar(&f.maxQueue, "max-queue", server.DefaultMaxQueue, "requests waiting per model before 429")
 	fl.IntVar(&f.maxBatch, "max-batch", server.DefaultMaxBatch, "prompts per completions request")
 	fl.Int64Var(&f.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "request body limit (413 beyond)")

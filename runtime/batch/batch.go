@@ -375,3 +375,10 @@ func allDone(ws []*work) (context.Context, func()) {
 }
 
 var _ generate.Stepper = (*Session)(nil)
+
+// OpenShared implements lm.Batcher.
+func (s *Scheduler) OpenShared(ctx context.Context) (lm.StepSession, error) { return s.Open(ctx) }
+
+// MaxBatch returns how many sessions one step advances at most: the generations a server
+// should admit at once for this model (more queue for a slot).
+func (s *Scheduler) MaxBatch() int { return s.opts.MaxBatch }
