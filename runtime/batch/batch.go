@@ -313,40 +313,68 @@ func (s *Scheduler) run(batch []*work) (again []*work) {
 		return nil
 	}
 	s.stats.batch.Observe(float64(len(live)))
-	// A step runs for all its sessions: it ends only when every one of their requests did.
-	ctx, stop := allDone(live)
-	defer stop()
-	resp, err := s.step(ctx, req)
-	if err != nil && len(live) > 1 {
-		// Find whose step failed: step each alone, so one bad session does not fail the rest.
-		for _, w := range live {
-			again = append(again, s.run([]*work{w})...)
-		}
-		return again
-	}
-	var V int
-	var all []float32
-	if err == nil {
-		all, err = resp.Logits.Float32s()
-		if err == nil {
-			V = int(resp.Logits.Shape[1])
-		}
-	}
+	rows, errs := s.call(live, req)
 	s.stats.tokens.Add(float64(tokens))
 	for i, w := range live {
-		if err != nil {
-			w.out <- result{err: fmt.Errorf("model %q: step: %w", s.m.Name, err)}
+		if errs[i] != nil {
+			w.out <- result{err: fmt.Errorf("model %q: step: %w", s.m.Name, errs[i])}
 			continue
 		}
-		n := len(req.Items[i].TokenIDs)
-		w.ids = w.ids[n:]
+		w.ids = w.ids[len(req.Items[i].TokenIDs):]
 		if len(w.ids) > 0 {
 			again = append(again, w)
 			continue
 		}
-		w.out <- result{logits: slices.Clone(all[i*V : (i+1)*V])}
+		w.out <- result{logits: rows[i]}
 	}
 	return again
+}
+
+// call runs one step of live (req has their items) and returns each item's logits row or
+// error. A batched Step either advances every session or none (docs/sdk.md), so when it fails
+// for several sessions each is retried alone to find whose it was. Without the capability each
+// session is one Infer under its own request's context.
+func (s *Scheduler) call(live []*work, req *sdk.StepRequest) ([][]float32, []error) {
+	rows, errs := make([][]float32, len(live)), make([]error, len(live))
+	one := func(i int, step func(context.Context, *sdk.StepRequest) (*sdk.StepResponse, error)) {
+		resp, err := step(live[i].ctx, &sdk.StepRequest{Model: req.Model, Items: req.Items[i : i+1]})
+		if err == nil {
+			var v []float32
+			if v, err = resp.Logits.Float32s(); err == nil {
+				rows[i] = slices.Clone(v)
+			}
+		}
+		errs[i] = err
+	}
+	if !s.batched {
+		for i := range live {
+			one(i, s.step)
+		}
+		return rows, errs
+	}
+	// A step runs for all its sessions: it ends only when every one of their requests did.
+	ctx, stop := allDone(live)
+	defer stop()
+	resp, err := s.step(ctx, req)
+	var all []float32
+	if err == nil {
+		all, err = resp.Logits.Float32s()
+	}
+	if err != nil {
+		if len(live) == 1 {
+			errs[0] = err
+			return rows, errs
+		}
+		for i := range live {
+			one(i, s.step)
+		}
+		return rows, errs
+	}
+	V := int(resp.Logits.Shape[1])
+	for i := range live {
+		rows[i] = slices.Clone(all[i*V : (i+1)*V])
+	}
+	return rows, errs
 }
 
 // allDone returns a context that ends when every item's context has ended, and the function

@@ -226,3 +226,42 @@ func batchMean(t *testing.T, c prometheus.Collector) (float64, uint64) {
 	t.Fatal("no modelrt_batch_size series")
 	return 0, 0
 }
+
+// TestFailingSessionIsolated: a session whose backend state vanished (closed behind the
+// scheduler's back) fails alone; the generation sharing its steps carries on with the ids it
+// draws alone.
+func TestFailingSessionIsolated(t *testing.T) {
+	m := start(t, "native", "modelrt-native", "../../testdata/models/gpt2-odd")
+	ctx := context.Background()
+	s := batch.New(ctx, m, batch.Options{MaxBatch: 4, Gather: 50 * time.Millisecond})
+	defer s.Close()
+	prompt := []int{5, 9, 13}
+	opts := generate.Options{MaxNewTokens: 10, MaxContext: m.Context, Sampling: generate.DefaultSampling()}
+	want, err := run(ctx, s, request{prompt: prompt, opts: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := s.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := m.Backend.CloseSession(ctx, &sdk.CloseSessionRequest{Session: bad.ID()}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var badErr error
+	wg.Go(func() { _, badErr = bad.Step(ctx, []int64{1, 2}, 1, 2, nil) })
+	got, err := run(ctx, s, request{prompt: prompt, opts: opts})
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("the healthy generation failed beside a broken session: %v", err)
+	}
+	if !slices.Equal(got.Rows[0].IDs, want.Rows[0].IDs) {
+		t.Errorf("healthy generation drew %v beside a broken session, %v alone", got.Rows[0].IDs, want.Rows[0].IDs)
+	}
+	var se *sdk.Error
+	if !errors.As(badErr, &se) || se.Code != sdk.CodeNotFound {
+		t.Errorf("the broken session's step: got %v, want NotFound", badErr)
+	}
+}
