@@ -176,6 +176,19 @@ func TestRepositoryCases(t *testing.T) {
 			t.Errorf("no case ran on two backends, so nothing was compared across backends")
 		}
 	}
+	// Every generate case runs the continuous-batching check.
+	batching := 0
+	for _, r := range rep.Rows {
+		for _, c := range r.Checks {
+			if c.Name == "batching" && c.Result == Pass {
+				batching++
+				t.Logf("%s on %s: batching: %s", r.Case, r.Backend, c.Detail)
+			}
+		}
+	}
+	if batching == 0 {
+		t.Errorf("no generate case passed the batching check")
+	}
 }
 
 // plainExport is a plain torch.onnx.export of GPT-2 (gpt2-odd's weights): input_ids → logits,

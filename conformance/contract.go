@@ -27,6 +27,7 @@ const (
 	CheckSessions   = "sessions-isolated"
 	CheckUnload     = "unload-frees-memory"
 	CheckSequential = "sequential-calls"
+	CheckStep       = "batched-step"
 )
 
 // DefaultCalls is how many sequential calls CheckSequential makes when Contract.Calls is 0.
@@ -168,6 +169,7 @@ func VerifyContract(t testing.TB, c Contract) []ContractResult {
 		{CheckSessions, ck.sessions},
 		{CheckUnload, ck.unloadCheck},
 		{CheckSequential, ck.sequential},
+		{CheckStep, ck.step},
 	}
 	var out []ContractResult
 	for _, chk := range checks {

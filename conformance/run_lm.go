@@ -300,6 +300,8 @@ func (r *runner) generate(ctx context.Context, c *Case, l *loaded, row *Row) *ou
 	} else {
 		row.add(checkOf("seed", CompareInt(s2, s1, exp.Shape)))
 	}
+	// batching: through the host's scheduler, alone and together, the same ids.
+	row.add(r.batching(ctx, l, prompts, c.Params.MaxNewTokens))
 	if err := r.reload(ctx, l); err != nil {
 		row.add(failed("reload", err))
 	} else if again, err := r.decode(ctx, l, prompts, c.Params.MaxNewTokens, greedy); err != nil {

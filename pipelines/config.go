@@ -94,8 +94,12 @@ type Model struct {
 	// ChatTemplate is the chat_template attribute parsed (causal-lm models only); nil when
 	// the model declares none (DefaultChatTemplate applies).
 	ChatTemplate *ChatTemplate
-	DeclRange    hcl.Range
-	PathRange    hcl.Range
+	// MaxBatch and PrefillChunk are the max_batch and prefill_chunk attributes of a causal-lm
+	// model (0: absent): how many generations share one step of its continuous-batching
+	// scheduler, and how many prompt tokens a generation feeds per step (runtime/batch).
+	MaxBatch, PrefillChunk int
+	DeclRange              hcl.Range
+	PathRange              hcl.Range
 }
 
 // Pipeline is a `pipeline "name" { description, input, stage, output }`

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,6 +58,7 @@ var (
 	modelSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "backend", Required: true}, {Name: "path", Required: true},
 		{Name: "task", Required: true}, {Name: "options"}, {Name: "chat_template"},
+		{Name: "max_batch"}, {Name: "prefill_chunk"},
 	}}
 	pipelineSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "description"}},
@@ -458,6 +460,34 @@ func (l *loader) evalString(a *hcl.Attribute, ctx *hcl.EvalContext, what string)
 	return v.AsString(), true
 }
 
+// Bounds of the scheduling attributes of a model block.
+const (
+	maxModelBatch   = 256
+	maxPrefillChunk = 4096
+)
+
+// modelCount evaluates an optional whole-number model attribute in [1, limit]; 0 when absent
+// (the scheduler's default) or invalid (reported).
+func (l *loader) modelCount(a *hcl.Attribute, sc *scope, model string, limit int) int {
+	if a == nil {
+		return 0
+	}
+	if _, d := sc.refs(a.Expr.Variables()); !l.add(d) {
+		return 0
+	}
+	v, diags := evalAs(a, cty.Number, l.cfg.EvalContext(nil), "model attribute")
+	if !l.add(diags) || !v.IsKnown() || v.IsNull() {
+		return 0
+	}
+	n, acc := v.AsBigFloat().Int64()
+	if acc != big.Exact || n < 1 || n > int64(limit) {
+		l.add(hcl.Diagnostics{attrDiag(a, nil, "Invalid model attribute",
+			fmt.Sprintf("Model %q: %s must be a whole number from 1 to %d, got %s.", model, a.Name, limit, v.AsBigFloat().Text('g', -1)))})
+		return 0
+	}
+	return int(n)
+}
+
 // checkedString checks the references of a configuration-level attribute
 // and evaluates it as a string.
 func (l *loader) checkedString(a *hcl.Attribute, sc *scope, what string) (string, bool) {
@@ -549,6 +579,8 @@ func (l *loader) model(b *hcl.Block) {
 	if a := content.Attributes["chat_template"]; a != nil {
 		l.chatTemplate(m, a, sc)
 	}
+	m.MaxBatch = l.modelCount(content.Attributes["max_batch"], sc, m.Name, maxModelBatch)
+	m.PrefillChunk = l.modelCount(content.Attributes["prefill_chunk"], sc, m.Name, maxPrefillChunk)
 	if a := content.Attributes["path"]; a != nil {
 		m.PathRange = a.Expr.Range()
 		p, ok := l.checkedString(a, sc, "model attribute")

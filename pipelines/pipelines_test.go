@@ -314,6 +314,13 @@ model "m" {
 		{"chat template on vae", chatModel("vae-tiny", "vae", "x"),
 			"Chat template on a non-causal-lm model", `Model "m" is a vae model`, "inline.hcl:6:19"},
 		{"invalid name", `pipeline "a b" {}`, "Invalid name", `"a b" is not a valid pipeline name`, "inline.hcl:1:10"},
+		{"max_batch", `backend "n" { plugin = "modelrt-native" }
+model "m" {
+  backend   = backend.n
+  path      = "../models/gpt2-tiny"
+  task      = "causal-lm"
+  max_batch = 2.5
+}`, "Invalid model attribute", `Model "m": max_batch must be a whole number from 1 to 256, got 2.5.`, "inline.hcl:6:15"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -664,4 +671,27 @@ model "m" {
   task          = %q
   chat_template = %q
 }`, dir, task, tmpl)
+}
+
+// TestSchedulingAttributes: max_batch and prefill_chunk reach the Model; absent, they are 0.
+func TestSchedulingAttributes(t *testing.T) {
+	cfg, diags := loadSrc(`backend "n" { plugin = "modelrt-native" }
+model "m" {
+  backend       = backend.n
+  path          = "../models/gpt2-tiny"
+  task          = "causal-lm"
+  max_batch     = 4
+  prefill_chunk = 16
+}
+model "d" {
+  backend = backend.n
+  path    = "../models/gpt2-tiny"
+  task    = "causal-lm"
+}`, LoadOptions{})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if m, d := cfg.Models["m"], cfg.Models["d"]; m.MaxBatch != 4 || m.PrefillChunk != 16 || d.MaxBatch != 0 || d.PrefillChunk != 0 {
+		t.Errorf("m: max_batch %d prefill_chunk %d (want 4, 16); d: %d, %d (want 0, 0)", m.MaxBatch, m.PrefillChunk, d.MaxBatch, d.PrefillChunk)
+	}
 }

@@ -80,6 +80,9 @@ type DescribeResponse struct {
 	Formats         []string // "safetensors", "onnx", ...
 	// ConfigSchema declares the attributes of the HCL `config` block this backend accepts.
 	ConfigSchema ConfigSchema
+	// Capabilities lists the optional protocol features the backend implements beyond the v1
+	// core (CapabilityStep). Hosts must not use a feature that is not listed.
+	Capabilities []string
 }
 
 // ConfigSchema declares the attributes of a backend's HCL `config` block. The host validates

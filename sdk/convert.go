@@ -84,7 +84,7 @@ func modelInfoFromPB(m *pb.ModelInfo) ModelInfo {
 
 func describeToPB(d *DescribeResponse) *pb.DescribeResponse {
 	out := &pb.DescribeResponse{Name: d.Name, Version: d.Version, ProtocolVersion: int32(d.ProtocolVersion),
-		Tasks: d.Tasks, Formats: d.Formats, Description: d.Description}
+		Tasks: d.Tasks, Formats: d.Formats, Description: d.Description, Capabilities: d.Capabilities}
 	for _, a := range d.ConfigSchema.Attributes {
 		out.ConfigSchema = append(out.ConfigSchema, &pb.ConfigAttribute{Name: a.Name, Type: a.Type, Required: a.Required, Description: a.Description})
 	}
@@ -93,7 +93,7 @@ func describeToPB(d *DescribeResponse) *pb.DescribeResponse {
 
 func describeFromPB(p *pb.DescribeResponse) *DescribeResponse {
 	d := &DescribeResponse{Name: p.Name, Version: p.Version, ProtocolVersion: int(p.ProtocolVersion),
-		Tasks: p.Tasks, Formats: p.Formats, Description: p.Description}
+		Tasks: p.Tasks, Formats: p.Formats, Description: p.Description, Capabilities: p.Capabilities}
 	for _, a := range p.ConfigSchema {
 		d.ConfigSchema.Attributes = append(d.ConfigSchema.Attributes, ConfigAttribute{Name: a.Name, Type: a.Type, Required: a.Required, Description: a.Description})
 	}

@@ -411,3 +411,56 @@ func (c *Client) Stats(ctx context.Context, _ *StatsRequest) (*StatsResponse, er
 	}
 	return statsFromPB(r), nil
 }
+
+func (s *grpcServer) Step(ctx context.Context, req *pb.StepRequest) (_ *pb.StepResponse, err error) {
+	defer recoverInto(&err, "Step")
+	st, ok := s.impl.(Stepper)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this backend has no batched Step")
+	}
+	sreq := &StepRequest{Model: req.Model, Items: make([]StepItem, len(req.Items))}
+	for i, it := range req.Items {
+		if it == nil {
+			return nil, status.Errorf(codes.InvalidArgument, "step: item %d is missing", i)
+		}
+		sreq.Items[i] = StepItem{Session: it.Session, TokenIDs: it.TokenIds}
+	}
+	if err := ValidateStep(sreq); err != nil {
+		return nil, toStatus(err)
+	}
+	r, err := st.Step(ctx, sreq)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if r.Logits == nil {
+		return nil, status.Error(codes.Internal, "backend produced no logits for a step")
+	}
+	if err := r.Logits.Validate(); err != nil {
+		return nil, status.Errorf(codes.Internal, "backend produced malformed step logits: %v", err)
+	}
+	return &pb.StepResponse{Logits: tensorToPB(r.Logits)}, nil
+}
+
+// Step implements Stepper. Call it only on a backend whose Describe lists CapabilityStep; it
+// checks that the logits are float32 (len(Items), V).
+func (c *Client) Step(ctx context.Context, req *StepRequest) (*StepResponse, error) {
+	if err := ValidateStep(req); err != nil {
+		return nil, err
+	}
+	preq := &pb.StepRequest{Model: req.Model, Items: make([]*pb.StepItem, len(req.Items))}
+	for i, it := range req.Items {
+		preq.Items[i] = &pb.StepItem{Session: it.Session, TokenIds: it.TokenIDs}
+	}
+	r, err := c.client.Step(ctx, preq, callOpts...)
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	lt, err := tensorFromPB("logits", r.Logits)
+	if err != nil {
+		return nil, fmt.Errorf("backend returned malformed step logits: %w", err)
+	}
+	if lt.DType != Float32 || len(lt.Shape) != 2 || lt.Shape[0] != int64(len(req.Items)) {
+		return nil, fmt.Errorf("backend returned step logits %s%v for %d items, want float32 (%d, V)", lt.DType, lt.Shape, len(req.Items), len(req.Items))
+	}
+	return &StepResponse{Logits: lt}, nil
+}

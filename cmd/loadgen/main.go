@@ -1,10 +1,13 @@
 // Command loadgen is a small, bounded load generator for `modelrt serve`: it sends a fixed
 // number of OpenAI completions at each of several concurrency levels and reports completions
-// per second, generated tokens per second, and p50/p99 latency (and time to first token when
-// streaming). It talks only to loopback addresses unless told otherwise, so that a benchmark
+// per second, generated tokens per second, and p50/p99 latency (and, when streaming, p50/p99
+// of the time to first token and of the inter-token latency). -out writes the levels as JSON
+// and -plot a PNG of throughput and latency against concurrency (with -before, a previous
+// -out file beside it: before/after). It talks only to loopback addresses unless told otherwise, so that a benchmark
 // never becomes a load test of someone else's server.
 //
 //	go run ./cmd/loadgen -url http://127.0.0.1:8080 -model gpt2 -concurrency 1,4,16 -requests 64
+//	go run ./cmd/loadgen -stream -concurrency 1,2,4,8,16 -out after.json -before before.json -plot batching.png
 package main
 
 import (
@@ -44,6 +47,7 @@ type config struct {
 // result is one request's outcome.
 type result struct {
 	latency, firstToken time.Duration
+	gaps                []time.Duration // between consecutive text chunks of a stream
 	tokens              int
 	err                 error
 }
@@ -59,6 +63,9 @@ type level struct {
 	P50MS          float64 `json:"p50_ms"`
 	P99MS          float64 `json:"p99_ms"`
 	FirstTokenP50  float64 `json:"first_token_p50_ms,omitempty"`
+	FirstTokenP99  float64 `json:"first_token_p99_ms,omitempty"`
+	InterTokenP50  float64 `json:"inter_token_p50_ms,omitempty"`
+	InterTokenP99  float64 `json:"inter_token_p99_ms,omitempty"`
 	MeanTokens     float64 `json:"mean_tokens"`
 	FirstErrorText string  `json:"first_error,omitempty"`
 }
@@ -67,6 +74,7 @@ func main() {
 	var c config
 	var levels string
 	var remote, asJSON bool
+	var out, plotFile, before string
 	flag.StringVar(&c.url, "url", "http://127.0.0.1:8080", "base URL of modelrt serve")
 	flag.StringVar(&c.model, "model", "gpt2", "model name")
 	flag.StringVar(&c.prompt, "prompt", "Once upon a time", "prompt")
@@ -80,6 +88,9 @@ func main() {
 	flag.DurationVar(&c.timeout, "timeout", 2*time.Minute, "time limit of one request")
 	flag.BoolVar(&remote, "allow-remote", false, "allow a URL that is not a loopback address")
 	flag.BoolVar(&asJSON, "json", false, "print JSON lines instead of a table")
+	flag.StringVar(&out, "out", "", "write the levels to this JSON file")
+	flag.StringVar(&plotFile, "plot", "", "write a PNG of throughput and latency against concurrency")
+	flag.StringVar(&before, "before", "", "a previous -out file to plot beside this run (before/after)")
 	flag.Parse()
 
 	if err := c.check(levels, remote); err != nil {
@@ -93,12 +104,29 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	if !asJSON {
-		fmt.Printf("| concurrency | requests | errors | completions/s | tokens/s | p50 ms | p99 ms |%s\n", map[bool]string{true: " first token p50 ms |"}[c.stream])
-		fmt.Printf("|---|---|---|---|---|---|---|%s\n", map[bool]string{true: "---|"}[c.stream])
+	var prev *report
+	if before != "" {
+		r, err := readReport(before)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(2)
+		}
+		prev = r
 	}
+	if !asJSON {
+		fmt.Printf("| concurrency | requests | errors | completions/s | tokens/s | p50 ms | p99 ms |%s\n", map[bool]string{true: " first token p50/p99 ms | inter-token p50/p99 ms |"}[c.stream])
+		fmt.Printf("|---|---|---|---|---|---|---|%s\n", map[bool]string{true: "---|---|"}[c.stream])
+	}
+	rep := &report{Model: c.model, MaxTokens: c.maxTokens, Stream: c.stream, Requests: c.requests, URL: c.url}
+	defer func() {
+		if err := rep.save(out, plotFile, prev); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+	}()
 	for _, n := range c.levels {
 		l := c.run(client, n)
+		rep.Levels = append(rep.Levels, l)
 		if asJSON {
 			b, _ := json.Marshal(l)
 			fmt.Println(string(b))
@@ -106,7 +134,7 @@ func main() {
 		}
 		ft := ""
 		if c.stream {
-			ft = fmt.Sprintf(" %.1f |", l.FirstTokenP50)
+			ft = fmt.Sprintf(" %.1f / %.1f | %.1f / %.1f |", l.FirstTokenP50, l.FirstTokenP99, l.InterTokenP50, l.InterTokenP99)
 		}
 		fmt.Printf("| %d | %d | %d | %.1f | %.0f | %.1f | %.1f |%s\n", l.Concurrency, l.Requests, l.Errors, l.CompletionsPS, l.TokensPS, l.P50MS, l.P99MS, ft)
 		if l.FirstErrorText != "" {
@@ -167,7 +195,7 @@ func (c *config) run(client *http.Client, n int) level {
 	wg.Wait()
 	wall := time.Since(t0)
 	l := level{Concurrency: n, Requests: c.requests, WallS: wall.Seconds()}
-	var lat, ft []time.Duration
+	var lat, ft, gaps []time.Duration
 	tokens := 0
 	for _, r := range results {
 		if r.err != nil {
@@ -178,6 +206,7 @@ func (c *config) run(client *http.Client, n int) level {
 		}
 		lat = append(lat, r.latency)
 		ft = append(ft, r.firstToken)
+		gaps = append(gaps, r.gaps...)
 		tokens += r.tokens
 	}
 	ok := len(lat)
@@ -187,7 +216,10 @@ func (c *config) run(client *http.Client, n int) level {
 		l.P50MS, l.P99MS = ms(percentile(lat, 50)), ms(percentile(lat, 99))
 		l.MeanTokens = float64(tokens) / float64(ok)
 		if c.stream {
-			l.FirstTokenP50 = ms(percentile(ft, 50))
+			l.FirstTokenP50, l.FirstTokenP99 = ms(percentile(ft, 50)), ms(percentile(ft, 99))
+		}
+		if len(gaps) > 0 {
+			l.InterTokenP50, l.InterTokenP99 = ms(percentile(gaps, 50)), ms(percentile(gaps, 99))
 		}
 	}
 	return l
@@ -239,6 +271,7 @@ func (c *config) one(client *http.Client) result {
 		return result{latency: d, firstToken: d, tokens: doc.Usage.CompletionTokens}
 	}
 	r := result{}
+	var last time.Time
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		data, ok := strings.CutPrefix(sc.Text(), "data: ")
@@ -260,8 +293,16 @@ func (c *config) one(client *http.Client) result {
 		if chunk.Error != nil {
 			return result{err: fmt.Errorf("error event: %s", chunk.Error)}
 		}
-		if r.firstToken == 0 && len(chunk.Choices) > 0 && chunk.Choices[0].Text != "" {
-			r.firstToken = time.Since(t0)
+		if len(chunk.Choices) > 0 && chunk.Choices[0].Text != "" {
+			now := time.Now()
+			if r.firstToken == 0 {
+				r.firstToken = now.Sub(t0)
+			} else {
+				// A chunk is text that became final: usually one token, sometimes several
+				// (a UTF-8 character, text held back by a stop string).
+				r.gaps = append(r.gaps, now.Sub(last))
+			}
+			last = now
 		}
 		if chunk.Usage != nil {
 			r.tokens = chunk.Usage.CompletionTokens

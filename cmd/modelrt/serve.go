@@ -80,7 +80,7 @@ docs/server.md has the API.`,
 	fl.StringVar(&f.grpcListen, "grpc-listen", "", "address of KServe v2 gRPC (host:port; none: off)")
 	fl.BoolVar(&f.ui, "ui", false, "serve the playground page at GET / (behind the same auth)")
 	fl.StringVar(&f.authTokenFile, "auth-token-file", "", "file holding a bearer token every request but the health checks must carry")
-	fl.IntVar(&f.maxConcurrency, "max-concurrency", server.DefaultMaxConcurrency, "requests running at once per model")
+	fl.IntVar(&f.maxConcurrency, "max-concurrency", 0, fmt.Sprintf("requests running at once per model (0: a causal-lm model's max_batch, %d for other models)", server.DefaultMaxConcurrency))
 	fl.IntVar(&f.maxQueue, "max-queue", server.DefaultMaxQueue, "requests waiting per model before 429")
 	fl.IntVar(&f.maxBatch, "max-batch", server.DefaultMaxBatch, "rows per completions or chat request: prompts × n")
 	fl.Int64Var(&f.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "request body limit (413 beyond)")

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/modelrt/modelrt/runtime/batch"
 	"log/slog"
 	"maps"
 	"slices"
@@ -83,6 +84,8 @@ type Model struct {
 	tok          *tokenizer.Tokenizer
 	tokErr       error
 	vae          *vae.Model // task vae
+	lm           *lm.Model  // task causal-lm: the model with its scheduler as Batcher
+	sched        *batch.Scheduler
 }
 
 // backendState is one started plugin.
@@ -242,6 +245,11 @@ func (e *Engine) load(ctx context.Context, m *pipelines.Model) (*Model, error) {
 	switch m.Task {
 	case pipelines.TaskCausalLM:
 		model.tok, model.tokErr = tokenizer.Load(m.Path)
+		if model.lm, err = lm.FromInfo(bs.plugin, r.Model); err != nil {
+			return nil, fmt.Errorf("model %q: backend %q: %w", m.Name, m.BackendName, err)
+		}
+		model.sched = batch.New(ctx, model.lm, batch.Options{MaxBatch: m.MaxBatch, PrefillChunk: m.PrefillChunk, Logger: e.log})
+		model.lm.Batcher = model.sched
 	case pipelines.TaskVAE:
 		if model.vae, err = vae.FromInfo(bs.plugin, r.Model); err != nil {
 			return nil, fmt.Errorf("model %q: backend %q: %w", m.Name, m.BackendName, err)
@@ -293,6 +301,11 @@ func (e *Engine) Close() error {
 	e.closed = true
 	e.mu.Unlock()
 	e.runs.Wait()
+	for _, m := range e.models {
+		if m.sched != nil {
+			m.sched.Close()
+		}
+	}
 	var errs []error
 	for _, b := range e.backends {
 		if err := b.plugin.Close(); err != nil {
@@ -332,6 +345,28 @@ func (e *Engine) encode(tok *tokenizer.Tokenizer, text string) []int {
 		return tok.EncodeOrdinary(text)
 	}
 	return tok.Encode(text)
+}
+
+// LM returns the causal-lm model called name, with its continuous-batching scheduler as its
+// Batcher: single-prompt generations opened with OpenStepSession share its steps.
+func (e *Engine) LM(name string) (*lm.Model, error) {
+	m := e.models[name]
+	if m == nil {
+		return nil, fmt.Errorf("%w: model %q", ErrUnknown, name)
+	}
+	if m.lm == nil {
+		return nil, fmt.Errorf("model %q is a %s model, not a causal-lm", name, m.Task)
+	}
+	return m.lm, nil
+}
+
+// Scheduler returns the continuous-batching scheduler of model name (nil for a model that is
+// not a causal LM).
+func (e *Engine) Scheduler(name string) *batch.Scheduler {
+	if m := e.models[name]; m != nil {
+		return m.sched
+	}
+	return nil
 }
 
 // Tokenizer returns a causal-lm model's tokenizer.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/modelrt/modelrt/pipelines"
 	"github.com/modelrt/modelrt/runtime/generate"
-	"github.com/modelrt/modelrt/runtime/lm"
 	"github.com/modelrt/modelrt/runtime/vae"
 	"github.com/modelrt/modelrt/sdk"
 )
@@ -161,9 +160,9 @@ func runGenerate(ctx context.Context, c *stageCall) (map[string]cty.Value, error
 	if err != nil {
 		return nil, err
 	}
-	model, err := lm.FromInfo(m.backend.plugin, m.Info)
-	if err != nil {
-		return nil, err
+	model := m.lm
+	if model == nil {
+		return nil, fmt.Errorf("model %q is a %s model; generate needs a causal-lm", m.Name, m.Task)
 	}
 	var prompt []int
 	if v := c.args["input_ids"]; !v.IsNull() {
@@ -200,7 +199,7 @@ func runGenerate(ctx context.Context, c *stageCall) (map[string]cty.Value, error
 	} else if len(opts.StopStrings) > 0 {
 		return nil, fmt.Errorf("stop: %w %q: %v", ErrNoTokenizer, m.Name, m.tokErr)
 	}
-	sess, err := model.Open(ctx, 1)
+	sess, err := model.OpenStepSession(ctx, 1) // shares steps with the model's other generations
 	if err != nil {
 		return nil, fmt.Errorf("model %q: open session: %w", m.Name, err)
 	}

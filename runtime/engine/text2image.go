@@ -7,7 +7,6 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/modelrt/modelrt/pipelines"
-	"github.com/modelrt/modelrt/runtime/lm"
 	"github.com/modelrt/modelrt/runtime/text2image"
 	"github.com/modelrt/modelrt/sdk"
 )
@@ -31,9 +30,9 @@ func runImageGenerate(ctx context.Context, c *stageCall) (map[string]cty.Value, 
 	if err != nil {
 		return nil, fmt.Errorf("model %q: %w", prior.Name, err)
 	}
-	lmModel, err := lm.FromInfo(prior.backend.plugin, prior.Info)
-	if err != nil {
-		return nil, err
+	lmModel := prior.lm
+	if lmModel == nil {
+		return nil, fmt.Errorf("model %q is a %s model; the prior must be a causal-lm", prior.Name, prior.Task)
 	}
 	o := text2image.DefaultOptions()
 	if n, ok := c.integer("n"); ok {

@@ -25,6 +25,8 @@ type Model struct {
 	// The facts of the backend's ModelInfo: VocabSize, Context (0 when the backend did not
 	// say), EOS (-1 when none), MaxInferBytes (the backend's memory budget per call; 0: none).
 	sdk.LMFacts
+	// Batcher, when set, runs OpenStepSession's single-row sessions in shared steps.
+	Batcher Batcher
 }
 
 // Load loads dir into b under name and reads its metadata.

@@ -15,7 +15,6 @@ import (
 
 	"github.com/modelrt/modelrt/pipelines"
 	"github.com/modelrt/modelrt/runtime/engine"
-	"github.com/modelrt/modelrt/runtime/lm"
 	"github.com/modelrt/modelrt/runtime/text2image"
 	"github.com/modelrt/modelrt/sdk"
 )
@@ -155,15 +154,11 @@ func prepareImages(e *engine.Engine, q *imageRequest) (*imageJob, error) {
 			return job, invalidImage(err)
 		}
 	}
-	priorBackend, err := e.Backend(prior.Name)
-	if err != nil {
-		return job, err
-	}
 	vaeBackend, err := e.Backend(job.vae.Name)
 	if err != nil {
 		return job, err
 	}
-	model, err := lm.FromInfo(priorBackend, prior.Info)
+	model, err := e.LM(prior.Name)
 	if err != nil {
 		return job, err
 	}

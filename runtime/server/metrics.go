@@ -45,7 +45,7 @@ func newMetrics(s *Server) *metrics {
 		}, []string{"model"}),
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.tokens, m.prompt, m.queue, m.active,
-		&backendCollector{s: s}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		&backendCollector{s: s}, &schedulerCollector{s: s}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

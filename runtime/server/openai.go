@@ -273,11 +273,7 @@ func prepare(e *engine.Engine, req *completionRequest, maxBatch int, specialToke
 		}
 		ids = append(ids, p)
 	}
-	backend, err := e.Backend(m.Name)
-	if err != nil {
-		return job, err
-	}
-	if job.model, err = lm.FromInfo(backend, m.Info); err != nil {
+	if job.model, err = e.LM(m.Name); err != nil {
 		return job, err
 	}
 	vocab, window := job.model.VocabSize, job.model.Context
@@ -384,7 +380,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, st *state) 
 // closed whatever happens (lm.Session.Close uses its own context, so a cancelled request still
 // frees its KV cache in the backend).
 func (s *Server) generate(ctx context.Context, model *lm.Model, prompts [][]int, opts generate.Options) (*generate.Result, error) {
-	sess, err := model.Open(ctx, len(prompts))
+	sess, err := model.OpenStepSession(ctx, len(prompts)) // one prompt shares the model's steps
 	if err != nil {
 		return nil, fmt.Errorf("model %q: open session: %w", model.Name, err)
 	}

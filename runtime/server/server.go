@@ -49,7 +49,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// MaxConcurrency is how many requests run at once on one model; MaxQueue how many more
 	// wait for a slot (0: DefaultMaxQueue; negative: none). A request beyond both gets 429
-	// with Retry-After.
+	// with Retry-After. 0 means DefaultMaxConcurrency, except for a causal-lm model, whose
+	// slots are then the max_batch of its continuous-batching scheduler (its generations share
+	// steps); a value set here bounds those too.
 	MaxConcurrency int
 	MaxQueue       int
 	// RequestTimeout bounds each request from arrival to its last byte (504 or an SSE error).
@@ -84,6 +86,8 @@ type Options struct {
 	SpecialTokens bool
 	// UI serves the playground page at GET / (ui.go).
 	UI bool
+
+	autoConcurrency bool // MaxConcurrency was not given (see slotsFor)
 }
 
 func (o *Options) fill() {
@@ -95,6 +99,7 @@ func (o *Options) fill() {
 	}
 	if o.MaxConcurrency <= 0 {
 		o.MaxConcurrency = DefaultMaxConcurrency
+		o.autoConcurrency = true
 	}
 	if o.MaxQueue < 0 {
 		o.MaxQueue = 0
@@ -159,7 +164,7 @@ func New(e *engine.Engine, opts Options) *Server {
 func (s *Server) newState(e *engine.Engine) *state {
 	st := &state{e: e, limits: map[string]*limiter{}, guards: map[string]*pathGuard{}, created: time.Now()}
 	for _, m := range e.Models() {
-		st.limits[m.Name] = newLimiter(s.opts.MaxConcurrency, s.opts.MaxQueue, s.metrics.queue.WithLabelValues(m.Name), s.metrics.active.WithLabelValues(m.Name))
+		st.limits[m.Name] = newLimiter(s.slotsFor(e, m), s.opts.MaxQueue, s.metrics.queue.WithLabelValues(m.Name), s.metrics.active.WithLabelValues(m.Name))
 	}
 	for _, p := range e.Pipelines() {
 		st.guards[p.Name] = guardPaths(p)

@@ -148,7 +148,7 @@ func (p *Pipeline) Codes(ctx context.Context, caption string, o Options) (*Resul
 		gopts.Guidance = &generate.Guidance{Scale: o.Guidance, Unconditional: [][]int{m.NullPrompt()}}
 		batch = 2 * o.N
 	}
-	sess, err := p.Prior.Open(ctx, batch)
+	sess, err := p.Prior.OpenStepSession(ctx, batch) // one image without guidance shares the prior's steps
 	if err != nil {
 		return nil, fmt.Errorf("text2image: open a session of %d rows: %w", batch, err)
 	}

@@ -56,6 +56,8 @@ func (b *Backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 		Description: "pure-Go GPT-2 and AutoencoderKL on safetensors weights",
 		Tasks:       []string{sdk.TaskCausalLM, sdk.TaskVAE},
 		Formats:     []string{"safetensors"},
+		// Step: causal-lm sessions advance together in one forward (step.go).
+		Capabilities: []string{sdk.CapabilityStep},
 		ConfigSchema: sdk.ConfigSchema{Attributes: append([]sdk.ConfigAttribute{
 			{Name: "threads", Type: "number", Description: "worker threads for the kernels (default: all cores)"},
 		}, sdk.LimitAttributes...)},

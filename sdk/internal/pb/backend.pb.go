@@ -297,8 +297,10 @@ type DescribeResponse struct {
 	Formats         []string               `protobuf:"bytes,5,rep,name=formats,proto3" json:"formats,omitempty"`
 	ConfigSchema    []*ConfigAttribute     `protobuf:"bytes,6,rep,name=config_schema,json=configSchema,proto3" json:"config_schema,omitempty"`
 	Description     string                 `protobuf:"bytes,7,opt,name=description,proto3" json:"description,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Optional protocol features this backend implements beyond the v1 core ("step").
+	Capabilities  []string `protobuf:"bytes,8,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
@@ -378,6 +380,13 @@ func (x *DescribeResponse) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *DescribeResponse) GetCapabilities() []string {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
 }
 
 type ConfigureRequest struct {
@@ -1336,6 +1345,156 @@ func (x *StatsResponse) GetGoroutines() int64 {
 	return 0
 }
 
+// One session's part of a StepRequest: the new token ids to append to its KV cache.
+type StepItem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	TokenIds      []int64                `protobuf:"varint,2,rep,packed,name=token_ids,json=tokenIds,proto3" json:"token_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepItem) Reset() {
+	*x = StepItem{}
+	mi := &file_backend_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepItem) ProtoMessage() {}
+
+func (x *StepItem) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepItem.ProtoReflect.Descriptor instead.
+func (*StepItem) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *StepItem) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *StepItem) GetTokenIds() []int64 {
+	if x != nil {
+		return x.TokenIds
+	}
+	return nil
+}
+
+type StepRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Items         []*StepItem            `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepRequest) Reset() {
+	*x = StepRequest{}
+	mi := &file_backend_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepRequest) ProtoMessage() {}
+
+func (x *StepRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepRequest.ProtoReflect.Descriptor instead.
+func (*StepRequest) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *StepRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *StepRequest) GetItems() []*StepItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type StepResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// float32 (N, V): the logits of the last new position of each item, in request order.
+	Logits        *Tensor `protobuf:"bytes,1,opt,name=logits,proto3" json:"logits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepResponse) Reset() {
+	*x = StepResponse{}
+	mi := &file_backend_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepResponse) ProtoMessage() {}
+
+func (x *StepResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepResponse.ProtoReflect.Descriptor instead.
+func (*StepResponse) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *StepResponse) GetLogits() *Tensor {
+	if x != nil {
+		return x.Logits
+	}
+	return nil
+}
+
 var File_backend_proto protoreflect.FileDescriptor
 
 const file_backend_proto_rawDesc = "" +
@@ -1361,7 +1520,7 @@ const file_backend_proto_rawDesc = "" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
 	"\brequired\x18\x03 \x01(\bR\brequired\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\"\x11\n" +
-	"\x0fDescribeRequest\"\x83\x02\n" +
+	"\x0fDescribeRequest\"\xa7\x02\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
@@ -1369,7 +1528,8 @@ const file_backend_proto_rawDesc = "" +
 	"\x05tasks\x18\x04 \x03(\tR\x05tasks\x12\x18\n" +
 	"\aformats\x18\x05 \x03(\tR\aformats\x12D\n" +
 	"\rconfig_schema\x18\x06 \x03(\v2\x1f.modelrt.sdk.v1.ConfigAttributeR\fconfigSchema\x12 \n" +
-	"\vdescription\x18\a \x01(\tR\vdescription\"3\n" +
+	"\vdescription\x18\a \x01(\tR\vdescription\x12\"\n" +
+	"\fcapabilities\x18\b \x03(\tR\fcapabilities\"3\n" +
 	"\x10ConfigureRequest\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
 	"configJson\"\x13\n" +
@@ -1451,7 +1611,15 @@ const file_backend_proto_rawDesc = "" +
 	"\trss_bytes\x18\x04 \x01(\x03R\brssBytes\x12\x1e\n" +
 	"\n" +
 	"goroutines\x18\x05 \x01(\x03R\n" +
-	"goroutines2\xdc\x05\n" +
+	"goroutines\"A\n" +
+	"\bStepItem\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x1b\n" +
+	"\ttoken_ids\x18\x02 \x03(\x03R\btokenIds\"S\n" +
+	"\vStepRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12.\n" +
+	"\x05items\x18\x02 \x03(\v2\x18.modelrt.sdk.v1.StepItemR\x05items\">\n" +
+	"\fStepResponse\x12.\n" +
+	"\x06logits\x18\x01 \x01(\v2\x16.modelrt.sdk.v1.TensorR\x06logits2\x9f\x06\n" +
 	"\aBackend\x12M\n" +
 	"\bDescribe\x12\x1f.modelrt.sdk.v1.DescribeRequest\x1a .modelrt.sdk.v1.DescribeResponse\x12P\n" +
 	"\tConfigure\x12 .modelrt.sdk.v1.ConfigureRequest\x1a!.modelrt.sdk.v1.ConfigureResponse\x12P\n" +
@@ -1461,7 +1629,8 @@ const file_backend_proto_rawDesc = "" +
 	"\vOpenSession\x12\".modelrt.sdk.v1.OpenSessionRequest\x1a#.modelrt.sdk.v1.OpenSessionResponse\x12Y\n" +
 	"\fCloseSession\x12#.modelrt.sdk.v1.CloseSessionRequest\x1a$.modelrt.sdk.v1.CloseSessionResponse\x12G\n" +
 	"\x06Health\x12\x1d.modelrt.sdk.v1.HealthRequest\x1a\x1e.modelrt.sdk.v1.HealthResponse\x12D\n" +
-	"\x05Stats\x12\x1c.modelrt.sdk.v1.StatsRequest\x1a\x1d.modelrt.sdk.v1.StatsResponseB,Z*github.com/modelrt/modelrt/sdk/internal/pbb\x06proto3"
+	"\x05Stats\x12\x1c.modelrt.sdk.v1.StatsRequest\x1a\x1d.modelrt.sdk.v1.StatsResponse\x12A\n" +
+	"\x04Step\x12\x1b.modelrt.sdk.v1.StepRequest\x1a\x1c.modelrt.sdk.v1.StepResponseB,Z*github.com/modelrt/modelrt/sdk/internal/pbb\x06proto3"
 
 var (
 	file_backend_proto_rawDescOnce sync.Once
@@ -1475,7 +1644,7 @@ func file_backend_proto_rawDescGZIP() []byte {
 	return file_backend_proto_rawDescData
 }
 
-var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_backend_proto_goTypes = []any{
 	(*Tensor)(nil),               // 0: modelrt.sdk.v1.Tensor
 	(*TensorSpec)(nil),           // 1: modelrt.sdk.v1.TensorSpec
@@ -1500,50 +1669,57 @@ var file_backend_proto_goTypes = []any{
 	(*StatsRequest)(nil),         // 20: modelrt.sdk.v1.StatsRequest
 	(*ModelStats)(nil),           // 21: modelrt.sdk.v1.ModelStats
 	(*StatsResponse)(nil),        // 22: modelrt.sdk.v1.StatsResponse
-	nil,                          // 23: modelrt.sdk.v1.LoadModelRequest.OptionsEntry
-	nil,                          // 24: modelrt.sdk.v1.ModelInfo.MetadataEntry
-	nil,                          // 25: modelrt.sdk.v1.InferRequest.InputsEntry
-	nil,                          // 26: modelrt.sdk.v1.InferRequest.ParamsEntry
-	nil,                          // 27: modelrt.sdk.v1.InferResponse.OutputsEntry
-	nil,                          // 28: modelrt.sdk.v1.OpenSessionRequest.ParamsEntry
+	(*StepItem)(nil),             // 23: modelrt.sdk.v1.StepItem
+	(*StepRequest)(nil),          // 24: modelrt.sdk.v1.StepRequest
+	(*StepResponse)(nil),         // 25: modelrt.sdk.v1.StepResponse
+	nil,                          // 26: modelrt.sdk.v1.LoadModelRequest.OptionsEntry
+	nil,                          // 27: modelrt.sdk.v1.ModelInfo.MetadataEntry
+	nil,                          // 28: modelrt.sdk.v1.InferRequest.InputsEntry
+	nil,                          // 29: modelrt.sdk.v1.InferRequest.ParamsEntry
+	nil,                          // 30: modelrt.sdk.v1.InferResponse.OutputsEntry
+	nil,                          // 31: modelrt.sdk.v1.OpenSessionRequest.ParamsEntry
 }
 var file_backend_proto_depIdxs = []int32{
 	2,  // 0: modelrt.sdk.v1.DescribeResponse.config_schema:type_name -> modelrt.sdk.v1.ConfigAttribute
-	23, // 1: modelrt.sdk.v1.LoadModelRequest.options:type_name -> modelrt.sdk.v1.LoadModelRequest.OptionsEntry
+	26, // 1: modelrt.sdk.v1.LoadModelRequest.options:type_name -> modelrt.sdk.v1.LoadModelRequest.OptionsEntry
 	1,  // 2: modelrt.sdk.v1.ModelInfo.inputs:type_name -> modelrt.sdk.v1.TensorSpec
 	1,  // 3: modelrt.sdk.v1.ModelInfo.outputs:type_name -> modelrt.sdk.v1.TensorSpec
-	24, // 4: modelrt.sdk.v1.ModelInfo.metadata:type_name -> modelrt.sdk.v1.ModelInfo.MetadataEntry
+	27, // 4: modelrt.sdk.v1.ModelInfo.metadata:type_name -> modelrt.sdk.v1.ModelInfo.MetadataEntry
 	8,  // 5: modelrt.sdk.v1.LoadModelResponse.model:type_name -> modelrt.sdk.v1.ModelInfo
-	25, // 6: modelrt.sdk.v1.InferRequest.inputs:type_name -> modelrt.sdk.v1.InferRequest.InputsEntry
-	26, // 7: modelrt.sdk.v1.InferRequest.params:type_name -> modelrt.sdk.v1.InferRequest.ParamsEntry
-	27, // 8: modelrt.sdk.v1.InferResponse.outputs:type_name -> modelrt.sdk.v1.InferResponse.OutputsEntry
-	28, // 9: modelrt.sdk.v1.OpenSessionRequest.params:type_name -> modelrt.sdk.v1.OpenSessionRequest.ParamsEntry
+	28, // 6: modelrt.sdk.v1.InferRequest.inputs:type_name -> modelrt.sdk.v1.InferRequest.InputsEntry
+	29, // 7: modelrt.sdk.v1.InferRequest.params:type_name -> modelrt.sdk.v1.InferRequest.ParamsEntry
+	30, // 8: modelrt.sdk.v1.InferResponse.outputs:type_name -> modelrt.sdk.v1.InferResponse.OutputsEntry
+	31, // 9: modelrt.sdk.v1.OpenSessionRequest.params:type_name -> modelrt.sdk.v1.OpenSessionRequest.ParamsEntry
 	21, // 10: modelrt.sdk.v1.StatsResponse.models:type_name -> modelrt.sdk.v1.ModelStats
-	0,  // 11: modelrt.sdk.v1.InferRequest.InputsEntry.value:type_name -> modelrt.sdk.v1.Tensor
-	0,  // 12: modelrt.sdk.v1.InferResponse.OutputsEntry.value:type_name -> modelrt.sdk.v1.Tensor
-	3,  // 13: modelrt.sdk.v1.Backend.Describe:input_type -> modelrt.sdk.v1.DescribeRequest
-	5,  // 14: modelrt.sdk.v1.Backend.Configure:input_type -> modelrt.sdk.v1.ConfigureRequest
-	7,  // 15: modelrt.sdk.v1.Backend.LoadModel:input_type -> modelrt.sdk.v1.LoadModelRequest
-	10, // 16: modelrt.sdk.v1.Backend.UnloadModel:input_type -> modelrt.sdk.v1.UnloadModelRequest
-	12, // 17: modelrt.sdk.v1.Backend.Infer:input_type -> modelrt.sdk.v1.InferRequest
-	14, // 18: modelrt.sdk.v1.Backend.OpenSession:input_type -> modelrt.sdk.v1.OpenSessionRequest
-	16, // 19: modelrt.sdk.v1.Backend.CloseSession:input_type -> modelrt.sdk.v1.CloseSessionRequest
-	18, // 20: modelrt.sdk.v1.Backend.Health:input_type -> modelrt.sdk.v1.HealthRequest
-	20, // 21: modelrt.sdk.v1.Backend.Stats:input_type -> modelrt.sdk.v1.StatsRequest
-	4,  // 22: modelrt.sdk.v1.Backend.Describe:output_type -> modelrt.sdk.v1.DescribeResponse
-	6,  // 23: modelrt.sdk.v1.Backend.Configure:output_type -> modelrt.sdk.v1.ConfigureResponse
-	9,  // 24: modelrt.sdk.v1.Backend.LoadModel:output_type -> modelrt.sdk.v1.LoadModelResponse
-	11, // 25: modelrt.sdk.v1.Backend.UnloadModel:output_type -> modelrt.sdk.v1.UnloadModelResponse
-	13, // 26: modelrt.sdk.v1.Backend.Infer:output_type -> modelrt.sdk.v1.InferResponse
-	15, // 27: modelrt.sdk.v1.Backend.OpenSession:output_type -> modelrt.sdk.v1.OpenSessionResponse
-	17, // 28: modelrt.sdk.v1.Backend.CloseSession:output_type -> modelrt.sdk.v1.CloseSessionResponse
-	19, // 29: modelrt.sdk.v1.Backend.Health:output_type -> modelrt.sdk.v1.HealthResponse
-	22, // 30: modelrt.sdk.v1.Backend.Stats:output_type -> modelrt.sdk.v1.StatsResponse
-	22, // [22:31] is the sub-list for method output_type
-	13, // [13:22] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	23, // 11: modelrt.sdk.v1.StepRequest.items:type_name -> modelrt.sdk.v1.StepItem
+	0,  // 12: modelrt.sdk.v1.StepResponse.logits:type_name -> modelrt.sdk.v1.Tensor
+	0,  // 13: modelrt.sdk.v1.InferRequest.InputsEntry.value:type_name -> modelrt.sdk.v1.Tensor
+	0,  // 14: modelrt.sdk.v1.InferResponse.OutputsEntry.value:type_name -> modelrt.sdk.v1.Tensor
+	3,  // 15: modelrt.sdk.v1.Backend.Describe:input_type -> modelrt.sdk.v1.DescribeRequest
+	5,  // 16: modelrt.sdk.v1.Backend.Configure:input_type -> modelrt.sdk.v1.ConfigureRequest
+	7,  // 17: modelrt.sdk.v1.Backend.LoadModel:input_type -> modelrt.sdk.v1.LoadModelRequest
+	10, // 18: modelrt.sdk.v1.Backend.UnloadModel:input_type -> modelrt.sdk.v1.UnloadModelRequest
+	12, // 19: modelrt.sdk.v1.Backend.Infer:input_type -> modelrt.sdk.v1.InferRequest
+	14, // 20: modelrt.sdk.v1.Backend.OpenSession:input_type -> modelrt.sdk.v1.OpenSessionRequest
+	16, // 21: modelrt.sdk.v1.Backend.CloseSession:input_type -> modelrt.sdk.v1.CloseSessionRequest
+	18, // 22: modelrt.sdk.v1.Backend.Health:input_type -> modelrt.sdk.v1.HealthRequest
+	20, // 23: modelrt.sdk.v1.Backend.Stats:input_type -> modelrt.sdk.v1.StatsRequest
+	24, // 24: modelrt.sdk.v1.Backend.Step:input_type -> modelrt.sdk.v1.StepRequest
+	4,  // 25: modelrt.sdk.v1.Backend.Describe:output_type -> modelrt.sdk.v1.DescribeResponse
+	6,  // 26: modelrt.sdk.v1.Backend.Configure:output_type -> modelrt.sdk.v1.ConfigureResponse
+	9,  // 27: modelrt.sdk.v1.Backend.LoadModel:output_type -> modelrt.sdk.v1.LoadModelResponse
+	11, // 28: modelrt.sdk.v1.Backend.UnloadModel:output_type -> modelrt.sdk.v1.UnloadModelResponse
+	13, // 29: modelrt.sdk.v1.Backend.Infer:output_type -> modelrt.sdk.v1.InferResponse
+	15, // 30: modelrt.sdk.v1.Backend.OpenSession:output_type -> modelrt.sdk.v1.OpenSessionResponse
+	17, // 31: modelrt.sdk.v1.Backend.CloseSession:output_type -> modelrt.sdk.v1.CloseSessionResponse
+	19, // 32: modelrt.sdk.v1.Backend.Health:output_type -> modelrt.sdk.v1.HealthResponse
+	22, // 33: modelrt.sdk.v1.Backend.Stats:output_type -> modelrt.sdk.v1.StatsResponse
+	25, // 34: modelrt.sdk.v1.Backend.Step:output_type -> modelrt.sdk.v1.StepResponse
+	25, // [25:35] is the sub-list for method output_type
+	15, // [15:25] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_backend_proto_init() }
@@ -1557,7 +1733,7 @@ func file_backend_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backend_proto_rawDesc), len(file_backend_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

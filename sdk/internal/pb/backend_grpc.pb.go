@@ -34,6 +34,7 @@ const (
 	Backend_CloseSession_FullMethodName = "/modelrt.sdk.v1.Backend/CloseSession"
 	Backend_Health_FullMethodName       = "/modelrt.sdk.v1.Backend/Health"
 	Backend_Stats_FullMethodName        = "/modelrt.sdk.v1.Backend/Stats"
+	Backend_Step_FullMethodName         = "/modelrt.sdk.v1.Backend/Step"
 )
 
 // BackendClient is the client API for Backend service.
@@ -49,6 +50,10 @@ type BackendClient interface {
 	CloseSession(ctx context.Context, in *CloseSessionRequest, opts ...grpc.CallOption) (*CloseSessionResponse, error)
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
+	// Step advances several sessions of one model in one call (continuous batching). Only
+	// backends whose DescribeResponse lists the capability "step" implement it; hosts fall back
+	// to one Infer per session otherwise (docs/sdk.md, "Batched steps").
+	Step(ctx context.Context, in *StepRequest, opts ...grpc.CallOption) (*StepResponse, error)
 }
 
 type backendClient struct {
@@ -149,6 +154,16 @@ func (c *backendClient) Stats(ctx context.Context, in *StatsRequest, opts ...grp
 	return out, nil
 }
 
+func (c *backendClient) Step(ctx context.Context, in *StepRequest, opts ...grpc.CallOption) (*StepResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StepResponse)
+	err := c.cc.Invoke(ctx, Backend_Step_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BackendServer is the server API for Backend service.
 // All implementations must embed UnimplementedBackendServer
 // for forward compatibility.
@@ -162,6 +177,10 @@ type BackendServer interface {
 	CloseSession(context.Context, *CloseSessionRequest) (*CloseSessionResponse, error)
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
+	// Step advances several sessions of one model in one call (continuous batching). Only
+	// backends whose DescribeResponse lists the capability "step" implement it; hosts fall back
+	// to one Infer per session otherwise (docs/sdk.md, "Batched steps").
+	Step(context.Context, *StepRequest) (*StepResponse, error)
 	mustEmbedUnimplementedBackendServer()
 }
 
@@ -198,6 +217,9 @@ func (UnimplementedBackendServer) Health(context.Context, *HealthRequest) (*Heal
 }
 func (UnimplementedBackendServer) Stats(context.Context, *StatsRequest) (*StatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
+}
+func (UnimplementedBackendServer) Step(context.Context, *StepRequest) (*StepResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Step not implemented")
 }
 func (UnimplementedBackendServer) mustEmbedUnimplementedBackendServer() {}
 func (UnimplementedBackendServer) testEmbeddedByValue()                 {}
@@ -382,6 +404,24 @@ func _Backend_Stats_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Backend_Step_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StepRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackendServer).Step(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Backend_Step_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackendServer).Step(ctx, req.(*StepRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Backend_ServiceDesc is the grpc.ServiceDesc for Backend service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -424,6 +464,10 @@ var Backend_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Stats",
 			Handler:    _Backend_Stats_Handler,
+		},
+		{
+			MethodName: "Step",
+			Handler:    _Backend_Step_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
