@@ -55,6 +55,35 @@ func (w *weights) dot(a []float32, off int) float32 {
 	return dotF16(a, w.f16[off:])
 }
 
+// dotRows sets s[q] = Σ_{i<k8} a[q·lda+i]·W[off+i] for q < len(s) (2 or 3 rows, k8 a multiple
+// of 8, int8 unscaled) with the dot*xNAVX2 kernels: only on the assembly path.
+func (w *weights) dotRows(s, a []float32, lda, off, k8 int) {
+	a = a[:(len(s)-1)*lda+k8]
+	switch {
+	case w.f32 != nil && len(s) == 2:
+		dotF32x2AVX2(s, a, lda, w.f32[off:off+k8])
+	case w.f32 != nil:
+		dotF32x3AVX2(s, a, lda, w.f32[off:off+k8])
+	case w.i8 != nil && len(s) == 2:
+		dotI8x2AVX2(s, a, lda, w.i8[off:off+k8])
+	case w.i8 != nil:
+		dotI8x3AVX2(s, a, lda, w.i8[off:off+k8])
+	case len(s) == 2:
+		dotF16x2AVX2(s, a, lda, w.f16[off:off+k8])
+	default:
+		dotF16x3AVX2(s, a, lda, w.f16[off:off+k8])
+	}
+}
+
+// dotTail returns s + Σ_{k8≤i<len(a)} a[i]·W[off+i] (int8 unscaled), added one term at a time
+// onto s as dotF32, dotI8 and dotF16 add their tails onto the assembly's sum.
+func (w *weights) dotTail(s float32, a []float32, off, k8 int) float32 {
+	for i := k8; i < len(a); i++ {
+		s += a[i] * w.at(off+i)
+	}
+	return s
+}
+
 // scaleOf returns the factor of output channel j: the int8 scale, or 1.
 func (w *weights) scaleOf(j int) float32 {
 	if w.i8 != nil {

@@ -36,8 +36,12 @@ func main() {
 	gemm6x16()
 	for _, e := range elems {
 		axpyPanel(e)
-		dot(e)
-		gemvPanel(e)
+		for _, r := range []int{1, 2, 3} {
+			gemvPanelRows(e, r)
+		}
+		for _, r := range []int{1, 2, 3} {
+			dotRows(e, r)
+		}
 	}
 	widenI8()
 	widenF16()
@@ -172,44 +176,9 @@ func axpyPanel(e elem) {
 	RET()
 }
 
-// dot is Σ_{i<len(a)} a[i]·w[i] for len(a) a multiple of 8, with four accumulators over steps of
-// 32 and one over steps of 8, added in a fixed order.
-func dot(e elem) {
-	name := "dot" + e.suffix + "AVX2"
-	TEXT(name, NOSPLIT, fmt.Sprintf("func(a []float32, w []%s) float32", e.goType))
-	Pragma("noescape")
-	Doc(name + " returns Σ a[i]·w[i] over len(a), a multiple of 8.")
-	pa := Load(Param("a").Base(), GP64())
-	n := Load(Param("a").Len(), GP64())
-	pw := Load(Param("w").Base(), GP64())
-	j := GP64()
-	XORQ(j, j)
-	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for _, y := range acc {
-		VXORPS(y, y, y)
-	}
-	t := YMM()
-	l := func(s string) string { return name + "_" + s }
-	end32 := GP64()
-	MOVQ(n, end32)
-	ANDQ(I32(-32), end32)
-	Label(l("loop32"))
-	CMPQ(j, end32)
-	JGE(LabelRef(l("loop8")))
-	for u := range acc {
-		e.load8(Mem{Base: pw, Index: j, Scale: uint8(e.size), Disp: 8 * u * e.size}, t)
-		VFMADD231PS(Mem{Base: pa, Index: j, Scale: 4, Disp: 32 * u}, t, acc[u])
-	}
-	ADDQ(Imm(32), j)
-	JMP(LabelRef(l("loop32")))
-	Label(l("loop8"))
-	CMPQ(j, n)
-	JGE(LabelRef(l("reduce")))
-	e.load8(Mem{Base: pw, Index: j, Scale: uint8(e.size)}, t)
-	VFMADD231PS(Mem{Base: pa, Index: j, Scale: 4}, t, acc[0])
-	ADDQ(Imm(8), j)
-	JMP(LabelRef(l("loop8")))
-	Label(l("reduce"))
+// reduce4 adds dot's four accumulators in its fixed order and returns the sum in the low lane of
+// the XMM register it returns (acc[0]'s).
+func reduce4(acc []VecVirtual) Register {
 	VADDPS(acc[1], acc[0], acc[0])
 	VADDPS(acc[3], acc[2], acc[2])
 	VADDPS(acc[2], acc[0], acc[0])
@@ -219,9 +188,7 @@ func dot(e elem) {
 	VADDPS(hi, lo, lo)
 	VHADDPS(lo, lo, lo)
 	VHADDPS(lo, lo, lo)
-	VZEROUPPER()
-	Store(lo, ReturnIndex(0))
-	RET()
+	return lo
 }
 
 func log2(n int) int {
@@ -418,39 +385,66 @@ func gelu() {
 	RET()
 }
 
-// gemvPanel is y[0:16] = Σ_{p<len(a)} a[p]·w[p·16 : p·16+16] over one packed 16-column panel of
-// a weight (its K rows contiguous): the decode product reads one sequential stream and keeps
-// the sums in registers. Two depth steps per iteration feed four accumulators, so the FMA
-// latency chains stay short.
-func gemvPanel(e elem) {
-	name := "gemvPanel" + e.suffix + "AVX2"
-	TEXT(name, NOSPLIT, fmt.Sprintf("func(y, a []float32, w []%s)", e.goType))
+// gemvPanelRows is y[16i:16i+16] = Σ_p a[i·lda+p]·w[p·16 : p·16+16] for r rows of a (row i at
+// a[i·lda:]) over one packed 16-column panel of a weight (its K rows contiguous): the decode
+// product reads one sequential stream and keeps the sums in registers, and a batch reads the
+// panel once for r rows instead of r times. Even depth steps go to one pair of accumulators, odd
+// ones to another (short FMA latency chains), an odd last step to the first pair, the pairs
+// added at the end: the same for every r, so a row computed in a batch has the bits of the row
+// alone. r ≤ 3 keeps 4r accumulators, the two weight vectors and one broadcast within the 16 YMM
+// registers. r = 1 is gemvPanel<E>AVX2(y, a, w), without lda.
+func gemvPanelRows(e elem, r int) {
+	name := fmt.Sprintf("gemvPanel%sx%dAVX2", e.suffix, r)
+	sig := fmt.Sprintf("func(y, a []float32, lda int, w []%s)", e.goType)
+	doc := fmt.Sprintf("%s sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < %d, p < len(w)/16, bit-identical to gemvPanel%sAVX2 per row.", name, r, e.suffix)
+	if r == 1 {
+		name = "gemvPanel" + e.suffix + "AVX2"
+		sig = fmt.Sprintf("func(y, a []float32, w []%s)", e.goType)
+		doc = name + " sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(w)/16."
+	}
+	TEXT(name, NOSPLIT, sig)
 	Pragma("noescape")
-	Doc(name + " sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(a).")
+	Doc(doc)
 	py := Load(Param("y").Base(), GP64())
 	pa := Load(Param("a").Base(), GP64())
-	k := Load(Param("a").Len(), GP64())
-	pw := Load(Param("w").Base(), GP64())
-	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for _, y := range acc {
-		VXORPS(y, y, y)
+	var lda Register
+	if r > 1 {
+		lda = Load(Param("lda"), GP64())
+		SHLQ(Imm(2), lda)
 	}
-	b0, b1, t := YMM(), YMM(), YMM()
+	k := Load(Param("w").Len(), GP64())
+	SHRQ(Imm(4), k)
+	pw := Load(Param("w").Base(), GP64())
+	rows := []Mem{{Base: pa}}
+	if r > 1 {
+		rows = append(rows, Mem{Base: pa, Index: lda, Scale: 1}, Mem{Base: pa, Index: lda, Scale: 2})
+	}
+	rows = rows[:r]
+	acc := make([][4]VecVirtual, r)
+	for i := range acc {
+		for h := range acc[i] {
+			acc[i][h] = YMM()
+			VXORPS(acc[i][h], acc[i][h], acc[i][h])
+		}
+	}
+	w0, w1, b := YMM(), YMM(), YMM()
 	l := func(s string) string { return name + "_" + s }
 	row := 16 * e.size
+	// step does one depth step: the weight row at disp, a's element at adisp, into pair h.
+	step := func(disp, adisp, h int) {
+		e.load8(Mem{Base: pw, Disp: disp}, w0)
+		e.load8(Mem{Base: pw, Disp: disp + 8*e.size}, w1)
+		for i := range acc {
+			VBROADCASTSS(rows[i].Offset(adisp), b)
+			VFMADD231PS(w0, b, acc[i][h])
+			VFMADD231PS(w1, b, acc[i][h+1])
+		}
+	}
 	Label(l("loop2"))
 	CMPQ(k, Imm(2))
 	JL(LabelRef(l("tail")))
-	VBROADCASTSS(Mem{Base: pa}, b0)
-	VBROADCASTSS(Mem{Base: pa, Disp: 4}, b1)
-	e.load8(Mem{Base: pw}, t)
-	VFMADD231PS(t, b0, acc[0])
-	e.load8(Mem{Base: pw, Disp: 8 * e.size}, t)
-	VFMADD231PS(t, b0, acc[1])
-	e.load8(Mem{Base: pw, Disp: row}, t)
-	VFMADD231PS(t, b1, acc[2])
-	e.load8(Mem{Base: pw, Disp: row + 8*e.size}, t)
-	VFMADD231PS(t, b1, acc[3])
+	step(0, 0, 0)
+	step(row, 4, 2)
 	ADDQ(Imm(8), pa)
 	ADDQ(Imm(uint64(2*row)), pw)
 	SUBQ(Imm(2), k)
@@ -458,16 +452,97 @@ func gemvPanel(e elem) {
 	Label(l("tail"))
 	TESTQ(k, k)
 	JZ(LabelRef(l("done")))
-	VBROADCASTSS(Mem{Base: pa}, b0)
-	e.load8(Mem{Base: pw}, t)
-	VFMADD231PS(t, b0, acc[0])
-	e.load8(Mem{Base: pw, Disp: 8 * e.size}, t)
-	VFMADD231PS(t, b0, acc[1])
+	step(0, 0, 0)
 	Label(l("done"))
-	VADDPS(acc[2], acc[0], acc[0])
-	VADDPS(acc[3], acc[1], acc[1])
-	VMOVUPS(acc[0], Mem{Base: py})
-	VMOVUPS(acc[1], Mem{Base: py, Disp: 32})
+	for i := range acc {
+		VADDPS(acc[i][2], acc[i][0], acc[i][0])
+		VADDPS(acc[i][3], acc[i][1], acc[i][1])
+		VMOVUPS(acc[i][0], Mem{Base: py, Disp: 64 * i})
+		VMOVUPS(acc[i][1], Mem{Base: py, Disp: 64*i + 32})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// dotRows is s[i] = Σ_j a[i·lda+j]·w[j] for r rows of a (row i at a[i·lda:]) against one
+// weight row w, len(w) a multiple of 8: four accumulators per row over steps of 32 and the first
+// over the steps of 8 left, added in a fixed order (reduce4) — the same for every r, so a batched
+// row has the bits of the row alone, and the weight row is loaded once for r rows. r = 1 is
+// dot<E>AVX2(a, w) float32 over len(a).
+func dotRows(e elem, r int) {
+	name := fmt.Sprintf("dot%sx%dAVX2", e.suffix, r)
+	if r == 1 {
+		name = "dot" + e.suffix + "AVX2"
+		TEXT(name, NOSPLIT, fmt.Sprintf("func(a []float32, w []%s) float32", e.goType))
+		Pragma("noescape")
+		Doc(name + " returns Σ a[i]·w[i] over len(a), a multiple of 8.")
+	} else {
+		TEXT(name, NOSPLIT, fmt.Sprintf("func(s, a []float32, lda int, w []%s)", e.goType))
+		Pragma("noescape")
+		Doc(fmt.Sprintf("%s sets s[i] = Σ_j a[i·lda+j]·w[j] for i < %d, j < len(w) (a multiple of 8), bit-identical to dot%sAVX2 per row.", name, r, e.suffix))
+	}
+	var ps, n Register
+	pa := Load(Param("a").Base(), GP64())
+	pr := []Register{pa}
+	if r == 1 {
+		n = Load(Param("a").Len(), GP64())
+	} else {
+		ps = Load(Param("s").Base(), GP64())
+		lda := Load(Param("lda"), GP64())
+		SHLQ(Imm(2), lda)
+		n = Load(Param("w").Len(), GP64())
+		for i := 1; i < r; i++ {
+			q := GP64()
+			LEAQ(Mem{Base: pr[i-1], Index: lda, Scale: 1}, q)
+			pr = append(pr, q)
+		}
+	}
+	pw := Load(Param("w").Base(), GP64())
+	j := GP64()
+	XORQ(j, j)
+	acc := make([][4]VecVirtual, r)
+	for i := range acc {
+		for u := range acc[i] {
+			acc[i][u] = YMM()
+			VXORPS(acc[i][u], acc[i][u], acc[i][u])
+		}
+	}
+	t := YMM()
+	l := func(s string) string { return name + "_" + s }
+	end32 := GP64()
+	MOVQ(n, end32)
+	ANDQ(I32(-32), end32)
+	Label(l("loop32"))
+	CMPQ(j, end32)
+	JGE(LabelRef(l("loop8")))
+	for u := 0; u < 4; u++ {
+		e.load8(Mem{Base: pw, Index: j, Scale: uint8(e.size), Disp: 8 * u * e.size}, t)
+		for i := range acc {
+			VFMADD231PS(Mem{Base: pr[i], Index: j, Scale: 4, Disp: 32 * u}, t, acc[i][u])
+		}
+	}
+	ADDQ(Imm(32), j)
+	JMP(LabelRef(l("loop32")))
+	Label(l("loop8"))
+	CMPQ(j, n)
+	JGE(LabelRef(l("reduce")))
+	e.load8(Mem{Base: pw, Index: j, Scale: uint8(e.size)}, t)
+	for i := range acc {
+		VFMADD231PS(Mem{Base: pr[i], Index: j, Scale: 4}, t, acc[i][0])
+	}
+	ADDQ(Imm(8), j)
+	JMP(LabelRef(l("loop8")))
+	Label(l("reduce"))
+	if r == 1 {
+		lo := reduce4(acc[0][:])
+		VZEROUPPER()
+		Store(lo, ReturnIndex(0))
+		RET()
+		return
+	}
+	for i := range acc {
+		VMOVSS(reduce4(acc[i][:]), Mem{Base: ps, Disp: 4 * i})
+	}
 	VZEROUPPER()
 	RET()
 }
