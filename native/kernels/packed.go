@@ -64,13 +64,19 @@ func (j *gemmPackedJob) chunk(wk, lo, hi int) {
 	const panel = gemmKC * gemmNR
 	buf := j.p.buf(wk, gemmNP*panel+gemmMR*gemmNR)
 	tmp := buf[gemmNP*panel:]
+	// init holds each panel's 16 starting values (bias or zeros): the first depth block starts
+	// its accumulators from them instead of from C (gemm6x16InitAVX2).
+	var init [gemmNP][gemmNR]float32
 	for t := lo; t < hi; t++ {
 		mb, g := t/j.groups, t%j.groups
 		i0, i1 := mb*gemmMC, min((mb+1)*gemmMC, j.m)
 		j0 := g * gemmNP * gemmNR
 		ng := min(gemmNP*gemmNR, j.n-j0)
-		for i := i0; i < i1; i++ {
-			setBias(j.c[i*j.ldc+j0:][:ng], j.bias, j0)
+		for q := range init {
+			init[q] = [gemmNR]float32{}
+			if jq := j0 + q*gemmNR; j.bias != nil && jq < j0+ng {
+				copy(init[q][:], j.bias[jq:j0+ng])
+			}
 		}
 		for p0 := 0; p0 < j.k; p0 += gemmKC {
 			kb := min(gemmKC, j.k-p0)
@@ -89,13 +95,22 @@ func (j *gemmPackedJob) chunk(wk, lo, hi int) {
 					a := j.ap[i*j.k+p0*gemmMR:][:kb*gemmMR]
 					mr := min(gemmMR, i1-i)
 					if mr == gemmMR && nb == gemmNR {
-						gemm6x16AVX2(a, b, j.c[i*j.ldc+jq:], j.ldc)
+						if p0 == 0 {
+							gemm6x16InitAVX2(a, b, j.c[i*j.ldc+jq:], j.ldc, init[q][:])
+						} else {
+							gemm6x16AVX2(a, b, j.c[i*j.ldc+jq:], j.ldc)
+						}
 						continue
 					}
-					// Edge tile: run the kernel on a zero-padded copy of the valid part of C.
+					// Edge tile: run the kernel on a zero-padded copy of the valid part of C
+					// (of the starting values in the first depth block).
 					clear(tmp)
 					for r := 0; r < mr; r++ {
-						copy(tmp[r*gemmNR:][:nb], j.c[(i+r)*j.ldc+jq:][:nb])
+						if p0 == 0 {
+							copy(tmp[r*gemmNR:][:nb], init[q][:nb])
+						} else {
+							copy(tmp[r*gemmNR:][:nb], j.c[(i+r)*j.ldc+jq:][:nb])
+						}
 					}
 					gemm6x16AVX2(a, b, tmp, gemmNR)
 					for r := 0; r < mr; r++ {

@@ -9,6 +9,11 @@ package kernels
 //go:noescape
 func gemm6x16AVX2(a []float32, b []float32, c []float32, ldc int)
 
+// gemm6x16InitAVX2 sets the 6×16 tile of c (row stride ldc) to init[0:16] in every row plus the product of packed panels a (k×6) and b (k×16); k = len(b)/16.
+//
+//go:noescape
+func gemm6x16InitAVX2(a []float32, b []float32, c []float32, ldc int, init []float32)
+
 // axpyPanelF32AVX2 adds Σ_p a[p]·w[p·ldw+j] to c[j] for j < len(c), a multiple of 8.
 //
 //go:noescape

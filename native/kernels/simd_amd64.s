@@ -29,9 +29,9 @@ TEXT ·gemm6x16AVX2(SB), NOSPLIT, $0-80
 	VMOVUPS (DI)(SI*2), Y10
 	VMOVUPS 32(DI)(SI*2), Y11
 
-gemm_loop:
+gemm6x16AVX2_loop:
 	TESTQ        DX, DX
-	JZ           gemm_done
+	JZ           gemm6x16AVX2_done
 	VMOVUPS      (CX), Y12
 	VMOVUPS      32(CX), Y13
 	VBROADCASTSS (AX), Y14
@@ -55,9 +55,79 @@ gemm_loop:
 	ADDQ         $0x18, AX
 	ADDQ         $0x40, CX
 	DECQ         DX
-	JMP          gemm_loop
+	JMP          gemm6x16AVX2_loop
 
-gemm_done:
+gemm6x16AVX2_done:
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	VMOVUPS Y2, (BX)(SI*1)
+	VMOVUPS Y3, 32(BX)(SI*1)
+	VMOVUPS Y4, (BX)(SI*2)
+	VMOVUPS Y5, 32(BX)(SI*2)
+	VMOVUPS Y6, (DI)
+	VMOVUPS Y7, 32(DI)
+	VMOVUPS Y8, (DI)(SI*1)
+	VMOVUPS Y9, 32(DI)(SI*1)
+	VMOVUPS Y10, (DI)(SI*2)
+	VMOVUPS Y11, 32(DI)(SI*2)
+	VZEROUPPER
+	RET
+
+// func gemm6x16InitAVX2(a []float32, b []float32, c []float32, ldc int, init []float32)
+// Requires: AVX, FMA3
+TEXT ·gemm6x16InitAVX2(SB), NOSPLIT, $0-104
+	MOVQ    a_base+0(FP), AX
+	MOVQ    b_base+24(FP), CX
+	MOVQ    b_len+32(FP), DX
+	SHRQ    $0x04, DX
+	MOVQ    c_base+48(FP), BX
+	MOVQ    ldc+72(FP), SI
+	SHLQ    $0x02, SI
+	LEAQ    (BX)(SI*2), DI
+	ADDQ    SI, DI
+	MOVQ    init_base+80(FP), R8
+	VMOVUPS (R8), Y0
+	VMOVUPS 32(R8), Y1
+	VMOVUPS (R8), Y2
+	VMOVUPS 32(R8), Y3
+	VMOVUPS (R8), Y4
+	VMOVUPS 32(R8), Y5
+	VMOVUPS (R8), Y6
+	VMOVUPS 32(R8), Y7
+	VMOVUPS (R8), Y8
+	VMOVUPS 32(R8), Y9
+	VMOVUPS (R8), Y10
+	VMOVUPS 32(R8), Y11
+
+gemm6x16InitAVX2_loop:
+	TESTQ        DX, DX
+	JZ           gemm6x16InitAVX2_done
+	VMOVUPS      (CX), Y12
+	VMOVUPS      32(CX), Y13
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y1
+	VBROADCASTSS 4(AX), Y14
+	VFMADD231PS  Y12, Y14, Y2
+	VFMADD231PS  Y13, Y14, Y3
+	VBROADCASTSS 8(AX), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y5
+	VBROADCASTSS 12(AX), Y14
+	VFMADD231PS  Y12, Y14, Y6
+	VFMADD231PS  Y13, Y14, Y7
+	VBROADCASTSS 16(AX), Y14
+	VFMADD231PS  Y12, Y14, Y8
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS 20(AX), Y14
+	VFMADD231PS  Y12, Y14, Y10
+	VFMADD231PS  Y13, Y14, Y11
+	ADDQ         $0x18, AX
+	ADDQ         $0x40, CX
+	DECQ         DX
+	JMP          gemm6x16InitAVX2_loop
+
+gemm6x16InitAVX2_done:
 	VMOVUPS Y0, (BX)
 	VMOVUPS Y1, 32(BX)
 	VMOVUPS Y2, (BX)(SI*1)

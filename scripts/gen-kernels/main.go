@@ -33,7 +33,8 @@ var elems = []elem{
 
 func main() {
 	ConstraintExpr("!purego")
-	gemm6x16()
+	gemm6x16(false)
+	gemm6x16(true)
 	for _, e := range elems {
 		axpyPanel(e)
 		for _, r := range []int{1, 2, 3} {
@@ -53,10 +54,24 @@ func main() {
 // gemm6x16 is C[0:6,0:16] += Σ_p A[p,0:6]ᵀ·B[p,0:16] over packed panels: a holds k groups of six
 // row values (a[p·6+r]), b holds k rows of sixteen (b[p·16+j]). Twelve YMM accumulators hold the
 // C tile for the whole K loop; each step is two loads of B, six broadcasts of A and twelve FMAs.
-func gemm6x16() {
-	TEXT("gemm6x16AVX2", NOSPLIT, "func(a, b, c []float32, ldc int)")
-	Pragma("noescape")
-	Doc("gemm6x16AVX2 adds the product of packed panels a (k×6) and b (k×16) to the 6×16 tile of c with row stride ldc; k = len(b)/16.")
+//
+// With init, the kernel is gemm6x16InitAVX2(a, b, c, ldc, init): the accumulators start from the
+// 16 values of init (the bias, or zeros) in every row instead of from c, so the first depth
+// block of a tile neither clears C beforehand nor reads it — for a convolution, whose C rows are
+// a whole image apart, that clearing was a tenth of a VAE decode. Both start from the same
+// values as "set C to the bias, then accumulate", so the sums have the same bits.
+func gemm6x16(init bool) {
+	name := "gemm6x16AVX2"
+	if init {
+		name = "gemm6x16InitAVX2"
+		TEXT(name, NOSPLIT, "func(a, b, c []float32, ldc int, init []float32)")
+		Pragma("noescape")
+		Doc(name + " sets the 6×16 tile of c (row stride ldc) to init[0:16] in every row plus the product of packed panels a (k×6) and b (k×16); k = len(b)/16.")
+	} else {
+		TEXT(name, NOSPLIT, "func(a, b, c []float32, ldc int)")
+		Pragma("noescape")
+		Doc(name + " adds the product of packed panels a (k×6) and b (k×16) to the 6×16 tile of c with row stride ldc; k = len(b)/16.")
+	}
 	pa := Load(Param("a").Base(), GP64())
 	pb := Load(Param("b").Base(), GP64())
 	k := Load(Param("b").Len(), GP64())
@@ -72,16 +87,25 @@ func gemm6x16() {
 		{Base: p3}, {Base: p3, Index: ldc, Scale: 1}, {Base: p3, Index: ldc, Scale: 2},
 	}
 	var acc [6][2]VecVirtual
+	var pi Register
+	if init {
+		pi = Load(Param("init").Base(), GP64())
+	}
 	for r := range acc {
 		for h := range acc[r] {
 			acc[r][h] = YMM()
-			VMOVUPS(rows[r].Offset(32*h), acc[r][h])
+			if init {
+				VMOVUPS(Mem{Base: pi, Disp: 32 * h}, acc[r][h])
+			} else {
+				VMOVUPS(rows[r].Offset(32*h), acc[r][h])
+			}
 		}
 	}
 	b0, b1, av := YMM(), YMM(), YMM()
-	Label("gemm_loop")
+	l := func(s string) string { return name + "_" + s }
+	Label(l("loop"))
 	TESTQ(k, k)
-	JZ(LabelRef("gemm_done"))
+	JZ(LabelRef(l("done")))
 	VMOVUPS(Mem{Base: pb}, b0)
 	VMOVUPS(Mem{Base: pb, Disp: 32}, b1)
 	for r := range acc {
@@ -92,8 +116,8 @@ func gemm6x16() {
 	ADDQ(Imm(24), pa)
 	ADDQ(Imm(64), pb)
 	DECQ(k)
-	JMP(LabelRef("gemm_loop"))
-	Label("gemm_done")
+	JMP(LabelRef(l("loop")))
+	Label(l("done"))
 	for r := range acc {
 		for h := range acc[r] {
 			VMOVUPS(acc[r][h], rows[r].Offset(32*h))
