@@ -14,6 +14,16 @@ func gemm6x16AVX2(a []float32, b []float32, c []float32, ldc int)
 //go:noescape
 func gemm6x16InitAVX2(a []float32, b []float32, c []float32, ldc int, init []float32)
 
+// gemm6x64AVX512 adds the product of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each) to the 6×64 tile of c with row stride ldc; k = len(a)/6.
+//
+//go:noescape
+func gemm6x64AVX512(a []float32, b []float32, bs int, c []float32, ldc int)
+
+// gemm6x64InitAVX512 sets the 6×64 tile of c (row stride ldc) to init[0:64] in every row plus the product of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each); k = len(a)/6.
+//
+//go:noescape
+func gemm6x64InitAVX512(a []float32, b []float32, bs int, c []float32, ldc int, init []float32)
+
 // axpyPanelF32AVX2 adds Σ_p a[p]·w[p·ldw+j] to c[j] for j < len(c), a multiple of 8.
 //
 //go:noescape

@@ -35,6 +35,8 @@ func main() {
 	ConstraintExpr("!purego")
 	gemm6x16(false)
 	gemm6x16(true)
+	gemm6x64(false)
+	gemm6x64(true)
 	for _, e := range elems {
 		axpyPanel(e)
 		for _, r := range []int{1, 2, 3} {
@@ -76,16 +78,7 @@ func gemm6x16(init bool) {
 	pb := Load(Param("b").Base(), GP64())
 	k := Load(Param("b").Len(), GP64())
 	SHRQ(Imm(4), k)
-	pc := Load(Param("c").Base(), GP64())
-	ldc := Load(Param("ldc"), GP64())
-	SHLQ(Imm(2), ldc)
-	p3 := GP64()
-	LEAQ(Mem{Base: pc, Index: ldc, Scale: 2}, p3)
-	ADDQ(ldc, p3)
-	rows := []Mem{
-		{Base: pc}, {Base: pc, Index: ldc, Scale: 1}, {Base: pc, Index: ldc, Scale: 2},
-		{Base: p3}, {Base: p3, Index: ldc, Scale: 1}, {Base: p3, Index: ldc, Scale: 2},
-	}
+	rows := tileRows()
 	var acc [6][2]VecVirtual
 	var pi Register
 	if init {
@@ -566,6 +559,96 @@ func dotRows(e elem, r int) {
 	}
 	for i := range acc {
 		VMOVSS(reduce4(acc[i][:]), Mem{Base: ps, Disp: 4 * i})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// tileRows loads parameters c and ldc and returns the addresses of the six rows of a C tile.
+func tileRows() []Mem {
+	pc := Load(Param("c").Base(), GP64())
+	ldc := Load(Param("ldc"), GP64())
+	SHLQ(Imm(2), ldc)
+	p3 := GP64()
+	LEAQ(Mem{Base: pc, Index: ldc, Scale: 2}, p3)
+	ADDQ(ldc, p3)
+	return []Mem{
+		{Base: pc}, {Base: pc, Index: ldc, Scale: 1}, {Base: pc, Index: ldc, Scale: 2},
+		{Base: p3}, {Base: p3, Index: ldc, Scale: 1}, {Base: p3, Index: ldc, Scale: 2},
+	}
+}
+
+// gemm6x64 is the AVX-512 micro-kernel: C[0:6,0:64] += Σ_p A[p,0:6]ᵀ·B[p,0:64] over one packed
+// A strip (a[p·6+r]) and four packed B panels of 16 columns, panel q at b[q·bs:] (b[q·bs+p·16+j]).
+// 24 ZMM accumulators hold the tile; each depth step is four ZMM loads of B, six broadcasts of A
+// and 24 FMAs. Every C element is one FMA chain over p in order, as in gemm6x16, so the two
+// kernels give the same bits and may share a product. With init the accumulators start from
+// init[0:64] in every row instead of from C (see gemm6x16).
+func gemm6x64(init bool) {
+	name := "gemm6x64AVX512"
+	sig := "func(a, b []float32, bs int, c []float32, ldc int)"
+	doc := name + " adds the product of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each) to the 6×64 tile of c with row stride ldc; k = len(a)/6."
+	if init {
+		name = "gemm6x64InitAVX512"
+		sig = "func(a, b []float32, bs int, c []float32, ldc int, init []float32)"
+		doc = name + " sets the 6×64 tile of c (row stride ldc) to init[0:64] in every row plus the product of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each); k = len(a)/6."
+	}
+	TEXT(name, NOSPLIT, sig)
+	Pragma("noescape")
+	Doc(doc)
+	pa := Load(Param("a").Base(), GP64())
+	end := Load(Param("a").Len(), GP64())
+	SHLQ(Imm(2), end)
+	ADDQ(pa, end)
+	pb0 := Load(Param("b").Base(), GP64())
+	bs := Load(Param("bs"), GP64())
+	SHLQ(Imm(2), bs)
+	pb1, pb2, pb3 := GP64(), GP64(), GP64()
+	LEAQ(Mem{Base: pb0, Index: bs, Scale: 1}, pb1)
+	LEAQ(Mem{Base: pb0, Index: bs, Scale: 2}, pb2)
+	LEAQ(Mem{Base: pb1, Index: bs, Scale: 2}, pb3)
+	rows := tileRows()
+	var pi Register
+	if init {
+		pi = Load(Param("init").Base(), GP64())
+	}
+	var acc [6][4]VecVirtual
+	for r := range acc {
+		for q := range acc[r] {
+			acc[r][q] = ZMM()
+			if init {
+				VMOVUPS(Mem{Base: pi, Disp: 64 * q}, acc[r][q])
+			} else {
+				VMOVUPS(rows[r].Offset(64*q), acc[r][q])
+			}
+		}
+	}
+	pbs := []Register{pb0, pb1, pb2, pb3}
+	bq := []VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()}
+	av := ZMM()
+	l := func(s string) string { return name + "_" + s }
+	Label(l("loop"))
+	CMPQ(pa, end)
+	JAE(LabelRef(l("done")))
+	for q := range bq {
+		VMOVUPS(Mem{Base: pbs[q]}, bq[q])
+	}
+	for r := range acc {
+		VBROADCASTSS(Mem{Base: pa, Disp: 4 * r}, av)
+		for q := range bq {
+			VFMADD231PS(bq[q], av, acc[r][q])
+		}
+	}
+	ADDQ(Imm(24), pa)
+	for q := range pbs {
+		ADDQ(Imm(64), pbs[q])
+	}
+	JMP(LabelRef(l("loop")))
+	Label(l("done"))
+	for r := range acc {
+		for q := range acc[r] {
+			VMOVUPS(acc[r][q], rows[r].Offset(64*q))
+		}
 	}
 	VZEROUPPER()
 	RET()
