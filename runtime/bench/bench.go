@@ -138,7 +138,7 @@ type Host struct {
 	CPUs   int    `json:"cpus"`
 	Date   string `json:"date"`
 	// ReadGBps is the streaming read bandwidth of the native kernels' workers
-	// (kernels.ReadBandwidth over ProbeBytes), probed in this process before the rows run: the
+	// (kernels.ReadBandwidth over ProbeBytes, best of probePasses), probed in this process before the rows run: the
 	// ceiling of a memory-bound decode step. 0 when not probed.
 	ReadGBps float64 `json:"read_gbps,omitempty"`
 }
