@@ -419,38 +419,45 @@ func (j *gemmTJob) chunk(_, lo, hi int) {
 	}
 }
 
-// chunkRows is chunk on the assembly path for several rows: each row of W (3 KiB for GPT-2's
-// LM head) is read once for up to gemvRows rows of A while it sits in L1, instead of once per row
-// from L2. dot*x3AVX2 forms each row's sum as dot*AVX2 does and the tail is added as the
-// one-row wrappers add it, so every output has the bits of the one-row product.
+// chunkRows is chunk on the assembly path for several rows: one call of dot*x{2,3}AVX2 takes
+// up to gemvRows rows of A through all the rows [lo,hi) of W (a chunk of 64 rows of GPT-2's LM
+// head, 192 KiB, stays in L2 for the next group of rows), so each row of W is loaded once per
+// three rows of A and the per-row call overhead is gone. The kernels form each row's sum as
+// dot*AVX2 does and the tail and scale are applied as the one-row path applies them, so every
+// output has the bits of the one-row product.
 func (j *gemmTJob) chunkRows(lo, hi int) {
 	k := j.k
 	k8 := k &^ 7
-	var s [gemvRows]float32
-	for x := lo; x < hi; x++ {
-		off := x * k
-		sc := j.w.scaleOf(x)
-		for i := 0; i < j.m; {
-			r := min(gemvRows, j.m-i)
-			a := j.a[i*k : (i+r)*k]
-			if k8 == 0 || r == 1 {
-				r = 1
-				s[0] = j.w.dot(a[:k], off)
-			} else {
-				j.w.dotRows(s[:r], a, k, off, k8)
+	for i := 0; i < j.m; {
+		r := min(gemvRows, j.m-i)
+		if k8 == 0 || r == 1 {
+			r = 1
+			ci := j.c[i*j.n:][:j.n]
+			for x := lo; x < hi; x++ {
+				ci[x] = j.w.dot(j.a[i*k:][:k], x*k)
+			}
+		} else {
+			j.w.dotRows(j.c[i*j.n+lo:], j.n, j.a[i*k:], k, r, lo, hi-lo, k8)
+			if k8 < k {
 				for q := 0; q < r; q++ {
-					s[q] = j.w.dotTail(s[q], a[q*k:][:k], off, k8)
+					cq, aq := j.c[(i+q)*j.n:][:j.n], j.a[(i+q)*k:][:k]
+					for x := lo; x < hi; x++ {
+						cq[x] = j.w.dotTail(cq[x], aq, x*k, k8)
+					}
 				}
 			}
-			for q := 0; q < r; q++ {
-				v := s[q] * sc
+		}
+		for q := 0; q < r; q++ {
+			cq := j.c[(i+q)*j.n:][:j.n]
+			for x := lo; x < hi; x++ {
+				v := cq[x] * j.w.scaleOf(x)
 				if j.bias != nil {
 					v += j.bias[x]
 				}
-				j.c[(i+q)*j.n+x] = v
+				cq[x] = v
 			}
-			i += r
 		}
+		i += r
 	}
 }
 

@@ -49,15 +49,15 @@ func gemvPanelF32x3AVX2(y []float32, a []float32, lda int, w []float32)
 //go:noescape
 func dotF32AVX2(a []float32, w []float32) float32
 
-// dotF32x2AVX2 sets s[i] = Σ_j a[i·lda+j]·w[j] for i < 2, j < len(w) (a multiple of 8), bit-identical to dotF32AVX2 per row.
+// dotF32x2AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 2, x < rows (n a multiple of 8), bit-identical to dotF32AVX2 per row.
 //
 //go:noescape
-func dotF32x2AVX2(s []float32, a []float32, lda int, w []float32)
+func dotF32x2AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)
 
-// dotF32x3AVX2 sets s[i] = Σ_j a[i·lda+j]·w[j] for i < 3, j < len(w) (a multiple of 8), bit-identical to dotF32AVX2 per row.
+// dotF32x3AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 3, x < rows (n a multiple of 8), bit-identical to dotF32AVX2 per row.
 //
 //go:noescape
-func dotF32x3AVX2(s []float32, a []float32, lda int, w []float32)
+func dotF32x3AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)
 
 // axpyPanelI8AVX2 adds Σ_p a[p]·w[p·ldw+j] to c[j] for j < len(c), a multiple of 8.
 //
@@ -84,15 +84,15 @@ func gemvPanelI8x3AVX2(y []float32, a []float32, lda int, w []int8)
 //go:noescape
 func dotI8AVX2(a []float32, w []int8) float32
 
-// dotI8x2AVX2 sets s[i] = Σ_j a[i·lda+j]·w[j] for i < 2, j < len(w) (a multiple of 8), bit-identical to dotI8AVX2 per row.
+// dotI8x2AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 2, x < rows (n a multiple of 8), bit-identical to dotI8AVX2 per row.
 //
 //go:noescape
-func dotI8x2AVX2(s []float32, a []float32, lda int, w []int8)
+func dotI8x2AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw int, n int, rows int)
 
-// dotI8x3AVX2 sets s[i] = Σ_j a[i·lda+j]·w[j] for i < 3, j < len(w) (a multiple of 8), bit-identical to dotI8AVX2 per row.
+// dotI8x3AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 3, x < rows (n a multiple of 8), bit-identical to dotI8AVX2 per row.
 //
 //go:noescape
-func dotI8x3AVX2(s []float32, a []float32, lda int, w []int8)
+func dotI8x3AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw int, n int, rows int)
 
 // axpyPanelF16AVX2 adds Σ_p a[p]·w[p·ldw+j] to c[j] for j < len(c), a multiple of 8.
 //
@@ -119,15 +119,15 @@ func gemvPanelF16x3AVX2(y []float32, a []float32, lda int, w []uint16)
 //go:noescape
 func dotF16AVX2(a []float32, w []uint16) float32
 
-// dotF16x2AVX2 sets s[i] = Σ_j a[i·lda+j]·w[j] for i < 2, j < len(w) (a multiple of 8), bit-identical to dotF16AVX2 per row.
+// dotF16x2AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 2, x < rows (n a multiple of 8), bit-identical to dotF16AVX2 per row.
 //
 //go:noescape
-func dotF16x2AVX2(s []float32, a []float32, lda int, w []uint16)
+func dotF16x2AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw int, n int, rows int)
 
-// dotF16x3AVX2 sets s[i] = Σ_j a[i·lda+j]·w[j] for i < 3, j < len(w) (a multiple of 8), bit-identical to dotF16AVX2 per row.
+// dotF16x3AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 3, x < rows (n a multiple of 8), bit-identical to dotF16AVX2 per row.
 //
 //go:noescape
-func dotF16x3AVX2(s []float32, a []float32, lda int, w []uint16)
+func dotF16x3AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw int, n int, rows int)
 
 // widenI8AVX2 sets dst[i] = float32(q[i])·scale[i] for i < len(dst), a multiple of 8.
 //

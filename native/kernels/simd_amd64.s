@@ -692,17 +692,26 @@ dotF32AVX2_reduce:
 	MOVSS        X0, ret+48(FP)
 	RET
 
-// func dotF32x2AVX2(s []float32, a []float32, lda int, w []float32)
+// func dotF32x2AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)
 // Requires: AVX, FMA3
-TEXT ·dotF32x2AVX2(SB), NOSPLIT, $0-80
-	MOVQ   a_base+24(FP), AX
-	MOVQ   s_base+0(FP), CX
-	MOVQ   lda+48(FP), DX
-	SHLQ   $0x02, DX
-	MOVQ   w_len+64(FP), BX
-	LEAQ   (AX)(DX*1), DX
-	MOVQ   w_base+56(FP), SI
-	XORQ   DI, DI
+TEXT ·dotF32x2AVX2(SB), NOSPLIT, $0-112
+	MOVQ a_base+32(FP), AX
+	MOVQ s_base+0(FP), CX
+	MOVQ lds+24(FP), DX
+	SHLQ $0x02, DX
+	MOVQ lda+56(FP), BX
+	SHLQ $0x02, BX
+	MOVQ n+96(FP), SI
+	MOVQ ldw+88(FP), DI
+	SHLQ $0x02, DI
+	MOVQ rows+104(FP), R8
+	LEAQ (AX)(BX*1), BX
+	MOVQ w_base+64(FP), R9
+
+dotF32x2AVX2_row:
+	TESTQ  R8, R8
+	JZ     dotF32x2AVX2_done
+	XORQ   R10, R10
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -711,34 +720,34 @@ TEXT ·dotF32x2AVX2(SB), NOSPLIT, $0-80
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-	MOVQ   BX, R8
-	ANDQ   $-32, R8
+	MOVQ   SI, R11
+	ANDQ   $-32, R11
 
 dotF32x2AVX2_loop32:
-	CMPQ        DI, R8
+	CMPQ        R10, R11
 	JGE         dotF32x2AVX2_loop8
-	VMOVUPS     (SI)(DI*4), Y8
-	VFMADD231PS (AX)(DI*4), Y8, Y0
-	VFMADD231PS (DX)(DI*4), Y8, Y4
-	VMOVUPS     32(SI)(DI*4), Y8
-	VFMADD231PS 32(AX)(DI*4), Y8, Y1
-	VFMADD231PS 32(DX)(DI*4), Y8, Y5
-	VMOVUPS     64(SI)(DI*4), Y8
-	VFMADD231PS 64(AX)(DI*4), Y8, Y2
-	VFMADD231PS 64(DX)(DI*4), Y8, Y6
-	VMOVUPS     96(SI)(DI*4), Y8
-	VFMADD231PS 96(AX)(DI*4), Y8, Y3
-	VFMADD231PS 96(DX)(DI*4), Y8, Y7
-	ADDQ        $0x20, DI
+	VMOVUPS     (R9)(R10*4), Y8
+	VFMADD231PS (AX)(R10*4), Y8, Y0
+	VFMADD231PS (BX)(R10*4), Y8, Y4
+	VMOVUPS     32(R9)(R10*4), Y8
+	VFMADD231PS 32(AX)(R10*4), Y8, Y1
+	VFMADD231PS 32(BX)(R10*4), Y8, Y5
+	VMOVUPS     64(R9)(R10*4), Y8
+	VFMADD231PS 64(AX)(R10*4), Y8, Y2
+	VFMADD231PS 64(BX)(R10*4), Y8, Y6
+	VMOVUPS     96(R9)(R10*4), Y8
+	VFMADD231PS 96(AX)(R10*4), Y8, Y3
+	VFMADD231PS 96(BX)(R10*4), Y8, Y7
+	ADDQ        $0x20, R10
 	JMP         dotF32x2AVX2_loop32
 
 dotF32x2AVX2_loop8:
-	CMPQ        DI, BX
+	CMPQ        R10, SI
 	JGE         dotF32x2AVX2_reduce
-	VMOVUPS     (SI)(DI*4), Y8
-	VFMADD231PS (AX)(DI*4), Y8, Y0
-	VFMADD231PS (DX)(DI*4), Y8, Y4
-	ADDQ        $0x08, DI
+	VMOVUPS     (R9)(R10*4), Y8
+	VFMADD231PS (AX)(R10*4), Y8, Y0
+	VFMADD231PS (BX)(R10*4), Y8, Y4
+	ADDQ        $0x08, R10
 	JMP         dotF32x2AVX2_loop8
 
 dotF32x2AVX2_reduce:
@@ -757,22 +766,37 @@ dotF32x2AVX2_reduce:
 	VADDPS       X0, X4, X4
 	VHADDPS      X4, X4, X4
 	VHADDPS      X4, X4, X4
-	VMOVSS       X4, 4(CX)
+	VMOVSS       X4, (CX)(DX*1)
+	ADDQ         $0x04, CX
+	ADDQ         DI, R9
+	DECQ         R8
+	JMP          dotF32x2AVX2_row
+
+dotF32x2AVX2_done:
 	VZEROUPPER
 	RET
 
-// func dotF32x3AVX2(s []float32, a []float32, lda int, w []float32)
+// func dotF32x3AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)
 // Requires: AVX, FMA3
-TEXT ·dotF32x3AVX2(SB), NOSPLIT, $0-80
-	MOVQ   a_base+24(FP), AX
-	MOVQ   s_base+0(FP), CX
-	MOVQ   lda+48(FP), DX
-	SHLQ   $0x02, DX
-	MOVQ   w_len+64(FP), BX
-	LEAQ   (AX)(DX*1), SI
-	LEAQ   (SI)(DX*1), DX
-	MOVQ   w_base+56(FP), DI
-	XORQ   R8, R8
+TEXT ·dotF32x3AVX2(SB), NOSPLIT, $0-112
+	MOVQ a_base+32(FP), AX
+	MOVQ s_base+0(FP), CX
+	MOVQ lds+24(FP), DX
+	SHLQ $0x02, DX
+	MOVQ lda+56(FP), BX
+	SHLQ $0x02, BX
+	MOVQ n+96(FP), SI
+	MOVQ ldw+88(FP), DI
+	SHLQ $0x02, DI
+	MOVQ rows+104(FP), R8
+	LEAQ (AX)(BX*1), R9
+	LEAQ (R9)(BX*1), BX
+	MOVQ w_base+64(FP), R10
+
+dotF32x3AVX2_row:
+	TESTQ  R8, R8
+	JZ     dotF32x3AVX2_done
+	XORQ   R11, R11
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -785,39 +809,39 @@ TEXT ·dotF32x3AVX2(SB), NOSPLIT, $0-80
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
-	MOVQ   BX, R9
-	ANDQ   $-32, R9
+	MOVQ   SI, R12
+	ANDQ   $-32, R12
 
 dotF32x3AVX2_loop32:
-	CMPQ        R8, R9
+	CMPQ        R11, R12
 	JGE         dotF32x3AVX2_loop8
-	VMOVUPS     (DI)(R8*4), Y12
-	VFMADD231PS (AX)(R8*4), Y12, Y0
-	VFMADD231PS (SI)(R8*4), Y12, Y4
-	VFMADD231PS (DX)(R8*4), Y12, Y8
-	VMOVUPS     32(DI)(R8*4), Y12
-	VFMADD231PS 32(AX)(R8*4), Y12, Y1
-	VFMADD231PS 32(SI)(R8*4), Y12, Y5
-	VFMADD231PS 32(DX)(R8*4), Y12, Y9
-	VMOVUPS     64(DI)(R8*4), Y12
-	VFMADD231PS 64(AX)(R8*4), Y12, Y2
-	VFMADD231PS 64(SI)(R8*4), Y12, Y6
-	VFMADD231PS 64(DX)(R8*4), Y12, Y10
-	VMOVUPS     96(DI)(R8*4), Y12
-	VFMADD231PS 96(AX)(R8*4), Y12, Y3
-	VFMADD231PS 96(SI)(R8*4), Y12, Y7
-	VFMADD231PS 96(DX)(R8*4), Y12, Y11
-	ADDQ        $0x20, R8
+	VMOVUPS     (R10)(R11*4), Y12
+	VFMADD231PS (AX)(R11*4), Y12, Y0
+	VFMADD231PS (R9)(R11*4), Y12, Y4
+	VFMADD231PS (BX)(R11*4), Y12, Y8
+	VMOVUPS     32(R10)(R11*4), Y12
+	VFMADD231PS 32(AX)(R11*4), Y12, Y1
+	VFMADD231PS 32(R9)(R11*4), Y12, Y5
+	VFMADD231PS 32(BX)(R11*4), Y12, Y9
+	VMOVUPS     64(R10)(R11*4), Y12
+	VFMADD231PS 64(AX)(R11*4), Y12, Y2
+	VFMADD231PS 64(R9)(R11*4), Y12, Y6
+	VFMADD231PS 64(BX)(R11*4), Y12, Y10
+	VMOVUPS     96(R10)(R11*4), Y12
+	VFMADD231PS 96(AX)(R11*4), Y12, Y3
+	VFMADD231PS 96(R9)(R11*4), Y12, Y7
+	VFMADD231PS 96(BX)(R11*4), Y12, Y11
+	ADDQ        $0x20, R11
 	JMP         dotF32x3AVX2_loop32
 
 dotF32x3AVX2_loop8:
-	CMPQ        R8, BX
+	CMPQ        R11, SI
 	JGE         dotF32x3AVX2_reduce
-	VMOVUPS     (DI)(R8*4), Y12
-	VFMADD231PS (AX)(R8*4), Y12, Y0
-	VFMADD231PS (SI)(R8*4), Y12, Y4
-	VFMADD231PS (DX)(R8*4), Y12, Y8
-	ADDQ        $0x08, R8
+	VMOVUPS     (R10)(R11*4), Y12
+	VFMADD231PS (AX)(R11*4), Y12, Y0
+	VFMADD231PS (R9)(R11*4), Y12, Y4
+	VFMADD231PS (BX)(R11*4), Y12, Y8
+	ADDQ        $0x08, R11
 	JMP         dotF32x3AVX2_loop8
 
 dotF32x3AVX2_reduce:
@@ -836,7 +860,7 @@ dotF32x3AVX2_reduce:
 	VADDPS       X0, X4, X4
 	VHADDPS      X4, X4, X4
 	VHADDPS      X4, X4, X4
-	VMOVSS       X4, 4(CX)
+	VMOVSS       X4, (CX)(DX*1)
 	VADDPS       Y9, Y8, Y8
 	VADDPS       Y11, Y10, Y10
 	VADDPS       Y10, Y8, Y8
@@ -844,7 +868,13 @@ dotF32x3AVX2_reduce:
 	VADDPS       X0, X8, X8
 	VHADDPS      X8, X8, X8
 	VHADDPS      X8, X8, X8
-	VMOVSS       X8, 8(CX)
+	VMOVSS       X8, (CX)(DX*2)
+	ADDQ         $0x04, CX
+	ADDQ         DI, R10
+	DECQ         R8
+	JMP          dotF32x3AVX2_row
+
+dotF32x3AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -1193,17 +1223,25 @@ dotI8AVX2_reduce:
 	MOVSS        X0, ret+48(FP)
 	RET
 
-// func dotI8x2AVX2(s []float32, a []float32, lda int, w []int8)
+// func dotI8x2AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw int, n int, rows int)
 // Requires: AVX, AVX2, FMA3
-TEXT ·dotI8x2AVX2(SB), NOSPLIT, $0-80
-	MOVQ   a_base+24(FP), AX
-	MOVQ   s_base+0(FP), CX
-	MOVQ   lda+48(FP), DX
-	SHLQ   $0x02, DX
-	MOVQ   w_len+64(FP), BX
-	LEAQ   (AX)(DX*1), DX
-	MOVQ   w_base+56(FP), SI
-	XORQ   DI, DI
+TEXT ·dotI8x2AVX2(SB), NOSPLIT, $0-112
+	MOVQ a_base+32(FP), AX
+	MOVQ s_base+0(FP), CX
+	MOVQ lds+24(FP), DX
+	SHLQ $0x02, DX
+	MOVQ lda+56(FP), BX
+	SHLQ $0x02, BX
+	MOVQ n+96(FP), SI
+	MOVQ ldw+88(FP), DI
+	MOVQ rows+104(FP), R8
+	LEAQ (AX)(BX*1), BX
+	MOVQ w_base+64(FP), R9
+
+dotI8x2AVX2_row:
+	TESTQ  R8, R8
+	JZ     dotI8x2AVX2_done
+	XORQ   R10, R10
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1212,39 +1250,39 @@ TEXT ·dotI8x2AVX2(SB), NOSPLIT, $0-80
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-	MOVQ   BX, R8
-	ANDQ   $-32, R8
+	MOVQ   SI, R11
+	ANDQ   $-32, R11
 
 dotI8x2AVX2_loop32:
-	CMPQ        DI, R8
+	CMPQ        R10, R11
 	JGE         dotI8x2AVX2_loop8
-	VPMOVSXBD   (SI)(DI*1), Y8
+	VPMOVSXBD   (R9)(R10*1), Y8
 	VCVTDQ2PS   Y8, Y8
-	VFMADD231PS (AX)(DI*4), Y8, Y0
-	VFMADD231PS (DX)(DI*4), Y8, Y4
-	VPMOVSXBD   8(SI)(DI*1), Y8
+	VFMADD231PS (AX)(R10*4), Y8, Y0
+	VFMADD231PS (BX)(R10*4), Y8, Y4
+	VPMOVSXBD   8(R9)(R10*1), Y8
 	VCVTDQ2PS   Y8, Y8
-	VFMADD231PS 32(AX)(DI*4), Y8, Y1
-	VFMADD231PS 32(DX)(DI*4), Y8, Y5
-	VPMOVSXBD   16(SI)(DI*1), Y8
+	VFMADD231PS 32(AX)(R10*4), Y8, Y1
+	VFMADD231PS 32(BX)(R10*4), Y8, Y5
+	VPMOVSXBD   16(R9)(R10*1), Y8
 	VCVTDQ2PS   Y8, Y8
-	VFMADD231PS 64(AX)(DI*4), Y8, Y2
-	VFMADD231PS 64(DX)(DI*4), Y8, Y6
-	VPMOVSXBD   24(SI)(DI*1), Y8
+	VFMADD231PS 64(AX)(R10*4), Y8, Y2
+	VFMADD231PS 64(BX)(R10*4), Y8, Y6
+	VPMOVSXBD   24(R9)(R10*1), Y8
 	VCVTDQ2PS   Y8, Y8
-	VFMADD231PS 96(AX)(DI*4), Y8, Y3
-	VFMADD231PS 96(DX)(DI*4), Y8, Y7
-	ADDQ        $0x20, DI
+	VFMADD231PS 96(AX)(R10*4), Y8, Y3
+	VFMADD231PS 96(BX)(R10*4), Y8, Y7
+	ADDQ        $0x20, R10
 	JMP         dotI8x2AVX2_loop32
 
 dotI8x2AVX2_loop8:
-	CMPQ        DI, BX
+	CMPQ        R10, SI
 	JGE         dotI8x2AVX2_reduce
-	VPMOVSXBD   (SI)(DI*1), Y8
+	VPMOVSXBD   (R9)(R10*1), Y8
 	VCVTDQ2PS   Y8, Y8
-	VFMADD231PS (AX)(DI*4), Y8, Y0
-	VFMADD231PS (DX)(DI*4), Y8, Y4
-	ADDQ        $0x08, DI
+	VFMADD231PS (AX)(R10*4), Y8, Y0
+	VFMADD231PS (BX)(R10*4), Y8, Y4
+	ADDQ        $0x08, R10
 	JMP         dotI8x2AVX2_loop8
 
 dotI8x2AVX2_reduce:
@@ -1263,22 +1301,36 @@ dotI8x2AVX2_reduce:
 	VADDPS       X0, X4, X4
 	VHADDPS      X4, X4, X4
 	VHADDPS      X4, X4, X4
-	VMOVSS       X4, 4(CX)
+	VMOVSS       X4, (CX)(DX*1)
+	ADDQ         $0x04, CX
+	ADDQ         DI, R9
+	DECQ         R8
+	JMP          dotI8x2AVX2_row
+
+dotI8x2AVX2_done:
 	VZEROUPPER
 	RET
 
-// func dotI8x3AVX2(s []float32, a []float32, lda int, w []int8)
+// func dotI8x3AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw int, n int, rows int)
 // Requires: AVX, AVX2, FMA3
-TEXT ·dotI8x3AVX2(SB), NOSPLIT, $0-80
-	MOVQ   a_base+24(FP), AX
-	MOVQ   s_base+0(FP), CX
-	MOVQ   lda+48(FP), DX
-	SHLQ   $0x02, DX
-	MOVQ   w_len+64(FP), BX
-	LEAQ   (AX)(DX*1), SI
-	LEAQ   (SI)(DX*1), DX
-	MOVQ   w_base+56(FP), DI
-	XORQ   R8, R8
+TEXT ·dotI8x3AVX2(SB), NOSPLIT, $0-112
+	MOVQ a_base+32(FP), AX
+	MOVQ s_base+0(FP), CX
+	MOVQ lds+24(FP), DX
+	SHLQ $0x02, DX
+	MOVQ lda+56(FP), BX
+	SHLQ $0x02, BX
+	MOVQ n+96(FP), SI
+	MOVQ ldw+88(FP), DI
+	MOVQ rows+104(FP), R8
+	LEAQ (AX)(BX*1), R9
+	LEAQ (R9)(BX*1), BX
+	MOVQ w_base+64(FP), R10
+
+dotI8x3AVX2_row:
+	TESTQ  R8, R8
+	JZ     dotI8x3AVX2_done
+	XORQ   R11, R11
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1291,44 +1343,44 @@ TEXT ·dotI8x3AVX2(SB), NOSPLIT, $0-80
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
-	MOVQ   BX, R9
-	ANDQ   $-32, R9
+	MOVQ   SI, R12
+	ANDQ   $-32, R12
 
 dotI8x3AVX2_loop32:
-	CMPQ        R8, R9
+	CMPQ        R11, R12
 	JGE         dotI8x3AVX2_loop8
-	VPMOVSXBD   (DI)(R8*1), Y12
+	VPMOVSXBD   (R10)(R11*1), Y12
 	VCVTDQ2PS   Y12, Y12
-	VFMADD231PS (AX)(R8*4), Y12, Y0
-	VFMADD231PS (SI)(R8*4), Y12, Y4
-	VFMADD231PS (DX)(R8*4), Y12, Y8
-	VPMOVSXBD   8(DI)(R8*1), Y12
+	VFMADD231PS (AX)(R11*4), Y12, Y0
+	VFMADD231PS (R9)(R11*4), Y12, Y4
+	VFMADD231PS (BX)(R11*4), Y12, Y8
+	VPMOVSXBD   8(R10)(R11*1), Y12
 	VCVTDQ2PS   Y12, Y12
-	VFMADD231PS 32(AX)(R8*4), Y12, Y1
-	VFMADD231PS 32(SI)(R8*4), Y12, Y5
-	VFMADD231PS 32(DX)(R8*4), Y12, Y9
-	VPMOVSXBD   16(DI)(R8*1), Y12
+	VFMADD231PS 32(AX)(R11*4), Y12, Y1
+	VFMADD231PS 32(R9)(R11*4), Y12, Y5
+	VFMADD231PS 32(BX)(R11*4), Y12, Y9
+	VPMOVSXBD   16(R10)(R11*1), Y12
 	VCVTDQ2PS   Y12, Y12
-	VFMADD231PS 64(AX)(R8*4), Y12, Y2
-	VFMADD231PS 64(SI)(R8*4), Y12, Y6
-	VFMADD231PS 64(DX)(R8*4), Y12, Y10
-	VPMOVSXBD   24(DI)(R8*1), Y12
+	VFMADD231PS 64(AX)(R11*4), Y12, Y2
+	VFMADD231PS 64(R9)(R11*4), Y12, Y6
+	VFMADD231PS 64(BX)(R11*4), Y12, Y10
+	VPMOVSXBD   24(R10)(R11*1), Y12
 	VCVTDQ2PS   Y12, Y12
-	VFMADD231PS 96(AX)(R8*4), Y12, Y3
-	VFMADD231PS 96(SI)(R8*4), Y12, Y7
-	VFMADD231PS 96(DX)(R8*4), Y12, Y11
-	ADDQ        $0x20, R8
+	VFMADD231PS 96(AX)(R11*4), Y12, Y3
+	VFMADD231PS 96(R9)(R11*4), Y12, Y7
+	VFMADD231PS 96(BX)(R11*4), Y12, Y11
+	ADDQ        $0x20, R11
 	JMP         dotI8x3AVX2_loop32
 
 dotI8x3AVX2_loop8:
-	CMPQ        R8, BX
+	CMPQ        R11, SI
 	JGE         dotI8x3AVX2_reduce
-	VPMOVSXBD   (DI)(R8*1), Y12
+	VPMOVSXBD   (R10)(R11*1), Y12
 	VCVTDQ2PS   Y12, Y12
-	VFMADD231PS (AX)(R8*4), Y12, Y0
-	VFMADD231PS (SI)(R8*4), Y12, Y4
-	VFMADD231PS (DX)(R8*4), Y12, Y8
-	ADDQ        $0x08, R8
+	VFMADD231PS (AX)(R11*4), Y12, Y0
+	VFMADD231PS (R9)(R11*4), Y12, Y4
+	VFMADD231PS (BX)(R11*4), Y12, Y8
+	ADDQ        $0x08, R11
 	JMP         dotI8x3AVX2_loop8
 
 dotI8x3AVX2_reduce:
@@ -1347,7 +1399,7 @@ dotI8x3AVX2_reduce:
 	VADDPS       X0, X4, X4
 	VHADDPS      X4, X4, X4
 	VHADDPS      X4, X4, X4
-	VMOVSS       X4, 4(CX)
+	VMOVSS       X4, (CX)(DX*1)
 	VADDPS       Y9, Y8, Y8
 	VADDPS       Y11, Y10, Y10
 	VADDPS       Y10, Y8, Y8
@@ -1355,7 +1407,13 @@ dotI8x3AVX2_reduce:
 	VADDPS       X0, X8, X8
 	VHADDPS      X8, X8, X8
 	VHADDPS      X8, X8, X8
-	VMOVSS       X8, 8(CX)
+	VMOVSS       X8, (CX)(DX*2)
+	ADDQ         $0x04, CX
+	ADDQ         DI, R10
+	DECQ         R8
+	JMP          dotI8x3AVX2_row
+
+dotI8x3AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -1677,17 +1735,26 @@ dotF16AVX2_reduce:
 	MOVSS        X0, ret+48(FP)
 	RET
 
-// func dotF16x2AVX2(s []float32, a []float32, lda int, w []uint16)
+// func dotF16x2AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw int, n int, rows int)
 // Requires: AVX, F16C, FMA3
-TEXT ·dotF16x2AVX2(SB), NOSPLIT, $0-80
-	MOVQ   a_base+24(FP), AX
-	MOVQ   s_base+0(FP), CX
-	MOVQ   lda+48(FP), DX
-	SHLQ   $0x02, DX
-	MOVQ   w_len+64(FP), BX
-	LEAQ   (AX)(DX*1), DX
-	MOVQ   w_base+56(FP), SI
-	XORQ   DI, DI
+TEXT ·dotF16x2AVX2(SB), NOSPLIT, $0-112
+	MOVQ a_base+32(FP), AX
+	MOVQ s_base+0(FP), CX
+	MOVQ lds+24(FP), DX
+	SHLQ $0x02, DX
+	MOVQ lda+56(FP), BX
+	SHLQ $0x02, BX
+	MOVQ n+96(FP), SI
+	MOVQ ldw+88(FP), DI
+	SHLQ $0x01, DI
+	MOVQ rows+104(FP), R8
+	LEAQ (AX)(BX*1), BX
+	MOVQ w_base+64(FP), R9
+
+dotF16x2AVX2_row:
+	TESTQ  R8, R8
+	JZ     dotF16x2AVX2_done
+	XORQ   R10, R10
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1696,34 +1763,34 @@ TEXT ·dotF16x2AVX2(SB), NOSPLIT, $0-80
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
-	MOVQ   BX, R8
-	ANDQ   $-32, R8
+	MOVQ   SI, R11
+	ANDQ   $-32, R11
 
 dotF16x2AVX2_loop32:
-	CMPQ        DI, R8
+	CMPQ        R10, R11
 	JGE         dotF16x2AVX2_loop8
-	VCVTPH2PS   (SI)(DI*2), Y8
-	VFMADD231PS (AX)(DI*4), Y8, Y0
-	VFMADD231PS (DX)(DI*4), Y8, Y4
-	VCVTPH2PS   16(SI)(DI*2), Y8
-	VFMADD231PS 32(AX)(DI*4), Y8, Y1
-	VFMADD231PS 32(DX)(DI*4), Y8, Y5
-	VCVTPH2PS   32(SI)(DI*2), Y8
-	VFMADD231PS 64(AX)(DI*4), Y8, Y2
-	VFMADD231PS 64(DX)(DI*4), Y8, Y6
-	VCVTPH2PS   48(SI)(DI*2), Y8
-	VFMADD231PS 96(AX)(DI*4), Y8, Y3
-	VFMADD231PS 96(DX)(DI*4), Y8, Y7
-	ADDQ        $0x20, DI
+	VCVTPH2PS   (R9)(R10*2), Y8
+	VFMADD231PS (AX)(R10*4), Y8, Y0
+	VFMADD231PS (BX)(R10*4), Y8, Y4
+	VCVTPH2PS   16(R9)(R10*2), Y8
+	VFMADD231PS 32(AX)(R10*4), Y8, Y1
+	VFMADD231PS 32(BX)(R10*4), Y8, Y5
+	VCVTPH2PS   32(R9)(R10*2), Y8
+	VFMADD231PS 64(AX)(R10*4), Y8, Y2
+	VFMADD231PS 64(BX)(R10*4), Y8, Y6
+	VCVTPH2PS   48(R9)(R10*2), Y8
+	VFMADD231PS 96(AX)(R10*4), Y8, Y3
+	VFMADD231PS 96(BX)(R10*4), Y8, Y7
+	ADDQ        $0x20, R10
 	JMP         dotF16x2AVX2_loop32
 
 dotF16x2AVX2_loop8:
-	CMPQ        DI, BX
+	CMPQ        R10, SI
 	JGE         dotF16x2AVX2_reduce
-	VCVTPH2PS   (SI)(DI*2), Y8
-	VFMADD231PS (AX)(DI*4), Y8, Y0
-	VFMADD231PS (DX)(DI*4), Y8, Y4
-	ADDQ        $0x08, DI
+	VCVTPH2PS   (R9)(R10*2), Y8
+	VFMADD231PS (AX)(R10*4), Y8, Y0
+	VFMADD231PS (BX)(R10*4), Y8, Y4
+	ADDQ        $0x08, R10
 	JMP         dotF16x2AVX2_loop8
 
 dotF16x2AVX2_reduce:
@@ -1742,22 +1809,37 @@ dotF16x2AVX2_reduce:
 	VADDPS       X0, X4, X4
 	VHADDPS      X4, X4, X4
 	VHADDPS      X4, X4, X4
-	VMOVSS       X4, 4(CX)
+	VMOVSS       X4, (CX)(DX*1)
+	ADDQ         $0x04, CX
+	ADDQ         DI, R9
+	DECQ         R8
+	JMP          dotF16x2AVX2_row
+
+dotF16x2AVX2_done:
 	VZEROUPPER
 	RET
 
-// func dotF16x3AVX2(s []float32, a []float32, lda int, w []uint16)
+// func dotF16x3AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw int, n int, rows int)
 // Requires: AVX, F16C, FMA3
-TEXT ·dotF16x3AVX2(SB), NOSPLIT, $0-80
-	MOVQ   a_base+24(FP), AX
-	MOVQ   s_base+0(FP), CX
-	MOVQ   lda+48(FP), DX
-	SHLQ   $0x02, DX
-	MOVQ   w_len+64(FP), BX
-	LEAQ   (AX)(DX*1), SI
-	LEAQ   (SI)(DX*1), DX
-	MOVQ   w_base+56(FP), DI
-	XORQ   R8, R8
+TEXT ·dotF16x3AVX2(SB), NOSPLIT, $0-112
+	MOVQ a_base+32(FP), AX
+	MOVQ s_base+0(FP), CX
+	MOVQ lds+24(FP), DX
+	SHLQ $0x02, DX
+	MOVQ lda+56(FP), BX
+	SHLQ $0x02, BX
+	MOVQ n+96(FP), SI
+	MOVQ ldw+88(FP), DI
+	SHLQ $0x01, DI
+	MOVQ rows+104(FP), R8
+	LEAQ (AX)(BX*1), R9
+	LEAQ (R9)(BX*1), BX
+	MOVQ w_base+64(FP), R10
+
+dotF16x3AVX2_row:
+	TESTQ  R8, R8
+	JZ     dotF16x3AVX2_done
+	XORQ   R11, R11
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1770,39 +1852,39 @@ TEXT ·dotF16x3AVX2(SB), NOSPLIT, $0-80
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
-	MOVQ   BX, R9
-	ANDQ   $-32, R9
+	MOVQ   SI, R12
+	ANDQ   $-32, R12
 
 dotF16x3AVX2_loop32:
-	CMPQ        R8, R9
+	CMPQ        R11, R12
 	JGE         dotF16x3AVX2_loop8
-	VCVTPH2PS   (DI)(R8*2), Y12
-	VFMADD231PS (AX)(R8*4), Y12, Y0
-	VFMADD231PS (SI)(R8*4), Y12, Y4
-	VFMADD231PS (DX)(R8*4), Y12, Y8
-	VCVTPH2PS   16(DI)(R8*2), Y12
-	VFMADD231PS 32(AX)(R8*4), Y12, Y1
-	VFMADD231PS 32(SI)(R8*4), Y12, Y5
-	VFMADD231PS 32(DX)(R8*4), Y12, Y9
-	VCVTPH2PS   32(DI)(R8*2), Y12
-	VFMADD231PS 64(AX)(R8*4), Y12, Y2
-	VFMADD231PS 64(SI)(R8*4), Y12, Y6
-	VFMADD231PS 64(DX)(R8*4), Y12, Y10
-	VCVTPH2PS   48(DI)(R8*2), Y12
-	VFMADD231PS 96(AX)(R8*4), Y12, Y3
-	VFMADD231PS 96(SI)(R8*4), Y12, Y7
-	VFMADD231PS 96(DX)(R8*4), Y12, Y11
-	ADDQ        $0x20, R8
+	VCVTPH2PS   (R10)(R11*2), Y12
+	VFMADD231PS (AX)(R11*4), Y12, Y0
+	VFMADD231PS (R9)(R11*4), Y12, Y4
+	VFMADD231PS (BX)(R11*4), Y12, Y8
+	VCVTPH2PS   16(R10)(R11*2), Y12
+	VFMADD231PS 32(AX)(R11*4), Y12, Y1
+	VFMADD231PS 32(R9)(R11*4), Y12, Y5
+	VFMADD231PS 32(BX)(R11*4), Y12, Y9
+	VCVTPH2PS   32(R10)(R11*2), Y12
+	VFMADD231PS 64(AX)(R11*4), Y12, Y2
+	VFMADD231PS 64(R9)(R11*4), Y12, Y6
+	VFMADD231PS 64(BX)(R11*4), Y12, Y10
+	VCVTPH2PS   48(R10)(R11*2), Y12
+	VFMADD231PS 96(AX)(R11*4), Y12, Y3
+	VFMADD231PS 96(R9)(R11*4), Y12, Y7
+	VFMADD231PS 96(BX)(R11*4), Y12, Y11
+	ADDQ        $0x20, R11
 	JMP         dotF16x3AVX2_loop32
 
 dotF16x3AVX2_loop8:
-	CMPQ        R8, BX
+	CMPQ        R11, SI
 	JGE         dotF16x3AVX2_reduce
-	VCVTPH2PS   (DI)(R8*2), Y12
-	VFMADD231PS (AX)(R8*4), Y12, Y0
-	VFMADD231PS (SI)(R8*4), Y12, Y4
-	VFMADD231PS (DX)(R8*4), Y12, Y8
-	ADDQ        $0x08, R8
+	VCVTPH2PS   (R10)(R11*2), Y12
+	VFMADD231PS (AX)(R11*4), Y12, Y0
+	VFMADD231PS (R9)(R11*4), Y12, Y4
+	VFMADD231PS (BX)(R11*4), Y12, Y8
+	ADDQ        $0x08, R11
 	JMP         dotF16x3AVX2_loop8
 
 dotF16x3AVX2_reduce:
@@ -1821,7 +1903,7 @@ dotF16x3AVX2_reduce:
 	VADDPS       X0, X4, X4
 	VHADDPS      X4, X4, X4
 	VHADDPS      X4, X4, X4
-	VMOVSS       X4, 4(CX)
+	VMOVSS       X4, (CX)(DX*1)
 	VADDPS       Y9, Y8, Y8
 	VADDPS       Y11, Y10, Y10
 	VADDPS       Y10, Y8, Y8
@@ -1829,7 +1911,13 @@ dotF16x3AVX2_reduce:
 	VADDPS       X0, X8, X8
 	VHADDPS      X8, X8, X8
 	VHADDPS      X8, X8, X8
-	VMOVSS       X8, 8(CX)
+	VMOVSS       X8, (CX)(DX*2)
+	ADDQ         $0x04, CX
+	ADDQ         DI, R10
+	DECQ         R8
+	JMP          dotF16x3AVX2_row
+
+dotF16x3AVX2_done:
 	VZEROUPPER
 	RET
 

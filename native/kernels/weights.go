@@ -55,23 +55,26 @@ func (w *weights) dot(a []float32, off int) float32 {
 	return dotF16(a, w.f16[off:])
 }
 
-// dotRows sets s[q] = Σ_{i<k8} a[q·lda+i]·W[off+i] for q < len(s) (2 or 3 rows, k8 a multiple
-// of 8, int8 unscaled) with the dot*xNAVX2 kernels: only on the assembly path.
-func (w *weights) dotRows(s, a []float32, lda, off, k8 int) {
-	a = a[:(len(s)-1)*lda+k8]
+// dotRows sets s[q·lds+x] = Σ_{i<k8} a[q·lda+i]·W[(x0+x)·lda+i] for q < r (2 or 3 rows of a),
+// x < rows of W from row x0 (k8 a multiple of 8, int8 unscaled), with the dot*xNAVX2 kernels:
+// only on the assembly path. W's rows have a's length, lda.
+func (w *weights) dotRows(s []float32, lds int, a []float32, lda, r, x0, rows, k8 int) {
+	a = a[:(r-1)*lda+k8]
+	s = s[:(r-1)*lds+rows]
+	lo, hi := x0*lda, (x0+rows-1)*lda+k8
 	switch {
-	case w.f32 != nil && len(s) == 2:
-		dotF32x2AVX2(s, a, lda, w.f32[off:off+k8])
+	case w.f32 != nil && r == 2:
+		dotF32x2AVX2(s, lds, a, lda, w.f32[lo:hi], lda, k8, rows)
 	case w.f32 != nil:
-		dotF32x3AVX2(s, a, lda, w.f32[off:off+k8])
-	case w.i8 != nil && len(s) == 2:
-		dotI8x2AVX2(s, a, lda, w.i8[off:off+k8])
+		dotF32x3AVX2(s, lds, a, lda, w.f32[lo:hi], lda, k8, rows)
+	case w.i8 != nil && r == 2:
+		dotI8x2AVX2(s, lds, a, lda, w.i8[lo:hi], lda, k8, rows)
 	case w.i8 != nil:
-		dotI8x3AVX2(s, a, lda, w.i8[off:off+k8])
-	case len(s) == 2:
-		dotF16x2AVX2(s, a, lda, w.f16[off:off+k8])
+		dotI8x3AVX2(s, lds, a, lda, w.i8[lo:hi], lda, k8, rows)
+	case r == 2:
+		dotF16x2AVX2(s, lds, a, lda, w.f16[lo:hi], lda, k8, rows)
 	default:
-		dotF16x3AVX2(s, a, lda, w.f16[off:off+k8])
+		dotF16x3AVX2(s, lds, a, lda, w.f16[lo:hi], lda, k8, rows)
 	}
 }
 

@@ -318,3 +318,21 @@ func f16Values(h []uint16) []float32 {
 	quant.FromF16(v, h)
 	return v
 }
+
+// BenchmarkLMHeadBatch8 is the LM head of a batch-8 decode step: 8 rows against GPT-2's tied
+// embeddings (50257×768), float32 and int8.
+func BenchmarkLMHeadBatch8(b *testing.B) {
+	const m, k, n = 8, 768, 50257
+	a, w, dst := randomVec(1, m*k, -1, 1), randomVec(2, n*k, -1, 1), make([]float32, m*n)
+	q, s := quant.Int8Rows(w, n, k)
+	b.Run("f32", func(b *testing.B) {
+		for range b.N {
+			MatMulT(dst, a, w, nil, m, k, n)
+		}
+	})
+	b.Run("int8", func(b *testing.B) {
+		for range b.N {
+			MatMulTI8(dst, a, q, s, nil, m, k, n)
+		}
+	})
+}

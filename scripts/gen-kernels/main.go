@@ -494,20 +494,27 @@ func dotRows(e elem, r int) {
 		Pragma("noescape")
 		Doc(name + " returns Σ a[i]·w[i] over len(a), a multiple of 8.")
 	} else {
-		TEXT(name, NOSPLIT, fmt.Sprintf("func(s, a []float32, lda int, w []%s)", e.goType))
+		TEXT(name, NOSPLIT, fmt.Sprintf("func(s []float32, lds int, a []float32, lda int, w []%s, ldw, n, rows int)", e.goType))
 		Pragma("noescape")
-		Doc(fmt.Sprintf("%s sets s[i] = Σ_j a[i·lda+j]·w[j] for i < %d, j < len(w) (a multiple of 8), bit-identical to dot%sAVX2 per row.", name, r, e.suffix))
+		Doc(fmt.Sprintf("%s sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < %d, x < rows (n a multiple of 8), bit-identical to dot%sAVX2 per row.", name, r, e.suffix))
 	}
-	var ps, n Register
+	var ps, n, lds, ldw, rows Register
 	pa := Load(Param("a").Base(), GP64())
 	pr := []Register{pa}
 	if r == 1 {
 		n = Load(Param("a").Len(), GP64())
 	} else {
 		ps = Load(Param("s").Base(), GP64())
+		lds = Load(Param("lds"), GP64())
+		SHLQ(Imm(2), lds)
 		lda := Load(Param("lda"), GP64())
 		SHLQ(Imm(2), lda)
-		n = Load(Param("w").Len(), GP64())
+		n = Load(Param("n"), GP64())
+		ldw = Load(Param("ldw"), GP64())
+		if e.size > 1 {
+			SHLQ(Imm(uint64(log2(e.size))), ldw)
+		}
+		rows = Load(Param("rows"), GP64())
 		for i := 1; i < r; i++ {
 			q := GP64()
 			LEAQ(Mem{Base: pr[i-1], Index: lda, Scale: 1}, q)
@@ -515,6 +522,12 @@ func dotRows(e elem, r int) {
 		}
 	}
 	pw := Load(Param("w").Base(), GP64())
+	l := func(s string) string { return name + "_" + s }
+	if r > 1 {
+		Label(l("row"))
+		TESTQ(rows, rows)
+		JZ(LabelRef(l("done")))
+	}
 	j := GP64()
 	XORQ(j, j)
 	acc := make([][4]VecVirtual, r)
@@ -525,7 +538,6 @@ func dotRows(e elem, r int) {
 		}
 	}
 	t := YMM()
-	l := func(s string) string { return name + "_" + s }
 	end32 := GP64()
 	MOVQ(n, end32)
 	ANDQ(I32(-32), end32)
@@ -558,8 +570,17 @@ func dotRows(e elem, r int) {
 		return
 	}
 	for i := range acc {
-		VMOVSS(reduce4(acc[i][:]), Mem{Base: ps, Disp: 4 * i})
+		m := Mem{Base: ps}
+		if i > 0 {
+			m = Mem{Base: ps, Index: lds, Scale: uint8(i)}
+		}
+		VMOVSS(reduce4(acc[i][:]), m)
 	}
+	ADDQ(Imm(4), ps)
+	ADDQ(ldw, pw)
+	DECQ(rows)
+	JMP(LabelRef(l("row")))
+	Label(l("done"))
 	VZEROUPPER()
 	RET()
 }
