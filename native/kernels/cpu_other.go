@@ -31,9 +31,21 @@ func gemvPanelI8x2AVX2(y, a []float32, lda int, w []int8)     { panic("kernels: 
 func gemvPanelI8x3AVX2(y, a []float32, lda int, w []int8)     { panic("kernels: no SIMD") }
 func gemvPanelF16x2AVX2(y, a []float32, lda int, w []uint16)  { panic("kernels: no SIMD") }
 func gemvPanelF16x3AVX2(y, a []float32, lda int, w []uint16)  { panic("kernels: no SIMD") }
-func dotF32x2AVX2(s, a []float32, lda int, w []float32)       { panic("kernels: no SIMD") }
-func dotF32x3AVX2(s, a []float32, lda int, w []float32)       { panic("kernels: no SIMD") }
-func dotI8x2AVX2(s, a []float32, lda int, w []int8)           { panic("kernels: no SIMD") }
-func dotI8x3AVX2(s, a []float32, lda int, w []int8)           { panic("kernels: no SIMD") }
-func dotF16x2AVX2(s, a []float32, lda int, w []uint16)        { panic("kernels: no SIMD") }
-func dotF16x3AVX2(s, a []float32, lda int, w []uint16)        { panic("kernels: no SIMD") }
+func dotF32x2AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw, n, rows int) {
+	panic("kernels: no SIMD")
+}
+func dotF32x3AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw, n, rows int) {
+	panic("kernels: no SIMD")
+}
+func dotI8x2AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw, n, rows int) {
+	panic("kernels: no SIMD")
+}
+func dotI8x3AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw, n, rows int) {
+	panic("kernels: no SIMD")
+}
+func dotF16x2AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw, n, rows int) {
+	panic("kernels: no SIMD")
+}
+func dotF16x3AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw, n, rows int) {
+	panic("kernels: no SIMD")
+}
