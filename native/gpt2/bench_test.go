@@ -1,6 +1,7 @@
 package gpt2
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -100,11 +101,32 @@ func BenchmarkDecodeInt8(b *testing.B) { benchDecode(b, quantizedModel(b, quant.
 // BenchmarkDecodeFP16 is BenchmarkDecode with float16 weights (~250 MB per step).
 func BenchmarkDecodeFP16(b *testing.B) { benchDecode(b, quantizedModel(b, quant.F16)) }
 
-func benchDecode(b *testing.B, m *Model) {
-	c := m.NewCache(1)
-	prompt := benchIDs(64)
-	logits := make([]float32, gpt2Small.VocabSize)
-	next := []int64{42}
+// BenchmarkDecodeBatch is BenchmarkDecode at batch 2, 4 and 8 (tokens/s counts every row's
+// token), float32 and int8.
+func BenchmarkDecodeBatch(b *testing.B) {
+	for _, dt := range []string{"f32", "int8"} {
+		for _, batch := range []int{2, 4, 8} {
+			b.Run(fmt.Sprintf("%s/B=%d", dt, batch), func(b *testing.B) {
+				m := smallModel(b)
+				if dt == "int8" {
+					m = quantizedModel(b, quant.Int8)
+				}
+				benchDecodeB(b, m, batch)
+			})
+		}
+	}
+}
+
+func benchDecode(b *testing.B, m *Model) { benchDecodeB(b, m, 1) }
+
+func benchDecodeB(b *testing.B, m *Model, batch int) {
+	c := m.NewCache(batch)
+	prompt := make([]int64, 0, 64*batch)
+	for range batch {
+		prompt = append(prompt, benchIDs(64)...)
+	}
+	logits := make([]float32, batch*gpt2Small.VocabSize)
+	next := make([]int64, batch)
 	b.ResetTimer()
 	var cpu, cpu0 time.Duration
 	cpu0 = cpuTime()
@@ -113,18 +135,20 @@ func benchDecode(b *testing.B, m *Model) {
 			b.StopTimer()
 			cpu += cpuTime() - cpu0
 			c.Reset()
-			if err := m.Forward(c, prompt, 1, len(prompt), nil, true, logits); err != nil {
+			if err := m.Forward(c, prompt, batch, 64, nil, true, logits); err != nil {
 				b.Fatal(err)
 			}
 			cpu0 = cpuTime()
 			b.StartTimer()
 		}
-		next[0] = int64(i % gpt2Small.VocabSize)
-		if err := m.Forward(c, next, 1, 1, nil, true, logits); err != nil {
+		for r := range next {
+			next[r] = int64((i + r) % gpt2Small.VocabSize)
+		}
+		if err := m.Forward(c, next, batch, 1, nil, true, logits); err != nil {
 			b.Fatal(err)
 		}
 	}
 	cpu += cpuTime() - cpu0
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
-	b.ReportMetric(float64(cpu.Microseconds())/1e3/float64(b.N), "cpu-ms/token")
+	b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "tokens/s")
+	b.ReportMetric(float64(cpu.Microseconds())/1e3/float64(batch*b.N), "cpu-ms/token")
 }

@@ -169,9 +169,18 @@ type binder struct {
 	prefix string      // "transformer." or ""
 	dt     quant.DType // how the weight matrices are stored (config.json "quantization")
 	err    error
+	// A Conv1D weight is read row-major into these buffers, reused from layer to layer, and
+	// packed into its panels from there: the packed copy is the only one that stays.
+	scratchF32 []float32
+	scratchI8  []int8
+	scratchF16 []uint16
 }
 
-func (b *binder) get(name string, shape ...int) []float32 {
+func (b *binder) get(name string, shape ...int) []float32 { return b.getInto(nil, name, shape...) }
+
+// getInto is get decoding into *buf (grown as needed) when buf is not nil. Either way the
+// tensor's pages of the file mapping are released once it is copied out.
+func (b *binder) getInto(buf *[]float32, name string, shape ...int) []float32 {
 	if b.err != nil {
 		return nil
 	}
@@ -191,15 +200,42 @@ func (b *binder) get(name string, shape ...int) []float32 {
 		b.err = fmt.Errorf("gpt2: %s: tensor %q has dtype %s, want F32, F16 or BF16", b.f.Path(), full, ti.DType)
 		return nil
 	}
-	data, _, err := b.f.Float32(full)
-	if err != nil {
-		b.err = fmt.Errorf("gpt2: %w", err)
+	defer b.release(full)
+	if buf == nil {
+		data, _, err := b.f.Float32(full)
+		if err != nil {
+			b.err = fmt.Errorf("gpt2: %w", err)
+		}
+		return data
 	}
-	return data
+	*buf = growBuf(*buf, ti.NumElements())
+	raw, _, _ := b.f.Raw(full)
+	if err := safetensors.DecodeFloat32(*buf, raw, ti.DType); err != nil {
+		b.err = fmt.Errorf("gpt2: %s: tensor %q: %w", b.f.Path(), full, err)
+	}
+	return *buf
+}
+
+// release drops tensor full's pages of the file mapping from memory (see safetensors.Release).
+func (b *binder) release(full string) {
+	if err := b.f.Release(full); err != nil {
+		slog.Debug("gpt2: load", "err", err)
+	}
+}
+
+// growBuf returns s with length n, reallocated only when its capacity is short.
+func growBuf[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }
 
 func (b *binder) linear(name string, in, out int) Linear {
 	w, q := b.matrix(name+".weight", in, out, true)
+	if w != nil { // float32, in the scratch buffer: pack it
+		q, w = QWeights{DType: quant.F32, F32: w}.packed(in, out), nil
+	}
 	return Linear{Weight: w, Q: q.packed(in, out), Bias: b.get(name+".bias", out), In: in, Out: out}
 }
 

@@ -221,7 +221,9 @@ func (m *Model) lmHead(dst, h []float32, rows int) {
 
 // matrix reads weight matrix name (rows,cols) as config.json's quantization says it is stored:
 // float32 (any float dtype), or I8 with a "<name>.scale" F32 tensor of the output channels'
-// scales ((cols) when perCol, else (rows)), or F16 kept as half-precision bits.
+// scales ((cols) when perCol, else (rows)), or F16 kept as half-precision bits. A perCol matrix
+// (a Conv1D weight, which the caller packs into panels at once) is returned in the binder's
+// scratch buffers, valid until the next perCol call.
 func (b *binder) matrix(name string, rows, cols int, perCol bool) ([]float32, QWeights) {
 	switch b.dt {
 	case quant.Int8:
@@ -235,9 +237,14 @@ func (b *binder) matrix(name string, rows, cols int, perCol bool) ([]float32, QW
 			return nil, QWeights{}
 		}
 		q := make([]int8, len(raw))
+		if perCol {
+			b.scratchI8 = growBuf(b.scratchI8, len(raw))
+			q = b.scratchI8
+		}
 		for i, v := range raw {
 			q[i] = int8(v)
 		}
+		b.release(b.prefix + name)
 		return nil, QWeights{DType: quant.Int8, I8: q, Scale: scale}
 	case quant.F16:
 		raw := b.raw(name, safetensors.F16, rows, cols)
@@ -245,10 +252,18 @@ func (b *binder) matrix(name string, rows, cols int, perCol bool) ([]float32, QW
 			return nil, QWeights{}
 		}
 		h := make([]uint16, len(raw)/2)
+		if perCol {
+			b.scratchF16 = growBuf(b.scratchF16, len(raw)/2)
+			h = b.scratchF16
+		}
 		for i := range h {
 			h[i] = binary.LittleEndian.Uint16(raw[2*i:])
 		}
+		b.release(b.prefix + name)
 		return nil, QWeights{DType: quant.F16, F16: h}
+	}
+	if perCol {
+		return b.getInto(&b.scratchF32, name, rows, cols), QWeights{}
 	}
 	return b.get(name, rows, cols), QWeights{}
 }

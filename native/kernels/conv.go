@@ -87,12 +87,17 @@ const convColBudget = 1 << 20
 
 var convColPool = sync.Pool{New: func() any { return new([]float32) }}
 
-// Conv2D computes the same convolution as Conv2DNaive, as a matrix product per batch item and
-// band of output rows: out[co, band] = weight[co, K] · col[K, band] + bias[co], where
+// Conv2D computes the same convolution as Conv2DNaive. A 3×3 stride-1 convolution of at least
+// winogradMinChannels channels in and out takes Winograd's F(2×2,3×3) on the AVX2 path
+// (winograd.go); any other is a matrix product per batch item and band of output rows: out[co, band] = weight[co, K] · col[K, band] + bias[co], where
 // K = Cin·KH·KW and col is the im2col unfolding of the input. A 1×1 stride-1 unpadded conv skips
 // the unfolding (col is the input itself). It panics when a slice length does not match s.
 func Conv2D(out, inp, weight, bias []float32, s Conv2DShape) {
 	s.check(out, inp, weight, bias)
+	if useWinograd(s) {
+		conv3x3Winograd(out, inp, weight, bias, s)
+		return
+	}
 	oh, ow := s.OutH(), s.OutW()
 	n := oh * ow
 	k := s.Cin * s.KH * s.KW

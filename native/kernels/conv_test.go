@@ -99,3 +99,55 @@ func TestConv2DPanicsOnShapeMismatch(t *testing.T) {
 	}()
 	Conv2D(make([]float32, 1), make([]float32, 18), make([]float32, 17), nil, s)
 }
+
+// winogradTol bounds Winograd F(2×2,3×3) against the float64 direct convolution, relative as in
+// reportClose. Its transforms add and halve up to 16 terms before and after the products, so it
+// rounds a few times more than the direct sum: max abs 3.6e-7 (Cin 3) to 2.2e-5 (Cin 256, outputs
+// up to ~15) on these shapes with inputs in [−1,1] and weights in [−0.5,0.5].
+const winogradTol = 5e-5
+
+// TestConv2DWinogradMatchesNaive runs conv3x3Winograd (directly, whatever the channel counts,
+// and through Conv2D where it dispatches to it) on odd sizes, every padding the VAE uses, a band
+// split (tiles beyond winogradBudget) and batch 2.
+func TestConv2DWinogradMatchesNaive(t *testing.T) {
+	if !haveAVX2 {
+		t.Skip("the Winograd path runs its products on the AVX2 GEMM; this CPU or build has none")
+	}
+	pad := func(s Conv2DShape, tp, b, l, r int) Conv2DShape {
+		s.PadTop, s.PadBottom, s.PadLeft, s.PadRight = tp, b, l, r
+		return s
+	}
+	base := Conv2DShape{B: 1, KH: 3, KW: 3, Stride: 1}
+	shapes := []Conv2DShape{
+		pad(Conv2DShape{B: 2, Cin: 3, H: 7, W: 5, Cout: 4, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
+		pad(Conv2DShape{B: 1, Cin: 16, H: 9, W: 6, Cout: 17, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
+		pad(Conv2DShape{B: 1, Cin: 20, H: 8, W: 11, Cout: 16, KH: 3, KW: 3, Stride: 1}, 0, 0, 0, 0),
+		pad(Conv2DShape{B: 1, Cin: 17, H: 5, W: 4, Cout: 18, KH: 3, KW: 3, Stride: 1}, 2, 0, 0, 1),
+		pad(Conv2DShape{B: 1, Cin: 64, H: 33, W: 31, Cout: 32, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
+	}
+	// More tiles than one band holds: 16·Cmax·tiles > winogradBudget.
+	big := base
+	big.Cin, big.Cout, big.H, big.W = 256, 16, 70, 66
+	shapes = append(shapes, pad(big, 1, 1, 1, 1))
+	for i, s := range shapes {
+		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
+			inp := randomVec(uint64(70*i+1), s.B*s.Cin*s.H*s.W, -1, 1)
+			w := randomVec(uint64(70*i+2), s.Cout*s.Cin*9, -0.5, 0.5)
+			bias := randomVec(uint64(70*i+3), s.Cout, -1, 1)
+			if i%2 == 1 {
+				bias = nil
+			}
+			n := s.B * s.Cout * s.OutH() * s.OutW()
+			want := make([]float32, n)
+			Conv2DNaive(want, inp, w, bias, s)
+			got := nanVec(n)
+			conv3x3Winograd(got, inp, w, bias, s)
+			reportClose(t, fmt.Sprintf("winograd %+v", s), got, want, winogradTol)
+			if useWinograd(s) {
+				got = nanVec(n)
+				Conv2D(got, inp, w, bias, s)
+				reportClose(t, fmt.Sprintf("Conv2D(winograd) %+v", s), got, want, winogradTol)
+			}
+		})
+	}
+}

@@ -4,19 +4,48 @@ package kernels
 
 // Without amd64 assembly (another architecture, or the purego tag) the SIMD kernels do not exist:
 // these stand-ins keep the package compiling and are never called, because useSIMD is false.
-var haveAVX2, haveF16C = false, false
+var haveAVX2, haveF16C, haveAVX512 = false, false, false
 
-func gemm6x16AVX2(a, b, c []float32, ldc int)               { panic("kernels: no SIMD") }
-func axpyPanelF32AVX2(c, a []float32, w []float32, ldw int) { panic("kernels: no SIMD") }
-func axpyPanelI8AVX2(c, a []float32, w []int8, ldw int)     { panic("kernels: no SIMD") }
-func axpyPanelF16AVX2(c, a []float32, w []uint16, ldw int)  { panic("kernels: no SIMD") }
-func dotF32AVX2(a []float32, w []float32) float32           { panic("kernels: no SIMD") }
-func dotI8AVX2(a []float32, w []int8) float32               { panic("kernels: no SIMD") }
-func dotF16AVX2(a []float32, w []uint16) float32            { panic("kernels: no SIMD") }
-func widenI8AVX2(dst []float32, q []int8, scale []float32)  { panic("kernels: no SIMD") }
-func widenF16AVX2(dst []float32, h []uint16)                { panic("kernels: no SIMD") }
-func siluAVX2(dst, x []float32)                             { panic("kernels: no SIMD") }
-func geluAVX2(dst, x []float32)                             { panic("kernels: no SIMD") }
-func gemvPanelF32AVX2(y, a []float32, w []float32)          { panic("kernels: no SIMD") }
-func gemvPanelI8AVX2(y, a []float32, w []int8)              { panic("kernels: no SIMD") }
-func gemvPanelF16AVX2(y, a []float32, w []uint16)           { panic("kernels: no SIMD") }
+func gemm6x16AVX2(a, b, c []float32, ldc int)                     { panic("kernels: no SIMD") }
+func axpyPanelF32AVX2(c, a []float32, w []float32, ldw int)       { panic("kernels: no SIMD") }
+func axpyPanelI8AVX2(c, a []float32, w []int8, ldw int)           { panic("kernels: no SIMD") }
+func axpyPanelF16AVX2(c, a []float32, w []uint16, ldw int)        { panic("kernels: no SIMD") }
+func dotF32AVX2(a []float32, w []float32) float32                 { panic("kernels: no SIMD") }
+func dotI8AVX2(a []float32, w []int8) float32                     { panic("kernels: no SIMD") }
+func dotF16AVX2(a []float32, w []uint16) float32                  { panic("kernels: no SIMD") }
+func widenI8AVX2(dst []float32, q []int8, scale []float32)        { panic("kernels: no SIMD") }
+func widenF16AVX2(dst []float32, h []uint16)                      { panic("kernels: no SIMD") }
+func siluAVX2(dst, x []float32)                                   { panic("kernels: no SIMD") }
+func geluAVX2(dst, x []float32)                                   { panic("kernels: no SIMD") }
+func gemvPanelF32AVX2(y, a []float32, w []float32)                { panic("kernels: no SIMD") }
+func gemvPanelI8AVX2(y, a []float32, w []int8)                    { panic("kernels: no SIMD") }
+func gemvPanelF16AVX2(y, a []float32, w []uint16)                 { panic("kernels: no SIMD") }
+func gemm6x16InitAVX2(a, b, c []float32, ldc int, init []float32) { panic("kernels: no SIMD") }
+func gemm6x64AVX512(a, b []float32, bs int, c []float32, ldc int) { panic("kernels: no SIMD") }
+func gemm6x64InitAVX512(a, b []float32, bs int, c []float32, ldc int, init []float32) {
+	panic("kernels: no SIMD")
+}
+func gemvPanelF32x2AVX2(y, a []float32, lda int, w []float32) { panic("kernels: no SIMD") }
+func gemvPanelF32x3AVX2(y, a []float32, lda int, w []float32) { panic("kernels: no SIMD") }
+func gemvPanelI8x2AVX2(y, a []float32, lda int, w []int8)     { panic("kernels: no SIMD") }
+func gemvPanelI8x3AVX2(y, a []float32, lda int, w []int8)     { panic("kernels: no SIMD") }
+func gemvPanelF16x2AVX2(y, a []float32, lda int, w []uint16)  { panic("kernels: no SIMD") }
+func gemvPanelF16x3AVX2(y, a []float32, lda int, w []uint16)  { panic("kernels: no SIMD") }
+func dotF32x2AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw, n, rows int) {
+	panic("kernels: no SIMD")
+}
+func dotF32x3AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw, n, rows int) {
+	panic("kernels: no SIMD")
+}
+func dotI8x2AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw, n, rows int) {
+	panic("kernels: no SIMD")
+}
+func dotI8x3AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw, n, rows int) {
+	panic("kernels: no SIMD")
+}
+func dotF16x2AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw, n, rows int) {
+	panic("kernels: no SIMD")
+}
+func dotF16x3AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw, n, rows int) {
+	panic("kernels: no SIMD")
+}

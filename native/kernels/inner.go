@@ -17,14 +17,22 @@ import (
 // useGonum is the fallback when the CPU lacks AVX2+FMA: gonum's blas32 (SSE on amd64) for float32
 // products of many rows and the innermost loops of the others. With both off everything runs on
 // the pure-Go loops, the portable reference path; the tests run all three.
+//
+// useAVX512 (with useSIMD) lets the packed GEMM run whole 6×64 tiles on the AVX-512 kernel
+// gemm6x64AVX512 and the rest on the AVX2 one; both form each element with one FMA chain in the
+// same order, so the results are the same bits either way.
 var (
-	useSIMD  = haveAVX2
-	useGonum = true
+	useSIMD   = haveAVX2
+	useGonum  = true
+	useAVX512 = haveAVX512
 )
 
-// SIMD reports which instruction set the kernels use: "avx2+fma", "sse (gonum)" or "go".
+// SIMD reports which instruction set the kernels use: "avx512+avx2+fma" (the GEMM's whole tiles
+// on AVX-512), "avx2+fma", "sse (gonum)" or "go".
 func SIMD() string {
 	switch {
+	case useSIMD && useAVX512:
+		return "avx512+avx2+fma"
 	case useSIMD:
 		return "avx2+fma"
 	case useGonum:

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"testing"
+
+	"github.com/modelrt/modelrt/native/quant"
 )
 
 // accumTol is the tolerance of a float32 product with reduction length k against the float64
@@ -23,20 +25,24 @@ func nanVec(n int) []float32 {
 	return v
 }
 
-// bothInner runs f on every path the kernels can take: the AVX2+FMA assembly (when the CPU has
-// it; otherwise that subtest says why it skips), gonum's SSE loops, and the pure-Go reference
+// bothInner runs f on every path the kernels can take: the AVX-512 GEMM kernel with the AVX2+FMA
+// assembly, the AVX2+FMA assembly alone (when the CPU has them; otherwise those subtests say why
+// they skip), gonum's SSE loops, and the pure-Go reference
 // loops — the last two being what other CPUs and architectures run.
 func bothInner(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	defer func(s, g bool) { useSIMD, useGonum = s, g }(useSIMD, useGonum)
+	defer func(s, g, z bool) { useSIMD, useGonum, useAVX512 = s, g, z }(useSIMD, useGonum, useAVX512)
 	for _, c := range []struct {
-		name       string
-		simd, gonu bool
-	}{{"avx2", true, true}, {"gonum", false, true}, {"purego", false, false}} {
-		useSIMD, useGonum = c.simd, c.gonu
+		name               string
+		simd, gonu, avx512 bool
+	}{{"avx512", true, true, true}, {"avx2", true, true, false}, {"gonum", false, true, false}, {"purego", false, false, false}} {
+		useSIMD, useGonum, useAVX512 = c.simd, c.gonu, c.avx512
 		t.Run(c.name, func(t *testing.T) {
 			if c.simd && !haveAVX2 {
 				t.Skip("this CPU or build has no AVX2+FMA kernels (non-amd64, purego tag, or missing CPU features)")
+			}
+			if c.avx512 && !haveAVX512 {
+				t.Skip("this CPU or build has no AVX-512F GEMM kernel (non-amd64, purego tag, or missing CPU features)")
 			}
 			f(t)
 		})
@@ -209,5 +215,45 @@ func testMatMulDeterministic(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestGemmAVX512SameBitsAsAVX2: the AVX-512 tile kernel forms each element with the AVX2
+// kernel's FMA chain, so products with it on and off are identical — with bias, in-place float32
+// panels and packed int8 panels, over sizes with whole and partial 6×64 tiles and depth blocks.
+func TestGemmAVX512SameBitsAsAVX2(t *testing.T) {
+	if !haveAVX512 {
+		t.Skip("this CPU or build has no AVX-512F GEMM kernel (non-amd64, purego tag, or missing CPU features)")
+	}
+	defer func(z bool) { useAVX512 = z }(useAVX512)
+	for _, sz := range [][3]int{{16, 64, 7}, {64, 768, 768}, {23, 130, 300}, {40, 200, 513}} {
+		m, k, n := sz[0], sz[2], sz[1]
+		a := randomVec(uint64(m+k), m*k, -1, 1)
+		w := randomVec(uint64(n+k), k*n, -1, 1)
+		bias := randomVec(uint64(n), n, -1, 1)
+		q, sc := quant.Int8Cols(w, k, n)
+		wp, qp := PackPanels(w, k, n), PackPanels(q, k, n)
+		run := func(z bool) [3][]float32 {
+			useAVX512 = z
+			var out [3][]float32
+			for i := range out {
+				out[i] = nanVec(m * n)
+			}
+			MatMul(out[0], a, w, bias, m, k, n)
+			MatMulPanels(out[1], a, wp, bias, m, k, n)
+			MatMulPanelsI8(out[2], a, qp, sc, nil, m, k, n)
+			return out
+		}
+		on, off := run(true), run(false)
+		for v := range on {
+			for i := range on[v] {
+				if math.Float32bits(on[v][i]) != math.Float32bits(off[v][i]) {
+					t.Fatalf("m=%d k=%d n=%d product %d: [%d] = %v with AVX-512, %v without", m, k, n, v, i, on[v][i], off[v][i])
+				}
+			}
+		}
+		want := make([]float32, m*n)
+		MatMulNaive(want, a, w, bias, m, k, n)
+		reportClose(t, fmt.Sprintf("AVX-512 MatMul m=%d k=%d n=%d", m, k, n), on[0], want, accumTol(k))
 	}
 }

@@ -64,13 +64,17 @@ func (j *gemmPackedJob) chunk(wk, lo, hi int) {
 	const panel = gemmKC * gemmNR
 	buf := j.p.buf(wk, gemmNP*panel+gemmMR*gemmNR)
 	tmp := buf[gemmNP*panel:]
+	// init holds each panel's 16 starting values (bias or zeros): the first depth block starts
+	// its accumulators from them instead of from C (gemm6x16InitAVX2).
+	var init [gemmNP * gemmNR]float32
 	for t := lo; t < hi; t++ {
 		mb, g := t/j.groups, t%j.groups
 		i0, i1 := mb*gemmMC, min((mb+1)*gemmMC, j.m)
 		j0 := g * gemmNP * gemmNR
 		ng := min(gemmNP*gemmNR, j.n-j0)
-		for i := i0; i < i1; i++ {
-			setBias(j.c[i*j.ldc+j0:][:ng], j.bias, j0)
+		init = [gemmNP * gemmNR]float32{}
+		if j.bias != nil {
+			copy(init[:ng], j.bias[j0:j0+ng])
 		}
 		for p0 := 0; p0 < j.k; p0 += gemmKC {
 			kb := min(gemmKC, j.k-p0)
@@ -79,23 +83,49 @@ func (j *gemmPackedJob) chunk(wk, lo, hi int) {
 			if !inPlace {
 				j.packB(buf[:gemmNP*panel], p0, kb, j0, ng)
 			}
+			i := i0 // row strips below i are done for this depth block
+			if useAVX512 && ng == gemmNP*gemmNR {
+				// Whole 6×64 tiles on the AVX-512 kernel: four panels at once.
+				b, bs := buf[:gemmNP*panel], panel
+				if inPlace {
+					bs = j.k * gemmNR
+					b = j.w.f32[((j0/gemmNR)*j.k+p0)*gemmNR:][:(gemmNP-1)*bs+kb*gemmNR]
+				}
+				for ; i+gemmMR <= i1; i += gemmMR {
+					a := j.ap[i*j.k+p0*gemmMR:][:kb*gemmMR]
+					if p0 == 0 {
+						gemm6x64InitAVX512(a, b, bs, j.c[i*j.ldc+j0:], j.ldc, init[:])
+					} else {
+						gemm6x64AVX512(a, b, bs, j.c[i*j.ldc+j0:], j.ldc)
+					}
+				}
+			}
 			for q := 0; q*gemmNR < ng; q++ {
 				b := buf[q*panel:][:kb*gemmNR]
 				if inPlace {
 					b = j.w.f32[((j0/gemmNR+q)*j.k+p0)*gemmNR:][:kb*gemmNR]
 				}
 				jq, nb := j0+q*gemmNR, min(gemmNR, ng-q*gemmNR)
-				for i := i0; i < i1; i += gemmMR {
+				for i := i; i < i1; i += gemmMR {
 					a := j.ap[i*j.k+p0*gemmMR:][:kb*gemmMR]
 					mr := min(gemmMR, i1-i)
 					if mr == gemmMR && nb == gemmNR {
-						gemm6x16AVX2(a, b, j.c[i*j.ldc+jq:], j.ldc)
+						if p0 == 0 {
+							gemm6x16InitAVX2(a, b, j.c[i*j.ldc+jq:], j.ldc, init[q*gemmNR:][:gemmNR])
+						} else {
+							gemm6x16AVX2(a, b, j.c[i*j.ldc+jq:], j.ldc)
+						}
 						continue
 					}
-					// Edge tile: run the kernel on a zero-padded copy of the valid part of C.
+					// Edge tile: run the kernel on a zero-padded copy of the valid part of C
+					// (of the starting values in the first depth block).
 					clear(tmp)
 					for r := 0; r < mr; r++ {
-						copy(tmp[r*gemmNR:][:nb], j.c[(i+r)*j.ldc+jq:][:nb])
+						if p0 == 0 {
+							copy(tmp[r*gemmNR:][:nb], init[q*gemmNR:][:nb])
+						} else {
+							copy(tmp[r*gemmNR:][:nb], j.c[(i+r)*j.ldc+jq:][:nb])
+						}
 					}
 					gemm6x16AVX2(a, b, tmp, gemmNR)
 					for r := 0; r < mr; r++ {

@@ -95,26 +95,63 @@ type panelJob struct {
 }
 
 func (j *panelJob) chunk(_, lo, hi int) {
-	var y [PanelWidth]float32
+	var y [gemvRows * PanelWidth]float32
 	for jp := lo; jp < hi; jp++ {
 		j0 := jp * PanelWidth
 		nb := min(PanelWidth, j.n-j0)
 		off := jp * j.k * PanelWidth
-		for i := 0; i < j.m; i++ {
-			j.w.gemvPanel(y[:], j.a[i*j.k:][:j.k], off)
-			ci := j.c[i*j.ldc+j0:][:nb]
-			for x := range ci {
-				v := y[x]
-				if j.w.i8 != nil {
-					v *= j.w.scale[j0+x]
+		for i := 0; i < j.m; {
+			r := j.w.gemvPanelRows(y[:], j.a[i*j.k:], j.k, min(gemvRows, j.m-i), off)
+			for q := 0; q < r; q++ {
+				ci := j.c[(i+q)*j.ldc+j0:][:nb]
+				yq := y[q*PanelWidth:]
+				for x := range ci {
+					v := yq[x]
+					if j.w.i8 != nil {
+						v *= j.w.scale[j0+x]
+					}
+					if j.bias != nil {
+						v += j.bias[j0+x]
+					}
+					ci[x] = v
 				}
-				if j.bias != nil {
-					v += j.bias[j0+x]
-				}
-				ci[x] = v
 			}
+			i += r
 		}
 	}
+}
+
+// gemvRows is the most rows of A one pass over a weight panel serves (gemvPanel*x3AVX2): a
+// batched decode step reads each panel once per three rows instead of once per row.
+const gemvRows = 3
+
+// gemvPanelRows sets y[16q:16q+16] = Σ_p a[q·k+p]·W[off + 16p : off + 16p + 16] for the first r
+// of the `rows` rows of a (int8 unscaled) and returns r. The assembly does up to gemvRows rows per
+// pass with each row's sums formed as gemvPanel forms them, so a row has the same bits in a batch
+// as alone; other paths do one row.
+func (w *weights) gemvPanelRows(y, a []float32, k, rows, off int) int {
+	simd := useSIMD && (w.f16 == nil || haveF16C)
+	if !simd || rows == 1 {
+		w.gemvPanel(y[:PanelWidth], a[:k], off)
+		return 1
+	}
+	a = a[:(rows-1)*k+k]
+	n := k * PanelWidth
+	switch {
+	case w.i8 != nil && rows == 2:
+		gemvPanelI8x2AVX2(y, a, k, w.i8[off:off+n])
+	case w.i8 != nil:
+		gemvPanelI8x3AVX2(y, a, k, w.i8[off:off+n])
+	case w.f16 != nil && rows == 2:
+		gemvPanelF16x2AVX2(y, a, k, w.f16[off:off+n])
+	case w.f16 != nil:
+		gemvPanelF16x3AVX2(y, a, k, w.f16[off:off+n])
+	case rows == 2:
+		gemvPanelF32x2AVX2(y, a, k, w.f32[off:off+n])
+	default:
+		gemvPanelF32x3AVX2(y, a, k, w.f32[off:off+n])
+	}
+	return rows
 }
 
 // gemvPanel sets y[0:16] = Σ_p a[p]·W[off + 16p : off + 16p + 16] (int8 unscaled).

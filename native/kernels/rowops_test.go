@@ -72,3 +72,13 @@ func TestLayerNormKnownValues(t *testing.T) {
 	want := []float32{-1.5 / s, -0.5 / s, 0.5 / s, 2*1.5/s + 1}
 	reportClose(t, "LayerNorm known", got, want, 1e-6)
 }
+
+// TestReadBandwidth checks that the probe returns a plausible figure: above 100 MB/s (any
+// machine that runs the tests streams faster) and below 10 TB/s.
+func TestReadBandwidth(t *testing.T) {
+	bw := ReadBandwidth(64<<20, 2)
+	if bw < 100e6 || bw > 10e12 {
+		t.Fatalf("ReadBandwidth = %.3g B/s, outside [1e8, 1e13]", bw)
+	}
+	t.Logf("streaming read: %.1f GB/s over 64 MiB", bw/1e9)
+}

@@ -9,50 +9,125 @@ package kernels
 //go:noescape
 func gemm6x16AVX2(a []float32, b []float32, c []float32, ldc int)
 
+// gemm6x16InitAVX2 sets the 6×16 tile of c (row stride ldc) to init[0:16] in every row plus the product of packed panels a (k×6) and b (k×16); k = len(b)/16.
+//
+//go:noescape
+func gemm6x16InitAVX2(a []float32, b []float32, c []float32, ldc int, init []float32)
+
+// gemm6x64AVX512 adds the product of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each) to the 6×64 tile of c with row stride ldc; k = len(a)/6.
+//
+//go:noescape
+func gemm6x64AVX512(a []float32, b []float32, bs int, c []float32, ldc int)
+
+// gemm6x64InitAVX512 sets the 6×64 tile of c (row stride ldc) to init[0:64] in every row plus the product of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each); k = len(a)/6.
+//
+//go:noescape
+func gemm6x64InitAVX512(a []float32, b []float32, bs int, c []float32, ldc int, init []float32)
+
 // axpyPanelF32AVX2 adds Σ_p a[p]·w[p·ldw+j] to c[j] for j < len(c), a multiple of 8.
 //
 //go:noescape
 func axpyPanelF32AVX2(c []float32, a []float32, w []float32, ldw int)
+
+// gemvPanelF32AVX2 sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(w)/16.
+//
+//go:noescape
+func gemvPanelF32AVX2(y []float32, a []float32, w []float32)
+
+// gemvPanelF32x2AVX2 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 2, p < len(w)/16, bit-identical to gemvPanelF32AVX2 per row.
+//
+//go:noescape
+func gemvPanelF32x2AVX2(y []float32, a []float32, lda int, w []float32)
+
+// gemvPanelF32x3AVX2 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 3, p < len(w)/16, bit-identical to gemvPanelF32AVX2 per row.
+//
+//go:noescape
+func gemvPanelF32x3AVX2(y []float32, a []float32, lda int, w []float32)
 
 // dotF32AVX2 returns Σ a[i]·w[i] over len(a), a multiple of 8.
 //
 //go:noescape
 func dotF32AVX2(a []float32, w []float32) float32
 
-// gemvPanelF32AVX2 sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(a).
+// dotF32x2AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 2, x < rows (n a multiple of 8), bit-identical to dotF32AVX2 per row.
 //
 //go:noescape
-func gemvPanelF32AVX2(y []float32, a []float32, w []float32)
+func dotF32x2AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)
+
+// dotF32x3AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 3, x < rows (n a multiple of 8), bit-identical to dotF32AVX2 per row.
+//
+//go:noescape
+func dotF32x3AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)
 
 // axpyPanelI8AVX2 adds Σ_p a[p]·w[p·ldw+j] to c[j] for j < len(c), a multiple of 8.
 //
 //go:noescape
 func axpyPanelI8AVX2(c []float32, a []float32, w []int8, ldw int)
 
+// gemvPanelI8AVX2 sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(w)/16.
+//
+//go:noescape
+func gemvPanelI8AVX2(y []float32, a []float32, w []int8)
+
+// gemvPanelI8x2AVX2 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 2, p < len(w)/16, bit-identical to gemvPanelI8AVX2 per row.
+//
+//go:noescape
+func gemvPanelI8x2AVX2(y []float32, a []float32, lda int, w []int8)
+
+// gemvPanelI8x3AVX2 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 3, p < len(w)/16, bit-identical to gemvPanelI8AVX2 per row.
+//
+//go:noescape
+func gemvPanelI8x3AVX2(y []float32, a []float32, lda int, w []int8)
+
 // dotI8AVX2 returns Σ a[i]·w[i] over len(a), a multiple of 8.
 //
 //go:noescape
 func dotI8AVX2(a []float32, w []int8) float32
 
-// gemvPanelI8AVX2 sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(a).
+// dotI8x2AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 2, x < rows (n a multiple of 8), bit-identical to dotI8AVX2 per row.
 //
 //go:noescape
-func gemvPanelI8AVX2(y []float32, a []float32, w []int8)
+func dotI8x2AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw int, n int, rows int)
+
+// dotI8x3AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 3, x < rows (n a multiple of 8), bit-identical to dotI8AVX2 per row.
+//
+//go:noescape
+func dotI8x3AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw int, n int, rows int)
 
 // axpyPanelF16AVX2 adds Σ_p a[p]·w[p·ldw+j] to c[j] for j < len(c), a multiple of 8.
 //
 //go:noescape
 func axpyPanelF16AVX2(c []float32, a []float32, w []uint16, ldw int)
 
+// gemvPanelF16AVX2 sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(w)/16.
+//
+//go:noescape
+func gemvPanelF16AVX2(y []float32, a []float32, w []uint16)
+
+// gemvPanelF16x2AVX2 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 2, p < len(w)/16, bit-identical to gemvPanelF16AVX2 per row.
+//
+//go:noescape
+func gemvPanelF16x2AVX2(y []float32, a []float32, lda int, w []uint16)
+
+// gemvPanelF16x3AVX2 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 3, p < len(w)/16, bit-identical to gemvPanelF16AVX2 per row.
+//
+//go:noescape
+func gemvPanelF16x3AVX2(y []float32, a []float32, lda int, w []uint16)
+
 // dotF16AVX2 returns Σ a[i]·w[i] over len(a), a multiple of 8.
 //
 //go:noescape
 func dotF16AVX2(a []float32, w []uint16) float32
 
-// gemvPanelF16AVX2 sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(a).
+// dotF16x2AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 2, x < rows (n a multiple of 8), bit-identical to dotF16AVX2 per row.
 //
 //go:noescape
-func gemvPanelF16AVX2(y []float32, a []float32, w []uint16)
+func dotF16x2AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw int, n int, rows int)
+
+// dotF16x3AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 3, x < rows (n a multiple of 8), bit-identical to dotF16AVX2 per row.
+//
+//go:noescape
+func dotF16x3AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw int, n int, rows int)
 
 // widenI8AVX2 sets dst[i] = float32(q[i])·scale[i] for i < len(dst), a multiple of 8.
 //

@@ -55,6 +55,38 @@ func (w *weights) dot(a []float32, off int) float32 {
 	return dotF16(a, w.f16[off:])
 }
 
+// dotRows sets s[q·lds+x] = Σ_{i<k8} a[q·lda+i]·W[(x0+x)·lda+i] for q < r (2 or 3 rows of a),
+// x < rows of W from row x0 (k8 a multiple of 8, int8 unscaled), with the dot*xNAVX2 kernels:
+// only on the assembly path. W's rows have a's length, lda.
+func (w *weights) dotRows(s []float32, lds int, a []float32, lda, r, x0, rows, k8 int) {
+	a = a[:(r-1)*lda+k8]
+	s = s[:(r-1)*lds+rows]
+	lo, hi := x0*lda, (x0+rows-1)*lda+k8
+	switch {
+	case w.f32 != nil && r == 2:
+		dotF32x2AVX2(s, lds, a, lda, w.f32[lo:hi], lda, k8, rows)
+	case w.f32 != nil:
+		dotF32x3AVX2(s, lds, a, lda, w.f32[lo:hi], lda, k8, rows)
+	case w.i8 != nil && r == 2:
+		dotI8x2AVX2(s, lds, a, lda, w.i8[lo:hi], lda, k8, rows)
+	case w.i8 != nil:
+		dotI8x3AVX2(s, lds, a, lda, w.i8[lo:hi], lda, k8, rows)
+	case r == 2:
+		dotF16x2AVX2(s, lds, a, lda, w.f16[lo:hi], lda, k8, rows)
+	default:
+		dotF16x3AVX2(s, lds, a, lda, w.f16[lo:hi], lda, k8, rows)
+	}
+}
+
+// dotTail returns s + Σ_{k8≤i<len(a)} a[i]·W[off+i] (int8 unscaled), added one term at a time
+// onto s as dotF32, dotI8 and dotF16 add their tails onto the assembly's sum.
+func (w *weights) dotTail(s float32, a []float32, off, k8 int) float32 {
+	for i := k8; i < len(a); i++ {
+		s += a[i] * w.at(off+i)
+	}
+	return s
+}
+
 // scaleOf returns the factor of output channel j: the int8 scale, or 1.
 func (w *weights) scaleOf(j int) float32 {
 	if w.i8 != nil {

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/modelrt/modelrt/sdk/modeldir/quant"
@@ -255,4 +256,83 @@ func BenchmarkDecodeLayers(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestBatchedRowsMatchOneRow holds the decode products of a batch (2–15 rows: the panel and
+// LM-head paths) to the bits of the same rows computed one at a time, for every weight type, and
+// to the naive reference within the float32 tolerance.
+func TestBatchedRowsMatchOneRow(t *testing.T) { bothInner(t, testBatchedRowsMatchOneRow) }
+
+func testBatchedRowsMatchOneRow(t *testing.T) {
+	const n = 37 // two whole panels and a partial one
+	for _, k := range []int{1, 7, 8, 33, 300} {
+		for _, m := range []int{2, 3, 4, 5, 8} {
+			seed := uint64(9000 + 10*k + m)
+			a := randomVec(seed, m*k, -1, 1)
+			w := randomVec(seed+1, k*n, -1, 1)
+			bias := randomVec(seed+2, n, -1, 1)
+			q, s := quant.Int8Cols(w, k, n)
+			h := quant.ToF16(w)
+			wt := randomVec(seed+3, n*k, -1, 1)
+			qt, st := quant.Int8Rows(wt, n, k)
+			ht := quant.ToF16(wt)
+			wp, qp, hp := PackPanels(w, k, n), PackPanels(q, k, n), PackPanels(h, k, n)
+			for _, c := range []struct {
+				name string
+				f    func(dst, a []float32, m int)
+				ref  func(dst, a []float32, m int)
+			}{
+				{"MatMulPanels", func(d, a []float32, m int) { MatMulPanels(d, a, wp, bias, m, k, n) },
+					func(d, a []float32, m int) { MatMulNaive(d, a, w, bias, m, k, n) }},
+				{"MatMulPanelsI8", func(d, a []float32, m int) { MatMulPanelsI8(d, a, qp, s, bias, m, k, n) },
+					func(d, a []float32, m int) { MatMulNaive(d, a, quant.DequantCols(q, s, k, n), bias, m, k, n) }},
+				{"MatMulPanelsF16", func(d, a []float32, m int) { MatMulPanelsF16(d, a, hp, bias, m, k, n) },
+					func(d, a []float32, m int) { MatMulNaive(d, a, f16Values(h), bias, m, k, n) }},
+				{"MatMulT", func(d, a []float32, m int) { MatMulT(d, a, wt, bias, m, k, n) },
+					func(d, a []float32, m int) { MatMulTNaive(d, a, wt, bias, m, k, n) }},
+				{"MatMulTI8", func(d, a []float32, m int) { MatMulTI8(d, a, qt, st, bias, m, k, n) },
+					func(d, a []float32, m int) { MatMulTNaive(d, a, quant.DequantRows(qt, st, n, k), bias, m, k, n) }},
+				{"MatMulTF16", func(d, a []float32, m int) { MatMulTF16(d, a, ht, bias, m, k, n) },
+					func(d, a []float32, m int) { MatMulTNaive(d, a, f16Values(ht), bias, m, k, n) }},
+			} {
+				got, want := nanVec(m*n), make([]float32, m*n)
+				c.f(got, a, m)
+				c.ref(want, a, m)
+				reportClose(t, fmt.Sprintf("%s m=%d k=%d", c.name, m, k), got, want, accumTol(k))
+				for i := 0; i < m; i++ {
+					one := nanVec(n)
+					c.f(one, a[i*k:][:k], 1)
+					for x := range one {
+						if math.Float32bits(one[x]) != math.Float32bits(got[i*n+x]) {
+							t.Fatalf("%s m=%d k=%d: row %d column %d is %v in the batch, %v alone", c.name, m, k, i, x, got[i*n+x], one[x])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func f16Values(h []uint16) []float32 {
+	v := make([]float32, len(h))
+	quant.FromF16(v, h)
+	return v
+}
+
+// BenchmarkLMHeadBatch8 is the LM head of a batch-8 decode step: 8 rows against GPT-2's tied
+// embeddings (50257×768), float32 and int8.
+func BenchmarkLMHeadBatch8(b *testing.B) {
+	const m, k, n = 8, 768, 50257
+	a, w, dst := randomVec(1, m*k, -1, 1), randomVec(2, n*k, -1, 1), make([]float32, m*n)
+	q, s := quant.Int8Rows(w, n, k)
+	b.Run("f32", func(b *testing.B) {
+		for range b.N {
+			MatMulT(dst, a, w, nil, m, k, n)
+		}
+	})
+	b.Run("int8", func(b *testing.B) {
+		for range b.N {
+			MatMulTI8(dst, a, q, s, nil, m, k, n)
+		}
+	})
 }

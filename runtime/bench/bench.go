@@ -39,6 +39,9 @@ type Shape struct {
 	// VAEReps is how many timed calls of encode and of decode are made; the median is reported.
 	VAEReps int    `json:"vae_reps"`
 	Seed    uint64 `json:"seed"`
+	// ProbeBytes is the buffer of the streaming-read bandwidth probe (Host.ReadGBps): far larger
+	// than the last-level cache. 0 skips the probe.
+	ProbeBytes int `json:"probe_bytes,omitempty"`
 }
 
 func gpt2Config(layers, width, heads, vocab, positions int) modeldir.GPT2Config {
@@ -64,20 +67,20 @@ func vaeConfig(blocks []int, layers int) modeldir.VAEConfig {
 // resnets per block — the shape docs/benchmarks.md already uses) on 256×256 images.
 func Full() Shape {
 	return Shape{Name: "full", GPT2: gpt2Config(12, 768, 12, 50257, 1024), VAE: vaeConfig([]int{64, 128, 256, 256}, 2),
-		ImageSize: 256, PromptTokens: 64, NewTokens: 128, Batches: []int{1, 2, 4, 8}, VAEReps: 3, Seed: 1}
+		ImageSize: 256, PromptTokens: 64, NewTokens: 128, Batches: []int{1, 2, 4, 8}, VAEReps: 3, Seed: 1, ProbeBytes: 512 << 20}
 }
 
 // Quick is a shape that runs in well under a minute on two cores: 6 layers 384 wide with
 // GPT-2's vocabulary, 32 + 32 tokens, and the VAE [32,64,128,128] on 128×128 images.
 func Quick() Shape {
 	return Shape{Name: "quick", GPT2: gpt2Config(6, 384, 6, 50257, 256), VAE: vaeConfig([]int{32, 64, 128, 128}, 1),
-		ImageSize: 128, PromptTokens: 32, NewTokens: 32, Batches: []int{1, 2, 4, 8}, VAEReps: 2, Seed: 1}
+		ImageSize: 128, PromptTokens: 32, NewTokens: 32, Batches: []int{1, 2, 4, 8}, VAEReps: 2, Seed: 1, ProbeBytes: 256 << 20}
 }
 
 // Tiny exists for tests of the whole pipeline: every stage runs, but in seconds.
 func Tiny() Shape {
 	return Shape{Name: "tiny", GPT2: gpt2Config(2, 64, 2, 512, 64), VAE: vaeConfig([]int{32, 32}, 1),
-		ImageSize: 32, PromptTokens: 8, NewTokens: 8, Batches: []int{1, 2, 4, 8}, VAEReps: 1, Seed: 1}
+		ImageSize: 32, PromptTokens: 8, NewTokens: 8, Batches: []int{1, 2, 4, 8}, VAEReps: 1, Seed: 1, ProbeBytes: 16 << 20}
 }
 
 // ShapeByName returns Full, Quick or Tiny.
@@ -133,6 +136,10 @@ type Host struct {
 	GOARCH string `json:"goarch"`
 	CPUs   int    `json:"cpus"`
 	Date   string `json:"date"`
+	// ReadGBps is the streaming read bandwidth of the native kernels' workers
+	// (kernels.ReadBandwidth over ProbeBytes, best of probePasses), probed in this process before the rows run: the
+	// ceiling of a memory-bound decode step. 0 when not probed.
+	ReadGBps float64 `json:"read_gbps,omitempty"`
 }
 
 // Row is one backend configuration: a backend plugin with one weight format.
@@ -160,6 +167,19 @@ type LMResult struct {
 	Decode []DecodePoint `json:"decode"`
 	// PeakRSSBytes is the plugin process's VmHWM after every LM measurement.
 	PeakRSSBytes int64 `json:"peak_rss_bytes"`
+	// WeightBytes is what the backend's Stats says the model's weights occupy (0 when it does
+	// not say): the bytes a batch-1 decode step reads, to a few KiB of embeddings and KV cache.
+	WeightBytes int64 `json:"weight_bytes,omitempty"`
+}
+
+// BandwidthFraction is the batch-1 decode speed of r as a fraction of the memory-bandwidth
+// limit readGBps·1e9 ÷ WeightBytes tokens/s; 0 when a figure is missing.
+func (r *LMResult) BandwidthFraction(readGBps float64) float64 {
+	tps := r.Point(1).TokensPerSec
+	if r.WeightBytes <= 0 || readGBps <= 0 || tps <= 0 {
+		return 0
+	}
+	return tps / (readGBps * 1e9 / float64(r.WeightBytes))
 }
 
 // DecodePoint is the decode throughput at one batch size.

@@ -310,3 +310,14 @@ func TestRatiosAndTable(t *testing.T) {
 		t.Errorf("plot: %v", err)
 	}
 }
+
+// TestBandwidthFraction: 10 tokens/s reading 1 GB each against 20 GB/s is half the limit.
+func TestBandwidthFraction(t *testing.T) {
+	r := &LMResult{WeightBytes: 1e9, Decode: []DecodePoint{{Batch: 1, TokensPerSec: 10}}}
+	if got := r.BandwidthFraction(20); math.Abs(got-0.5) > 1e-12 {
+		t.Errorf("BandwidthFraction = %v, want 0.5", got)
+	}
+	if got := (&LMResult{Decode: r.Decode}).BandwidthFraction(20); got != 0 {
+		t.Errorf("without WeightBytes: %v, want 0", got)
+	}
+}

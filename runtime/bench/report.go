@@ -160,6 +160,17 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	if base != nil {
 		fmt.Fprintf(w, "ratios: times and tokens/s as speed (>1× = faster than %s); RSS as size (<1× = smaller)\n", base.Name)
 	}
+	if bw := rep.Host.ReadGBps; bw > 0 {
+		fmt.Fprintf(w, "streaming read bandwidth (kernels.ReadBandwidth, %d workers): %.1f GB/s\n", rep.Host.CPUs, bw)
+		for _, r := range rep.Rows {
+			if r.LM == nil || r.LM.WeightBytes <= 0 {
+				continue
+			}
+			limit := bw * 1e9 / float64(r.LM.WeightBytes)
+			fmt.Fprintf(w, "%s decode at batch 1: %.1f tokens/s = %.0f%% of the bandwidth limit %.1f tokens/s (%.1f MB of weights read per token)\n",
+				r.Name, r.LM.Point(1).TokensPerSec, 100*r.LM.BandwidthFraction(bw), limit, float64(r.LM.WeightBytes)/1e6)
+		}
+	}
 	for _, r := range rep.Rows {
 		if r.Error != "" {
 			fmt.Fprintf(w, "%s failed: %s\n", r.Name, r.Error)

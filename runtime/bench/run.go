@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelrt/modelrt/native/kernels"
 	"github.com/modelrt/modelrt/runtime/generate"
 	"github.com/modelrt/modelrt/runtime/lm"
 	"github.com/modelrt/modelrt/runtime/vae"
@@ -49,6 +50,10 @@ type Options struct {
 }
 
 const int8Row = "native-int8"
+
+// probePasses is how many timed passes the bandwidth probe makes; it keeps the best, so that a
+// pass slowed by other work on the machine does not set the ceiling.
+const probePasses = 8
 
 // plan is one row to measure and the directories it loads.
 type plan struct {
@@ -105,6 +110,9 @@ func Run(ctx context.Context, s Shape, m *Models, opts Options) (*Report, error)
 	}
 	rep := &Report{Format: Format, Shape: s, Host: Host{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(),
 		Date: time.Now().UTC().Format(time.RFC3339)}}
+	if s.ProbeBytes > 0 {
+		rep.Host.ReadGBps = kernels.ReadBandwidth(s.ProbeBytes, probePasses) / 1e9
+	}
 	var failed []string
 	for _, p := range ps {
 		row := p.row
@@ -201,6 +209,15 @@ func measureLM(ctx context.Context, s Shape, p plan, start Starter, progress fun
 		return nil, fmt.Errorf("load %s in %s: %w", p.lmDir, p.row.Backend, err)
 	}
 	res := &LMResult{LoadMS: ms(time.Since(t0))}
+	if sr, ok := b.(sdk.StatsReporter); ok {
+		if st, err := sr.Stats(ctx, &sdk.StatsRequest{}); err == nil {
+			for _, m := range st.Models {
+				if m.Name == "bench-lm" {
+					res.WeightBytes = m.WeightBytes
+				}
+			}
+		}
+	}
 	sampling := generate.DefaultSampling()
 	sampling.Temperature = 0
 	// run returns Generate's result and the plugin CPU time of the prefill and of the decode.

@@ -33,11 +33,18 @@ var elems = []elem{
 
 func main() {
 	ConstraintExpr("!purego")
-	gemm6x16()
+	gemm6x16(false)
+	gemm6x16(true)
+	gemm6x64(false)
+	gemm6x64(true)
 	for _, e := range elems {
 		axpyPanel(e)
-		dot(e)
-		gemvPanel(e)
+		for _, r := range []int{1, 2, 3} {
+			gemvPanelRows(e, r)
+		}
+		for _, r := range []int{1, 2, 3} {
+			dotRows(e, r)
+		}
 	}
 	widenI8()
 	widenF16()
@@ -49,35 +56,49 @@ func main() {
 // gemm6x16 is C[0:6,0:16] += Σ_p A[p,0:6]ᵀ·B[p,0:16] over packed panels: a holds k groups of six
 // row values (a[p·6+r]), b holds k rows of sixteen (b[p·16+j]). Twelve YMM accumulators hold the
 // C tile for the whole K loop; each step is two loads of B, six broadcasts of A and twelve FMAs.
-func gemm6x16() {
-	TEXT("gemm6x16AVX2", NOSPLIT, "func(a, b, c []float32, ldc int)")
-	Pragma("noescape")
-	Doc("gemm6x16AVX2 adds the product of packed panels a (k×6) and b (k×16) to the 6×16 tile of c with row stride ldc; k = len(b)/16.")
+//
+// With init, the kernel is gemm6x16InitAVX2(a, b, c, ldc, init): the accumulators start from the
+// 16 values of init (the bias, or zeros) in every row instead of from c, so the first depth
+// block of a tile neither clears C beforehand nor reads it — for a convolution, whose C rows are
+// a whole image apart, that clearing was a tenth of a VAE decode. Both start from the same
+// values as "set C to the bias, then accumulate", so the sums have the same bits.
+func gemm6x16(init bool) {
+	name := "gemm6x16AVX2"
+	if init {
+		name = "gemm6x16InitAVX2"
+		TEXT(name, NOSPLIT, "func(a, b, c []float32, ldc int, init []float32)")
+		Pragma("noescape")
+		Doc(name + " sets the 6×16 tile of c (row stride ldc) to init[0:16] in every row plus the product of packed panels a (k×6) and b (k×16); k = len(b)/16.")
+	} else {
+		TEXT(name, NOSPLIT, "func(a, b, c []float32, ldc int)")
+		Pragma("noescape")
+		Doc(name + " adds the product of packed panels a (k×6) and b (k×16) to the 6×16 tile of c with row stride ldc; k = len(b)/16.")
+	}
 	pa := Load(Param("a").Base(), GP64())
 	pb := Load(Param("b").Base(), GP64())
 	k := Load(Param("b").Len(), GP64())
 	SHRQ(Imm(4), k)
-	pc := Load(Param("c").Base(), GP64())
-	ldc := Load(Param("ldc"), GP64())
-	SHLQ(Imm(2), ldc)
-	p3 := GP64()
-	LEAQ(Mem{Base: pc, Index: ldc, Scale: 2}, p3)
-	ADDQ(ldc, p3)
-	rows := []Mem{
-		{Base: pc}, {Base: pc, Index: ldc, Scale: 1}, {Base: pc, Index: ldc, Scale: 2},
-		{Base: p3}, {Base: p3, Index: ldc, Scale: 1}, {Base: p3, Index: ldc, Scale: 2},
-	}
+	rows := tileRows()
 	var acc [6][2]VecVirtual
+	var pi Register
+	if init {
+		pi = Load(Param("init").Base(), GP64())
+	}
 	for r := range acc {
 		for h := range acc[r] {
 			acc[r][h] = YMM()
-			VMOVUPS(rows[r].Offset(32*h), acc[r][h])
+			if init {
+				VMOVUPS(Mem{Base: pi, Disp: 32 * h}, acc[r][h])
+			} else {
+				VMOVUPS(rows[r].Offset(32*h), acc[r][h])
+			}
 		}
 	}
 	b0, b1, av := YMM(), YMM(), YMM()
-	Label("gemm_loop")
+	l := func(s string) string { return name + "_" + s }
+	Label(l("loop"))
 	TESTQ(k, k)
-	JZ(LabelRef("gemm_done"))
+	JZ(LabelRef(l("done")))
 	VMOVUPS(Mem{Base: pb}, b0)
 	VMOVUPS(Mem{Base: pb, Disp: 32}, b1)
 	for r := range acc {
@@ -88,8 +109,8 @@ func gemm6x16() {
 	ADDQ(Imm(24), pa)
 	ADDQ(Imm(64), pb)
 	DECQ(k)
-	JMP(LabelRef("gemm_loop"))
-	Label("gemm_done")
+	JMP(LabelRef(l("loop")))
+	Label(l("done"))
 	for r := range acc {
 		for h := range acc[r] {
 			VMOVUPS(acc[r][h], rows[r].Offset(32*h))
@@ -172,44 +193,9 @@ func axpyPanel(e elem) {
 	RET()
 }
 
-// dot is Σ_{i<len(a)} a[i]·w[i] for len(a) a multiple of 8, with four accumulators over steps of
-// 32 and one over steps of 8, added in a fixed order.
-func dot(e elem) {
-	name := "dot" + e.suffix + "AVX2"
-	TEXT(name, NOSPLIT, fmt.Sprintf("func(a []float32, w []%s) float32", e.goType))
-	Pragma("noescape")
-	Doc(name + " returns Σ a[i]·w[i] over len(a), a multiple of 8.")
-	pa := Load(Param("a").Base(), GP64())
-	n := Load(Param("a").Len(), GP64())
-	pw := Load(Param("w").Base(), GP64())
-	j := GP64()
-	XORQ(j, j)
-	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for _, y := range acc {
-		VXORPS(y, y, y)
-	}
-	t := YMM()
-	l := func(s string) string { return name + "_" + s }
-	end32 := GP64()
-	MOVQ(n, end32)
-	ANDQ(I32(-32), end32)
-	Label(l("loop32"))
-	CMPQ(j, end32)
-	JGE(LabelRef(l("loop8")))
-	for u := range acc {
-		e.load8(Mem{Base: pw, Index: j, Scale: uint8(e.size), Disp: 8 * u * e.size}, t)
-		VFMADD231PS(Mem{Base: pa, Index: j, Scale: 4, Disp: 32 * u}, t, acc[u])
-	}
-	ADDQ(Imm(32), j)
-	JMP(LabelRef(l("loop32")))
-	Label(l("loop8"))
-	CMPQ(j, n)
-	JGE(LabelRef(l("reduce")))
-	e.load8(Mem{Base: pw, Index: j, Scale: uint8(e.size)}, t)
-	VFMADD231PS(Mem{Base: pa, Index: j, Scale: 4}, t, acc[0])
-	ADDQ(Imm(8), j)
-	JMP(LabelRef(l("loop8")))
-	Label(l("reduce"))
+// reduce4 adds dot's four accumulators in its fixed order and returns the sum in the low lane of
+// the XMM register it returns (acc[0]'s).
+func reduce4(acc []VecVirtual) Register {
 	VADDPS(acc[1], acc[0], acc[0])
 	VADDPS(acc[3], acc[2], acc[2])
 	VADDPS(acc[2], acc[0], acc[0])
@@ -219,9 +205,7 @@ func dot(e elem) {
 	VADDPS(hi, lo, lo)
 	VHADDPS(lo, lo, lo)
 	VHADDPS(lo, lo, lo)
-	VZEROUPPER()
-	Store(lo, ReturnIndex(0))
-	RET()
+	return lo
 }
 
 func log2(n int) int {
@@ -418,39 +402,66 @@ func gelu() {
 	RET()
 }
 
-// gemvPanel is y[0:16] = Σ_{p<len(a)} a[p]·w[p·16 : p·16+16] over one packed 16-column panel of
-// a weight (its K rows contiguous): the decode product reads one sequential stream and keeps
-// the sums in registers. Two depth steps per iteration feed four accumulators, so the FMA
-// latency chains stay short.
-func gemvPanel(e elem) {
-	name := "gemvPanel" + e.suffix + "AVX2"
-	TEXT(name, NOSPLIT, fmt.Sprintf("func(y, a []float32, w []%s)", e.goType))
+// gemvPanelRows is y[16i:16i+16] = Σ_p a[i·lda+p]·w[p·16 : p·16+16] for r rows of a (row i at
+// a[i·lda:]) over one packed 16-column panel of a weight (its K rows contiguous): the decode
+// product reads one sequential stream and keeps the sums in registers, and a batch reads the
+// panel once for r rows instead of r times. Even depth steps go to one pair of accumulators, odd
+// ones to another (short FMA latency chains), an odd last step to the first pair, the pairs
+// added at the end: the same for every r, so a row computed in a batch has the bits of the row
+// alone. r ≤ 3 keeps 4r accumulators, the two weight vectors and one broadcast within the 16 YMM
+// registers. r = 1 is gemvPanel<E>AVX2(y, a, w), without lda.
+func gemvPanelRows(e elem, r int) {
+	name := fmt.Sprintf("gemvPanel%sx%dAVX2", e.suffix, r)
+	sig := fmt.Sprintf("func(y, a []float32, lda int, w []%s)", e.goType)
+	doc := fmt.Sprintf("%s sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < %d, p < len(w)/16, bit-identical to gemvPanel%sAVX2 per row.", name, r, e.suffix)
+	if r == 1 {
+		name = "gemvPanel" + e.suffix + "AVX2"
+		sig = fmt.Sprintf("func(y, a []float32, w []%s)", e.goType)
+		doc = name + " sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(w)/16."
+	}
+	TEXT(name, NOSPLIT, sig)
 	Pragma("noescape")
-	Doc(name + " sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(a).")
+	Doc(doc)
 	py := Load(Param("y").Base(), GP64())
 	pa := Load(Param("a").Base(), GP64())
-	k := Load(Param("a").Len(), GP64())
-	pw := Load(Param("w").Base(), GP64())
-	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for _, y := range acc {
-		VXORPS(y, y, y)
+	var lda Register
+	if r > 1 {
+		lda = Load(Param("lda"), GP64())
+		SHLQ(Imm(2), lda)
 	}
-	b0, b1, t := YMM(), YMM(), YMM()
+	k := Load(Param("w").Len(), GP64())
+	SHRQ(Imm(4), k)
+	pw := Load(Param("w").Base(), GP64())
+	rows := []Mem{{Base: pa}}
+	if r > 1 {
+		rows = append(rows, Mem{Base: pa, Index: lda, Scale: 1}, Mem{Base: pa, Index: lda, Scale: 2})
+	}
+	rows = rows[:r]
+	acc := make([][4]VecVirtual, r)
+	for i := range acc {
+		for h := range acc[i] {
+			acc[i][h] = YMM()
+			VXORPS(acc[i][h], acc[i][h], acc[i][h])
+		}
+	}
+	w0, w1, b := YMM(), YMM(), YMM()
 	l := func(s string) string { return name + "_" + s }
 	row := 16 * e.size
+	// step does one depth step: the weight row at disp, a's element at adisp, into pair h.
+	step := func(disp, adisp, h int) {
+		e.load8(Mem{Base: pw, Disp: disp}, w0)
+		e.load8(Mem{Base: pw, Disp: disp + 8*e.size}, w1)
+		for i := range acc {
+			VBROADCASTSS(rows[i].Offset(adisp), b)
+			VFMADD231PS(w0, b, acc[i][h])
+			VFMADD231PS(w1, b, acc[i][h+1])
+		}
+	}
 	Label(l("loop2"))
 	CMPQ(k, Imm(2))
 	JL(LabelRef(l("tail")))
-	VBROADCASTSS(Mem{Base: pa}, b0)
-	VBROADCASTSS(Mem{Base: pa, Disp: 4}, b1)
-	e.load8(Mem{Base: pw}, t)
-	VFMADD231PS(t, b0, acc[0])
-	e.load8(Mem{Base: pw, Disp: 8 * e.size}, t)
-	VFMADD231PS(t, b0, acc[1])
-	e.load8(Mem{Base: pw, Disp: row}, t)
-	VFMADD231PS(t, b1, acc[2])
-	e.load8(Mem{Base: pw, Disp: row + 8*e.size}, t)
-	VFMADD231PS(t, b1, acc[3])
+	step(0, 0, 0)
+	step(row, 4, 2)
 	ADDQ(Imm(8), pa)
 	ADDQ(Imm(uint64(2*row)), pw)
 	SUBQ(Imm(2), k)
@@ -458,16 +469,208 @@ func gemvPanel(e elem) {
 	Label(l("tail"))
 	TESTQ(k, k)
 	JZ(LabelRef(l("done")))
-	VBROADCASTSS(Mem{Base: pa}, b0)
-	e.load8(Mem{Base: pw}, t)
-	VFMADD231PS(t, b0, acc[0])
-	e.load8(Mem{Base: pw, Disp: 8 * e.size}, t)
-	VFMADD231PS(t, b0, acc[1])
+	step(0, 0, 0)
 	Label(l("done"))
-	VADDPS(acc[2], acc[0], acc[0])
-	VADDPS(acc[3], acc[1], acc[1])
-	VMOVUPS(acc[0], Mem{Base: py})
-	VMOVUPS(acc[1], Mem{Base: py, Disp: 32})
+	for i := range acc {
+		VADDPS(acc[i][2], acc[i][0], acc[i][0])
+		VADDPS(acc[i][3], acc[i][1], acc[i][1])
+		VMOVUPS(acc[i][0], Mem{Base: py, Disp: 64 * i})
+		VMOVUPS(acc[i][1], Mem{Base: py, Disp: 64*i + 32})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// dotRows is s[i] = Σ_j a[i·lda+j]·w[j] for r rows of a (row i at a[i·lda:]) against one
+// weight row w, len(w) a multiple of 8: four accumulators per row over steps of 32 and the first
+// over the steps of 8 left, added in a fixed order (reduce4) — the same for every r, so a batched
+// row has the bits of the row alone, and the weight row is loaded once for r rows. r = 1 is
+// dot<E>AVX2(a, w) float32 over len(a).
+func dotRows(e elem, r int) {
+	name := fmt.Sprintf("dot%sx%dAVX2", e.suffix, r)
+	if r == 1 {
+		name = "dot" + e.suffix + "AVX2"
+		TEXT(name, NOSPLIT, fmt.Sprintf("func(a []float32, w []%s) float32", e.goType))
+		Pragma("noescape")
+		Doc(name + " returns Σ a[i]·w[i] over len(a), a multiple of 8.")
+	} else {
+		TEXT(name, NOSPLIT, fmt.Sprintf("func(s []float32, lds int, a []float32, lda int, w []%s, ldw, n, rows int)", e.goType))
+		Pragma("noescape")
+		Doc(fmt.Sprintf("%s sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < %d, x < rows (n a multiple of 8), bit-identical to dot%sAVX2 per row.", name, r, e.suffix))
+	}
+	var ps, n, lds, ldw, rows Register
+	pa := Load(Param("a").Base(), GP64())
+	pr := []Register{pa}
+	if r == 1 {
+		n = Load(Param("a").Len(), GP64())
+	} else {
+		ps = Load(Param("s").Base(), GP64())
+		lds = Load(Param("lds"), GP64())
+		SHLQ(Imm(2), lds)
+		lda := Load(Param("lda"), GP64())
+		SHLQ(Imm(2), lda)
+		n = Load(Param("n"), GP64())
+		ldw = Load(Param("ldw"), GP64())
+		if e.size > 1 {
+			SHLQ(Imm(uint64(log2(e.size))), ldw)
+		}
+		rows = Load(Param("rows"), GP64())
+		for i := 1; i < r; i++ {
+			q := GP64()
+			LEAQ(Mem{Base: pr[i-1], Index: lda, Scale: 1}, q)
+			pr = append(pr, q)
+		}
+	}
+	pw := Load(Param("w").Base(), GP64())
+	l := func(s string) string { return name + "_" + s }
+	if r > 1 {
+		Label(l("row"))
+		TESTQ(rows, rows)
+		JZ(LabelRef(l("done")))
+	}
+	j := GP64()
+	XORQ(j, j)
+	acc := make([][4]VecVirtual, r)
+	for i := range acc {
+		for u := range acc[i] {
+			acc[i][u] = YMM()
+			VXORPS(acc[i][u], acc[i][u], acc[i][u])
+		}
+	}
+	t := YMM()
+	end32 := GP64()
+	MOVQ(n, end32)
+	ANDQ(I32(-32), end32)
+	Label(l("loop32"))
+	CMPQ(j, end32)
+	JGE(LabelRef(l("loop8")))
+	for u := 0; u < 4; u++ {
+		e.load8(Mem{Base: pw, Index: j, Scale: uint8(e.size), Disp: 8 * u * e.size}, t)
+		for i := range acc {
+			VFMADD231PS(Mem{Base: pr[i], Index: j, Scale: 4, Disp: 32 * u}, t, acc[i][u])
+		}
+	}
+	ADDQ(Imm(32), j)
+	JMP(LabelRef(l("loop32")))
+	Label(l("loop8"))
+	CMPQ(j, n)
+	JGE(LabelRef(l("reduce")))
+	e.load8(Mem{Base: pw, Index: j, Scale: uint8(e.size)}, t)
+	for i := range acc {
+		VFMADD231PS(Mem{Base: pr[i], Index: j, Scale: 4}, t, acc[i][0])
+	}
+	ADDQ(Imm(8), j)
+	JMP(LabelRef(l("loop8")))
+	Label(l("reduce"))
+	if r == 1 {
+		lo := reduce4(acc[0][:])
+		VZEROUPPER()
+		Store(lo, ReturnIndex(0))
+		RET()
+		return
+	}
+	for i := range acc {
+		m := Mem{Base: ps}
+		if i > 0 {
+			m = Mem{Base: ps, Index: lds, Scale: uint8(i)}
+		}
+		VMOVSS(reduce4(acc[i][:]), m)
+	}
+	ADDQ(Imm(4), ps)
+	ADDQ(ldw, pw)
+	DECQ(rows)
+	JMP(LabelRef(l("row")))
+	Label(l("done"))
+	VZEROUPPER()
+	RET()
+}
+
+// tileRows loads parameters c and ldc and returns the addresses of the six rows of a C tile.
+func tileRows() []Mem {
+	pc := Load(Param("c").Base(), GP64())
+	ldc := Load(Param("ldc"), GP64())
+	SHLQ(Imm(2), ldc)
+	p3 := GP64()
+	LEAQ(Mem{Base: pc, Index: ldc, Scale: 2}, p3)
+	ADDQ(ldc, p3)
+	return []Mem{
+		{Base: pc}, {Base: pc, Index: ldc, Scale: 1}, {Base: pc, Index: ldc, Scale: 2},
+		{Base: p3}, {Base: p3, Index: ldc, Scale: 1}, {Base: p3, Index: ldc, Scale: 2},
+	}
+}
+
+// gemm6x64 is the AVX-512 micro-kernel: C[0:6,0:64] += Σ_p A[p,0:6]ᵀ·B[p,0:64] over one packed
+// A strip (a[p·6+r]) and four packed B panels of 16 columns, panel q at b[q·bs:] (b[q·bs+p·16+j]).
+// 24 ZMM accumulators hold the tile; each depth step is four ZMM loads of B, six broadcasts of A
+// and 24 FMAs. Every C element is one FMA chain over p in order, as in gemm6x16, so the two
+// kernels give the same bits and may share a product. With init the accumulators start from
+// init[0:64] in every row instead of from C (see gemm6x16).
+func gemm6x64(init bool) {
+	name := "gemm6x64AVX512"
+	sig := "func(a, b []float32, bs int, c []float32, ldc int)"
+	doc := name + " adds the product of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each) to the 6×64 tile of c with row stride ldc; k = len(a)/6."
+	if init {
+		name = "gemm6x64InitAVX512"
+		sig = "func(a, b []float32, bs int, c []float32, ldc int, init []float32)"
+		doc = name + " sets the 6×64 tile of c (row stride ldc) to init[0:64] in every row plus the product of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each); k = len(a)/6."
+	}
+	TEXT(name, NOSPLIT, sig)
+	Pragma("noescape")
+	Doc(doc)
+	pa := Load(Param("a").Base(), GP64())
+	end := Load(Param("a").Len(), GP64())
+	SHLQ(Imm(2), end)
+	ADDQ(pa, end)
+	pb0 := Load(Param("b").Base(), GP64())
+	bs := Load(Param("bs"), GP64())
+	SHLQ(Imm(2), bs)
+	pb1, pb2, pb3 := GP64(), GP64(), GP64()
+	LEAQ(Mem{Base: pb0, Index: bs, Scale: 1}, pb1)
+	LEAQ(Mem{Base: pb0, Index: bs, Scale: 2}, pb2)
+	LEAQ(Mem{Base: pb1, Index: bs, Scale: 2}, pb3)
+	rows := tileRows()
+	var pi Register
+	if init {
+		pi = Load(Param("init").Base(), GP64())
+	}
+	var acc [6][4]VecVirtual
+	for r := range acc {
+		for q := range acc[r] {
+			acc[r][q] = ZMM()
+			if init {
+				VMOVUPS(Mem{Base: pi, Disp: 64 * q}, acc[r][q])
+			} else {
+				VMOVUPS(rows[r].Offset(64*q), acc[r][q])
+			}
+		}
+	}
+	pbs := []Register{pb0, pb1, pb2, pb3}
+	bq := []VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()}
+	av := ZMM()
+	l := func(s string) string { return name + "_" + s }
+	Label(l("loop"))
+	CMPQ(pa, end)
+	JAE(LabelRef(l("done")))
+	for q := range bq {
+		VMOVUPS(Mem{Base: pbs[q]}, bq[q])
+	}
+	for r := range acc {
+		VBROADCASTSS(Mem{Base: pa, Disp: 4 * r}, av)
+		for q := range bq {
+			VFMADD231PS(bq[q], av, acc[r][q])
+		}
+	}
+	ADDQ(Imm(24), pa)
+	for q := range pbs {
+		ADDQ(Imm(64), pbs[q])
+	}
+	JMP(LabelRef(l("loop")))
+	Label(l("done"))
+	for r := range acc {
+		for q := range acc[r] {
+			VMOVUPS(acc[r][q], rows[r].Offset(64*q))
+		}
+	}
 	VZEROUPPER()
 	RET()
 }

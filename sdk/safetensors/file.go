@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -114,6 +115,27 @@ func (f *File) Raw(name string) ([]byte, TensorInfo, error) {
 	}
 	s := f.hdr.DataStart
 	return f.data[s+ti.Begin : s+ti.End], ti, nil
+}
+
+// Release tells the kernel that tensor name's bytes will not be read again soon: on a mapped
+// file their pages leave the process's resident memory (they stay in the page cache, and a later
+// read maps them back in). A loader that copies each tensor out calls it after the copy, so that
+// the mapping does not hold a second copy of the weights until Close. It does nothing for a file
+// read into memory or an unknown name; its error is only advisory.
+func (f *File) Release(name string) error {
+	raw, _, err := f.Raw(name)
+	if err != nil || !f.mapped || len(raw) == 0 {
+		return nil
+	}
+	// madvise wants page-aligned ranges: round outwards. Dropping a neighbour's pages costs at
+	// most a page fault when it is read.
+	page := os.Getpagesize()
+	start := int(uintptr(unsafe.Pointer(&raw[0])) - uintptr(unsafe.Pointer(&f.data[0])))
+	lo, hi := start/page*page, min(len(f.data), (start+len(raw)+page-1)/page*page)
+	if err := unix.Madvise(f.data[lo:hi], unix.MADV_DONTNEED); err != nil {
+		return fmt.Errorf("safetensors: release %s in %s: %w", name, f.path, err)
+	}
+	return nil
 }
 
 // Float32 converts tensor name (F32, F16, BF16 or F64) to a new float32 slice in row-major
