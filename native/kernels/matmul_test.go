@@ -5,7 +5,7 @@ import (
 	"math"
 	"testing"
 
-	"github.com/modelrt/modelrt/native/quant"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
 // accumTol is the tolerance of a float32 product with reduction length k against the float64
