@@ -32,7 +32,7 @@ func imageGenerateStage() *StageType {
 					Description: "logits are divided by it; 0 means greedy"},
 				{Name: "top_k", Type: cty.Number, Default: cty.NumberIntVal(0), Whole: true, Min: num(0),
 					Description: "keep the k most likely codes; 0 disables"},
-				{Name: "guidance", Type: cty.Number, Default: cty.NumberFloatVal(3), Min: num(0),
+				{Name: "guidance", Type: cty.Number, Default: cty.NumberFloatVal(2), Min: num(0),
 					Description: "classifier-free guidance scale; 1 = the conditional prior alone"},
 				{Name: "seed", Type: cty.Number, Whole: true, Min: num(0),
 					Description: "random seed of image 0; unset means a different draw on each run"},

@@ -133,7 +133,12 @@ func TestExampleCompleteNative(t *testing.T) {
 
 // TestExampleDefault runs the pipeline `make run` uses.
 func TestExampleDefault(t *testing.T) {
-	r := runJSONOut(t, examples+"default", "-var", "max_new_tokens=8")
+	grid := filepath.Join(t.TempDir(), "images.png")
+	r := runJSONOut(t, examples+"default", "-var", "max_new_tokens=8", "--input", "grid="+grid)
+	if r.Outputs["images"] != grid {
+		t.Errorf("images output %v, want %s", r.Outputs["images"], grid)
+	}
+	checkPNG(t, grid, 4*64, 4*64)
 	code, _ := r.Outputs["code"].(string)
 	if !strings.HasPrefix(code, "package main\n\nimport \"fmt\"\n\nfunc main() {\n") || r.Stages[0].GeneratedTokens == 0 {
 		t.Errorf("outputs = %v, stages = %+v", r.Outputs, r.Stages)

@@ -36,7 +36,7 @@ func TestExampleTextToImage(t *testing.T) {
 	if len(codes) != 3 {
 		t.Fatalf("codes %v", r.Outputs["codes"])
 	}
-	cli := text2imageRun(t, "--model", priorTiny, "--prompt", "The letter  k", "--n", "3", "--seed", "5", "--guidance", "3",
+	cli := text2imageRun(t, "--model", priorTiny, "--prompt", "The letter  k", "--n", "3", "--seed", "5", "--guidance", "2",
 		"--out", filepath.Join(dir, "cli"))
 	for i, row := range codes {
 		var got []int

@@ -269,3 +269,30 @@ func TestVAEGlyphsMatchesPyTorch(t *testing.T) {
 		t.Logf("reconstruction of the held-out glyph: MSE %.4f", mse)
 	}
 }
+
+// TestGlyphPriorMatchesPyTorch: the text-to-image prior's last-position logits after a
+// caption and the image marker (and after the null caption) equal the training script's
+// PyTorch ones (glyph-prior/testdata/check.json, written at export).
+func TestGlyphPriorMatchesPyTorch(t *testing.T) {
+	const dir = "glyph-prior"
+	m, err := gpt2.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]struct {
+		InputIDs   []int64   `json:"input_ids"`
+		LastLogits []float32 `json:"last_logits"`
+	}
+	readJSON(t, filepath.Join(dir, "testdata", "check.json"), &c)
+	for _, name := range []string{"conditional", "null"} {
+		row, ok := c[name]
+		if !ok || len(row.InputIDs) == 0 {
+			t.Fatalf("check.json has no %s row", name)
+		}
+		logits := make([]float32, m.Config().VocabSize)
+		if err := m.Forward(m.NewCache(1), row.InputIDs, 1, len(row.InputIDs), nil, true, logits); err != nil {
+			t.Fatal(err)
+		}
+		compare(t, name+" last-position logits", logits, row.LastLogits, logitsAbsTol, logitsRelTol)
+	}
+}

@@ -33,9 +33,10 @@ type Options struct {
 	Scale int
 }
 
-// DefaultOptions: one image, seed 0, temperature 1, no top-k/top-p, guidance 3, native size.
+// DefaultOptions: one image, seed 0, temperature 1, no top-k/top-p, guidance 2 (the best
+// character accuracy of examples/models/glyph-prior's evaluation), native size.
 func DefaultOptions() Options {
-	return Options{N: 1, Temperature: 1, TopP: 1, Guidance: 3, Scale: 1}
+	return Options{N: 1, Temperature: 1, TopP: 1, Guidance: 2, Scale: 1}
 }
 
 // Validate names the first option out of range.

@@ -60,7 +60,7 @@ pipeline "text_to_image" {
     caption = input.caption
     n       = input.n
     sampling {
-      guidance = 3
+      guidance = 2
       seed     = input.seed
     }
   }
