@@ -76,7 +76,7 @@ func (b *bodyGuard) unread(r *http.Request) bool {
 //
 // It returns false when it has answered the request.
 func (s *Server) guardBody(rec *recorder, r *http.Request, start time.Time) bool {
-	g := &bodyGuard{ReadCloser: &numberScanner{ReadCloser: r.Body, max: s.opts.MaxNumberLen}}
+	g := &bodyGuard{ReadCloser: &numberScanner{ReadCloser: r.Body, max: s.opts.MaxNumberLen, drain: s.opts.MaxBodyBytes}}
 	rec.body = g
 	if r.ContentLength > s.opts.MaxBodyBytes {
 		writeError(rec, r, errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the request body (Content-Length %d) exceeds the limit of %d bytes", r.ContentLength, s.opts.MaxBodyBytes))

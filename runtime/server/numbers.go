@@ -35,6 +35,10 @@ type numberScanner struct {
 	inString, escape bool
 	run              int
 	offset           int64
+	// drain bounds how much of the rest of the body is read and discarded once the limit
+	// trips: a client still writing its body then reads the answer instead of a connection
+	// reset. The body's read deadline bounds the time it takes.
+	drain int64
 }
 
 func (n *numberScanner) Read(p []byte) (int, error) {
@@ -54,6 +58,9 @@ func (n *numberScanner) Read(p []byte) (int, error) {
 			n.inString, n.run = true, 0
 		case '0' <= c && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E':
 			if n.run++; n.run > n.max {
+				if n.drain > 0 {
+					_, _ = io.CopyN(io.Discard, n.ReadCloser, n.drain)
+				}
 				return i, &numberTooLong{offset: n.offset + int64(i), max: n.max}
 			}
 		default:
