@@ -91,6 +91,8 @@ func TestBadFixtures(t *testing.T) {
 			`model "gpt2" has task "causal-lm"; this needs a model with task "vae"`, "bad/task_mismatch.hcl:14:13"},
 		{"bad/no_prompt.hcl", "Missing stage input",
 			`Stage "gen" (use = "generate") needs exactly one of input_ids | prompt.`, "bad/no_prompt.hcl:12:3"},
+		{"bad/keep_alive.hcl", "Invalid keep_alive",
+			`Model "gpt2": keep_alive "5 minutes" must be a duration like "300ms", "5m" or "1h30m"`, "bad/keep_alive.hcl:9:16"},
 		{"bad/local_cycle.hcl", "Cycle between local values", "local.a → local.b → local.a", "bad/local_cycle.hcl:2:10"},
 		{"bad/file_escape.hcl", "Invalid function argument",
 			`path "../../../go.mod" leaves the configuration directory`, "bad/file_escape.hcl:2:18"},

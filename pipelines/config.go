@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"sort"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -98,6 +99,10 @@ type Model struct {
 	// model (0: absent): how many generations share one step of its continuous-batching
 	// scheduler, and how many prompt tokens a generation feeds per step (runtime/batch).
 	MaxBatch, PrefillChunk int
+	// KeepAlive is the keep_alive attribute: how long the model may sit idle before the daemon
+	// unloads it (the next request that needs it loads it again). 0, the default: keep it
+	// loaded.
+	KeepAlive time.Duration
 	DeclRange              hcl.Range
 	PathRange              hcl.Range
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
@@ -58,7 +59,7 @@ var (
 	modelSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "backend", Required: true}, {Name: "path", Required: true},
 		{Name: "task", Required: true}, {Name: "options"}, {Name: "chat_template"},
-		{Name: "max_batch"}, {Name: "prefill_chunk"},
+		{Name: "max_batch"}, {Name: "prefill_chunk"}, {Name: "keep_alive"},
 	}}
 	pipelineSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "description"}},
@@ -488,6 +489,66 @@ func (l *loader) modelCount(a *hcl.Attribute, sc *scope, model string, limit int
 	return int(n)
 }
 
+// maxKeepAlive bounds keep_alive: longer is "keep it loaded" in all but name, and a bound keeps
+// the timer arithmetic far from overflow.
+const maxKeepAlive = 365 * 24 * time.Hour
+
+// keepAlive evaluates a model's keep_alive: how long the model may sit idle (no request holding
+// it) before the daemon unloads it; the next request loads it again. A Go duration string
+// ("300ms", "5m", "1h30m") or a number of seconds; "0", 0 and absent mean keep it loaded.
+func (l *loader) keepAlive(a *hcl.Attribute, sc *scope, model string) time.Duration {
+	if a == nil {
+		return 0
+	}
+	if _, d := sc.refs(a.Expr.Variables()); !l.add(d) {
+		return 0
+	}
+	v, diags := a.Expr.Value(l.cfg.EvalContext(nil))
+	if !l.add(diags) || !v.IsWhollyKnown() {
+		return 0
+	}
+	d, err := ParseKeepAlive(v)
+	if err != nil {
+		l.add(hcl.Diagnostics{attrDiag(a, nil, "Invalid keep_alive",
+			fmt.Sprintf("Model %q: keep_alive %s.", model, err))})
+		return 0
+	}
+	return d
+}
+
+// ParseKeepAlive reads a keep_alive value: a duration string ("300ms", "5m", "0") or a number
+// of seconds, from 0 (keep loaded) to a year.
+func ParseKeepAlive(v cty.Value) (time.Duration, error) {
+	const want = `must be a duration like "300ms", "5m" or "1h30m", or a number of seconds; "0" keeps the model loaded`
+	if v.IsNull() {
+		return 0, fmt.Errorf("is null: it %s", want)
+	}
+	var d time.Duration
+	switch v.Type() {
+	case cty.String:
+		s := v.AsString()
+		if s == "0" {
+			return 0, nil
+		}
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("%q %s", s, want)
+		}
+	case cty.Number:
+		f, _ := v.AsBigFloat().Float64()
+		if f < 0 || f > maxKeepAlive.Seconds() {
+			return 0, fmt.Errorf("= %s: must be from 0 to %.0f seconds", v.AsBigFloat().Text('g', -1), maxKeepAlive.Seconds())
+		}
+		d = time.Duration(f * float64(time.Second))
+	default:
+		return 0, fmt.Errorf("is a %s: it %s", v.Type().FriendlyName(), want)
+	}
+	if d < 0 || d > maxKeepAlive {
+		return 0, fmt.Errorf("%s: must be from 0 to %s", d, maxKeepAlive)
+	}
+	return d, nil
+}
+
 // checkedString checks the references of a configuration-level attribute
 // and evaluates it as a string.
 func (l *loader) checkedString(a *hcl.Attribute, sc *scope, what string) (string, bool) {
@@ -581,6 +642,7 @@ func (l *loader) model(b *hcl.Block) {
 	}
 	m.MaxBatch = l.modelCount(content.Attributes["max_batch"], sc, m.Name, maxModelBatch)
 	m.PrefillChunk = l.modelCount(content.Attributes["prefill_chunk"], sc, m.Name, maxPrefillChunk)
+	m.KeepAlive = l.keepAlive(content.Attributes["keep_alive"], sc, m.Name)
 	if a := content.Attributes["path"]; a != nil {
 		m.PathRange = a.Expr.Range()
 		p, ok := l.checkedString(a, sc, "model attribute")

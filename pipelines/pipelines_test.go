@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -321,6 +322,10 @@ model "m" {
   task      = "causal-lm"
   max_batch = 2.5
 }`, "Invalid model attribute", `Model "m": max_batch must be a whole number from 1 to 256, got 2.5.`, "inline.hcl:6:15"},
+		{"keep_alive negative", keepAliveModel(`"-5m"`), "Invalid keep_alive", `Model "m": keep_alive -5m0s: must be from 0 to 8760h0m0s.`, "inline.hcl:6:16"},
+		{"keep_alive seconds", keepAliveModel(`-1`), "Invalid keep_alive", `Model "m": keep_alive = -1: must be from 0 to 31536000 seconds.`, "inline.hcl:6:16"},
+		{"keep_alive type", keepAliveModel(`true`), "Invalid keep_alive", `Model "m": keep_alive is a bool: it must be a duration`, "inline.hcl:6:16"},
+		{"keep_alive unit", keepAliveModel(`"5"`), "Invalid keep_alive", `Model "m": keep_alive "5" must be a duration`, "inline.hcl:6:16"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -671,6 +676,40 @@ model "m" {
   task          = %q
   chat_template = %q
 }`, dir, task, tmpl)
+}
+
+func keepAliveModel(v string) string {
+	return fmt.Sprintf(`backend "n" { plugin = "modelrt-native" }
+model "m" {
+  backend    = backend.n
+  path       = "../models/gpt2-tiny"
+  task       = "causal-lm"
+  keep_alive = %s
+}`, v)
+}
+
+// TestKeepAlive: keep_alive reaches the Model as a duration, from a string or a number of
+// seconds; "0" and absent are 0 (keep loaded).
+func TestKeepAlive(t *testing.T) {
+	for v, want := range map[string]time.Duration{`"300ms"`: 300 * time.Millisecond, `"5m"`: 5 * time.Minute,
+		`"1h30m"`: 90 * time.Minute, `"0"`: 0, `0`: 0, `2.5`: 2500 * time.Millisecond} {
+		cfg, diags := loadSrc(keepAliveModel(v), LoadOptions{})
+		if diags.HasErrors() {
+			t.Fatalf("keep_alive = %s: %v", v, diags)
+		}
+		if got := cfg.Models["m"].KeepAlive; got != want {
+			t.Errorf("keep_alive = %s: %v, want %v", v, got, want)
+		}
+	}
+	cfg, diags := loadSrc(`backend "n" { plugin = "modelrt-native" }
+model "m" {
+  backend = backend.n
+  path    = "../models/gpt2-tiny"
+  task    = "causal-lm"
+}`, LoadOptions{})
+	if diags.HasErrors() || cfg.Models["m"].KeepAlive != 0 {
+		t.Errorf("absent keep_alive: %v %v", cfg.Models["m"].KeepAlive, diags)
+	}
 }
 
 // TestSchedulingAttributes: max_batch and prefill_chunk reach the Model; absent, they are 0.
