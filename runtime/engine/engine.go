@@ -99,9 +99,19 @@ type Engine struct {
 	cfg      *pipelines.Config
 	log      *slog.Logger
 	backends map[string]*backendState
-	models   map[string]*Model
 	pipes    map[string]*pipelines.Pipeline
 	ordinary bool // Options.OrdinaryText
+
+	// slots is the model table (repository.go): one entry per model the engine serves, with
+	// its state and the loaded instance; the map is fixed after New, the entries change under
+	// tab.
+	slots map[string]*slot
+	tab   sync.Mutex
+	// events receives load and unload events (OnModelEvent); pending keeps New's until then.
+	events  func(ModelEvent)
+	pending []ModelEvent
+	bg      sync.WaitGroup // loads and unloads under way
+	down    bool           // closing: the table takes no more loads or uses (under tab)
 
 	mu     sync.Mutex
 	closed bool
@@ -114,7 +124,7 @@ type Engine struct {
 func New(ctx context.Context, cfg *pipelines.Config, opts Options) (_ *Engine, err error) {
 	e := &Engine{
 		cfg: cfg, log: opts.Logger, backends: map[string]*backendState{},
-		models: map[string]*Model{}, pipes: map[string]*pipelines.Pipeline{}, ordinary: opts.OrdinaryText,
+		slots: map[string]*slot{}, pipes: map[string]*pipelines.Pipeline{}, ordinary: opts.OrdinaryText,
 	}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -161,12 +171,19 @@ func New(ctx context.Context, cfg *pipelines.Config, opts Options) (_ *Engine, e
 		if err != nil {
 			return nil, err
 		}
-		e.models[name] = lm
-		e.log.Info("model loaded", "model", name, "backend", m.BackendName, "task", m.Task, "path", m.Path, "elapsed", time.Since(t0).Round(time.Millisecond))
+		e.slots[name] = e.newSlot(m, lm)
+		e.log.Info("model loaded", "model", name, "backend", m.BackendName, "task", m.Task, "path", m.Path, "reason", ReasonStartup,
+			"keep_alive", m.KeepAlive, "elapsed", time.Since(t0).Round(time.Millisecond))
+		e.pending = append(e.pending, ModelEvent{Model: name, Kind: EventLoad, Reason: ReasonStartup, Elapsed: time.Since(t0)})
 		progress(Progress{Phase: "load", Name: name, Index: i + 1, Total: len(modelNames), Done: true, Elapsed: time.Since(t0)})
 	}
 	if err := e.checkTokenizers(); err != nil {
 		return nil, err
+	}
+	for _, sl := range e.slots {
+		e.tab.Lock()
+		e.armIdle(sl)
+		e.tab.Unlock()
 	}
 	progress(Progress{Phase: "ready", Done: true})
 	return e, nil
@@ -280,7 +297,7 @@ func (e *Engine) checkTokenizers() error {
 					continue
 				}
 				name := traverserName(tr[1])
-				if m := e.models[name]; m != nil && m.tokErr != nil {
+				if m := e.Model(name); m != nil && m.tokErr != nil {
 					r := s.Attributes[attr].Range
 					return fmt.Errorf("%s: pipeline %q stage %q: %w %q: %v", r.String(), p.Name, s.Name, ErrNoTokenizer, name, m.tokErr)
 				}
@@ -301,11 +318,7 @@ func (e *Engine) Close() error {
 	e.closed = true
 	e.mu.Unlock()
 	e.runs.Wait()
-	for _, m := range e.models {
-		if m.sched != nil {
-			m.sched.Close()
-		}
-	}
+	e.closeModels()
 	var errs []error
 	for _, b := range e.backends {
 		if err := b.plugin.Close(); err != nil {
@@ -318,20 +331,35 @@ func (e *Engine) Close() error {
 // Config returns the configuration the engine runs.
 func (e *Engine) Config() *pipelines.Config { return e.cfg }
 
-// Models lists the loaded models, sorted by name.
+// Models lists the models the engine serves, sorted by name: each as it was last loaded (see
+// Model).
 func (e *Engine) Models() []*Model {
-	out := slices.Collect(maps.Values(e.models))
+	e.tab.Lock()
+	defer e.tab.Unlock()
+	out := make([]*Model, 0, len(e.slots))
+	for _, sl := range e.slots {
+		out = append(out, sl.last)
+	}
 	slices.SortFunc(out, func(a, b *Model) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
-// Model returns the loaded model called name, or nil.
-func (e *Engine) Model(name string) *Model { return e.models[name] }
+// Model returns the model called name as it was last loaded (its declaration and the facts its
+// backend reported), or nil when the engine does not serve it. The model may have been
+// unloaded since (Index tells); a request that runs it holds it with Use.
+func (e *Engine) Model(name string) *Model {
+	e.tab.Lock()
+	defer e.tab.Unlock()
+	if sl := e.slots[name]; sl != nil {
+		return sl.last
+	}
+	return nil
+}
 
-// Backend returns the backend serving a loaded model, for raw Infer calls (the model is loaded
-// there under its own name).
+// Backend returns the backend serving a model, for raw Infer calls (the model is loaded there
+// under its own name while it is loaded: hold it with Use).
 func (e *Engine) Backend(model string) (lm.Backend, error) {
-	m := e.models[model]
+	m := e.Model(model)
 	if m == nil {
 		return nil, fmt.Errorf("%w: model %q", ErrUnknown, model)
 	}
@@ -350,9 +378,9 @@ func (e *Engine) encode(tok *tokenizer.Tokenizer, text string) []int {
 // LM returns the causal-lm model called name, with its continuous-batching scheduler as its
 // Batcher: single-prompt generations opened with OpenStepSession share its steps.
 func (e *Engine) LM(name string) (*lm.Model, error) {
-	m := e.models[name]
-	if m == nil {
-		return nil, fmt.Errorf("%w: model %q", ErrUnknown, name)
+	m, err := e.loaded(name)
+	if err != nil {
+		return nil, err
 	}
 	if m.lm == nil {
 		return nil, fmt.Errorf("model %q is a %s model, not a causal-lm", name, m.Task)
@@ -361,9 +389,9 @@ func (e *Engine) LM(name string) (*lm.Model, error) {
 }
 
 // Scheduler returns the continuous-batching scheduler of model name (nil for a model that is
-// not a causal LM).
+// not a causal LM, or not loaded now).
 func (e *Engine) Scheduler(name string) *batch.Scheduler {
-	if m := e.models[name]; m != nil {
+	if m, err := e.loaded(name); err == nil {
 		return m.sched
 	}
 	return nil
@@ -371,7 +399,7 @@ func (e *Engine) Scheduler(name string) *batch.Scheduler {
 
 // Tokenizer returns a causal-lm model's tokenizer.
 func (e *Engine) Tokenizer(model string) (*tokenizer.Tokenizer, error) {
-	m := e.models[model]
+	m := e.Model(model) // the tokenizer is files, read at load: the last load's serves
 	if m == nil {
 		return nil, fmt.Errorf("%w: model %q", ErrUnknown, model)
 	}

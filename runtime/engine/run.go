@@ -140,7 +140,15 @@ func (e *Engine) Run(ctx context.Context, pipeline string, inputs map[string]cty
 	if diags.HasErrors() {
 		return nil, &DiagnosticsError{Diags: diags}
 	}
-	r := &run{e: e, p: p, obs: obs, inputs: bound, t0: time.Now(),
+	// The pipeline's models are held for the whole run: an unload waits for it, and a model
+	// unloaded for idleness is loaded again first. One unloaded on request fails the run here,
+	// before any stage starts.
+	held, release, err := e.useAll(ctx, p.ModelNames())
+	if err != nil {
+		return nil, fmt.Errorf("pipeline %q: %w", p.Name, err)
+	}
+	defer release()
+	r := &run{e: e, p: p, obs: obs, inputs: bound, t0: time.Now(), held: held,
 		outs: map[string]map[string]cty.Value{}, timing: map[string]StageTiming{}}
 	if err := r.schedule(ctx); err != nil {
 		return nil, err
@@ -164,6 +172,7 @@ type run struct {
 	obs    Observer
 	inputs map[string]cty.Value
 	t0     time.Time
+	held   map[string]*Model // the models the run holds (Use), by name
 
 	// outs and timing are written by schedule's collecting goroutine only, and read once
 	// every stage has finished.

@@ -45,7 +45,7 @@ func (c *stageCall) model(arg string) (*Model, error) {
 		return nil, fmt.Errorf("%s: no model", arg)
 	}
 	name := v.GetAttr("name").AsString()
-	m := c.e.models[name]
+	m := c.held[name]
 	if m == nil {
 		return nil, fmt.Errorf("%w: model %q is not loaded by this engine", ErrUnknown, name)
 	}
