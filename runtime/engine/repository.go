@@ -385,10 +385,15 @@ func (e *Engine) Unload(ctx context.Context, name string) error {
 func (e *Engine) startLoad(sl *slot, reason string) {
 	sl.state, sl.reason, sl.loadErr = StateLoading, "loading", nil
 	sl.notify()
+	e.background(func() { e.doLoad(sl, reason) })
+}
+
+// background runs f in a goroutine that closeModels waits for.
+func (e *Engine) background(f func()) {
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
-		e.doLoad(sl, reason)
+		f()
 	}()
 }
 
@@ -426,11 +431,7 @@ func (e *Engine) startUnload(sl *slot, reason string) {
 		sl.timer.Stop()
 	}
 	sl.notify()
-	e.bg.Add(1)
-	go func() {
-		defer e.bg.Done()
-		e.doUnload(sl, reason)
-	}()
+	e.background(func() { e.doUnload(sl, reason) })
 }
 
 func (e *Engine) doUnload(sl *slot, reason string) {

@@ -164,7 +164,18 @@ func TestUnloadWaitsForRun(t *testing.T) {
 	streaming := make(chan struct{})
 	obs.onText = func() {
 		once.Do(func() {
+			// Generation waits in this callback until the unload has begun: the run is
+			// certainly in flight when it does.
 			go func() { unloaded <- e.Unload(ctx, "gpt2") }()
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				if s, _ := e.Status("gpt2"); s.State == StateUnloading {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Error("the unload did not begin within 10s")
+					break
+				}
+			}
 			close(streaming)
 		})
 	}
@@ -178,7 +189,6 @@ func TestUnloadWaitsForRun(t *testing.T) {
 		done <- out{res, err}
 	}()
 	<-streaming
-	waitFor(t, "UNLOADING", 10*time.Second, func() bool { return state(t, e, "gpt2").State != StateReady })
 	if _, _, err := e.Use(ctx, "gpt2"); !errors.Is(err, ErrNotLoaded) {
 		t.Errorf("Use during the unload: %v", err)
 	}

@@ -10,14 +10,14 @@ import (
 // continuous-batching scheduler (they share its steps), bounded by MaxConcurrency when that
 // was given; MaxConcurrency otherwise.
 func (s *Server) slotsFor(e *engine.Engine, m *engine.Model) int {
-	sc := e.Scheduler(m.Name)
+	mb := e.MaxBatch(m.Name) // the declaration's: the model may be unloaded now
 	switch {
-	case sc == nil:
+	case mb == 0:
 		return s.opts.MaxConcurrency
 	case s.opts.autoConcurrency:
-		return sc.MaxBatch()
+		return mb
 	default:
-		return min(s.opts.MaxConcurrency, sc.MaxBatch())
+		return min(s.opts.MaxConcurrency, mb)
 	}
 }
 

@@ -299,14 +299,15 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, st *sta
 	_ = stream.raw("", []byte("[DONE]"))
 }
 
-// admitModel takes a slot of the named model for a /v1 request, or writes the error. The
-// prompts are tokenized within the slot (admit skips a name that is not a declared model;
-// prepare then says what is wrong).
+// admitModel takes a slot of the named model for a /v1 request and holds the model (loading
+// it again if keep_alive unloaded it), or writes the error. The prompts are tokenized within
+// the slot (admit skips a name that is not a declared model; prepare then says what is wrong).
 func (s *Server) admitModel(ctx context.Context, w http.ResponseWriter, r *http.Request, st *state, lb *recorder, model string) (func(), bool) {
-	if st.e.Model(model) != nil {
-		lb.target = model
+	if st.e.Model(model) == nil {
+		return func() {}, true
 	}
-	release, err := s.admit(ctx, st, []string{model})
+	lb.target = model
+	release, err := s.admitHold(ctx, st, []string{model})
 	if err != nil {
 		writeError(w, r, err)
 		return nil, false

@@ -49,11 +49,15 @@ func classify(err error) *httpError {
 	}
 	msg := clientMessage(err)
 	var de *engine.DiagnosticsError
+	var nl *engine.NotLoadedError
 	switch {
 	case errors.As(err, &de):
 		return &httpError{status: http.StatusBadRequest, code: "invalid_input", msg: msg}
 	case errors.Is(err, imageio.ErrDecode):
 		return &httpError{status: http.StatusBadRequest, code: "invalid_input", msg: msg}
+	case errors.As(err, &nl):
+		return &httpError{status: http.StatusConflict, code: "model_not_loaded",
+			msg: fmt.Sprintf("%s; POST /v2/repository/models/%s/load loads it", msg, nl.Model)}
 	case errors.Is(err, engine.ErrUnknown):
 		return &httpError{status: http.StatusNotFound, code: "not_found", msg: msg}
 	case errors.Is(err, generate.ErrContextLength):

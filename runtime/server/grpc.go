@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"math"
@@ -70,7 +71,7 @@ func (s *Server) grpcIntercept(ctx context.Context, req any, info *grpc.UnarySer
 	switch {
 	case grpcServerFault(st.Code()):
 		level = slog.LevelWarn
-	case err == nil && method != "ModelInfer":
+	case err == nil && grpcAPIs[method] == "":
 		level = slog.LevelDebug
 	}
 	remote := ""
@@ -79,11 +80,17 @@ func (s *Server) grpcIntercept(ctx context.Context, req any, info *grpc.UnarySer
 	}
 	s.log.Log(ctx, level, "grpc request", "method", method, "code", st.Code().String(),
 		"duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", remote, "target", call.target)
-	if method == "ModelInfer" {
-		s.metrics.requests.WithLabelValues("grpc_infer", call.target, strconv.Itoa(grpcHTTPStatus(st.Code()))).Inc()
-		s.metrics.latency.WithLabelValues("grpc_infer", call.target).Observe(time.Since(start).Seconds())
+	if api := grpcAPIs[method]; api != "" {
+		s.metrics.requests.WithLabelValues(api, call.target, strconv.Itoa(grpcHTTPStatus(st.Code()))).Inc()
+		s.metrics.latency.WithLabelValues(api, call.target).Observe(time.Since(start).Seconds())
 	}
 	return res, err
+}
+
+// grpcAPIs are the calls counted in modelrt_requests_total, by their api label.
+var grpcAPIs = map[string]string{
+	"ModelInfer": "grpc_infer", "RepositoryIndex": "grpc_repository",
+	"RepositoryModelLoad": "grpc_repository", "RepositoryModelUnload": "grpc_repository",
 }
 
 func grpcServerFault(c codes.Code) bool {
@@ -126,6 +133,8 @@ func grpcHTTPStatus(c codes.Code) int {
 		return http.StatusOK
 	case codes.ResourceExhausted:
 		return http.StatusTooManyRequests
+	case codes.FailedPrecondition:
+		return http.StatusConflict
 	}
 	for h, g := range grpcCodes {
 		if g == c && h != http.StatusRequestEntityTooLarge {
@@ -144,6 +153,11 @@ func grpcError(err error) error {
 	c, ok := grpcCodes[he.status]
 	if !ok {
 		c = codes.Internal
+	}
+	if he.code == "model_not_loaded" {
+		// REST's 409: the model is unloaded until a load; FAILED_PRECONDITION says "do not
+		// retry until the state is fixed" (UNAVAILABLE would invite automatic retries).
+		c = codes.FailedPrecondition
 	}
 	return status.Error(c, he.msg)
 }
@@ -385,4 +399,97 @@ func (s *Server) grpcResponse(m *engine.Model, req *v2InferRequest, res *sdk.Inf
 		out.RawOutputContents = append(out.RawOutputContents, t.Data)
 	}
 	return out, nil
+}
+
+// RepositoryIndex lists the configuration's models and their states (repository.go).
+func (g *grpcService) RepositoryIndex(ctx context.Context, req *kservepb.RepositoryIndexRequest) (*kservepb.RepositoryIndexResponse, error) {
+	st, err := g.s.acquire()
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	defer st.flight.Done()
+	res := &kservepb.RepositoryIndexResponse{Models: []*kservepb.RepositoryIndexResponse_ModelIndex{}}
+	for _, e := range repositoryIndex(st.e, req.Ready) {
+		res.Models = append(res.Models, &kservepb.RepositoryIndexResponse_ModelIndex{Name: e.Name, Version: e.Version, State: e.State, Reason: e.Reason})
+	}
+	return res, nil
+}
+
+// RepositoryModelLoad (re)loads a model as REST's load does.
+func (g *grpcService) RepositoryModelLoad(ctx context.Context, req *kservepb.RepositoryModelLoadRequest) (*kservepb.RepositoryModelLoadResponse, error) {
+	err := g.repositoryChange(ctx, req.ModelName, opLoad, req.Parameters)
+	if err != nil {
+		return nil, err
+	}
+	return &kservepb.RepositoryModelLoadResponse{}, nil
+}
+
+// RepositoryModelUnload unloads a model as REST's unload does.
+func (g *grpcService) RepositoryModelUnload(ctx context.Context, req *kservepb.RepositoryModelUnloadRequest) (*kservepb.RepositoryModelUnloadResponse, error) {
+	err := g.repositoryChange(ctx, req.ModelName, opUnload, req.Parameters)
+	if err != nil {
+		return nil, err
+	}
+	return &kservepb.RepositoryModelUnloadResponse{}, nil
+}
+
+func (g *grpcService) repositoryChange(ctx context.Context, name, op string, params map[string]*kservepb.ModelRepositoryParameter) error {
+	if err := grpcRepositoryParams(op, params); err != nil {
+		return grpcError(err)
+	}
+	st, err := g.s.acquire()
+	if err != nil {
+		return grpcError(err)
+	}
+	defer st.flight.Done()
+	if err := repositoryModel(st.e, name); err != nil {
+		return grpcError(err)
+	}
+	if c, ok := ctx.Value(grpcCallKey{}).(*grpcCall); ok {
+		c.target = name
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.s.opts.RequestTimeout)
+	defer cancel()
+	change := st.e.Load
+	if op == opUnload {
+		change = st.e.Unload
+	}
+	if err := change(ctx, name); err != nil {
+		return grpcError(err)
+	}
+	ms, _ := st.e.Status(name)
+	g.s.log.Info("repository "+op, "model", name, "state", ms.State, "protocol", "grpc")
+	return nil
+}
+
+// grpcRepositoryParams checks a load's or an unload's parameters as REST's body is checked.
+func grpcRepositoryParams(op string, params map[string]*kservepb.ModelRepositoryParameter) error {
+	if len(params) == 0 {
+		return nil
+	}
+	raw := map[string]json.RawMessage{}
+	for k, p := range params {
+		var v any
+		switch c := p.GetParameterChoice().(type) {
+		case *kservepb.ModelRepositoryParameter_BoolParam:
+			v = c.BoolParam
+		case *kservepb.ModelRepositoryParameter_Int64Param:
+			v = c.Int64Param
+		case *kservepb.ModelRepositoryParameter_StringParam:
+			v = c.StringParam
+		case *kservepb.ModelRepositoryParameter_BytesParam:
+			v = c.BytesParam
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		raw[k] = b
+	}
+	body, err := json.Marshal(repositoryRequest{Parameters: raw})
+	if err != nil {
+		return err
+	}
+	_, err = parseRepositoryRequest(op, body)
+	return err
 }

@@ -16,7 +16,8 @@ var grpcNodePackages = []string{"@grpc/grpc-js@1.13.4", "@grpc/proto-loader@0.7.
 
 // nodeGRPCScript loads the committed proto with @grpc/proto-loader and calls the service as a
 // Node application would: metadata, an infer with raw contents, an infer with typed contents,
-// and the errors of a bad shape and an unknown model.
+// the errors of a bad shape and an unknown model, and the repository extension (index, unload,
+// load, and a load of an unknown model).
 const nodeGRPCScript = `
 const grpc = require("@grpc/grpc-js");
 const loader = require("@grpc/proto-loader");
@@ -47,6 +48,17 @@ const call = (m, req, meta) => new Promise((ok) => client[m](req, meta || md, (e
   out.badShape = { code: r.err.code, details: r.err.details };
   r = await call("ModelInfer", { model_name: "nope", inputs: [{ name: "x", datatype: "FP32", shape: [1], contents: { fp32_contents: [1] } }] });
   out.unknown = { code: r.err.code, details: r.err.details };
+  r = await call("RepositoryIndex", {});
+  if (r.err) throw r.err;
+  out.index = r.res.models.map((m) => m.name + ":" + m.version + ":" + m.state);
+  r = await call("RepositoryModelUnload", { model_name: "vae" });
+  if (r.err) throw r.err;
+  r = await call("RepositoryIndex", { ready: true });
+  out.readyIndex = r.res.models.map((m) => m.name);
+  r = await call("RepositoryModelLoad", { model_name: "vae" });
+  if (r.err) throw r.err;
+  r = await call("RepositoryModelLoad", { model_name: "nope" });
+  out.loadUnknown = { code: r.err.code, details: r.err.details };
   console.log(JSON.stringify(out));
   client.close();
 })().catch((e) => { console.error(e); process.exit(1); });
@@ -133,10 +145,11 @@ func TestGRPCNodeClient(t *testing.T) {
 			Name  string
 			Shape []string
 		}
-		BadShape, Unknown struct {
+		BadShape, Unknown, LoadUnknown struct {
 			Code    int
 			Details string
 		}
+		Index, ReadyIndex []string
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -156,5 +169,11 @@ func TestGRPCNodeClient(t *testing.T) {
 	}
 	if got.Unknown.Code != notFound || !strings.Contains(got.Unknown.Details, `"nope"`) {
 		t.Errorf("unknown model: %+v", got.Unknown)
+	}
+	if strings.Join(got.Index, ",") != "gpt2:1:READY,gpt2-chat:1:READY,vae:1:READY" || strings.Join(got.ReadyIndex, ",") != "gpt2,gpt2-chat" {
+		t.Errorf("repository index: %v; ready after unloading vae: %v", got.Index, got.ReadyIndex)
+	}
+	if got.LoadUnknown.Code != notFound || !strings.Contains(got.LoadUnknown.Details, `"nope"`) {
+		t.Errorf("load of an unknown model: %+v", got.LoadUnknown)
 	}
 }

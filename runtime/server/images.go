@@ -158,11 +158,9 @@ func prepareImages(e *engine.Engine, q *imageRequest) (*imageJob, error) {
 	if err != nil {
 		return job, err
 	}
-	model, err := e.LM(prior.Name)
-	if err != nil {
-		return job, err
-	}
-	job.pipe = &text2image.Pipeline{Model: m, Prior: model, VAE: vaeBackend, VAEName: job.vae.Name}
+	// The prior's lm.Model (with its scheduler) is set once the request holds it: the loaded
+	// instance may change until then (an unload, a keep_alive reload).
+	job.pipe = &text2image.Pipeline{Model: m, VAE: vaeBackend, VAEName: job.vae.Name}
 	job.opts = o
 	return job, nil
 }
@@ -203,12 +201,16 @@ func (s *Server) imageGenerations(w http.ResponseWriter, r *http.Request, st *st
 		writeError(w, r, badImage("prompt: %s", strings.TrimPrefix(err.Error(), text2image.ErrInvalid.Error()+": ")))
 		return
 	}
-	release, err := s.admit(ctx, st, []string{job.prior.Name, job.vae.Name})
+	release, err := s.admitHold(ctx, st, []string{job.prior.Name, job.vae.Name})
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	defer release()
+	if job.pipe.Prior, err = st.e.LM(job.prior.Name); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	backends := []string{job.prior.BackendName, job.vae.BackendName}
 	before := restarts(st.e, backends...)
 	res, err := job.pipe.Generate(ctx, *q.Prompt, job.opts)

@@ -32,7 +32,7 @@ type v2Spec struct {
 var forwardedParams = []string{sdk.ParamLogits, sdk.ParamTask}
 
 func (s *Server) v2Server(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"name": "modelrt", "version": s.opts.Version, "extensions": []string{"binary_tensor_data"}})
+	writeJSON(w, http.StatusOK, map[string]any{"name": "modelrt", "version": s.opts.Version, "extensions": []string{"binary_tensor_data", "model_repository"}})
 }
 
 func (s *Server) v2Live(w http.ResponseWriter, r *http.Request) {
@@ -122,8 +122,12 @@ func (s *Server) v2ModelReady(w http.ResponseWriter, r *http.Request, st *state)
 	writeJSON(w, status, map[string]any{"name": m.Name, "ready": ready})
 }
 
-// modelReady: not draining and the model's backend running.
+// modelReady: not draining, the model loaded (or loaded on demand: keep_alive unloaded it)
+// and its backend running.
 func (s *Server) modelReady(st *state, m *engine.Model) bool {
+	if ms, ok := st.e.Status(m.Name); !ok || !(ms.State == engine.StateReady || ms.OnDemand) {
+		return false
+	}
 	for _, b := range st.e.Backends() {
 		if b.Name == m.BackendName && b.State != "running" {
 			return false
@@ -177,8 +181,9 @@ func (s *Server) v2Run(ctx context.Context, st *state, m *engine.Model, req *v2I
 	if err != nil {
 		return err
 	}
-	// The tensors are parsed, and the response built and sent, within the slot.
-	release, err := s.admit(ctx, st, []string{m.Name})
+	// The tensors are parsed, and the response built and sent, within the slot, holding the
+	// model.
+	release, err := s.admitHold(ctx, st, []string{m.Name})
 	if err != nil {
 		return err
 	}

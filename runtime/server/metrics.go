@@ -6,6 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/modelrt/modelrt/runtime/engine"
 )
 
 // metrics are the daemon's Prometheus series. Labels carry only names the configuration
@@ -19,6 +21,11 @@ type metrics struct {
 	prompt   *prometheus.CounterVec   // model
 	queue    *prometheus.GaugeVec     // model
 	active   *prometheus.GaugeVec     // model
+	// Loads and unloads of the model table (repository.go): load time by reason (startup,
+	// request, keep_alive), failed loads, unloads by reason.
+	loadSeconds *prometheus.HistogramVec // model, reason
+	loadFails   *prometheus.CounterVec   // model, reason
+	unloads     *prometheus.CounterVec   // model, reason
 }
 
 func newMetrics(s *Server) *metrics {
@@ -43,9 +50,19 @@ func newMetrics(s *Server) *metrics {
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "modelrt_requests_in_flight", Help: "Requests holding a slot, by model.",
 		}, []string{"model"}),
+		loadSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "modelrt_model_load_seconds", Help: "Time to load a model in its backend, by model and reason: startup, request (POST /v2/repository/models/M/load), keep_alive (a request needed a model unloaded for idleness and waited for this).",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+		}, []string{"model", "reason"}),
+		loadFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modelrt_model_load_failures_total", Help: "Failed model loads, by model and reason.",
+		}, []string{"model", "reason"}),
+		unloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modelrt_model_unloads_total", Help: "Model unloads, by model and reason: request, keep_alive (idle).",
+		}, []string{"model", "reason"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.tokens, m.prompt, m.queue, m.active,
-		&backendCollector{s: s}, &schedulerCollector{s: s}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.requests, m.latency, m.tokens, m.prompt, m.queue, m.active, m.loadSeconds, m.loadFails, m.unloads,
+		&modelCollector{s: s}, &backendCollector{s: s}, &schedulerCollector{s: s}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -78,5 +95,35 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up, b.Name)
 		ch <- prometheus.MustNewConstMetric(crashesDesc, prometheus.GaugeValue, float64(b.CrashesInARow), b.Name)
+	}
+}
+
+// modelEvent counts an engine's load or unload (engine.OnModelEvent). Model names come from
+// the configuration only.
+func (m *metrics) modelEvent(ev engine.ModelEvent) {
+	switch ev.Kind {
+	case engine.EventLoad:
+		m.loadSeconds.WithLabelValues(ev.Model, ev.Reason).Observe(ev.Elapsed.Seconds())
+	case engine.EventLoadFailed:
+		m.loadFails.WithLabelValues(ev.Model, ev.Reason).Inc()
+	case engine.EventUnload:
+		m.unloads.WithLabelValues(ev.Model, ev.Reason).Inc()
+	}
+}
+
+// modelCollector reports the current engine's model table at scrape time.
+type modelCollector struct{ s *Server }
+
+var loadedDesc = prometheus.NewDesc("modelrt_model_loaded", "1 while the model is loaded (READY), 0 otherwise (unloaded, loading, unloading); sum() is the models loaded.", []string{"model"}, nil)
+
+func (c *modelCollector) Describe(ch chan<- *prometheus.Desc) { ch <- loadedDesc }
+
+func (c *modelCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, ms := range c.s.Engine().Index() {
+		v := 0.0
+		if ms.State == engine.StateReady {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(loadedDesc, prometheus.GaugeValue, v, ms.Name)
 	}
 }

@@ -408,7 +408,7 @@ func (s *Server) listModels(w http.ResponseWriter, r *http.Request, st *state) {
 		Data   []model `json:"data"`
 	}{Object: "list", Data: []model{}}
 	for _, m := range st.e.Models() {
-		if m.Task == pipelines.TaskCausalLM {
+		if ms, _ := st.e.Status(m.Name); m.Task == pipelines.TaskCausalLM && ms.Available() {
 			out.Data = append(out.Data, model{ID: m.Name, Object: "model", Created: st.created.Unix(), OwnedBy: "modelrt"})
 		}
 	}
@@ -419,6 +419,10 @@ func (s *Server) getModel(w http.ResponseWriter, r *http.Request, st *state) {
 	m, err := causalLM(st.e, r.PathValue("model"))
 	if err != nil {
 		writeError(w, r, err)
+		return
+	}
+	if ms, _ := st.e.Status(m.Name); !ms.Available() {
+		writeError(w, r, &engine.NotLoadedError{Model: m.Name, Reason: ms.Reason})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": m.Name, "object": "model", "created": st.created.Unix(), "owned_by": "modelrt"})

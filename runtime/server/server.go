@@ -163,6 +163,7 @@ func New(e *engine.Engine, opts Options) *Server {
 
 func (s *Server) newState(e *engine.Engine) *state {
 	st := &state{e: e, limits: map[string]*limiter{}, guards: map[string]*pathGuard{}, created: time.Now()}
+	e.OnModelEvent(s.metrics.modelEvent)
 	for _, m := range e.Models() {
 		st.limits[m.Name] = newLimiter(s.slotsFor(e, m), s.opts.MaxQueue, s.metrics.queue.WithLabelValues(m.Name), s.metrics.active.WithLabelValues(m.Name))
 	}
@@ -313,6 +314,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v2", s.v2Server)
 	m.HandleFunc("GET /v2/health/live", s.v2Live)
 	m.HandleFunc("GET /v2/health/ready", s.v2Ready)
+	m.HandleFunc("POST /v2/repository/index", s.on(s.repositoryIndex))
+	m.HandleFunc("POST /v2/repository/models/{model}/load", s.on(s.repositoryLoad))
+	m.HandleFunc("POST /v2/repository/models/{model}/unload", s.on(s.repositoryUnload))
 	for _, prefix := range []string{"/v2/models/{model}", "/v2/models/{model}/versions/{version}"} {
 		m.HandleFunc("GET "+prefix, s.on(s.v2Model))
 		m.HandleFunc("GET "+prefix+"/ready", s.on(s.v2ModelReady))
@@ -427,6 +431,32 @@ func (s *Server) admit(ctx context.Context, st *state, models []string) (func(),
 		held = append(held, l)
 	}
 	return release, nil
+}
+
+// admitHold admits a request on the models named (admit), then holds them (engine.Use): an
+// unload waits for the request, and a model keep_alive unloaded is loaded again first. The
+// function returned frees both.
+func (s *Server) admitHold(ctx context.Context, st *state, models []string) (func(), error) {
+	release, err := s.admit(ctx, st, models)
+	if err != nil {
+		return nil, err
+	}
+	var held []func()
+	done := func() {
+		for _, r := range held {
+			r()
+		}
+		release()
+	}
+	for _, name := range sortedUnique(models) {
+		_, r, err := st.e.Use(ctx, name)
+		if err != nil {
+			done()
+			return nil, err
+		}
+		held = append(held, r)
+	}
+	return done, nil
 }
 
 // recorder keeps the status and size of a response for the access log and metrics; it passes

@@ -183,12 +183,19 @@ pipeline "steered" {
 // newEngine loads testConfig and starts its engine.
 func newEngine(t testing.TB) *engine.Engine {
 	t.Helper()
+	return newEngineFrom(t, testConfig)
+}
+
+// newEngineFrom starts the engine of a configuration whose %[1]s is the plugin directory, %[2]s
+// the fixture models and %[3]s a temporary directory.
+func newEngineFrom(t testing.TB, config string) *engine.Engine {
+	t.Helper()
 	models, err := filepath.Abs("../../testdata/models")
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "serve.hcl")
-	if err := os.WriteFile(path, fmt.Appendf(nil, testConfig, binDir, models, t.TempDir()), 0o644); err != nil {
+	if err := os.WriteFile(path, fmt.Appendf(nil, config, binDir, models, t.TempDir()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg, diags := pipelines.Load(path, pipelines.LoadOptions{})
