@@ -103,8 +103,8 @@ type Model struct {
 	// unloads it (the next request that needs it loads it again). 0, the default: keep it
 	// loaded.
 	KeepAlive time.Duration
-	DeclRange              hcl.Range
-	PathRange              hcl.Range
+	DeclRange hcl.Range
+	PathRange hcl.Range
 }
 
 // Pipeline is a `pipeline "name" { description, input, stage, output }`
