@@ -50,6 +50,8 @@ and serves, on --listen (loopback unless told otherwise):
                                              pipelines; SSE with Accept: text/event-stream
   /v2/health/{live,ready}, GET /v2/models/M[/ready], POST /v2/models/M/infer
                                              KServe Open Inference Protocol v2
+  POST /v2/repository/index, POST /v2/repository/models/M/{load,unload}
+                                             KServe/Triton model repository: load, unload one model
   GET /metrics, GET /healthz                 Prometheus metrics, health
 
 The bound address is printed on stdout ("listening on http://ADDR"; --listen 127.0.0.1:0 picks a
@@ -57,7 +59,8 @@ free port). SIGTERM or SIGINT drains: new connections are refused, requests in f
 within --shutdown-timeout (then they are cancelled), the plugins stop. SIGHUP reloads the
 configuration: a new engine is built beside the old one, which finishes its requests and
 closes; a configuration with errors is rejected (its diagnostics are logged) and the old one
-keeps serving. Access logs are slog records on stderr (--log-format json for JSON lines).
+keeps serving. A model block's keep_alive unloads the model after that long idle; the next
+request loads it again. Access logs are slog records on stderr (--log-format json for JSON lines).
 docs/server.md has the API.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
