@@ -20,7 +20,8 @@ import (
 )
 
 // TestServeGRPC: `modelrt serve --grpc-listen` answers v2 gRPC behind the token, keeps serving
-// after a bad call, and stops cleanly on SIGTERM.
+// after a bad call, unloads and loads a model through the repository calls (logged), and stops
+// cleanly on SIGTERM.
 func TestServeGRPC(t *testing.T) {
 	model, err := filepath.Abs("../../testdata/models/gpt2-tiny")
 	if err != nil {
@@ -69,10 +70,25 @@ func TestServeGRPC(t *testing.T) {
 	if len(res.Outputs) != 1 || res.Outputs[0].Name != "logits" || len(res.Outputs[0].Shape) != 3 || res.Outputs[0].Shape[1] != 1 {
 		t.Errorf("ModelInfer = %v", res.Outputs)
 	}
+	// The repository extension: unload, an infer refused with the way to load, load, infer.
+	if _, err := c.RepositoryModelUnload(authed, &kservepb.RepositoryModelUnloadRequest{ModelName: "gpt2"}); err != nil {
+		t.Fatalf("RepositoryModelUnload: %v\n%s", err, s.log())
+	}
+	if _, err := c.ModelInfer(authed, infer); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "/v2/repository/models/gpt2/load") {
+		t.Errorf("infer on an unloaded model: %v, want FailedPrecondition naming the load", err)
+	}
+	if _, err := c.RepositoryModelLoad(authed, &kservepb.RepositoryModelLoadRequest{ModelName: "gpt2"}); err != nil {
+		t.Fatalf("RepositoryModelLoad: %v\n%s", err, s.log())
+	}
+	if _, err := c.ModelInfer(authed, infer); err != nil {
+		t.Errorf("infer after the load: %v", err)
+	}
 	if err := s.stop(t, syscall.SIGTERM); err != nil {
 		t.Errorf("exit after SIGTERM: %v\n%s", err, s.log())
 	}
-	if log := s.log(); !strings.Contains(log, "method=ModelInfer") || !strings.Contains(log, "code=InvalidArgument") {
+	if log := s.log(); !strings.Contains(log, "method=ModelInfer") || !strings.Contains(log, "code=InvalidArgument") ||
+		!strings.Contains(log, `msg="model unloaded" model=gpt2 backend=native reason=request`) ||
+		!strings.Contains(log, `msg="model loaded" model=gpt2 backend=native reason=request`) {
 		t.Errorf("the gRPC calls are not logged:\n%s", log)
 	}
 }

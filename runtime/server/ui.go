@@ -51,8 +51,8 @@ func (s *Server) uiModels(w http.ResponseWriter, r *http.Request, st *state) {
 		Images      []string `json:"images"`
 	}{Completions: []string{}, Images: []string{}}
 	for _, m := range st.e.Models() {
-		if m.Task != pipelines.TaskCausalLM {
-			continue
+		if ms, _ := st.e.Status(m.Name); m.Task != pipelines.TaskCausalLM || !ms.Available() {
+			continue // unloaded on request models are left out, as by GET /v1/models
 		}
 		if _, err := os.Stat(filepath.Join(m.Path, sdk.Text2ImageFile)); err == nil {
 			out.Images = append(out.Images, m.Name)
