@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,16 +24,12 @@ import (
 	"github.com/modelrt/modelrt/runtime/server/kservepb"
 )
 
-// waitUntil polls cond until it holds or the limit passes (a bound on a state change, not a
+// waitUntil fails the test unless cond holds within limit (a bound on a state change, not a
 // measure of speed).
 func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !settle(limit, cond) {
+		t.Fatalf("%s: not within %s", what, limit)
 	}
 }
 
@@ -197,7 +192,7 @@ func TestRepositoryUnloadMidStream(t *testing.T) {
 	}}
 	slow := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
 	defer slow.CloseIdleConnections()
-	goroutines := runtime.NumGoroutine()
+	goroutines := settledGoroutines()
 
 	body := `{"model": "gpt2", "prompt": "Hello", "max_tokens": 60, "n": 8, "temperature": 1, "seed": 3, "stream": true, "logprobs": 5}`
 	req, _ := http.NewRequest("POST", ts.URL+"/v1/completions", strings.NewReader(body))
@@ -246,7 +241,9 @@ func TestRepositoryUnloadMidStream(t *testing.T) {
 	ts.Client().CloseIdleConnections()
 	// Connections' goroutines may linger a moment; the scheduler's loop and the request's must
 	// be gone.
-	waitUntil(t, "goroutines back", 10*time.Second, func() bool { return runtime.NumGoroutine() <= goroutines+2 })
+	if n := settledGoroutines(); n > goroutines+2 {
+		t.Errorf("%d goroutines after the unload, %d before", n, goroutines)
+	}
 }
 
 func tail(s string, n int) string {
