@@ -245,8 +245,9 @@ func TestKeepAlive(t *testing.T) {
 		got = append(got, ev.Model+":"+ev.Kind+":"+ev.Reason)
 	}
 	mu.Unlock()
+	// (Another idle unload may follow on a slow machine.)
 	want := []string{"gpt2:load:startup", "other:load:startup", "other:unload:keep_alive", "other:load:keep_alive"}
-	if !slices.Equal(got, want) {
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
 		t.Errorf("events %v, want %v", got, want)
 	}
 	// An explicit unload of an idle model makes it stay unloaded.
