@@ -497,19 +497,19 @@ func (p *Plugin) restart() {
 	for {
 		p.mu.Lock()
 		crashes := p.crashes
-		p.mu.Unlock()
-		if crashes > p.cfg.MaxRestarts {
-			p.fail(fmt.Errorf("crashed %d times in a row", crashes))
-		}
 		// Exponential backoff: RestartBackoff · 2^(crashes-1), capped.
 		backoff := p.cfg.RestartBackoff
 		for i := 1; i < crashes && backoff < MaxRestartBackoff; i++ {
 			backoff *= 2
 		}
 		backoff = min(backoff, MaxRestartBackoff)
-		p.mu.Lock()
+		// Set before fail, so that whoever sees the failed state also sees when the next
+		// attempt starts.
 		p.nextTry = time.Now().Add(backoff)
 		p.mu.Unlock()
+		if crashes > p.cfg.MaxRestarts {
+			p.fail(fmt.Errorf("crashed %d times in a row", crashes))
+		}
 		select {
 		case <-p.done:
 			return
