@@ -13,11 +13,14 @@ import (
 // left-padded to the longest with attention_mask zeros, position ids following the mask
 // (cumsum-1), so that every row's last column is its new token.
 //
-// The packed batch (a group) is kept after the step: while the next Step decodes exactly the
-// same sessions (one token each, the steady state of a continuous batch), the presents of one
-// step are the pasts of the next, as for a single session, and nothing is copied. A Step over
-// another set of sessions, a single-session Forward of a member, or a padded length past the
-// context unpacks the group into each member's own buffers (one copy) and packs anew.
+// The packed batch (a group) is kept after the step: while the next Step decodes the same
+// sessions (one token each, the steady state of a continuous batch), the presents of one step
+// are the pasts of the next, as for a single session, and nothing is copied. A member missing
+// from a step (it was still sampling when the step started, or it closed) is fed a token at a
+// masked position: its row gains a gap column, computed and ignored, rather than every cache
+// being copied twice; when more than a quarter of the rows would be missing, a session not in
+// the group joins, a member steps alone (Forward) or the padded length reaches the context,
+// the group is unpacked into each member's own buffers (one copy) and the Step packs anew.
 //
 // Items that feed several tokens (prompt chunks) run one session at a time within the call:
 // padding every decode row to the chunk's length would multiply their work by it. A graph
@@ -28,14 +31,33 @@ import (
 type group struct {
 	s    *LMSession   // batch len(rows), padded: holds the packed cache
 	rows []*LMSession // row b's session; nil once it closed
-	pad  []int        // row b's own positions are columns [pad[b], s.n) of s
+	pad  []int        // row b's own positions are columns [pad[b], s.n) of s but gaps[b]
+	gaps [][]int      // per row, ascending: columns of steps the row missed (masked)
 	live int          // rows not nil
+}
+
+// held is the number of positions row b holds.
+func (g *group) held(b int) int { return g.s.n - g.pad[b] - len(g.gaps[b]) }
+
+// own calls f for each run [from, to) of row b's own columns, in order.
+func (g *group) own(b int, f func(from, to int)) {
+	from := g.pad[b]
+	for _, c := range g.gaps[b] {
+		if c > from {
+			f(from, c)
+		}
+		from = c + 1
+	}
+	if g.s.n > from {
+		f(from, g.s.n)
+	}
 }
 
 // BatchStats counts the batched Steps of an LM.
 type BatchStats struct {
 	Packed int // Steps that packed their decoding sessions into a new batch
-	Kept   int // Steps that reused the previous Step's packed batch as it was
+	Kept   int // Steps that reused the previous Step's packed batch
+	Gaps   int // rows of a reused batch fed a masked position because their session skipped the Step
 }
 
 // BatchStats returns the counts so far.
@@ -104,7 +126,7 @@ func (m *LM) Step(ctx context.Context, sess []*LMSession, ids [][]int64, dst []f
 	var g *group
 	if len(dec) > 0 {
 		g = sess[dec[0]].grp
-		if m.repack || g == nil || g.live != len(dec) || len(g.rows) != len(dec) ||
+		if m.repack || g == nil || len(g.rows)-len(dec) > len(g.rows)/4 ||
 			(m.info.MaxContext > 0 && g.s.n+1 > m.info.MaxContext) {
 			g = nil
 		}
@@ -125,6 +147,19 @@ func (m *LM) Step(ctx context.Context, sess []*LMSession, ids [][]int64, dst []f
 		defer s.mu.Unlock()
 		if s.closed {
 			return ErrClosed
+		}
+	}
+	// The kept group's members that skip this step gain a gap column: hold them too.
+	var skip []int
+	if g != nil {
+		for b, s := range g.rows {
+			if s != nil && !seen[s] {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+			}
+			if !seen[s] {
+				skip = append(skip, b)
+			}
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -164,12 +199,35 @@ func (m *LM) Step(ctx context.Context, sess []*LMSession, ids [][]int64, dst []f
 			rowOf[k] = sess[i].row
 			gids[sess[i].row] = ids[i][0]
 		}
+		var mask []int64 // nil: every row's new column is attended
+		col := g.s.n
+		if len(skip) > 0 {
+			total := col + 1
+			mask = make([]int64, n*total)
+			for b := range n {
+				copy(mask[b*total:], g.s.mask[b])
+				mask[b*total+col] = 1
+			}
+			for _, b := range skip {
+				mask[b*total+col] = 0
+			}
+		}
 		logits := make([]float32, n*V)
-		d, err := g.s.prepare(ctx, gids, n, 1, nil, true, logits)
+		d, err := g.s.prepare(ctx, gids, n, 1, mask, true, logits)
 		if err != nil {
 			return err
 		}
 		done = append(done, d)
+		if len(skip) > 0 {
+			done = append(done, func(ok bool) {
+				if ok {
+					for _, b := range skip {
+						g.gaps[b] = append(g.gaps[b], col)
+					}
+					m.batchStats.Gaps += len(skip)
+				}
+			})
+		}
 		for k, i := range dec {
 			copy(dst[i*V:(i+1)*V], logits[rowOf[k]*V:(rowOf[k]+1)*V])
 		}
@@ -198,7 +256,7 @@ func (m *LM) pack(members []*LMSession) (*group, error) {
 		return nil, err
 	}
 	gs.padded, gs.n = true, P
-	g := &group{s: gs, rows: members, pad: make([]int, N), live: N}
+	g := &group{s: gs, rows: members, pad: make([]int, N), gaps: make([][]int, N), live: N}
 	for b, s := range members {
 		pad := P - s.n
 		g.pad[b] = pad
@@ -240,18 +298,28 @@ func (m *LM) unpack(g *group) {
 			continue
 		}
 		s.mu.Lock()
-		n := g.s.n - g.pad[b]
-		s.mask[0] = append(s.mask[0][:0], g.s.mask[b][g.pad[b]:]...)
+		n := g.held(b)
+		s.mask[0] = s.mask[0][:0]
 		if s.ids != nil {
-			s.ids[0] = append(s.ids[0][:0], g.s.ids[b][g.pad[b]:]...)
+			s.ids[0] = s.ids[0][:0]
 		}
+		g.own(b, func(from, to int) {
+			s.mask[0] = append(s.mask[0], g.s.mask[b][from:to]...)
+			if s.ids != nil {
+				s.ids[0] = append(s.ids[0], g.s.ids[b][from:to]...)
+			}
+		})
 		destroy(s.past)
 		s.past = nil
 		if n > 0 && s.ids == nil && g.s.past != nil {
 			for i, sl := range m.slots {
 				shape := s.slotShape(sl, n)
 				buf := s.poolBuf(s.cur, i, int(shape.FlattenedSize())/n, n)
-				copyCache(buf, 1, n, 0, 0, g.s.pools[g.s.cur][i], len(g.rows), g.s.n, b, g.pad[b], outer, H, D, n)
+				at := 0
+				g.own(b, func(from, to int) {
+					copyCache(buf, 1, n, 0, at, g.s.pools[g.s.cur][i], len(g.rows), g.s.n, b, from, outer, H, D, to-from)
+					at += to - from
+				})
 				t, err := ortgo.NewTensor(shape, buf)
 				if err != nil {
 					// Creating a tensor over Go memory fails only when ONNX Runtime is out of

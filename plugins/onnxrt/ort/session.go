@@ -86,7 +86,7 @@ func (s *LMSession) Len() int {
 // held is Len with s.mu held.
 func (s *LMSession) held() int {
 	if g := s.grp; g != nil {
-		return g.s.n - g.pad[s.row]
+		return g.held(s.row)
 	}
 	return s.n
 }
