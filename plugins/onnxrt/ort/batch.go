@@ -135,6 +135,11 @@ func (m *LM) Step(ctx context.Context, sess []*LMSession, ids [][]int64, dst []f
 				g = nil
 			}
 		}
+		for _, i := range alone { // a member feeding a chunk runs on its own buffers
+			if g != nil && sess[i].grp == g {
+				g = nil
+			}
+		}
 	}
 	// Unpack every group that a session of this step belongs to, except the one kept.
 	for _, s := range sess {

@@ -164,6 +164,42 @@ func sessionsOf[T any](xs []T, f func(T) *LMSession) []*LMSession {
 	return out
 }
 
+// TestStepMemberChunk: a member of a kept batch that feeds several tokens (run on its own
+// buffers) beside the others decoding gives what it gives alone.
+func TestStepMemberChunk(t *testing.T) {
+	lm := loadFixture(t, "gpt2-odd-onnx-optimum-op14")
+	ctx := context.Background()
+	V := lm.Info().VocabSize
+	var batched, alone []*LMSession
+	for range 4 {
+		batched = append(batched, newSession(t, lm, 1))
+		alone = append(alone, newSession(t, lm, 1))
+	}
+	steps := [][][]int64{
+		{{1, 2}, {3}, {4, 5, 6}, {7}},
+		{{8}, {9}, {10}, {11}},
+		{{12}, {13}, {14}, {15}},
+		{{16}, {17}, {18}, {19, 20, 21}}, // the member of row 3 feeds a chunk
+		{{22}, {23}, {24}, {25}},
+	}
+	for k, ids := range steps {
+		got := make([]float32, len(ids)*V)
+		if err := lm.Step(ctx, batched, ids, got); err != nil {
+			t.Fatalf("step %d: %v", k, err)
+		}
+		for i, s := range alone {
+			want := make([]float32, V)
+			if err := s.Forward(ctx, ids[i], 1, len(ids[i]), nil, true, want); err != nil {
+				t.Fatal(err)
+			}
+			compare(t, fmt.Sprintf("step %d row %d", k, i), got[i*V:(i+1)*V], want, stepTol)
+		}
+	}
+	if st := lm.BatchStats(); st.Kept == 0 {
+		t.Errorf("no Step reused the packed batch: %+v", st)
+	}
+}
+
 // TestStepErrorLeavesSessions: a Step with one bad item fails before anything runs, and a
 // cancelled Step leaves every session as it was.
 func TestStepErrorLeavesSessions(t *testing.T) {
