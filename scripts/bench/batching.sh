@@ -13,6 +13,8 @@
 # dashed, onnxrt solid), demo.png, summary.json and summary.md (the issue's targets).
 #
 # Environment: ROUNDS (default 2), PROBES (default 6), PORT (default 18731), SKIP_BUILD=1,
+# ORT_SPIN (onnxrt's allow_spinning: unset = ONNX Runtime's default, spinning; false on a loaded
+# machine, where spinning threads burn the process's share of the cores — docs/onnxruntime.md),
 # ONNXRUNTIME_SHARED_LIBRARY_PATH (default .deps/onnxruntime/libonnxruntime.so.1).
 # Runs in about 5 minutes on 2 cores. Traffic goes to 127.0.0.1 only.
 set -euo pipefail
@@ -46,10 +48,16 @@ trap stop EXIT
 
 # serve NAME BACKEND MODELDIR: start modelrt serve with one causal-lm model "gpt2".
 serve() {
-	local name=$1 backend=$2 dir=$3
+	local name=$1 backend=$2 dir=$3 config=""
+	if [[ $backend == onnxrt && -n ${ORT_SPIN:-} ]]; then
+		config="config {
+    allow_spinning = $ORT_SPIN
+  }"
+	fi
 	cat >"$out/$name.hcl" <<HCL
 backend "$backend" {
   plugin = "modelrt-$backend"
+  $config
 }
 model "gpt2" {
   backend = backend.$backend
@@ -57,7 +65,7 @@ model "gpt2" {
   task    = "causal-lm"
 }
 HCL
-	PATH="$root/bin:$PATH" "$root/bin/modelrt" serve --config "$out/$name.hcl" --listen "127.0.0.1:$port" \
+	PATH="$root/bin:$PATH" "$root/bin/modelrt" serve --config "$out/$name.hcl" --listen "127.0.0.1:$port" --request-timeout 10m \
 		>"$out/$name.serve.log" 2>&1 &
 	server=$!
 	for _ in $(seq 600); do
@@ -81,7 +89,7 @@ for backend in native onnxrt; do
 	say "$backend: serve $dir"
 	serve "$backend" "$backend" "$dir"
 	say "$backend: 128-token streams at 1,2,4,8,16 (rounds $rounds), then a newcomer beside 7 streams ($probes probes)"
-	"$out/loadgen" -url "http://127.0.0.1:$port" -model gpt2 -stream -max-tokens 128 -warmup 1 \
+	"$out/loadgen" -url "http://127.0.0.1:$port" -model gpt2 -stream -max-tokens 128 -warmup 1 -timeout 10m \
 		-concurrency 1,2,4,8,16 -rounds "$rounds" -newcomer 7 -probes "$probes" -label "$backend" \
 		-out "$out/$backend.json" -plot "$out/batching.png" "${prev[@]}" | tee "$out/$backend.md"
 	prev=(-before "$out/$backend.json")
@@ -90,7 +98,7 @@ done
 
 say "demo: examples/models/gpt2-go, 32-token completions at 1 and 16"
 serve demo native "$root/examples/models/gpt2-go"
-"$out/loadgen" -url "http://127.0.0.1:$port" -model gpt2 -prompt 'func main() {' -max-tokens 32 -warmup 2 \
+"$out/loadgen" -url "http://127.0.0.1:$port" -model gpt2 -prompt 'func main() {' -max-tokens 32 -warmup 2 -timeout 10m \
 	-concurrency 1,16 -requests 48 -label demo -out "$out/demo.json" -plot "$out/demo.png" | tee "$out/demo.md"
 stop
 
