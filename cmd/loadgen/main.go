@@ -42,6 +42,11 @@ type config struct {
 	token       string
 	timeout     time.Duration
 	warmup      int
+	rounds      int // >0: each level sends rounds × concurrency requests instead of requests
+	// newcomer: streams decoding in the background while probes measure a newcomer's time to
+	// first token (0: off); probes, probeTokens: the probes sent idle and then beside them.
+	newcomer, probes, probeTokens int
+	label                         string
 }
 
 // result is one request's outcome.
@@ -91,6 +96,11 @@ func main() {
 	flag.StringVar(&out, "out", "", "write the levels to this JSON file")
 	flag.StringVar(&plotFile, "plot", "", "write a PNG of throughput and latency against concurrency")
 	flag.StringVar(&before, "before", "", "a previous -out file to plot beside this run (before/after)")
+	flag.StringVar(&c.label, "label", "", "name of this run in the plot's legend (default: after; the -before file's own label or before)")
+	flag.IntVar(&c.rounds, "rounds", 0, "each level sends rounds × concurrency requests (0: -requests at every level)")
+	flag.IntVar(&c.newcomer, "newcomer", 0, "also measure a newcomer's time to first token while this many streams decode, against idle (streaming; 0: off)")
+	flag.IntVar(&c.probes, "probes", 8, "with -newcomer: probe requests idle and then beside the streams")
+	flag.IntVar(&c.probeTokens, "probe-tokens", 8, "with -newcomer: max_tokens of a probe")
 	flag.Parse()
 
 	if err := c.check(levels, remote); err != nil {
@@ -117,7 +127,7 @@ func main() {
 		fmt.Printf("| concurrency | requests | errors | completions/s | tokens/s | p50 ms | p99 ms |%s\n", map[bool]string{true: " first token p50/p99 ms | inter-token p50/p99 ms |"}[c.stream])
 		fmt.Printf("|---|---|---|---|---|---|---|%s\n", map[bool]string{true: "---|---|"}[c.stream])
 	}
-	rep := &report{Model: c.model, MaxTokens: c.maxTokens, Stream: c.stream, Requests: c.requests, URL: c.url}
+	rep := &report{Model: c.model, MaxTokens: c.maxTokens, Stream: c.stream, Requests: c.requests, Rounds: c.rounds, URL: c.url, Label: c.label}
 	defer func() {
 		if err := rep.save(out, plotFile, prev); err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -141,6 +151,110 @@ func main() {
 			fmt.Fprintln(os.Stderr, "loadgen: first error:", l.FirstErrorText)
 		}
 	}
+	if c.newcomer > 0 {
+		nc := c.newcomerTTFT(client)
+		rep.Newcomer = &nc
+		if asJSON {
+			b, _ := json.Marshal(nc)
+			fmt.Println(string(b))
+		} else {
+			fmt.Printf("\nnewcomer time to first token (%d probes of %d tokens): idle p50 %.1f ms p99 %.1f ms; beside %d decoding streams p50 %.1f ms p99 %.1f ms (%.2f× idle p50)\n",
+				nc.Probes, c.probeTokens, nc.IdleP50MS, nc.IdleP99MS, nc.Streams, nc.BusyP50MS, nc.BusyP99MS, nc.Ratio)
+		}
+		if nc.FirstErrorText != "" {
+			fmt.Fprintln(os.Stderr, "loadgen: newcomer: first error:", nc.FirstErrorText)
+		}
+	}
+}
+
+// newcomer is the -newcomer measurement.
+type newcomer struct {
+	Streams        int     `json:"streams"`
+	Probes         int     `json:"probes"`
+	ProbeTokens    int     `json:"probe_tokens"`
+	IdleP50MS      float64 `json:"idle_first_token_p50_ms"`
+	IdleP99MS      float64 `json:"idle_first_token_p99_ms"`
+	BusyP50MS      float64 `json:"busy_first_token_p50_ms"`
+	BusyP99MS      float64 `json:"busy_first_token_p99_ms"`
+	Ratio          float64 `json:"busy_over_idle_p50"`
+	Errors         int     `json:"errors"`
+	FirstErrorText string  `json:"first_error,omitempty"`
+}
+
+// newcomerTTFT sends c.probes streaming probes one after another with nothing else running,
+// then starts c.newcomer streams that send c.maxTokens-token requests back to back and, once
+// every one of them is decoding, sends the probes again, spaced by a few milliseconds so that
+// they arrive at different points of the streams' steps.
+func (c *config) newcomerTTFT(client *http.Client) newcomer {
+	nc := newcomer{Streams: c.newcomer, Probes: c.probes, ProbeTokens: c.probeTokens}
+	note := func(err error) {
+		if nc.Errors++; nc.FirstErrorText == "" {
+			nc.FirstErrorText = err.Error()
+		}
+	}
+	probe := func() []time.Duration {
+		var ft []time.Duration
+		for i := range c.probes {
+			r := c.request(context.Background(), client, c.probeTokens, true)
+			if r.err != nil {
+				note(r.err)
+				continue
+			}
+			ft = append(ft, r.firstToken)
+			time.Sleep(time.Duration(3+7*i%11) * time.Millisecond)
+		}
+		return ft
+	}
+	idle := probe()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	decoding := make(chan struct{}, c.newcomer)
+	for range c.newcomer {
+		wg.Go(func() {
+			first := true
+			for ctx.Err() == nil {
+				r := c.streamUntil(ctx, client, func() {
+					if first {
+						first = false
+						decoding <- struct{}{}
+					}
+				})
+				if r.err != nil && ctx.Err() == nil {
+					note(r.err)
+					return
+				}
+			}
+		})
+	}
+	started := 0
+	deadline := time.After(c.timeout)
+wait:
+	for started < c.newcomer {
+		select {
+		case <-decoding:
+			started++
+		case <-deadline:
+			break wait
+		}
+	}
+	var busy []time.Duration
+	if started == c.newcomer {
+		busy = probe()
+	} else {
+		note(fmt.Errorf("only %d of %d background streams started decoding within %v", started, c.newcomer, c.timeout))
+	}
+	cancel()
+	wg.Wait()
+	if len(idle) > 0 {
+		nc.IdleP50MS, nc.IdleP99MS = ms(percentile(idle, 50)), ms(percentile(idle, 99))
+	}
+	if len(busy) > 0 {
+		nc.BusyP50MS, nc.BusyP99MS = ms(percentile(busy, 50)), ms(percentile(busy, 99))
+	}
+	if nc.IdleP50MS > 0 {
+		nc.Ratio = nc.BusyP50MS / nc.IdleP50MS
+	}
+	return nc
 }
 
 func (c *config) check(levels string, remote bool) error {
@@ -171,7 +285,11 @@ func (c *config) check(levels string, remote bool) error {
 
 // run sends c.requests requests with n workers.
 func (c *config) run(client *http.Client, n int) level {
-	results := make([]result, c.requests)
+	requests := c.requests
+	if c.rounds > 0 {
+		requests = c.rounds * n
+	}
+	results := make([]result, requests)
 	var next int
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -185,7 +303,7 @@ func (c *config) run(client *http.Client, n int) level {
 				i := next
 				next++
 				mu.Unlock()
-				if i >= c.requests {
+				if i >= requests {
 					return
 				}
 				results[i] = c.one(client)
@@ -194,7 +312,7 @@ func (c *config) run(client *http.Client, n int) level {
 	}
 	wg.Wait()
 	wall := time.Since(t0)
-	l := level{Concurrency: n, Requests: c.requests, WallS: wall.Seconds()}
+	l := level{Concurrency: n, Requests: requests, WallS: wall.Seconds()}
 	var lat, ft, gaps []time.Duration
 	tokens := 0
 	for _, r := range results {
@@ -237,11 +355,26 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 
 // one sends one completion and reads it to the end.
 func (c *config) one(client *http.Client) result {
+	return c.request(context.Background(), client, c.maxTokens, c.stream)
+}
+
+// streamUntil sends one streaming completion of c.maxTokens, calling first when its first
+// text arrives; it ends with the stream or with ctx.
+func (c *config) streamUntil(ctx context.Context, client *http.Client, first func()) result {
+	return c.requestHook(ctx, client, c.maxTokens, true, first)
+}
+
+// request sends one completion of maxTokens and reads it to the end.
+func (c *config) request(ctx context.Context, client *http.Client, maxTokens int, stream bool) result {
+	return c.requestHook(ctx, client, maxTokens, stream, nil)
+}
+
+func (c *config) requestHook(ctx context.Context, client *http.Client, maxTokens int, stream bool, first func()) result {
 	body, _ := json.Marshal(map[string]any{
-		"model": c.model, "prompt": c.prompt, "max_tokens": c.maxTokens, "temperature": c.temperature,
-		"stream": c.stream, "stream_options": map[string]bool{"include_usage": c.stream},
+		"model": c.model, "prompt": c.prompt, "max_tokens": maxTokens, "temperature": c.temperature,
+		"stream": stream, "stream_options": map[string]bool{"include_usage": stream},
 	})
-	req, err := http.NewRequestWithContext(context.Background(), "POST", c.url+"/v1/completions", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, "POST", c.url+"/v1/completions", bytes.NewReader(body))
 	if err != nil {
 		return result{err: err}
 	}
@@ -262,7 +395,7 @@ func (c *config) one(client *http.Client) result {
 	type usage struct {
 		CompletionTokens int `json:"completion_tokens"`
 	}
-	if !c.stream {
+	if !stream {
 		var doc struct{ Usage usage }
 		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
 			return result{err: err}
@@ -297,6 +430,9 @@ func (c *config) one(client *http.Client) result {
 			now := time.Now()
 			if r.firstToken == 0 {
 				r.firstToken = now.Sub(t0)
+				if first != nil {
+					first()
+				}
 			} else {
 				// A chunk is text that became final: usually one token, sometimes several
 				// (a UTF-8 character, text held back by a stop string).

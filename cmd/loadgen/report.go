@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"image/color"
@@ -16,12 +17,15 @@ import (
 
 // report is what -out writes and -before reads.
 type report struct {
-	URL       string  `json:"url"`
-	Model     string  `json:"model"`
-	MaxTokens int     `json:"max_tokens"`
-	Stream    bool    `json:"stream"`
-	Requests  int     `json:"requests_per_level"`
-	Levels    []level `json:"levels"`
+	URL       string    `json:"url"`
+	Model     string    `json:"model"`
+	MaxTokens int       `json:"max_tokens"`
+	Stream    bool      `json:"stream"`
+	Requests  int       `json:"requests_per_level"`
+	Rounds    int       `json:"rounds,omitempty"` // > 0: a level sent rounds × concurrency requests
+	Label     string    `json:"label,omitempty"`
+	Levels    []level   `json:"levels"`
+	Newcomer  *newcomer `json:"newcomer,omitempty"`
 }
 
 func readReport(path string) (*report, error) {
@@ -75,13 +79,13 @@ func (r *report) plot(path string, before *report) error {
 		name string
 		r    *report
 		dash bool
-	}{{"after", r, false}}
+	}{{cmp.Or(r.Label, "after"), r, false}}
 	if before != nil {
 		runs = append([]struct {
 			name string
 			r    *report
 			dash bool
-		}{{"before", before, true}}, runs...)
+		}{{cmp.Or(before.Label, "before"), before, true}}, runs...)
 	}
 	colors := []color.Color{color.RGBA{R: 200, A: 255}, color.RGBA{B: 200, A: 255}, color.RGBA{G: 140, A: 255}}
 	for _, run := range runs {

@@ -49,8 +49,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// backends under test: the native backend advertises the batched step; onnxrt is stepped
-// one Infer per session by the same scheduler.
+// backends under test: both advertise the batched step (onnxrt pads the decoding sessions
+// into one graph run: gpt2-odd-onnx-optimum-op17 has attention_mask).
 var backends = []struct{ name, bin, model string }{
 	{"native", "modelrt-native", "../../testdata/models/gpt2-odd"},
 	{"onnxrt", "modelrt-onnxrt", "../../testdata/models/gpt2-odd-onnx-optimum-op17"},

@@ -1,6 +1,9 @@
 package batch
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
 
 // Metrics are a scheduler's Prometheus series, labelled with its model. They implement
 // prometheus.Collector; a server collects the schedulers of its current engine at scrape time.
@@ -50,4 +53,15 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range m.collectors() {
 		c.Collect(ch)
 	}
+}
+
+// Steps returns how many steps the scheduler ran and how many session advances they made in
+// all (the modelrt_batch_size histogram's count and sum): rows/steps > 1 means generations
+// shared steps.
+func (m *Metrics) Steps() (steps uint64, rows float64) {
+	var d dto.Metric
+	if err := m.batch.Write(&d); err != nil {
+		return 0, 0
+	}
+	return d.GetHistogram().GetSampleCount(), d.GetHistogram().GetSampleSum()
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -52,6 +53,7 @@ type Backend struct {
 type model struct {
 	name, task string
 	lm         *ort.LM
+	stepThread *osThread    // runs the model's batched Steps (step.go)
 	graph      *ort.Graph   // task graph
 	enc, dec   *ort.Graph   // task vae (either may be nil)
 	vae        sdk.VAEFacts // task vae: its facts and limits, what the request checks need (validate.go)
@@ -79,7 +81,10 @@ func (b *Backend) Describe(context.Context, *sdk.DescribeRequest) (*sdk.Describe
 		Name: "onnxrt", Version: Version,
 		Description: "ONNX Runtime " + ort.Version() + " sessions on exported .onnx graphs",
 		Tasks:       []string{sdk.TaskCausalLM, sdk.TaskVAE, sdk.TaskGraph},
-		Formats:     []string{"onnx"},
+		// Step works on every causal-lm model; a model's metadata "step" says whether its
+		// graph runs the sessions as one padded batch or one after another (step.go).
+		Capabilities: []string{sdk.CapabilityStep},
+		Formats:      []string{"onnx"},
 		ConfigSchema: sdk.ConfigSchema{Attributes: append([]sdk.ConfigAttribute{
 			{Name: "intra_op_threads", Type: "number", Description: "threads inside one op (0 = one per physical core)"},
 			{Name: "inter_op_threads", Type: "number", Description: "threads across ops (0 = default)"},
@@ -187,11 +192,16 @@ func (b *Backend) LoadModel(ctx context.Context, req *sdk.LoadModelRequest) (*sd
 		if err != nil {
 			return nil, loadError(req.Name, err)
 		}
-		m.lm = lm
+		m.lm, m.stepThread = lm, newOSThread()
 		li := lm.Info()
 		info.Metadata = sdk.LMFacts{VocabSize: li.VocabSize, Context: li.MaxContext, EOS: int(max(li.EOS, -1)),
 			MaxInferBytes: b.currentLimits().InferBytes()}.Metadata()
 		info.Metadata["convention"] = string(li.Convention)
+		info.Metadata[MetaStep] = stepMode(lm)
+		if !lm.CanBatch() {
+			slog.Info("onnxrt: the graph cannot express padding (no attention_mask input or a fixed batch axis): a Step runs its sessions one after another",
+				"model", req.Name, "path", li.Path)
+		}
 		// attention_mask only when the graph takes one: without it padding cannot be expressed,
 		// and callers (conformance) learn that here.
 		info.Inputs = []sdk.TensorSpec{{Name: "input_ids", DType: sdk.Int64, Shape: []int64{-1, -1}}}
@@ -333,6 +343,7 @@ func specs(list []ort.TensorInfo) []sdk.TensorSpec {
 func (m *model) close() {
 	if m.lm != nil {
 		m.lm.Close()
+		m.stepThread.stop()
 	}
 	for _, g := range []*ort.Graph{m.graph, m.enc, m.dec} {
 		if g != nil {

@@ -74,6 +74,14 @@ type LM struct {
 	// mu guards closed; Forward holds it shared for the length of a run, Close exclusively.
 	mu     sync.RWMutex
 	closed bool
+
+	// gmu serialises batched Steps and guards the groups they pack sessions into (batch.go);
+	// taken after mu and before any session's mu.
+	gmu sync.Mutex
+	// repack: pack every Step's sessions afresh instead of keeping the last packed batch
+	// (SetRepackEveryStep; for measuring what keeping it saves).
+	repack     bool
+	batchStats BatchStats
 }
 
 // cacheSlot is one past input and its present output. The sequence axis is axis seqAxis of

@@ -32,6 +32,14 @@ type LMSession struct {
 	cur    int            // pool holding past
 	ro     *ortgo.RunOptions
 
+	// grp is the group a batched Step packed the session's cache into (nil: its own buffers
+	// hold it), row its row there; changed only under lm.gmu and mu (batch.go).
+	grp *group
+	row int
+	// padded: a group's session, whose rows are left-padded, so that its length may pass the
+	// context (each row's own positions do not).
+	padded bool
+
 	// per-step scratch, grown as needed and reused
 	fullIDs, fullMask, pos []int64
 	i32                    [3][]int32
@@ -52,6 +60,11 @@ func (m *LM) NewSession(batch int) (*LMSession, error) {
 	if m.closed {
 		return nil, ErrClosed
 	}
+	return m.newSession(batch)
+}
+
+// newSession is NewSession for a caller that holds m.mu.
+func (m *LM) newSession(batch int) (*LMSession, error) {
 	ro, err := ortgo.NewRunOptions()
 	if err != nil {
 		return nil, fmt.Errorf("ort: run options: %w", err)
@@ -67,6 +80,14 @@ func (m *LM) NewSession(batch int) (*LMSession, error) {
 func (s *LMSession) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.held()
+}
+
+// held is Len with s.mu held.
+func (s *LMSession) held() int {
+	if g := s.grp; g != nil {
+		return g.held(s.row)
+	}
 	return s.n
 }
 
@@ -81,22 +102,55 @@ func (s *LMSession) Len() int {
 // where the mask is 0. On error the session is unchanged (the step can be retried); a cancelled
 // ctx terminates the run.
 func (s *LMSession) Forward(ctx context.Context, ids []int64, B, T int, mask []int64, lastOnly bool, dst []float32) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
 	lm := s.lm
 	lm.mu.RLock()
 	defer lm.mu.RUnlock()
+	if err := s.lockOwn(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
 	if lm.closed {
 		return ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := s.check(ids, B, T, mask, lastOnly, dst); err != nil {
+	done, err := s.prepare(ctx, ids, B, T, mask, lastOnly, dst)
+	if err != nil {
 		return err
+	}
+	done(true)
+	return nil
+}
+
+// lockOwn locks s.mu with the session's cache in its own buffers: when a batched Step left it
+// packed in a group (batch.go), the group is unpacked first. It fails when s is closed.
+func (s *LMSession) lockOwn() error {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		g := s.grp
+		if g == nil {
+			return nil
+		}
+		s.mu.Unlock()
+		s.lm.gmu.Lock()
+		if s.grp == g { // read under gmu: only Step and Close, which hold gmu, change it
+			s.lm.unpack(g)
+		}
+		s.lm.gmu.Unlock()
+	}
+}
+
+// prepare runs one step without changing the session and returns done: done(true) makes the
+// step the session's state (the new positions are held), done(false) drops it (the session is
+// as before). Exactly one of them must be called, before the next prepare. s.mu is held.
+func (s *LMSession) prepare(ctx context.Context, ids []int64, B, T int, mask []int64, lastOnly bool, dst []float32) (func(bool), error) {
+	if err := s.check(ids, B, T, mask, lastOnly, dst); err != nil {
+		return nil, err
 	}
 	total := s.n + T
 	s.fullMask = grow(s.fullMask, B*total)
@@ -110,20 +164,28 @@ func (s *LMSession) Forward(ctx context.Context, ids []int64, B, T int, mask []i
 			}
 		}
 	}
-	var err error
-	if lm.info.Convention == ConventionNoPast {
-		err = s.forwardNoPast(ctx, ids, T, lastOnly, dst)
+	var (
+		keep func(bool)
+		err  error
+	)
+	if s.lm.info.Convention == ConventionNoPast {
+		keep, err = s.forwardNoPast(ctx, ids, T, lastOnly, dst)
 	} else {
-		err = s.forwardCached(ctx, ids, T, lastOnly, dst)
+		keep, err = s.forwardCached(ctx, ids, T, lastOnly, dst)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for b := 0; b < B; b++ {
-		s.mask[b] = append(s.mask[b], s.fullMask[b*total+s.n:(b+1)*total]...)
-	}
-	s.n = total
-	return nil
+	return func(ok bool) {
+		keep(ok)
+		if !ok {
+			return
+		}
+		for b := 0; b < B; b++ {
+			s.mask[b] = append(s.mask[b], s.fullMask[b*total+s.n:(b+1)*total]...)
+		}
+		s.n = total
+	}, nil
 }
 
 // check validates a Forward request against the session and the graph.
@@ -138,9 +200,10 @@ func (s *LMSession) check(ids []int64, B, T int, mask []int64, lastOnly bool, ds
 	if len(ids) != B*T {
 		return fmt.Errorf("%w: %d ids for shape (%d,%d)", ErrInvalidInput, len(ids), B, T)
 	}
-	total := s.n + T
-	if info.MaxContext > 0 && total > info.MaxContext {
-		return fmt.Errorf("%w: %d positions (%d held + %d new) exceed the context of %d", ErrInvalidInput, total, s.n, T, info.MaxContext)
+	held := s.held()
+	total := held + T
+	if info.MaxContext > 0 && total > info.MaxContext && !s.padded {
+		return fmt.Errorf("%w: %d positions (%d held + %d new) exceed the context of %d", ErrInvalidInput, total, held, T, info.MaxContext)
 	}
 	for i, id := range ids {
 		if id < 0 || id >= int64(info.VocabSize) {
@@ -149,14 +212,14 @@ func (s *LMSession) check(ids []int64, B, T int, mask []int64, lastOnly bool, ds
 	}
 	if mask != nil {
 		if len(mask) != B*total {
-			return fmt.Errorf("%w: attention_mask has %d values, want (%d,%d) = %d (held %d + new %d)", ErrInvalidInput, len(mask), B, total, B*total, s.n, T)
+			return fmt.Errorf("%w: attention_mask has %d values, want (%d,%d) = %d (held %d + new %d)", ErrInvalidInput, len(mask), B, total, B*total, held, T)
 		}
 		for i, v := range mask {
 			b, j := i/total, i%total
 			if v != 0 && v != 1 {
 				return fmt.Errorf("%w: attention_mask[%d,%d] = %d, want 0 or 1", ErrInvalidInput, b, j, v)
 			}
-			if j < s.n && v != s.mask[b][j] {
+			if j < held && v != s.mask[b][j] {
 				return fmt.Errorf("%w: attention_mask[%d,%d] = %d, but an earlier step gave %d", ErrInvalidInput, b, j, v, s.mask[b][j])
 			}
 			if v == 0 && !info.HasAttentionMask {
@@ -266,13 +329,13 @@ func (s *LMSession) slotShape(sl cacheSlot, p int) ortgo.Shape {
 
 // forwardCached runs one step of a graph with past inputs: ids (B,T) against the cache of s.n
 // positions; the presents become the cache.
-func (s *LMSession) forwardCached(ctx context.Context, ids []int64, T int, lastOnly bool, dst []float32) error {
+func (s *LMSession) forwardCached(ctx context.Context, ids []int64, T int, lastOnly bool, dst []float32) (func(bool), error) {
 	lm := s.lm
 	V := lm.info.VocabSize
 	total := s.n + T
 	base, err := s.inputs(ids, T, total)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer destroy(base)
 	in := append(base[:len(base):len(base)], make([]ortgo.Value, 0, len(lm.slots))...)
@@ -285,7 +348,7 @@ func (s *LMSession) forwardCached(ctx context.Context, ids []int64, T int, lastO
 		for _, sl := range lm.slots {
 			z, err := ortgo.NewTensor(s.slotShape(sl, 0), []float32{})
 			if err != nil {
-				return fmt.Errorf("ort: empty past %s: %w", sl.in, err)
+				return nil, fmt.Errorf("ort: empty past %s: %w", sl.in, err)
 			}
 			zero = append(zero, z)
 		}
@@ -300,7 +363,7 @@ func (s *LMSession) forwardCached(ctx context.Context, ids []int64, T int, lastO
 	logits, direct := s.logitsBuf(dst, T, lastOnly)
 	lt, err := ortgo.NewTensor(ortgo.NewShape(int64(s.batch), int64(T), int64(V)), logits)
 	if err != nil {
-		return fmt.Errorf("ort: logits output: %w", err)
+		return nil, fmt.Errorf("ort: logits output: %w", err)
 	}
 	defer lt.Destroy()
 	out = append(out, lt)
@@ -315,25 +378,32 @@ func (s *LMSession) forwardCached(ctx context.Context, ids []int64, T int, lastO
 		t, err := ortgo.NewTensor(shape, s.poolBuf(next, i, perPos, total))
 		if err != nil {
 			destroy(present)
-			return fmt.Errorf("ort: present output %s: %w", sl.out, err)
+			return nil, fmt.Errorf("ort: present output %s: %w", sl.out, err)
 		}
 		present = append(present, t)
 		out = append(out, t)
 	}
 	if err := s.run(ctx, in, out); err != nil {
 		destroy(present) // the cache is untouched: the step can be retried
-		return err
+		return nil, err
 	}
-	destroy(s.past)
-	s.past, s.cur = present, next
 	if !direct {
 		lastRows(dst, logits, s.batch, T, V)
 	}
-	return nil
+	// The presents went into pool next, the past stays in pool cur until done(true): dropping
+	// the step only destroys the presents.
+	return func(ok bool) {
+		if !ok {
+			destroy(present)
+			return
+		}
+		destroy(s.past)
+		s.past, s.cur = present, next
+	}, nil
 }
 
 // forwardNoPast recomputes the whole sequence: held ids + the new ones.
-func (s *LMSession) forwardNoPast(ctx context.Context, ids []int64, T int, lastOnly bool, dst []float32) error {
+func (s *LMSession) forwardNoPast(ctx context.Context, ids []int64, T int, lastOnly bool, dst []float32) (func(bool), error) {
 	lm := s.lm
 	V := lm.info.VocabSize
 	total := s.n + T
@@ -344,7 +414,7 @@ func (s *LMSession) forwardNoPast(ctx context.Context, ids []int64, T int, lastO
 	}
 	in, err := s.inputs(s.fullIDs[:s.batch*total], total, total)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer destroy(in)
 	var logits []float32
@@ -357,11 +427,11 @@ func (s *LMSession) forwardNoPast(ctx context.Context, ids []int64, T int, lastO
 	}
 	lt, err := ortgo.NewTensor(ortgo.NewShape(int64(s.batch), int64(total), int64(V)), logits)
 	if err != nil {
-		return fmt.Errorf("ort: logits output: %w", err)
+		return nil, fmt.Errorf("ort: logits output: %w", err)
 	}
 	defer lt.Destroy()
 	if err := s.run(ctx, in, []ortgo.Value{lt}); err != nil {
-		return err
+		return nil, err
 	}
 	if !direct {
 		keep := T
@@ -373,10 +443,13 @@ func (s *LMSession) forwardNoPast(ctx context.Context, ids []int64, T int, lastO
 			copy(dst[b*keep*V:(b+1)*keep*V], src)
 		}
 	}
-	for b := 0; b < s.batch; b++ {
-		s.ids[b] = append(s.ids[b], ids[b*T:(b+1)*T]...)
-	}
-	return nil
+	return func(ok bool) {
+		if ok {
+			for b := 0; b < s.batch; b++ {
+				s.ids[b] = append(s.ids[b], ids[b*T:(b+1)*T]...)
+			}
+		}
+	}, nil
 }
 
 // logitsBuf returns where the graph writes its (B,T,V) logits: dst itself when the caller wants
@@ -426,12 +499,20 @@ func (s *LMSession) run(ctx context.Context, in, out []ortgo.Value) error {
 
 // Close releases the session's cache.
 func (s *LMSession) Close() error {
+	if !s.padded { // a group's own session is closed under gmu (batch.go)
+		s.lm.gmu.Lock()
+		defer s.lm.gmu.Unlock()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
 	s.closed = true
+	if g := s.grp; g != nil {
+		s.grp = nil
+		g.leave(s.row)
+	}
 	var errs []error
 	for _, p := range s.past {
 		errs = append(errs, p.Destroy())
