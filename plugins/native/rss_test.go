@@ -17,12 +17,15 @@ import (
 // TestPeakRSSWithinBound loads a GPT-2 of bench.Quick's shape (6 layers × 384, GPT-2's 50257
 // tokens: 115 MiB of float32 weights, 31 MiB as int8) in the real plugin, decodes 32 tokens
 // after a 32-token prompt at batch 1 and 8 like `modelrt bench`, and checks the plugin's peak
-// RSS (VmHWM, as the bench reads it) against issue 17's bound, 1.15 × weights + 64 MiB. It is
-// a check of memory, not of time: what it catches is a second copy of the weights (the file's
-// pages kept mapped, a heap copy beside the packed one), KV caches kept after their session, or
-// garbage left to pile up — 2 × 115 MiB is well over the 196 MiB bound. The 124M model's
-// figures are in `modelrt bench`'s output (too big for every test run: 500 MB of weights).
+// RSS (VmHWM, as the bench reads it) against issue 17's bound, 1.15 × weights + 64 MiB, plus the
+// float32 KV cache the batch-8 decode must hold (9.4 MB here; 113 MB for the bench's 124M
+// workload, which no allowance of 64 MiB could hold). It is a check of memory, not of time:
+// what it catches is a second copy of the weights (the file's pages kept mapped, a heap copy
+// beside the packed one), KV caches kept after their session, or garbage left to pile up —
+// 2 × 115 MiB is well over the 205 MiB bound. The 124M model's figures are in `modelrt bench`'s
+// output (too big for every test run: 500 MB of weights).
 func TestPeakRSSWithinBound(t *testing.T) {
+	const prompt, newTokens = 32, 32
 	if testing.Short() {
 		t.Skip("-short: writes 120 MB of weights")
 	}
@@ -58,18 +61,20 @@ func TestPeakRSSWithinBound(t *testing.T) {
 				}
 				prompts := make([][]int, B)
 				for r := range prompts {
-					for i := range 32 {
-						prompts[r] = append(prompts[r], (1+7919*(r*32+i))%(cfg.VocabSize-1))
+					for i := range prompt {
+						prompts[r] = append(prompts[r], (1+7919*(r*prompt+i))%(cfg.VocabSize-1))
 					}
 				}
-				if _, err := generate.Generate(ctx, sess, prompts, generate.Options{MaxNewTokens: 32, MaxContext: m.Context, Sampling: sampling}); err != nil {
+				if _, err := generate.Generate(ctx, sess, prompts, generate.Options{MaxNewTokens: newTokens, MaxContext: m.Context, Sampling: sampling}); err != nil {
 					t.Fatal(err)
 				}
 				sess.Close()
 			}
 			peak := peakRSS(t, p.Pid()) << 10
-			bound := bench.RSSTargetMiB(weights)
-			msg := fmt.Sprintf("weights %.1f MiB: peak RSS %.1f MiB after load, %.1f MiB after decoding; bound %.1f MiB",
+			shape := bench.Quick()
+			shape.PromptTokens, shape.NewTokens = prompt, newTokens
+			bound := bench.RSSTargetMiB(weights) + mib(shape.KVBytes(8))
+			msg := fmt.Sprintf("weights %.1f MiB: peak RSS %.1f MiB after load, %.1f MiB after decoding; bound (with the KV cache) %.1f MiB",
 				mib(weights), mib(loaded), mib(peak), bound)
 			t.Log(msg)
 			if mib(peak) > bound {

@@ -108,3 +108,22 @@ func TestLoadAvg(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkProbe compares the old fixed 512 MiB probe buffer with ProbeSize's on this machine,
+// in one process: with a last-level cache near 512 MiB the first reads much of each pass from
+// the cache. go test -run ^$ -bench Probe -benchtime 1x ./runtime/bench
+func BenchmarkProbe(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		bytes int
+	}{{"512MiB", 512 << 20}, {"auto", ProbeAuto}} {
+		b.Run(c.name, func(b *testing.B) {
+			var pr Probe
+			for range b.N {
+				pr = probe(c.bytes)
+			}
+			b.ReportMetric(pr.GBps, "GB/s")
+			b.ReportMetric(float64(pr.Bytes>>20), "MiB")
+		})
+	}
+}
