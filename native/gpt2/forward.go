@@ -81,7 +81,8 @@ func (c *Cache) Reset() {
 	clear(c.seen)
 }
 
-// step holds the working buffers of one Forward call (grown, never shrunk).
+// step holds the working buffers of one Forward call: grown as needed, and shrunk when a call
+// needs less than 1/stepShrink of them.
 type step struct {
 	cache   *Cache
 	B, T, P int
@@ -95,6 +96,9 @@ type step struct {
 	hidden  []float32 // (B·T,Inner)
 	lnf     []float32 // (rows,C) final norm of the rows whose logits are wanted
 }
+
+// stepShrink is how many times larger than a call's need the working buffers may stay.
+const stepShrink = 4
 
 func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
@@ -216,8 +220,14 @@ func (c *Cache) validate(cfg Config, ids []int64, B, T int, mask []int64) error 
 func (c *Cache) prepare(cfg Config, B, T int, mask []int64) *step {
 	c.reserve(cfg, c.n+T)
 	s := &c.buf
-	s.cache, s.B, s.T, s.P = c, B, T, c.n
 	rows, C := B*T, cfg.NEmbd
+	if cap(s.x) > stepShrink*rows*C {
+		// A prefill's buffers (B·T rows) are far more than the decode steps after it need (B
+		// rows): reallocated once, at the first such step, they do not stay resident for the
+		// session's life (20 MB for a batch-8 session of GPT-2 124M after 64 tokens).
+		*s = step{}
+	}
+	s.cache, s.B, s.T, s.P = c, B, T, c.n
 	s.x, s.h = grow(s.x, rows*C), grow(s.h, rows*C)
 	s.qkv = grow(s.qkv, rows*3*C)
 	s.q, s.att, s.proj = grow(s.q, rows*C), grow(s.att, rows*C), grow(s.proj, rows*C)
