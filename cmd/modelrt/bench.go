@@ -22,6 +22,7 @@ type benchFlags struct {
 	cache          string
 	int8           bool
 	config         []string
+	reps           int
 }
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -35,8 +36,15 @@ onnxrt, and an AutoencoderKL shaped like Stable Diffusion's at half width, in bo
 loads each model in a fresh plugin process of each backend and measures, exactly as modelrt
 generate runs (one gRPC call per decode step, greedy sampling on the host): load time, prefill
 of 64 tokens, decode tokens/s at batch 1, 2, 4 and 8 (128 new tokens per row), the plugin's peak
-RSS, and VAE encode and decode of 256×256 images. It prints a table with ratios against onnxrt,
-and writes JSON (--json) and a plot of tokens/s against batch size (--plot).
+RSS (right after the load and after decoding), and VAE encode and decode of 256×256 images.
+Every prefill, decode and VAE figure is the best of --reps measurements in the same process
+(loads are measured once). Before the rows it probes the streaming-read bandwidth over a buffer
+8× the last-level cache (1–4 GiB) and reports each batch-1 decode as a share of that limit.
+It prints a table with ratios against onnxrt, headed by the load average, and writes JSON
+(--json) and a plot of tokens/s against batch size (--plot).
+
+--backends takes plugin names or NAME=REF entries, REF being a plugin name or path, so that
+two builds can be compared in one run: --backends native,before=/tmp/old/modelrt-native.
 
 --quick uses a smaller shape (6 layers 384 wide, VAE [32,64,128,128] on 128×128) and runs in
 well under a minute once its models are cached.`,
@@ -52,6 +60,7 @@ well under a minute once its models are cached.`,
 	fl.StringVar(&f.backends, "backends", "native,onnxrt", "comma-separated backends to measure")
 	fl.StringVar(&f.cache, "cache", "", "directory of the generated models (default: the user cache dir's modelrt/bench)")
 	fl.BoolVar(&f.int8, "int8", true, "add a native row with int8 weights")
+	fl.IntVar(&f.reps, "reps", 3, "measure each prefill, decode and VAE figure this many times and keep the best")
 	fl.StringArrayVar(&f.config, "config", nil, "backend config attribute BACKEND.KEY=VALUE, as in an HCL backend's config block (repeatable; e.g. onnxrt.allow_spinning=false)")
 	return cmd
 }
@@ -79,6 +88,10 @@ func runBench(cmd *cobra.Command, g *globals, f *benchFlags) error {
 	if len(backends) == 0 {
 		return fmt.Errorf("--backends is empty")
 	}
+	if f.reps < 1 {
+		return fmt.Errorf("--reps %d: want at least 1", f.reps)
+	}
+	hasNative := slices.ContainsFunc(backends, func(b string) bool { return bench.PluginKind(b) == "native" })
 	config := map[string]map[string]any{}
 	for _, c := range f.config {
 		b, k, v, err := bench.ParseConfigFlag(c)
@@ -104,14 +117,14 @@ func runBench(cmd *cobra.Command, g *globals, f *benchFlags) error {
 		fmt.Fprintf(stderr, "bench %6.1fs  %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	say("shape %s, models in %s", shape.Name, filepath.Join(cache, bench.CacheKey(shape)))
-	models, err := bench.Prepare(cache, shape, f.int8 && slices.Contains(backends, "native"), func(what string) {
+	models, err := bench.Prepare(cache, shape, f.int8 && hasNative, func(what string) {
 		say("%s (once; cached)", what)
 	})
 	if err != nil {
 		return err
 	}
 	rep, runErr := bench.Run(cmd.Context(), shape, models, bench.Options{
-		Backends: backends, Int8: f.int8, Config: config,
+		Backends: backends, Int8: f.int8, Config: config, Reps: f.reps,
 		Start: func(ctx context.Context, b string) (bench.Backend, error) { return startBackend(ctx, g, b) },
 		Progress: func(step, total int, what string) {
 			say("[%d/%d] %s", step, total, what)

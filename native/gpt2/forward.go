@@ -17,41 +17,49 @@ type Cache struct {
 	seen            []int64     // (B): Σ mask[b, :n], the next real token's position id
 	padded          bool        // some stored position is padding
 	buf             step
+	mem             *kvMemory // k and v's mappings when off the heap (kvmem.go)
 }
 
 // initialCacheCapacity is the number of positions a new cache holds before it first grows.
 const initialCacheCapacity = 64
 
-// NewCache returns an empty cache for batch rows. Its memory grows with use (doubling, up to
-// n_positions), so that a short session of a large model does not hold the full
-// 2·n_layer·n_positions·n_embd floats per row from the start. It panics when batch < 1.
+// NewCache returns an empty cache for batch rows. Its memory grows with use, so that a short
+// session of a large model does not hold the full 2·n_layer·n_positions·n_embd floats per row
+// from the start: off the Go heap, n_positions are reserved and pages become resident as they
+// are written (kvmem.go); on the heap, the cache doubles, up to n_positions. Release returns the
+// memory at once. It panics when batch < 1.
 func (m *Model) NewCache(batch int) *Cache {
 	if batch < 1 {
 		panic(fmt.Sprintf("gpt2: NewCache(%d): batch must be positive", batch))
 	}
 	c := &Cache{owner: m, batch: batch, seen: make([]int64, batch), k: make([][]float32, m.cfg.NLayer), v: make([][]float32, m.cfg.NLayer)}
+	c.mem = newKVMemory(c)
 	c.reserve(m.cfg, min(initialCacheCapacity, m.cfg.NPositions))
 	return c
 }
 
-// reserve grows the cache to hold at least need positions per row, copying what it holds into
-// the wider (B,H,S,D) layout.
+// reserve grows the cache to hold at least need positions per row. Off the heap it maps
+// n_positions at its first call (or the first after Release) and never grows again; on the heap
+// it doubles, copying what it holds into the wider (B,H,S,D) layout.
 func (c *Cache) reserve(cfg Config, need int) {
 	if need <= c.capacity {
 		return
 	}
+	d, groups := cfg.HeadDim(), c.batch*cfg.NHead
 	capacity := min(max(need, 2*c.capacity), cfg.NPositions)
-	d := cfg.HeadDim()
-	relayout := func(old []float32, groups, width int) []float32 {
-		nw := make([]float32, groups*capacity*width)
-		for g := 0; g < groups; g++ {
-			copy(nw[g*capacity*width:][:c.n*width], old[g*c.capacity*width:][:c.n*width])
+	if c.capacity == 0 && kvOffHeap && c.mapAll(groups*cfg.NPositions*d) {
+		capacity = cfg.NPositions
+	} else {
+		relayout := func(old []float32) []float32 {
+			nw := make([]float32, groups*capacity*d)
+			for g := 0; g < groups; g++ {
+				copy(nw[g*capacity*d:][:c.n*d], old[g*c.capacity*d:][:c.n*d])
+			}
+			return nw
 		}
-		return nw
-	}
-	for l := range c.k {
-		c.k[l] = relayout(c.k[l], c.batch*cfg.NHead, d)
-		c.v[l] = relayout(c.v[l], c.batch*cfg.NHead, d)
+		for l := range c.k {
+			c.k[l], c.v[l] = relayout(c.k[l]), relayout(c.v[l])
+		}
 	}
 	mask := make([]int64, c.batch*capacity)
 	for b := 0; b < c.batch; b++ {
@@ -73,7 +81,8 @@ func (c *Cache) Reset() {
 	clear(c.seen)
 }
 
-// step holds the working buffers of one Forward call (grown, never shrunk).
+// step holds the working buffers of one Forward call: grown as needed, and shrunk when a call
+// needs less than 1/stepShrink of them.
 type step struct {
 	cache   *Cache
 	B, T, P int
@@ -87,6 +96,9 @@ type step struct {
 	hidden  []float32 // (B·T,Inner)
 	lnf     []float32 // (rows,C) final norm of the rows whose logits are wanted
 }
+
+// stepShrink is how many times larger than a call's need the working buffers may stay.
+const stepShrink = 4
 
 func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
@@ -208,8 +220,14 @@ func (c *Cache) validate(cfg Config, ids []int64, B, T int, mask []int64) error 
 func (c *Cache) prepare(cfg Config, B, T int, mask []int64) *step {
 	c.reserve(cfg, c.n+T)
 	s := &c.buf
-	s.cache, s.B, s.T, s.P = c, B, T, c.n
 	rows, C := B*T, cfg.NEmbd
+	if cap(s.x) > stepShrink*rows*C {
+		// A prefill's buffers (B·T rows) are far more than the decode steps after it need (B
+		// rows): reallocated once, at the first such step, they do not stay resident for the
+		// session's life (20 MB for a batch-8 session of GPT-2 124M after 64 tokens).
+		*s = step{}
+	}
+	s.cache, s.B, s.T, s.P = c, B, T, c.n
 	s.x, s.h = grow(s.x, rows*C), grow(s.h, rows*C)
 	s.qkv = grow(s.qkv, rows*3*C)
 	s.q, s.att, s.proj = grow(s.q, rows*C), grow(s.att, rows*C), grow(s.proj, rows*C)

@@ -378,6 +378,16 @@ func TestConcurrentSessions(t *testing.T) {
 // TestCacheGrowth decodes one token at a time past the cache's initial capacity (64 → 128 →
 // 200 positions) and compares every step with a full recompute.
 func TestCacheGrowth(t *testing.T) {
+	for _, off := range []bool{true, false} {
+		t.Run(fmt.Sprintf("offHeap=%v", off), func(t *testing.T) {
+			defer func(v bool) { kvOffHeap = v }(kvOffHeap)
+			kvOffHeap = off
+			testCacheGrowth(t)
+		})
+	}
+}
+
+func testCacheGrowth(t *testing.T) {
 	cfg := Config{VocabSize: 50, NPositions: 200, NEmbd: 8, NLayer: 2, NHead: 2,
 		LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 49, EOSTokenID: 49}
 	m := NewRandom(cfg, 3)

@@ -236,10 +236,12 @@ func (b *binder) matrix(name string, rows, cols int, perCol bool) ([]float32, QW
 		if b.err != nil {
 			return nil, QWeights{}
 		}
-		q := make([]int8, len(raw))
+		var q []int8
 		if perCol {
 			b.scratchI8 = growBuf(b.scratchI8, len(raw))
 			q = b.scratchI8
+		} else {
+			q = make([]int8, len(raw))
 		}
 		for i, v := range raw {
 			q[i] = int8(v)
@@ -251,10 +253,12 @@ func (b *binder) matrix(name string, rows, cols int, perCol bool) ([]float32, QW
 		if b.err != nil {
 			return nil, QWeights{}
 		}
-		h := make([]uint16, len(raw)/2)
+		var h []uint16
 		if perCol {
 			b.scratchF16 = growBuf(b.scratchF16, len(raw)/2)
 			h = b.scratchF16
+		} else {
+			h = make([]uint16, len(raw)/2)
 		}
 		for i := range h {
 			h[i] = binary.LittleEndian.Uint16(raw[2*i:])

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// bandwidthChunk is the piece of the buffer one task of ReadBandwidth sums (1 MiB).
+// bandwidthChunk is the piece of the buffer one task of ReadBandwidth sums (2^18 floats, 1 MiB).
 const bandwidthChunk = 1 << 18
 
 // ReadBandwidth measures the streaming read bandwidth of the kernels' worker pool, in bytes per
@@ -19,6 +19,18 @@ func ReadBandwidth(bytes, passes int) float64 {
 	buf := make([]float32, n)
 	for i := range buf {
 		buf[i] = 1
+	}
+	return ReadBandwidthOf(buf, passes)
+}
+
+// ReadBandwidthOf is ReadBandwidth over a buffer the caller allocated (and filled: pages never
+// written may all map the kernel's one zero page, which stays cached), so that a probe of
+// gigabytes can use memory it returns to the system at once. It reads whole 1 MiB chunks:
+// len(buf) is rounded down to a multiple of 2^18, and must be at least that.
+func ReadBandwidthOf(buf []float32, passes int) float64 {
+	n := len(buf) / bandwidthChunk * bandwidthChunk
+	if n == 0 {
+		panic("kernels: ReadBandwidthOf: buffer under 1 MiB")
 	}
 	chunks := n / bandwidthChunk
 	p := acquire()

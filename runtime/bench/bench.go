@@ -36,11 +36,13 @@ type Shape struct {
 	NewTokens    int `json:"new_tokens"`
 	// Batches are the decode batch sizes, ascending.
 	Batches []int `json:"batches"`
-	// VAEReps is how many timed calls of encode and of decode are made; the median is reported.
+	// VAEReps is how many timed calls of encode and of decode are made at least (Options.Reps
+	// when larger); the best is reported.
 	VAEReps int    `json:"vae_reps"`
 	Seed    uint64 `json:"seed"`
-	// ProbeBytes is the buffer of the streaming-read bandwidth probe (Host.ReadGBps): far larger
-	// than the last-level cache. 0 skips the probe.
+	// ProbeBytes is the buffer of the streaming-read bandwidth probe (Host.ReadGBps): ProbeAuto
+	// sizes it from the last-level cache (ProbeSize), a positive value fixes it (tests), 0 skips
+	// the probe.
 	ProbeBytes int `json:"probe_bytes,omitempty"`
 }
 
@@ -67,14 +69,14 @@ func vaeConfig(blocks []int, layers int) modeldir.VAEConfig {
 // resnets per block — the shape docs/benchmarks.md already uses) on 256×256 images.
 func Full() Shape {
 	return Shape{Name: "full", GPT2: gpt2Config(12, 768, 12, 50257, 1024), VAE: vaeConfig([]int{64, 128, 256, 256}, 2),
-		ImageSize: 256, PromptTokens: 64, NewTokens: 128, Batches: []int{1, 2, 4, 8}, VAEReps: 3, Seed: 1, ProbeBytes: 512 << 20}
+		ImageSize: 256, PromptTokens: 64, NewTokens: 128, Batches: []int{1, 2, 4, 8}, VAEReps: 3, Seed: 1, ProbeBytes: ProbeAuto}
 }
 
 // Quick is a shape that runs in well under a minute on two cores: 6 layers 384 wide with
 // GPT-2's vocabulary, 32 + 32 tokens, and the VAE [32,64,128,128] on 128×128 images.
 func Quick() Shape {
 	return Shape{Name: "quick", GPT2: gpt2Config(6, 384, 6, 50257, 256), VAE: vaeConfig([]int{32, 64, 128, 128}, 1),
-		ImageSize: 128, PromptTokens: 32, NewTokens: 32, Batches: []int{1, 2, 4, 8}, VAEReps: 2, Seed: 1, ProbeBytes: 256 << 20}
+		ImageSize: 128, PromptTokens: 32, NewTokens: 32, Batches: []int{1, 2, 4, 8}, VAEReps: 2, Seed: 1, ProbeBytes: ProbeAuto}
 }
 
 // Tiny exists for tests of the whole pipeline: every stage runs, but in seconds.
@@ -137,9 +139,19 @@ type Host struct {
 	CPUs   int    `json:"cpus"`
 	Date   string `json:"date"`
 	// ReadGBps is the streaming read bandwidth of the native kernels' workers
-	// (kernels.ReadBandwidth over ProbeBytes, best of probePasses), probed in this process before the rows run: the
-	// ceiling of a memory-bound decode step. 0 when not probed.
+	// (kernels.ReadBandwidth over ProbeBytes, best of ProbePasses), probed in this process
+	// before the rows run: the ceiling of a memory-bound decode step. 0 when not probed.
 	ReadGBps float64 `json:"read_gbps,omitempty"`
+	// ProbeBytes is the probe's buffer and LLCBytes the last-level cache the system reports
+	// (0: unknown); the buffer is ProbeSize(LLCBytes), far larger, unless the shape fixes it.
+	ProbeBytes int64 `json:"probe_bytes,omitempty"`
+	LLCBytes   int64 `json:"llc_bytes,omitempty"`
+	// LoadAvg is /proc/loadavg's 1-, 5- and 15-minute load average when the run started, and
+	// LoadAvgEnd when it ended: figures taken at a load above CPUs are noisy.
+	LoadAvg    [3]float64 `json:"loadavg"`
+	LoadAvgEnd [3]float64 `json:"loadavg_end"`
+	// Reps is how many times each decode and VAE figure was measured; the best is reported.
+	Reps int `json:"reps"`
 }
 
 // Row is one backend configuration: a backend plugin with one weight format.
@@ -154,7 +166,8 @@ type Row struct {
 	Error  string         `json:"error,omitempty"`
 }
 
-// LMResult holds the causal-LM figures of one row.
+// LMResult holds the causal-LM figures of one row; prefill and decode figures are each the best
+// of Host.Reps measurements.
 type LMResult struct {
 	// LoadMS is the wall time of LoadModel (read weights, build sessions).
 	LoadMS float64 `json:"load_ms"`
@@ -165,8 +178,11 @@ type LMResult struct {
 	PrefillCPUMS float64 `json:"prefill_cpu_ms"`
 	// Decode holds tokens/s (summed over rows) for each batch size.
 	Decode []DecodePoint `json:"decode"`
-	// PeakRSSBytes is the plugin process's VmHWM after every LM measurement.
-	PeakRSSBytes int64 `json:"peak_rss_bytes"`
+	// PeakRSSBytes is the plugin process's VmHWM after every LM measurement, LoadPeakRSSBytes
+	// its VmHWM right after the load (weights, runtime and whatever loading left behind; the
+	// difference is mostly KV cache and working buffers).
+	PeakRSSBytes     int64 `json:"peak_rss_bytes"`
+	LoadPeakRSSBytes int64 `json:"load_peak_rss_bytes,omitempty"`
 	// WeightBytes is what the backend's Stats says the model's weights occupy (0 when it does
 	// not say): the bytes a batch-1 decode step reads, to a few KiB of embeddings and KV cache.
 	WeightBytes int64 `json:"weight_bytes,omitempty"`
@@ -191,12 +207,13 @@ type DecodePoint struct {
 	TokensPerCPUSec float64 `json:"tokens_per_cpu_s"`
 }
 
-// VAEResult holds the VAE figures of one row (median of Shape.VAEReps calls each, batch 1).
+// VAEResult holds the VAE figures of one row (best of Shape.VAEReps or Options.Reps calls each,
+// batch 1).
 type VAEResult struct {
 	LoadMS   float64 `json:"load_ms"`
 	EncodeMS float64 `json:"encode_ms"`
 	DecodeMS float64 `json:"decode_ms"`
-	// EncodeCPUMS and DecodeCPUMS are the plugin's CPU time per call (median).
+	// EncodeCPUMS and DecodeCPUMS are the plugin's CPU time per call (best).
 	EncodeCPUMS  float64 `json:"encode_cpu_ms"`
 	DecodeCPUMS  float64 `json:"decode_cpu_ms"`
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`

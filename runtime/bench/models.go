@@ -64,7 +64,7 @@ func Prepare(cacheDir string, s Shape, int8Row bool, step func(what string)) (*M
 		skip      bool
 		write     func(tmp string) error
 	}{
-		{m.GPT2, "write GPT-2 safetensors", false, func(tmp string) error { return writeGPT2(tmp, s.GPT2, s.Seed) }},
+		{m.GPT2, "write GPT-2 safetensors", false, func(tmp string) error { return WriteRandomGPT2(tmp, s.GPT2, s.Seed) }},
 		{m.GPT2ONNX, "export GPT-2 to ONNX", false, func(tmp string) error { return export.ExportGPT2(m.GPT2, tmp, export.DefaultOptions()) }},
 		{m.GPT2Int8, "quantize GPT-2 to int8", !int8Row, func(tmp string) error { return modeldir.QuantizeGPT2(m.GPT2, tmp, quant.Int8) }},
 		{m.VAE, "write VAE safetensors", false, func(tmp string) error { return export.WriteRandomVAE(tmp, s.VAE, s.Seed) }},
@@ -97,9 +97,9 @@ func Prepare(cacheDir string, s Shape, int8Row bool, step func(what string)) (*M
 	return m, nil
 }
 
-// writeGPT2 writes dir/config.json (HF GPT2Config fields of cfg) and dir/model.safetensors with
+// WriteRandomGPT2 writes dir/config.json (HF GPT2Config fields of cfg) and dir/model.safetensors with
 // export.RandomWeights(cfg, seed) under HF GPT2LMHeadModel names, lm_head tied to wte.
-func writeGPT2(dir string, cfg modeldir.GPT2Config, seed uint64) error {
+func WriteRandomGPT2(dir string, cfg modeldir.GPT2Config, seed uint64) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

@@ -55,6 +55,7 @@ func metrics(s Shape) []metric {
 			get: lmf(func(l *LMResult) float64 { return l.Point(b).TokensPerCPUSec })})
 	}
 	return append(ms,
+		metric{key: "lm_load_rss", label: "GPT-2 plugin peak RSS after load (MiB)", get: lmf(func(l *LMResult) float64 { return mib(l.LoadPeakRSSBytes) })},
 		metric{key: "lm_peak_rss", label: "GPT-2 plugin peak RSS (MiB)", get: lmf(func(l *LMResult) float64 { return mib(l.PeakRSSBytes) })},
 		metric{key: "vae_load", label: "VAE load (ms)", time: true, get: vaef(func(v *VAEResult) float64 { return v.LoadMS })},
 		metric{key: "vae_encode", label: fmt.Sprintf("VAE encode %d² (ms)", s.ImageSize), time: true, get: vaef(func(v *VAEResult) float64 { return v.EncodeMS })},
@@ -66,6 +67,16 @@ func metrics(s Shape) []metric {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// KVBytes is the float32 KV cache of B rows holding the shape's prompt and new tokens: keys and
+// values of every layer, n_embd floats per position each.
+func (s Shape) KVBytes(B int) int64 {
+	return int64(2*s.GPT2.NLayer*B*(s.PromptTokens+s.NewTokens)*s.GPT2.NEmbd) * 4
+}
+
+// RSSTargetMiB is issue 17's bound on a GPT-2 plugin's peak RSS for weights of the given bytes:
+// 1.15 × weights + 64 MiB.
+func RSSTargetMiB(weightBytes int64) float64 { return 1.15*mib(weightBytes) + 64 }
 
 // ratio compares row value v with base value b as Ratio's doc says; 0 when either is missing.
 func (m metric) ratio(v, b float64) float64 {
@@ -123,6 +134,9 @@ func metricsFor(rows []Row) []metric {
 // WriteTable prints one line per metric, one column per row, and a speed ratio column
 // (row ÷ base, >1 = row faster; for RSS row ÷ base, <1 = row smaller) for each non-base row.
 func (rep *Report) WriteTable(w io.Writer) error {
+	h := rep.Host
+	fmt.Fprintf(w, "modelrt bench %s, %s, %d CPUs, load average %.2f %.2f %.2f at the start, %.2f at the end; best of %d per figure (loads: one)\n",
+		rep.Shape.Name, h.Date, h.CPUs, h.LoadAvg[0], h.LoadAvg[1], h.LoadAvg[2], h.LoadAvgEnd[0], max(h.Reps, 1))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := []string{"metric"}
 	var base *Row
@@ -161,7 +175,12 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "ratios: times and tokens/s as speed (>1× = faster than %s); RSS as size (<1× = smaller)\n", base.Name)
 	}
 	if bw := rep.Host.ReadGBps; bw > 0 {
-		fmt.Fprintf(w, "streaming read bandwidth (kernels.ReadBandwidth, %d workers): %.1f GB/s\n", rep.Host.CPUs, bw)
+		llc := "unknown"
+		if h.LLCBytes > 0 {
+			llc = fmt.Sprintf("%.0f MiB, buffer = %.1f×", mib(h.LLCBytes), float64(h.ProbeBytes)/float64(h.LLCBytes))
+		}
+		fmt.Fprintf(w, "streaming read bandwidth (kernels.ReadBandwidth, %d workers, %.0f MiB buffer, last-level cache %s, best of %d passes): %.1f GB/s\n",
+			h.CPUs, mib(h.ProbeBytes), llc, ProbePasses, bw)
 		for _, r := range rep.Rows {
 			if r.LM == nil || r.LM.WeightBytes <= 0 {
 				continue
@@ -170,6 +189,18 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "%s decode at batch 1: %.1f tokens/s = %.0f%% of the bandwidth limit %.1f tokens/s (%.1f MB of weights read per token)\n",
 				r.Name, r.LM.Point(1).TokensPerSec, 100*r.LM.BandwidthFraction(bw), limit, float64(r.LM.WeightBytes)/1e6)
 		}
+	}
+	maxBatch, positions := 0, rep.Shape.PromptTokens+rep.Shape.NewTokens
+	if n := len(rep.Shape.Batches); n > 0 {
+		maxBatch = rep.Shape.Batches[n-1]
+	}
+	for _, r := range rep.Rows {
+		if r.LM == nil || r.LM.WeightBytes <= 0 || r.LM.PeakRSSBytes <= 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%s GPT-2 plugin peak RSS: %.0f MiB after load, %.0f MiB after decoding (weights %.0f MiB; 1.15×weights + 64 MiB = %.0f MiB; float32 KV cache at batch %d × %d positions: %.0f MiB)\n",
+			r.Name, mib(r.LM.LoadPeakRSSBytes), mib(r.LM.PeakRSSBytes), mib(r.LM.WeightBytes), RSSTargetMiB(r.LM.WeightBytes),
+			maxBatch, positions, mib(rep.Shape.KVBytes(maxBatch)))
 	}
 	for _, r := range rep.Rows {
 		if r.Error != "" {

@@ -9,13 +9,13 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/modelrt/modelrt/native/kernels"
 	"github.com/modelrt/modelrt/runtime/generate"
 	"github.com/modelrt/modelrt/runtime/lm"
 	"github.com/modelrt/modelrt/runtime/vae"
@@ -35,10 +35,12 @@ type Starter func(ctx context.Context, backend string) (Backend, error)
 
 // Options control Run.
 type Options struct {
-	// Backends are the backend plugins to measure, in table order ("native", "onnxrt"). onnxrt
-	// loads the ONNX directories; any other backend the safetensors ones.
+	// Backends are the backend plugins to measure, in table order ("native", "onnxrt"). An
+	// entry NAME=REF measures plugin REF (a name or a path) in a row called NAME, e.g. an older
+	// build beside the current one: "native,before=/tmp/old/modelrt-native". onnxrt loads the
+	// ONNX directories; any other backend the safetensors ones.
 	Backends []string
-	// Int8 adds a "native-int8" row (LM only) when "native" is among Backends.
+	// Int8 adds a "NAME-int8" row (LM only) for every native plugin among Backends.
 	Int8  bool
 	Start Starter
 	// Config holds a backend's config block (its HCL `config` attributes) by backend name,
@@ -47,13 +49,10 @@ type Options struct {
 	// Progress, when set, is called before each measurement with its 1-based index, the total
 	// and what is about to run.
 	Progress func(step, total int, what string)
+	// Reps is how many times each decode batch, prefill and VAE call is measured (in the same
+	// process); the best figure of each metric is kept. 0 means 1. Loads are measured once.
+	Reps int
 }
-
-const int8Row = "native-int8"
-
-// probePasses is how many timed passes the bandwidth probe makes; it keeps the best, so that a
-// pass slowed by other work on the machine does not set the ceiling.
-const probePasses = 8
 
 // plan is one row to measure and the directories it loads.
 type plan struct {
@@ -63,17 +62,38 @@ type plan struct {
 
 func plans(m *Models, opts Options) []plan {
 	var ps []plan
-	for _, b := range opts.Backends {
-		p := plan{row: Row{Name: b, Backend: b, Weights: "fp32"}, lmDir: m.GPT2, vaeDir: m.VAE}
-		if b == "onnxrt" {
+	for _, spec := range opts.Backends {
+		name, ref := splitBackend(spec)
+		kind := PluginKind(spec)
+		p := plan{row: Row{Name: name, Backend: ref, Weights: "fp32"}, lmDir: m.GPT2, vaeDir: m.VAE}
+		if kind == "onnxrt" {
 			p.lmDir, p.vaeDir = m.GPT2ONNX, m.VAEONNX
 		}
 		ps = append(ps, p)
-		if b == "native" && opts.Int8 {
-			ps = append(ps, plan{row: Row{Name: int8Row, Backend: b, Weights: "int8"}, lmDir: m.GPT2Int8})
+		if kind == "native" && opts.Int8 {
+			ps = append(ps, plan{row: Row{Name: name + "-int8", Backend: ref, Weights: "int8"}, lmDir: m.GPT2Int8})
 		}
 	}
 	return ps
+}
+
+// splitBackend splits an Options.Backends entry into row name and plugin reference.
+func splitBackend(spec string) (name, ref string) {
+	if n, r, ok := strings.Cut(spec, "="); ok {
+		return n, r
+	}
+	return spec, spec
+}
+
+// PluginKind is "onnxrt" or "native" for an Options.Backends entry whose plugin is that backend
+// (by name, or by a path to a modelrt-onnxrt or modelrt-native binary), else its reference.
+func PluginKind(spec string) string {
+	_, ref := splitBackend(spec)
+	base := strings.TrimPrefix(filepath.Base(ref), "modelrt-")
+	if base == "onnxrt" || base == "native" {
+		return base
+	}
+	return ref
 }
 
 // Run measures every row of opts on the models m of shape s, one fresh plugin process for the
@@ -108,10 +128,13 @@ func Run(ctx context.Context, s Shape, m *Models, opts Options) (*Report, error)
 			opts.Progress(step, total, what)
 		}
 	}
+	reps := max(opts.Reps, 1)
 	rep := &Report{Format: Format, Shape: s, Host: Host{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(),
-		Date: time.Now().UTC().Format(time.RFC3339)}}
-	if s.ProbeBytes > 0 {
-		rep.Host.ReadGBps = kernels.ReadBandwidth(s.ProbeBytes, probePasses) / 1e9
+		Date: time.Now().UTC().Format(time.RFC3339), LoadAvg: LoadAvg(), Reps: reps}}
+	defer func() { rep.Host.LoadAvgEnd = LoadAvg() }()
+	if s.ProbeBytes != 0 {
+		pr := probe(s.ProbeBytes)
+		rep.Host.ReadGBps, rep.Host.ProbeBytes, rep.Host.LLCBytes = pr.GBps, pr.Bytes, pr.LLCBytes
 	}
 	var failed []string
 	for _, p := range ps {
@@ -119,12 +142,12 @@ func Run(ctx context.Context, s Shape, m *Models, opts Options) (*Report, error)
 		row.Config = opts.Config[row.Backend]
 		var errs []error
 		if p.lmDir != "" {
-			lmr, err := measureLM(ctx, s, p, start, progress)
+			lmr, err := measureLM(ctx, s, p, start, progress, reps)
 			row.LM = lmr
 			errs = append(errs, err)
 		}
 		if p.vaeDir != "" {
-			vr, err := measureVAE(ctx, s, p, start, progress)
+			vr, err := measureVAE(ctx, s, p, start, progress, reps)
 			row.VAE = vr
 			errs = append(errs, err)
 		}
@@ -194,9 +217,10 @@ func promptIDs(B, n, vocab int) [][]int {
 	return out
 }
 
-// measureLM loads p.lmDir in a fresh process, warms it up, then runs Generate at each batch
-// size with greedy sampling and no EOS (random weights would otherwise end rows at random).
-func measureLM(ctx context.Context, s Shape, p plan, start Starter, progress func(string)) (*LMResult, error) {
+// measureLM loads p.lmDir in a fresh process, warms it up, then runs Generate reps times at each
+// batch size with greedy sampling and no EOS (random weights would otherwise end rows at
+// random), keeping each metric's best.
+func measureLM(ctx context.Context, s Shape, p plan, start Starter, progress func(string), reps int) (*LMResult, error) {
 	progress(p.row.Name + ": load GPT-2")
 	b, err := start(ctx, p.row.Backend)
 	if err != nil {
@@ -209,6 +233,9 @@ func measureLM(ctx context.Context, s Shape, p plan, start Starter, progress fun
 		return nil, fmt.Errorf("load %s in %s: %w", p.lmDir, p.row.Backend, err)
 	}
 	res := &LMResult{LoadMS: ms(time.Since(t0))}
+	if res.LoadPeakRSSBytes, err = PeakRSS(b.Pid()); err != nil {
+		return res, err
+	}
 	if sr, ok := b.(sdk.StatsReporter); ok {
 		if st, err := sr.Stats(ctx, &sdk.StatsRequest{}); err == nil {
 			for _, m := range st.Models {
@@ -248,30 +275,32 @@ func measureLM(ctx context.Context, s Shape, p plan, start Starter, progress fun
 		return res, err
 	}
 	for _, B := range s.Batches {
-		progress(fmt.Sprintf("%s: decode %d tokens at batch %d", p.row.Name, s.NewTokens, B))
-		r, prefillCPU, decodeCPU, err := run(B, s.PromptTokens, s.NewTokens)
-		if err != nil {
-			return res, err
-		}
-		if B == s.Batches[0] {
-			res.PrefillMS, res.PrefillCPUMS = r.PrefillMS, ms(prefillCPU)
-		}
-		pt := DecodePoint{Batch: B, TokensPerSec: r.DecodeTokensPerS}
-		// Generate counts the tokens after the first of each row as decode tokens.
-		if decodeCPU > 0 {
-			pt.TokensPerCPUSec = float64(B*(s.NewTokens-1)) / decodeCPU.Seconds()
+		progress(fmt.Sprintf("%s: decode %d tokens at batch %d (best of %d)", p.row.Name, s.NewTokens, B, reps))
+		pt := DecodePoint{Batch: B}
+		for range reps {
+			r, prefillCPU, decodeCPU, err := run(B, s.PromptTokens, s.NewTokens)
+			if err != nil {
+				return res, err
+			}
+			if B == s.Batches[0] {
+				res.PrefillMS, res.PrefillCPUMS = minPositive(res.PrefillMS, r.PrefillMS), minPositive(res.PrefillCPUMS, ms(prefillCPU))
+			}
+			pt.TokensPerSec = max(pt.TokensPerSec, r.DecodeTokensPerS)
+			// Generate counts the tokens after the first of each row as decode tokens.
+			if decodeCPU > 0 {
+				pt.TokensPerCPUSec = max(pt.TokensPerCPUSec, float64(B*(s.NewTokens-1))/decodeCPU.Seconds())
+			}
+			slog.Info("bench: decode", "row", p.row.Name, "batch", B, "prefill_ms", r.PrefillMS, "tokens_per_s", r.DecodeTokensPerS)
 		}
 		res.Decode = append(res.Decode, pt)
-		slog.Info("bench: decode", "row", p.row.Name, "batch", B, "prefill_ms", r.PrefillMS, "tokens_per_s", r.DecodeTokensPerS,
-			"tokens_per_cpu_s", pt.TokensPerCPUSec)
 	}
 	res.PeakRSSBytes, err = PeakRSS(b.Pid())
 	return res, err
 }
 
 // measureVAE loads p.vaeDir in a fresh process and times encode of a 1×C×S×S image and decode
-// of a 1×L×(S/f)×(S/f) latent: one untimed call each, then the median of s.VAEReps.
-func measureVAE(ctx context.Context, s Shape, p plan, start Starter, progress func(string)) (*VAEResult, error) {
+// of a 1×L×(S/f)×(S/f) latent: one untimed call each, then the best of max(s.VAEReps, reps).
+func measureVAE(ctx context.Context, s Shape, p plan, start Starter, progress func(string), reps int) (*VAEResult, error) {
 	progress(p.row.Name + ": load VAE")
 	b, err := start(ctx, p.row.Backend)
 	if err != nil {
@@ -288,10 +317,11 @@ func measureVAE(ctx context.Context, s Shape, p plan, start Starter, progress fu
 	S, h := int64(s.ImageSize), int64(s.ImageSize/s.VAE.DownsampleFactor())
 	image := sdk.FromFloat32([]int64{1, int64(s.VAE.InChannels), S, S}, pattern(s.VAE.InChannels*s.ImageSize*s.ImageSize, 1))
 	latent := sdk.FromFloat32([]int64{1, int64(s.VAE.LatentChannels), h, h}, pattern(s.VAE.LatentChannels*int(h*h), 2))
-	// call returns the median wall time and median plugin CPU time of s.VAEReps calls.
+	// call returns the best wall time and best plugin CPU time of n calls.
+	n := max(s.VAEReps, reps)
 	call := func(task string, run func() error) (wall, cpu float64, err error) {
 		var walls, cpus []float64
-		for i := 0; i <= s.VAEReps; i++ {
+		for i := 0; i <= n; i++ {
 			t := time.Now()
 			c0, err := ProcessCPU(b.Pid())
 			if err != nil {
@@ -308,7 +338,7 @@ func measureVAE(ctx context.Context, s Shape, p plan, start Starter, progress fu
 				walls, cpus = append(walls, ms(time.Since(t))), append(cpus, ms(c1-c0))
 			}
 		}
-		return median(walls), median(cpus), nil
+		return slices.Min(walls), slices.Min(cpus), nil
 	}
 	progress(fmt.Sprintf("%s: VAE encode %dx%d", p.row.Name, S, S))
 	if res.EncodeMS, res.EncodeCPUMS, err = call(sdk.TaskVAEEncode, func() error { _, _, err := m.Encode(ctx, image); return err }); err != nil {
@@ -333,13 +363,26 @@ func pattern(n, k int) []float32 {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
+// minPositive is the smaller of a and b, where 0 means not measured yet.
+func minPositive(a, b float64) float64 {
+	if a <= 0 {
+		return b
 	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	return min(a, b)
+}
+
+// LoadAvg returns /proc/loadavg's 1-, 5- and 15-minute figures (zeros when unreadable).
+func LoadAvg() [3]float64 {
+	var la [3]float64
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return la
+	}
+	f := strings.Fields(string(data))
+	for i := 0; i < 3 && i < len(f); i++ {
+		la[i], _ = strconv.ParseFloat(f[i], 64)
+	}
+	return la
 }
 
 // clockTicks is Linux's USER_HZ, the unit of /proc/PID/stat's CPU times (100 on every

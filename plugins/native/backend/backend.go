@@ -46,7 +46,15 @@ type session struct {
 
 // New returns an empty native backend.
 func New() *Backend {
-	return &Backend{ModelTable: sdk.NewModelTable[*model, *session]("native", nil, nil)}
+	return &Backend{ModelTable: sdk.NewModelTable[*model, *session]("native", nil, freeSession)}
+}
+
+// freeSession returns a closed session's KV cache to the system at once (it lives outside the
+// Go heap), after any call still using it.
+func freeSession(s *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cache.Release()
 }
 
 // Describe implements sdk.Backend.
@@ -241,6 +249,7 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 			return nil, err
 		}
 		cache = m.gpt2.NewCache(in.Batch)
+		defer cache.Release()
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

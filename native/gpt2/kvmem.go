@@ -1,0 +1,112 @@
+package gpt2
+
+import (
+	"log/slog"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The KV cache lives outside the Go heap, in anonymous mappings reserved for all n_positions
+// at once. The kernel backs a page only when it is first written, and the cache's (B,H,S,D)
+// layout writes positions in order within each (row, head) group, so the resident memory is
+// what the positions stored so far need (rounded up to a page per group) — never the full
+// reservation, no relayout as a session grows, and no copy left behind for the garbage
+// collector: Release and the end of a session return the pages to the system at once, where a
+// Go-heap cache stays resident until a collection runs (with the weights as the live heap,
+// GOGC's headroom is tens of MiB). Where mapping fails the cache falls back to the Go heap and
+// grows by doubling, as before.
+
+// kvOffHeap is false in tests that exercise the Go-heap fallback.
+var kvOffHeap = true
+
+// kvMemory holds a cache's mappings. They are unmapped by Cache.Release or, for a cache
+// dropped without it, by the cleanup attached to the Cache once it is unreachable.
+type kvMemory struct {
+	mu    sync.Mutex
+	slabs [][]byte
+}
+
+// newKVMemory returns the memory of cache c.
+func newKVMemory(c *Cache) *kvMemory {
+	m := &kvMemory{}
+	runtime.AddCleanup(c, func(m *kvMemory) { m.freeAll() }, m)
+	return m
+}
+
+// mapAll points every layer's k and v at a new mapping of n zero floats; on failure it unmaps
+// what it mapped and returns false, leaving k and v as they were (empty: it is only called on a
+// cache without memory).
+func (c *Cache) mapAll(n int) bool {
+	k, v := make([][]float32, len(c.k)), make([][]float32, len(c.v))
+	for l := range k {
+		var ok1, ok2 bool
+		k[l], ok1 = c.mem.mapFloats(n)
+		v[l], ok2 = c.mem.mapFloats(n)
+		if !ok1 || !ok2 {
+			c.mem.freeAll()
+			return false
+		}
+	}
+	copy(c.k, k)
+	copy(c.v, v)
+	return true
+}
+
+// mapFloats maps n zero floats outside the Go heap.
+func (m *kvMemory) mapFloats(n int) ([]float32, bool) {
+	if n <= 0 {
+		return nil, false
+	}
+	b, err := unix.Mmap(-1, 0, 4*n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		slog.Debug("gpt2: KV cache stays on the Go heap", "err", err)
+		return nil, false
+	}
+	// Huge pages would make a group's first write resident for 2 MiB of its neighbours.
+	_ = unix.Madvise(b, unix.MADV_NOHUGEPAGE)
+	m.mu.Lock()
+	m.slabs = append(m.slabs, b)
+	m.mu.Unlock()
+	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n), true
+}
+
+// freeAll unmaps every mapping.
+func (m *kvMemory) freeAll() {
+	m.mu.Lock()
+	slabs := m.slabs
+	m.slabs = nil
+	m.mu.Unlock()
+	for _, b := range slabs {
+		if err := unix.Munmap(b); err != nil {
+			slog.Warn("gpt2: KV cache unmap", "err", err)
+		}
+	}
+}
+
+// mapped reports how many bytes of the cache are mapped off the heap (reserved, not resident).
+func (c *Cache) mapped() int64 {
+	c.mem.mu.Lock()
+	defer c.mem.mu.Unlock()
+	var n int64
+	for _, b := range c.mem.slabs {
+		n += int64(len(b))
+	}
+	return n
+}
+
+// Release returns the cache's memory to the system and empties it (as Reset does). The cache
+// stays usable: the next Forward reserves memory again. A backend calls it when a session ends,
+// so that the next session does not wait for a garbage collection to get the pages back. The
+// caller must not use a slice of the old cache afterwards (none is handed out).
+func (c *Cache) Release() {
+	for l := range c.k {
+		c.k[l], c.v[l] = nil, nil
+	}
+	c.mem.freeAll()
+	c.mask, c.capacity = nil, 0
+	c.buf = step{}
+	c.Reset()
+}
