@@ -125,7 +125,7 @@ func TestConv2DWinogradMatchesNaive(t *testing.T) {
 		pad(Conv2DShape{B: 1, Cin: 17, H: 5, W: 4, Cout: 18, KH: 3, KW: 3, Stride: 1}, 2, 0, 0, 1),
 		pad(Conv2DShape{B: 1, Cin: 64, H: 33, W: 31, Cout: 32, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
 	}
-	// More tiles than one band holds: 16·Cmax·tiles > winogradBudget.
+	// Many bands (winogradBandBudget), Cout not a multiple of the 6-row strips.
 	big := base
 	big.Cin, big.Cout, big.H, big.W = 256, 16, 70, 66
 	shapes = append(shapes, pad(big, 1, 1, 1, 1))
