@@ -125,6 +125,8 @@ func TestConv2DWinogradMatchesNaive(t *testing.T) {
 		pad(Conv2DShape{B: 1, Cin: 17, H: 5, W: 4, Cout: 18, KH: 3, KW: 3, Stride: 1}, 2, 0, 0, 1),
 		pad(Conv2DShape{B: 1, Cin: 64, H: 33, W: 31, Cout: 32, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
 	}
+	// Whole groups of 16 tiles per row (the AVX-512 transforms), an odd last output row.
+	shapes = append(shapes, pad(Conv2DShape{B: 2, Cin: 32, H: 61, W: 64, Cout: 24, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1))
 	// Many bands (winogradBandBudget), Cout not a multiple of the 6-row strips.
 	big := base
 	big.Cin, big.Cout, big.H, big.W = 256, 16, 70, 66

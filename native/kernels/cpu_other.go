@@ -49,3 +49,7 @@ func dotF16x2AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw, n
 func dotF16x3AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw, n, rows int) {
 	panic("kernels: no SIMD")
 }
+func winogradIn16AVX512(v []float32, stride int, r []float32, ld int) { panic("kernels: no SIMD") }
+func winogradOut16AVX512(y0, y1, m []float32, stride int, bias []float32) {
+	panic("kernels: no SIMD")
+}

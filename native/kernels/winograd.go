@@ -167,6 +167,7 @@ func winogradInput(v, src []float32, s Conv2DShape, ty0, ty1, tw int, scratch []
 	wp := 2*tw + 2 // padded width the tiles of a row read
 	stride := winogradPanelLen(s.Cin, nt)
 	lo, hi := 0, s.Cin
+	simd := useAVX512 && tw%gemmNR == 0 // whole panels of 16 tiles per row: winogradIn16AVX512
 	{
 		buf := scratch[:8*wp+16*tw]
 		var r, c [4][]float32
@@ -196,6 +197,15 @@ func winogradInput(v, src []float32, s Conv2DShape, ty0, ty1, tw int, scratch []
 						x0 := max(0, s.PadLeft)
 						copy(r[i][x0:], line[max(0, -s.PadLeft):])
 					}
+				}
+				if simd {
+					for tx := 0; tx < tw; tx += gemmNR {
+						t := t0 + tx
+						off := ((t/gemmNR)*s.Cin+ci)*gemmNR + 15*stride + 15
+						_ = v[off] // the kernel writes v[ξ·stride+j], ξ, j < 16
+						winogradIn16AVX512(v[off-15*stride-15:], stride, buf[2*tx:3*wp+2*tx+34], wp)
+					}
+					continue
 				}
 				r0, r1, r2, r3 := r[0], r[1][:wp], r[2][:wp], r[3][:wp]
 				c0, c1, c2, c3 := c[0][:wp], c[1][:wp], c[2][:wp], c[3][:wp]
@@ -252,10 +262,15 @@ func winogradOutput(dst, m, bias []float32, cout, oh, ow, ty0, ty1, tw int, scra
 	stride := winogradOutLen(cout, nt)
 	{
 		rows := scratch[:2*2*tw]
+		simd := useAVX512 && tw%gemmNR == 0 // whole groups of 16 tiles: winogradOut16AVX512
+		scalar := tw
+		if simd {
+			scalar = 0
+		}
 		for co := 0; co < cout; co++ {
-			var bv float32
+			var bv [1]float32
 			if bias != nil {
-				bv = bias[co]
+				bv[0] = bias[co]
 			}
 			plane := dst[co*oh*ow : (co+1)*oh*ow]
 			for ty := ty0; ty < ty1; ty++ {
@@ -271,15 +286,21 @@ func winogradOutput(dst, m, bias []float32, cout, oh, ow, ty0, ty1, tw int, scra
 				m10, m11, m12, m13 := sl(4), sl(5), sl(6), sl(7)
 				m20, m21, m22, m23 := sl(8), sl(9), sl(10), sl(11)
 				m30, m31, m32, m33 := sl(12), sl(13), sl(14), sl(15)
-				for tx := range m00 {
+				if simd {
+					for tx := 0; tx < tw; tx += gemmNR {
+						_ = m[base+tx+15*stride+15] // the kernel reads m[ξ·stride+j], ξ, j < 16
+						winogradOut16AVX512(y0[2*tx:2*tx+32], y1[2*tx:2*tx+32], m[base+tx:], stride, bv[:])
+					}
+				}
+				for tx := range m00[:scalar] {
 					// Aᵀ·M: rows a (top output row) and b (bottom), four columns each.
 					a0, b0 := m00[tx]+m10[tx]+m20[tx], m10[tx]-m20[tx]-m30[tx]
 					a1, b1 := m01[tx]+m11[tx]+m21[tx], m11[tx]-m21[tx]-m31[tx]
 					a2, b2 := m02[tx]+m12[tx]+m22[tx], m12[tx]-m22[tx]-m32[tx]
 					a3, b3 := m03[tx]+m13[tx]+m23[tx], m13[tx]-m23[tx]-m33[tx]
 					t0, t1 := (*[2]float32)(y0[2*tx:]), (*[2]float32)(y1[2*tx:])
-					t0[0], t0[1] = a0+a1+a2+bv, a1-a2-a3+bv
-					t1[0], t1[1] = b0+b1+b2+bv, b1-b2-b3+bv
+					t0[0], t0[1] = a0+a1+a2+bv[0], a1-a2-a3+bv[0]
+					t1[0], t1[1] = b0+b1+b2+bv[0], b1-b2-b3+bv[0]
 				}
 				if direct {
 					continue
