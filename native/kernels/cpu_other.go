@@ -53,3 +53,6 @@ func winogradIn16AVX512(v []float32, stride int, r []float32, ld int) { panic("k
 func winogradOut16AVX512(y0, y1, m []float32, stride int, bias []float32) {
 	panic("kernels: no SIMD")
 }
+func sumF64AVX2(x []float32) float64                    { panic("kernels: no SIMD") }
+func sumSqDevF64AVX2(x []float32, mean float64) float64 { panic("kernels: no SIMD") }
+func groupNormAffineAVX2(dst, x, p []float32)           { panic("kernels: no SIMD") }

@@ -158,3 +158,18 @@ func winogradIn16AVX512(v []float32, stride int, r []float32, ld int)
 //
 //go:noescape
 func winogradOut16AVX512(y0 []float32, y1 []float32, m []float32, stride int, bias []float32)
+
+// sumF64AVX2 returns Σ x[i] in float64 over len(x), a multiple of 8.
+//
+//go:noescape
+func sumF64AVX2(x []float32) float64
+
+// sumSqDevF64AVX2 returns Σ (x[i] − mean)² in float64 over len(x), a multiple of 8.
+//
+//go:noescape
+func sumSqDevF64AVX2(x []float32, mean float64) float64
+
+// groupNormAffineAVX2 sets dst[i] = (x[i] − p[0] − p[1])·p[2] + p[3] for i < len(dst), a multiple of 8.
+//
+//go:noescape
+func groupNormAffineAVX2(dst []float32, x []float32, p []float32)

@@ -2525,3 +2525,91 @@ DATA wino_hi<>+52(SB)/4, $0x0000001e
 DATA wino_hi<>+56(SB)/4, $0x0000000f
 DATA wino_hi<>+60(SB)/4, $0x0000001f
 GLOBL wino_hi<>(SB), RODATA|NOPTR, $64
+
+// func sumF64AVX2(x []float32) float64
+// Requires: AVX, SSE2
+TEXT ·sumF64AVX2(SB), NOSPLIT, $0-32
+	MOVQ   x_base+0(FP), AX
+	MOVQ   x_len+8(FP), CX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	XORQ   DX, DX
+
+sumF64AVX2_loop:
+	CMPQ      DX, CX
+	JGE       sumF64AVX2_done
+	VCVTPS2PD (AX)(DX*4), Y2
+	VADDPD    Y2, Y0, Y0
+	VCVTPS2PD 16(AX)(DX*4), Y2
+	VADDPD    Y2, Y1, Y1
+	ADDQ      $0x08, DX
+	JMP       sumF64AVX2_loop
+
+sumF64AVX2_done:
+	VADDPD       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPD       X1, X0, X0
+	VHADDPD      X0, X0, X0
+	MOVSD        X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func sumSqDevF64AVX2(x []float32, mean float64) float64
+// Requires: AVX, AVX2, FMA3, SSE2
+TEXT ·sumSqDevF64AVX2(SB), NOSPLIT, $0-40
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	MOVSD        mean+24(FP), X0
+	VBROADCASTSD X0, Y0
+	VXORPD       Y1, Y1, Y1
+	VXORPD       Y2, Y2, Y2
+	XORQ         DX, DX
+
+sumSqDevF64AVX2_loop:
+	CMPQ        DX, CX
+	JGE         sumSqDevF64AVX2_done
+	VCVTPS2PD   (AX)(DX*4), Y3
+	VSUBPD      Y0, Y3, Y3
+	VFMADD231PD Y3, Y3, Y1
+	VCVTPS2PD   16(AX)(DX*4), Y3
+	VSUBPD      Y0, Y3, Y3
+	VFMADD231PD Y3, Y3, Y2
+	ADDQ        $0x08, DX
+	JMP         sumSqDevF64AVX2_loop
+
+sumSqDevF64AVX2_done:
+	VADDPD       Y2, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPD       X0, X1, X1
+	VHADDPD      X1, X1, X1
+	MOVSD        X1, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// func groupNormAffineAVX2(dst []float32, x []float32, p []float32)
+// Requires: AVX, FMA3
+TEXT ·groupNormAffineAVX2(SB), NOSPLIT, $0-72
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         x_base+24(FP), DX
+	MOVQ         p_base+48(FP), BX
+	VBROADCASTSS (BX), Y0
+	VBROADCASTSS 4(BX), Y1
+	VBROADCASTSS 8(BX), Y2
+	VBROADCASTSS 12(BX), Y3
+	XORQ         BX, BX
+
+gnaff_loop:
+	CMPQ        BX, CX
+	JGE         gnaff_done
+	VMOVUPS     (DX)(BX*4), Y4
+	VSUBPS      Y0, Y4, Y4
+	VSUBPS      Y1, Y4, Y4
+	VFMADD213PS Y3, Y2, Y4
+	VMOVUPS     Y4, (AX)(BX*4)
+	ADDQ        $0x08, BX
+	JMP         gnaff_loop
+
+gnaff_done:
+	VZEROUPPER
+	RET

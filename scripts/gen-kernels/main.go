@@ -52,6 +52,8 @@ func main() {
 	gelu()
 	winogradIn16()
 	winogradOut16()
+	groupNormStats()
+	groupNormAffine()
 	Generate()
 }
 
@@ -816,6 +818,98 @@ func winogradOut16() {
 		VMOVUPS(l, Mem{Base: dst})
 		VMOVUPS(h, Mem{Base: dst, Disp: 64})
 	}
+	VZEROUPPER()
+	RET()
+}
+
+// groupNormStats are the two passes of GroupNorm's statistics in float64, four lanes per YMM
+// (VCVTPS2PD), two accumulators each: sumF64AVX2 returns Σ x[i] and sumSqDevF64AVX2 returns
+// Σ (x[i] − mean)², over len(x), a multiple of 8.
+func groupNormStats() {
+	for _, dev := range []bool{false, true} {
+		name, sig := "sumF64AVX2", "func(x []float32) float64"
+		doc := name + " returns Σ x[i] in float64 over len(x), a multiple of 8."
+		if dev {
+			name, sig = "sumSqDevF64AVX2", "func(x []float32, mean float64) float64"
+			doc = name + " returns Σ (x[i] − mean)² in float64 over len(x), a multiple of 8."
+		}
+		TEXT(name, NOSPLIT, sig)
+		Pragma("noescape")
+		Doc(doc)
+		px := Load(Param("x").Base(), GP64())
+		n := Load(Param("x").Len(), GP64())
+		var mean VecVirtual
+		if dev {
+			m := Load(Param("mean"), XMM())
+			mean = YMM()
+			VBROADCASTSD(m, mean)
+		}
+		acc := [2]VecVirtual{YMM(), YMM()}
+		for _, a := range acc {
+			VXORPD(a, a, a)
+		}
+		j := GP64()
+		XORQ(j, j)
+		l := func(s string) string { return name + "_" + s }
+		Label(l("loop"))
+		CMPQ(j, n)
+		JGE(LabelRef(l("done")))
+		for h, a := range acc {
+			d := YMM()
+			VCVTPS2PD(Mem{Base: px, Index: j, Scale: 4, Disp: 16 * h}, d)
+			if dev {
+				VSUBPD(mean, d, d)
+				VFMADD231PD(d, d, a)
+			} else {
+				VADDPD(d, a, a)
+			}
+		}
+		ADDQ(Imm(8), j)
+		JMP(LabelRef(l("loop")))
+		Label(l("done"))
+		VADDPD(acc[1], acc[0], acc[0])
+		hi := XMM()
+		VEXTRACTF128(Imm(1), acc[0], hi)
+		lo := acc[0].AsX()
+		VADDPD(hi, lo, lo)
+		VHADDPD(lo, lo, lo)
+		Store(lo, ReturnIndex(0))
+		VZEROUPPER()
+		RET()
+	}
+}
+
+// groupNormAffine is dst[i] = (x[i] − p[0] − p[1])·p[2] + p[3] for i < len(dst), a multiple of
+// 8: GroupNorm's normalization with the float64 mean split in two float32s (p[0] = float32(μ),
+// p[1] = float32(μ − p[0])), so that x − p[0] is exact for x near μ and a large mean does not
+// cancel the deviation; p[2] = γ/σ, p[3] = β.
+func groupNormAffine() {
+	TEXT("groupNormAffineAVX2", NOSPLIT, "func(dst, x, p []float32)")
+	Pragma("noescape")
+	Doc("groupNormAffineAVX2 sets dst[i] = (x[i] − p[0] − p[1])·p[2] + p[3] for i < len(dst), a multiple of 8.")
+	pd := Load(Param("dst").Base(), GP64())
+	n := Load(Param("dst").Len(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	pp := Load(Param("p").Base(), GP64())
+	var c [4]VecVirtual
+	for i := range c {
+		c[i] = YMM()
+		VBROADCASTSS(Mem{Base: pp, Disp: 4 * i}, c[i])
+	}
+	j := GP64()
+	XORQ(j, j)
+	Label("gnaff_loop")
+	CMPQ(j, n)
+	JGE(LabelRef("gnaff_done"))
+	x := YMM()
+	VMOVUPS(Mem{Base: px, Index: j, Scale: 4}, x)
+	VSUBPS(c[0], x, x)
+	VSUBPS(c[1], x, x)
+	VFMADD213PS(c[3], c[2], x) // x·p[2] + p[3]
+	VMOVUPS(x, Mem{Base: pd, Index: j, Scale: 4})
+	ADDQ(Imm(8), j)
+	JMP(LabelRef("gnaff_loop"))
+	Label("gnaff_done")
 	VZEROUPPER()
 	RET()
 }
