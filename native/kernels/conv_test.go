@@ -127,6 +127,9 @@ func TestConv2DWinogradMatchesNaive(t *testing.T) {
 	}
 	// Whole groups of 16 tiles per row (the AVX-512 transforms), an odd last output row.
 	shapes = append(shapes, pad(Conv2DShape{B: 2, Cin: 32, H: 61, W: 64, Cout: 24, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1))
+	// Patches read in place inside the image and copied at its borders; unpadded.
+	shapes = append(shapes, pad(Conv2DShape{B: 1, Cin: 16, H: 21, W: 96, Cout: 16, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
+		pad(Conv2DShape{B: 1, Cin: 16, H: 66, W: 66, Cout: 20, KH: 3, KW: 3, Stride: 1}, 0, 0, 0, 0))
 	// Many bands (winogradBandBudget), Cout not a multiple of the 6-row strips.
 	big := base
 	big.Cin, big.Cout, big.H, big.W = 256, 16, 70, 66
