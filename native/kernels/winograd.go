@@ -14,11 +14,12 @@ import "sync"
 // ½, so F(2×2,3×3) loses little accuracy (winogradTol in the tests).
 
 // winogradBandBudget bounds each worker's transformed-input (V) and product (M) buffers (float32
-// values, 1 MiB each): a band of tile rows is transformed, multiplied and transformed back by
-// one worker while its V and M are still in that core's L2. Whole-image bands (16 MiB, as
-// before) sent V and M through memory twice each, which cost more than the products at 64
-// channels.
-const winogradBandBudget = 1 << 18
+// values, 512 KiB each) unless a band of 64 tiles needs more: a band of tile rows is
+// transformed, multiplied and transformed back by one worker while its V and M are still in
+// that core's L2. Whole-image bands (16 MiB) sent V and M through memory twice each, which cost
+// more than the products at 64 channels; 512 KiB measured better than 1 and 2 MiB at 64 and 128
+// channels (BenchmarkConv2D).
+const winogradBandBudget = 1 << 17
 
 // winogradMinChannels is the channel count from which Conv2D takes the Winograd path: its
 // products have K = Cin, and below this the GEMM's packing outweighs the saved multiplies.
@@ -97,8 +98,11 @@ func conv3x3Winograd(out, inp, weight, bias []float32, s Conv2DShape) {
 
 	p := acquire()
 	defer p.release()
-	// Bands fit winogradBandBudget, and there are at least two per worker when the image allows.
-	rows := max(1, min(winogradBandBudget/(16*max(s.Cin, s.Cout)*tw), (th+2*p.workers-1)/(2*p.workers)))
+	// Bands fit winogradBandBudget but hold at least one group of gemmNP panels (64 tiles), so
+	// that U, streamed once per band, is used for at least 64 columns; and there are at least
+	// two bands per worker when the image allows.
+	rows := max(1, (gemmNP*gemmNR+tw-1)/tw, winogradBandBudget/(16*max(s.Cin, s.Cout)*tw))
+	rows = max(1, min(rows, (th+2*p.workers-1)/(2*p.workers)))
 	bands := (th + rows - 1) / rows
 	j := &winogradJob{p: p, out: out, inp: inp, u: u, bias: bias, s: s, oh: oh, ow: ow, th: th, tw: tw, rows: rows, bands: bands,
 		bufs: make([]*[]float32, p.workers)}
