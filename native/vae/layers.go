@@ -75,6 +75,13 @@ func (l *groupNorm) Forward(x tensor, silu bool) tensor {
 	return y
 }
 
+// forwardInPlace is Forward(x, true) written over x, for an activation nothing reads again: it
+// saves allocating (and zeroing) one activation.
+func (l *groupNorm) forwardInPlace(x tensor) tensor {
+	kernels.GroupNormSiLU(x.data, x.data, l.gamma, l.beta, x.b, x.c, x.h*x.w, l.groups, groupNormEps)
+	return x
+}
+
 // addInto adds src to dst element-wise (a residual connection).
 func addInto(dst, src tensor) {
 	for i, v := range src.data {
@@ -93,7 +100,7 @@ type resnetBlock struct {
 
 func (r *resnetBlock) Forward(x tensor) tensor {
 	h := r.conv1.Forward(r.norm1.Forward(x, true))
-	h = r.conv2.Forward(r.norm2.Forward(h, true))
+	h = r.conv2.Forward(r.norm2.forwardInPlace(h))
 	if r.shortcut != nil {
 		x = r.shortcut.Forward(x)
 	}
@@ -221,7 +228,7 @@ func (e *encoder) Forward(p *pass, x tensor) (tensor, error) {
 	if err := p.check(); err != nil {
 		return tensor{}, err
 	}
-	return e.convOut.Forward(e.normOut.Forward(x, true)), nil
+	return e.convOut.Forward(e.normOut.forwardInPlace(x)), nil // x is convIn's or a block's output
 }
 
 // decoder: latent (B,L,h,w) → image (B,Cout,h·f,w·f).
@@ -248,5 +255,5 @@ func (d *decoder) Forward(p *pass, z tensor) (tensor, error) {
 	if err := p.check(); err != nil {
 		return tensor{}, err
 	}
-	return d.convOut.Forward(d.normOut.Forward(x, true)), nil
+	return d.convOut.Forward(d.normOut.forwardInPlace(x)), nil // x is convIn's or a block's output
 }
