@@ -164,72 +164,70 @@ func growTo(p *[]float32, n int) []float32 {
 // outside the image; Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]. V[ξ] is in the GEMM's
 // panel layout (winogradPanelLen): element (ci,t) at ((t/16)·Cin + ci)·16 + t%16, zero past the
 // last tile. Per tile row it applies Bᵀ down the four zero-padded input rows once for the whole
-// width (neighbouring tiles share two columns), then B across each tile.
+// width (neighbouring tiles share two columns), then B across each tile; with AVX-512 and whole
+// groups of 16 tiles per row, winogradIn16AVX512 does both for 16 tiles at a time.
 func winogradInput(v, src []float32, s Conv2DShape, ty0, ty1, tw int, scratch []float32) {
 	nt := (ty1 - ty0) * tw
 	plane := s.H * s.W
 	wp := 2*tw + 2 // padded width the tiles of a row read
 	stride := winogradPanelLen(s.Cin, nt)
-	lo, hi := 0, s.Cin
 	simd := useAVX512 && tw%gemmNR == 0 // whole panels of 16 tiles per row: winogradIn16AVX512
-	{
-		buf := scratch[:8*wp+16*tw]
-		var r, c [4][]float32
-		for i := range r {
-			r[i], c[i] = buf[i*wp:][:wp], buf[(4+i)*wp:][:wp]
-		}
-		row := buf[8*wp:][:16*tw] // one tile row of one channel: V[ξ] at row[ξ·tw:]
-		// Tiles past nt in the last panel are zero.
-		if pad := nt % gemmNR; pad != 0 {
-			for x := 0; x < 16; x++ {
-				for ci := lo; ci < hi; ci++ {
-					clear(v[x*stride+((nt/gemmNR)*s.Cin+ci)*gemmNR+pad:][:gemmNR-pad])
-				}
+	buf := scratch[:8*wp+16*tw]
+	var r, c [4][]float32
+	for i := range r {
+		r[i], c[i] = buf[i*wp:][:wp], buf[(4+i)*wp:][:wp]
+	}
+	row := buf[8*wp:][:16*tw] // one tile row of one channel: V[ξ] at row[ξ·tw:]
+	// Tiles past nt in the last panel are zero.
+	if pad := nt % gemmNR; pad != 0 {
+		for x := 0; x < 16; x++ {
+			for ci := 0; ci < s.Cin; ci++ {
+				clear(v[x*stride+((nt/gemmNR)*s.Cin+ci)*gemmNR+pad:][:gemmNR-pad])
 			}
 		}
-		// Tile rows outside, channels inside: the writes to one panel of one V[ξ] are then
-		// consecutive (the channels' 16-tile rows are adjacent in the panel layout).
-		for ty := ty0; ty < ty1; ty++ {
-			t0 := (ty - ty0) * tw
-			for ci := lo; ci < hi; ci++ {
-				img := src[ci*plane : (ci+1)*plane]
-				for i := range r {
-					clear(r[i])
-					if y := 2*ty - s.PadTop + i; y >= 0 && y < s.H {
-						line := img[y*s.W : (y+1)*s.W]
-						// r[i][xx] = line[xx − PadLeft] where both exist.
-						x0 := max(0, s.PadLeft)
-						copy(r[i][x0:], line[max(0, -s.PadLeft):])
-					}
+	}
+	// Tile rows outside, channels inside: the writes to one panel of one V[ξ] are then
+	// consecutive (the channels' 16-tile rows are adjacent in the panel layout).
+	for ty := ty0; ty < ty1; ty++ {
+		t0 := (ty - ty0) * tw
+		for ci := 0; ci < s.Cin; ci++ {
+			img := src[ci*plane : (ci+1)*plane]
+			for i := range r {
+				clear(r[i])
+				if y := 2*ty - s.PadTop + i; y >= 0 && y < s.H {
+					line := img[y*s.W : (y+1)*s.W]
+					// r[i][xx] = line[xx − PadLeft] where both exist.
+					x0 := max(0, s.PadLeft)
+					copy(r[i][x0:], line[max(0, -s.PadLeft):])
 				}
-				if simd {
-					for tx := 0; tx < tw; tx += gemmNR {
-						t := t0 + tx
-						off := ((t/gemmNR)*s.Cin+ci)*gemmNR + 15*stride + 15
-						_ = v[off] // the kernel writes v[ξ·stride+j], ξ, j < 16
-						winogradIn16AVX512(v[off-15*stride-15:], stride, buf[2*tx:3*wp+2*tx+34], wp)
-					}
-					continue
-				}
-				r0, r1, r2, r3 := r[0], r[1][:wp], r[2][:wp], r[3][:wp]
-				c0, c1, c2, c3 := c[0][:wp], c[1][:wp], c[2][:wp], c[3][:wp]
-				for x := range r0 {
-					c0[x], c1[x], c2[x], c3[x] = r0[x]-r2[x], r1[x]+r2[x], r2[x]-r1[x], r1[x]-r3[x]
-				}
-				for k := 0; k < 4; k++ {
-					ck := c[k][:wp]
-					o := row[4*k*tw:][:4*tw]
-					o0, o1, o2, o3 := o[:tw], o[tw:2*tw], o[2*tw:3*tw], o[3*tw:]
-					for tx := range o0 {
-						q := (*[4]float32)(ck[2*tx:])
-						o0[tx] = q[0] - q[2]
-						o1[tx] = q[1] + q[2]
-						o2[tx] = q[2] - q[1]
-						o3[tx] = q[1] - q[3]
-					}
-				}
-				winogradScatter(v, row, stride, s.Cin, ci, t0, tw)
 			}
+			if simd {
+				for tx := 0; tx < tw; tx += gemmNR {
+					t := t0 + tx
+					off := ((t/gemmNR)*s.Cin+ci)*gemmNR + 15*stride + 15
+					_ = v[off] // the kernel writes v[ξ·stride+j], ξ, j < 16
+					winogradIn16AVX512(v[off-15*stride-15:], stride, buf[2*tx:3*wp+2*tx+34], wp)
+				}
+				continue
+			}
+			r0, r1, r2, r3 := r[0], r[1][:wp], r[2][:wp], r[3][:wp]
+			c0, c1, c2, c3 := c[0][:wp], c[1][:wp], c[2][:wp], c[3][:wp]
+			for x := range r0 {
+				c0[x], c1[x], c2[x], c3[x] = r0[x]-r2[x], r1[x]+r2[x], r2[x]-r1[x], r1[x]-r3[x]
+			}
+			for k := 0; k < 4; k++ {
+				ck := c[k][:wp]
+				o := row[4*k*tw:][:4*tw]
+				o0, o1, o2, o3 := o[:tw], o[tw:2*tw], o[2*tw:3*tw], o[3*tw:]
+				for tx := range o0 {
+					q := (*[4]float32)(ck[2*tx:])
+					o0[tx] = q[0] - q[2]
+					o1[tx] = q[1] + q[2]
+					o2[tx] = q[2] - q[1]
+					o3[tx] = q[1] - q[3]
+				}
+			}
+			winogradScatter(v, row, stride, s.Cin, ci, t0, tw)
 		}
 	}
 }
@@ -264,57 +262,55 @@ func winogradScatter(v, row []float32, stride, cin, ci, t0, tw int) {
 func winogradOutput(dst, m, bias []float32, cout, oh, ow, ty0, ty1, tw int, scratch []float32) {
 	nt := (ty1 - ty0) * tw
 	stride := winogradOutLen(cout, nt)
-	{
-		rows := scratch[:2*2*tw]
-		simd := useAVX512 && tw%gemmNR == 0 // whole groups of 16 tiles: winogradOut16AVX512
-		scalar := tw
-		if simd {
-			scalar = 0
+	rows := scratch[:2*2*tw]
+	simd := useAVX512 && tw%gemmNR == 0 // whole groups of 16 tiles: winogradOut16AVX512
+	scalar := tw
+	if simd {
+		scalar = 0
+	}
+	for co := 0; co < cout; co++ {
+		var bv [1]float32
+		if bias != nil {
+			bv[0] = bias[co]
 		}
-		for co := 0; co < cout; co++ {
-			var bv [1]float32
-			if bias != nil {
-				bv[0] = bias[co]
+		plane := dst[co*oh*ow : (co+1)*oh*ow]
+		for ty := ty0; ty < ty1; ty++ {
+			base := co*nt + (ty-ty0)*tw
+			y0 := rows[:2*tw]
+			y1 := rows[2*tw:][:2*tw]
+			direct := 2*ty+1 < oh && ow == 2*tw // both output rows whole: write in place
+			if direct {
+				y0, y1 = plane[2*ty*ow:][:ow], plane[(2*ty+1)*ow:][:ow]
 			}
-			plane := dst[co*oh*ow : (co+1)*oh*ow]
-			for ty := ty0; ty < ty1; ty++ {
-				base := co*nt + (ty-ty0)*tw
-				y0 := rows[:2*tw]
-				y1 := rows[2*tw:][:2*tw]
-				direct := 2*ty+1 < oh && ow == 2*tw // both output rows whole: write in place
-				if direct {
-					y0, y1 = plane[2*ty*ow:][:ow], plane[(2*ty+1)*ow:][:ow]
+			sl := func(x int) []float32 { return m[x*stride+base:][:tw] }
+			m00, m01, m02, m03 := sl(0), sl(1), sl(2), sl(3)
+			m10, m11, m12, m13 := sl(4), sl(5), sl(6), sl(7)
+			m20, m21, m22, m23 := sl(8), sl(9), sl(10), sl(11)
+			m30, m31, m32, m33 := sl(12), sl(13), sl(14), sl(15)
+			if simd {
+				for tx := 0; tx < tw; tx += gemmNR {
+					_ = m[base+tx+15*stride+15] // the kernel reads m[ξ·stride+j], ξ, j < 16
+					winogradOut16AVX512(y0[2*tx:2*tx+32], y1[2*tx:2*tx+32], m[base+tx:], stride, bv[:])
 				}
-				sl := func(x int) []float32 { return m[x*stride+base:][:tw] }
-				m00, m01, m02, m03 := sl(0), sl(1), sl(2), sl(3)
-				m10, m11, m12, m13 := sl(4), sl(5), sl(6), sl(7)
-				m20, m21, m22, m23 := sl(8), sl(9), sl(10), sl(11)
-				m30, m31, m32, m33 := sl(12), sl(13), sl(14), sl(15)
-				if simd {
-					for tx := 0; tx < tw; tx += gemmNR {
-						_ = m[base+tx+15*stride+15] // the kernel reads m[ξ·stride+j], ξ, j < 16
-						winogradOut16AVX512(y0[2*tx:2*tx+32], y1[2*tx:2*tx+32], m[base+tx:], stride, bv[:])
-					}
-				}
-				for tx := range m00[:scalar] {
-					// Aᵀ·M: rows a (top output row) and b (bottom), four columns each.
-					a0, b0 := m00[tx]+m10[tx]+m20[tx], m10[tx]-m20[tx]-m30[tx]
-					a1, b1 := m01[tx]+m11[tx]+m21[tx], m11[tx]-m21[tx]-m31[tx]
-					a2, b2 := m02[tx]+m12[tx]+m22[tx], m12[tx]-m22[tx]-m32[tx]
-					a3, b3 := m03[tx]+m13[tx]+m23[tx], m13[tx]-m23[tx]-m33[tx]
-					t0, t1 := (*[2]float32)(y0[2*tx:]), (*[2]float32)(y1[2*tx:])
-					t0[0], t0[1] = a0+a1+a2+bv[0], a1-a2-a3+bv[0]
-					t1[0], t1[1] = b0+b1+b2+bv[0], b1-b2-b3+bv[0]
-				}
-				if direct {
-					continue
-				}
-				if y := 2 * ty; y < oh {
-					copy(plane[y*ow:(y+1)*ow], y0)
-				}
-				if y := 2*ty + 1; y < oh {
-					copy(plane[y*ow:(y+1)*ow], y1)
-				}
+			}
+			for tx := range m00[:scalar] {
+				// Aᵀ·M: rows a (top output row) and b (bottom), four columns each.
+				a0, b0 := m00[tx]+m10[tx]+m20[tx], m10[tx]-m20[tx]-m30[tx]
+				a1, b1 := m01[tx]+m11[tx]+m21[tx], m11[tx]-m21[tx]-m31[tx]
+				a2, b2 := m02[tx]+m12[tx]+m22[tx], m12[tx]-m22[tx]-m32[tx]
+				a3, b3 := m03[tx]+m13[tx]+m23[tx], m13[tx]-m23[tx]-m33[tx]
+				t0, t1 := (*[2]float32)(y0[2*tx:]), (*[2]float32)(y1[2*tx:])
+				t0[0], t0[1] = a0+a1+a2+bv[0], a1-a2-a3+bv[0]
+				t1[0], t1[1] = b0+b1+b2+bv[0], b1-b2-b3+bv[0]
+			}
+			if direct {
+				continue
+			}
+			if y := 2 * ty; y < oh {
+				copy(plane[y*ow:(y+1)*ow], y0)
+			}
+			if y := 2*ty + 1; y < oh {
+				copy(plane[y*ow:(y+1)*ow], y1)
 			}
 		}
 	}
