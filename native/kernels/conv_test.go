@@ -125,7 +125,12 @@ func TestConv2DWinogradMatchesNaive(t *testing.T) {
 		pad(Conv2DShape{B: 1, Cin: 17, H: 5, W: 4, Cout: 18, KH: 3, KW: 3, Stride: 1}, 2, 0, 0, 1),
 		pad(Conv2DShape{B: 1, Cin: 64, H: 33, W: 31, Cout: 32, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
 	}
-	// More tiles than one band holds: 16·Cmax·tiles > winogradBudget.
+	// Whole groups of 16 tiles per row (the AVX-512 transforms), an odd last output row.
+	shapes = append(shapes, pad(Conv2DShape{B: 2, Cin: 32, H: 61, W: 64, Cout: 24, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1))
+	// Patches read in place inside the image and copied at its borders; unpadded.
+	shapes = append(shapes, pad(Conv2DShape{B: 1, Cin: 16, H: 21, W: 96, Cout: 16, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
+		pad(Conv2DShape{B: 1, Cin: 16, H: 66, W: 66, Cout: 20, KH: 3, KW: 3, Stride: 1}, 0, 0, 0, 0))
+	// Many bands (winogradBandBudget), Cout not a multiple of the 6-row strips.
 	big := base
 	big.Cin, big.Cout, big.H, big.W = 256, 16, 70, 66
 	shapes = append(shapes, pad(big, 1, 1, 1, 1))

@@ -49,3 +49,10 @@ func dotF16x2AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw, n
 func dotF16x3AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw, n, rows int) {
 	panic("kernels: no SIMD")
 }
+func winogradIn16AVX512(v []float32, stride int, r []float32, ld int) { panic("kernels: no SIMD") }
+func winogradOut16AVX512(y0, y1, m []float32, stride int, bias []float32) {
+	panic("kernels: no SIMD")
+}
+func sumF64AVX2(x []float32) float64                    { panic("kernels: no SIMD") }
+func sumSqDevF64AVX2(x []float32, mean float64) float64 { panic("kernels: no SIMD") }
+func groupNormAffineAVX2(dst, x, p []float32)           { panic("kernels: no SIMD") }

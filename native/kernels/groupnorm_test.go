@@ -51,3 +51,16 @@ func TestGroupNormEpsMatters(t *testing.T) {
 		t.Fatalf("eps 1e-6 vs 1e-5 moved the output by only %g", d)
 	}
 }
+
+// BenchmarkGroupNormSiLU is the VAE's GroupNorm(32)+SiLU over 64 channels of 256×256.
+func BenchmarkGroupNormSiLU(b *testing.B) {
+	const c, hw = 64, 256 * 256
+	inp := randomVec(1, c*hw, -3, 3)
+	gamma, beta := randomVec(2, c, 0.5, 1.5), randomVec(3, c, -0.5, 0.5)
+	out := make([]float32, c*hw)
+	c0 := processCPU(b)
+	for b.Loop() {
+		GroupNormSiLU(out, inp, gamma, beta, 1, c, hw, 32, 1e-6)
+	}
+	b.ReportMetric(float64(processCPU(b)-c0)/1e6/float64(b.N), "cpu-ms/op")
+}

@@ -24,7 +24,14 @@ const (
 func gemmPacked(p *workPool, m, n, k int, a []float32, lda int, w weights, ldb int, c []float32, ldc int, bias []float32) {
 	strips := (m + gemmMR - 1) / gemmMR
 	p.apack = grow(p.apack, strips*gemmMR*k)
-	ap := p.apack
+	packA(p.apack, m, k, a, lda)
+	gemmPackedRun(p, m, n, k, p.apack, w, ldb, c, ldc, bias, packedBatch{n: 1})
+}
+
+// packA writes the (M,K) matrix a (row stride lda) into ap as strips of gemmMR rows interleaved
+// by depth (strip s at ap[s·gemmMR·K:], element (i,q) at q·gemmMR + i%gemmMR), zero rows past M.
+func packA(ap []float32, m, k int, a []float32, lda int) {
+	strips := (m + gemmMR - 1) / gemmMR
 	for s := 0; s < strips; s++ {
 		blk := ap[s*gemmMR*k:][:gemmMR*k]
 		i0 := s * gemmMR
@@ -41,10 +48,21 @@ func gemmPacked(p *workPool, m, n, k int, a []float32, lda int, w weights, ldb i
 			}
 		}
 	}
+}
+
+// packedBatch describes n independent products of one shape run as a single job (Winograd's 16
+// or 36 per band): product x reads A at ap[x·a:], float32 panels at w.f32[x·b:] and writes C at
+// c[x·c:]. n = 1 is a plain product.
+type packedBatch struct{ n, a, b, c int }
+
+// gemmPackedRun runs the products of batch on the worker pool with A already packed (packA's
+// layout). With batch.n > 1, w must be float32 panels (read in place).
+func gemmPackedRun(p *workPool, m, n, k int, ap []float32, w weights, ldb int, c []float32, ldc int, bias []float32, batch packedBatch) {
 	groups := (n + gemmNP*gemmNR - 1) / (gemmNP * gemmNR)
 	mblocks := (m + gemmMC - 1) / gemmMC
-	p.pk = gemmPackedJob{p: p, m: m, n: n, k: k, ap: ap, w: w, ldb: ldb, c: c, ldc: ldc, bias: bias, groups: groups}
-	p.run(&p.pk, mblocks*groups, 1)
+	p.pk = gemmPackedJob{p: p, m: m, n: n, k: k, ap: ap, w: w, ldb: ldb, c: c, ldc: ldc, bias: bias, groups: groups,
+		mblocks: mblocks, batch: batch}
+	p.run(&p.pk, batch.n*mblocks*groups, 1)
 	p.pk = gemmPackedJob{}
 }
 
@@ -57,6 +75,8 @@ type gemmPackedJob struct {
 	c, bias []float32
 	ldc     int
 	groups  int // column groups of gemmNP panels
+	mblocks int // row blocks of gemmMC rows
+	batch   packedBatch
 }
 
 // chunk computes tasks [lo,hi): task t is row block t/groups and column group t%groups.
@@ -67,7 +87,12 @@ func (j *gemmPackedJob) chunk(wk, lo, hi int) {
 	// init holds each panel's 16 starting values (bias or zeros): the first depth block starts
 	// its accumulators from them instead of from C (gemm6x16InitAVX2).
 	var init [gemmNP * gemmNR]float32
-	for t := lo; t < hi; t++ {
+	for task := lo; task < hi; task++ {
+		x, t := task/(j.mblocks*j.groups), task%(j.mblocks*j.groups)
+		ap, cm, w := j.ap[x*j.batch.a:], j.c[x*j.batch.c:], j.w
+		if x > 0 {
+			w.f32 = w.f32[x*j.batch.b:]
+		}
 		mb, g := t/j.groups, t%j.groups
 		i0, i1 := mb*gemmMC, min((mb+1)*gemmMC, j.m)
 		j0 := g * gemmNP * gemmNR
@@ -79,7 +104,7 @@ func (j *gemmPackedJob) chunk(wk, lo, hi int) {
 		for p0 := 0; p0 < j.k; p0 += gemmKC {
 			kb := min(gemmKC, j.k-p0)
 			// float32 weights already in panels are read in place: packing would only copy them.
-			inPlace := j.w.panels && j.w.f32 != nil
+			inPlace := w.panels && w.f32 != nil
 			if !inPlace {
 				j.packB(buf[:gemmNP*panel], p0, kb, j0, ng)
 			}
@@ -89,31 +114,31 @@ func (j *gemmPackedJob) chunk(wk, lo, hi int) {
 				b, bs := buf[:gemmNP*panel], panel
 				if inPlace {
 					bs = j.k * gemmNR
-					b = j.w.f32[((j0/gemmNR)*j.k+p0)*gemmNR:][:(gemmNP-1)*bs+kb*gemmNR]
+					b = w.f32[((j0/gemmNR)*j.k+p0)*gemmNR:][:(gemmNP-1)*bs+kb*gemmNR]
 				}
 				for ; i+gemmMR <= i1; i += gemmMR {
-					a := j.ap[i*j.k+p0*gemmMR:][:kb*gemmMR]
+					a := ap[i*j.k+p0*gemmMR:][:kb*gemmMR]
 					if p0 == 0 {
-						gemm6x64InitAVX512(a, b, bs, j.c[i*j.ldc+j0:], j.ldc, init[:])
+						gemm6x64InitAVX512(a, b, bs, cm[i*j.ldc+j0:], j.ldc, init[:])
 					} else {
-						gemm6x64AVX512(a, b, bs, j.c[i*j.ldc+j0:], j.ldc)
+						gemm6x64AVX512(a, b, bs, cm[i*j.ldc+j0:], j.ldc)
 					}
 				}
 			}
 			for q := 0; q*gemmNR < ng; q++ {
 				b := buf[q*panel:][:kb*gemmNR]
 				if inPlace {
-					b = j.w.f32[((j0/gemmNR+q)*j.k+p0)*gemmNR:][:kb*gemmNR]
+					b = w.f32[((j0/gemmNR+q)*j.k+p0)*gemmNR:][:kb*gemmNR]
 				}
 				jq, nb := j0+q*gemmNR, min(gemmNR, ng-q*gemmNR)
 				for i := i; i < i1; i += gemmMR {
-					a := j.ap[i*j.k+p0*gemmMR:][:kb*gemmMR]
+					a := ap[i*j.k+p0*gemmMR:][:kb*gemmMR]
 					mr := min(gemmMR, i1-i)
 					if mr == gemmMR && nb == gemmNR {
 						if p0 == 0 {
-							gemm6x16InitAVX2(a, b, j.c[i*j.ldc+jq:], j.ldc, init[q*gemmNR:][:gemmNR])
+							gemm6x16InitAVX2(a, b, cm[i*j.ldc+jq:], j.ldc, init[q*gemmNR:][:gemmNR])
 						} else {
-							gemm6x16AVX2(a, b, j.c[i*j.ldc+jq:], j.ldc)
+							gemm6x16AVX2(a, b, cm[i*j.ldc+jq:], j.ldc)
 						}
 						continue
 					}
@@ -124,12 +149,12 @@ func (j *gemmPackedJob) chunk(wk, lo, hi int) {
 						if p0 == 0 {
 							copy(tmp[r*gemmNR:][:nb], init[q*gemmNR:][:nb])
 						} else {
-							copy(tmp[r*gemmNR:][:nb], j.c[(i+r)*j.ldc+jq:][:nb])
+							copy(tmp[r*gemmNR:][:nb], cm[(i+r)*j.ldc+jq:][:nb])
 						}
 					}
 					gemm6x16AVX2(a, b, tmp, gemmNR)
 					for r := 0; r < mr; r++ {
-						copy(j.c[(i+r)*j.ldc+jq:][:nb], tmp[r*gemmNR:][:nb])
+						copy(cm[(i+r)*j.ldc+jq:][:nb], tmp[r*gemmNR:][:nb])
 					}
 				}
 			}

@@ -148,3 +148,28 @@ func siluAVX2(dst []float32, x []float32)
 //
 //go:noescape
 func geluAVX2(dst []float32, x []float32)
+
+// winogradIn16AVX512 writes the Winograd F(2×2,3×3) input transform of 16 tiles (4×34 patch r[i·ld+x]) to v[ξ·stride+t], ξ, t < 16.
+//
+//go:noescape
+func winogradIn16AVX512(v []float32, stride int, r []float32, ld int)
+
+// winogradOut16AVX512 writes the Winograd F(2×2,3×3) output transform of 16 tiles (M[ξ] at m[ξ·stride+t]) plus bias[0] to y0[0:32] and y1[0:32].
+//
+//go:noescape
+func winogradOut16AVX512(y0 []float32, y1 []float32, m []float32, stride int, bias []float32)
+
+// sumF64AVX2 returns Σ x[i] in float64 over len(x), a multiple of 8.
+//
+//go:noescape
+func sumF64AVX2(x []float32) float64
+
+// sumSqDevF64AVX2 returns Σ (x[i] − mean)² in float64 over len(x), a multiple of 8.
+//
+//go:noescape
+func sumSqDevF64AVX2(x []float32, mean float64) float64
+
+// groupNormAffineAVX2 sets dst[i] = (x[i] − p[0] − p[1])·p[2] + p[3] for i < len(dst), a multiple of 8.
+//
+//go:noescape
+func groupNormAffineAVX2(dst []float32, x []float32, p []float32)

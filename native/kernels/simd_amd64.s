@@ -2237,3 +2237,379 @@ DATA gelu_two<>+20(SB)/4, $0x40000000
 DATA gelu_two<>+24(SB)/4, $0x40000000
 DATA gelu_two<>+28(SB)/4, $0x40000000
 GLOBL gelu_two<>(SB), RODATA|NOPTR, $32
+
+// func winogradIn16AVX512(v []float32, stride int, r []float32, ld int)
+// Requires: AVX, AVX512F
+TEXT ·winogradIn16AVX512(SB), NOSPLIT, $0-64
+	MOVQ      v_base+0(FP), AX
+	MOVQ      stride+24(FP), CX
+	SHLQ      $0x02, CX
+	MOVQ      r_base+32(FP), DX
+	MOVQ      ld+56(FP), BX
+	SHLQ      $0x02, BX
+	VMOVDQU32 wino_even<>+0(SB), Z0
+	VMOVDQU32 wino_odd<>+0(SB), Z1
+	LEAQ      (DX)(BX*1), SI
+	LEAQ      (DX)(BX*2), DI
+	LEAQ      (SI)(BX*2), BX
+	VMOVUPS   (DX), Z2
+	VMOVUPS   (SI), Z3
+	VMOVUPS   (DI), Z4
+	VMOVUPS   (BX), Z5
+	VSUBPS    Z4, Z2, Z2
+	VADDPS    Z4, Z3, Z6
+	VSUBPS    Z3, Z4, Z4
+	VSUBPS    Z5, Z3, Z3
+	VMOVUPS   64(DX), Z5
+	VMOVUPS   64(SI), Z7
+	VMOVUPS   64(DI), Z8
+	VMOVUPS   64(BX), Z9
+	VSUBPS    Z8, Z5, Z5
+	VADDPS    Z8, Z7, Z10
+	VSUBPS    Z7, Z8, Z8
+	VSUBPS    Z9, Z7, Z7
+	VMOVUPS   8(DX), Z9
+	VMOVUPS   8(SI), Z11
+	VMOVUPS   8(DI), Z12
+	VMOVUPS   8(BX), Z13
+	VSUBPS    Z12, Z9, Z9
+	VADDPS    Z12, Z11, Z14
+	VSUBPS    Z11, Z12, Z12
+	VSUBPS    Z13, Z11, Z11
+	VMOVUPS   72(DX), Z13
+	VMOVUPS   72(SI), Z15
+	VMOVUPS   72(DI), Z16
+	VMOVUPS   72(BX), Z17
+	VSUBPS    Z16, Z13, Z13
+	VADDPS    Z16, Z15, Z18
+	VSUBPS    Z15, Z16, Z16
+	VSUBPS    Z17, Z15, Z15
+	VMOVAPS   Z2, Z17
+	VPERMT2PS Z5, Z0, Z17
+	VMOVAPS   Z2, Z2
+	VPERMT2PS Z5, Z1, Z2
+	VMOVAPS   Z9, Z5
+	VPERMT2PS Z13, Z0, Z5
+	VMOVAPS   Z9, Z9
+	VPERMT2PS Z13, Z1, Z9
+	VSUBPS    Z5, Z17, Z13
+	VMOVUPS   Z13, (AX)
+	ADDQ      CX, AX
+	VADDPS    Z5, Z2, Z13
+	VMOVUPS   Z13, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z2, Z5, Z13
+	VMOVUPS   Z13, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z9, Z2, Z13
+	VMOVUPS   Z13, (AX)
+	ADDQ      CX, AX
+	VMOVAPS   Z6, Z2
+	VPERMT2PS Z10, Z0, Z2
+	VMOVAPS   Z6, Z5
+	VPERMT2PS Z10, Z1, Z5
+	VMOVAPS   Z14, Z6
+	VPERMT2PS Z18, Z0, Z6
+	VMOVAPS   Z14, Z9
+	VPERMT2PS Z18, Z1, Z9
+	VSUBPS    Z6, Z2, Z2
+	VMOVUPS   Z2, (AX)
+	ADDQ      CX, AX
+	VADDPS    Z6, Z5, Z2
+	VMOVUPS   Z2, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z5, Z6, Z2
+	VMOVUPS   Z2, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z9, Z5, Z2
+	VMOVUPS   Z2, (AX)
+	ADDQ      CX, AX
+	VMOVAPS   Z4, Z2
+	VPERMT2PS Z8, Z0, Z2
+	VMOVAPS   Z4, Z4
+	VPERMT2PS Z8, Z1, Z4
+	VMOVAPS   Z12, Z5
+	VPERMT2PS Z16, Z0, Z5
+	VMOVAPS   Z12, Z6
+	VPERMT2PS Z16, Z1, Z6
+	VSUBPS    Z5, Z2, Z2
+	VMOVUPS   Z2, (AX)
+	ADDQ      CX, AX
+	VADDPS    Z5, Z4, Z2
+	VMOVUPS   Z2, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z4, Z5, Z2
+	VMOVUPS   Z2, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z6, Z4, Z2
+	VMOVUPS   Z2, (AX)
+	ADDQ      CX, AX
+	VMOVAPS   Z3, Z2
+	VPERMT2PS Z7, Z0, Z2
+	VMOVAPS   Z3, Z3
+	VPERMT2PS Z7, Z1, Z3
+	VMOVAPS   Z11, Z4
+	VPERMT2PS Z15, Z0, Z4
+	VMOVAPS   Z11, Z0
+	VPERMT2PS Z15, Z1, Z0
+	VSUBPS    Z4, Z2, Z1
+	VMOVUPS   Z1, (AX)
+	ADDQ      CX, AX
+	VADDPS    Z4, Z3, Z1
+	VMOVUPS   Z1, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z3, Z4, Z1
+	VMOVUPS   Z1, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z0, Z3, Z1
+	VMOVUPS   Z1, (AX)
+	ADDQ      CX, AX
+	VZEROUPPER
+	RET
+
+DATA wino_even<>+0(SB)/4, $0x00000000
+DATA wino_even<>+4(SB)/4, $0x00000002
+DATA wino_even<>+8(SB)/4, $0x00000004
+DATA wino_even<>+12(SB)/4, $0x00000006
+DATA wino_even<>+16(SB)/4, $0x00000008
+DATA wino_even<>+20(SB)/4, $0x0000000a
+DATA wino_even<>+24(SB)/4, $0x0000000c
+DATA wino_even<>+28(SB)/4, $0x0000000e
+DATA wino_even<>+32(SB)/4, $0x00000010
+DATA wino_even<>+36(SB)/4, $0x00000012
+DATA wino_even<>+40(SB)/4, $0x00000014
+DATA wino_even<>+44(SB)/4, $0x00000016
+DATA wino_even<>+48(SB)/4, $0x00000018
+DATA wino_even<>+52(SB)/4, $0x0000001a
+DATA wino_even<>+56(SB)/4, $0x0000001c
+DATA wino_even<>+60(SB)/4, $0x0000001e
+GLOBL wino_even<>(SB), RODATA|NOPTR, $64
+
+DATA wino_odd<>+0(SB)/4, $0x00000001
+DATA wino_odd<>+4(SB)/4, $0x00000003
+DATA wino_odd<>+8(SB)/4, $0x00000005
+DATA wino_odd<>+12(SB)/4, $0x00000007
+DATA wino_odd<>+16(SB)/4, $0x00000009
+DATA wino_odd<>+20(SB)/4, $0x0000000b
+DATA wino_odd<>+24(SB)/4, $0x0000000d
+DATA wino_odd<>+28(SB)/4, $0x0000000f
+DATA wino_odd<>+32(SB)/4, $0x00000011
+DATA wino_odd<>+36(SB)/4, $0x00000013
+DATA wino_odd<>+40(SB)/4, $0x00000015
+DATA wino_odd<>+44(SB)/4, $0x00000017
+DATA wino_odd<>+48(SB)/4, $0x00000019
+DATA wino_odd<>+52(SB)/4, $0x0000001b
+DATA wino_odd<>+56(SB)/4, $0x0000001d
+DATA wino_odd<>+60(SB)/4, $0x0000001f
+GLOBL wino_odd<>(SB), RODATA|NOPTR, $64
+
+// func winogradOut16AVX512(y0 []float32, y1 []float32, m []float32, stride int, bias []float32)
+// Requires: AVX, AVX512F
+TEXT ·winogradOut16AVX512(SB), NOSPLIT, $0-104
+	MOVQ         y0_base+0(FP), AX
+	MOVQ         y1_base+24(FP), CX
+	MOVQ         m_base+48(FP), DX
+	MOVQ         stride+72(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         bias_base+80(FP), SI
+	VBROADCASTSS (SI), Z0
+	VMOVUPS      (DX), Z1
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z2
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z3
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z4
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z5
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z6
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z7
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z8
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z9
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z10
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z11
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z12
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z13
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z14
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z15
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z16
+	ADDQ         BX, DX
+	VADDPS       Z5, Z1, Z1
+	VADDPS       Z9, Z1, Z1
+	VSUBPS       Z9, Z5, Z5
+	VSUBPS       Z13, Z5, Z5
+	VADDPS       Z6, Z2, Z2
+	VADDPS       Z10, Z2, Z2
+	VSUBPS       Z10, Z6, Z6
+	VSUBPS       Z14, Z6, Z6
+	VADDPS       Z7, Z3, Z3
+	VADDPS       Z11, Z3, Z3
+	VSUBPS       Z11, Z7, Z7
+	VSUBPS       Z15, Z7, Z7
+	VADDPS       Z8, Z4, Z4
+	VADDPS       Z12, Z4, Z4
+	VSUBPS       Z12, Z8, Z8
+	VSUBPS       Z16, Z8, Z8
+	VMOVDQU32    wino_lo<>+0(SB), Z9
+	VMOVDQU32    wino_hi<>+0(SB), Z10
+	VADDPS       Z2, Z1, Z1
+	VADDPS       Z3, Z1, Z1
+	VADDPS       Z0, Z1, Z1
+	VSUBPS       Z3, Z2, Z2
+	VSUBPS       Z4, Z2, Z2
+	VADDPS       Z0, Z2, Z2
+	VMOVAPS      Z1, Z3
+	VPERMT2PS    Z2, Z9, Z3
+	VMOVAPS      Z1, Z1
+	VPERMT2PS    Z2, Z10, Z1
+	VMOVUPS      Z3, (AX)
+	VMOVUPS      Z1, 64(AX)
+	VADDPS       Z6, Z5, Z1
+	VADDPS       Z7, Z1, Z1
+	VADDPS       Z0, Z1, Z1
+	VSUBPS       Z7, Z6, Z2
+	VSUBPS       Z8, Z2, Z2
+	VADDPS       Z0, Z2, Z2
+	VMOVAPS      Z1, Z0
+	VPERMT2PS    Z2, Z9, Z0
+	VMOVAPS      Z1, Z1
+	VPERMT2PS    Z2, Z10, Z1
+	VMOVUPS      Z0, (CX)
+	VMOVUPS      Z1, 64(CX)
+	VZEROUPPER
+	RET
+
+DATA wino_lo<>+0(SB)/4, $0x00000000
+DATA wino_lo<>+4(SB)/4, $0x00000010
+DATA wino_lo<>+8(SB)/4, $0x00000001
+DATA wino_lo<>+12(SB)/4, $0x00000011
+DATA wino_lo<>+16(SB)/4, $0x00000002
+DATA wino_lo<>+20(SB)/4, $0x00000012
+DATA wino_lo<>+24(SB)/4, $0x00000003
+DATA wino_lo<>+28(SB)/4, $0x00000013
+DATA wino_lo<>+32(SB)/4, $0x00000004
+DATA wino_lo<>+36(SB)/4, $0x00000014
+DATA wino_lo<>+40(SB)/4, $0x00000005
+DATA wino_lo<>+44(SB)/4, $0x00000015
+DATA wino_lo<>+48(SB)/4, $0x00000006
+DATA wino_lo<>+52(SB)/4, $0x00000016
+DATA wino_lo<>+56(SB)/4, $0x00000007
+DATA wino_lo<>+60(SB)/4, $0x00000017
+GLOBL wino_lo<>(SB), RODATA|NOPTR, $64
+
+DATA wino_hi<>+0(SB)/4, $0x00000008
+DATA wino_hi<>+4(SB)/4, $0x00000018
+DATA wino_hi<>+8(SB)/4, $0x00000009
+DATA wino_hi<>+12(SB)/4, $0x00000019
+DATA wino_hi<>+16(SB)/4, $0x0000000a
+DATA wino_hi<>+20(SB)/4, $0x0000001a
+DATA wino_hi<>+24(SB)/4, $0x0000000b
+DATA wino_hi<>+28(SB)/4, $0x0000001b
+DATA wino_hi<>+32(SB)/4, $0x0000000c
+DATA wino_hi<>+36(SB)/4, $0x0000001c
+DATA wino_hi<>+40(SB)/4, $0x0000000d
+DATA wino_hi<>+44(SB)/4, $0x0000001d
+DATA wino_hi<>+48(SB)/4, $0x0000000e
+DATA wino_hi<>+52(SB)/4, $0x0000001e
+DATA wino_hi<>+56(SB)/4, $0x0000000f
+DATA wino_hi<>+60(SB)/4, $0x0000001f
+GLOBL wino_hi<>(SB), RODATA|NOPTR, $64
+
+// func sumF64AVX2(x []float32) float64
+// Requires: AVX, SSE2
+TEXT ·sumF64AVX2(SB), NOSPLIT, $0-32
+	MOVQ   x_base+0(FP), AX
+	MOVQ   x_len+8(FP), CX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	XORQ   DX, DX
+
+sumF64AVX2_loop:
+	CMPQ      DX, CX
+	JGE       sumF64AVX2_done
+	VCVTPS2PD (AX)(DX*4), Y2
+	VADDPD    Y2, Y0, Y0
+	VCVTPS2PD 16(AX)(DX*4), Y2
+	VADDPD    Y2, Y1, Y1
+	ADDQ      $0x08, DX
+	JMP       sumF64AVX2_loop
+
+sumF64AVX2_done:
+	VADDPD       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPD       X1, X0, X0
+	VHADDPD      X0, X0, X0
+	MOVSD        X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func sumSqDevF64AVX2(x []float32, mean float64) float64
+// Requires: AVX, AVX2, FMA3, SSE2
+TEXT ·sumSqDevF64AVX2(SB), NOSPLIT, $0-40
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	MOVSD        mean+24(FP), X0
+	VBROADCASTSD X0, Y0
+	VXORPD       Y1, Y1, Y1
+	VXORPD       Y2, Y2, Y2
+	XORQ         DX, DX
+
+sumSqDevF64AVX2_loop:
+	CMPQ        DX, CX
+	JGE         sumSqDevF64AVX2_done
+	VCVTPS2PD   (AX)(DX*4), Y3
+	VSUBPD      Y0, Y3, Y3
+	VFMADD231PD Y3, Y3, Y1
+	VCVTPS2PD   16(AX)(DX*4), Y3
+	VSUBPD      Y0, Y3, Y3
+	VFMADD231PD Y3, Y3, Y2
+	ADDQ        $0x08, DX
+	JMP         sumSqDevF64AVX2_loop
+
+sumSqDevF64AVX2_done:
+	VADDPD       Y2, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPD       X0, X1, X1
+	VHADDPD      X1, X1, X1
+	MOVSD        X1, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// func groupNormAffineAVX2(dst []float32, x []float32, p []float32)
+// Requires: AVX, FMA3
+TEXT ·groupNormAffineAVX2(SB), NOSPLIT, $0-72
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         x_base+24(FP), DX
+	MOVQ         p_base+48(FP), BX
+	VBROADCASTSS (BX), Y0
+	VBROADCASTSS 4(BX), Y1
+	VBROADCASTSS 8(BX), Y2
+	VBROADCASTSS 12(BX), Y3
+	XORQ         BX, BX
+
+gnaff_loop:
+	CMPQ        BX, CX
+	JGE         gnaff_done
+	VMOVUPS     (DX)(BX*4), Y4
+	VSUBPS      Y0, Y4, Y4
+	VSUBPS      Y1, Y4, Y4
+	VFMADD213PS Y3, Y2, Y4
+	VMOVUPS     Y4, (AX)(BX*4)
+	ADDQ        $0x08, BX
+	JMP         gnaff_loop
+
+gnaff_done:
+	VZEROUPPER
+	RET

@@ -13,9 +13,13 @@ import "sync"
 // needs 36 (2.25× fewer), for three cheap transforms. The transforms' constants are 0, ±1 and
 // ½, so F(2×2,3×3) loses little accuracy (winogradTol in the tests).
 
-// winogradBudget bounds each of the transformed-input and product buffers (float32 values,
-// 16 MiB): images are processed in bands of tile rows.
-const winogradBudget = 1 << 22
+// winogradBandBudget bounds each worker's transformed-input (V) and product (M) buffers (float32
+// values, 512 KiB each) unless a band of 64 tiles needs more: a band of tile rows is
+// transformed, multiplied and transformed back by one worker while its V and M are still in
+// that core's L2. Whole-image bands (16 MiB) sent V and M through memory twice each, which cost
+// more than the products at 64 channels; 512 KiB measured better than 1 and 2 MiB at 64 and 128
+// channels (BenchmarkConv2D).
+const winogradBandBudget = 1 << 17
 
 // winogradMinChannels is the channel count from which Conv2D takes the Winograd path: its
 // products have K = Cin, and below this the GEMM's packing outweighs the saved multiplies.
@@ -28,55 +32,123 @@ func useWinograd(s Conv2DShape) bool {
 	return s.KH == 3 && s.KW == 3 && s.Stride == 1 && s.Cin >= winogradMinChannels && s.Cout >= winogradMinChannels && useSIMD
 }
 
-// winogradWeights returns U: 16 matrices (Cout,Cin), U[ξ][co,ci] = (G g Gᵀ)[ξ] for the 3×3
-// kernel g = weight[co,ci], with G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]].
+// winogradWeights writes U: 16 matrices (Cout,Cin), U[ξ][co,ci] = (G g Gᵀ)[ξ] for the 3×3
+// kernel g = weight[co,ci], with G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]], each in packA's layout
+// (strips of gemmMR output channels interleaved by input channel, zero rows past Cout) at
+// u[ξ·winogradStripLen(cout,cin):], so the products read them without packing.
 func winogradWeights(u, weight []float32, cout, cin int) {
-	n := cout * cin
-	parallelRange(n, 64, func(lo, hi int) {
+	su := winogradStripLen(cout, cin)
+	// Rows past Cout in the last strip are zero.
+	for co := cout; co%gemmMR != 0; co++ {
+		for x := 0; x < 16; x++ {
+			blk := u[x*su+(co/gemmMR)*gemmMR*cin:]
+			for ci := 0; ci < cin; ci++ {
+				blk[ci*gemmMR+co%gemmMR] = 0
+			}
+		}
+	}
+	parallelRange(cout*cin, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
+			co, ci := r/cin, r%cin
 			g := weight[r*9:][:9]
 			var t [4][3]float32 // G·g
 			for j := 0; j < 3; j++ {
 				g0, g1, g2 := g[j], g[3+j], g[6+j]
 				t[0][j], t[1][j], t[2][j], t[3][j] = g0, (g0+g1+g2)*0.5, (g0-g1+g2)*0.5, g2
 			}
+			o := (co/gemmMR)*gemmMR*cin + ci*gemmMR + co%gemmMR
 			for i := 0; i < 4; i++ {
 				a, b, c := t[i][0], t[i][1], t[i][2]
-				u[(i*4+0)*n+r] = a
-				u[(i*4+1)*n+r] = (a + b + c) * 0.5
-				u[(i*4+2)*n+r] = (a - b + c) * 0.5
-				u[(i*4+3)*n+r] = c
+				u[(i*4+0)*su+o] = a
+				u[(i*4+1)*su+o] = (a + b + c) * 0.5
+				u[(i*4+2)*su+o] = (a - b + c) * 0.5
+				u[(i*4+3)*su+o] = c
 			}
 		}
 	})
 }
 
-// conv3x3Winograd computes Conv2D for a 3×3 stride-1 shape (any zero padding).
+// winogradStripLen is the length of one packed U matrix: Cout rounded up to gemmMR, times Cin.
+func winogradStripLen(cout, cin int) int { return (cout + gemmMR - 1) / gemmMR * gemmMR * cin }
+
+// winogradSkew (one cache line of float32) pads the distance between consecutive V[ξ] and
+// M[ξ] matrices. Unpadded, it is a multiple of 4 KiB (often 1 MiB), so the 16 streams the
+// transforms write and read at once fall into the same L1 and L2 sets and evict each other:
+// measured, the panel scatter of winogradInput took 3× the whole input transform.
+const winogradSkew = 16
+
+// winogradPanelLen is the distance between V matrices of nt tiles in panel layout: Cin rows of
+// ⌈nt/gemmNR⌉ panels of gemmNR tiles, plus winogradSkew.
+func winogradPanelLen(cin, nt int) int { return (nt+gemmNR-1)/gemmNR*gemmNR*cin + winogradSkew }
+
+// winogradOutLen is the distance between M matrices (Cout, nt): Cout·nt plus winogradSkew.
+func winogradOutLen(cout, nt int) int { return cout*nt + winogradSkew }
+
+// conv3x3Winograd computes Conv2D for a 3×3 stride-1 shape (any zero padding). U is computed
+// once, straight into the packed-A layout; then each worker takes whole bands of tile rows and
+// runs the band's input transform (into the panel layout the micro-kernels read in place), its
+// 16 products and its output transform on its own, with no barrier between the steps.
 func conv3x3Winograd(out, inp, weight, bias []float32, s Conv2DShape) {
 	oh, ow := s.OutH(), s.OutW()
 	th, tw := (oh+1)/2, (ow+1)/2
-	cmax := max(s.Cin, s.Cout)
-	bandRows := max(1, min(th, winogradBudget/(16*cmax*tw)))
 	pu := winogradPool.Get().(*[]float32)
-	pv := winogradPool.Get().(*[]float32)
-	pm := winogradPool.Get().(*[]float32)
-	defer func() { winogradPool.Put(pu); winogradPool.Put(pv); winogradPool.Put(pm) }()
-	u := growTo(pu, 16*s.Cout*s.Cin)
-	v := growTo(pv, 16*s.Cin*bandRows*tw)
-	m := growTo(pm, 16*s.Cout*bandRows*tw)
+	defer winogradPool.Put(pu)
+	u := growTo(pu, 16*winogradStripLen(s.Cout, s.Cin))
 	winogradWeights(u, weight, s.Cout, s.Cin)
-	for b := 0; b < s.B; b++ {
-		src := inp[b*s.Cin*s.H*s.W : (b+1)*s.Cin*s.H*s.W]
-		dst := out[b*s.Cout*oh*ow : (b+1)*s.Cout*oh*ow]
-		for ty0 := 0; ty0 < th; ty0 += bandRows {
-			ty1 := min(th, ty0+bandRows)
-			nt := (ty1 - ty0) * tw
-			winogradInput(v[:16*s.Cin*nt], src, s, ty0, ty1, tw)
-			for x := 0; x < 16; x++ {
-				Gemm(s.Cout, nt, s.Cin, u[x*s.Cout*s.Cin:], s.Cin, v[x*s.Cin*nt:], nt, m[x*s.Cout*nt:], nt, nil)
-			}
-			winogradOutput(dst, m[:16*s.Cout*nt], bias, s.Cout, oh, ow, ty0, ty1, tw)
+
+	p := acquire()
+	defer p.release()
+	// Bands fit winogradBandBudget but hold at least one group of gemmNP panels (64 tiles), so
+	// that U, streamed once per band, is used for at least 64 columns; and there are at least
+	// two bands per worker when the image allows.
+	rows := max(1, (gemmNP*gemmNR+tw-1)/tw, winogradBandBudget/(16*max(s.Cin, s.Cout)*tw))
+	rows = max(1, min(rows, (th+2*p.workers-1)/(2*p.workers)))
+	bands := (th + rows - 1) / rows
+	j := &winogradJob{p: p, out: out, inp: inp, u: u, bias: bias, s: s, oh: oh, ow: ow, th: th, tw: tw, rows: rows, bands: bands,
+		bufs: make([]*[]float32, p.workers)}
+	p.run(j, s.B*bands, 1)
+	for _, b := range j.bufs {
+		if b != nil {
+			winogradPool.Put(b)
 		}
+	}
+}
+
+// winogradJob is conv3x3Winograd's work: item i is band i%bands of batch item i/bands.
+type winogradJob struct {
+	p                 *workPool
+	out, inp, u, bias []float32
+	s                 Conv2DShape
+	oh, ow, th, tw    int
+	rows, bands       int
+	bufs              []*[]float32 // per worker: V, M and the transforms' scratch
+}
+
+func (j *winogradJob) chunk(w, lo, hi int) {
+	s := j.s
+	maxNT := j.rows * j.tw
+	sv, sm := winogradPanelLen(s.Cin, maxNT), winogradOutLen(s.Cout, maxNT)
+	scratch := 8*(2*j.tw+2) + 16*j.tw
+	if j.bufs[w] == nil {
+		j.bufs[w] = winogradPool.Get().(*[]float32)
+	}
+	buf := growTo(j.bufs[w], 16*sv+16*sm+scratch)
+	for i := lo; i < hi; i++ {
+		b, band := i/j.bands, i%j.bands
+		ty0 := band * j.rows
+		ty1 := min(j.th, ty0+j.rows)
+		nt := (ty1 - ty0) * j.tw
+		sv, sm := winogradPanelLen(s.Cin, nt), winogradOutLen(s.Cout, nt)
+		v, m, tmp := buf[:16*sv], buf[16*winogradPanelLen(s.Cin, maxNT):][:16*sm], buf[16*winogradPanelLen(s.Cin, maxNT)+16*winogradOutLen(s.Cout, maxNT):]
+		src := j.inp[b*s.Cin*s.H*s.W : (b+1)*s.Cin*s.H*s.W]
+		dst := j.out[b*s.Cout*j.oh*j.ow : (b+1)*s.Cout*j.oh*j.ow]
+		winogradInput(v, src, s, ty0, ty1, j.tw, tmp)
+		groups := (nt + gemmNP*gemmNR - 1) / (gemmNP * gemmNR)
+		mblocks := (s.Cout + gemmMC - 1) / gemmMC
+		g := gemmPackedJob{p: j.p, m: s.Cout, n: nt, k: s.Cin, ap: j.u, w: weights{f32: v, panels: true}, ldb: nt, c: m, ldc: nt,
+			groups: groups, mblocks: mblocks, batch: packedBatch{n: 16, a: winogradStripLen(s.Cout, s.Cin), b: sv, c: sm}}
+		g.chunk(w, 0, 16*mblocks*groups)
+		winogradOutput(dst, m, j.bias, s.Cout, j.oh, j.ow, ty0, ty1, j.tw, tmp)
 	}
 }
 
@@ -89,103 +161,157 @@ func growTo(p *[]float32, n int) []float32 {
 
 // winogradInput writes V[ξ][ci, t] = (Bᵀ d B)[ξ] for the tiles t of tile rows [ty0,ty1) (t
 // counted from ty0's first), d being the 4×4 input patch at (2ty−PadTop, 2tx−PadLeft), zero
-// outside the image; Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]. Per tile row it applies
-// Bᵀ down the four zero-padded input rows once for the whole width (neighbouring tiles share two
-// columns), then B across each tile.
-func winogradInput(v, src []float32, s Conv2DShape, ty0, ty1, tw int) {
+// outside the image; Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]. V[ξ] is in the GEMM's
+// panel layout (winogradPanelLen): element (ci,t) at ((t/16)·Cin + ci)·16 + t%16, zero past the
+// last tile. Per tile row it applies Bᵀ down the four zero-padded input rows once for the whole
+// width (neighbouring tiles share two columns), then B across each tile; with AVX-512 and whole
+// groups of 16 tiles per row, winogradIn16AVX512 does both for 16 tiles at a time.
+func winogradInput(v, src []float32, s Conv2DShape, ty0, ty1, tw int, scratch []float32) {
 	nt := (ty1 - ty0) * tw
 	plane := s.H * s.W
 	wp := 2*tw + 2 // padded width the tiles of a row read
-	stride := s.Cin * nt
-	parallelRange(s.Cin, nt*16, func(lo, hi int) {
-		buf := make([]float32, 8*wp)
-		var r, c [4][]float32
-		for i := range r {
-			r[i], c[i] = buf[i*wp:][:wp], buf[(4+i)*wp:][:wp]
-		}
-		for ci := lo; ci < hi; ci++ {
-			img := src[ci*plane : (ci+1)*plane]
-			for ty := ty0; ty < ty1; ty++ {
-				for i := range r {
-					clear(r[i])
-					if y := 2*ty - s.PadTop + i; y >= 0 && y < s.H {
-						line := img[y*s.W : (y+1)*s.W]
-						// r[i][xx] = line[xx − PadLeft] where both exist.
-						x0 := max(0, s.PadLeft)
-						copy(r[i][x0:], line[max(0, -s.PadLeft):])
-					}
-				}
-				r0, r1, r2, r3 := r[0], r[1][:wp], r[2][:wp], r[3][:wp]
-				c0, c1, c2, c3 := c[0][:wp], c[1][:wp], c[2][:wp], c[3][:wp]
-				for x := range r0 {
-					c0[x], c1[x], c2[x], c3[x] = r0[x]-r2[x], r1[x]+r2[x], r2[x]-r1[x], r1[x]-r3[x]
-				}
-				base := ci*nt + (ty-ty0)*tw
-				for k := 0; k < 4; k++ {
-					ck := c[k][:wp]
-					o0 := v[(k*4+0)*stride+base:][:tw]
-					o1 := v[(k*4+1)*stride+base:][:tw]
-					o2 := v[(k*4+2)*stride+base:][:tw]
-					o3 := v[(k*4+3)*stride+base:][:tw]
-					for tx := range o0 {
-						q := (*[4]float32)(ck[2*tx:])
-						o0[tx] = q[0] - q[2]
-						o1[tx] = q[1] + q[2]
-						o2[tx] = q[2] - q[1]
-						o3[tx] = q[1] - q[3]
-					}
-				}
+	stride := winogradPanelLen(s.Cin, nt)
+	simd := useAVX512 && tw%gemmNR == 0 // whole panels of 16 tiles per row: winogradIn16AVX512
+	buf := scratch[:8*wp+16*tw]
+	var r, c [4][]float32
+	for i := range r {
+		r[i], c[i] = buf[i*wp:][:wp], buf[(4+i)*wp:][:wp]
+	}
+	row := buf[8*wp:][:16*tw] // one tile row of one channel: V[ξ] at row[ξ·tw:]
+	// Tiles past nt in the last panel are zero.
+	if pad := nt % gemmNR; pad != 0 {
+		for x := 0; x < 16; x++ {
+			for ci := 0; ci < s.Cin; ci++ {
+				clear(v[x*stride+((nt/gemmNR)*s.Cin+ci)*gemmNR+pad:][:gemmNR-pad])
 			}
 		}
-	})
+	}
+	// Tile rows outside, channels inside: the writes to one panel of one V[ξ] are then
+	// consecutive (the channels' 16-tile rows are adjacent in the panel layout).
+	for ty := ty0; ty < ty1; ty++ {
+		t0 := (ty - ty0) * tw
+		for ci := 0; ci < s.Cin; ci++ {
+			img := src[ci*plane : (ci+1)*plane]
+			for i := range r {
+				clear(r[i])
+				if y := 2*ty - s.PadTop + i; y >= 0 && y < s.H {
+					line := img[y*s.W : (y+1)*s.W]
+					// r[i][xx] = line[xx − PadLeft] where both exist.
+					x0 := max(0, s.PadLeft)
+					copy(r[i][x0:], line[max(0, -s.PadLeft):])
+				}
+			}
+			if simd {
+				for tx := 0; tx < tw; tx += gemmNR {
+					t := t0 + tx
+					off := ((t/gemmNR)*s.Cin+ci)*gemmNR + 15*stride + 15
+					_ = v[off] // the kernel writes v[ξ·stride+j], ξ, j < 16
+					winogradIn16AVX512(v[off-15*stride-15:], stride, buf[2*tx:3*wp+2*tx+34], wp)
+				}
+				continue
+			}
+			r0, r1, r2, r3 := r[0], r[1][:wp], r[2][:wp], r[3][:wp]
+			c0, c1, c2, c3 := c[0][:wp], c[1][:wp], c[2][:wp], c[3][:wp]
+			for x := range r0 {
+				c0[x], c1[x], c2[x], c3[x] = r0[x]-r2[x], r1[x]+r2[x], r2[x]-r1[x], r1[x]-r3[x]
+			}
+			for k := 0; k < 4; k++ {
+				ck := c[k][:wp]
+				o := row[4*k*tw:][:4*tw]
+				o0, o1, o2, o3 := o[:tw], o[tw:2*tw], o[2*tw:3*tw], o[3*tw:]
+				for tx := range o0 {
+					q := (*[4]float32)(ck[2*tx:])
+					o0[tx] = q[0] - q[2]
+					o1[tx] = q[1] + q[2]
+					o2[tx] = q[2] - q[1]
+					o3[tx] = q[1] - q[3]
+				}
+			}
+			winogradScatter(v, row, stride, s.Cin, ci, t0, tw)
+		}
+	}
+}
+
+// winogradScatter writes one channel's tile row (V[ξ] values of tiles t0..t0+tw at
+// row[ξ·tw:]) into the panel layout of winogradInput.
+func winogradScatter(v, row []float32, stride, cin, ci, t0, tw int) {
+	for tx := 0; tx < tw; {
+		t := t0 + tx
+		off := ((t/gemmNR)*cin+ci)*gemmNR + t%gemmNR
+		if t%gemmNR == 0 && tx+gemmNR <= tw {
+			// A whole panel row: fixed-size copies compile to vector moves.
+			for x := 0; x < 16; x++ {
+				*(*[gemmNR]float32)(v[x*stride+off:]) = *(*[gemmNR]float32)(row[x*tw+tx:])
+			}
+			tx += gemmNR
+			continue
+		}
+		n := min(tw-tx, gemmNR-t%gemmNR)
+		for x := 0; x < 16; x++ {
+			d, s := v[x*stride+off:][:n], row[x*tw+tx:][:n]
+			for e := range d {
+				d[e] = s[e]
+			}
+		}
+		tx += n
+	}
 }
 
 // winogradOutput writes the outputs of tile rows [ty0,ty1): Y = Aᵀ M A + bias with
 // Aᵀ = [[1,1,1,0],[0,1,−1,−1]], dropping the outputs past (oh,ow) of the last tiles.
-func winogradOutput(dst, m, bias []float32, cout, oh, ow, ty0, ty1, tw int) {
+func winogradOutput(dst, m, bias []float32, cout, oh, ow, ty0, ty1, tw int, scratch []float32) {
 	nt := (ty1 - ty0) * tw
-	stride := cout * nt
-	parallelRange(cout, nt*16, func(lo, hi int) {
-		rows := make([]float32, 2*2*tw)
-		for co := lo; co < hi; co++ {
-			var bv float32
-			if bias != nil {
-				bv = bias[co]
+	stride := winogradOutLen(cout, nt)
+	rows := scratch[:2*2*tw]
+	simd := useAVX512 && tw%gemmNR == 0 // whole groups of 16 tiles: winogradOut16AVX512
+	scalar := tw
+	if simd {
+		scalar = 0
+	}
+	for co := 0; co < cout; co++ {
+		var bv [1]float32
+		if bias != nil {
+			bv[0] = bias[co]
+		}
+		plane := dst[co*oh*ow : (co+1)*oh*ow]
+		for ty := ty0; ty < ty1; ty++ {
+			base := co*nt + (ty-ty0)*tw
+			y0 := rows[:2*tw]
+			y1 := rows[2*tw:][:2*tw]
+			direct := 2*ty+1 < oh && ow == 2*tw // both output rows whole: write in place
+			if direct {
+				y0, y1 = plane[2*ty*ow:][:ow], plane[(2*ty+1)*ow:][:ow]
 			}
-			plane := dst[co*oh*ow : (co+1)*oh*ow]
-			for ty := ty0; ty < ty1; ty++ {
-				base := co*nt + (ty-ty0)*tw
-				y0 := rows[:2*tw]
-				y1 := rows[2*tw:][:2*tw]
-				direct := 2*ty+1 < oh && ow == 2*tw // both output rows whole: write in place
-				if direct {
-					y0, y1 = plane[2*ty*ow:][:ow], plane[(2*ty+1)*ow:][:ow]
+			sl := func(x int) []float32 { return m[x*stride+base:][:tw] }
+			m00, m01, m02, m03 := sl(0), sl(1), sl(2), sl(3)
+			m10, m11, m12, m13 := sl(4), sl(5), sl(6), sl(7)
+			m20, m21, m22, m23 := sl(8), sl(9), sl(10), sl(11)
+			m30, m31, m32, m33 := sl(12), sl(13), sl(14), sl(15)
+			if simd {
+				for tx := 0; tx < tw; tx += gemmNR {
+					_ = m[base+tx+15*stride+15] // the kernel reads m[ξ·stride+j], ξ, j < 16
+					winogradOut16AVX512(y0[2*tx:2*tx+32], y1[2*tx:2*tx+32], m[base+tx:], stride, bv[:])
 				}
-				sl := func(x int) []float32 { return m[x*stride+base:][:tw] }
-				m00, m01, m02, m03 := sl(0), sl(1), sl(2), sl(3)
-				m10, m11, m12, m13 := sl(4), sl(5), sl(6), sl(7)
-				m20, m21, m22, m23 := sl(8), sl(9), sl(10), sl(11)
-				m30, m31, m32, m33 := sl(12), sl(13), sl(14), sl(15)
-				for tx := range m00 {
-					// Aᵀ·M: rows a (top output row) and b (bottom), four columns each.
-					a0, b0 := m00[tx]+m10[tx]+m20[tx], m10[tx]-m20[tx]-m30[tx]
-					a1, b1 := m01[tx]+m11[tx]+m21[tx], m11[tx]-m21[tx]-m31[tx]
-					a2, b2 := m02[tx]+m12[tx]+m22[tx], m12[tx]-m22[tx]-m32[tx]
-					a3, b3 := m03[tx]+m13[tx]+m23[tx], m13[tx]-m23[tx]-m33[tx]
-					t0, t1 := (*[2]float32)(y0[2*tx:]), (*[2]float32)(y1[2*tx:])
-					t0[0], t0[1] = a0+a1+a2+bv, a1-a2-a3+bv
-					t1[0], t1[1] = b0+b1+b2+bv, b1-b2-b3+bv
-				}
-				if direct {
-					continue
-				}
-				if y := 2 * ty; y < oh {
-					copy(plane[y*ow:(y+1)*ow], y0)
-				}
-				if y := 2*ty + 1; y < oh {
-					copy(plane[y*ow:(y+1)*ow], y1)
-				}
+			}
+			for tx := range m00[:scalar] {
+				// Aᵀ·M: rows a (top output row) and b (bottom), four columns each.
+				a0, b0 := m00[tx]+m10[tx]+m20[tx], m10[tx]-m20[tx]-m30[tx]
+				a1, b1 := m01[tx]+m11[tx]+m21[tx], m11[tx]-m21[tx]-m31[tx]
+				a2, b2 := m02[tx]+m12[tx]+m22[tx], m12[tx]-m22[tx]-m32[tx]
+				a3, b3 := m03[tx]+m13[tx]+m23[tx], m13[tx]-m23[tx]-m33[tx]
+				t0, t1 := (*[2]float32)(y0[2*tx:]), (*[2]float32)(y1[2*tx:])
+				t0[0], t0[1] = a0+a1+a2+bv[0], a1-a2-a3+bv[0]
+				t1[0], t1[1] = b0+b1+b2+bv[0], b1-b2-b3+bv[0]
+			}
+			if direct {
+				continue
+			}
+			if y := 2 * ty; y < oh {
+				copy(plane[y*ow:(y+1)*ow], y0)
+			}
+			if y := 2*ty + 1; y < oh {
+				copy(plane[y*ow:(y+1)*ow], y1)
 			}
 		}
-	})
+	}
 }

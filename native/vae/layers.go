@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"slices"
 
 	"github.com/modelrt/modelrt/native/kernels"
 )
@@ -17,6 +18,49 @@ const groupNormEps = 1e-6
 // instead of running to the end.
 type pass struct {
 	ctx context.Context
+	// free holds released activations by length; alloc hands them out again without zeroing
+	// (every producer writes all of its output), which saves the allocator's clearing of a
+	// fresh buffer and keeps the memory warm in cache.
+	free map[int][][]float32
+}
+
+// alloc returns an activation of the shape: a released one of the same length if there is one
+// (its values arbitrary), else a new one. p may be nil (no reuse).
+func (p *pass) alloc(b, c, h, w int) tensor {
+	n := b * c * h * w
+	if p != nil {
+		if l := p.free[n]; len(l) > 0 {
+			d := l[len(l)-1]
+			p.free[n] = l[:len(l)-1]
+			return tensor{data: d, b: b, c: c, h: h, w: w}
+		}
+	}
+	return newTensor(b, c, h, w)
+}
+
+// dropFree forgets the released activations except those of the given lengths, so that
+// sizes a pass will not ask for again are collected instead of held to its end (holding all
+// of them cost ~90 MiB of peak RSS on the 256² VAE).
+func (p *pass) dropFree(keep ...int) {
+	if p == nil {
+		return
+	}
+	for n := range p.free {
+		if !slices.Contains(keep, n) {
+			delete(p.free, n)
+		}
+	}
+}
+
+// release hands t back to alloc; nothing may read t afterwards. p may be nil.
+func (p *pass) release(t tensor) {
+	if p == nil {
+		return
+	}
+	if p.free == nil {
+		p.free = map[int][][]float32{}
+	}
+	p.free[len(t.data)] = append(p.free[len(t.data)], t.data)
 }
 
 // testHookStep, when set (tests only), is called at every check of a pass.
@@ -49,11 +93,11 @@ type conv2d struct {
 	pad                  [4]int
 }
 
-// Forward: x (B,Cin,H,W) → (B,Cout,H',W').
-func (l *conv2d) Forward(x tensor) tensor {
+// Forward: x (B,Cin,H,W) → (B,Cout,H',W'), the output from p.alloc.
+func (l *conv2d) Forward(p *pass, x tensor) tensor {
 	s := kernels.Conv2DShape{B: x.b, Cin: x.c, H: x.h, W: x.w, Cout: l.cout, KH: l.k, KW: l.k, Stride: l.stride,
 		PadTop: l.pad[0], PadBottom: l.pad[1], PadLeft: l.pad[2], PadRight: l.pad[3]}
-	y := newTensor(x.b, l.cout, s.OutH(), s.OutW())
+	y := p.alloc(x.b, l.cout, s.OutH(), s.OutW())
 	kernels.Conv2D(y.data, x.data, l.weight, l.bias, s)
 	return y
 }
@@ -65,14 +109,21 @@ type groupNorm struct {
 }
 
 // Forward: x (B,C,H,W) → GroupNorm(x), followed by SiLU when silu is set.
-func (l *groupNorm) Forward(x tensor, silu bool) tensor {
-	y := newTensor(x.b, x.c, x.h, x.w)
+func (l *groupNorm) Forward(p *pass, x tensor, silu bool) tensor {
+	y := p.alloc(x.b, x.c, x.h, x.w)
 	if silu {
 		kernels.GroupNormSiLU(y.data, x.data, l.gamma, l.beta, x.b, x.c, x.h*x.w, l.groups, groupNormEps)
 	} else {
 		kernels.GroupNorm(y.data, x.data, l.gamma, l.beta, x.b, x.c, x.h*x.w, l.groups, groupNormEps)
 	}
 	return y
+}
+
+// forwardInPlace is Forward(x, true) written over x, for an activation nothing reads again: it
+// saves allocating (and zeroing) one activation.
+func (l *groupNorm) forwardInPlace(x tensor) tensor {
+	kernels.GroupNormSiLU(x.data, x.data, l.gamma, l.beta, x.b, x.c, x.h*x.w, l.groups, groupNormEps)
+	return x
 }
 
 // addInto adds src to dst element-wise (a residual connection).
@@ -91,13 +142,21 @@ type resnetBlock struct {
 	shortcut     *conv2d
 }
 
-func (r *resnetBlock) Forward(x tensor) tensor {
-	h := r.conv1.Forward(r.norm1.Forward(x, true))
-	h = r.conv2.Forward(r.norm2.Forward(h, true))
+// Forward releases x (to p) once it has read it.
+func (r *resnetBlock) Forward(p *pass, x tensor) tensor {
+	n := r.norm1.Forward(p, x, true)
+	h := r.conv1.Forward(p, n)
+	p.release(n)
+	n = r.norm2.forwardInPlace(h)
+	h = r.conv2.Forward(p, n)
+	p.release(n)
 	if r.shortcut != nil {
-		x = r.shortcut.Forward(x)
+		s := r.shortcut.Forward(p, x)
+		p.release(x)
+		x = s
 	}
 	addInto(h, x)
+	p.release(x)
 	return h
 }
 
@@ -109,17 +168,24 @@ type attention struct {
 	q, k, v, proj conv2d
 }
 
+// Forward releases x (to p) once it has read it.
 func (a *attention) Forward(p *pass, x tensor) (tensor, error) {
-	n := a.norm.Forward(x, false)
-	q, k, v := a.q.Forward(n), a.k.Forward(n), a.v.Forward(n)
-	o := newTensor(x.b, x.c, x.h, x.w)
+	n := a.norm.Forward(p, x, false)
+	q, k, v := a.q.Forward(p, n), a.k.Forward(p, n), a.v.Forward(p, n)
+	p.release(n)
+	o := p.alloc(x.b, x.c, x.h, x.w)
 	// Checked between blocks of query rows too: the attention is quadratic in the positions.
 	if !kernels.SpatialAttentionStoppable(o.data, q.data, k.data, v.data, x.b, x.c, x.h*x.w, float32(1/math.Sqrt(float64(x.c))),
 		func() bool { return p.ctx.Err() != nil }) {
 		return tensor{}, p.ctx.Err()
 	}
-	y := a.proj.Forward(o)
+	p.release(q)
+	p.release(k)
+	p.release(v)
+	y := a.proj.Forward(p, o)
+	p.release(o)
 	addInto(y, x)
+	p.release(x)
 	return y, nil
 }
 
@@ -133,7 +199,7 @@ func (m *midBlock) Forward(p *pass, x tensor) (tensor, error) {
 	if err := p.check(); err != nil {
 		return tensor{}, err
 	}
-	x = m.res0.Forward(x)
+	x = m.res0.Forward(p, x)
 	if m.attn != nil {
 		if err := p.check(); err != nil {
 			return tensor{}, err
@@ -146,7 +212,7 @@ func (m *midBlock) Forward(p *pass, x tensor) (tensor, error) {
 	if err := p.check(); err != nil {
 		return tensor{}, err
 	}
-	return m.res1.Forward(x), nil
+	return m.res1.Forward(p, x), nil
 }
 
 // downBlock is DownEncoderBlock2D: resnets, then (all but the last block) Downsample2D, a 3×3
@@ -161,13 +227,16 @@ func (d *downBlock) Forward(p *pass, x tensor) (tensor, error) {
 		if err := p.check(); err != nil {
 			return tensor{}, err
 		}
-		x = d.resnets[i].Forward(x)
+		x = d.resnets[i].Forward(p, x)
 	}
 	if d.down != nil {
 		if err := p.check(); err != nil {
 			return tensor{}, err
 		}
-		x = d.down.Forward(x)
+		y := d.down.Forward(p, x)
+		// Activations of the old resolution never come back: let the collector have them.
+		p.dropFree()
+		x = y
 	}
 	return x, nil
 }
@@ -184,15 +253,19 @@ func (u *upBlock) Forward(p *pass, x tensor) (tensor, error) {
 		if err := p.check(); err != nil {
 			return tensor{}, err
 		}
-		x = u.resnets[i].Forward(x)
+		x = u.resnets[i].Forward(p, x)
 	}
 	if u.up != nil {
 		if err := p.check(); err != nil {
 			return tensor{}, err
 		}
-		y := newTensor(x.b, x.c, 2*x.h, 2*x.w)
+		y := p.alloc(x.b, x.c, 2*x.h, 2*x.w)
 		kernels.UpsampleNearest2x(y.data, x.data, x.b*x.c, x.h, x.w)
-		x = u.up.Forward(y)
+		p.release(x)
+		x = u.up.Forward(p, y)
+		p.release(y)
+		// Only the new resolution's sizes come back (y's is the next block's input size).
+		p.dropFree(len(y.data))
 	}
 	return x, nil
 }
@@ -207,7 +280,7 @@ type encoder struct {
 }
 
 func (e *encoder) Forward(p *pass, x tensor) (tensor, error) {
-	x = e.convIn.Forward(x)
+	x = e.convIn.Forward(p, x) // from here on every activation is the pass's own
 	var err error
 	for i := range e.down {
 		if x, err = e.down[i].Forward(p, x); err != nil {
@@ -221,7 +294,7 @@ func (e *encoder) Forward(p *pass, x tensor) (tensor, error) {
 	if err := p.check(); err != nil {
 		return tensor{}, err
 	}
-	return e.convOut.Forward(e.normOut.Forward(x, true)), nil
+	return e.convOut.Forward(p, e.normOut.forwardInPlace(x)), nil // x is convIn's or a block's output
 }
 
 // decoder: latent (B,L,h,w) → image (B,Cout,h·f,w·f).
@@ -234,7 +307,7 @@ type decoder struct {
 }
 
 func (d *decoder) Forward(p *pass, z tensor) (tensor, error) {
-	x := d.convIn.Forward(z)
+	x := d.convIn.Forward(p, z) // from here on every activation is the pass's own
 	x, err := d.mid.Forward(p, x)
 	if err != nil {
 		return tensor{}, err
@@ -248,5 +321,5 @@ func (d *decoder) Forward(p *pass, z tensor) (tensor, error) {
 	if err := p.check(); err != nil {
 		return tensor{}, err
 	}
-	return d.convOut.Forward(d.normOut.Forward(x, true)), nil
+	return d.convOut.Forward(p, d.normOut.forwardInPlace(x)), nil // x is convIn's or a block's output
 }

@@ -64,7 +64,7 @@ func (m *Model) EncodeContext(ctx context.Context, img []float32, b, c, h, w int
 		return nil, nil, err
 	}
 	if m.quant != nil {
-		x = m.quant.Forward(x)
+		x = m.quant.Forward(nil, x)
 	}
 	l := m.cfg.LatentChannels
 	plane := l * x.h * x.w
@@ -100,7 +100,7 @@ func (m *Model) DecodeContext(ctx context.Context, latent []float32, b, l, h, w 
 	}
 	z := tensor{data: latent, b: b, c: l, h: h, w: w}
 	if m.postQuant != nil {
-		z = m.postQuant.Forward(z)
+		z = m.postQuant.Forward(nil, z)
 	}
 	x, err := m.dec.Forward(&pass{ctx: ctx}, z)
 	if err != nil {

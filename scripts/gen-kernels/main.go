@@ -50,6 +50,10 @@ func main() {
 	widenF16()
 	silu()
 	gelu()
+	winogradIn16()
+	winogradOut16()
+	groupNormStats()
+	groupNormAffine()
 	Generate()
 }
 
@@ -671,6 +675,241 @@ func gemm6x64(init bool) {
 			VMOVUPS(acc[r][q], rows[r].Offset(64*q))
 		}
 	}
+	VZEROUPPER()
+	RET()
+}
+
+// indices returns sixteen int32 lane indices in read-only data, a 512-bit memory operand.
+func indices(name string, f func(i int) int) Mem {
+	m := GLOBL(name, RODATA|NOPTR)
+	for i := 0; i < 16; i++ {
+		DATA(4*i, U32(uint32(f(i))))
+	}
+	return m
+}
+
+// winogradIn16 is the Winograd F(2×2,3×3) input transform of sixteen neighbouring tiles of one
+// channel: with d the 4×34 patch r[i·ld+x] (i < 4, x < 34; r must be readable to x = 33 only),
+// it writes V[ξ] = (Bᵀ d B)[ξ] of tile t (columns 2t..2t+3) to v[ξ·stride+t], ξ < 16, t < 16,
+// Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]]. Bᵀ runs down the rows on whole vectors
+// (columns 0–15, 16–31 and, shifted by two, 2–17, 18–33); VPERMT2PS then splits each pair into
+// the even and odd columns the tiles take.
+func winogradIn16() {
+	TEXT("winogradIn16AVX512", NOSPLIT, "func(v []float32, stride int, r []float32, ld int)")
+	Pragma("noescape")
+	Doc("winogradIn16AVX512 writes the Winograd F(2×2,3×3) input transform of 16 tiles (4×34 patch r[i·ld+x]) to v[ξ·stride+t], ξ, t < 16.")
+	pv := Load(Param("v").Base(), GP64())
+	stride := Load(Param("stride"), GP64())
+	SHLQ(Imm(2), stride)
+	pr := Load(Param("r").Base(), GP64())
+	ld := Load(Param("ld"), GP64())
+	SHLQ(Imm(2), ld)
+	even := ZMM()
+	odd := ZMM()
+	VMOVDQU32(indices("wino_even", func(i int) int { return 2 * i }), even)
+	VMOVDQU32(indices("wino_odd", func(i int) int { return 2*i + 1 }), odd)
+	// Row pointers.
+	rp := [4]Register{pr, GP64(), GP64(), GP64()}
+	LEAQ(Mem{Base: pr, Index: ld, Scale: 1}, rp[1])
+	LEAQ(Mem{Base: pr, Index: ld, Scale: 2}, rp[2])
+	LEAQ(Mem{Base: rp[1], Index: ld, Scale: 2}, rp[3])
+	// c[k][h]: Bᵀ applied down the rows at column offset 0, 16, 2, 18 (h).
+	offs := []int{0, 16, 2, 18}
+	var c [4][4]VecVirtual
+	for h, off := range offs {
+		var x [4]VecVirtual
+		for i := range x {
+			x[i] = ZMM()
+			VMOVUPS(Mem{Base: rp[i], Disp: 4 * off}, x[i])
+		}
+		for k := range c {
+			c[k][h] = ZMM()
+		}
+		VSUBPS(x[2], x[0], c[0][h]) // d0 − d2
+		VADDPS(x[2], x[1], c[1][h]) // d1 + d2
+		VSUBPS(x[1], x[2], c[2][h]) // d2 − d1
+		VSUBPS(x[3], x[1], c[3][h]) // d1 − d3
+	}
+	// Per k: columns q0 = x[2t], q1 = x[2t+1] from (0,16); q2 = x[2t+2], q3 = x[2t+3] from (2,18).
+	pout := GP64()
+	MOVQ(pv, pout)
+	for k := 0; k < 4; k++ {
+		q := [4]VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()}
+		VMOVAPS(c[k][0], q[0])
+		VPERMT2PS(c[k][1], even, q[0])
+		VMOVAPS(c[k][0], q[1])
+		VPERMT2PS(c[k][1], odd, q[1])
+		VMOVAPS(c[k][2], q[2])
+		VPERMT2PS(c[k][3], even, q[2])
+		VMOVAPS(c[k][2], q[3])
+		VPERMT2PS(c[k][3], odd, q[3])
+		o := ZMM()
+		VSUBPS(q[2], q[0], o) // q0 − q2
+		VMOVUPS(o, Mem{Base: pout})
+		ADDQ(stride, pout)
+		VADDPS(q[2], q[1], o) // q1 + q2
+		VMOVUPS(o, Mem{Base: pout})
+		ADDQ(stride, pout)
+		VSUBPS(q[1], q[2], o) // q2 − q1
+		VMOVUPS(o, Mem{Base: pout})
+		ADDQ(stride, pout)
+		VSUBPS(q[3], q[1], o) // q1 − q3
+		VMOVUPS(o, Mem{Base: pout})
+		ADDQ(stride, pout)
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// winogradOut16 is the Winograd F(2×2,3×3) output transform of sixteen neighbouring tiles of
+// one output channel: from M[ξ] at m[ξ·stride+t] (ξ, t < 16) it writes Y = Aᵀ M A + bias[0]
+// with Aᵀ = [[1,1,1,0],[0,1,−1,−1]], the top output row of tile t at y0[2t:2t+2] and the bottom
+// one at y1[2t:2t+2]. The even and odd output columns are interleaved with VPERMT2PS.
+func winogradOut16() {
+	TEXT("winogradOut16AVX512", NOSPLIT, "func(y0, y1, m []float32, stride int, bias []float32)")
+	Pragma("noescape")
+	Doc("winogradOut16AVX512 writes the Winograd F(2×2,3×3) output transform of 16 tiles (M[ξ] at m[ξ·stride+t]) plus bias[0] to y0[0:32] and y1[0:32].")
+	py0 := Load(Param("y0").Base(), GP64())
+	py1 := Load(Param("y1").Base(), GP64())
+	pm := Load(Param("m").Base(), GP64())
+	stride := Load(Param("stride"), GP64())
+	SHLQ(Imm(2), stride)
+	pb := Load(Param("bias").Base(), GP64())
+	bv := ZMM()
+	VBROADCASTSS(Mem{Base: pb}, bv)
+	var mv [4][4]VecVirtual
+	for i := range mv {
+		for j := range mv[i] {
+			mv[i][j] = ZMM()
+			VMOVUPS(Mem{Base: pm}, mv[i][j])
+			ADDQ(stride, pm)
+		}
+	}
+	// Aᵀ·M: a[j] = m0j + m1j + m2j (top), b[j] = m1j − m2j − m3j (bottom).
+	var a, b [4]VecVirtual
+	for j := 0; j < 4; j++ {
+		a[j], b[j] = ZMM(), ZMM()
+		VADDPS(mv[1][j], mv[0][j], a[j])
+		VADDPS(mv[2][j], a[j], a[j])
+		VSUBPS(mv[2][j], mv[1][j], b[j])
+		VSUBPS(mv[3][j], b[j], b[j])
+	}
+	lo, hi := ZMM(), ZMM()
+	VMOVDQU32(indices("wino_lo", func(i int) int { return i/2 + 16*(i%2) }), lo)
+	VMOVDQU32(indices("wino_hi", func(i int) int { return 8 + i/2 + 16*(i%2) }), hi)
+	for r, src := range [2][4]VecVirtual{a, b} {
+		e, o := ZMM(), ZMM()
+		// e = s0 + s1 + s2 + bias, o = s1 − s2 − s3 + bias
+		VADDPS(src[1], src[0], e)
+		VADDPS(src[2], e, e)
+		VADDPS(bv, e, e)
+		VSUBPS(src[2], src[1], o)
+		VSUBPS(src[3], o, o)
+		VADDPS(bv, o, o)
+		l, h := ZMM(), ZMM()
+		VMOVAPS(e, l)
+		VPERMT2PS(o, lo, l)
+		VMOVAPS(e, h)
+		VPERMT2PS(o, hi, h)
+		dst := py0
+		if r == 1 {
+			dst = py1
+		}
+		VMOVUPS(l, Mem{Base: dst})
+		VMOVUPS(h, Mem{Base: dst, Disp: 64})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// groupNormStats are the two passes of GroupNorm's statistics in float64, four lanes per YMM
+// (VCVTPS2PD), two accumulators each: sumF64AVX2 returns Σ x[i] and sumSqDevF64AVX2 returns
+// Σ (x[i] − mean)², over len(x), a multiple of 8.
+func groupNormStats() {
+	for _, dev := range []bool{false, true} {
+		name, sig := "sumF64AVX2", "func(x []float32) float64"
+		doc := name + " returns Σ x[i] in float64 over len(x), a multiple of 8."
+		if dev {
+			name, sig = "sumSqDevF64AVX2", "func(x []float32, mean float64) float64"
+			doc = name + " returns Σ (x[i] − mean)² in float64 over len(x), a multiple of 8."
+		}
+		TEXT(name, NOSPLIT, sig)
+		Pragma("noescape")
+		Doc(doc)
+		px := Load(Param("x").Base(), GP64())
+		n := Load(Param("x").Len(), GP64())
+		var mean VecVirtual
+		if dev {
+			m := Load(Param("mean"), XMM())
+			mean = YMM()
+			VBROADCASTSD(m, mean)
+		}
+		acc := [2]VecVirtual{YMM(), YMM()}
+		for _, a := range acc {
+			VXORPD(a, a, a)
+		}
+		j := GP64()
+		XORQ(j, j)
+		l := func(s string) string { return name + "_" + s }
+		Label(l("loop"))
+		CMPQ(j, n)
+		JGE(LabelRef(l("done")))
+		for h, a := range acc {
+			d := YMM()
+			VCVTPS2PD(Mem{Base: px, Index: j, Scale: 4, Disp: 16 * h}, d)
+			if dev {
+				VSUBPD(mean, d, d)
+				VFMADD231PD(d, d, a)
+			} else {
+				VADDPD(d, a, a)
+			}
+		}
+		ADDQ(Imm(8), j)
+		JMP(LabelRef(l("loop")))
+		Label(l("done"))
+		VADDPD(acc[1], acc[0], acc[0])
+		hi := XMM()
+		VEXTRACTF128(Imm(1), acc[0], hi)
+		lo := acc[0].AsX()
+		VADDPD(hi, lo, lo)
+		VHADDPD(lo, lo, lo)
+		Store(lo, ReturnIndex(0))
+		VZEROUPPER()
+		RET()
+	}
+}
+
+// groupNormAffine is dst[i] = (x[i] − p[0] − p[1])·p[2] + p[3] for i < len(dst), a multiple of
+// 8: GroupNorm's normalization with the float64 mean split in two float32s (p[0] = float32(μ),
+// p[1] = float32(μ − p[0])), so that x − p[0] is exact for x near μ and a large mean does not
+// cancel the deviation; p[2] = γ/σ, p[3] = β.
+func groupNormAffine() {
+	TEXT("groupNormAffineAVX2", NOSPLIT, "func(dst, x, p []float32)")
+	Pragma("noescape")
+	Doc("groupNormAffineAVX2 sets dst[i] = (x[i] − p[0] − p[1])·p[2] + p[3] for i < len(dst), a multiple of 8.")
+	pd := Load(Param("dst").Base(), GP64())
+	n := Load(Param("dst").Len(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	pp := Load(Param("p").Base(), GP64())
+	var c [4]VecVirtual
+	for i := range c {
+		c[i] = YMM()
+		VBROADCASTSS(Mem{Base: pp, Disp: 4 * i}, c[i])
+	}
+	j := GP64()
+	XORQ(j, j)
+	Label("gnaff_loop")
+	CMPQ(j, n)
+	JGE(LabelRef("gnaff_done"))
+	x := YMM()
+	VMOVUPS(Mem{Base: px, Index: j, Scale: 4}, x)
+	VSUBPS(c[0], x, x)
+	VSUBPS(c[1], x, x)
+	VFMADD213PS(c[3], c[2], x) // x·p[2] + p[3]
+	VMOVUPS(x, Mem{Base: pd, Index: j, Scale: 4})
+	ADDQ(Imm(8), j)
+	JMP(LabelRef("gnaff_loop"))
+	Label("gnaff_done")
 	VZEROUPPER()
 	RET()
 }
