@@ -53,7 +53,8 @@ def load_classifier(path):
     """The classifier from its ONNX file (initializers carry the PyTorch parameter names)."""
     m = onnx.load(path)
     sd = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
-    model = tgc.Classifier()
+    v1 = "c1.weight" in sd and sd["c1.weight"].shape[1] == 1
+    model = tgc.Classifier() if v1 else tgc.ClassifierV2()
     want = model.state_dict()
     missing = [k for k in want if k not in sd]
     if missing:
@@ -163,7 +164,8 @@ def sample_modelrt(binary, model_dir, captions, guidance, seed):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=gd.PRIOR_DIR)
-    ap.add_argument("--classifier", default=os.path.join(gd.PRIOR_DIR, "eval", "classifier.onnx"))
+    ap.add_argument("--classifier", default=os.path.join(gd.PRIOR_DIR, "eval", "classifier.onnx"),
+                    help="comma-separated classifier ONNX files: the same samples are scored by each, one table per file")
     ap.add_argument("--guidance", default="2", help="comma-separated CFG scales to evaluate")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-k", type=int, default=0)
@@ -180,8 +182,9 @@ def main():
     held = data["faces"].index(gd.HELD_OUT)
     prior, lay, enc, cb, t2i = tgp.load_prior(args.model)
     vae, _ = gd.load_vae(os.path.normpath(os.path.join(args.model, t2i["vae"])))
-    clf = load_classifier(args.classifier)
-    results = {"config": {k: getattr(args, k) for k in ("guidance", "temperature", "top_k", "n", "seed", "modelrt")}, "sets": {}}
+    clfs = [(p, load_classifier(p)) for p in args.classifier.split(",")]
+    results = {"config": {k: getattr(args, k) for k in ("guidance", "temperature", "top_k", "n", "seed", "modelrt", "classifier")},
+               "sets": {p: {} for p, _ in clfs}}
     rng = random.Random(args.seed)
     sets = {name: make_set(name, data, held, args.n, random.Random(args.seed * 31 + i))
             for i, name in enumerate(("full", "held_out", "partial", "null"))}
@@ -196,9 +199,10 @@ def main():
             q, _ = glyph_codebook.quantise(lat, cb)
             recq = gd.decode(vae, q)[:, :1]
         real = gd.to_tensor(data["images"][ix])[:, :1]
-        results["sets"][name + "_real"] = score(classify(clf, real), targets)
-        results["sets"][name] = score(classify(clf, rec), targets)
-        results["sets"][name + "_codebook"] = score(classify(clf, recq), targets)
+        for p, clf in clfs:
+            results["sets"][p][name + "_real"] = score(classify(clf, real), targets)
+            results["sets"][p][name] = score(classify(clf, rec), targets)
+            results["sets"][p][name + "_codebook"] = score(classify(clf, recq), targets)
     grid_rows = []
     for g in [float(x) for x in args.guidance.split(",")]:
         for name in args.sets.split(","):
@@ -215,20 +219,13 @@ def main():
                 targets = [(items[j][1], items[j][2]) for j in perm]
             else:
                 targets = [(s[1], s[2]) for s in items]
-            sc = score(classify(clf, imgs), targets)
-            results["sets"]["%s@%g" % (name, g)] = sc
+            for p, clf in clfs:
+                sc = score(classify(clf, imgs), targets)
+                results["sets"][p]["%s@%g" % (name, g)] = sc
             grid_rows.append(((imgs[:16, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
             log("guidance %g %-9s %s (%.0fs)" % (g, name, "  ".join("%s %.3f" % (k, v["acc"]) for k, v in sc.items()), time.time() - t0))
-    ct = results["sets"]["ceiling_train"]["char"]["acc"]
-    ch = results["sets"]["ceiling_held_out"]["char"]["acc"]
-    print("\n| set | char | char / ceiling | weight | slant | family | width |")
-    print("|---|---|---|---|---|---|---|")
-    for name, sc in results["sets"].items():
-        ceil = ch if "held_out" in name else ct
-        cells = ["%.3f" % sc["char"]["acc"], "%.2f" % (sc["char"]["acc"] / ceil) if ceil else "–"]
-        for key, _ in ATTRS:
-            cells.append("%.3f (%d)" % (sc[key]["acc"], sc[key]["n"]) if key in sc else "–")
-        print("| %s | %s |" % (name, " | ".join(cells)))
+    for p, _ in clfs:
+        print_table(p, results["sets"][p])
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(results, f, indent=1)
@@ -237,6 +234,19 @@ def main():
         rows = [np.repeat(r[..., None], 3, -1) for r in grid_rows]
         grid(rows).save(args.grid, optimize=True)
         log("wrote %s (rows: %s)" % (args.grid, ", ".join("%s@%s" % (n, g) for g in args.guidance.split(",") for n in args.sets.split(","))))
+
+
+def print_table(path, sets):
+    ct = sets["ceiling_train"]["char"]["acc"]
+    ch = sets["ceiling_held_out"]["char"]["acc"]
+    print("\nclassifier %s\n\n| set | char | char / ceiling | weight | slant | family | width |" % path)
+    print("|---|---|---|---|---|---|---|")
+    for name, sc in sets.items():
+        ceil = ch if "held_out" in name else ct
+        cells = ["%.3f" % sc["char"]["acc"], "%.2f" % (sc["char"]["acc"] / ceil) if ceil else "–"]
+        for key, _ in ATTRS:
+            cells.append("%.3f (%d)" % (sc[key]["acc"], sc[key]["n"]) if key in sc else "–")
+        print("| %s | %s |" % (name, " | ".join(cells)))
 
 
 if __name__ == "__main__":

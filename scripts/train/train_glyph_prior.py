@@ -49,11 +49,12 @@ EOT = "<|endoftext|>"
 PAD, IMAGE = "<|pad|>", "<|image|>"
 
 
-def random_caption(rng, ch, attrs):
-    """A caption true of character ch in a face with attrs (canonical form)."""
+def random_caption(rng, ch, attrs, full=0.0):
+    """A caption true of character ch in a face with attrs (canonical form): a random subset of
+    the style words (each size equally likely), or with probability full all of them."""
     kind = rng.choice(gd.valid_kinds(ch))
     words = gd.face_style_words(attrs)
-    n = rng.randint(0, len(words))
+    n = len(words) if full and rng.random() < full else rng.randint(0, len(words))
     styles = rng.sample(words, n)
     return gd.canonical(kind, ch, styles)
 
@@ -158,6 +159,18 @@ def sample_codes(model, lay, cap_ids, guidance, gen, temperature=1.0, top_k=0):
     return torch.cat(codes, 1)
 
 
+def init_vocab(directory, t2i):
+    """The caption BPE part of an exported vocab.json (ids below pad_id)."""
+    with open(os.path.join(directory, "vocab.json"), encoding="utf-8") as f:
+        vocab = json.load(f)
+    return {t: i for t, i in vocab.items() if i < t2i["pad_id"]}
+
+
+def init_merges(directory):
+    with open(os.path.join(directory, "merges.txt"), encoding="utf-8") as f:
+        return [tuple(l.rstrip("\n").split(" ")) for l in f.readlines()[1:]]
+
+
 def load_prior(directory):
     """(model, layout, encoder, codebook, t2i dict) from an exported model directory."""
     with open(os.path.join(directory, "config.json")) as f:
@@ -204,6 +217,10 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--stop-at", type=int, default=0, help="stop (and export) after this step without changing the schedule")
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--init-from", default="", help="fine-tune: start from this exported model directory's weights, "
+                    "tokenizer and codebook (fresh optimizer, step 0 of --steps, checkpoint WORK/prior-finetune-ckpt.pt)")
+    ap.add_argument("--full", type=float, default=0.0, help="probability that a caption carries every true style word "
+                    "(otherwise a random subset, each size equally likely)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
@@ -213,7 +230,18 @@ def main():
     faces = data["faces"]
     held = faces.index(gd.HELD_OUT)
     lat = torch.load(os.path.join(args.work, "latents.pt"))
-    cb = torch.load(os.path.join(args.work, "codebook-%d.pt" % args.k))
+    if args.init_from:
+        init = load_prior(args.init_from)
+        cb = init[3].float()
+        args.k = len(cb)
+        # The fine-tuned model keeps the tokenizer it was trained with.
+        with open(os.path.join(args.work, "bpe-vocab.json"), "w", encoding="utf-8") as f:
+            json.dump(init_vocab(args.init_from, init[4]), f, ensure_ascii=False)
+        with open(os.path.join(args.work, "bpe-merges.txt"), "w", encoding="utf-8") as f:
+            for m in init_merges(args.init_from):
+                f.write(json.dumps(list(m), ensure_ascii=False) + "\n")
+    else:
+        cb = torch.load(os.path.join(args.work, "codebook-%d.pt" % args.k))
     _, codes = glyph_codebook.quantise(lat, cb)
     face_attrs = [gd.face_attributes(f) for f in faces]
     is_train = data["face"] != held
@@ -231,6 +259,11 @@ def main():
     model, opt = new_model(cfg, args)
     g = torch.Generator().manual_seed(args.seed + 1)
     ckpt = os.path.join(args.work, "prior-ckpt.pt")
+    if args.init_from:
+        ckpt = os.path.join(args.work, "prior-finetune-ckpt.pt")
+        if not os.path.exists(ckpt):
+            model.load_state_dict(init[0].state_dict())
+            log("fine-tuning from %s" % args.init_from)
     step, history, elapsed = checkpoint.resume(ckpt, model, opt, g)
     nparams = sum(p.numel() for p in model.parameters())
     log("model: %d parameters, vocab %d (caption BPE %d + 2 + K %d), prefix %d, n_positions %d" % (
@@ -242,7 +275,7 @@ def main():
             if gen_py.random() < drop:
                 caps.append(lay.caption_ids(enc, None))
             else:
-                caps.append(lay.caption_ids(enc, random_caption(gen_py, gd.CHARS[data["char"][i]], face_attrs[data["face"][i]])))
+                caps.append(lay.caption_ids(enc, random_caption(gen_py, gd.CHARS[data["char"][i]], face_attrs[data["face"][i]], args.full)))
         return torch.tensor(caps, dtype=torch.long), codes[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
 
     # Fixed evaluation batches: 256 training glyphs and 256 held-out glyphs, fully specified
