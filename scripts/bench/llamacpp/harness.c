@@ -12,6 +12,10 @@
 // as in modelrt bench. Finally, the greedy ids of row 0 of promptIDs(1, PROMPT) for GREEDY_NEW
 // new tokens, for comparison with the native backend.
 //
+//   harness LIBDIR MODEL.gguf --tokenize TEXT
+//
+// prints llama.cpp's token ids of TEXT (no BOS), to check an exported vocabulary.
+//
 // It is built against llama.h of the llama.cpp source the prebuilt libraries were built from
 // (scripts/bench/llamacpp.sh) and linked to those libraries; the CPU backend variant for this
 // machine is loaded from the library directory by ggml_backend_load_all_from_path.
@@ -83,7 +87,27 @@ static int run(struct llama_context *ctx, int vocab, int B, int prompt, int new_
     return 0;
 }
 
+static int tokenize(const char *libdir, const char *path, const char *text) {
+    llama_log_set(quiet_log, NULL);
+    ggml_backend_load_all_from_path(libdir);
+    llama_backend_init();
+    struct llama_model_params mp = llama_model_default_params();
+    mp.vocab_only = true;
+    struct llama_model *model = llama_model_load_from_file(path, mp);
+    if (!model) { fprintf(stderr, "harness: cannot load %s\n", path); return 1; }
+    int n = (int)strlen(text) + 8;
+    llama_token *ids = calloc(n, sizeof *ids);
+    n = llama_tokenize(llama_model_get_vocab(model), text, (int32_t)strlen(text), ids, n, false, true);
+    if (n < 0) { fprintf(stderr, "harness: tokenize failed\n"); return 1; }
+    for (int i = 0; i < n; i++) printf("%s%d", i ? "," : "", ids[i]);
+    printf("\n");
+    free(ids);
+    llama_model_free(model);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 5 && strcmp(argv[3], "--tokenize") == 0) return tokenize(argv[1], argv[2], argv[4]);
     if (argc != 8) {
         fprintf(stderr, "usage: %s LIBDIR MODEL.gguf THREADS PROMPT NEW BATCHES GREEDY_NEW\n", argv[0]);
         return 2;
