@@ -18,6 +18,8 @@
 # 6. Prints the table and writes OUTDIR/llamacpp.json and OUTDIR/llamacpp.png.
 #
 # Environment: THREADS (default 2), BATCHES (default 1,2,4,8), GREEDY_NEW (default 32),
+# MODELRT_JSON (reuse this `modelrt bench --json` report of the full shape instead of running the
+# bench; for a rerun of the llama.cpp half only — the table is then not from one run),
 # CACHE (modelrt bench's model cache, default as modelrt bench's: ~/.cache/modelrt/bench; the
 # GGUF files go beside the bench's GPT-2 there), LLAMACPP_DEPS (install directory).
 set -euo pipefail
@@ -66,8 +68,15 @@ fi
 cd "$ROOT"
 make build-native >/dev/null
 LOAD_BEFORE=$(uptime)
-say "modelrt bench --backends native (fp32 and int8 rows)"
-bin/modelrt bench --backends native --cache "$CACHE" --json "$OUT/modelrt.json" >"$OUT/modelrt.txt" 2> >(tee "$OUT/modelrt.log" >&2)
+if [ -n "${MODELRT_JSON:-}" ]; then
+	say "reusing $MODELRT_JSON (no modelrt bench in this run)"
+	[ "$MODELRT_JSON" -ef "$OUT/modelrt.json" ] || cp "$MODELRT_JSON" "$OUT/modelrt.json"
+	# The newest full-shape model directory of the cache (modelrt bench made it).
+	echo "shape full, models in $(ls -td "$CACHE"/v*-full-*/ | head -1 | sed 's|/$||')" >"$OUT/modelrt.log"
+else
+	say "modelrt bench --backends native (fp32 and int8 rows)"
+	bin/modelrt bench --backends native --cache "$CACHE" --json "$OUT/modelrt.json" >"$OUT/modelrt.txt" 2> >(tee "$OUT/modelrt.log" >&2)
+fi
 GPT2=$(sed -nE 's/.*shape full, models in ([^ ]*).*/\1/p' "$OUT/modelrt.log")/gpt2
 GGUF=$(dirname "$GPT2")/gguf
 for t in f32 f16 q8_0; do
@@ -85,13 +94,25 @@ for t in F32 F16 Q8_0; do
 	args+=(-llama "$t=$OUT/llamacpp-$t.json")
 done
 
-# 5. The native backend's greedy ids for the prompt the harness used.
-PROMPT=$(sed -E 's/.*"greedy_prompt":\[([0-9,]*)\].*/\1/' "$OUT/llamacpp-F32.json")
-bin/modelrt generate --model "$GPT2" --ids "$PROMPT" --max-new-tokens "$GREEDY_NEW" --temperature 0 --json >"$OUT/native-greedy.json"
+# 5. The native backend's greedy ids for the prompt the harness used. The random-weight model
+# tends to repeat one token, so the trained examples/models/gpt2-go (4 layers × 256, its own
+# 4096-token vocabulary) is checked too, exported as F32 and Q8_0 (seconds: 1 thread, batch 1).
+prompt_of() { sed -E 's/.*"greedy_prompt":\[([0-9,]*)\].*/\1/' "$1"; }
+bin/modelrt generate --model "$GPT2" --ids "$(prompt_of "$OUT/llamacpp-F32.json")" --max-new-tokens "$GREEDY_NEW" --temperature 0 --json >"$OUT/native-greedy.json"
+greedy=(-greedy "bench GPT-2 124M llama.cpp F32=$OUT/llamacpp-F32.json,$OUT/native-greedy.json")
+for t in f32 q8_0; do
+	bin/modelrt export --format gguf --type "$t" --model examples/models/gpt2-go --out "$OUT/gpt2-go-$t.gguf" >&2
+	"$HARNESS" "$LIB" "$OUT/gpt2-go-$t.gguf" 1 64 "$GREEDY_NEW" 1 "$GREEDY_NEW" >"$OUT/gpt2-go-$t.json"
+done
+bin/modelrt generate --model examples/models/gpt2-go --ids "$(prompt_of "$OUT/gpt2-go-f32.json")" --max-new-tokens "$GREEDY_NEW" --temperature 0 --json >"$OUT/gpt2-go-native.json"
+for t in F32 Q8_0; do
+	lower=$(echo "$t" | tr 'A-Z' 'a-z')
+	greedy+=(-greedy "examples/models/gpt2-go llama.cpp $t=$OUT/gpt2-go-$lower.json,$OUT/gpt2-go-native.json")
+done
 
 # 6. The table, JSON and plot.
 LOAD_AFTER=$(uptime)
-CGO_ENABLED=0 go run ./scripts/bench/llamacpp/report -modelrt "$OUT/modelrt.json" "${args[@]}" \
-	-native-greedy "$OUT/native-greedy.json" -json "$OUT/llamacpp.json" -plot "$OUT/llamacpp.png" \
+CGO_ENABLED=0 go run ./scripts/bench/llamacpp/report -modelrt "$OUT/modelrt.json" "${args[@]}" "${greedy[@]}" \
+	-json "$OUT/llamacpp.json" -plot "$OUT/llamacpp.png" \
 	-llama-version "$LLAMA_BUILD" -load "before:${LOAD_BEFORE##*average:} after:${LOAD_AFTER##*average:}"
 say "wrote $OUT/llamacpp.json and $OUT/llamacpp.png"

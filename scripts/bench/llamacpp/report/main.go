@@ -38,7 +38,7 @@ type Output struct {
 	Threads   int                       `json:"threads"`
 	Table     []Line                    `json:"table"`
 	Targets   []Target                  `json:"targets"`
-	Greedy    Greedy                    `json:"greedy"`
+	Greedy    []Greedy                  `json:"greedy"`
 	Modelrt   *bench.Report             `json:"modelrt"`
 	Harnesses map[string]*harnessResult `json:"llama_cpp_runs"`
 }
@@ -62,26 +62,27 @@ type Target struct {
 
 // Greedy compares the greedy continuation of the same prompt.
 type Greedy struct {
-	Prompt        []int `json:"prompt"`
-	LlamaCppF32   []int `json:"llama_cpp_f32"`
-	Native        []int `json:"native"`
-	Agree         int   `json:"agree"` // ids equal position by position
-	Total         int   `json:"total"`
-	FirstMismatch int   `json:"first_mismatch"` // -1 when all agree
+	Label         string `json:"label"`
+	Prompt        []int  `json:"prompt"`
+	LlamaCpp      []int  `json:"llama_cpp"`
+	Native        []int  `json:"native"`
+	Agree         int    `json:"agree"` // ids equal position by position
+	Total         int    `json:"total"`
+	FirstMismatch int    `json:"first_mismatch"` // -1 when all agree
 }
 
 func main() {
-	var modelrtPath, nativeGreedy, jsonPath, plotPath, load, version string
-	var llama multiFlag
+	var modelrtPath, jsonPath, plotPath, load, version string
+	var llama, greedy multiFlag
 	flag.StringVar(&modelrtPath, "modelrt", "", "modelrt bench --json report")
 	flag.Var(&llama, "llama", "TYPE=harness.json (repeatable: F32, F16, Q8_0)")
-	flag.StringVar(&nativeGreedy, "native-greedy", "", "modelrt generate --json output for the greedy prompt")
+	flag.Var(&greedy, "greedy", "LABEL=HARNESS.json,NATIVE.json: compare llama.cpp's greedy ids with modelrt generate --json's (repeatable)")
 	flag.StringVar(&jsonPath, "json", "", "write the joined report here")
 	flag.StringVar(&plotPath, "plot", "", "write the plot here (.png)")
 	flag.StringVar(&load, "load", "", "load average line to record")
 	flag.StringVar(&version, "llama-version", "", "llama.cpp build to record")
 	flag.Parse()
-	if err := run(os.Stdout, modelrtPath, llama, nativeGreedy, jsonPath, plotPath, load, version); err != nil {
+	if err := run(os.Stdout, modelrtPath, llama, greedy, jsonPath, plotPath, load, version); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
@@ -103,7 +104,7 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
-func run(w io.Writer, modelrtPath string, llama []string, nativeGreedy, jsonPath, plotPath, load, version string) error {
+func run(w io.Writer, modelrtPath string, llama, greedy []string, jsonPath, plotPath, load, version string) error {
 	rep := &bench.Report{}
 	if err := readJSON(modelrtPath, rep); err != nil {
 		return err
@@ -163,23 +164,12 @@ func run(w io.Writer, modelrtPath string, llama []string, nativeGreedy, jsonPath
 		cmp("decode b1", a.DecodeTokPerSec[1], b.DecodeTokPerSec[1])
 		cmp("decode b8", a.DecodeTokPerSec[8], b.DecodeTokPerSec[8])
 	}
-	if h := out.Harnesses["F32"]; h != nil && nativeGreedy != "" {
-		var g struct {
-			IDs          []int `json:"ids"`
-			PromptTokens int   `json:"prompt_tokens"`
-		}
-		if err := readJSON(nativeGreedy, &g); err != nil {
+	for _, spec := range greedy {
+		g, err := compareGreedy(spec)
+		if err != nil {
 			return err
 		}
-		native := g.IDs[min(g.PromptTokens, len(g.IDs)):]
-		out.Greedy = Greedy{Prompt: h.GreedyPrompt, LlamaCppF32: h.GreedyIDs, Native: native, Total: len(h.GreedyIDs), FirstMismatch: -1}
-		for i, id := range h.GreedyIDs {
-			if i < len(native) && native[i] == id {
-				out.Greedy.Agree++
-			} else if out.Greedy.FirstMismatch < 0 {
-				out.Greedy.FirstMismatch = i
-			}
-		}
+		out.Greedy = append(out.Greedy, g)
 	}
 	for _, name := range order {
 		out.Table = append(out.Table, *lines[name])
@@ -230,8 +220,42 @@ func writeTable(w io.Writer, out Output, batches []int) {
 		}
 		fmt.Fprintf(w, "target %-20s ≥ %-15s %-10s ratio %.2f  %s\n", t.Modelrt, t.LlamaCpp, t.Metric, t.Ratio, verdict)
 	}
-	if g := out.Greedy; g.Total > 0 {
-		fmt.Fprintf(w, "greedy ids, llama.cpp F32 vs modelrt native, %d-token prompt: %d of %d agree (first mismatch: %d)\n",
-			len(g.Prompt), g.Agree, g.Total, g.FirstMismatch)
+	for _, g := range out.Greedy {
+		distinct := map[int]bool{}
+		for _, id := range g.Native {
+			distinct[id] = true
+		}
+		fmt.Fprintf(w, "greedy ids, %s vs modelrt native, %d-token prompt: %d of %d agree (first mismatch: %d; %d distinct ids)\n",
+			g.Label, len(g.Prompt), g.Agree, g.Total, g.FirstMismatch, len(distinct))
 	}
+}
+
+// compareGreedy reads LABEL=HARNESS.json,NATIVE.json and compares the ids position by position.
+func compareGreedy(spec string) (Greedy, error) {
+	label, files, ok := strings.Cut(spec, "=")
+	hpath, npath, ok2 := strings.Cut(files, ",")
+	if !ok || !ok2 {
+		return Greedy{}, fmt.Errorf("-greedy %q: want LABEL=HARNESS.json,NATIVE.json", spec)
+	}
+	h := &harnessResult{}
+	if err := readJSON(hpath, h); err != nil {
+		return Greedy{}, err
+	}
+	var n struct {
+		IDs          []int `json:"ids"`
+		PromptTokens int   `json:"prompt_tokens"`
+	}
+	if err := readJSON(npath, &n); err != nil {
+		return Greedy{}, err
+	}
+	native := n.IDs[min(n.PromptTokens, len(n.IDs)):]
+	g := Greedy{Label: label, Prompt: h.GreedyPrompt, LlamaCpp: h.GreedyIDs, Native: native, Total: len(h.GreedyIDs), FirstMismatch: -1}
+	for i, id := range h.GreedyIDs {
+		if i < len(native) && native[i] == id {
+			g.Agree++
+		} else if g.FirstMismatch < 0 {
+			g.FirstMismatch = i
+		}
+	}
+	return g, nil
 }
