@@ -14,6 +14,7 @@ package gguf
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 )
 
@@ -193,11 +194,24 @@ func (ti TensorInfo) Bytes() (uint64, error) {
 	if len(ti.Dims) == 0 {
 		return 0, fmt.Errorf("tensor %q has no dimensions", ti.Name)
 	}
+	rows := uint64(1)
+	for _, d := range ti.Dims[1:] {
+		if d != 0 && rows > math.MaxUint64/d {
+			return 0, fmt.Errorf("tensor %q: dimensions %v overflow", ti.Name, ti.Dims)
+		}
+		rows *= d
+	}
+	if ti.Dims[0] > math.MaxUint64/8 {
+		return 0, fmt.Errorf("tensor %q: ne[0] %d is too large", ti.Name, ti.Dims[0])
+	}
 	row, err := ti.Type.RowBytes(ti.Dims[0])
 	if err != nil {
 		return 0, fmt.Errorf("tensor %q: %w", ti.Name, err)
 	}
-	return row * (ti.Elements() / max(ti.Dims[0], 1)), nil
+	if rows != 0 && row > math.MaxUint64/rows {
+		return 0, fmt.Errorf("tensor %q: %d bytes per row × %d rows overflow", ti.Name, row, rows)
+	}
+	return row * rows, nil
 }
 
 func alignUp(n, a uint64) uint64 { return (n + a - 1) / a * a }

@@ -91,13 +91,6 @@ func Parse(data []byte) (*File, error) {
 	}
 	avail := uint64(len(data)) - min(f.DataOffset, uint64(len(data)))
 	for _, ti := range f.Tensors {
-		elems := uint64(1)
-		for _, dim := range ti.Dims {
-			if dim != 0 && elems > math.MaxUint64/dim {
-				return nil, fmt.Errorf("%w: tensor %q: dimensions %v overflow", ErrFormat, ti.Name, ti.Dims)
-			}
-			elems *= dim
-		}
 		n, err := ti.Bytes()
 		if err != nil {
 			// Unknown types are kept (their data is not reachable); malformed known ones are not.
