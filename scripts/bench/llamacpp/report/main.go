@@ -185,6 +185,7 @@ func run(w io.Writer, modelrtPath string, llama, greedy []string, jsonPath, plot
 		}
 	}
 	if plotPath != "" {
+		plotRep.Shape.Name = fmt.Sprintf("%s; llama.cpp at %d threads", rep.Shape.Name, out.Threads)
 		return plotRep.Plot(plotPath)
 	}
 	return nil
