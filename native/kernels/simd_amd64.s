@@ -446,7 +446,7 @@ axpyPanelF32AVX2_done:
 	RET
 
 // func gemvPanelF32AVX2(y []float32, a []float32, w []float32)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·gemvPanelF32AVX2(SB), NOSPLIT, $0-72
 	MOVQ   y_base+0(FP), AX
 	MOVQ   a_base+24(FP), CX
@@ -461,6 +461,8 @@ TEXT ·gemvPanelF32AVX2(SB), NOSPLIT, $0-72
 gemvPanelF32AVX2_loop2:
 	CMPQ         DX, $0x02
 	JL           gemvPanelF32AVX2_tail
+	PREFETCHT0   1024(BX)
+	PREFETCHT0   1088(BX)
 	VMOVUPS      (BX), Y4
 	VMOVUPS      32(BX), Y5
 	VBROADCASTSS (CX), Y6
@@ -494,7 +496,7 @@ gemvPanelF32AVX2_done:
 	RET
 
 // func gemvPanelF32x2AVX2(y []float32, a []float32, lda int, w []float32)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·gemvPanelF32x2AVX2(SB), NOSPLIT, $0-80
 	MOVQ   y_base+0(FP), AX
 	MOVQ   a_base+24(FP), CX
@@ -515,6 +517,8 @@ TEXT ·gemvPanelF32x2AVX2(SB), NOSPLIT, $0-80
 gemvPanelF32x2AVX2_loop2:
 	CMPQ         BX, $0x02
 	JL           gemvPanelF32x2AVX2_tail
+	PREFETCHT0   1024(SI)
+	PREFETCHT0   1088(SI)
 	VMOVUPS      (SI), Y8
 	VMOVUPS      32(SI), Y9
 	VBROADCASTSS (CX), Y10
@@ -561,7 +565,7 @@ gemvPanelF32x2AVX2_done:
 	RET
 
 // func gemvPanelF32x3AVX2(y []float32, a []float32, lda int, w []float32)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·gemvPanelF32x3AVX2(SB), NOSPLIT, $0-80
 	MOVQ   y_base+0(FP), AX
 	MOVQ   a_base+24(FP), CX
@@ -586,6 +590,8 @@ TEXT ·gemvPanelF32x3AVX2(SB), NOSPLIT, $0-80
 gemvPanelF32x3AVX2_loop2:
 	CMPQ         BX, $0x02
 	JL           gemvPanelF32x3AVX2_tail
+	PREFETCHT0   1024(SI)
+	PREFETCHT0   1088(SI)
 	VMOVUPS      (SI), Y12
 	VMOVUPS      32(SI), Y13
 	VBROADCASTSS (CX), Y14
@@ -645,7 +651,7 @@ gemvPanelF32x3AVX2_done:
 	RET
 
 // func dotF32AVX2(a []float32, w []float32) float32
-// Requires: AVX, FMA3, SSE
+// Requires: AVX, FMA3, MMX+, SSE
 TEXT ·dotF32AVX2(SB), NOSPLIT, $0-52
 	MOVQ   a_base+0(FP), AX
 	MOVQ   a_len+8(FP), CX
@@ -661,6 +667,8 @@ TEXT ·dotF32AVX2(SB), NOSPLIT, $0-52
 dotF32AVX2_loop32:
 	CMPQ        BX, SI
 	JGE         dotF32AVX2_loop8
+	PREFETCHT0  1024(DX)(BX*4)
+	PREFETCHT0  1088(DX)(BX*4)
 	VMOVUPS     (DX)(BX*4), Y4
 	VFMADD231PS (AX)(BX*4), Y4, Y0
 	VMOVUPS     32(DX)(BX*4), Y4
@@ -693,7 +701,7 @@ dotF32AVX2_reduce:
 	RET
 
 // func dotF32x2AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·dotF32x2AVX2(SB), NOSPLIT, $0-112
 	MOVQ a_base+32(FP), AX
 	MOVQ s_base+0(FP), CX
@@ -726,6 +734,8 @@ dotF32x2AVX2_row:
 dotF32x2AVX2_loop32:
 	CMPQ        R10, R11
 	JGE         dotF32x2AVX2_loop8
+	PREFETCHT0  1024(R9)(R10*4)
+	PREFETCHT0  1088(R9)(R10*4)
 	VMOVUPS     (R9)(R10*4), Y8
 	VFMADD231PS (AX)(R10*4), Y8, Y0
 	VFMADD231PS (BX)(R10*4), Y8, Y4
@@ -777,7 +787,7 @@ dotF32x2AVX2_done:
 	RET
 
 // func dotF32x3AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·dotF32x3AVX2(SB), NOSPLIT, $0-112
 	MOVQ a_base+32(FP), AX
 	MOVQ s_base+0(FP), CX
@@ -815,6 +825,8 @@ dotF32x3AVX2_row:
 dotF32x3AVX2_loop32:
 	CMPQ        R11, R12
 	JGE         dotF32x3AVX2_loop8
+	PREFETCHT0  1024(R10)(R11*4)
+	PREFETCHT0  1088(R10)(R11*4)
 	VMOVUPS     (R10)(R11*4), Y12
 	VFMADD231PS (AX)(R11*4), Y12, Y0
 	VFMADD231PS (R9)(R11*4), Y12, Y4
@@ -954,7 +966,7 @@ axpyPanelI8AVX2_done:
 	RET
 
 // func gemvPanelI8AVX2(y []float32, a []float32, w []int8)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, FMA3, MMX+
 TEXT ·gemvPanelI8AVX2(SB), NOSPLIT, $0-72
 	MOVQ   y_base+0(FP), AX
 	MOVQ   a_base+24(FP), CX
@@ -969,6 +981,7 @@ TEXT ·gemvPanelI8AVX2(SB), NOSPLIT, $0-72
 gemvPanelI8AVX2_loop2:
 	CMPQ         DX, $0x02
 	JL           gemvPanelI8AVX2_tail
+	PREFETCHT0   1024(BX)
 	VPMOVSXBD    (BX), Y4
 	VCVTDQ2PS    Y4, Y4
 	VPMOVSXBD    8(BX), Y5
@@ -1008,7 +1021,7 @@ gemvPanelI8AVX2_done:
 	RET
 
 // func gemvPanelI8x2AVX2(y []float32, a []float32, lda int, w []int8)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, FMA3, MMX+
 TEXT ·gemvPanelI8x2AVX2(SB), NOSPLIT, $0-80
 	MOVQ   y_base+0(FP), AX
 	MOVQ   a_base+24(FP), CX
@@ -1029,6 +1042,7 @@ TEXT ·gemvPanelI8x2AVX2(SB), NOSPLIT, $0-80
 gemvPanelI8x2AVX2_loop2:
 	CMPQ         BX, $0x02
 	JL           gemvPanelI8x2AVX2_tail
+	PREFETCHT0   1024(SI)
 	VPMOVSXBD    (SI), Y8
 	VCVTDQ2PS    Y8, Y8
 	VPMOVSXBD    8(SI), Y9
@@ -1081,7 +1095,7 @@ gemvPanelI8x2AVX2_done:
 	RET
 
 // func gemvPanelI8x3AVX2(y []float32, a []float32, lda int, w []int8)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, FMA3, MMX+
 TEXT ·gemvPanelI8x3AVX2(SB), NOSPLIT, $0-80
 	MOVQ   y_base+0(FP), AX
 	MOVQ   a_base+24(FP), CX
@@ -1106,6 +1120,7 @@ TEXT ·gemvPanelI8x3AVX2(SB), NOSPLIT, $0-80
 gemvPanelI8x3AVX2_loop2:
 	CMPQ         BX, $0x02
 	JL           gemvPanelI8x3AVX2_tail
+	PREFETCHT0   1024(SI)
 	VPMOVSXBD    (SI), Y12
 	VCVTDQ2PS    Y12, Y12
 	VPMOVSXBD    8(SI), Y13
@@ -1171,7 +1186,7 @@ gemvPanelI8x3AVX2_done:
 	RET
 
 // func dotI8AVX2(a []float32, w []int8) float32
-// Requires: AVX, AVX2, FMA3, SSE
+// Requires: AVX, AVX2, FMA3, MMX+, SSE
 TEXT ·dotI8AVX2(SB), NOSPLIT, $0-52
 	MOVQ   a_base+0(FP), AX
 	MOVQ   a_len+8(FP), CX
@@ -1187,6 +1202,7 @@ TEXT ·dotI8AVX2(SB), NOSPLIT, $0-52
 dotI8AVX2_loop32:
 	CMPQ        BX, SI
 	JGE         dotI8AVX2_loop8
+	PREFETCHT0  1024(DX)(BX*1)
 	VPMOVSXBD   (DX)(BX*1), Y4
 	VCVTDQ2PS   Y4, Y4
 	VFMADD231PS (AX)(BX*4), Y4, Y0
@@ -1224,7 +1240,7 @@ dotI8AVX2_reduce:
 	RET
 
 // func dotI8x2AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw int, n int, rows int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, FMA3, MMX+
 TEXT ·dotI8x2AVX2(SB), NOSPLIT, $0-112
 	MOVQ a_base+32(FP), AX
 	MOVQ s_base+0(FP), CX
@@ -1256,6 +1272,7 @@ dotI8x2AVX2_row:
 dotI8x2AVX2_loop32:
 	CMPQ        R10, R11
 	JGE         dotI8x2AVX2_loop8
+	PREFETCHT0  1024(R9)(R10*1)
 	VPMOVSXBD   (R9)(R10*1), Y8
 	VCVTDQ2PS   Y8, Y8
 	VFMADD231PS (AX)(R10*4), Y8, Y0
@@ -1312,7 +1329,7 @@ dotI8x2AVX2_done:
 	RET
 
 // func dotI8x3AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw int, n int, rows int)
-// Requires: AVX, AVX2, FMA3
+// Requires: AVX, AVX2, FMA3, MMX+
 TEXT ·dotI8x3AVX2(SB), NOSPLIT, $0-112
 	MOVQ a_base+32(FP), AX
 	MOVQ s_base+0(FP), CX
@@ -1349,6 +1366,7 @@ dotI8x3AVX2_row:
 dotI8x3AVX2_loop32:
 	CMPQ        R11, R12
 	JGE         dotI8x3AVX2_loop8
+	PREFETCHT0  1024(R10)(R11*1)
 	VPMOVSXBD   (R10)(R11*1), Y12
 	VCVTDQ2PS   Y12, Y12
 	VFMADD231PS (AX)(R11*4), Y12, Y0
@@ -1489,7 +1507,7 @@ axpyPanelF16AVX2_done:
 	RET
 
 // func gemvPanelF16AVX2(y []float32, a []float32, w []uint16)
-// Requires: AVX, F16C, FMA3
+// Requires: AVX, F16C, FMA3, MMX+
 TEXT ·gemvPanelF16AVX2(SB), NOSPLIT, $0-72
 	MOVQ   y_base+0(FP), AX
 	MOVQ   a_base+24(FP), CX
@@ -1504,6 +1522,7 @@ TEXT ·gemvPanelF16AVX2(SB), NOSPLIT, $0-72
 gemvPanelF16AVX2_loop2:
 	CMPQ         DX, $0x02
 	JL           gemvPanelF16AVX2_tail
+	PREFETCHT0   1024(BX)
 	VCVTPH2PS    (BX), Y4
 	VCVTPH2PS    16(BX), Y5
 	VBROADCASTSS (CX), Y6
@@ -1537,7 +1556,7 @@ gemvPanelF16AVX2_done:
 	RET
 
 // func gemvPanelF16x2AVX2(y []float32, a []float32, lda int, w []uint16)
-// Requires: AVX, F16C, FMA3
+// Requires: AVX, F16C, FMA3, MMX+
 TEXT ·gemvPanelF16x2AVX2(SB), NOSPLIT, $0-80
 	MOVQ   y_base+0(FP), AX
 	MOVQ   a_base+24(FP), CX
@@ -1558,6 +1577,7 @@ TEXT ·gemvPanelF16x2AVX2(SB), NOSPLIT, $0-80
 gemvPanelF16x2AVX2_loop2:
 	CMPQ         BX, $0x02
 	JL           gemvPanelF16x2AVX2_tail
+	PREFETCHT0   1024(SI)
 	VCVTPH2PS    (SI), Y8
 	VCVTPH2PS    16(SI), Y9
 	VBROADCASTSS (CX), Y10
@@ -1604,7 +1624,7 @@ gemvPanelF16x2AVX2_done:
 	RET
 
 // func gemvPanelF16x3AVX2(y []float32, a []float32, lda int, w []uint16)
-// Requires: AVX, F16C, FMA3
+// Requires: AVX, F16C, FMA3, MMX+
 TEXT ·gemvPanelF16x3AVX2(SB), NOSPLIT, $0-80
 	MOVQ   y_base+0(FP), AX
 	MOVQ   a_base+24(FP), CX
@@ -1629,6 +1649,7 @@ TEXT ·gemvPanelF16x3AVX2(SB), NOSPLIT, $0-80
 gemvPanelF16x3AVX2_loop2:
 	CMPQ         BX, $0x02
 	JL           gemvPanelF16x3AVX2_tail
+	PREFETCHT0   1024(SI)
 	VCVTPH2PS    (SI), Y12
 	VCVTPH2PS    16(SI), Y13
 	VBROADCASTSS (CX), Y14
@@ -1688,7 +1709,7 @@ gemvPanelF16x3AVX2_done:
 	RET
 
 // func dotF16AVX2(a []float32, w []uint16) float32
-// Requires: AVX, F16C, FMA3, SSE
+// Requires: AVX, F16C, FMA3, MMX+, SSE
 TEXT ·dotF16AVX2(SB), NOSPLIT, $0-52
 	MOVQ   a_base+0(FP), AX
 	MOVQ   a_len+8(FP), CX
@@ -1704,6 +1725,7 @@ TEXT ·dotF16AVX2(SB), NOSPLIT, $0-52
 dotF16AVX2_loop32:
 	CMPQ        BX, SI
 	JGE         dotF16AVX2_loop8
+	PREFETCHT0  1024(DX)(BX*2)
 	VCVTPH2PS   (DX)(BX*2), Y4
 	VFMADD231PS (AX)(BX*4), Y4, Y0
 	VCVTPH2PS   16(DX)(BX*2), Y4
@@ -1736,7 +1758,7 @@ dotF16AVX2_reduce:
 	RET
 
 // func dotF16x2AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw int, n int, rows int)
-// Requires: AVX, F16C, FMA3
+// Requires: AVX, F16C, FMA3, MMX+
 TEXT ·dotF16x2AVX2(SB), NOSPLIT, $0-112
 	MOVQ a_base+32(FP), AX
 	MOVQ s_base+0(FP), CX
@@ -1769,6 +1791,7 @@ dotF16x2AVX2_row:
 dotF16x2AVX2_loop32:
 	CMPQ        R10, R11
 	JGE         dotF16x2AVX2_loop8
+	PREFETCHT0  1024(R9)(R10*2)
 	VCVTPH2PS   (R9)(R10*2), Y8
 	VFMADD231PS (AX)(R10*4), Y8, Y0
 	VFMADD231PS (BX)(R10*4), Y8, Y4
@@ -1820,7 +1843,7 @@ dotF16x2AVX2_done:
 	RET
 
 // func dotF16x3AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw int, n int, rows int)
-// Requires: AVX, F16C, FMA3
+// Requires: AVX, F16C, FMA3, MMX+
 TEXT ·dotF16x3AVX2(SB), NOSPLIT, $0-112
 	MOVQ a_base+32(FP), AX
 	MOVQ s_base+0(FP), CX
@@ -1858,6 +1881,7 @@ dotF16x3AVX2_row:
 dotF16x3AVX2_loop32:
 	CMPQ        R11, R12
 	JGE         dotF16x3AVX2_loop8
+	PREFETCHT0  1024(R10)(R11*2)
 	VCVTPH2PS   (R10)(R11*2), Y12
 	VFMADD231PS (AX)(R11*4), Y12, Y0
 	VFMADD231PS (R9)(R11*4), Y12, Y4
