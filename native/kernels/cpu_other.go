@@ -53,6 +53,21 @@ func winogradIn16AVX512(v []float32, stride int, r []float32, ld int) { panic("k
 func winogradOut16AVX512(y0, y1, m []float32, stride int, bias []float32) {
 	panic("kernels: no SIMD")
 }
-func sumF64AVX2(x []float32) float64                    { panic("kernels: no SIMD") }
-func sumSqDevF64AVX2(x []float32, mean float64) float64 { panic("kernels: no SIMD") }
-func groupNormAffineAVX2(dst, x, p []float32)           { panic("kernels: no SIMD") }
+func sumF64AVX2(x []float32) float64                            { panic("kernels: no SIMD") }
+func sumSqDevF64AVX2(x []float32, mean float64) float64         { panic("kernels: no SIMD") }
+func groupNormAffineAVX2(dst, x, p []float32)                   { panic("kernels: no SIMD") }
+func gemvPanelF32x4AVX512(y, a []float32, lda int, w []float32) { panic("kernels: no SIMD") }
+func gemvPanelF32x5AVX512(y, a []float32, lda int, w []float32) { panic("kernels: no SIMD") }
+func gemvPanelF32x6AVX512(y, a []float32, lda int, w []float32) { panic("kernels: no SIMD") }
+func gemvPanelF32x7AVX512(y, a []float32, lda int, w []float32) { panic("kernels: no SIMD") }
+func gemvPanelF32x8AVX512(y, a []float32, lda int, w []float32) { panic("kernels: no SIMD") }
+func gemvPanelI8x4AVX512(y, a []float32, lda int, w []int8)     { panic("kernels: no SIMD") }
+func gemvPanelI8x5AVX512(y, a []float32, lda int, w []int8)     { panic("kernels: no SIMD") }
+func gemvPanelI8x6AVX512(y, a []float32, lda int, w []int8)     { panic("kernels: no SIMD") }
+func gemvPanelI8x7AVX512(y, a []float32, lda int, w []int8)     { panic("kernels: no SIMD") }
+func gemvPanelI8x8AVX512(y, a []float32, lda int, w []int8)     { panic("kernels: no SIMD") }
+func gemvPanelF16x4AVX512(y, a []float32, lda int, w []uint16)  { panic("kernels: no SIMD") }
+func gemvPanelF16x5AVX512(y, a []float32, lda int, w []uint16)  { panic("kernels: no SIMD") }
+func gemvPanelF16x6AVX512(y, a []float32, lda int, w []uint16)  { panic("kernels: no SIMD") }
+func gemvPanelF16x7AVX512(y, a []float32, lda int, w []uint16)  { panic("kernels: no SIMD") }
+func gemvPanelF16x8AVX512(y, a []float32, lda int, w []uint16)  { panic("kernels: no SIMD") }

@@ -95,13 +95,17 @@ type panelJob struct {
 }
 
 func (j *panelJob) chunk(_, lo, hi int) {
-	var y [gemvRows * PanelWidth]float32
+	var y [gemvRowsZ * PanelWidth]float32
+	most := gemvRows
+	if useSIMD && useAVX512 {
+		most = gemvRowsZ
+	}
 	for jp := lo; jp < hi; jp++ {
 		j0 := jp * PanelWidth
 		nb := min(PanelWidth, j.n-j0)
 		off := jp * j.k * PanelWidth
 		for i := 0; i < j.m; {
-			r := j.w.gemvPanelRows(y[:], j.a[i*j.k:], j.k, min(gemvRows, j.m-i), off)
+			r := j.w.gemvPanelRows(y[:], j.a[i*j.k:], j.k, min(most, j.m-i), off)
 			for q := 0; q < r; q++ {
 				ci := j.c[(i+q)*j.ldc+j0:][:nb]
 				yq := y[q*PanelWidth:]
@@ -121,13 +125,17 @@ func (j *panelJob) chunk(_, lo, hi int) {
 	}
 }
 
-// gemvRows is the most rows of A one pass over a weight panel serves (gemvPanel*x3AVX2): a
-// batched decode step reads each panel once per three rows instead of once per row.
-const gemvRows = 3
+// gemvRows is the most rows of A one pass over a weight panel serves with the YMM kernels
+// (gemvPanel*x3AVX2): a batched decode step reads each panel once per three rows instead of once
+// per row. gemvRowsZ is the same with AVX-512 (gemvPanel*x8AVX512; twice the registers).
+const (
+	gemvRows  = 3
+	gemvRowsZ = 8
+)
 
 // gemvPanelRows sets y[16q:16q+16] = Σ_p a[q·k+p]·W[off + 16p : off + 16p + 16] for the first r
 // of the `rows` rows of a (int8 unscaled) and returns r. The assembly does up to gemvRows rows per
-// pass with each row's sums formed as gemvPanel forms them, so a row has the same bits in a batch
+// pass (gemvRowsZ with AVX-512) with each row's sums formed as gemvPanel forms them, so a row has the same bits in a batch
 // as alone; other paths do one row.
 func (w *weights) gemvPanelRows(y, a []float32, k, rows, off int) int {
 	simd := useSIMD && (w.f16 == nil || haveF16C)
@@ -137,6 +145,20 @@ func (w *weights) gemvPanelRows(y, a []float32, k, rows, off int) int {
 	}
 	a = a[:(rows-1)*k+k]
 	n := k * PanelWidth
+	if rows > gemvRows && useAVX512 {
+		rows = min(rows, gemvRowsZ)
+		// Direct calls (a table of funcs would make y escape, and a decode step allocate).
+		switch {
+		case w.i8 != nil:
+			gemvPanelI8Z(y, a, k, w.i8[off:off+n], rows)
+		case w.f16 != nil:
+			gemvPanelF16Z(y, a, k, w.f16[off:off+n], rows)
+		default:
+			gemvPanelF32Z(y, a, k, w.f32[off:off+n], rows)
+		}
+		return rows
+	}
+	rows = min(rows, gemvRows)
 	switch {
 	case w.i8 != nil && rows == 2:
 		gemvPanelI8x2AVX2(y, a, k, w.i8[off:off+n])
@@ -213,5 +235,53 @@ func (j *gemmPackedJob) packBPanels(buf []float32, p0, kb, j0, ng int) {
 				dst[i] = safetensors.F16ToF32(h)
 			}
 		}
+	}
+}
+
+// gemvPanelF32Z calls gemvPanelF32x<rows>AVX512 (4 ≤ rows ≤ gemvRowsZ).
+func gemvPanelF32Z(y, a []float32, lda int, w []float32, rows int) {
+	switch rows {
+	case 4:
+		gemvPanelF32x4AVX512(y, a, lda, w)
+	case 5:
+		gemvPanelF32x5AVX512(y, a, lda, w)
+	case 6:
+		gemvPanelF32x6AVX512(y, a, lda, w)
+	case 7:
+		gemvPanelF32x7AVX512(y, a, lda, w)
+	default:
+		gemvPanelF32x8AVX512(y, a, lda, w)
+	}
+}
+
+// gemvPanelI8Z calls gemvPanelI8x<rows>AVX512 (4 ≤ rows ≤ gemvRowsZ).
+func gemvPanelI8Z(y, a []float32, lda int, w []int8, rows int) {
+	switch rows {
+	case 4:
+		gemvPanelI8x4AVX512(y, a, lda, w)
+	case 5:
+		gemvPanelI8x5AVX512(y, a, lda, w)
+	case 6:
+		gemvPanelI8x6AVX512(y, a, lda, w)
+	case 7:
+		gemvPanelI8x7AVX512(y, a, lda, w)
+	default:
+		gemvPanelI8x8AVX512(y, a, lda, w)
+	}
+}
+
+// gemvPanelF16Z calls gemvPanelF16x<rows>AVX512 (4 ≤ rows ≤ gemvRowsZ).
+func gemvPanelF16Z(y, a []float32, lda int, w []uint16, rows int) {
+	switch rows {
+	case 4:
+		gemvPanelF16x4AVX512(y, a, lda, w)
+	case 5:
+		gemvPanelF16x5AVX512(y, a, lda, w)
+	case 6:
+		gemvPanelF16x6AVX512(y, a, lda, w)
+	case 7:
+		gemvPanelF16x7AVX512(y, a, lda, w)
+	default:
+		gemvPanelF16x8AVX512(y, a, lda, w)
 	}
 }

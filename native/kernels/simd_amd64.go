@@ -59,6 +59,31 @@ func dotF32x2AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw i
 //go:noescape
 func dotF32x3AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)
 
+// gemvPanelF32x4AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 4, p < len(w)/16, bit-identical to gemvPanelF32AVX2 per row.
+//
+//go:noescape
+func gemvPanelF32x4AVX512(y []float32, a []float32, lda int, w []float32)
+
+// gemvPanelF32x5AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 5, p < len(w)/16, bit-identical to gemvPanelF32AVX2 per row.
+//
+//go:noescape
+func gemvPanelF32x5AVX512(y []float32, a []float32, lda int, w []float32)
+
+// gemvPanelF32x6AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 6, p < len(w)/16, bit-identical to gemvPanelF32AVX2 per row.
+//
+//go:noescape
+func gemvPanelF32x6AVX512(y []float32, a []float32, lda int, w []float32)
+
+// gemvPanelF32x7AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 7, p < len(w)/16, bit-identical to gemvPanelF32AVX2 per row.
+//
+//go:noescape
+func gemvPanelF32x7AVX512(y []float32, a []float32, lda int, w []float32)
+
+// gemvPanelF32x8AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 8, p < len(w)/16, bit-identical to gemvPanelF32AVX2 per row.
+//
+//go:noescape
+func gemvPanelF32x8AVX512(y []float32, a []float32, lda int, w []float32)
+
 // axpyPanelI8AVX2 adds Σ_p a[p]·w[p·ldw+j] to c[j] for j < len(c), a multiple of 8.
 //
 //go:noescape
@@ -94,6 +119,31 @@ func dotI8x2AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw int, 
 //go:noescape
 func dotI8x3AVX2(s []float32, lds int, a []float32, lda int, w []int8, ldw int, n int, rows int)
 
+// gemvPanelI8x4AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 4, p < len(w)/16, bit-identical to gemvPanelI8AVX2 per row.
+//
+//go:noescape
+func gemvPanelI8x4AVX512(y []float32, a []float32, lda int, w []int8)
+
+// gemvPanelI8x5AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 5, p < len(w)/16, bit-identical to gemvPanelI8AVX2 per row.
+//
+//go:noescape
+func gemvPanelI8x5AVX512(y []float32, a []float32, lda int, w []int8)
+
+// gemvPanelI8x6AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 6, p < len(w)/16, bit-identical to gemvPanelI8AVX2 per row.
+//
+//go:noescape
+func gemvPanelI8x6AVX512(y []float32, a []float32, lda int, w []int8)
+
+// gemvPanelI8x7AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 7, p < len(w)/16, bit-identical to gemvPanelI8AVX2 per row.
+//
+//go:noescape
+func gemvPanelI8x7AVX512(y []float32, a []float32, lda int, w []int8)
+
+// gemvPanelI8x8AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 8, p < len(w)/16, bit-identical to gemvPanelI8AVX2 per row.
+//
+//go:noescape
+func gemvPanelI8x8AVX512(y []float32, a []float32, lda int, w []int8)
+
 // axpyPanelF16AVX2 adds Σ_p a[p]·w[p·ldw+j] to c[j] for j < len(c), a multiple of 8.
 //
 //go:noescape
@@ -128,6 +178,31 @@ func dotF16x2AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw in
 //
 //go:noescape
 func dotF16x3AVX2(s []float32, lds int, a []float32, lda int, w []uint16, ldw int, n int, rows int)
+
+// gemvPanelF16x4AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 4, p < len(w)/16, bit-identical to gemvPanelF16AVX2 per row.
+//
+//go:noescape
+func gemvPanelF16x4AVX512(y []float32, a []float32, lda int, w []uint16)
+
+// gemvPanelF16x5AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 5, p < len(w)/16, bit-identical to gemvPanelF16AVX2 per row.
+//
+//go:noescape
+func gemvPanelF16x5AVX512(y []float32, a []float32, lda int, w []uint16)
+
+// gemvPanelF16x6AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 6, p < len(w)/16, bit-identical to gemvPanelF16AVX2 per row.
+//
+//go:noescape
+func gemvPanelF16x6AVX512(y []float32, a []float32, lda int, w []uint16)
+
+// gemvPanelF16x7AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 7, p < len(w)/16, bit-identical to gemvPanelF16AVX2 per row.
+//
+//go:noescape
+func gemvPanelF16x7AVX512(y []float32, a []float32, lda int, w []uint16)
+
+// gemvPanelF16x8AVX512 sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < 8, p < len(w)/16, bit-identical to gemvPanelF16AVX2 per row.
+//
+//go:noescape
+func gemvPanelF16x8AVX512(y []float32, a []float32, lda int, w []uint16)
 
 // widenI8AVX2 sets dst[i] = float32(q[i])·scale[i] for i < len(dst), a multiple of 8.
 //

@@ -258,7 +258,8 @@ func BenchmarkDecodeLayers(b *testing.B) {
 	}
 }
 
-// TestBatchedRowsMatchOneRow holds the decode products of a batch (2–15 rows: the panel and
+// TestBatchedRowsMatchOneRow holds the decode products of a batch (2–15 rows: the panel — up to
+// three rows a pass with AVX2, eight with AVX-512 — and
 // LM-head paths) to the bits of the same rows computed one at a time, for every weight type, and
 // to the naive reference within the float32 tolerance.
 func TestBatchedRowsMatchOneRow(t *testing.T) { bothInner(t, testBatchedRowsMatchOneRow) }
@@ -266,7 +267,7 @@ func TestBatchedRowsMatchOneRow(t *testing.T) { bothInner(t, testBatchedRowsMatc
 func testBatchedRowsMatchOneRow(t *testing.T) {
 	const n = 37 // two whole panels and a partial one
 	for _, k := range []int{1, 7, 8, 33, 300} {
-		for _, m := range []int{2, 3, 4, 5, 8} {
+		for _, m := range []int{2, 3, 4, 5, 6, 7, 8, 9, 11, 15} {
 			seed := uint64(9000 + 10*k + m)
 			a := randomVec(seed, m*k, -1, 1)
 			w := randomVec(seed+1, k*n, -1, 1)

@@ -49,6 +49,9 @@ func main() {
 		for _, r := range []int{1, 2, 3} {
 			dotRows(e, r)
 		}
+		for r := 4; r <= 8; r++ {
+			gemvPanelRowsZ(e, r)
+		}
 	}
 	widenI8()
 	widenF16()
@@ -490,6 +493,85 @@ func gemvPanelRows(e elem, r int) {
 		VADDPS(acc[i][3], acc[i][1], acc[i][1])
 		VMOVUPS(acc[i][0], Mem{Base: py, Disp: 64 * i})
 		VMOVUPS(acc[i][1], Mem{Base: py, Disp: 64*i + 32})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// gemvPanelRowsZ is gemvPanelRows for r = 4…8 rows with AVX-512 (32 ZMM registers): one ZMM
+// holds a panel row's 16 columns, so a row needs two accumulators (even and odd depth steps)
+// where the YMM kernels need four, and a pass over the panel serves up to eight rows. Every lane
+// sees the same operations in the same order as in gemvPanel<E>AVX2 (even steps into the first
+// accumulator, odd into the second, an odd last step into the first, the two added at the end),
+// so a row has the same bits as alone.
+func gemvPanelRowsZ(e elem, r int) {
+	name := fmt.Sprintf("gemvPanel%sx%dAVX512", e.suffix, r)
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(y, a []float32, lda int, w []%s)", e.goType))
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s sets y[16i:16i+16] = Σ_p a[i·lda+p]·w[16p:16p+16] for i < %d, p < len(w)/16, bit-identical to gemvPanel%sAVX2 per row.", name, r, e.suffix))
+	py := Load(Param("y").Base(), GP64())
+	pa := Load(Param("a").Base(), GP64())
+	lda := Load(Param("lda"), GP64())
+	SHLQ(Imm(2), lda)
+	k := Load(Param("w").Len(), GP64())
+	SHRQ(Imm(4), k)
+	pw := Load(Param("w").Base(), GP64())
+	rows := []Register{pa}
+	for i := 1; i < r; i++ {
+		q := GP64()
+		LEAQ(Mem{Base: rows[i-1], Index: lda, Scale: 1}, q)
+		rows = append(rows, q)
+	}
+	j := GP64() // byte offset into every row of a
+	XORQ(j, j)
+	acc := make([][2]VecVirtual, r)
+	for i := range acc {
+		for h := range acc[i] {
+			acc[i][h] = ZMM()
+			VXORPS(acc[i][h], acc[i][h], acc[i][h])
+		}
+	}
+	wv, b := ZMM(), ZMM()
+	l := func(s string) string { return name + "_" + s }
+	row := 16 * e.size
+	load16 := func(m Mem) {
+		switch e.size {
+		case 4:
+			VMOVUPS(m, wv)
+		case 1:
+			VPMOVSXBD(m, wv)
+			VCVTDQ2PS(wv, wv)
+		case 2:
+			VCVTPH2PS(m, wv)
+		}
+	}
+	step := func(disp, adisp, h int) {
+		load16(Mem{Base: pw, Disp: disp})
+		for i := range acc {
+			VBROADCASTSS(Mem{Base: rows[i], Index: j, Scale: 1, Disp: adisp}, b)
+			VFMADD231PS(wv, b, acc[i][h])
+		}
+	}
+	Label(l("loop2"))
+	CMPQ(k, Imm(2))
+	JL(LabelRef(l("tail")))
+	for off := 0; off < 2*row; off += 64 {
+		PREFETCHT0(Mem{Base: pw, Disp: gemvPrefetch + off})
+	}
+	step(0, 0, 0)
+	step(row, 4, 1)
+	ADDQ(Imm(8), j)
+	ADDQ(Imm(uint64(2*row)), pw)
+	SUBQ(Imm(2), k)
+	JMP(LabelRef(l("loop2")))
+	Label(l("tail"))
+	TESTQ(k, k)
+	JZ(LabelRef(l("done")))
+	step(0, 0, 0)
+	Label(l("done"))
+	for i := range acc {
+		VADDPS(acc[i][1], acc[i][0], acc[i][0])
+		VMOVUPS(acc[i][0], Mem{Base: py, Disp: 64 * i})
 	}
 	VZEROUPPER()
 	RET()
