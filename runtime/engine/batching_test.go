@@ -27,7 +27,7 @@ func TestRunSharesSteps(t *testing.T) {
     use            = "generate"
     model          = model.gpt2
     prompt         = "` + prompt + `"
-    max_new_tokens = 10
+    max_new_tokens = 48
   }`
 	}
 	src := header + `
