@@ -82,9 +82,10 @@ func (p *workPool) release() {
 // parallel kernels with serial work between them; waking a parked goroutine costs tens of
 // microseconds each time, which left the second core idle for a large part of an int8 step
 // (BenchmarkDecodeInt8 on the 2-core Xeon: 68 tokens/s parking at once, 108 polling ~80 µs,
-// 117 never parking).
+// 112 polling 100 or 200 µs, 117 never parking). Short, because the plugin shares the cores
+// with its host: a helper that polls on after a step takes CPU from the host's sampling.
 const (
-	spinFor   = 200 * time.Microsecond
+	spinFor   = 100 * time.Microsecond
 	spinPolls = 1 << 12
 )
 
