@@ -468,26 +468,7 @@ func gemvPanelRows(e elem, r int) {
 			VFMADD231PS(w1, b, acc[i][h+1])
 		}
 	}
-	Label(l("loop2"))
-	CMPQ(k, Imm(2))
-	JL(LabelRef(l("tail")))
-	// Software prefetch gemvPrefetch bytes ahead of the stream (one line per 64 bytes the
-	// iteration reads): one sequential stream per core is latency-bound on the hardware
-	// prefetcher alone. It reads past the panel's end at the last steps; prefetches never fault.
-	for off := 0; off < 2*row; off += 64 {
-		PREFETCHT0(Mem{Base: pw, Disp: gemvPrefetch + off})
-	}
-	step(0, 0, 0)
-	step(row, 4, 2)
-	ADDQ(Imm(8), pa)
-	ADDQ(Imm(uint64(2*row)), pw)
-	SUBQ(Imm(2), k)
-	JMP(LabelRef(l("loop2")))
-	Label(l("tail"))
-	TESTQ(k, k)
-	JZ(LabelRef(l("done")))
-	step(0, 0, 0)
-	Label(l("done"))
+	panelDepthLoop(l, k, pw, pa, row, func(disp, adisp, odd int) { step(disp, adisp, 2*odd) })
 	for i := range acc {
 		VADDPS(acc[i][2], acc[i][0], acc[i][0])
 		VADDPS(acc[i][3], acc[i][1], acc[i][1])
@@ -496,6 +477,32 @@ func gemvPanelRows(e elem, r int) {
 	}
 	VZEROUPPER()
 	RET()
+}
+
+// panelDepthLoop emits the depth loop the panel kernels share: k steps over a panel of row
+// bytes per step at pw, two per iteration (step(…, odd=0) then step(…, odd=1), a's offset
+// advanced by 8 bytes in adv), an odd last step as step(…, 0), ending at label "done". It
+// prefetches gemvPrefetch bytes ahead of the stream (one line per 64 bytes an iteration reads):
+// one sequential stream per core is latency-bound on the hardware prefetcher alone. It reads
+// past the panel's end at the last steps; prefetches never fault.
+func panelDepthLoop(l func(string) string, k, pw, adv Register, row int, step func(disp, adisp, odd int)) {
+	Label(l("loop2"))
+	CMPQ(k, Imm(2))
+	JL(LabelRef(l("tail")))
+	for off := 0; off < 2*row; off += 64 {
+		PREFETCHT0(Mem{Base: pw, Disp: gemvPrefetch + off})
+	}
+	step(0, 0, 0)
+	step(row, 4, 1)
+	ADDQ(Imm(8), adv)
+	ADDQ(Imm(uint64(2*row)), pw)
+	SUBQ(Imm(2), k)
+	JMP(LabelRef(l("loop2")))
+	Label(l("tail"))
+	TESTQ(k, k)
+	JZ(LabelRef(l("done")))
+	step(0, 0, 0)
+	Label(l("done"))
 }
 
 // gemvPanelRowsZ is gemvPanelRows for r = 4…8 rows with AVX-512 (32 ZMM registers): one ZMM
@@ -552,23 +559,7 @@ func gemvPanelRowsZ(e elem, r int) {
 			VFMADD231PS(wv, b, acc[i][h])
 		}
 	}
-	Label(l("loop2"))
-	CMPQ(k, Imm(2))
-	JL(LabelRef(l("tail")))
-	for off := 0; off < 2*row; off += 64 {
-		PREFETCHT0(Mem{Base: pw, Disp: gemvPrefetch + off})
-	}
-	step(0, 0, 0)
-	step(row, 4, 1)
-	ADDQ(Imm(8), j)
-	ADDQ(Imm(uint64(2*row)), pw)
-	SUBQ(Imm(2), k)
-	JMP(LabelRef(l("loop2")))
-	Label(l("tail"))
-	TESTQ(k, k)
-	JZ(LabelRef(l("done")))
-	step(0, 0, 0)
-	Label(l("done"))
+	panelDepthLoop(l, k, pw, j, row, step)
 	for i := range acc {
 		VADDPS(acc[i][1], acc[i][0], acc[i][0])
 		VMOVUPS(acc[i][0], Mem{Base: py, Disp: 64 * i})
