@@ -98,20 +98,12 @@ func conv3x3Winograd(out, inp, weight, bias []float32, s Conv2DShape) {
 
 	p := acquire()
 	defer p.release()
-	// Bands fit winogradBandBudget but hold at least one group of gemmNP panels (64 tiles), so
-	// that U, streamed once per band, is used for at least 64 columns; and there are at least
-	// two bands per worker when the image allows.
-	rows := max(1, (gemmNP*gemmNR+tw-1)/tw, winogradBandBudget/(16*max(s.Cin, s.Cout)*tw))
-	rows = max(1, min(rows, (th+2*p.workers-1)/(2*p.workers)))
-	bands := (th + rows - 1) / rows
+	// Bands fit winogradBandBudget (bandRows: at least 64 tiles, two bands per worker).
+	rows, bands := bandRows(th, tw, winogradBandBudget/(16*max(s.Cin, s.Cout)*tw), p.workers)
 	j := &winogradJob{p: p, out: out, inp: inp, u: u, bias: bias, s: s, oh: oh, ow: ow, th: th, tw: tw, rows: rows, bands: bands,
 		bufs: make([]*[]float32, p.workers)}
 	p.run(j, s.B*bands, 1)
-	for _, b := range j.bufs {
-		if b != nil {
-			winogradPool.Put(b)
-		}
-	}
+	putAll(&winogradPool, j.bufs)
 }
 
 // winogradJob is conv3x3Winograd's work: item i is band i%bands of batch item i/bands.
