@@ -31,7 +31,11 @@ func BenchmarkConv2D(b *testing.B) {
 	var names []string
 	for _, name := range []string{"3x3_64ch_256", "3x3_128ch_128", "3x3_256ch_64", "3x3_256ch_32", "3x3s2_64ch_256", "3x3s2_128ch_128",
 		"3x3s2_256ch_64", "3x3_3to64_256", "3x3_64to3_256", "1x1_64to128_128"} {
-		if s := shapes[name]; s.KH == 1 || useWinograd(s) {
+		if s := shapes[name]; useWinograd43(s) {
+			// Winograd F(2×2,3×3) and F(4×4,3×3), alternated.
+			names = append(names, name+"/f22", name+"/f43")
+			continue
+		} else if s.KH == 1 || useWinograd(s) {
 			names = append(names, name)
 			continue
 		}
@@ -42,9 +46,12 @@ func BenchmarkConv2D(b *testing.B) {
 		base, variant, _ := strings.Cut(name, "/")
 		s := shapes[base]
 		b.Run(name, func(b *testing.B) {
-			defer func(old bool) { convImplicit = old }(convImplicit)
-			if variant != "" {
+			defer func(old, old43 bool) { convImplicit, winograd43 = old, old43 }(convImplicit, winograd43)
+			switch variant {
+			case "im2col", "banded":
 				convImplicit = variant == "banded"
+			case "f22", "f43":
+				winograd43 = variant == "f43"
 			}
 			inp := randomVec(1, s.B*s.Cin*s.H*s.W, -1, 1)
 			w := randomVec(2, s.Cout*s.Cin*s.KH*s.KW, -0.5, 0.5)

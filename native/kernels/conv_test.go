@@ -134,21 +134,42 @@ func TestConv2DWinogradMatchesNaive(t *testing.T) {
 	big := base
 	big.Cin, big.Cout, big.H, big.W = 256, 16, 70, 66
 	shapes = append(shapes, pad(big, 1, 1, 1, 1))
+	// F(4×4,3×3) (OutW a multiple of 64, ≤ 128 channels): two groups of 16 tiles per row, a
+	// last tile row of 1–3 outputs, asymmetric padding, batch 2, several bands.
+	shapes = append(shapes, pad(Conv2DShape{B: 2, Cin: 128, H: 22, W: 128, Cout: 128, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
+		pad(Conv2DShape{B: 1, Cin: 64, H: 67, W: 129, Cout: 70, KH: 3, KW: 3, Stride: 1}, 0, 1, 0, 1),
+		pad(Conv2DShape{B: 1, Cin: 16, H: 40, W: 64, Cout: 16, KH: 3, KW: 3, Stride: 1}, 2, 0, 1, 1))
 	for i, s := range shapes {
-		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
-			inp, w, bias, want := convCase(uint64(70*i), s, i%2 == 1)
-			n := len(want)
-			got := nanVec(n)
-			conv3x3Winograd(got, inp, w, bias, s)
-			reportClose(t, fmt.Sprintf("winograd %+v", s), got, want, winogradTol)
-			if useWinograd(s) {
-				got = nanVec(n)
-				Conv2D(got, inp, w, bias, s)
-				reportClose(t, fmt.Sprintf("Conv2D(winograd) %+v", s), got, want, winogradTol)
-			}
-		})
+		inp, w, bias, want := convCase(uint64(70*i), s, i%2 == 1)
+		for _, f43 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d/f43=%v", i, f43), func(t *testing.T) {
+				defer func(old bool) { winograd43 = old }(winograd43)
+				winograd43 = f43
+				tol := winogradTol
+				if useWinograd43(s) {
+					tol = winograd43Tol
+				} else if f43 {
+					t.Skip("F(4×4,3×3) does not take this shape (or CPU)")
+				}
+				got := nanVec(len(want))
+				conv3x3Winograd(got, inp, w, bias, s)
+				reportClose(t, fmt.Sprintf("winograd %+v", s), got, want, tol)
+				if useWinograd(s) {
+					got = nanVec(len(want))
+					Conv2D(got, inp, w, bias, s)
+					reportClose(t, fmt.Sprintf("Conv2D(winograd) %+v", s), got, want, tol)
+				}
+			})
+		}
 	}
 }
+
+// winograd43Tol bounds Winograd F(4×4,3×3) against the float64 direct convolution, relative as
+// in reportClose. Its transforms multiply by up to 5 (input) and 8 (output) and its weight
+// transform by 1/6 and 1/24, so it rounds about 20× more than F(2×2,3×3): measured max abs
+// 6.5e-5 (Cin 32), 1.4e-4 (Cin 64, outputs up to ~8), 4.4e-4 at Cin 256 (outputs up to ~30;
+// F(2×2,3×3): 6e-6, 2.7e-5), inputs in [−1,1] and weights in [−0.5,0.5].
+const winograd43Tol = 1e-3
 
 // TestConv2DBandedMatchesNaive holds convBanded (the implicit GEMM behind Conv2D's stride-2,
 // few-channel and odd-kernel convolutions) and the im2col path it replaced to Conv2DNaive on
