@@ -88,10 +88,12 @@ const convColBudget = 1 << 20
 var convColPool = sync.Pool{New: func() any { return new([]float32) }}
 
 // Conv2D computes the same convolution as Conv2DNaive. A 3×3 stride-1 convolution of at least
-// winogradMinChannels channels in and out takes Winograd's F(2×2,3×3) on the AVX2 path
-// (winograd.go); any other is a matrix product per batch item and band of output rows: out[co, band] = weight[co, K] · col[K, band] + bias[co], where
-// K = Cin·KH·KW and col is the im2col unfolding of the input. A 1×1 stride-1 unpadded conv skips
-// the unfolding (col is the input itself). It panics when a slice length does not match s.
+// winogradMinChannels channels in and out takes Winograd's F(2×2,3×3) or F(4×4,3×3) on the AVX2
+// path (winograd.go, winograd43.go); an unpadded stride-1 1×1 conv is one matrix product per
+// batch item on the input itself; any other is a banded implicit GEMM on the AVX2 path
+// (convBanded) and otherwise a matrix product per batch item and band of output rows:
+// out[co, band] = weight[co, K] · col[K, band] + bias[co], where K = Cin·KH·KW and col is the
+// im2col unfolding of the input. It panics when a slice length does not match s.
 func Conv2D(out, inp, weight, bias []float32, s Conv2DShape) {
 	s.check(out, inp, weight, bias)
 	if useWinograd(s) {
