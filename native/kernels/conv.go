@@ -88,10 +88,12 @@ const convColBudget = 1 << 20
 var convColPool = sync.Pool{New: func() any { return new([]float32) }}
 
 // Conv2D computes the same convolution as Conv2DNaive. A 3×3 stride-1 convolution of at least
-// winogradMinChannels channels in and out takes Winograd's F(2×2,3×3) on the AVX2 path
-// (winograd.go); any other is a matrix product per batch item and band of output rows: out[co, band] = weight[co, K] · col[K, band] + bias[co], where
-// K = Cin·KH·KW and col is the im2col unfolding of the input. A 1×1 stride-1 unpadded conv skips
-// the unfolding (col is the input itself). It panics when a slice length does not match s.
+// winogradMinChannels channels in and out takes Winograd's F(2×2,3×3) or F(4×4,3×3) on the AVX2
+// path (winograd.go, winograd43.go); an unpadded stride-1 1×1 conv is one matrix product per
+// batch item on the input itself; any other is a banded implicit GEMM on the AVX2 path
+// (convBanded) and otherwise a matrix product per batch item and band of output rows:
+// out[co, band] = weight[co, K] · col[K, band] + bias[co], where K = Cin·KH·KW and col is the
+// im2col unfolding of the input. It panics when a slice length does not match s.
 func Conv2D(out, inp, weight, bias []float32, s Conv2DShape) {
 	s.check(out, inp, weight, bias)
 	if useWinograd(s) {
@@ -102,6 +104,10 @@ func Conv2D(out, inp, weight, bias []float32, s Conv2DShape) {
 	n := oh * ow
 	k := s.Cin * s.KH * s.KW
 	pointwise := s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.PadTop == 0 && s.PadBottom == 0 && s.PadLeft == 0 && s.PadRight == 0
+	if !pointwise && useSIMD && convImplicit {
+		convBanded(out, inp, weight, bias, s)
+		return
+	}
 	rows := oh
 	if !pointwise && k*n > convColBudget {
 		rows = max(1, convColBudget/(k*ow))
@@ -209,4 +215,181 @@ func parallelRange(n, cost int, fn func(lo, hi int)) {
 	defer p.release()
 	// About four chunks per worker, so a core slowed by other work does not hold up the rest.
 	p.run(rangeJob(fn), n, max(1, n/(4*p.workers)))
+}
+
+// convImplicit selects convBanded for the convolutions Conv2D does not take to Winograd or to a
+// plain product (stride 2, 1–8 channels, …). Off, they take the whole-image im2col + Gemm path,
+// which the benchmarks compare against (BenchmarkConv2D's im2col subtests).
+var convImplicit = true
+
+// convBandBudget bounds each worker's unfolded band (float32 values, 1 MiB) unless a band of
+// gemmNP·gemmNR columns needs more: the band is unfolded, multiplied and given its bias by one
+// worker while it is still in that core's L2 (2 MiB here).
+const convBandBudget = 1 << 18
+
+// convBanded computes Conv2D as an implicit GEMM per worker band of output rows: the weight is
+// packed once (packA's strips of gemmMR output channels); then each worker unfolds a band of
+// output rows straight into the micro-kernels' panel layout (convPanels), multiplies it in place
+// (gemmPackedJob, no B packing) into the output rows and adds the bias, with no barrier between
+// the steps. It replaces whole-image im2col + Gemm, which wrote K·OutH·OutW values to memory,
+// read them back to pack them and synchronized both workers per band.
+func convBanded(out, inp, weight, bias []float32, s Conv2DShape) {
+	oh, ow := s.OutH(), s.OutW()
+	k := s.Cin * s.KH * s.KW
+	pa := convColPool.Get().(*[]float32)
+	defer convColPool.Put(pa)
+	ap := growTo(pa, (s.Cout+gemmMR-1)/gemmMR*gemmMR*k)
+	packA(ap, s.Cout, k, weight, k)
+
+	p := acquire()
+	defer p.release()
+	rows, bands := bandRows(oh, ow, convBandBudget/(k*ow), p.workers)
+	j := &convJob{p: p, out: out, inp: inp, ap: ap, bias: bias, s: s, oh: oh, ow: ow, rows: rows, bands: bands,
+		bufs: make([]*[]float32, p.workers)}
+	p.run(j, s.B*bands, 1)
+	putAll(&convColPool, j.bufs)
+}
+
+// bandRows splits n rows of w columns each into bands of rows: budget rows, but at least one
+// group of gemmNP panels (gemmNP·gemmNR columns: the packed A, streamed once per band, is then
+// used for at least 64 columns) and at most so many that there are two bands per worker.
+func bandRows(n, w, budget, workers int) (rows, bands int) {
+	rows = max(1, (gemmNP*gemmNR+w-1)/w, budget)
+	rows = max(1, min(rows, (n+2*workers-1)/(2*workers)))
+	return rows, (n + rows - 1) / rows
+}
+
+// putAll returns the non-nil buffers of bufs to pool.
+func putAll(pool *sync.Pool, bufs []*[]float32) {
+	for _, b := range bufs {
+		if b != nil {
+			pool.Put(b)
+		}
+	}
+}
+
+// convJob is convBanded's work: item i is band i%bands of batch item i/bands.
+type convJob struct {
+	p                  *workPool
+	out, inp, ap, bias []float32
+	s                  Conv2DShape
+	oh, ow             int
+	rows, bands        int
+	bufs               []*[]float32 // per worker: the unfolded band and a padded input row
+}
+
+func (j *convJob) chunk(w, lo, hi int) {
+	s := j.s
+	k := s.Cin * s.KH * s.KW
+	maxNT := j.rows * j.ow
+	wp := s.W + s.PadLeft + s.PadRight + s.Stride*(s.KW+1)
+	if j.bufs[w] == nil {
+		j.bufs[w] = convColPool.Get().(*[]float32)
+	}
+	buf := growTo(j.bufs[w], (maxNT+gemmNR-1)/gemmNR*gemmNR*k+2*wp)
+	n := j.oh * j.ow
+	for i := lo; i < hi; i++ {
+		b, band := i/j.bands, i%j.bands
+		y0 := band * j.rows
+		y1 := min(j.oh, y0+j.rows)
+		nt := (y1 - y0) * j.ow
+		v := buf[:(nt+gemmNR-1)/gemmNR*gemmNR*k]
+		src := j.inp[b*s.Cin*s.H*s.W : (b+1)*s.Cin*s.H*s.W]
+		dst := j.out[b*s.Cout*n : (b+1)*s.Cout*n]
+		convPanels(v, src, s, y0, y1, buf[len(buf)-2*wp:])
+		groups := (nt + gemmNP*gemmNR - 1) / (gemmNP * gemmNR)
+		mblocks := (s.Cout + gemmMC - 1) / gemmMC
+		g := gemmPackedJob{p: j.p, m: s.Cout, n: nt, k: k, ap: j.ap, w: weights{f32: v, panels: true}, ldb: nt,
+			c: dst[y0*j.ow:], ldc: n, groups: groups, mblocks: mblocks, batch: packedBatch{n: 1}}
+		g.chunk(w, 0, mblocks*groups)
+		if j.bias != nil {
+			for co, bv := range j.bias {
+				row := dst[co*n+y0*j.ow:][:nt]
+				for x := range row {
+					row[x] += bv
+				}
+			}
+		}
+	}
+}
+
+// convPanels unfolds output rows [y0,y1) of one image (src: (Cin,H,W)) into the GEMM's panel
+// layout: element (q,t) of the im2col matrix — q = (ci·KH+i)·KW+j, t = (y−y0)·OutW+x, value
+// src[ci, y·S+i−PadTop, x·S+j−PadLeft], zero outside — at ((t/16)·K + q)·16 + t%16, zero past
+// the last column. Each input row is zero-padded once into scratch and split into its S
+// phases (every S-th value), so that tap j of every output column is the contiguous run
+// phase[j%S][j/S : j/S+OutW]. scratch holds 2·(W+PadLeft+PadRight+S·(KW+1)) values.
+func convPanels(v, src []float32, s Conv2DShape, y0, y1 int, scratch []float32) {
+	ow := s.OutW()
+	k := s.Cin * s.KH * s.KW
+	nt := (y1 - y0) * ow
+	st := s.Stride
+	wp := len(scratch) / 2
+	pad, ph := scratch[:wp], scratch[wp:]
+	plen := wp / st // length of one phase: its last value pad[st−1+(plen−1)·st] is inside pad
+	if r := nt % gemmNR; r != 0 {
+		last := v[(nt/gemmNR)*gemmNR*k:]
+		for q := 0; q < k; q++ {
+			clear(last[q*gemmNR+r : (q+1)*gemmNR])
+		}
+	}
+	for y := y0; y < y1; y++ {
+		t0 := (y - y0) * ow
+		for ci := 0; ci < s.Cin; ci++ {
+			plane := src[ci*s.H*s.W : (ci+1)*s.H*s.W]
+			for i := 0; i < s.KH; i++ {
+				q0 := (ci*s.KH + i) * s.KW
+				iy := y*st + i - s.PadTop
+				if iy < 0 || iy >= s.H {
+					for q := q0; q < q0+s.KW; q++ {
+						panelRow(v, k, q, t0, ow, nil)
+					}
+					continue
+				}
+				line := plane[iy*s.W : (iy+1)*s.W]
+				clear(pad[:s.PadLeft])
+				copy(pad[s.PadLeft:], line)
+				clear(pad[s.PadLeft+s.W:])
+				phases := pad
+				if st > 1 {
+					for p := 0; p < st; p++ {
+						d := ph[p*plen:][:plen]
+						for x := range d {
+							d[x] = pad[p+x*st]
+						}
+					}
+					phases = ph
+				}
+				for j := 0; j < s.KW; j++ {
+					panelRow(v, k, q0+j, t0, ow, phases[(j%st)*plen+j/st:][:ow])
+				}
+			}
+		}
+	}
+}
+
+// panelRow writes row[x] (zeros when row is nil) to column t0+x of row q of a panel-layout
+// matrix of k rows (convPanels' layout).
+func panelRow(v []float32, k, q, t0, n int, row []float32) {
+	for x := 0; x < n; {
+		t := t0 + x
+		off := ((t/gemmNR)*k+q)*gemmNR + t%gemmNR
+		if t%gemmNR == 0 && x+gemmNR <= n {
+			if row == nil {
+				*(*[gemmNR]float32)(v[off:]) = [gemmNR]float32{}
+			} else {
+				*(*[gemmNR]float32)(v[off:]) = *(*[gemmNR]float32)(row[x:])
+			}
+			x += gemmNR
+			continue
+		}
+		m := min(n-x, gemmNR-t%gemmNR)
+		d := v[off:][:m]
+		if row == nil {
+			clear(d)
+		} else {
+			copy(d, row[x:x+m])
+		}
+		x += m
+	}
 }

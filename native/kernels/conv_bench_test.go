@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,11 +22,37 @@ func BenchmarkConv2D(b *testing.B) {
 		"3x3_256ch_64":    same(256, 64, 256),
 		"3x3_256ch_32":    same(256, 32, 256),
 		"3x3s2_64ch_256":  {B: 1, Cin: 64, H: 256, W: 256, Cout: 64, KH: 3, KW: 3, Stride: 2, PadBottom: 1, PadRight: 1},
+		"3x3s2_128ch_128": {B: 1, Cin: 128, H: 128, W: 128, Cout: 128, KH: 3, KW: 3, Stride: 2, PadBottom: 1, PadRight: 1},
+		"3x3s2_256ch_64":  {B: 1, Cin: 256, H: 64, W: 64, Cout: 256, KH: 3, KW: 3, Stride: 2, PadBottom: 1, PadRight: 1},
+		"3x3_3to64_256":   same(3, 256, 64),
+		"3x3_64to3_256":   same(64, 256, 3),
 		"1x1_64to128_128": {B: 1, Cin: 64, H: 128, W: 128, Cout: 128, KH: 1, KW: 1, Stride: 1},
 	}
-	for _, name := range []string{"3x3_64ch_256", "3x3_128ch_128", "3x3_256ch_64", "3x3_256ch_32", "3x3s2_64ch_256", "1x1_64to128_128"} {
-		s := shapes[name]
+	var names []string
+	for _, name := range []string{"3x3_64ch_256", "3x3_128ch_128", "3x3_256ch_64", "3x3_256ch_32", "3x3s2_64ch_256", "3x3s2_128ch_128",
+		"3x3s2_256ch_64", "3x3_3to64_256", "3x3_64to3_256", "1x1_64to128_128"} {
+		if s := shapes[name]; useWinograd43(s) {
+			// Winograd F(2×2,3×3) and F(4×4,3×3), alternated.
+			names = append(names, name+"/f22", name+"/f43")
+			continue
+		} else if s.KH == 1 || useWinograd(s) {
+			names = append(names, name)
+			continue
+		}
+		// The banded implicit GEMM and the im2col path it replaced, alternated.
+		names = append(names, name+"/im2col", name+"/banded")
+	}
+	for _, name := range names {
+		base, variant, _ := strings.Cut(name, "/")
+		s := shapes[base]
 		b.Run(name, func(b *testing.B) {
+			defer func(old, old43 bool) { convImplicit, winograd43 = old, old43 }(convImplicit, winograd43)
+			switch variant {
+			case "im2col", "banded":
+				convImplicit = variant == "banded"
+			case "f22", "f43":
+				winograd43 = variant == "f43"
+			}
 			inp := randomVec(1, s.B*s.Cin*s.H*s.W, -1, 1)
 			w := randomVec(2, s.Cout*s.Cin*s.KH*s.KW, -0.5, 0.5)
 			bias := randomVec(3, s.Cout, -1, 1)

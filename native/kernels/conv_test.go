@@ -134,25 +134,97 @@ func TestConv2DWinogradMatchesNaive(t *testing.T) {
 	big := base
 	big.Cin, big.Cout, big.H, big.W = 256, 16, 70, 66
 	shapes = append(shapes, pad(big, 1, 1, 1, 1))
+	// F(4×4,3×3) (OutW a multiple of 64, ≤ 128 channels): two groups of 16 tiles per row, a
+	// last tile row of 1–3 outputs, asymmetric padding, batch 2, several bands.
+	shapes = append(shapes, pad(Conv2DShape{B: 2, Cin: 128, H: 22, W: 128, Cout: 128, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
+		pad(Conv2DShape{B: 1, Cin: 64, H: 67, W: 129, Cout: 70, KH: 3, KW: 3, Stride: 1}, 0, 1, 0, 1),
+		pad(Conv2DShape{B: 1, Cin: 16, H: 40, W: 64, Cout: 16, KH: 3, KW: 3, Stride: 1}, 2, 0, 1, 1))
 	for i, s := range shapes {
-		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
-			inp := randomVec(uint64(70*i+1), s.B*s.Cin*s.H*s.W, -1, 1)
-			w := randomVec(uint64(70*i+2), s.Cout*s.Cin*9, -0.5, 0.5)
-			bias := randomVec(uint64(70*i+3), s.Cout, -1, 1)
-			if i%2 == 1 {
-				bias = nil
-			}
-			n := s.B * s.Cout * s.OutH() * s.OutW()
-			want := make([]float32, n)
-			Conv2DNaive(want, inp, w, bias, s)
-			got := nanVec(n)
-			conv3x3Winograd(got, inp, w, bias, s)
-			reportClose(t, fmt.Sprintf("winograd %+v", s), got, want, winogradTol)
-			if useWinograd(s) {
-				got = nanVec(n)
-				Conv2D(got, inp, w, bias, s)
-				reportClose(t, fmt.Sprintf("Conv2D(winograd) %+v", s), got, want, winogradTol)
-			}
-		})
+		inp, w, bias, want := convCase(uint64(70*i), s, i%2 == 1)
+		for _, f43 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d/f43=%v", i, f43), func(t *testing.T) {
+				defer func(old bool) { winograd43 = old }(winograd43)
+				winograd43 = f43
+				tol := winogradTol
+				if useWinograd43(s) {
+					tol = winograd43Tol
+				} else if f43 {
+					t.Skip("F(4×4,3×3) does not take this shape (or CPU)")
+				}
+				got := nanVec(len(want))
+				conv3x3Winograd(got, inp, w, bias, s)
+				reportClose(t, fmt.Sprintf("winograd %+v", s), got, want, tol)
+				if useWinograd(s) {
+					got = nanVec(len(want))
+					Conv2D(got, inp, w, bias, s)
+					reportClose(t, fmt.Sprintf("Conv2D(winograd) %+v", s), got, want, tol)
+				}
+			})
+		}
 	}
+}
+
+// winograd43Tol bounds Winograd F(4×4,3×3) against the float64 direct convolution, relative as
+// in reportClose. Its transforms multiply by up to 5 (input) and 8 (output) and its weight
+// transform by 1/6 and 1/24, so it rounds about 20× more than F(2×2,3×3): measured max abs
+// 6.5e-5 (Cin 32), 1.4e-4 (Cin 64, outputs up to ~8), 4.4e-4 at Cin 256 (outputs up to ~30;
+// F(2×2,3×3): 6e-6, 2.7e-5), inputs in [−1,1] and weights in [−0.5,0.5].
+const winograd43Tol = 1e-3
+
+// TestConv2DBandedMatchesNaive holds convBanded (the implicit GEMM behind Conv2D's stride-2,
+// few-channel and odd-kernel convolutions) and the im2col path it replaced to Conv2DNaive on
+// the VAE's shapes at reduced size: the (0,1,0,1) stride-2 downsampling at 16–128 channels,
+// conv_in (3 channels in), conv_out (3 out), several bands, rows that are and are not whole
+// 16-column panels, batch 2.
+func TestConv2DBandedMatchesNaive(t *testing.T) {
+	if !haveAVX2 {
+		t.Skip("convBanded runs its products on the AVX2 GEMM; this CPU or build has none")
+	}
+	same := func(b, cin, h, w, cout int) Conv2DShape {
+		return Conv2DShape{B: b, Cin: cin, H: h, W: w, Cout: cout, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1}
+	}
+	down := func(b, c, h, w int) Conv2DShape {
+		return Conv2DShape{B: b, Cin: c, H: h, W: w, Cout: c, KH: 3, KW: 3, Stride: 2, PadBottom: 1, PadRight: 1}
+	}
+	shapes := []Conv2DShape{
+		down(1, 64, 64, 64), down(2, 16, 33, 30), down(1, 128, 32, 32), down(1, 24, 70, 96),
+		same(1, 3, 64, 64, 64), same(2, 3, 17, 21, 16), same(1, 64, 48, 64, 3), same(1, 256, 16, 16, 8),
+		{B: 1, Cin: 7, H: 40, W: 37, Cout: 13, KH: 5, KW: 4, Stride: 3, PadTop: 2, PadBottom: 1, PadLeft: 3},
+	}
+	for i, s := range shapes {
+		inp, w, bias, want := convCase(uint64(90*i), s, i%3 == 1)
+		n := len(want)
+		for _, implicit := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%d/implicit=%v", i, implicit), func(t *testing.T) {
+				defer func(old bool) { convImplicit = old }(convImplicit)
+				convImplicit = implicit
+				got := nanVec(n)
+				if implicit {
+					convBanded(got, inp, w, bias, s)
+				} else {
+					Conv2D(got, inp, w, bias, s)
+				}
+				reportClose(t, fmt.Sprintf("conv %+v", s), got, want, convBandedTol)
+			})
+		}
+	}
+}
+
+// convBandedTol bounds the implicit GEMM against the float64 direct convolution, relative as in
+// reportClose: one float32 FMA chain over K = Cin·KH·KW terms per output. Measured max abs
+// 3.8e-5 at K = 2304 (Cin 256, Σ|terms| ≈ 290, so ≈ 1.3e-7 of it); the im2col path's 1.2e-5
+// there came from its split-K product (Cout 8 < 16 rows), whose eight partial sums round less.
+const convBandedTol = 1e-4
+
+// convCase draws an input in [−1,1), weights in [−0.5,0.5) and (unless noBias) a bias in
+// [−1,1) for s from seeds seed+1..3, and returns them with Conv2DNaive's output.
+func convCase(seed uint64, s Conv2DShape, noBias bool) (inp, w, bias, want []float32) {
+	inp = randomVec(seed+1, s.B*s.Cin*s.H*s.W, -1, 1)
+	w = randomVec(seed+2, s.Cout*s.Cin*s.KH*s.KW, -0.5, 0.5)
+	if !noBias {
+		bias = randomVec(seed+3, s.Cout, -1, 1)
+	}
+	want = make([]float32, s.B*s.Cout*s.OutH()*s.OutW())
+	Conv2DNaive(want, inp, w, bias, s)
+	return inp, w, bias, want
 }

@@ -248,3 +248,13 @@ func sumSqDevF64AVX2(x []float32, mean float64) float64
 //
 //go:noescape
 func groupNormAffineAVX2(dst []float32, x []float32, p []float32)
+
+// winograd43In16AVX512 writes the Winograd F(4×4,3×3) input transform of 16 tiles (6×68 patch r[i·ld+x]) to v[ξ·stride+t], ξ < 36, t < 16; tmp holds 576 values.
+//
+//go:noescape
+func winograd43In16AVX512(v []float32, stride int, r []float32, ld int, tmp []float32)
+
+// winograd43Out16AVX512 writes the Winograd F(4×4,3×3) output transform of 16 tiles (M[ξ] at m[ξ·stride+t]) plus bias[0] to y[r·ldy:r·ldy+64], r < 4; tmp holds 384 values.
+//
+//go:noescape
+func winograd43Out16AVX512(y []float32, ldy int, m []float32, stride int, bias []float32, tmp []float32)

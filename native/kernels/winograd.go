@@ -38,15 +38,7 @@ func useWinograd(s Conv2DShape) bool {
 // u[ξ·winogradStripLen(cout,cin):], so the products read them without packing.
 func winogradWeights(u, weight []float32, cout, cin int) {
 	su := winogradStripLen(cout, cin)
-	// Rows past Cout in the last strip are zero.
-	for co := cout; co%gemmMR != 0; co++ {
-		for x := 0; x < 16; x++ {
-			blk := u[x*su+(co/gemmMR)*gemmMR*cin:]
-			for ci := 0; ci < cin; ci++ {
-				blk[ci*gemmMR+co%gemmMR] = 0
-			}
-		}
-	}
+	winogradZeroRows(u, 16, cout, cin)
 	parallelRange(cout*cin, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			co, ci := r/cin, r%cin
@@ -66,6 +58,20 @@ func winogradWeights(u, weight []float32, cout, cin int) {
 			}
 		}
 	})
+}
+
+// winogradZeroRows clears the rows past Cout in the last strip of each of the nx packed U
+// matrices.
+func winogradZeroRows(u []float32, nx, cout, cin int) {
+	su := winogradStripLen(cout, cin)
+	for co := cout; co%gemmMR != 0; co++ {
+		for x := 0; x < nx; x++ {
+			blk := u[x*su+(co/gemmMR)*gemmMR*cin:]
+			for ci := 0; ci < cin; ci++ {
+				blk[ci*gemmMR+co%gemmMR] = 0
+			}
+		}
+	}
 }
 
 // winogradStripLen is the length of one packed U matrix: Cout rounded up to gemmMR, times Cin.
@@ -90,28 +96,28 @@ func winogradOutLen(cout, nt int) int { return cout*nt + winogradSkew }
 // 16 products and its output transform on its own, with no barrier between the steps.
 func conv3x3Winograd(out, inp, weight, bias []float32, s Conv2DShape) {
 	oh, ow := s.OutH(), s.OutW()
-	th, tw := (oh+1)/2, (ow+1)/2
+	tile, nx := 2, 16 // output tile side, transformed matrices
+	if useWinograd43(s) {
+		tile, nx = 4, 36
+	}
+	th, tw := (oh+tile-1)/tile, (ow+tile-1)/tile
 	pu := winogradPool.Get().(*[]float32)
 	defer winogradPool.Put(pu)
-	u := growTo(pu, 16*winogradStripLen(s.Cout, s.Cin))
-	winogradWeights(u, weight, s.Cout, s.Cin)
+	u := growTo(pu, nx*winogradStripLen(s.Cout, s.Cin))
+	if tile == 4 {
+		winograd43Weights(u, weight, s.Cout, s.Cin)
+	} else {
+		winogradWeights(u, weight, s.Cout, s.Cin)
+	}
 
 	p := acquire()
 	defer p.release()
-	// Bands fit winogradBandBudget but hold at least one group of gemmNP panels (64 tiles), so
-	// that U, streamed once per band, is used for at least 64 columns; and there are at least
-	// two bands per worker when the image allows.
-	rows := max(1, (gemmNP*gemmNR+tw-1)/tw, winogradBandBudget/(16*max(s.Cin, s.Cout)*tw))
-	rows = max(1, min(rows, (th+2*p.workers-1)/(2*p.workers)))
-	bands := (th + rows - 1) / rows
+	// Bands fit winogradBandBudget (bandRows: at least 64 tiles, two bands per worker).
+	rows, bands := bandRows(th, tw, winogradBandBudget/(nx*max(s.Cin, s.Cout)*tw), p.workers)
 	j := &winogradJob{p: p, out: out, inp: inp, u: u, bias: bias, s: s, oh: oh, ow: ow, th: th, tw: tw, rows: rows, bands: bands,
-		bufs: make([]*[]float32, p.workers)}
+		tile: tile, nx: nx, bufs: make([]*[]float32, p.workers)}
 	p.run(j, s.B*bands, 1)
-	for _, b := range j.bufs {
-		if b != nil {
-			winogradPool.Put(b)
-		}
-	}
+	putAll(&winogradPool, j.bufs)
 }
 
 // winogradJob is conv3x3Winograd's work: item i is band i%bands of batch item i/bands.
@@ -121,6 +127,7 @@ type winogradJob struct {
 	s                 Conv2DShape
 	oh, ow, th, tw    int
 	rows, bands       int
+	tile, nx          int          // F(2×2,3×3): 2, 16; F(4×4,3×3): 4, 36
 	bufs              []*[]float32 // per worker: V, M and the transforms' scratch
 }
 
@@ -129,26 +136,37 @@ func (j *winogradJob) chunk(w, lo, hi int) {
 	maxNT := j.rows * j.tw
 	sv, sm := winogradPanelLen(s.Cin, maxNT), winogradOutLen(s.Cout, maxNT)
 	scratch := 8*(2*j.tw+2) + 16*j.tw
+	if j.tile == 4 {
+		scratch = winograd43Scratch(j.tw)
+	}
 	if j.bufs[w] == nil {
 		j.bufs[w] = winogradPool.Get().(*[]float32)
 	}
-	buf := growTo(j.bufs[w], 16*sv+16*sm+scratch)
+	buf := growTo(j.bufs[w], j.nx*sv+j.nx*sm+scratch)
 	for i := lo; i < hi; i++ {
 		b, band := i/j.bands, i%j.bands
 		ty0 := band * j.rows
 		ty1 := min(j.th, ty0+j.rows)
 		nt := (ty1 - ty0) * j.tw
 		sv, sm := winogradPanelLen(s.Cin, nt), winogradOutLen(s.Cout, nt)
-		v, m, tmp := buf[:16*sv], buf[16*winogradPanelLen(s.Cin, maxNT):][:16*sm], buf[16*winogradPanelLen(s.Cin, maxNT)+16*winogradOutLen(s.Cout, maxNT):]
+		v, m, tmp := buf[:j.nx*sv], buf[j.nx*winogradPanelLen(s.Cin, maxNT):][:j.nx*sm], buf[j.nx*winogradPanelLen(s.Cin, maxNT)+j.nx*winogradOutLen(s.Cout, maxNT):]
 		src := j.inp[b*s.Cin*s.H*s.W : (b+1)*s.Cin*s.H*s.W]
 		dst := j.out[b*s.Cout*j.oh*j.ow : (b+1)*s.Cout*j.oh*j.ow]
-		winogradInput(v, src, s, ty0, ty1, j.tw, tmp)
+		if j.tile == 4 {
+			winograd43Input(v, src, s, ty0, ty1, j.tw, tmp)
+		} else {
+			winogradInput(v, src, s, ty0, ty1, j.tw, tmp)
+		}
 		groups := (nt + gemmNP*gemmNR - 1) / (gemmNP * gemmNR)
 		mblocks := (s.Cout + gemmMC - 1) / gemmMC
 		g := gemmPackedJob{p: j.p, m: s.Cout, n: nt, k: s.Cin, ap: j.u, w: weights{f32: v, panels: true}, ldb: nt, c: m, ldc: nt,
-			groups: groups, mblocks: mblocks, batch: packedBatch{n: 16, a: winogradStripLen(s.Cout, s.Cin), b: sv, c: sm}}
-		g.chunk(w, 0, 16*mblocks*groups)
-		winogradOutput(dst, m, j.bias, s.Cout, j.oh, j.ow, ty0, ty1, j.tw, tmp)
+			groups: groups, mblocks: mblocks, batch: packedBatch{n: j.nx, a: winogradStripLen(s.Cout, s.Cin), b: sv, c: sm}}
+		g.chunk(w, 0, j.nx*mblocks*groups)
+		if j.tile == 4 {
+			winograd43Output(dst, m, j.bias, s.Cout, j.oh, j.ow, ty0, ty1, j.tw, tmp)
+		} else {
+			winogradOutput(dst, m, j.bias, s.Cout, j.oh, j.ow, ty0, ty1, j.tw, tmp)
+		}
 	}
 }
 
@@ -269,10 +287,7 @@ func winogradOutput(dst, m, bias []float32, cout, oh, ow, ty0, ty1, tw int, scra
 		scalar = 0
 	}
 	for co := 0; co < cout; co++ {
-		var bv [1]float32
-		if bias != nil {
-			bv[0] = bias[co]
-		}
+		bv := channelBias(bias, co)
 		plane := dst[co*oh*ow : (co+1)*oh*ow]
 		for ty := ty0; ty < ty1; ty++ {
 			base := co*nt + (ty-ty0)*tw

@@ -1,0 +1,130 @@
+package kernels
+
+// Winograd F(4×4,3×3): each 4×4 block of outputs from the 6×6 input patch around it,
+// Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A summed over input channels, as 36 products U[ξ]·V[ξ] on the
+// packed GEMM: 36 multiply-adds per 16 outputs and channel pair, against 64 for F(2×2,3×3) and
+// 144 for the direct convolution (1.78× fewer than F(2×2,3×3)). Its constants (±2, 4, 5, 8,
+// 1/6, 1/24) round more than F(2×2,3×3)'s 0, ±1, ½: winograd43Tol in the tests. Only the
+// AVX-512 transforms exist (winograd43In16AVX512, winograd43Out16AVX512), so Conv2D takes it
+// where a tile row is whole groups of 16 tiles (OutW a multiple of 64) and F(2×2,3×3) elsewhere.
+
+// winograd43 switches F(4×4,3×3) on; off, every Winograd shape takes F(2×2,3×3) (for A/B).
+var winograd43 = true
+
+// winograd43MaxChannels is the largest channel count (in or out) taken to F(4×4,3×3). A band
+// of 64 tiles (the least for the GEMM's 6×64 tiles) holds 36·C·64 values of V and as many of M:
+// 2.4 MiB at 128 channels, 4.7 MiB at 256, past the 2 MiB L2, where F(4×4,3×3) measured slower
+// than F(2×2,3×3) (BenchmarkConv2D, cpu-ms/op: 64ch@256 30.6 → 22, 128ch@128 28.6 → 21.2,
+// 256ch@64 25.3 → 30.0).
+const winograd43MaxChannels = 128
+
+// useWinograd43 reports whether conv3x3Winograd computes s with F(4×4,3×3).
+func useWinograd43(s Conv2DShape) bool {
+	return winograd43 && useAVX512 && s.OutW()%(4*gemmNR) == 0 && max(s.Cin, s.Cout) <= winograd43MaxChannels
+}
+
+// winograd43Weights writes U: 36 matrices (Cout,Cin), U[6k+l][co,ci] = (G g Gᵀ)[k][l] for the 3×3
+// kernel g = weight[co,ci], G = [[¼,0,0],[−⅙,−⅙,−⅙],[−⅙,⅙,−⅙],[1/24,1/12,⅙],[1/24,−1/12,⅙],[0,0,1]]
+// (computed in float64), each in packA's layout as in winogradWeights.
+func winograd43Weights(u, weight []float32, cout, cin int) {
+	su := winogradStripLen(cout, cin)
+	winogradZeroRows(u, 36, cout, cin)
+	g3 := func(a, b, c float64) [6]float64 {
+		return [6]float64{a / 4, -(a + b + c) / 6, -(a - b + c) / 6, a/24 + b/12 + c/6, a/24 - b/12 + c/6, c}
+	}
+	parallelRange(cout*cin, 256, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			co, ci := r/cin, r%cin
+			g := weight[r*9:][:9]
+			var t [6][3]float64 // G·g
+			for j := 0; j < 3; j++ {
+				col := g3(float64(g[j]), float64(g[3+j]), float64(g[6+j]))
+				for k := range col {
+					t[k][j] = col[k]
+				}
+			}
+			o := (co/gemmMR)*gemmMR*cin + ci*gemmMR + co%gemmMR
+			for k := 0; k < 6; k++ {
+				row := g3(t[k][0], t[k][1], t[k][2])
+				for l, x := range row {
+					u[(6*k+l)*su+o] = float32(x)
+				}
+			}
+		}
+	})
+}
+
+// winograd43Scratch is the per-worker scratch of winograd43Input and winograd43Output: six
+// padded input rows of 4·tw+4 values, 576 values for the input kernel's rows, and four output
+// rows for a last tile row past OutH.
+func winograd43Scratch(tw int) int { return 6*(4*tw+4) + 576 + 4*4*tw }
+
+// winograd43Input writes V[ξ][ci, t] = (Bᵀ d B)[ξ] (ξ < 36) for the tiles t of tile rows
+// [ty0,ty1), d the 6×6 input patch at (4ty−PadTop, 4tx−PadLeft), zero outside the image, in the
+// panel layout of winogradInput. tw is a multiple of 16 (useWinograd43). Per tile row and
+// channel the six input rows are copied zero-padded into scratch, then winograd43In16AVX512
+// transforms 16 tiles at a time.
+func winograd43Input(v, src []float32, s Conv2DShape, ty0, ty1, tw int, scratch []float32) {
+	nt := (ty1 - ty0) * tw
+	plane := s.H * s.W
+	wp := 4*tw + 4 // the last group of 16 tiles reads 68 columns
+	stride := winogradPanelLen(s.Cin, nt)
+	r, tmp := scratch[:6*wp], scratch[6*wp:][:576]
+	for ty := ty0; ty < ty1; ty++ {
+		t0 := (ty - ty0) * tw
+		for ci := 0; ci < s.Cin; ci++ {
+			img := src[ci*plane : (ci+1)*plane]
+			for i := 0; i < 6; i++ {
+				ri := r[i*wp:][:wp]
+				clear(ri)
+				if y := 4*ty - s.PadTop + i; y >= 0 && y < s.H {
+					line := img[y*s.W : (y+1)*s.W]
+					copy(ri[max(0, s.PadLeft):], line[max(0, -s.PadLeft):])
+				}
+			}
+			for tx := 0; tx < tw; tx += gemmNR {
+				off := (((t0+tx)/gemmNR)*s.Cin + ci) * gemmNR
+				_ = v[off+35*stride+15] // the kernel writes v[off+ξ·stride+j], ξ < 36, j < 16
+				_ = r[4*tx+5*wp+67]     // and reads r[4tx+i·wp+x], i < 6, x < 68
+				winograd43In16AVX512(v[off:], stride, r[4*tx:], wp, tmp)
+			}
+		}
+	}
+}
+
+// winograd43Output writes the outputs of tile rows [ty0,ty1): Y = Aᵀ M A + bias, tw a multiple
+// of 16 (so OutW = 4·tw); output rows past oh of the last tile row go to scratch and are dropped.
+func winograd43Output(dst, m, bias []float32, cout, oh, ow, ty0, ty1, tw int, scratch []float32) {
+	nt := (ty1 - ty0) * tw
+	stride := winogradOutLen(cout, nt)
+	tmp := scratch[6*(4*tw+4):][:576]
+	spare := scratch[6*(4*tw+4)+576:][:4*ow]
+	for co := 0; co < cout; co++ {
+		bv := channelBias(bias, co)
+		plane := dst[co*oh*ow : (co+1)*oh*ow]
+		for ty := ty0; ty < ty1; ty++ {
+			base := co*nt + (ty-ty0)*tw
+			y := spare
+			whole := 4*ty+4 <= oh
+			if whole {
+				y = plane[4*ty*ow:][:4*ow]
+			}
+			for tx := 0; tx < tw; tx += gemmNR {
+				_ = m[base+tx+35*stride+15] // the kernel reads m[ξ·stride+j], ξ < 36, j < 16
+				_ = y[4*tx+3*ow+63]         // and writes y[4tx+r·ow+x], r < 4, x < 64
+				winograd43Out16AVX512(y[4*tx:], ow, m[base+tx:], stride, bv[:], tmp)
+			}
+			if !whole {
+				copy(plane[4*ty*ow:], y[:(oh-4*ty)*ow])
+			}
+		}
+	}
+}
+
+// channelBias is bias[co] as the one-value slice the output kernels read (0 when bias is nil).
+func channelBias(bias []float32, co int) (bv [1]float32) {
+	if bias != nil {
+		bv[0] = bias[co]
+	}
+	return bv
+}

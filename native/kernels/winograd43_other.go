@@ -1,0 +1,13 @@
+//go:build purego || !amd64
+
+package kernels
+
+// Stand-ins for the F(4×4,3×3) transforms, never called: useAVX512 is false in these builds.
+
+func winograd43In16AVX512(v []float32, stride int, r []float32, ld int, tmp []float32) {
+	panic("kernels: no SIMD")
+}
+
+func winograd43Out16AVX512(y []float32, ldy int, m []float32, stride int, bias []float32, tmp []float32) {
+	panic("kernels: no SIMD")
+}
