@@ -61,6 +61,9 @@ func main() {
 	winogradOut16()
 	groupNormStats()
 	groupNormAffine()
+	for r := 1; r <= 6; r++ {
+		gemmRx64(r)
+	}
 	Generate()
 }
 
