@@ -89,3 +89,4 @@ func gemm5x64PfAVX512(a, b []float32, bs int, c []float32, ldc int, init, pf []f
 func gemm6x64PfAVX512(a, b []float32, bs int, c []float32, ldc int, init, pf []float32, npf int) {
 	panic("kernels: no SIMD")
 }
+func geluAVX512(dst, x []float32) { panic("kernels: no SIMD") }

@@ -278,3 +278,8 @@ func gemm5x64PfAVX512(a []float32, b []float32, bs int, c []float32, ldc int, in
 //
 //go:noescape
 func gemm6x64PfAVX512(a []float32, b []float32, bs int, c []float32, ldc int, init []float32, pf []float32, npf int)
+
+// geluAVX512 sets dst[i] = gelu_new(x[i]) for i < len(dst), a multiple of 16, with geluAVX2's bits.
+//
+//go:noescape
+func geluAVX512(dst []float32, x []float32)

@@ -5927,3 +5927,54 @@ gemm6x64PfAVX512_done:
 	VMOVUPS Z23, 192(DX)(CX*2)
 	VZEROUPPER
 	RET
+
+// func geluAVX512(dst []float32, x []float32)
+// Requires: AVX, AVX512F
+TEXT ·geluAVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ x_base+24(FP), DX
+	XORQ BX, BX
+
+geluZ_loop:
+	CMPQ              BX, CX
+	JGE               geluZ_done
+	VMOVUPS           (DX)(BX*4), Z0
+	VMULPS            Z0, Z0, Z1
+	VMULPS.BCST       gelu_c3<>+0(SB), Z1, Z1
+	VFMADD213PS       Z0, Z0, Z1
+	VMULPS.BCST       gelu_2c<>+0(SB), Z1, Z1
+	VMAXPS.BCST       exp_lo<>+0(SB), Z1, Z1
+	VMINPS.BCST       exp_hi<>+0(SB), Z1, Z1
+	VMULPS.BCST       exp_log2e<>+0(SB), Z1, Z2
+	VRNDSCALEPS       $0x00, Z2, Z2
+	VMOVAPS           Z1, Z1
+	VFNMADD231PS.BCST exp_ln2hi<>+0(SB), Z2, Z1
+	VFNMADD231PS.BCST exp_ln2lo<>+0(SB), Z2, Z1
+	VBROADCASTSS      exp_p0<>+0(SB), Z3
+	VFMADD213PS.BCST  exp_p1<>+0(SB), Z1, Z3
+	VFMADD213PS.BCST  exp_p2<>+0(SB), Z1, Z3
+	VFMADD213PS.BCST  exp_p3<>+0(SB), Z1, Z3
+	VFMADD213PS.BCST  exp_p4<>+0(SB), Z1, Z3
+	VFMADD213PS.BCST  exp_p5<>+0(SB), Z1, Z3
+	VMULPS            Z1, Z1, Z4
+	VFMADD213PS       Z1, Z4, Z3
+	VADDPS.BCST       exp_one<>+0(SB), Z3, Z3
+	VCVTPS2DQ         Z2, Z2
+	VPADDD.BCST       exp_bias<>+0(SB), Z2, Z2
+	VPSLLD            $0x17, Z2, Z2
+	VMULPS            Z2, Z3, Z3
+	VADDPS.BCST       exp_one<>+0(SB), Z3, Z3
+	VBROADCASTSS      gelu_two<>+0(SB), Z1
+	VDIVPS            Z3, Z1, Z1
+	VBROADCASTSS      gelu_two<>+0(SB), Z2
+	VSUBPS            Z1, Z2, Z2
+	VMULPS.BCST       gelu_half<>+0(SB), Z0, Z0
+	VMULPS            Z2, Z0, Z0
+	VMOVUPS           Z0, (AX)(BX*4)
+	ADDQ              $0x10, BX
+	JMP               geluZ_loop
+
+geluZ_done:
+	VZEROUPPER
+	RET

@@ -143,3 +143,71 @@ func gemmRx64(r int) {
 	VZEROUPPER()
 	RET()
 }
+
+// expPSZ is expPS on a ZMM register, each constant broadcast from its first lane ({1to16}): the
+// same operations in the same order, so every lane has expPS's bits.
+func expPSZ(v VecVirtual) VecVirtual {
+	c := expConstants()
+	VMAXPS_BCST(c.lo, v, v)
+	VMINPS_BCST(c.hi, v, v)
+	n, r, p, r2 := ZMM(), ZMM(), ZMM(), ZMM()
+	VMULPS_BCST(c.log2e, v, n)
+	VRNDSCALEPS(Imm(0), n, n) // to nearest, as VROUNDPS $0
+	VMOVAPS(v, r)
+	VFNMADD231PS_BCST(c.ln2hi, n, r)
+	VFNMADD231PS_BCST(c.ln2lo, n, r)
+	VBROADCASTSS(c.p[0], p)
+	for _, k := range c.p[1:] {
+		VFMADD213PS_BCST(k, r, p)
+	}
+	VMULPS(r, r, r2)
+	VFMADD213PS(r, r2, p)
+	VADDPS_BCST(c.one, p, p)
+	VCVTPS2DQ(n, n)
+	VPADDD_BCST(c.bias, n, n)
+	VPSLLD(Imm(23), n, n)
+	VMULPS(n, p, p)
+	return p
+}
+
+// geluZ is gelu (GPT-2's gelu_new) sixteen lanes at a time: geluAVX2's operations on ZMM
+// registers, so each element has geluAVX2's bits; len(dst) a multiple of 16.
+func geluZ() {
+	TEXT("geluAVX512", NOSPLIT, "func(dst, x []float32)")
+	Pragma("noescape")
+	Doc("geluAVX512 sets dst[i] = gelu_new(x[i]) for i < len(dst), a multiple of 16, with geluAVX2's bits.")
+	pd := Load(Param("dst").Base(), GP64())
+	n := Load(Param("dst").Len(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	j := GP64()
+	XORQ(j, j)
+	// gelu's constants (defined by gelu, which runs first), broadcast from their first lane.
+	c3, k2, half, two := sharedConst("gelu_c3"), sharedConst("gelu_2c"), sharedConst("gelu_half"), sharedConst("gelu_two")
+	Label("geluZ_loop")
+	CMPQ(j, n)
+	JGE(LabelRef("geluZ_done"))
+	x, v, t := ZMM(), ZMM(), ZMM()
+	VMOVUPS(Mem{Base: px, Index: j, Scale: 4}, x)
+	VMULPS(x, x, v)
+	VMULPS_BCST(c3, v, v)
+	VFMADD213PS(x, x, v)
+	VMULPS_BCST(k2, v, v)
+	e := expPSZ(v)
+	VADDPS_BCST(expConstants().one, e, e)
+	VBROADCASTSS(two, t)
+	VDIVPS(e, t, t)
+	u := ZMM()
+	VBROADCASTSS(two, u)
+	VSUBPS(t, u, u)
+	VMULPS_BCST(half, x, x)
+	VMULPS(u, x, x)
+	VMOVUPS(x, Mem{Base: pd, Index: j, Scale: 4})
+	ADDQ(Imm(16), j)
+	JMP(LabelRef("geluZ_loop"))
+	Label("geluZ_done")
+	VZEROUPPER()
+	RET()
+}
+
+// sharedConst refers to a constant that constant() has already defined under name.
+func sharedConst(name string) Mem { return NewDataAddr(Symbol{Name: name, Static: true}, 0) }

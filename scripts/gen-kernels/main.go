@@ -64,6 +64,7 @@ func main() {
 	for r := 1; r <= 6; r++ {
 		gemmRx64(r)
 	}
+	geluZ()
 	Generate()
 }
 
