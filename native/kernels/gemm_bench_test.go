@@ -27,8 +27,8 @@ var prefillShapes = [][2]int{{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}}
 // first run); "layers" runs the four shapes of twelve blocks, each block with its own weights
 // (340 MB, as a prefill reads them: from memory).
 //
-// Each runs twice: "z" with the gemm<r>x64PfAVX512 tile kernels (gemmTilesZ), "old" with the
-// kernels before them, so that one run compares the two.
+// Each runs twice: "old" with the kernels before gemm<r>x64PfAVX512, "z" with them
+// (gemmTilesZ), so that one run compares the two.
 func BenchmarkGemmPrefill(b *testing.B) {
 	defer func(z bool) { gemmTilesZ = z }(gemmTilesZ)
 	for _, z := range []bool{false, true} {
@@ -100,4 +100,26 @@ func BenchmarkAttentionPrefill(b *testing.B) {
 		Attention(dst, q, k, v, nil, s)
 	}
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// BenchmarkGeluPrefill is gelu_new over one GPT-2 124M MLP's hidden block at 64 tokens
+// (64×3072), with geluAVX512 ("avx512") and with geluAVX2 alone ("avx2").
+func BenchmarkGeluPrefill(b *testing.B) {
+	defer func(z bool) { useAVX512 = z }(useAVX512)
+	x := randomVec(1, 64*3072, -4, 4)
+	dst := make([]float32, len(x))
+	for _, z := range []bool{false, true} {
+		useAVX512 = z && haveAVX512
+		name := "avx2"
+		if z {
+			name = "avx512"
+		}
+		b.Run(name, func(b *testing.B) {
+			cpu0 := cpuTime()
+			for range b.N {
+				GeluNew(dst, x)
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+	}
 }
