@@ -157,11 +157,17 @@ func (j *attentionJob) chunk(w, lo, hi int) {
 			sum += x
 		}
 		clear(out)
-		for jj, wgt := range sc {
-			if wgt == 0 {
-				continue
+		if useSIMD {
+			// All value rows in one call, four per load and store of out; each element is the
+			// same FMA chain in key order as row by row (a masked key's weight is 0 and adds 0).
+			axpyPanelF32(out, sc, j.v[kv:], s.D)
+		} else {
+			for jj, wgt := range sc {
+				if wgt == 0 {
+					continue
+				}
+				axpyVec(wgt, j.v[kv+jj*s.D:], out)
 			}
-			axpyVec(wgt, j.v[kv+jj*s.D:], out)
 		}
 		inv := 1 / sum
 		for e := range out {

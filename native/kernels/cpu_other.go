@@ -71,3 +71,22 @@ func gemvPanelF16x5AVX512(y, a []float32, lda int, w []uint16)  { panic("kernels
 func gemvPanelF16x6AVX512(y, a []float32, lda int, w []uint16)  { panic("kernels: no SIMD") }
 func gemvPanelF16x7AVX512(y, a []float32, lda int, w []uint16)  { panic("kernels: no SIMD") }
 func gemvPanelF16x8AVX512(y, a []float32, lda int, w []uint16)  { panic("kernels: no SIMD") }
+func gemm1x64PfAVX512(a, b []float32, bs int, c []float32, ldc int, init, pf []float32, npf int) {
+	panic("kernels: no SIMD")
+}
+func gemm2x64PfAVX512(a, b []float32, bs int, c []float32, ldc int, init, pf []float32, npf int) {
+	panic("kernels: no SIMD")
+}
+func gemm3x64PfAVX512(a, b []float32, bs int, c []float32, ldc int, init, pf []float32, npf int) {
+	panic("kernels: no SIMD")
+}
+func gemm4x64PfAVX512(a, b []float32, bs int, c []float32, ldc int, init, pf []float32, npf int) {
+	panic("kernels: no SIMD")
+}
+func gemm5x64PfAVX512(a, b []float32, bs int, c []float32, ldc int, init, pf []float32, npf int) {
+	panic("kernels: no SIMD")
+}
+func gemm6x64PfAVX512(a, b []float32, bs int, c []float32, ldc int, init, pf []float32, npf int) {
+	panic("kernels: no SIMD")
+}
+func geluAVX512(dst, x []float32) { panic("kernels: no SIMD") }

@@ -218,23 +218,25 @@ func testMatMulDeterministic(t *testing.T) {
 	}
 }
 
-// TestGemmAVX512SameBitsAsAVX2: the AVX-512 tile kernel forms each element with the AVX2
-// kernel's FMA chain, so products with it on and off are identical — with bias, in-place float32
-// panels and packed int8 panels, over sizes with whole and partial 6×64 tiles and depth blocks.
+// TestGemmAVX512SameBitsAsAVX2: the AVX-512 tile kernels form each element with the AVX2
+// kernel's FMA chain, so products with them on and off are identical — with bias, in-place float32
+// panels and packed int8 panels, over sizes with whole and partial 6×64 tiles (last row strips
+// of 1–5 rows) and depth blocks; the same with the gemm<r>x64PfAVX512 kernels (gemmTilesZ) and
+// with the six-row kernel they replace.
 func TestGemmAVX512SameBitsAsAVX2(t *testing.T) {
 	if !haveAVX512 {
 		t.Skip("this CPU or build has no AVX-512F GEMM kernel (non-amd64, purego tag, or missing CPU features)")
 	}
-	defer func(z bool) { useAVX512 = z }(useAVX512)
-	for _, sz := range [][3]int{{16, 64, 7}, {64, 768, 768}, {23, 130, 300}, {40, 200, 513}} {
+	defer func(z, t bool) { useAVX512, gemmTilesZ = z, t }(useAVX512, gemmTilesZ)
+	for _, sz := range [][3]int{{16, 64, 7}, {64, 768, 768}, {23, 130, 300}, {40, 200, 513}, {19, 64, 300}, {20, 128, 40}, {21, 192, 513}, {64, 256, 3072}} {
 		m, k, n := sz[0], sz[2], sz[1]
 		a := randomVec(uint64(m+k), m*k, -1, 1)
 		w := randomVec(uint64(n+k), k*n, -1, 1)
 		bias := randomVec(uint64(n), n, -1, 1)
 		q, sc := quant.Int8Cols(w, k, n)
 		wp, qp := PackPanels(w, k, n), PackPanels(q, k, n)
-		run := func(z bool) [3][]float32 {
-			useAVX512 = z
+		run := func(z, t bool) [3][]float32 {
+			useAVX512, gemmTilesZ = z, t
 			var out [3][]float32
 			for i := range out {
 				out[i] = nanVec(m * n)
@@ -244,11 +246,11 @@ func TestGemmAVX512SameBitsAsAVX2(t *testing.T) {
 			MatMulPanelsI8(out[2], a, qp, sc, nil, m, k, n)
 			return out
 		}
-		on, off := run(true), run(false)
+		on, six, off := run(true, true), run(true, false), run(false, false)
 		for v := range on {
 			for i := range on[v] {
-				if math.Float32bits(on[v][i]) != math.Float32bits(off[v][i]) {
-					t.Fatalf("m=%d k=%d n=%d product %d: [%d] = %v with AVX-512, %v without", m, k, n, v, i, on[v][i], off[v][i])
+				if math.Float32bits(on[v][i]) != math.Float32bits(off[v][i]) || math.Float32bits(six[v][i]) != math.Float32bits(off[v][i]) {
+					t.Fatalf("m=%d k=%d n=%d product %d: [%d] = %v with the AVX-512 tile kernels, %v with gemm6x64AVX512, %v without", m, k, n, v, i, on[v][i], six[v][i], off[v][i])
 				}
 			}
 		}

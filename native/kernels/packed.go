@@ -109,7 +109,47 @@ func (j *gemmPackedJob) chunk(wk, lo, hi int) {
 				j.packB(buf[:gemmNP*panel], p0, kb, j0, ng)
 			}
 			i := i0 // row strips below i are done for this depth block
-			if useAVX512 && ng == gemmNP*gemmNR {
+			if useAVX512 && ng == gemmNP*gemmNR && gemmTilesZ {
+				// Whole 64-column groups on the AVX-512 kernels, every row strip (the last one
+				// may have fewer than six rows) straight into C.
+				b, bs := buf[:gemmNP*panel], panel
+				var pf []float32 // where the next B block to prefetch starts (panel 0)
+				lines := 0       // its lines (depth steps) per panel
+				if inPlace {
+					bs = j.k * gemmNR
+					b = w.f32[((j0/gemmNR)*j.k+p0)*gemmNR:][:(gemmNP-1)*bs+kb*gemmNR]
+					pf, lines = j.nextBlock(x, g, p0+kb, w.f32)
+				}
+				strips := (i1 - i0 + gemmMR - 1) / gemmMR
+				for s := 0; i < i1; i, s = i+gemmMR, s+1 {
+					a := ap[i*j.k+p0*gemmMR:][:kb*gemmMR]
+					var in []float32
+					if p0 == 0 {
+						in = init[:]
+					}
+					l0, l1 := s*lines/strips, (s+1)*lines/strips
+					var pfs []float32
+					if l1 > l0 {
+						pfs = pf[l0*gemmNR:]
+					}
+					ct := cm[i*j.ldc+j0:]
+					switch min(gemmMR, i1-i) {
+					case 6:
+						gemm6x64PfAVX512(a, b, bs, ct, j.ldc, in, pfs, l1-l0)
+					case 5:
+						gemm5x64PfAVX512(a, b, bs, ct, j.ldc, in, pfs, l1-l0)
+					case 4:
+						gemm4x64PfAVX512(a, b, bs, ct, j.ldc, in, pfs, l1-l0)
+					case 3:
+						gemm3x64PfAVX512(a, b, bs, ct, j.ldc, in, pfs, l1-l0)
+					case 2:
+						gemm2x64PfAVX512(a, b, bs, ct, j.ldc, in, pfs, l1-l0)
+					default:
+						gemm1x64PfAVX512(a, b, bs, ct, j.ldc, in, pfs, l1-l0)
+					}
+				}
+			}
+			if useAVX512 && ng == gemmNP*gemmNR && !gemmTilesZ {
 				// Whole 6×64 tiles on the AVX-512 kernel: four panels at once.
 				b, bs := buf[:gemmNP*panel], panel
 				if inPlace {
@@ -160,6 +200,32 @@ func (j *gemmPackedJob) chunk(wk, lo, hi int) {
 			}
 		}
 	}
+}
+
+// gemmTilesZ runs every row strip of a whole 64-column group on the gemm<r>x64PfAVX512 kernels,
+// which also prefetch the next B block (see nextBlock); off, whole six-row strips run on
+// gemm6x64AVX512 and the last strip on the YMM kernel over a padded copy, without prefetching
+// (the state before; kept to compare the two in one run, BenchmarkGemmPrefill).
+var gemmTilesZ = true
+
+// nextBlock returns where the B block that this worker will probably read after depth block
+// [.., p1) of column group g starts in the float32 panels f (panel 0 of its group), and its
+// depth steps, one cache line per panel each: the next depth block of the same panels, or after
+// the last one the first block of column group g+workers — tasks are handed out in order, so
+// with every worker equally fast that is this worker's next one. A wrong guess costs only
+// memory bandwidth: the other worker reads those lines soon. It returns 0 lines when there is
+// nothing to prefetch.
+func (j *gemmPackedJob) nextBlock(x, g, p1 int, f []float32) ([]float32, int) {
+	j0 := g * gemmNP * gemmNR
+	if p1 >= j.k {
+		g += j.p.workers
+		j0, p1 = g*gemmNP*gemmNR, 0
+		if j0+gemmNP*gemmNR > j.n || x > 0 || j.mblocks > 1 {
+			return nil, 0
+		}
+	}
+	off := ((j0/gemmNR)*j.k + p1) * gemmNR
+	return f[off:], min(gemmKC, j.k-p1)
 }
 
 // packB writes W[p0:p0+kb, j0:j0+ng] as float32 panels of gemmNR columns (panel q at

@@ -82,3 +82,25 @@ func TestReadBandwidth(t *testing.T) {
 	}
 	t.Logf("streaming read: %.1f GB/s over 64 MiB", bw/1e9)
 }
+
+// TestGeluAVX512SameBitsAsAVX2: geluAVX512 runs geluAVX2's operations on sixteen lanes, so
+// GeluNew gives the same bits with AVX-512 on and off — over ±12 (both ends of tanh) and beyond
+// exp's clamps, on a length with a 16-lane body, an 8-lane group and a scalar tail.
+func TestGeluAVX512SameBitsAsAVX2(t *testing.T) {
+	if !haveAVX512 {
+		t.Skip("this CPU or build has no AVX-512F kernels (non-amd64, purego tag, or missing CPU features)")
+	}
+	defer func(z bool) { useAVX512 = z }(useAVX512)
+	x := randomVec(9, 4096+8+5, -12, 12)
+	x[0], x[1], x[2], x[3] = 200, -200, 0, float32(math.Copysign(0, -1))
+	on, off := nanVec(len(x)), nanVec(len(x))
+	useAVX512 = true
+	GeluNew(on, x)
+	useAVX512 = false
+	GeluNew(off, x)
+	for i := range on {
+		if math.Float32bits(on[i]) != math.Float32bits(off[i]) {
+			t.Fatalf("GeluNew(%v): %v with AVX-512, %v without (index %d)", x[i], on[i], off[i], i)
+		}
+	}
+}

@@ -258,3 +258,38 @@ func winograd43In16AVX512(v []float32, stride int, r []float32, ld int, tmp []fl
 //
 //go:noescape
 func winograd43Out16AVX512(y []float32, ldy int, m []float32, stride int, bias []float32, tmp []float32)
+
+// gemm1x64PfAVX512 adds the product of the first 1 rows of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each) to the 1×64 tile of c (row stride ldc), starting from init[0:64] instead of c when len(init) > 0; it prefetches npf lines at pf+q·bs, q < 4, meanwhile. k = len(a)/6.
+//
+//go:noescape
+func gemm1x64PfAVX512(a []float32, b []float32, bs int, c []float32, ldc int, init []float32, pf []float32, npf int)
+
+// gemm2x64PfAVX512 adds the product of the first 2 rows of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each) to the 2×64 tile of c (row stride ldc), starting from init[0:64] instead of c when len(init) > 0; it prefetches npf lines at pf+q·bs, q < 4, meanwhile. k = len(a)/6.
+//
+//go:noescape
+func gemm2x64PfAVX512(a []float32, b []float32, bs int, c []float32, ldc int, init []float32, pf []float32, npf int)
+
+// gemm3x64PfAVX512 adds the product of the first 3 rows of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each) to the 3×64 tile of c (row stride ldc), starting from init[0:64] instead of c when len(init) > 0; it prefetches npf lines at pf+q·bs, q < 4, meanwhile. k = len(a)/6.
+//
+//go:noescape
+func gemm3x64PfAVX512(a []float32, b []float32, bs int, c []float32, ldc int, init []float32, pf []float32, npf int)
+
+// gemm4x64PfAVX512 adds the product of the first 4 rows of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each) to the 4×64 tile of c (row stride ldc), starting from init[0:64] instead of c when len(init) > 0; it prefetches npf lines at pf+q·bs, q < 4, meanwhile. k = len(a)/6.
+//
+//go:noescape
+func gemm4x64PfAVX512(a []float32, b []float32, bs int, c []float32, ldc int, init []float32, pf []float32, npf int)
+
+// gemm5x64PfAVX512 adds the product of the first 5 rows of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each) to the 5×64 tile of c (row stride ldc), starting from init[0:64] instead of c when len(init) > 0; it prefetches npf lines at pf+q·bs, q < 4, meanwhile. k = len(a)/6.
+//
+//go:noescape
+func gemm5x64PfAVX512(a []float32, b []float32, bs int, c []float32, ldc int, init []float32, pf []float32, npf int)
+
+// gemm6x64PfAVX512 adds the product of the first 6 rows of a packed strip a (k×6) and four packed panels b[q·bs:] (k×16 each) to the 6×64 tile of c (row stride ldc), starting from init[0:64] instead of c when len(init) > 0; it prefetches npf lines at pf+q·bs, q < 4, meanwhile. k = len(a)/6.
+//
+//go:noescape
+func gemm6x64PfAVX512(a []float32, b []float32, bs int, c []float32, ldc int, init []float32, pf []float32, npf int)
+
+// geluAVX512 sets dst[i] = gelu_new(x[i]) for i < len(dst), a multiple of 16, with geluAVX2's bits.
+//
+//go:noescape
+func geluAVX512(dst []float32, x []float32)

@@ -63,6 +63,10 @@ func main() {
 	groupNormAffine()
 	winograd43In16()
 	winograd43Out16()
+	for r := 1; r <= 6; r++ {
+		gemmRx64(r)
+	}
+	geluZ()
 	Generate()
 }
 
