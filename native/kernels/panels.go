@@ -201,7 +201,7 @@ func (w *weights) gemvPanel(y []float32, a []float32, off int) {
 		gemvPanelF16AVX2(y, a, w.f16[off:off+k*PanelWidth])
 		return
 	case useSIMD && w.f32 != nil:
-		gemvPanelF32AVX2(y, a, w.f32[off:off+k*PanelWidth])
+		gemvPanelF32(y, a, w.f32[off:off+k*PanelWidth])
 		return
 	}
 	clear(y[:PanelWidth])
