@@ -2,6 +2,7 @@ package gpt2
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/modelrt/modelrt/native/kernels"
@@ -40,6 +41,7 @@ var batchSteps = sync.Pool{New: func() any { return new(batchStep) }}
 // be distinct, created by this model for batch 1; bad ids or a sequence beyond n_positions are
 // errors wrapping ErrInvalidInput, and leave every cache unchanged.
 func (m *Model) ForwardBatch(items []BatchItem, dst []float32) error {
+	defer runtime.KeepAlive(m) // its weight mapping must outlive the kernels reading it
 	cfg := m.cfg
 	if len(items) == 0 {
 		return fmt.Errorf("%w: ForwardBatch without items", ErrInvalidInput)

@@ -3,6 +3,7 @@ package gpt2
 import (
 	"context"
 	"fmt"
+	"runtime"
 )
 
 // Cache is the KV cache of one session; its batch size is fixed when created. It also keeps the
@@ -129,6 +130,7 @@ var testHookLayer func(layer int)
 // head: once ctx ends it returns ctx's error and leaves the cache unchanged, so a cancelled
 // prefill stops within one block instead of running to the end.
 func (m *Model) ForwardContext(ctx context.Context, c *Cache, ids []int64, B, T int, mask []int64, lastOnly bool, dst []float32) error {
+	defer runtime.KeepAlive(m) // its weight mapping must outlive the kernels reading it
 	cfg := m.cfg
 	if c.owner != m {
 		return fmt.Errorf("gpt2: Forward: the cache was created by another model's NewCache")

@@ -157,6 +157,7 @@ type Model struct {
 	LNF     LayerNorm
 	LMHead  []float32 // (V,C)
 	LMHeadQ QWeights
+	mem     *weightMem // the float32 matrices' memory (weightmem.go), nil on the Go heap
 }
 
 // Config returns the model's configuration.
@@ -174,6 +175,9 @@ type binder struct {
 	scratchF32 []float32
 	scratchI8  []int8
 	scratchF16 []uint16
+	// mem, when set, receives the float32 matrices (token embeddings, LM head, packed Conv1D
+	// weights) instead of the Go heap (weightmem.go).
+	mem *kernels.HugeMem
 }
 
 func (b *binder) get(name string, shape ...int) []float32 { return b.getInto(nil, name, shape...) }
@@ -234,7 +238,7 @@ func growBuf[T any](s []T, n int) []T {
 func (b *binder) linear(name string, in, out int) Linear {
 	w, q := b.matrix(name+".weight", in, out, true)
 	if w != nil { // float32, in the scratch buffer: pack it
-		q, w = QWeights{DType: quant.F32, F32: w}.packed(in, out), nil
+		q, w = QWeights{DType: quant.F32, F32: kernels.PackPanelsInto(b.f32(kernels.PanelLen(in, out)), w, in, out), Panels: true}, nil
 	}
 	return Linear{Weight: w, Q: q.packed(in, out), Bias: b.get(name+".bias", out), In: in, Out: out}
 }
@@ -289,6 +293,9 @@ func LoadWith(dir string, opts LoadOptions) (*Model, error) {
 		b.prefix = "transformer."
 	}
 	c, v, inner := cfg.NEmbd, cfg.VocabSize, cfg.Inner()
+	if weightsOffHeap && cfg.Weights == "" && (opts.Weights == "" || opts.Weights == quant.F32) {
+		b.mem = kernels.NewHugeMem(kernels.HugeBytes(hugeLayout(cfg, f.Has("lm_head.weight"))...))
+	}
 	m := &Model{cfg: cfg}
 	m.WTE, m.WTEQ = b.matrix("wte.weight", v, c, false)
 	m.WPE = b.get("wpe.weight", cfg.NPositions, c)
@@ -307,16 +314,21 @@ func LoadWith(dir string, opts LoadOptions) (*Model, error) {
 	m.LNF = b.layerNorm("ln_f", c, cfg.LayerNormEpsilon)
 	m.LMHead, m.LMHeadQ = m.WTE, m.WTEQ
 	if f.Has("lm_head.weight") {
-		hb := &binder{f: f, dt: cfg.Weights}
+		hb := &binder{f: f, dt: cfg.Weights, mem: b.mem}
 		m.LMHead, m.LMHeadQ = hb.matrix("lm_head.weight", v, c, false)
 		if hb.err != nil && b.err == nil {
 			b.err = hb.err
 		}
 	}
+	if b.mem != nil {
+		m.setMem(b.mem)
+	}
 	if b.err != nil {
+		m.mem.free()
 		return nil, b.err
 	}
 	if f.Has(b.prefix + fmt.Sprintf("h.%d.ln_1.weight", cfg.NLayer)) {
+		m.mem.free()
 		return nil, fmt.Errorf("gpt2: %s: tensor %q exists but config.json says n_layer=%d", path, b.prefix+fmt.Sprintf("h.%d.ln_1.weight", cfg.NLayer), cfg.NLayer)
 	}
 	if opts.Weights != "" {
@@ -367,5 +379,6 @@ func NewRandom(cfg Config, seed uint64) *Model {
 	}
 	m.LMHead = m.WTE
 	m.packLinears()
+	m.moveToHugeMem()
 	return m
 }

@@ -132,6 +132,7 @@ func (m *Model) Quantize(dt quant.DType) error {
 		}
 	}
 	m.cfg.Weights = dt
+	m.mem.free() // the float32 matrices are gone
 	return nil
 }
 
@@ -269,7 +270,19 @@ func (b *binder) matrix(name string, rows, cols int, perCol bool) ([]float32, QW
 	if perCol {
 		return b.getInto(&b.scratchF32, name, rows, cols), QWeights{}
 	}
+	if b.mem != nil {
+		buf := b.f32(rows * cols)
+		return b.getInto(&buf, name, rows, cols), QWeights{}
+	}
 	return b.get(name, rows, cols), QWeights{}
+}
+
+// f32 returns n floats for a float32 matrix the model keeps: from b.mem when set, else the heap.
+func (b *binder) f32(n int) []float32 {
+	if b.mem != nil {
+		return kernels.HugeSlice[float32](b.mem, n)
+	}
+	return make([]float32, n)
 }
 
 // raw returns the stored bytes of tensor name, which must have dtype dt and the given shape; the

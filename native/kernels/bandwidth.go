@@ -13,10 +13,15 @@ const bandwidthChunk = 1 << 18
 // larger than the last-level cache) with the same dot-product kernel and the same workers that
 // decode uses, passes times, and returns the best pass — the ceiling that a memory-bound decode
 // step is measured against (bytes read per token ÷ this = the fastest possible token). The
-// first, untimed pass faults the pages in.
+// buffer is the kind of memory a float32 GPT-2 keeps its weights in (NewHugeMem: huge pages
+// where the system has them), so that the ceiling holds for the same page size; it is unmapped
+// before returning. The first, untimed pass faults the pages in.
 func ReadBandwidth(bytes, passes int) float64 {
 	n := (max(bytes, 4*bandwidthChunk) + 4*bandwidthChunk - 1) / (4 * bandwidthChunk) * bandwidthChunk
-	buf := make([]float32, n)
+	h := NewHugeMem(4 * n)
+	defer h.Free()
+	h.Populate()
+	buf := HugeSlice[float32](h, n)
 	for i := range buf {
 		buf[i] = 1
 	}
@@ -24,9 +29,8 @@ func ReadBandwidth(bytes, passes int) float64 {
 }
 
 // ReadBandwidthOf is ReadBandwidth over a buffer the caller allocated (and filled: pages never
-// written may all map the kernel's one zero page, which stays cached), so that a probe of
-// gigabytes can use memory it returns to the system at once. It reads whole 1 MiB chunks:
-// len(buf) is rounded down to a multiple of 2^18, and must be at least that.
+// written may all map the kernel's one zero page, which stays cached). It reads whole 1 MiB
+// chunks: len(buf) is rounded down to a multiple of 2^18, and must be at least that.
 func ReadBandwidthOf(buf []float32, passes int) float64 {
 	n := len(buf) / bandwidthChunk * bandwidthChunk
 	if n == 0 {

@@ -96,7 +96,7 @@ func gemmW(m, n, k int, a []float32, lda int, w weights, ldb int, c []float32, l
 		p := acquire()
 		defer p.release()
 		p.pj = panelJob{m: m, n: n, k: k, a: a, w: w, c: c, bias: bias, ldc: ldc}
-		p.run(&p.pj, (n+PanelWidth-1)/PanelWidth, 4)
+		p.run(&p.pj, (n+PanelWidth-1)/PanelWidth, panelGrain(k, w))
 		p.pj = panelJob{}
 		return
 	}
@@ -381,7 +381,7 @@ type gemmTJob struct {
 // (rows of W) at a time so that each load of A feeds four independent sums.
 func (j *gemmTJob) chunk(_, lo, hi int) {
 	k := j.k
-	if j.m > 1 && useSIMD && (j.w.f16 == nil || haveF16C) {
+	if (j.m > 1 || j.w.f32 != nil && lmHeadRows) && useSIMD && (j.w.f16 == nil || haveF16C) {
 		j.chunkRows(lo, hi)
 		return
 	}
@@ -430,7 +430,7 @@ func (j *gemmTJob) chunkRows(lo, hi int) {
 	k8 := k &^ 7
 	for i := 0; i < j.m; {
 		r := min(gemvRows, j.m-i)
-		if k8 == 0 || r == 1 {
+		if k8 == 0 || r == 1 && j.w.f32 == nil {
 			r = 1
 			ci := j.c[i*j.n:][:j.n]
 			for x := lo; x < hi; x++ {

@@ -21,8 +21,19 @@ func PackPanels[T float32 | int8 | uint16](w []T, k, n int) []T {
 	if len(w) != k*n {
 		panic(fmt.Sprintf("kernels: PackPanels: %d values for (%d,%d)", len(w), k, n))
 	}
+	return PackPanelsInto(make([]T, panelLen(k, n)), w, k, n)
+}
+
+// PackPanelsInto is PackPanels writing into out, which must have PanelLen(k, n) elements (the
+// columns past N are set to zero); it returns out.
+func PackPanelsInto[T float32 | int8 | uint16](out, w []T, k, n int) []T {
+	if len(w) != k*n || len(out) != panelLen(k, n) {
+		panic(fmt.Sprintf("kernels: PackPanelsInto: %d values for (%d,%d) into %d", len(w), k, n, len(out)))
+	}
 	np := (n + PanelWidth - 1) / PanelWidth
-	out := make([]T, np*k*PanelWidth)
+	if n%PanelWidth != 0 {
+		clear(out)
+	}
 	for jp := 0; jp < np; jp++ {
 		j0 := jp * PanelWidth
 		nb := min(PanelWidth, n-j0)
@@ -51,6 +62,9 @@ func UnpackPanels[T float32 | int8 | uint16](panels []T, k, n int) []T {
 }
 
 func panelLen(k, n int) int { return (n + PanelWidth - 1) / PanelWidth * k * PanelWidth }
+
+// PanelLen returns the number of elements PackPanels gives a (K,N) matrix.
+func PanelLen(k, n int) int { return panelLen(k, n) }
 
 // MatMulPanels is MatMul with the float32 weight w (K,N) packed by PackPanels:
 //
@@ -187,7 +201,7 @@ func (w *weights) gemvPanel(y []float32, a []float32, off int) {
 		gemvPanelF16AVX2(y, a, w.f16[off:off+k*PanelWidth])
 		return
 	case useSIMD && w.f32 != nil:
-		gemvPanelF32AVX2(y, a, w.f32[off:off+k*PanelWidth])
+		gemvPanelF32(y, a, w.f32[off:off+k*PanelWidth])
 		return
 	}
 	clear(y[:PanelWidth])

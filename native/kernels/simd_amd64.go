@@ -293,3 +293,18 @@ func gemm6x64PfAVX512(a []float32, b []float32, bs int, c []float32, ldc int, in
 //
 //go:noescape
 func geluAVX512(dst []float32, x []float32)
+
+// dotF32x1AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 1, x < rows (n a multiple of 8), bit-identical to dotF32AVX2 per row.
+//
+//go:noescape
+func dotF32x1AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)
+
+// gemvPanelF32PF2KAVX2 sets y[0:16] = Σ_p a[p]·w[16p:16p+16] for p < len(w)/16.
+//
+//go:noescape
+func gemvPanelF32PF2KAVX2(y []float32, a []float32, w []float32)
+
+// dotF32PF2Kx1AVX2 sets s[i·lds+x] = Σ_{j<n} a[i·lda+j]·w[x·ldw+j] for i < 1, x < rows (n a multiple of 8), bit-identical to dotF32PF2KAVX2 per row.
+//
+//go:noescape
+func dotF32PF2Kx1AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)

@@ -7060,3 +7060,189 @@ geluZ_loop:
 geluZ_done:
 	VZEROUPPER
 	RET
+
+// func dotF32x1AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)
+// Requires: AVX, FMA3, MMX+
+TEXT ·dotF32x1AVX2(SB), NOSPLIT, $0-112
+	MOVQ a_base+32(FP), AX
+	MOVQ s_base+0(FP), CX
+	MOVQ lds+24(FP), DX
+	SHLQ $0x02, DX
+	MOVQ lda+56(FP), DX
+	SHLQ $0x02, DX
+	MOVQ n+96(FP), DX
+	MOVQ ldw+88(FP), BX
+	SHLQ $0x02, BX
+	MOVQ rows+104(FP), SI
+	MOVQ w_base+64(FP), DI
+
+dotF32x1AVX2_row:
+	TESTQ  SI, SI
+	JZ     dotF32x1AVX2_done
+	XORQ   R8, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   DX, R9
+	ANDQ   $-32, R9
+
+dotF32x1AVX2_loop32:
+	CMPQ        R8, R9
+	JGE         dotF32x1AVX2_loop8
+	PREFETCHT0  1024(DI)(R8*4)
+	PREFETCHT0  1088(DI)(R8*4)
+	VMOVUPS     (DI)(R8*4), Y4
+	VFMADD231PS (AX)(R8*4), Y4, Y0
+	VMOVUPS     32(DI)(R8*4), Y4
+	VFMADD231PS 32(AX)(R8*4), Y4, Y1
+	VMOVUPS     64(DI)(R8*4), Y4
+	VFMADD231PS 64(AX)(R8*4), Y4, Y2
+	VMOVUPS     96(DI)(R8*4), Y4
+	VFMADD231PS 96(AX)(R8*4), Y4, Y3
+	ADDQ        $0x20, R8
+	JMP         dotF32x1AVX2_loop32
+
+dotF32x1AVX2_loop8:
+	CMPQ        R8, DX
+	JGE         dotF32x1AVX2_reduce
+	VMOVUPS     (DI)(R8*4), Y4
+	VFMADD231PS (AX)(R8*4), Y4, Y0
+	ADDQ        $0x08, R8
+	JMP         dotF32x1AVX2_loop8
+
+dotF32x1AVX2_reduce:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (CX)
+	ADDQ         $0x04, CX
+	ADDQ         BX, DI
+	DECQ         SI
+	JMP          dotF32x1AVX2_row
+
+dotF32x1AVX2_done:
+	VZEROUPPER
+	RET
+
+// func gemvPanelF32PF2KAVX2(y []float32, a []float32, w []float32)
+// Requires: AVX, FMA3, MMX+
+TEXT ·gemvPanelF32PF2KAVX2(SB), NOSPLIT, $0-72
+	MOVQ   y_base+0(FP), AX
+	MOVQ   a_base+24(FP), CX
+	MOVQ   w_len+56(FP), DX
+	SHRQ   $0x04, DX
+	MOVQ   w_base+48(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+gemvPanelF32PF2KAVX2_loop2:
+	CMPQ         DX, $0x02
+	JL           gemvPanelF32PF2KAVX2_tail
+	PREFETCHT0   2048(BX)
+	PREFETCHT0   2112(BX)
+	VMOVUPS      (BX), Y4
+	VMOVUPS      32(BX), Y5
+	VBROADCASTSS (CX), Y6
+	VFMADD231PS  Y4, Y6, Y0
+	VFMADD231PS  Y5, Y6, Y1
+	VMOVUPS      64(BX), Y4
+	VMOVUPS      96(BX), Y5
+	VBROADCASTSS 4(CX), Y6
+	VFMADD231PS  Y4, Y6, Y2
+	VFMADD231PS  Y5, Y6, Y3
+	ADDQ         $0x08, CX
+	ADDQ         $0x80, BX
+	SUBQ         $0x02, DX
+	JMP          gemvPanelF32PF2KAVX2_loop2
+
+gemvPanelF32PF2KAVX2_tail:
+	TESTQ        DX, DX
+	JZ           gemvPanelF32PF2KAVX2_done
+	VMOVUPS      (BX), Y4
+	VMOVUPS      32(BX), Y5
+	VBROADCASTSS (CX), Y6
+	VFMADD231PS  Y4, Y6, Y0
+	VFMADD231PS  Y5, Y6, Y1
+
+gemvPanelF32PF2KAVX2_done:
+	VADDPS  Y2, Y0, Y0
+	VADDPS  Y3, Y1, Y1
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	VZEROUPPER
+	RET
+
+// func dotF32PF2Kx1AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)
+// Requires: AVX, FMA3, MMX+
+TEXT ·dotF32PF2Kx1AVX2(SB), NOSPLIT, $0-112
+	MOVQ a_base+32(FP), AX
+	MOVQ s_base+0(FP), CX
+	MOVQ lds+24(FP), DX
+	SHLQ $0x02, DX
+	MOVQ lda+56(FP), DX
+	SHLQ $0x02, DX
+	MOVQ n+96(FP), DX
+	MOVQ ldw+88(FP), BX
+	SHLQ $0x02, BX
+	MOVQ rows+104(FP), SI
+	MOVQ w_base+64(FP), DI
+
+dotF32PF2Kx1AVX2_row:
+	TESTQ  SI, SI
+	JZ     dotF32PF2Kx1AVX2_done
+	XORQ   R8, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   DX, R9
+	ANDQ   $-32, R9
+
+dotF32PF2Kx1AVX2_loop32:
+	CMPQ        R8, R9
+	JGE         dotF32PF2Kx1AVX2_loop8
+	PREFETCHT0  2048(DI)(R8*4)
+	PREFETCHT0  2112(DI)(R8*4)
+	VMOVUPS     (DI)(R8*4), Y4
+	VFMADD231PS (AX)(R8*4), Y4, Y0
+	VMOVUPS     32(DI)(R8*4), Y4
+	VFMADD231PS 32(AX)(R8*4), Y4, Y1
+	VMOVUPS     64(DI)(R8*4), Y4
+	VFMADD231PS 64(AX)(R8*4), Y4, Y2
+	VMOVUPS     96(DI)(R8*4), Y4
+	VFMADD231PS 96(AX)(R8*4), Y4, Y3
+	ADDQ        $0x20, R8
+	JMP         dotF32PF2Kx1AVX2_loop32
+
+dotF32PF2Kx1AVX2_loop8:
+	CMPQ        R8, DX
+	JGE         dotF32PF2Kx1AVX2_reduce
+	VMOVUPS     (DI)(R8*4), Y4
+	VFMADD231PS (AX)(R8*4), Y4, Y0
+	ADDQ        $0x08, R8
+	JMP         dotF32PF2Kx1AVX2_loop8
+
+dotF32PF2Kx1AVX2_reduce:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (CX)
+	ADDQ         $0x04, CX
+	ADDQ         BX, DI
+	DECQ         SI
+	JMP          dotF32PF2Kx1AVX2_row
+
+dotF32PF2Kx1AVX2_done:
+	VZEROUPPER
+	RET

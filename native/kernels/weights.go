@@ -55,7 +55,8 @@ func (w *weights) dot(a []float32, off int) float32 {
 	return dotF16(a, w.f16[off:])
 }
 
-// dotRows sets s[q·lds+x] = Σ_{i<k8} a[q·lda+i]·W[(x0+x)·lda+i] for q < r (2 or 3 rows of a),
+// dotRows sets s[q·lds+x] = Σ_{i<k8} a[q·lda+i]·W[(x0+x)·lda+i] for q < r (2 or 3 rows of a; 1
+// for float32),
 // x < rows of W from row x0 (k8 a multiple of 8, int8 unscaled), with the dot*xNAVX2 kernels:
 // only on the assembly path. W's rows have a's length, lda.
 func (w *weights) dotRows(s []float32, lds int, a []float32, lda, r, x0, rows, k8 int) {
@@ -63,6 +64,8 @@ func (w *weights) dotRows(s []float32, lds int, a []float32, lda, r, x0, rows, k
 	s = s[:(r-1)*lds+rows]
 	lo, hi := x0*lda, (x0+rows-1)*lda+k8
 	switch {
+	case w.f32 != nil && r == 1:
+		dotF32x1(s, lds, a, lda, w.f32[lo:hi], lda, k8, rows)
 	case w.f32 != nil && r == 2:
 		dotF32x2AVX2(s, lds, a, lda, w.f32[lo:hi], lda, k8, rows)
 	case w.f32 != nil:

@@ -7,9 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/modelrt/modelrt/native/kernels"
 )
@@ -118,12 +115,13 @@ type Probe struct {
 	Passes   int
 }
 
-// probe runs kernels.ReadBandwidthOf — the decode's dot-product kernel on the decode's worker
+// probe runs kernels.ReadBandwidth — the decode's dot-product kernel on the decode's worker
 // pool, every worker streaming its share of the buffer once per pass — over bytes (ProbeAuto:
-// ProbeSize of this machine), best of ProbePasses. The buffer is an anonymous mapping,
+// ProbeSize of this machine), best of ProbePasses. The buffer is the memory a float32 GPT-2
+// keeps its weights in (kernels.NewHugeMem: an anonymous mapping advised for huge pages),
 // populated by the kernel in one call (gigabytes of page faults one by one took half a minute
 // on a loaded machine), filled with ones so that every page is its own, and unmapped after:
-// nothing is left for the garbage collector. It falls back to the Go heap where mapping fails.
+// nothing is left for the garbage collector.
 func probe(bytes int) Probe {
 	llc, _ := LastLevelCache(sysCPU)
 	n := int64(bytes)
@@ -132,16 +130,6 @@ func probe(bytes int) Probe {
 	}
 	n = (n + 1<<20 - 1) >> 20 << 20 // whole MiB, as the kernel reads them
 	pr := Probe{Bytes: n, LLCBytes: llc, Passes: ProbePasses}
-	mem, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
-	if err != nil {
-		pr.GBps = kernels.ReadBandwidth(int(n), ProbePasses) / 1e9
-		return pr
-	}
-	defer unix.Munmap(mem)
-	buf := unsafe.Slice((*float32)(unsafe.Pointer(&mem[0])), n/4)
-	for i := range buf {
-		buf[i] = 1
-	}
-	pr.GBps = kernels.ReadBandwidthOf(buf, ProbePasses) / 1e9
+	pr.GBps = kernels.ReadBandwidth(int(n), ProbePasses) / 1e9
 	return pr
 }

@@ -67,6 +67,7 @@ func main() {
 		gemmRx64(r)
 	}
 	geluZ()
+	decodeF32()
 	Generate()
 }
 
@@ -496,7 +497,7 @@ func panelDepthLoop(l func(string) string, k, pw, adv Register, row int, step fu
 	CMPQ(k, Imm(2))
 	JL(LabelRef(l("tail")))
 	for off := 0; off < 2*row; off += 64 {
-		PREFETCHT0(Mem{Base: pw, Disp: gemvPrefetch + off})
+		prefetch(Mem{Base: pw, Disp: prefetchDist + off})
 	}
 	step(0, 0, 0)
 	step(row, 4, 1)
@@ -581,7 +582,8 @@ func gemvPanelRowsZ(e elem, r int) {
 // dot<E>AVX2(a, w) float32 over len(a).
 func dotRows(e elem, r int) {
 	name := fmt.Sprintf("dot%sx%dAVX2", e.suffix, r)
-	if r == 1 {
+	single := r == 1 && !dotRowsOne
+	if single {
 		name = "dot" + e.suffix + "AVX2"
 		TEXT(name, NOSPLIT, fmt.Sprintf("func(a []float32, w []%s) float32", e.goType))
 		Pragma("noescape")
@@ -594,7 +596,7 @@ func dotRows(e elem, r int) {
 	var ps, n, lds, ldw, rows Register
 	pa := Load(Param("a").Base(), GP64())
 	pr := []Register{pa}
-	if r == 1 {
+	if single {
 		n = Load(Param("a").Len(), GP64())
 	} else {
 		ps = Load(Param("s").Base(), GP64())
@@ -616,7 +618,7 @@ func dotRows(e elem, r int) {
 	}
 	pw := Load(Param("w").Base(), GP64())
 	l := func(s string) string { return name + "_" + s }
-	if r > 1 {
+	if !single {
 		Label(l("row"))
 		TESTQ(rows, rows)
 		JZ(LabelRef(l("done")))
@@ -638,7 +640,7 @@ func dotRows(e elem, r int) {
 	CMPQ(j, end32)
 	JGE(LabelRef(l("loop8")))
 	for off := 0; off < 32*e.size; off += 64 {
-		PREFETCHT0(Mem{Base: pw, Index: j, Scale: uint8(e.size), Disp: gemvPrefetch + off})
+		prefetch(Mem{Base: pw, Index: j, Scale: uint8(e.size), Disp: prefetchDist + off})
 	}
 	for u := 0; u < 4; u++ {
 		e.load8(Mem{Base: pw, Index: j, Scale: uint8(e.size), Disp: 8 * u * e.size}, t)
@@ -658,7 +660,7 @@ func dotRows(e elem, r int) {
 	ADDQ(Imm(8), j)
 	JMP(LabelRef(l("loop8")))
 	Label(l("reduce"))
-	if r == 1 {
+	if single {
 		lo := reduce4(acc[0][:])
 		VZEROUPPER()
 		Store(lo, ReturnIndex(0))
