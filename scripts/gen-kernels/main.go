@@ -61,6 +61,7 @@ func main() {
 	winogradOut16()
 	groupNormStats()
 	groupNormAffine()
+	vnniKernels()
 	Generate()
 }
 
