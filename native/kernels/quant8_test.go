@@ -442,3 +442,73 @@ func benchOldVNNI(b *testing.B, bytes int, f func(rows int)) {
 		})
 	}
 }
+
+// BenchmarkQ8KernelsInCache measures the kernels themselves, on one goroutine and on weights
+// that stay in L2 (768×768 int8 panels; 512 LM-head rows of 768), so that memory bandwidth does
+// not hide their cost: per iteration one pass with the float-widening kernel (old) and one with
+// quantized activations (vnni, quantization included), each timed, the fastest pass of each
+// reported (on a shared machine the fastest is the one least disturbed).
+func BenchmarkQ8KernelsInCache(b *testing.B) {
+	if !haveVNNI {
+		b.Skip("no AVX512-VNNI/VBMI kernels on this CPU or build")
+	}
+	const k, n = 768, 768
+	q, _ := quant.Int8Cols(randomVec(1, k*n, -1, 1), k, n)
+	qp := PackPanels(q, k, n)
+	qt, st := quant.Int8Rows(randomVec(2, 512*k, -1, 1), 512, k)
+	x := randomVec(3, gemvRowsZ*k, -1, 1)
+	lq := q8RowBytes(k)
+	qa := make([]byte, gemvRowsZ*lq)
+	var y [gemvRowsZ * PanelWidth]float32
+	lm := make([]float32, gemvRowsZ*512)
+	defer func(s, z, v bool) { useSIMD, useAVX512, useVNNI = s, z, v }(useSIMD, useAVX512, useVNNI)
+	useSIMD, useAVX512 = true, true
+	panels := func(rows int, vnni bool) {
+		if vnni {
+			quantizeQ8(qa, lq, x, k, rows, k)
+		}
+		w := weights{i8: qp, panels: true}
+		for jp := 0; jp < n/PanelWidth; jp++ {
+			off := jp * k * PanelWidth
+			switch {
+			case vnni:
+				gemvPanelQ8(y[:], qa, lq, qp[off:off+k*PanelWidth], k, rows)
+			case rows == 1:
+				w.gemvPanel(y[:PanelWidth], x[:k], off)
+			default:
+				w.gemvPanelRows(y[:], x, k, rows, off)
+			}
+		}
+	}
+	lmHead := func(rows int, vnni bool) {
+		useVNNI = vnni
+		j := gemmTJob{m: rows, n: 512, k: k, a: x[:rows*k], w: weights{i8: qt, scale: st}, c: lm}
+		if vnni {
+			j.lq, j.qa = q8RowBytesT(k), quantizeQ8T(x, rows, k)
+		}
+		for lo := 0; lo < 512; lo += 64 {
+			j.chunk(0, lo, lo+64)
+		}
+	}
+	for _, c := range []struct {
+		name  string
+		bytes int
+		f     func(rows int, vnni bool)
+	}{{"panels", k * n, panels}, {"lmhead", 512 * k, lmHead}} {
+		for _, rows := range []int{1, 2, 4, 8} {
+			b.Run(fmt.Sprintf("%s/rows=%d", c.name, rows), func(b *testing.B) {
+				best := [2]time.Duration{time.Hour, time.Hour}
+				for range b.N {
+					for v := range best {
+						t0 := time.Now()
+						c.f(rows, v == 1)
+						best[v] = min(best[v], time.Since(t0))
+					}
+				}
+				b.ReportMetric(float64(c.bytes)/best[0].Seconds()/1e9, "old-GB/s")
+				b.ReportMetric(float64(c.bytes)/best[1].Seconds()/1e9, "vnni-GB/s")
+				b.ReportMetric(best[0].Seconds()/best[1].Seconds(), "old/vnni")
+			})
+		}
+	}
+}
