@@ -4,7 +4,7 @@ package kernels
 
 // Without amd64 assembly (another architecture, or the purego tag) the SIMD kernels do not exist:
 // these stand-ins keep the package compiling and are never called, because useSIMD is false.
-var haveAVX2, haveF16C, haveAVX512 = false, false, false
+var haveAVX2, haveF16C, haveAVX512, haveVNNI = false, false, false, false
 
 func gemm6x16AVX2(a, b, c []float32, ldc int)                     { panic("kernels: no SIMD") }
 func axpyPanelF32AVX2(c, a []float32, w []float32, ldw int)       { panic("kernels: no SIMD") }
@@ -90,3 +90,41 @@ func gemm6x64PfAVX512(a, b []float32, bs int, c []float32, ldc int, init, pf []f
 	panic("kernels: no SIMD")
 }
 func geluAVX512(dst, x []float32) { panic("kernels: no SIMD") }
+
+func gemvPanelQ8x1VNNI(y []float32, qa []byte, lda int, w []int8, blocks, steps int, mask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemvPanelQ8x2VNNI(y []float32, qa []byte, lda int, w []int8, blocks, steps int, mask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemvPanelQ8x3VNNI(y []float32, qa []byte, lda int, w []int8, blocks, steps int, mask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemvPanelQ8x4VNNI(y []float32, qa []byte, lda int, w []int8, blocks, steps int, mask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemvPanelQ8x5VNNI(y []float32, qa []byte, lda int, w []int8, blocks, steps int, mask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemvPanelQ8x6VNNI(y []float32, qa []byte, lda int, w []int8, blocks, steps int, mask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemvPanelQ8x7VNNI(y []float32, qa []byte, lda int, w []int8, blocks, steps int, mask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemvPanelQ8x8VNNI(y []float32, qa []byte, lda int, w []int8, blocks, steps int, mask uint64) {
+	panic("kernels: no SIMD")
+}
+func quantizeQ8AVX512(dst []byte, a []float32, blocks int) { panic("kernels: no SIMD") }
+func dotQ8x1VNNI(y []float32, qa []byte, lda int, w []int8, ldw, n, groups int, mask uint64) {
+	panic("kernels: no SIMD")
+}
+func dotQ8x2VNNI(y []float32, qa []byte, lda int, w []int8, ldw, n, groups int, mask uint64) {
+	panic("kernels: no SIMD")
+}
+func dotQ8x3VNNI(y []float32, qa []byte, lda int, w []int8, ldw, n, groups int, mask uint64) {
+	panic("kernels: no SIMD")
+}
+func dotQ8x4VNNI(y []float32, qa []byte, lda int, w []int8, ldw, n, groups int, mask uint64) {
+	panic("kernels: no SIMD")
+}

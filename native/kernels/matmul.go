@@ -96,6 +96,12 @@ func gemmW(m, n, k int, a []float32, lda int, w weights, ldb int, c []float32, l
 		p := acquire()
 		defer p.release()
 		p.pj = panelJob{m: m, n: n, k: k, a: a, w: w, c: c, bias: bias, ldc: ldc}
+		if w.i8 != nil && useVNNI {
+			p.pj.lq = q8RowBytes(k)
+			q8Scratch = growBytes(q8Scratch, m*p.pj.lq)
+			p.pj.qa = q8Scratch
+			quantizeQ8(p.pj.qa, p.pj.lq, a, lda, m, k)
+		}
 		p.run(&p.pj, (n+PanelWidth-1)/PanelWidth, panelGrain(k, w))
 		p.pj = panelJob{}
 		return
@@ -367,6 +373,10 @@ func matMulTW(dst, a []float32, w weights, bias []float32, m, k, n int) {
 	p := acquire()
 	defer p.release()
 	p.mmt = gemmTJob{m: m, n: n, k: k, a: a, w: w, c: dst, bias: bias}
+	if w.i8 != nil && useVNNI && m < gemmMB {
+		p.mmt.lq = q8RowBytesT(k)
+		p.mmt.qa = quantizeQ8T(a, m, k)
+	}
 	p.run(&p.mmt, n, 64)
 	p.mmt = gemmTJob{}
 }
@@ -375,11 +385,17 @@ type gemmTJob struct {
 	m, n, k    int
 	a, c, bias []float32
 	w          weights
+	qa         []byte // int8 decode rows on the VNNI path: a quantized (quantizeQ8T), row i at qa[i·lq:]
+	lq         int
 }
 
 // chunk computes columns [lo,hi) of every row of C. On the pure-Go path it takes four columns
 // (rows of W) at a time so that each load of A feeds four independent sums.
 func (j *gemmTJob) chunk(_, lo, hi int) {
+	if j.qa != nil {
+		j.chunkQ8(lo, hi)
+		return
+	}
 	k := j.k
 	if (j.m > 1 || j.w.f32 != nil && lmHeadRows) && useSIMD && (j.w.f16 == nil || haveF16C) {
 		j.chunkRows(lo, hi)

@@ -31,7 +31,10 @@ func nanVec(n int) []float32 {
 // loops — the last two being what other CPUs and architectures run.
 func bothInner(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	defer func(s, g, z bool) { useSIMD, useGonum, useAVX512 = s, g, z }(useSIMD, useGonum, useAVX512)
+	// The quantized-activation int8 path (useVNNI) has its own tests (quant8_test.go): these
+	// hold the float-widening kernels to float32 tolerances.
+	defer func(s, g, z, v bool) { useSIMD, useGonum, useAVX512, useVNNI = s, g, z, v }(useSIMD, useGonum, useAVX512, useVNNI)
+	useVNNI = false
 	for _, c := range []struct {
 		name               string
 		simd, gonu, avx512 bool

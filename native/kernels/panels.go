@@ -100,18 +100,24 @@ func MatMulPanelsF16(dst, a []float32, h []uint16, bias []float32, m, k, n int) 
 // panelJob computes C = A·W + bias with W in panels, one panel (16 output columns, all rows of A)
 // per item: each output is one panel's dot products, computed by one task, so results do not
 // depend on the workers.
+//
+// With qa set (int8 weights, useVNNI), the rows of A are read quantized instead: qa holds them
+// as quantizeQ8 wrote them, row i at qa[i·lq:], and gemvPanelQ8 takes up to gemvRowsZ of them
+// per pass over a panel.
 type panelJob struct {
 	m, n, k int
 	a       []float32
 	w       weights
 	c, bias []float32
 	ldc     int
+	qa      []byte
+	lq      int
 }
 
 func (j *panelJob) chunk(_, lo, hi int) {
 	var y [gemvRowsZ * PanelWidth]float32
 	most := gemvRows
-	if useSIMD && useAVX512 {
+	if useSIMD && useAVX512 || j.qa != nil {
 		most = gemvRowsZ
 	}
 	for jp := lo; jp < hi; jp++ {
@@ -119,7 +125,13 @@ func (j *panelJob) chunk(_, lo, hi int) {
 		nb := min(PanelWidth, j.n-j0)
 		off := jp * j.k * PanelWidth
 		for i := 0; i < j.m; {
-			r := j.w.gemvPanelRows(y[:], j.a[i*j.k:], j.k, min(most, j.m-i), off)
+			var r int
+			if j.qa != nil {
+				r = min(most, j.m-i)
+				gemvPanelQ8(y[:], j.qa[i*j.lq:], j.lq, j.w.i8[off:off+j.k*PanelWidth], j.k, r)
+			} else {
+				r = j.w.gemvPanelRows(y[:], j.a[i*j.k:], j.k, min(most, j.m-i), off)
+			}
 			for q := 0; q < r; q++ {
 				ci := j.c[(i+q)*j.ldc+j0:][:nb]
 				yq := y[q*PanelWidth:]

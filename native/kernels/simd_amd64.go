@@ -308,3 +308,68 @@ func gemvPanelF32PF2KAVX2(y []float32, a []float32, w []float32)
 //
 //go:noescape
 func dotF32PF2Kx1AVX2(s []float32, lds int, a []float32, lda int, w []float32, ldw int, n int, rows int)
+
+// gemvPanelQ8x1VNNI sets y[16i:16i+16] to the quantized-activation product of 1 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w: blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step.
+//
+//go:noescape
+func gemvPanelQ8x1VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+
+// gemvPanelQ8x2VNNI sets y[16i:16i+16] to the quantized-activation product of 2 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w: blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step.
+//
+//go:noescape
+func gemvPanelQ8x2VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+
+// gemvPanelQ8x3VNNI sets y[16i:16i+16] to the quantized-activation product of 3 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w: blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step.
+//
+//go:noescape
+func gemvPanelQ8x3VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+
+// gemvPanelQ8x4VNNI sets y[16i:16i+16] to the quantized-activation product of 4 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w: blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step.
+//
+//go:noescape
+func gemvPanelQ8x4VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+
+// gemvPanelQ8x5VNNI sets y[16i:16i+16] to the quantized-activation product of 5 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w: blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step.
+//
+//go:noescape
+func gemvPanelQ8x5VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+
+// gemvPanelQ8x6VNNI sets y[16i:16i+16] to the quantized-activation product of 6 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w: blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step.
+//
+//go:noescape
+func gemvPanelQ8x6VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+
+// gemvPanelQ8x7VNNI sets y[16i:16i+16] to the quantized-activation product of 7 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w: blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step.
+//
+//go:noescape
+func gemvPanelQ8x7VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+
+// gemvPanelQ8x8VNNI sets y[16i:16i+16] to the quantized-activation product of 8 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w: blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step.
+//
+//go:noescape
+func gemvPanelQ8x8VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+
+// quantizeQ8AVX512 writes blocks records of 16 int8 activations of a, their float32 scale and −128·Σq to dst.
+//
+//go:noescape
+func quantizeQ8AVX512(dst []byte, a []float32, blocks int)
+
+// dotQ8x1VNNI sets y[8x+i] to the quantized-activation dot product of row i < 1 of qa (stride lda bytes) and int8 weight row x < n of w (stride ldw): groups whole groups of 64 k, then one under the byte mask mask when it is non-zero.
+//
+//go:noescape
+func dotQ8x1VNNI(y []float32, qa []byte, lda int, w []int8, ldw int, n int, groups int, mask uint64)
+
+// dotQ8x2VNNI sets y[8x+i] to the quantized-activation dot product of row i < 2 of qa (stride lda bytes) and int8 weight row x < n of w (stride ldw): groups whole groups of 64 k, then one under the byte mask mask when it is non-zero.
+//
+//go:noescape
+func dotQ8x2VNNI(y []float32, qa []byte, lda int, w []int8, ldw int, n int, groups int, mask uint64)
+
+// dotQ8x3VNNI sets y[8x+i] to the quantized-activation dot product of row i < 3 of qa (stride lda bytes) and int8 weight row x < n of w (stride ldw): groups whole groups of 64 k, then one under the byte mask mask when it is non-zero.
+//
+//go:noescape
+func dotQ8x3VNNI(y []float32, qa []byte, lda int, w []int8, ldw int, n int, groups int, mask uint64)
+
+// dotQ8x4VNNI sets y[8x+i] to the quantized-activation dot product of row i < 4 of qa (stride lda bytes) and int8 weight row x < n of w (stride ldw): groups whole groups of 64 k, then one under the byte mask mask when it is non-zero.
+//
+//go:noescape
+func dotQ8x4VNNI(y []float32, qa []byte, lda int, w []int8, ldw int, n int, groups int, mask uint64)

@@ -7246,3 +7246,2809 @@ dotF32PF2Kx1AVX2_reduce:
 dotF32PF2Kx1AVX2_done:
 	VZEROUPPER
 	RET
+
+DATA q8_perm<>+0(SB)/1, $0x00
+DATA q8_perm<>+1(SB)/1, $0x10
+DATA q8_perm<>+2(SB)/1, $0x20
+DATA q8_perm<>+3(SB)/1, $0x30
+DATA q8_perm<>+4(SB)/1, $0x01
+DATA q8_perm<>+5(SB)/1, $0x11
+DATA q8_perm<>+6(SB)/1, $0x21
+DATA q8_perm<>+7(SB)/1, $0x31
+DATA q8_perm<>+8(SB)/1, $0x02
+DATA q8_perm<>+9(SB)/1, $0x12
+DATA q8_perm<>+10(SB)/1, $0x22
+DATA q8_perm<>+11(SB)/1, $0x32
+DATA q8_perm<>+12(SB)/1, $0x03
+DATA q8_perm<>+13(SB)/1, $0x13
+DATA q8_perm<>+14(SB)/1, $0x23
+DATA q8_perm<>+15(SB)/1, $0x33
+DATA q8_perm<>+16(SB)/1, $0x04
+DATA q8_perm<>+17(SB)/1, $0x14
+DATA q8_perm<>+18(SB)/1, $0x24
+DATA q8_perm<>+19(SB)/1, $0x34
+DATA q8_perm<>+20(SB)/1, $0x05
+DATA q8_perm<>+21(SB)/1, $0x15
+DATA q8_perm<>+22(SB)/1, $0x25
+DATA q8_perm<>+23(SB)/1, $0x35
+DATA q8_perm<>+24(SB)/1, $0x06
+DATA q8_perm<>+25(SB)/1, $0x16
+DATA q8_perm<>+26(SB)/1, $0x26
+DATA q8_perm<>+27(SB)/1, $0x36
+DATA q8_perm<>+28(SB)/1, $0x07
+DATA q8_perm<>+29(SB)/1, $0x17
+DATA q8_perm<>+30(SB)/1, $0x27
+DATA q8_perm<>+31(SB)/1, $0x37
+DATA q8_perm<>+32(SB)/1, $0x08
+DATA q8_perm<>+33(SB)/1, $0x18
+DATA q8_perm<>+34(SB)/1, $0x28
+DATA q8_perm<>+35(SB)/1, $0x38
+DATA q8_perm<>+36(SB)/1, $0x09
+DATA q8_perm<>+37(SB)/1, $0x19
+DATA q8_perm<>+38(SB)/1, $0x29
+DATA q8_perm<>+39(SB)/1, $0x39
+DATA q8_perm<>+40(SB)/1, $0x0a
+DATA q8_perm<>+41(SB)/1, $0x1a
+DATA q8_perm<>+42(SB)/1, $0x2a
+DATA q8_perm<>+43(SB)/1, $0x3a
+DATA q8_perm<>+44(SB)/1, $0x0b
+DATA q8_perm<>+45(SB)/1, $0x1b
+DATA q8_perm<>+46(SB)/1, $0x2b
+DATA q8_perm<>+47(SB)/1, $0x3b
+DATA q8_perm<>+48(SB)/1, $0x0c
+DATA q8_perm<>+49(SB)/1, $0x1c
+DATA q8_perm<>+50(SB)/1, $0x2c
+DATA q8_perm<>+51(SB)/1, $0x3c
+DATA q8_perm<>+52(SB)/1, $0x0d
+DATA q8_perm<>+53(SB)/1, $0x1d
+DATA q8_perm<>+54(SB)/1, $0x2d
+DATA q8_perm<>+55(SB)/1, $0x3d
+DATA q8_perm<>+56(SB)/1, $0x0e
+DATA q8_perm<>+57(SB)/1, $0x1e
+DATA q8_perm<>+58(SB)/1, $0x2e
+DATA q8_perm<>+59(SB)/1, $0x3e
+DATA q8_perm<>+60(SB)/1, $0x0f
+DATA q8_perm<>+61(SB)/1, $0x1f
+DATA q8_perm<>+62(SB)/1, $0x2f
+DATA q8_perm<>+63(SB)/1, $0x3f
+GLOBL q8_perm<>(SB), RODATA|NOPTR, $64
+
+DATA q8_x80<>+0(SB)/1, $0x80
+DATA q8_x80<>+1(SB)/1, $0x80
+DATA q8_x80<>+2(SB)/1, $0x80
+DATA q8_x80<>+3(SB)/1, $0x80
+DATA q8_x80<>+4(SB)/1, $0x80
+DATA q8_x80<>+5(SB)/1, $0x80
+DATA q8_x80<>+6(SB)/1, $0x80
+DATA q8_x80<>+7(SB)/1, $0x80
+DATA q8_x80<>+8(SB)/1, $0x80
+DATA q8_x80<>+9(SB)/1, $0x80
+DATA q8_x80<>+10(SB)/1, $0x80
+DATA q8_x80<>+11(SB)/1, $0x80
+DATA q8_x80<>+12(SB)/1, $0x80
+DATA q8_x80<>+13(SB)/1, $0x80
+DATA q8_x80<>+14(SB)/1, $0x80
+DATA q8_x80<>+15(SB)/1, $0x80
+DATA q8_x80<>+16(SB)/1, $0x80
+DATA q8_x80<>+17(SB)/1, $0x80
+DATA q8_x80<>+18(SB)/1, $0x80
+DATA q8_x80<>+19(SB)/1, $0x80
+DATA q8_x80<>+20(SB)/1, $0x80
+DATA q8_x80<>+21(SB)/1, $0x80
+DATA q8_x80<>+22(SB)/1, $0x80
+DATA q8_x80<>+23(SB)/1, $0x80
+DATA q8_x80<>+24(SB)/1, $0x80
+DATA q8_x80<>+25(SB)/1, $0x80
+DATA q8_x80<>+26(SB)/1, $0x80
+DATA q8_x80<>+27(SB)/1, $0x80
+DATA q8_x80<>+28(SB)/1, $0x80
+DATA q8_x80<>+29(SB)/1, $0x80
+DATA q8_x80<>+30(SB)/1, $0x80
+DATA q8_x80<>+31(SB)/1, $0x80
+DATA q8_x80<>+32(SB)/1, $0x80
+DATA q8_x80<>+33(SB)/1, $0x80
+DATA q8_x80<>+34(SB)/1, $0x80
+DATA q8_x80<>+35(SB)/1, $0x80
+DATA q8_x80<>+36(SB)/1, $0x80
+DATA q8_x80<>+37(SB)/1, $0x80
+DATA q8_x80<>+38(SB)/1, $0x80
+DATA q8_x80<>+39(SB)/1, $0x80
+DATA q8_x80<>+40(SB)/1, $0x80
+DATA q8_x80<>+41(SB)/1, $0x80
+DATA q8_x80<>+42(SB)/1, $0x80
+DATA q8_x80<>+43(SB)/1, $0x80
+DATA q8_x80<>+44(SB)/1, $0x80
+DATA q8_x80<>+45(SB)/1, $0x80
+DATA q8_x80<>+46(SB)/1, $0x80
+DATA q8_x80<>+47(SB)/1, $0x80
+DATA q8_x80<>+48(SB)/1, $0x80
+DATA q8_x80<>+49(SB)/1, $0x80
+DATA q8_x80<>+50(SB)/1, $0x80
+DATA q8_x80<>+51(SB)/1, $0x80
+DATA q8_x80<>+52(SB)/1, $0x80
+DATA q8_x80<>+53(SB)/1, $0x80
+DATA q8_x80<>+54(SB)/1, $0x80
+DATA q8_x80<>+55(SB)/1, $0x80
+DATA q8_x80<>+56(SB)/1, $0x80
+DATA q8_x80<>+57(SB)/1, $0x80
+DATA q8_x80<>+58(SB)/1, $0x80
+DATA q8_x80<>+59(SB)/1, $0x80
+DATA q8_x80<>+60(SB)/1, $0x80
+DATA q8_x80<>+61(SB)/1, $0x80
+DATA q8_x80<>+62(SB)/1, $0x80
+DATA q8_x80<>+63(SB)/1, $0x80
+GLOBL q8_x80<>(SB), RODATA|NOPTR, $64
+
+// func gemvPanelQ8x1VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemvPanelQ8x1VNNI(SB), NOSPLIT, $0-104
+	MOVQ      qa_base+24(FP), AX
+	MOVQ      w_base+56(FP), CX
+	MOVQ      blocks+80(FP), DX
+	XORQ      BX, BX
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+
+gemvPanelQ8x1VNNI_block:
+	TESTQ            DX, DX
+	JZ               gemvPanelQ8x1VNNI_partial
+	VPBROADCASTD     20(AX)(BX*1), Z4
+	VPXORD           Z5, Z5, Z5
+	PREFETCHT0       1024(CX)
+	VPERMB           (CX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(BX*1), Z2, Z4
+	PREFETCHT0       1088(CX)
+	VPERMB           64(CX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(BX*1), Z2, Z5
+	PREFETCHT0       1152(CX)
+	VPERMB           128(CX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(BX*1), Z2, Z4
+	PREFETCHT0       1216(CX)
+	VPERMB           192(CX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(BX*1), Z2, Z5
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(BX*1), Z4, Z3
+	ADDQ             $0x18, BX
+	ADDQ             $0x00000100, CX
+	DECQ             DX
+	JMP              gemvPanelQ8x1VNNI_block
+
+gemvPanelQ8x1VNNI_partial:
+	MOVQ         steps+88(FP), DX
+	MOVQ         mask+96(FP), SI
+	MOVQ         DX, DI
+	ORQ          SI, DI
+	JZ           gemvPanelQ8x1VNNI_store
+	VPBROADCASTD 20(AX)(BX*1), Z4
+	VPXORD       Z5, Z5, Z5
+	MOVQ         BX, DI
+
+gemvPanelQ8x1VNNI_step:
+	TESTQ         DX, DX
+	JZ            gemvPanelQ8x1VNNI_masked
+	VPERMB        (CX), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(DI*1), Z2, Z4
+	ADDQ          $0x04, DI
+	ADDQ          $0x40, CX
+	DECQ          DX
+	JMP           gemvPanelQ8x1VNNI_step
+
+gemvPanelQ8x1VNNI_masked:
+	TESTQ         SI, SI
+	JZ            gemvPanelQ8x1VNNI_finish
+	KMOVQ         SI, K1
+	VMOVDQU8.Z    (CX), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(DI*1), Z2, Z5
+
+gemvPanelQ8x1VNNI_finish:
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(BX*1), Z4, Z3
+
+gemvPanelQ8x1VNNI_store:
+	MOVQ    y_base+0(FP), AX
+	VMOVUPS Z3, (AX)
+	VZEROUPPER
+	RET
+
+// func gemvPanelQ8x2VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemvPanelQ8x2VNNI(SB), NOSPLIT, $0-104
+	MOVQ      qa_base+24(FP), AX
+	MOVQ      lda+48(FP), CX
+	LEAQ      (AX)(CX*1), CX
+	MOVQ      w_base+56(FP), DX
+	MOVQ      blocks+80(FP), BX
+	XORQ      SI, SI
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z6, Z6, Z6
+
+gemvPanelQ8x2VNNI_block:
+	TESTQ            BX, BX
+	JZ               gemvPanelQ8x2VNNI_partial
+	VPBROADCASTD     20(AX)(SI*1), Z4
+	VPXORD           Z5, Z5, Z5
+	VPBROADCASTD     20(CX)(SI*1), Z7
+	VPXORD           Z8, Z8, Z8
+	PREFETCHT0       1024(DX)
+	VPERMB           (DX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(SI*1), Z2, Z4
+	VPDPBUSD.BCST    (CX)(SI*1), Z2, Z7
+	PREFETCHT0       1088(DX)
+	VPERMB           64(DX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(SI*1), Z2, Z5
+	VPDPBUSD.BCST    4(CX)(SI*1), Z2, Z8
+	PREFETCHT0       1152(DX)
+	VPERMB           128(DX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(SI*1), Z2, Z4
+	VPDPBUSD.BCST    8(CX)(SI*1), Z2, Z7
+	PREFETCHT0       1216(DX)
+	VPERMB           192(DX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(SI*1), Z2, Z5
+	VPDPBUSD.BCST    12(CX)(SI*1), Z2, Z8
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(SI*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(CX)(SI*1), Z7, Z6
+	ADDQ             $0x18, SI
+	ADDQ             $0x00000100, DX
+	DECQ             BX
+	JMP              gemvPanelQ8x2VNNI_block
+
+gemvPanelQ8x2VNNI_partial:
+	MOVQ         steps+88(FP), BX
+	MOVQ         mask+96(FP), DI
+	MOVQ         BX, R8
+	ORQ          DI, R8
+	JZ           gemvPanelQ8x2VNNI_store
+	VPBROADCASTD 20(AX)(SI*1), Z4
+	VPXORD       Z5, Z5, Z5
+	VPBROADCASTD 20(CX)(SI*1), Z7
+	VPXORD       Z8, Z8, Z8
+	MOVQ         SI, R8
+
+gemvPanelQ8x2VNNI_step:
+	TESTQ         BX, BX
+	JZ            gemvPanelQ8x2VNNI_masked
+	VPERMB        (DX), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R8*1), Z2, Z4
+	VPDPBUSD.BCST (CX)(R8*1), Z2, Z7
+	ADDQ          $0x04, R8
+	ADDQ          $0x40, DX
+	DECQ          BX
+	JMP           gemvPanelQ8x2VNNI_step
+
+gemvPanelQ8x2VNNI_masked:
+	TESTQ         DI, DI
+	JZ            gemvPanelQ8x2VNNI_finish
+	KMOVQ         DI, K1
+	VMOVDQU8.Z    (DX), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R8*1), Z2, Z5
+	VPDPBUSD.BCST (CX)(R8*1), Z2, Z8
+
+gemvPanelQ8x2VNNI_finish:
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(SI*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(CX)(SI*1), Z7, Z6
+
+gemvPanelQ8x2VNNI_store:
+	MOVQ    y_base+0(FP), AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z6, 64(AX)
+	VZEROUPPER
+	RET
+
+// func gemvPanelQ8x3VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemvPanelQ8x3VNNI(SB), NOSPLIT, $0-104
+	MOVQ      qa_base+24(FP), AX
+	MOVQ      lda+48(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), CX
+	MOVQ      w_base+56(FP), BX
+	MOVQ      blocks+80(FP), SI
+	XORQ      DI, DI
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z9, Z9, Z9
+
+gemvPanelQ8x3VNNI_block:
+	TESTQ            SI, SI
+	JZ               gemvPanelQ8x3VNNI_partial
+	VPBROADCASTD     20(AX)(DI*1), Z4
+	VPXORD           Z5, Z5, Z5
+	VPBROADCASTD     20(DX)(DI*1), Z7
+	VPXORD           Z8, Z8, Z8
+	VPBROADCASTD     20(CX)(DI*1), Z10
+	VPXORD           Z11, Z11, Z11
+	PREFETCHT0       1024(BX)
+	VPERMB           (BX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(DI*1), Z2, Z4
+	VPDPBUSD.BCST    (DX)(DI*1), Z2, Z7
+	VPDPBUSD.BCST    (CX)(DI*1), Z2, Z10
+	PREFETCHT0       1088(BX)
+	VPERMB           64(BX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(DI*1), Z2, Z5
+	VPDPBUSD.BCST    4(DX)(DI*1), Z2, Z8
+	VPDPBUSD.BCST    4(CX)(DI*1), Z2, Z11
+	PREFETCHT0       1152(BX)
+	VPERMB           128(BX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(DI*1), Z2, Z4
+	VPDPBUSD.BCST    8(DX)(DI*1), Z2, Z7
+	VPDPBUSD.BCST    8(CX)(DI*1), Z2, Z10
+	PREFETCHT0       1216(BX)
+	VPERMB           192(BX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(DI*1), Z2, Z5
+	VPDPBUSD.BCST    12(DX)(DI*1), Z2, Z8
+	VPDPBUSD.BCST    12(CX)(DI*1), Z2, Z11
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(DI*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(DX)(DI*1), Z7, Z6
+	VPADDD           Z11, Z10, Z10
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(CX)(DI*1), Z10, Z9
+	ADDQ             $0x18, DI
+	ADDQ             $0x00000100, BX
+	DECQ             SI
+	JMP              gemvPanelQ8x3VNNI_block
+
+gemvPanelQ8x3VNNI_partial:
+	MOVQ         steps+88(FP), SI
+	MOVQ         mask+96(FP), R8
+	MOVQ         SI, R9
+	ORQ          R8, R9
+	JZ           gemvPanelQ8x3VNNI_store
+	VPBROADCASTD 20(AX)(DI*1), Z4
+	VPXORD       Z5, Z5, Z5
+	VPBROADCASTD 20(DX)(DI*1), Z7
+	VPXORD       Z8, Z8, Z8
+	VPBROADCASTD 20(CX)(DI*1), Z10
+	VPXORD       Z11, Z11, Z11
+	MOVQ         DI, R9
+
+gemvPanelQ8x3VNNI_step:
+	TESTQ         SI, SI
+	JZ            gemvPanelQ8x3VNNI_masked
+	VPERMB        (BX), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R9*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R9*1), Z2, Z7
+	VPDPBUSD.BCST (CX)(R9*1), Z2, Z10
+	ADDQ          $0x04, R9
+	ADDQ          $0x40, BX
+	DECQ          SI
+	JMP           gemvPanelQ8x3VNNI_step
+
+gemvPanelQ8x3VNNI_masked:
+	TESTQ         R8, R8
+	JZ            gemvPanelQ8x3VNNI_finish
+	KMOVQ         R8, K1
+	VMOVDQU8.Z    (BX), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R9*1), Z2, Z5
+	VPDPBUSD.BCST (DX)(R9*1), Z2, Z8
+	VPDPBUSD.BCST (CX)(R9*1), Z2, Z11
+
+gemvPanelQ8x3VNNI_finish:
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(DI*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(DX)(DI*1), Z7, Z6
+	VPADDD           Z11, Z10, Z10
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(CX)(DI*1), Z10, Z9
+
+gemvPanelQ8x3VNNI_store:
+	MOVQ    y_base+0(FP), AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z6, 64(AX)
+	VMOVUPS Z9, 128(AX)
+	VZEROUPPER
+	RET
+
+// func gemvPanelQ8x4VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemvPanelQ8x4VNNI(SB), NOSPLIT, $0-104
+	MOVQ      qa_base+24(FP), AX
+	MOVQ      lda+48(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), BX
+	LEAQ      (BX)(CX*1), CX
+	MOVQ      w_base+56(FP), SI
+	MOVQ      blocks+80(FP), DI
+	XORQ      R8, R8
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z12, Z12, Z12
+
+gemvPanelQ8x4VNNI_block:
+	TESTQ            DI, DI
+	JZ               gemvPanelQ8x4VNNI_partial
+	VPBROADCASTD     20(AX)(R8*1), Z4
+	VPXORD           Z5, Z5, Z5
+	VPBROADCASTD     20(DX)(R8*1), Z7
+	VPXORD           Z8, Z8, Z8
+	VPBROADCASTD     20(BX)(R8*1), Z10
+	VPXORD           Z11, Z11, Z11
+	VPBROADCASTD     20(CX)(R8*1), Z13
+	VPXORD           Z14, Z14, Z14
+	PREFETCHT0       1024(SI)
+	VPERMB           (SI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(R8*1), Z2, Z4
+	VPDPBUSD.BCST    (DX)(R8*1), Z2, Z7
+	VPDPBUSD.BCST    (BX)(R8*1), Z2, Z10
+	VPDPBUSD.BCST    (CX)(R8*1), Z2, Z13
+	PREFETCHT0       1088(SI)
+	VPERMB           64(SI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(R8*1), Z2, Z5
+	VPDPBUSD.BCST    4(DX)(R8*1), Z2, Z8
+	VPDPBUSD.BCST    4(BX)(R8*1), Z2, Z11
+	VPDPBUSD.BCST    4(CX)(R8*1), Z2, Z14
+	PREFETCHT0       1152(SI)
+	VPERMB           128(SI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(R8*1), Z2, Z4
+	VPDPBUSD.BCST    8(DX)(R8*1), Z2, Z7
+	VPDPBUSD.BCST    8(BX)(R8*1), Z2, Z10
+	VPDPBUSD.BCST    8(CX)(R8*1), Z2, Z13
+	PREFETCHT0       1216(SI)
+	VPERMB           192(SI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(R8*1), Z2, Z5
+	VPDPBUSD.BCST    12(DX)(R8*1), Z2, Z8
+	VPDPBUSD.BCST    12(BX)(R8*1), Z2, Z11
+	VPDPBUSD.BCST    12(CX)(R8*1), Z2, Z14
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R8*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(DX)(R8*1), Z7, Z6
+	VPADDD           Z11, Z10, Z10
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(BX)(R8*1), Z10, Z9
+	VPADDD           Z14, Z13, Z13
+	VCVTDQ2PS        Z13, Z13
+	VFMADD231PS.BCST 16(CX)(R8*1), Z13, Z12
+	ADDQ             $0x18, R8
+	ADDQ             $0x00000100, SI
+	DECQ             DI
+	JMP              gemvPanelQ8x4VNNI_block
+
+gemvPanelQ8x4VNNI_partial:
+	MOVQ         steps+88(FP), DI
+	MOVQ         mask+96(FP), R9
+	MOVQ         DI, R10
+	ORQ          R9, R10
+	JZ           gemvPanelQ8x4VNNI_store
+	VPBROADCASTD 20(AX)(R8*1), Z4
+	VPXORD       Z5, Z5, Z5
+	VPBROADCASTD 20(DX)(R8*1), Z7
+	VPXORD       Z8, Z8, Z8
+	VPBROADCASTD 20(BX)(R8*1), Z10
+	VPXORD       Z11, Z11, Z11
+	VPBROADCASTD 20(CX)(R8*1), Z13
+	VPXORD       Z14, Z14, Z14
+	MOVQ         R8, R10
+
+gemvPanelQ8x4VNNI_step:
+	TESTQ         DI, DI
+	JZ            gemvPanelQ8x4VNNI_masked
+	VPERMB        (SI), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R10*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R10*1), Z2, Z7
+	VPDPBUSD.BCST (BX)(R10*1), Z2, Z10
+	VPDPBUSD.BCST (CX)(R10*1), Z2, Z13
+	ADDQ          $0x04, R10
+	ADDQ          $0x40, SI
+	DECQ          DI
+	JMP           gemvPanelQ8x4VNNI_step
+
+gemvPanelQ8x4VNNI_masked:
+	TESTQ         R9, R9
+	JZ            gemvPanelQ8x4VNNI_finish
+	KMOVQ         R9, K1
+	VMOVDQU8.Z    (SI), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R10*1), Z2, Z5
+	VPDPBUSD.BCST (DX)(R10*1), Z2, Z8
+	VPDPBUSD.BCST (BX)(R10*1), Z2, Z11
+	VPDPBUSD.BCST (CX)(R10*1), Z2, Z14
+
+gemvPanelQ8x4VNNI_finish:
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R8*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(DX)(R8*1), Z7, Z6
+	VPADDD           Z11, Z10, Z10
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(BX)(R8*1), Z10, Z9
+	VPADDD           Z14, Z13, Z13
+	VCVTDQ2PS        Z13, Z13
+	VFMADD231PS.BCST 16(CX)(R8*1), Z13, Z12
+
+gemvPanelQ8x4VNNI_store:
+	MOVQ    y_base+0(FP), AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z6, 64(AX)
+	VMOVUPS Z9, 128(AX)
+	VMOVUPS Z12, 192(AX)
+	VZEROUPPER
+	RET
+
+// func gemvPanelQ8x5VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemvPanelQ8x5VNNI(SB), NOSPLIT, $0-104
+	MOVQ      qa_base+24(FP), AX
+	MOVQ      lda+48(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), BX
+	LEAQ      (BX)(CX*1), SI
+	LEAQ      (SI)(CX*1), CX
+	MOVQ      w_base+56(FP), DI
+	MOVQ      blocks+80(FP), R8
+	XORQ      R9, R9
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z12, Z12, Z12
+	VPXORD    Z15, Z15, Z15
+
+gemvPanelQ8x5VNNI_block:
+	TESTQ            R8, R8
+	JZ               gemvPanelQ8x5VNNI_partial
+	VPBROADCASTD     20(AX)(R9*1), Z4
+	VPXORD           Z5, Z5, Z5
+	VPBROADCASTD     20(DX)(R9*1), Z7
+	VPXORD           Z8, Z8, Z8
+	VPBROADCASTD     20(BX)(R9*1), Z10
+	VPXORD           Z11, Z11, Z11
+	VPBROADCASTD     20(SI)(R9*1), Z13
+	VPXORD           Z14, Z14, Z14
+	VPBROADCASTD     20(CX)(R9*1), Z16
+	VPXORD           Z17, Z17, Z17
+	PREFETCHT0       1024(DI)
+	VPERMB           (DI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(R9*1), Z2, Z4
+	VPDPBUSD.BCST    (DX)(R9*1), Z2, Z7
+	VPDPBUSD.BCST    (BX)(R9*1), Z2, Z10
+	VPDPBUSD.BCST    (SI)(R9*1), Z2, Z13
+	VPDPBUSD.BCST    (CX)(R9*1), Z2, Z16
+	PREFETCHT0       1088(DI)
+	VPERMB           64(DI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(R9*1), Z2, Z5
+	VPDPBUSD.BCST    4(DX)(R9*1), Z2, Z8
+	VPDPBUSD.BCST    4(BX)(R9*1), Z2, Z11
+	VPDPBUSD.BCST    4(SI)(R9*1), Z2, Z14
+	VPDPBUSD.BCST    4(CX)(R9*1), Z2, Z17
+	PREFETCHT0       1152(DI)
+	VPERMB           128(DI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(R9*1), Z2, Z4
+	VPDPBUSD.BCST    8(DX)(R9*1), Z2, Z7
+	VPDPBUSD.BCST    8(BX)(R9*1), Z2, Z10
+	VPDPBUSD.BCST    8(SI)(R9*1), Z2, Z13
+	VPDPBUSD.BCST    8(CX)(R9*1), Z2, Z16
+	PREFETCHT0       1216(DI)
+	VPERMB           192(DI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(R9*1), Z2, Z5
+	VPDPBUSD.BCST    12(DX)(R9*1), Z2, Z8
+	VPDPBUSD.BCST    12(BX)(R9*1), Z2, Z11
+	VPDPBUSD.BCST    12(SI)(R9*1), Z2, Z14
+	VPDPBUSD.BCST    12(CX)(R9*1), Z2, Z17
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R9*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(DX)(R9*1), Z7, Z6
+	VPADDD           Z11, Z10, Z10
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(BX)(R9*1), Z10, Z9
+	VPADDD           Z14, Z13, Z13
+	VCVTDQ2PS        Z13, Z13
+	VFMADD231PS.BCST 16(SI)(R9*1), Z13, Z12
+	VPADDD           Z17, Z16, Z16
+	VCVTDQ2PS        Z16, Z16
+	VFMADD231PS.BCST 16(CX)(R9*1), Z16, Z15
+	ADDQ             $0x18, R9
+	ADDQ             $0x00000100, DI
+	DECQ             R8
+	JMP              gemvPanelQ8x5VNNI_block
+
+gemvPanelQ8x5VNNI_partial:
+	MOVQ         steps+88(FP), R8
+	MOVQ         mask+96(FP), R10
+	MOVQ         R8, R11
+	ORQ          R10, R11
+	JZ           gemvPanelQ8x5VNNI_store
+	VPBROADCASTD 20(AX)(R9*1), Z4
+	VPXORD       Z5, Z5, Z5
+	VPBROADCASTD 20(DX)(R9*1), Z7
+	VPXORD       Z8, Z8, Z8
+	VPBROADCASTD 20(BX)(R9*1), Z10
+	VPXORD       Z11, Z11, Z11
+	VPBROADCASTD 20(SI)(R9*1), Z13
+	VPXORD       Z14, Z14, Z14
+	VPBROADCASTD 20(CX)(R9*1), Z16
+	VPXORD       Z17, Z17, Z17
+	MOVQ         R9, R11
+
+gemvPanelQ8x5VNNI_step:
+	TESTQ         R8, R8
+	JZ            gemvPanelQ8x5VNNI_masked
+	VPERMB        (DI), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R11*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R11*1), Z2, Z7
+	VPDPBUSD.BCST (BX)(R11*1), Z2, Z10
+	VPDPBUSD.BCST (SI)(R11*1), Z2, Z13
+	VPDPBUSD.BCST (CX)(R11*1), Z2, Z16
+	ADDQ          $0x04, R11
+	ADDQ          $0x40, DI
+	DECQ          R8
+	JMP           gemvPanelQ8x5VNNI_step
+
+gemvPanelQ8x5VNNI_masked:
+	TESTQ         R10, R10
+	JZ            gemvPanelQ8x5VNNI_finish
+	KMOVQ         R10, K1
+	VMOVDQU8.Z    (DI), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R11*1), Z2, Z5
+	VPDPBUSD.BCST (DX)(R11*1), Z2, Z8
+	VPDPBUSD.BCST (BX)(R11*1), Z2, Z11
+	VPDPBUSD.BCST (SI)(R11*1), Z2, Z14
+	VPDPBUSD.BCST (CX)(R11*1), Z2, Z17
+
+gemvPanelQ8x5VNNI_finish:
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R9*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(DX)(R9*1), Z7, Z6
+	VPADDD           Z11, Z10, Z10
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(BX)(R9*1), Z10, Z9
+	VPADDD           Z14, Z13, Z13
+	VCVTDQ2PS        Z13, Z13
+	VFMADD231PS.BCST 16(SI)(R9*1), Z13, Z12
+	VPADDD           Z17, Z16, Z16
+	VCVTDQ2PS        Z16, Z16
+	VFMADD231PS.BCST 16(CX)(R9*1), Z16, Z15
+
+gemvPanelQ8x5VNNI_store:
+	MOVQ    y_base+0(FP), AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z6, 64(AX)
+	VMOVUPS Z9, 128(AX)
+	VMOVUPS Z12, 192(AX)
+	VMOVUPS Z15, 256(AX)
+	VZEROUPPER
+	RET
+
+// func gemvPanelQ8x6VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemvPanelQ8x6VNNI(SB), NOSPLIT, $0-104
+	MOVQ      qa_base+24(FP), AX
+	MOVQ      lda+48(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), BX
+	LEAQ      (BX)(CX*1), SI
+	LEAQ      (SI)(CX*1), DI
+	LEAQ      (DI)(CX*1), CX
+	MOVQ      w_base+56(FP), R8
+	MOVQ      blocks+80(FP), R9
+	XORQ      R10, R10
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z12, Z12, Z12
+	VPXORD    Z15, Z15, Z15
+	VPXORD    Z18, Z18, Z18
+
+gemvPanelQ8x6VNNI_block:
+	TESTQ            R9, R9
+	JZ               gemvPanelQ8x6VNNI_partial
+	VPBROADCASTD     20(AX)(R10*1), Z4
+	VPXORD           Z5, Z5, Z5
+	VPBROADCASTD     20(DX)(R10*1), Z7
+	VPXORD           Z8, Z8, Z8
+	VPBROADCASTD     20(BX)(R10*1), Z10
+	VPXORD           Z11, Z11, Z11
+	VPBROADCASTD     20(SI)(R10*1), Z13
+	VPXORD           Z14, Z14, Z14
+	VPBROADCASTD     20(DI)(R10*1), Z16
+	VPXORD           Z17, Z17, Z17
+	VPBROADCASTD     20(CX)(R10*1), Z19
+	VPXORD           Z20, Z20, Z20
+	PREFETCHT0       1024(R8)
+	VPERMB           (R8), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(R10*1), Z2, Z4
+	VPDPBUSD.BCST    (DX)(R10*1), Z2, Z7
+	VPDPBUSD.BCST    (BX)(R10*1), Z2, Z10
+	VPDPBUSD.BCST    (SI)(R10*1), Z2, Z13
+	VPDPBUSD.BCST    (DI)(R10*1), Z2, Z16
+	VPDPBUSD.BCST    (CX)(R10*1), Z2, Z19
+	PREFETCHT0       1088(R8)
+	VPERMB           64(R8), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(R10*1), Z2, Z5
+	VPDPBUSD.BCST    4(DX)(R10*1), Z2, Z8
+	VPDPBUSD.BCST    4(BX)(R10*1), Z2, Z11
+	VPDPBUSD.BCST    4(SI)(R10*1), Z2, Z14
+	VPDPBUSD.BCST    4(DI)(R10*1), Z2, Z17
+	VPDPBUSD.BCST    4(CX)(R10*1), Z2, Z20
+	PREFETCHT0       1152(R8)
+	VPERMB           128(R8), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(R10*1), Z2, Z4
+	VPDPBUSD.BCST    8(DX)(R10*1), Z2, Z7
+	VPDPBUSD.BCST    8(BX)(R10*1), Z2, Z10
+	VPDPBUSD.BCST    8(SI)(R10*1), Z2, Z13
+	VPDPBUSD.BCST    8(DI)(R10*1), Z2, Z16
+	VPDPBUSD.BCST    8(CX)(R10*1), Z2, Z19
+	PREFETCHT0       1216(R8)
+	VPERMB           192(R8), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(R10*1), Z2, Z5
+	VPDPBUSD.BCST    12(DX)(R10*1), Z2, Z8
+	VPDPBUSD.BCST    12(BX)(R10*1), Z2, Z11
+	VPDPBUSD.BCST    12(SI)(R10*1), Z2, Z14
+	VPDPBUSD.BCST    12(DI)(R10*1), Z2, Z17
+	VPDPBUSD.BCST    12(CX)(R10*1), Z2, Z20
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R10*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(DX)(R10*1), Z7, Z6
+	VPADDD           Z11, Z10, Z10
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(BX)(R10*1), Z10, Z9
+	VPADDD           Z14, Z13, Z13
+	VCVTDQ2PS        Z13, Z13
+	VFMADD231PS.BCST 16(SI)(R10*1), Z13, Z12
+	VPADDD           Z17, Z16, Z16
+	VCVTDQ2PS        Z16, Z16
+	VFMADD231PS.BCST 16(DI)(R10*1), Z16, Z15
+	VPADDD           Z20, Z19, Z19
+	VCVTDQ2PS        Z19, Z19
+	VFMADD231PS.BCST 16(CX)(R10*1), Z19, Z18
+	ADDQ             $0x18, R10
+	ADDQ             $0x00000100, R8
+	DECQ             R9
+	JMP              gemvPanelQ8x6VNNI_block
+
+gemvPanelQ8x6VNNI_partial:
+	MOVQ         steps+88(FP), R9
+	MOVQ         mask+96(FP), R11
+	MOVQ         R9, R12
+	ORQ          R11, R12
+	JZ           gemvPanelQ8x6VNNI_store
+	VPBROADCASTD 20(AX)(R10*1), Z4
+	VPXORD       Z5, Z5, Z5
+	VPBROADCASTD 20(DX)(R10*1), Z7
+	VPXORD       Z8, Z8, Z8
+	VPBROADCASTD 20(BX)(R10*1), Z10
+	VPXORD       Z11, Z11, Z11
+	VPBROADCASTD 20(SI)(R10*1), Z13
+	VPXORD       Z14, Z14, Z14
+	VPBROADCASTD 20(DI)(R10*1), Z16
+	VPXORD       Z17, Z17, Z17
+	VPBROADCASTD 20(CX)(R10*1), Z19
+	VPXORD       Z20, Z20, Z20
+	MOVQ         R10, R12
+
+gemvPanelQ8x6VNNI_step:
+	TESTQ         R9, R9
+	JZ            gemvPanelQ8x6VNNI_masked
+	VPERMB        (R8), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R12*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R12*1), Z2, Z7
+	VPDPBUSD.BCST (BX)(R12*1), Z2, Z10
+	VPDPBUSD.BCST (SI)(R12*1), Z2, Z13
+	VPDPBUSD.BCST (DI)(R12*1), Z2, Z16
+	VPDPBUSD.BCST (CX)(R12*1), Z2, Z19
+	ADDQ          $0x04, R12
+	ADDQ          $0x40, R8
+	DECQ          R9
+	JMP           gemvPanelQ8x6VNNI_step
+
+gemvPanelQ8x6VNNI_masked:
+	TESTQ         R11, R11
+	JZ            gemvPanelQ8x6VNNI_finish
+	KMOVQ         R11, K1
+	VMOVDQU8.Z    (R8), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R12*1), Z2, Z5
+	VPDPBUSD.BCST (DX)(R12*1), Z2, Z8
+	VPDPBUSD.BCST (BX)(R12*1), Z2, Z11
+	VPDPBUSD.BCST (SI)(R12*1), Z2, Z14
+	VPDPBUSD.BCST (DI)(R12*1), Z2, Z17
+	VPDPBUSD.BCST (CX)(R12*1), Z2, Z20
+
+gemvPanelQ8x6VNNI_finish:
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R10*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(DX)(R10*1), Z7, Z6
+	VPADDD           Z11, Z10, Z10
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(BX)(R10*1), Z10, Z9
+	VPADDD           Z14, Z13, Z13
+	VCVTDQ2PS        Z13, Z13
+	VFMADD231PS.BCST 16(SI)(R10*1), Z13, Z12
+	VPADDD           Z17, Z16, Z16
+	VCVTDQ2PS        Z16, Z16
+	VFMADD231PS.BCST 16(DI)(R10*1), Z16, Z15
+	VPADDD           Z20, Z19, Z19
+	VCVTDQ2PS        Z19, Z19
+	VFMADD231PS.BCST 16(CX)(R10*1), Z19, Z18
+
+gemvPanelQ8x6VNNI_store:
+	MOVQ    y_base+0(FP), AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z6, 64(AX)
+	VMOVUPS Z9, 128(AX)
+	VMOVUPS Z12, 192(AX)
+	VMOVUPS Z15, 256(AX)
+	VMOVUPS Z18, 320(AX)
+	VZEROUPPER
+	RET
+
+// func gemvPanelQ8x7VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemvPanelQ8x7VNNI(SB), NOSPLIT, $0-104
+	MOVQ      qa_base+24(FP), AX
+	MOVQ      lda+48(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), BX
+	LEAQ      (BX)(CX*1), SI
+	LEAQ      (SI)(CX*1), DI
+	LEAQ      (DI)(CX*1), R8
+	LEAQ      (R8)(CX*1), CX
+	MOVQ      w_base+56(FP), R9
+	MOVQ      blocks+80(FP), R10
+	XORQ      R11, R11
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z12, Z12, Z12
+	VPXORD    Z15, Z15, Z15
+	VPXORD    Z18, Z18, Z18
+	VPXORD    Z21, Z21, Z21
+
+gemvPanelQ8x7VNNI_block:
+	TESTQ            R10, R10
+	JZ               gemvPanelQ8x7VNNI_partial
+	VPBROADCASTD     20(AX)(R11*1), Z4
+	VPXORD           Z5, Z5, Z5
+	VPBROADCASTD     20(DX)(R11*1), Z7
+	VPXORD           Z8, Z8, Z8
+	VPBROADCASTD     20(BX)(R11*1), Z10
+	VPXORD           Z11, Z11, Z11
+	VPBROADCASTD     20(SI)(R11*1), Z13
+	VPXORD           Z14, Z14, Z14
+	VPBROADCASTD     20(DI)(R11*1), Z16
+	VPXORD           Z17, Z17, Z17
+	VPBROADCASTD     20(R8)(R11*1), Z19
+	VPXORD           Z20, Z20, Z20
+	VPBROADCASTD     20(CX)(R11*1), Z22
+	VPXORD           Z23, Z23, Z23
+	PREFETCHT0       1024(R9)
+	VPERMB           (R9), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(R11*1), Z2, Z4
+	VPDPBUSD.BCST    (DX)(R11*1), Z2, Z7
+	VPDPBUSD.BCST    (BX)(R11*1), Z2, Z10
+	VPDPBUSD.BCST    (SI)(R11*1), Z2, Z13
+	VPDPBUSD.BCST    (DI)(R11*1), Z2, Z16
+	VPDPBUSD.BCST    (R8)(R11*1), Z2, Z19
+	VPDPBUSD.BCST    (CX)(R11*1), Z2, Z22
+	PREFETCHT0       1088(R9)
+	VPERMB           64(R9), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(R11*1), Z2, Z5
+	VPDPBUSD.BCST    4(DX)(R11*1), Z2, Z8
+	VPDPBUSD.BCST    4(BX)(R11*1), Z2, Z11
+	VPDPBUSD.BCST    4(SI)(R11*1), Z2, Z14
+	VPDPBUSD.BCST    4(DI)(R11*1), Z2, Z17
+	VPDPBUSD.BCST    4(R8)(R11*1), Z2, Z20
+	VPDPBUSD.BCST    4(CX)(R11*1), Z2, Z23
+	PREFETCHT0       1152(R9)
+	VPERMB           128(R9), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(R11*1), Z2, Z4
+	VPDPBUSD.BCST    8(DX)(R11*1), Z2, Z7
+	VPDPBUSD.BCST    8(BX)(R11*1), Z2, Z10
+	VPDPBUSD.BCST    8(SI)(R11*1), Z2, Z13
+	VPDPBUSD.BCST    8(DI)(R11*1), Z2, Z16
+	VPDPBUSD.BCST    8(R8)(R11*1), Z2, Z19
+	VPDPBUSD.BCST    8(CX)(R11*1), Z2, Z22
+	PREFETCHT0       1216(R9)
+	VPERMB           192(R9), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(R11*1), Z2, Z5
+	VPDPBUSD.BCST    12(DX)(R11*1), Z2, Z8
+	VPDPBUSD.BCST    12(BX)(R11*1), Z2, Z11
+	VPDPBUSD.BCST    12(SI)(R11*1), Z2, Z14
+	VPDPBUSD.BCST    12(DI)(R11*1), Z2, Z17
+	VPDPBUSD.BCST    12(R8)(R11*1), Z2, Z20
+	VPDPBUSD.BCST    12(CX)(R11*1), Z2, Z23
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R11*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(DX)(R11*1), Z7, Z6
+	VPADDD           Z11, Z10, Z10
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(BX)(R11*1), Z10, Z9
+	VPADDD           Z14, Z13, Z13
+	VCVTDQ2PS        Z13, Z13
+	VFMADD231PS.BCST 16(SI)(R11*1), Z13, Z12
+	VPADDD           Z17, Z16, Z16
+	VCVTDQ2PS        Z16, Z16
+	VFMADD231PS.BCST 16(DI)(R11*1), Z16, Z15
+	VPADDD           Z20, Z19, Z19
+	VCVTDQ2PS        Z19, Z19
+	VFMADD231PS.BCST 16(R8)(R11*1), Z19, Z18
+	VPADDD           Z23, Z22, Z22
+	VCVTDQ2PS        Z22, Z22
+	VFMADD231PS.BCST 16(CX)(R11*1), Z22, Z21
+	ADDQ             $0x18, R11
+	ADDQ             $0x00000100, R9
+	DECQ             R10
+	JMP              gemvPanelQ8x7VNNI_block
+
+gemvPanelQ8x7VNNI_partial:
+	MOVQ         steps+88(FP), R10
+	MOVQ         mask+96(FP), R12
+	MOVQ         R10, R13
+	ORQ          R12, R13
+	JZ           gemvPanelQ8x7VNNI_store
+	VPBROADCASTD 20(AX)(R11*1), Z4
+	VPXORD       Z5, Z5, Z5
+	VPBROADCASTD 20(DX)(R11*1), Z7
+	VPXORD       Z8, Z8, Z8
+	VPBROADCASTD 20(BX)(R11*1), Z10
+	VPXORD       Z11, Z11, Z11
+	VPBROADCASTD 20(SI)(R11*1), Z13
+	VPXORD       Z14, Z14, Z14
+	VPBROADCASTD 20(DI)(R11*1), Z16
+	VPXORD       Z17, Z17, Z17
+	VPBROADCASTD 20(R8)(R11*1), Z19
+	VPXORD       Z20, Z20, Z20
+	VPBROADCASTD 20(CX)(R11*1), Z22
+	VPXORD       Z23, Z23, Z23
+	MOVQ         R11, R13
+
+gemvPanelQ8x7VNNI_step:
+	TESTQ         R10, R10
+	JZ            gemvPanelQ8x7VNNI_masked
+	VPERMB        (R9), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R13*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R13*1), Z2, Z7
+	VPDPBUSD.BCST (BX)(R13*1), Z2, Z10
+	VPDPBUSD.BCST (SI)(R13*1), Z2, Z13
+	VPDPBUSD.BCST (DI)(R13*1), Z2, Z16
+	VPDPBUSD.BCST (R8)(R13*1), Z2, Z19
+	VPDPBUSD.BCST (CX)(R13*1), Z2, Z22
+	ADDQ          $0x04, R13
+	ADDQ          $0x40, R9
+	DECQ          R10
+	JMP           gemvPanelQ8x7VNNI_step
+
+gemvPanelQ8x7VNNI_masked:
+	TESTQ         R12, R12
+	JZ            gemvPanelQ8x7VNNI_finish
+	KMOVQ         R12, K1
+	VMOVDQU8.Z    (R9), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R13*1), Z2, Z5
+	VPDPBUSD.BCST (DX)(R13*1), Z2, Z8
+	VPDPBUSD.BCST (BX)(R13*1), Z2, Z11
+	VPDPBUSD.BCST (SI)(R13*1), Z2, Z14
+	VPDPBUSD.BCST (DI)(R13*1), Z2, Z17
+	VPDPBUSD.BCST (R8)(R13*1), Z2, Z20
+	VPDPBUSD.BCST (CX)(R13*1), Z2, Z23
+
+gemvPanelQ8x7VNNI_finish:
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R11*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(DX)(R11*1), Z7, Z6
+	VPADDD           Z11, Z10, Z10
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(BX)(R11*1), Z10, Z9
+	VPADDD           Z14, Z13, Z13
+	VCVTDQ2PS        Z13, Z13
+	VFMADD231PS.BCST 16(SI)(R11*1), Z13, Z12
+	VPADDD           Z17, Z16, Z16
+	VCVTDQ2PS        Z16, Z16
+	VFMADD231PS.BCST 16(DI)(R11*1), Z16, Z15
+	VPADDD           Z20, Z19, Z19
+	VCVTDQ2PS        Z19, Z19
+	VFMADD231PS.BCST 16(R8)(R11*1), Z19, Z18
+	VPADDD           Z23, Z22, Z22
+	VCVTDQ2PS        Z22, Z22
+	VFMADD231PS.BCST 16(CX)(R11*1), Z22, Z21
+
+gemvPanelQ8x7VNNI_store:
+	MOVQ    y_base+0(FP), AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z6, 64(AX)
+	VMOVUPS Z9, 128(AX)
+	VMOVUPS Z12, 192(AX)
+	VMOVUPS Z15, 256(AX)
+	VMOVUPS Z18, 320(AX)
+	VMOVUPS Z21, 384(AX)
+	VZEROUPPER
+	RET
+
+// func gemvPanelQ8x8VNNI(y []float32, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemvPanelQ8x8VNNI(SB), NOSPLIT, $0-104
+	MOVQ      qa_base+24(FP), AX
+	MOVQ      lda+48(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), BX
+	LEAQ      (BX)(CX*1), SI
+	LEAQ      (SI)(CX*1), DI
+	LEAQ      (DI)(CX*1), R8
+	LEAQ      (R8)(CX*1), R9
+	LEAQ      (R9)(CX*1), CX
+	MOVQ      w_base+56(FP), R10
+	MOVQ      blocks+80(FP), R11
+	XORQ      R12, R12
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z12, Z12, Z12
+	VPXORD    Z15, Z15, Z15
+	VPXORD    Z18, Z18, Z18
+	VPXORD    Z21, Z21, Z21
+	VPXORD    Z24, Z24, Z24
+
+gemvPanelQ8x8VNNI_block:
+	TESTQ            R11, R11
+	JZ               gemvPanelQ8x8VNNI_partial
+	VPBROADCASTD     20(AX)(R12*1), Z4
+	VPXORD           Z5, Z5, Z5
+	VPBROADCASTD     20(DX)(R12*1), Z7
+	VPXORD           Z8, Z8, Z8
+	VPBROADCASTD     20(BX)(R12*1), Z10
+	VPXORD           Z11, Z11, Z11
+	VPBROADCASTD     20(SI)(R12*1), Z13
+	VPXORD           Z14, Z14, Z14
+	VPBROADCASTD     20(DI)(R12*1), Z16
+	VPXORD           Z17, Z17, Z17
+	VPBROADCASTD     20(R8)(R12*1), Z19
+	VPXORD           Z20, Z20, Z20
+	VPBROADCASTD     20(R9)(R12*1), Z22
+	VPXORD           Z23, Z23, Z23
+	VPBROADCASTD     20(CX)(R12*1), Z25
+	VPXORD           Z26, Z26, Z26
+	PREFETCHT0       1024(R10)
+	VPERMB           (R10), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(R12*1), Z2, Z4
+	VPDPBUSD.BCST    (DX)(R12*1), Z2, Z7
+	VPDPBUSD.BCST    (BX)(R12*1), Z2, Z10
+	VPDPBUSD.BCST    (SI)(R12*1), Z2, Z13
+	VPDPBUSD.BCST    (DI)(R12*1), Z2, Z16
+	VPDPBUSD.BCST    (R8)(R12*1), Z2, Z19
+	VPDPBUSD.BCST    (R9)(R12*1), Z2, Z22
+	VPDPBUSD.BCST    (CX)(R12*1), Z2, Z25
+	PREFETCHT0       1088(R10)
+	VPERMB           64(R10), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(R12*1), Z2, Z5
+	VPDPBUSD.BCST    4(DX)(R12*1), Z2, Z8
+	VPDPBUSD.BCST    4(BX)(R12*1), Z2, Z11
+	VPDPBUSD.BCST    4(SI)(R12*1), Z2, Z14
+	VPDPBUSD.BCST    4(DI)(R12*1), Z2, Z17
+	VPDPBUSD.BCST    4(R8)(R12*1), Z2, Z20
+	VPDPBUSD.BCST    4(R9)(R12*1), Z2, Z23
+	VPDPBUSD.BCST    4(CX)(R12*1), Z2, Z26
+	PREFETCHT0       1152(R10)
+	VPERMB           128(R10), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(R12*1), Z2, Z4
+	VPDPBUSD.BCST    8(DX)(R12*1), Z2, Z7
+	VPDPBUSD.BCST    8(BX)(R12*1), Z2, Z10
+	VPDPBUSD.BCST    8(SI)(R12*1), Z2, Z13
+	VPDPBUSD.BCST    8(DI)(R12*1), Z2, Z16
+	VPDPBUSD.BCST    8(R8)(R12*1), Z2, Z19
+	VPDPBUSD.BCST    8(R9)(R12*1), Z2, Z22
+	VPDPBUSD.BCST    8(CX)(R12*1), Z2, Z25
+	PREFETCHT0       1216(R10)
+	VPERMB           192(R10), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(R12*1), Z2, Z5
+	VPDPBUSD.BCST    12(DX)(R12*1), Z2, Z8
+	VPDPBUSD.BCST    12(BX)(R12*1), Z2, Z11
+	VPDPBUSD.BCST    12(SI)(R12*1), Z2, Z14
+	VPDPBUSD.BCST    12(DI)(R12*1), Z2, Z17
+	VPDPBUSD.BCST    12(R8)(R12*1), Z2, Z20
+	VPDPBUSD.BCST    12(R9)(R12*1), Z2, Z23
+	VPDPBUSD.BCST    12(CX)(R12*1), Z2, Z26
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R12*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(DX)(R12*1), Z7, Z6
+	VPADDD           Z11, Z10, Z10
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(BX)(R12*1), Z10, Z9
+	VPADDD           Z14, Z13, Z13
+	VCVTDQ2PS        Z13, Z13
+	VFMADD231PS.BCST 16(SI)(R12*1), Z13, Z12
+	VPADDD           Z17, Z16, Z16
+	VCVTDQ2PS        Z16, Z16
+	VFMADD231PS.BCST 16(DI)(R12*1), Z16, Z15
+	VPADDD           Z20, Z19, Z19
+	VCVTDQ2PS        Z19, Z19
+	VFMADD231PS.BCST 16(R8)(R12*1), Z19, Z18
+	VPADDD           Z23, Z22, Z22
+	VCVTDQ2PS        Z22, Z22
+	VFMADD231PS.BCST 16(R9)(R12*1), Z22, Z21
+	VPADDD           Z26, Z25, Z25
+	VCVTDQ2PS        Z25, Z25
+	VFMADD231PS.BCST 16(CX)(R12*1), Z25, Z24
+	ADDQ             $0x18, R12
+	ADDQ             $0x00000100, R10
+	DECQ             R11
+	JMP              gemvPanelQ8x8VNNI_block
+
+gemvPanelQ8x8VNNI_partial:
+	MOVQ         steps+88(FP), R11
+	MOVQ         mask+96(FP), R13
+	MOVQ         R11, R14
+	ORQ          R13, R14
+	JZ           gemvPanelQ8x8VNNI_store
+	VPBROADCASTD 20(AX)(R12*1), Z4
+	VPXORD       Z5, Z5, Z5
+	VPBROADCASTD 20(DX)(R12*1), Z7
+	VPXORD       Z8, Z8, Z8
+	VPBROADCASTD 20(BX)(R12*1), Z10
+	VPXORD       Z11, Z11, Z11
+	VPBROADCASTD 20(SI)(R12*1), Z13
+	VPXORD       Z14, Z14, Z14
+	VPBROADCASTD 20(DI)(R12*1), Z16
+	VPXORD       Z17, Z17, Z17
+	VPBROADCASTD 20(R8)(R12*1), Z19
+	VPXORD       Z20, Z20, Z20
+	VPBROADCASTD 20(R9)(R12*1), Z22
+	VPXORD       Z23, Z23, Z23
+	VPBROADCASTD 20(CX)(R12*1), Z25
+	VPXORD       Z26, Z26, Z26
+	MOVQ         R12, R14
+
+gemvPanelQ8x8VNNI_step:
+	TESTQ         R11, R11
+	JZ            gemvPanelQ8x8VNNI_masked
+	VPERMB        (R10), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R14*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R14*1), Z2, Z7
+	VPDPBUSD.BCST (BX)(R14*1), Z2, Z10
+	VPDPBUSD.BCST (SI)(R14*1), Z2, Z13
+	VPDPBUSD.BCST (DI)(R14*1), Z2, Z16
+	VPDPBUSD.BCST (R8)(R14*1), Z2, Z19
+	VPDPBUSD.BCST (R9)(R14*1), Z2, Z22
+	VPDPBUSD.BCST (CX)(R14*1), Z2, Z25
+	ADDQ          $0x04, R14
+	ADDQ          $0x40, R10
+	DECQ          R11
+	JMP           gemvPanelQ8x8VNNI_step
+
+gemvPanelQ8x8VNNI_masked:
+	TESTQ         R13, R13
+	JZ            gemvPanelQ8x8VNNI_finish
+	KMOVQ         R13, K1
+	VMOVDQU8.Z    (R10), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R14*1), Z2, Z5
+	VPDPBUSD.BCST (DX)(R14*1), Z2, Z8
+	VPDPBUSD.BCST (BX)(R14*1), Z2, Z11
+	VPDPBUSD.BCST (SI)(R14*1), Z2, Z14
+	VPDPBUSD.BCST (DI)(R14*1), Z2, Z17
+	VPDPBUSD.BCST (R8)(R14*1), Z2, Z20
+	VPDPBUSD.BCST (R9)(R14*1), Z2, Z23
+	VPDPBUSD.BCST (CX)(R14*1), Z2, Z26
+
+gemvPanelQ8x8VNNI_finish:
+	VPADDD           Z5, Z4, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R12*1), Z4, Z3
+	VPADDD           Z8, Z7, Z7
+	VCVTDQ2PS        Z7, Z7
+	VFMADD231PS.BCST 16(DX)(R12*1), Z7, Z6
+	VPADDD           Z11, Z10, Z10
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(BX)(R12*1), Z10, Z9
+	VPADDD           Z14, Z13, Z13
+	VCVTDQ2PS        Z13, Z13
+	VFMADD231PS.BCST 16(SI)(R12*1), Z13, Z12
+	VPADDD           Z17, Z16, Z16
+	VCVTDQ2PS        Z16, Z16
+	VFMADD231PS.BCST 16(DI)(R12*1), Z16, Z15
+	VPADDD           Z20, Z19, Z19
+	VCVTDQ2PS        Z19, Z19
+	VFMADD231PS.BCST 16(R8)(R12*1), Z19, Z18
+	VPADDD           Z23, Z22, Z22
+	VCVTDQ2PS        Z22, Z22
+	VFMADD231PS.BCST 16(R9)(R12*1), Z22, Z21
+	VPADDD           Z26, Z25, Z25
+	VCVTDQ2PS        Z25, Z25
+	VFMADD231PS.BCST 16(CX)(R12*1), Z25, Z24
+
+gemvPanelQ8x8VNNI_store:
+	MOVQ    y_base+0(FP), AX
+	VMOVUPS Z3, (AX)
+	VMOVUPS Z6, 64(AX)
+	VMOVUPS Z9, 128(AX)
+	VMOVUPS Z12, 192(AX)
+	VMOVUPS Z15, 256(AX)
+	VMOVUPS Z18, 320(AX)
+	VMOVUPS Z21, 384(AX)
+	VMOVUPS Z24, 448(AX)
+	VZEROUPPER
+	RET
+
+// func quantizeQ8AVX512(dst []byte, a []float32, blocks int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·quantizeQ8AVX512(SB), NOSPLIT, $0-56
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         a_base+24(FP), CX
+	MOVQ         blocks+48(FP), DX
+	VPBROADCASTD q8_abs<>+0(SB), Z0
+	VMOVSS       q8_127<>+0(SB), X1
+
+quantizeQ8AVX512_block:
+	TESTQ         DX, DX
+	JZ            quantizeQ8AVX512_done
+	VMOVUPS       (CX), Z3
+	VPANDD        Z0, Z3, Z2
+	VEXTRACTI64X4 $0x01, Z2, Y4
+	VPMAXUD       Y4, Y2, Y4
+	VEXTRACTI128  $0x01, Y4, X2
+	VPMAXUD       X2, X4, X2
+	VPSHUFD       $0x4e, X2, X4
+	VPMAXUD       X4, X2, X2
+	VPSHUFD       $0xb1, X2, X4
+	VPMAXUD       X4, X2, X2
+	VDIVSS        X1, X2, X4
+	VDIVSS        X2, X1, X5
+	VMOVD         X2, BX
+	DECL          BX
+	CMPL          BX, $0x7f7ffffe
+	JBE           quantizeQ8AVX512_finite
+	VXORPS        X5, X5, X5
+	VPXORD        Z3, Z3, Z3
+
+quantizeQ8AVX512_finite:
+	VBROADCASTSS  X5, Z2
+	VMULPS        Z2, Z3, Z3
+	VCVTPS2DQ     Z3, Z3
+	VPMOVSDB      Z3, (AX)
+	VEXTRACTI64X4 $0x01, Z3, Y2
+	VPADDD        Y2, Y3, Y2
+	VEXTRACTI128  $0x01, Y2, X3
+	VPADDD        X3, X2, X3
+	VPSHUFD       $0x4e, X3, X2
+	VPADDD        X2, X3, X3
+	VPSHUFD       $0xb1, X3, X2
+	VPADDD        X2, X3, X3
+	VMOVSS        X4, 16(AX)
+	VMOVD         X3, BX
+	SHLL          $0x07, BX
+	NEGL          BX
+	MOVL          BX, 20(AX)
+	ADDQ          $0x18, AX
+	ADDQ          $0x40, CX
+	DECQ          DX
+	JMP           quantizeQ8AVX512_block
+
+quantizeQ8AVX512_done:
+	VZEROUPPER
+	RET
+
+DATA q8_abs<>+0(SB)/4, $0x7fffffff
+DATA q8_abs<>+4(SB)/4, $0x7fffffff
+DATA q8_abs<>+8(SB)/4, $0x7fffffff
+DATA q8_abs<>+12(SB)/4, $0x7fffffff
+DATA q8_abs<>+16(SB)/4, $0x7fffffff
+DATA q8_abs<>+20(SB)/4, $0x7fffffff
+DATA q8_abs<>+24(SB)/4, $0x7fffffff
+DATA q8_abs<>+28(SB)/4, $0x7fffffff
+GLOBL q8_abs<>(SB), RODATA|NOPTR, $32
+
+DATA q8_127<>+0(SB)/4, $0x42fe0000
+DATA q8_127<>+4(SB)/4, $0x42fe0000
+DATA q8_127<>+8(SB)/4, $0x42fe0000
+DATA q8_127<>+12(SB)/4, $0x42fe0000
+DATA q8_127<>+16(SB)/4, $0x42fe0000
+DATA q8_127<>+20(SB)/4, $0x42fe0000
+DATA q8_127<>+24(SB)/4, $0x42fe0000
+DATA q8_127<>+28(SB)/4, $0x42fe0000
+GLOBL q8_127<>(SB), RODATA|NOPTR, $32
+
+// func dotQ8x1VNNI(y []float32, qa []byte, lda int, w []int8, ldw int, n int, groups int, mask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·dotQ8x1VNNI(SB), NOSPLIT, $0-112
+	MOVQ      qa_base+24(FP), AX
+	MOVQ      y_base+0(FP), CX
+	MOVQ      w_base+56(FP), DX
+	MOVQ      n+88(FP), BX
+	MOVQ      ldw+80(FP), SI
+	VMOVDQU64 q8_x80<>+0(SB), Z0
+
+dotQ8x1VNNI_w4:
+	CMPQ   BX, $0x04
+	JB     dotQ8x1VNNI_w1
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	MOVQ   DX, DI
+	XORQ   R8, R8
+	MOVQ   groups+96(FP), R9
+
+dotQ8x1VNNI_w4group:
+	TESTQ       R9, R9
+	JZ          dotQ8x1VNNI_w4partial
+	LEAQ        (DI)(SI*2), R10
+	ADDQ        SI, R10
+	PREFETCHT0  1024(DI)
+	VPXORD      (DI), Z0, Z5
+	PREFETCHT0  1024(DI)(SI*1)
+	VPXORD      (DI)(SI*1), Z0, Z6
+	PREFETCHT0  1024(DI)(SI*2)
+	VPXORD      (DI)(SI*2), Z0, Z7
+	PREFETCHT0  1024(R10)
+	VPXORD      (R10), Z0, Z8
+	VMOVDQU64   (AX)(R8*1), Z9
+	VMOVDQU64   64(AX)(R8*1), Z10
+	VMOVUPS     128(AX)(R8*1), Z11
+	VMOVDQA64   Z10, Z12
+	VPDPBUSD    Z9, Z5, Z12
+	VCVTDQ2PS   Z12, Z12
+	VFMADD231PS Z11, Z12, Z1
+	VMOVDQA64   Z10, Z5
+	VPDPBUSD    Z9, Z6, Z5
+	VCVTDQ2PS   Z5, Z5
+	VFMADD231PS Z11, Z5, Z2
+	VMOVDQA64   Z10, Z5
+	VPDPBUSD    Z9, Z7, Z5
+	VCVTDQ2PS   Z5, Z5
+	VFMADD231PS Z11, Z5, Z3
+	VMOVDQA64   Z10, Z5
+	VPDPBUSD    Z9, Z8, Z5
+	VCVTDQ2PS   Z5, Z5
+	VFMADD231PS Z11, Z5, Z4
+	ADDQ        $0x40, DI
+	ADDQ        $0x000000c0, R8
+	DECQ        R9
+	JMP         dotQ8x1VNNI_w4group
+
+dotQ8x1VNNI_w4partial:
+	MOVQ        mask+104(FP), R9
+	TESTQ       R9, R9
+	JZ          dotQ8x1VNNI_w4reduce
+	LEAQ        (DI)(SI*2), R10
+	ADDQ        SI, R10
+	KMOVQ       R9, K1
+	VMOVDQU8.Z  (DI), K1, Z5
+	VPXORD      Z0, Z5, Z5
+	VMOVDQU8.Z  (DI)(SI*1), K1, Z6
+	VPXORD      Z0, Z6, Z6
+	VMOVDQU8.Z  (DI)(SI*2), K1, Z7
+	VPXORD      Z0, Z7, Z7
+	VMOVDQU8.Z  (R10), K1, Z8
+	VPXORD      Z0, Z8, Z8
+	VMOVDQU64   (AX)(R8*1), Z9
+	VMOVDQU64   64(AX)(R8*1), Z10
+	VMOVUPS     128(AX)(R8*1), Z11
+	VMOVDQA64   Z10, Z12
+	VPDPBUSD    Z9, Z5, Z12
+	VCVTDQ2PS   Z12, Z12
+	VFMADD231PS Z11, Z12, Z1
+	VMOVDQA64   Z10, Z5
+	VPDPBUSD    Z9, Z6, Z5
+	VCVTDQ2PS   Z5, Z5
+	VFMADD231PS Z11, Z5, Z2
+	VMOVDQA64   Z10, Z5
+	VPDPBUSD    Z9, Z7, Z5
+	VCVTDQ2PS   Z5, Z5
+	VFMADD231PS Z11, Z5, Z3
+	VMOVDQA64   Z10, Z5
+	VPDPBUSD    Z9, Z8, Z5
+	VCVTDQ2PS   Z5, Z5
+	VFMADD231PS Z11, Z5, Z4
+
+dotQ8x1VNNI_w4reduce:
+	VEXTRACTF64X4 $0x01, Z1, Y5
+	VADDPS        Y5, Y1, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VPERMILPS     $0x4e, X6, X5
+	VADDPS        X5, X6, X6
+	VPERMILPS     $0xb1, X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (CX)
+	VEXTRACTF64X4 $0x01, Z2, Y5
+	VADDPS        Y5, Y2, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VPERMILPS     $0x4e, X6, X5
+	VADDPS        X5, X6, X6
+	VPERMILPS     $0xb1, X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, 32(CX)
+	VEXTRACTF64X4 $0x01, Z3, Y5
+	VADDPS        Y5, Y3, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VPERMILPS     $0x4e, X6, X5
+	VADDPS        X5, X6, X6
+	VPERMILPS     $0xb1, X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, 64(CX)
+	VEXTRACTF64X4 $0x01, Z4, Y5
+	VADDPS        Y5, Y4, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VPERMILPS     $0x4e, X6, X5
+	VADDPS        X5, X6, X6
+	VPERMILPS     $0xb1, X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, 96(CX)
+	ADDQ          $0x00000080, CX
+	ADDQ          SI, DX
+	ADDQ          SI, DX
+	ADDQ          SI, DX
+	ADDQ          SI, DX
+	SUBQ          $0x04, BX
+	JMP           dotQ8x1VNNI_w4
+
+dotQ8x1VNNI_w1:
+	CMPQ   BX, $0x01
+	JB     dotQ8x1VNNI_done
+	VPXORD Z13, Z13, Z13
+	MOVQ   DX, DI
+	XORQ   R8, R8
+	MOVQ   groups+96(FP), R9
+
+dotQ8x1VNNI_w1group:
+	TESTQ       R9, R9
+	JZ          dotQ8x1VNNI_w1partial
+	PREFETCHT0  1024(DI)
+	VPXORD      (DI), Z0, Z1
+	VMOVDQU64   (AX)(R8*1), Z2
+	VMOVDQU64   64(AX)(R8*1), Z3
+	VMOVUPS     128(AX)(R8*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z13
+	ADDQ        $0x40, DI
+	ADDQ        $0x000000c0, R8
+	DECQ        R9
+	JMP         dotQ8x1VNNI_w1group
+
+dotQ8x1VNNI_w1partial:
+	MOVQ        mask+104(FP), R9
+	TESTQ       R9, R9
+	JZ          dotQ8x1VNNI_w1reduce
+	KMOVQ       R9, K1
+	VMOVDQU8.Z  (DI), K1, Z1
+	VPXORD      Z0, Z1, Z1
+	VMOVDQU64   (AX)(R8*1), Z2
+	VMOVDQU64   64(AX)(R8*1), Z3
+	VMOVUPS     128(AX)(R8*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z13
+
+dotQ8x1VNNI_w1reduce:
+	VEXTRACTF64X4 $0x01, Z13, Y1
+	VADDPS        Y1, Y13, Y1
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X2
+	VPERMILPS     $0x4e, X2, X1
+	VADDPS        X1, X2, X2
+	VPERMILPS     $0xb1, X2, X1
+	VADDSS        X1, X2, X2
+	VMOVSS        X2, (CX)
+	ADDQ          $0x00000020, CX
+	ADDQ          SI, DX
+	SUBQ          $0x01, BX
+	JMP           dotQ8x1VNNI_w1
+
+dotQ8x1VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dotQ8x2VNNI(y []float32, qa []byte, lda int, w []int8, ldw int, n int, groups int, mask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·dotQ8x2VNNI(SB), NOSPLIT, $0-112
+	MOVQ      qa_base+24(FP), AX
+	MOVQ      lda+48(FP), CX
+	LEAQ      (AX)(CX*1), CX
+	MOVQ      y_base+0(FP), DX
+	MOVQ      w_base+56(FP), BX
+	MOVQ      n+88(FP), SI
+	MOVQ      ldw+80(FP), DI
+	VMOVDQU64 q8_x80<>+0(SB), Z0
+
+dotQ8x2VNNI_w4:
+	CMPQ   SI, $0x04
+	JB     dotQ8x2VNNI_w1
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	MOVQ   BX, R8
+	XORQ   R9, R9
+	MOVQ   groups+96(FP), R10
+
+dotQ8x2VNNI_w4group:
+	TESTQ       R10, R10
+	JZ          dotQ8x2VNNI_w4partial
+	LEAQ        (R8)(DI*2), R11
+	ADDQ        DI, R11
+	PREFETCHT0  1024(R8)
+	VPXORD      (R8), Z0, Z9
+	PREFETCHT0  1024(R8)(DI*1)
+	VPXORD      (R8)(DI*1), Z0, Z10
+	PREFETCHT0  1024(R8)(DI*2)
+	VPXORD      (R8)(DI*2), Z0, Z11
+	PREFETCHT0  1024(R11)
+	VPXORD      (R11), Z0, Z12
+	VMOVDQU64   (AX)(R9*1), Z13
+	VMOVDQU64   64(AX)(R9*1), Z14
+	VMOVUPS     128(AX)(R9*1), Z15
+	VMOVDQA64   Z14, Z16
+	VPDPBUSD    Z13, Z9, Z16
+	VCVTDQ2PS   Z16, Z16
+	VFMADD231PS Z15, Z16, Z1
+	VMOVDQA64   Z14, Z16
+	VPDPBUSD    Z13, Z10, Z16
+	VCVTDQ2PS   Z16, Z16
+	VFMADD231PS Z15, Z16, Z3
+	VMOVDQA64   Z14, Z16
+	VPDPBUSD    Z13, Z11, Z16
+	VCVTDQ2PS   Z16, Z16
+	VFMADD231PS Z15, Z16, Z5
+	VMOVDQA64   Z14, Z14
+	VPDPBUSD    Z13, Z12, Z14
+	VCVTDQ2PS   Z14, Z14
+	VFMADD231PS Z15, Z14, Z7
+	VMOVDQU64   (CX)(R9*1), Z13
+	VMOVDQU64   64(CX)(R9*1), Z14
+	VMOVUPS     128(CX)(R9*1), Z15
+	VMOVDQA64   Z14, Z16
+	VPDPBUSD    Z13, Z9, Z16
+	VCVTDQ2PS   Z16, Z16
+	VFMADD231PS Z15, Z16, Z2
+	VMOVDQA64   Z14, Z9
+	VPDPBUSD    Z13, Z10, Z9
+	VCVTDQ2PS   Z9, Z9
+	VFMADD231PS Z15, Z9, Z4
+	VMOVDQA64   Z14, Z9
+	VPDPBUSD    Z13, Z11, Z9
+	VCVTDQ2PS   Z9, Z9
+	VFMADD231PS Z15, Z9, Z6
+	VMOVDQA64   Z14, Z9
+	VPDPBUSD    Z13, Z12, Z9
+	VCVTDQ2PS   Z9, Z9
+	VFMADD231PS Z15, Z9, Z8
+	ADDQ        $0x40, R8
+	ADDQ        $0x000000c0, R9
+	DECQ        R10
+	JMP         dotQ8x2VNNI_w4group
+
+dotQ8x2VNNI_w4partial:
+	MOVQ        mask+104(FP), R10
+	TESTQ       R10, R10
+	JZ          dotQ8x2VNNI_w4reduce
+	LEAQ        (R8)(DI*2), R11
+	ADDQ        DI, R11
+	KMOVQ       R10, K1
+	VMOVDQU8.Z  (R8), K1, Z9
+	VPXORD      Z0, Z9, Z9
+	VMOVDQU8.Z  (R8)(DI*1), K1, Z10
+	VPXORD      Z0, Z10, Z10
+	VMOVDQU8.Z  (R8)(DI*2), K1, Z11
+	VPXORD      Z0, Z11, Z11
+	VMOVDQU8.Z  (R11), K1, Z12
+	VPXORD      Z0, Z12, Z12
+	VMOVDQU64   (AX)(R9*1), Z13
+	VMOVDQU64   64(AX)(R9*1), Z14
+	VMOVUPS     128(AX)(R9*1), Z15
+	VMOVDQA64   Z14, Z16
+	VPDPBUSD    Z13, Z9, Z16
+	VCVTDQ2PS   Z16, Z16
+	VFMADD231PS Z15, Z16, Z1
+	VMOVDQA64   Z14, Z16
+	VPDPBUSD    Z13, Z10, Z16
+	VCVTDQ2PS   Z16, Z16
+	VFMADD231PS Z15, Z16, Z3
+	VMOVDQA64   Z14, Z16
+	VPDPBUSD    Z13, Z11, Z16
+	VCVTDQ2PS   Z16, Z16
+	VFMADD231PS Z15, Z16, Z5
+	VMOVDQA64   Z14, Z14
+	VPDPBUSD    Z13, Z12, Z14
+	VCVTDQ2PS   Z14, Z14
+	VFMADD231PS Z15, Z14, Z7
+	VMOVDQU64   (CX)(R9*1), Z13
+	VMOVDQU64   64(CX)(R9*1), Z14
+	VMOVUPS     128(CX)(R9*1), Z15
+	VMOVDQA64   Z14, Z16
+	VPDPBUSD    Z13, Z9, Z16
+	VCVTDQ2PS   Z16, Z16
+	VFMADD231PS Z15, Z16, Z2
+	VMOVDQA64   Z14, Z9
+	VPDPBUSD    Z13, Z10, Z9
+	VCVTDQ2PS   Z9, Z9
+	VFMADD231PS Z15, Z9, Z4
+	VMOVDQA64   Z14, Z9
+	VPDPBUSD    Z13, Z11, Z9
+	VCVTDQ2PS   Z9, Z9
+	VFMADD231PS Z15, Z9, Z6
+	VMOVDQA64   Z14, Z9
+	VPDPBUSD    Z13, Z12, Z9
+	VCVTDQ2PS   Z9, Z9
+	VFMADD231PS Z15, Z9, Z8
+
+dotQ8x2VNNI_w4reduce:
+	VEXTRACTF64X4 $0x01, Z1, Y9
+	VADDPS        Y9, Y1, Y9
+	VEXTRACTF32X4 $0x01, Y9, X10
+	VADDPS        X10, X9, X10
+	VPERMILPS     $0x4e, X10, X9
+	VADDPS        X9, X10, X10
+	VPERMILPS     $0xb1, X10, X9
+	VADDSS        X9, X10, X10
+	VMOVSS        X10, (DX)
+	VEXTRACTF64X4 $0x01, Z2, Y9
+	VADDPS        Y9, Y2, Y9
+	VEXTRACTF32X4 $0x01, Y9, X10
+	VADDPS        X10, X9, X10
+	VPERMILPS     $0x4e, X10, X9
+	VADDPS        X9, X10, X10
+	VPERMILPS     $0xb1, X10, X9
+	VADDSS        X9, X10, X10
+	VMOVSS        X10, 4(DX)
+	VEXTRACTF64X4 $0x01, Z3, Y9
+	VADDPS        Y9, Y3, Y9
+	VEXTRACTF32X4 $0x01, Y9, X10
+	VADDPS        X10, X9, X10
+	VPERMILPS     $0x4e, X10, X9
+	VADDPS        X9, X10, X10
+	VPERMILPS     $0xb1, X10, X9
+	VADDSS        X9, X10, X10
+	VMOVSS        X10, 32(DX)
+	VEXTRACTF64X4 $0x01, Z4, Y9
+	VADDPS        Y9, Y4, Y9
+	VEXTRACTF32X4 $0x01, Y9, X10
+	VADDPS        X10, X9, X10
+	VPERMILPS     $0x4e, X10, X9
+	VADDPS        X9, X10, X10
+	VPERMILPS     $0xb1, X10, X9
+	VADDSS        X9, X10, X10
+	VMOVSS        X10, 36(DX)
+	VEXTRACTF64X4 $0x01, Z5, Y9
+	VADDPS        Y9, Y5, Y9
+	VEXTRACTF32X4 $0x01, Y9, X10
+	VADDPS        X10, X9, X10
+	VPERMILPS     $0x4e, X10, X9
+	VADDPS        X9, X10, X10
+	VPERMILPS     $0xb1, X10, X9
+	VADDSS        X9, X10, X10
+	VMOVSS        X10, 64(DX)
+	VEXTRACTF64X4 $0x01, Z6, Y9
+	VADDPS        Y9, Y6, Y9
+	VEXTRACTF32X4 $0x01, Y9, X10
+	VADDPS        X10, X9, X10
+	VPERMILPS     $0x4e, X10, X9
+	VADDPS        X9, X10, X10
+	VPERMILPS     $0xb1, X10, X9
+	VADDSS        X9, X10, X10
+	VMOVSS        X10, 68(DX)
+	VEXTRACTF64X4 $0x01, Z7, Y9
+	VADDPS        Y9, Y7, Y9
+	VEXTRACTF32X4 $0x01, Y9, X10
+	VADDPS        X10, X9, X10
+	VPERMILPS     $0x4e, X10, X9
+	VADDPS        X9, X10, X10
+	VPERMILPS     $0xb1, X10, X9
+	VADDSS        X9, X10, X10
+	VMOVSS        X10, 96(DX)
+	VEXTRACTF64X4 $0x01, Z8, Y9
+	VADDPS        Y9, Y8, Y9
+	VEXTRACTF32X4 $0x01, Y9, X10
+	VADDPS        X10, X9, X10
+	VPERMILPS     $0x4e, X10, X9
+	VADDPS        X9, X10, X10
+	VPERMILPS     $0xb1, X10, X9
+	VADDSS        X9, X10, X10
+	VMOVSS        X10, 100(DX)
+	ADDQ          $0x00000080, DX
+	ADDQ          DI, BX
+	ADDQ          DI, BX
+	ADDQ          DI, BX
+	ADDQ          DI, BX
+	SUBQ          $0x04, SI
+	JMP           dotQ8x2VNNI_w4
+
+dotQ8x2VNNI_w1:
+	CMPQ   SI, $0x01
+	JB     dotQ8x2VNNI_done
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	MOVQ   BX, R8
+	XORQ   R9, R9
+	MOVQ   groups+96(FP), R10
+
+dotQ8x2VNNI_w1group:
+	TESTQ       R10, R10
+	JZ          dotQ8x2VNNI_w1partial
+	PREFETCHT0  1024(R8)
+	VPXORD      (R8), Z0, Z1
+	VMOVDQU64   (AX)(R9*1), Z2
+	VMOVDQU64   64(AX)(R9*1), Z3
+	VMOVUPS     128(AX)(R9*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z17
+	VMOVDQU64   (CX)(R9*1), Z2
+	VMOVDQU64   64(CX)(R9*1), Z3
+	VMOVUPS     128(CX)(R9*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z18
+	ADDQ        $0x40, R8
+	ADDQ        $0x000000c0, R9
+	DECQ        R10
+	JMP         dotQ8x2VNNI_w1group
+
+dotQ8x2VNNI_w1partial:
+	MOVQ        mask+104(FP), R10
+	TESTQ       R10, R10
+	JZ          dotQ8x2VNNI_w1reduce
+	KMOVQ       R10, K1
+	VMOVDQU8.Z  (R8), K1, Z1
+	VPXORD      Z0, Z1, Z1
+	VMOVDQU64   (AX)(R9*1), Z2
+	VMOVDQU64   64(AX)(R9*1), Z3
+	VMOVUPS     128(AX)(R9*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z17
+	VMOVDQU64   (CX)(R9*1), Z2
+	VMOVDQU64   64(CX)(R9*1), Z3
+	VMOVUPS     128(CX)(R9*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z18
+
+dotQ8x2VNNI_w1reduce:
+	VEXTRACTF64X4 $0x01, Z17, Y1
+	VADDPS        Y1, Y17, Y1
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X2
+	VPERMILPS     $0x4e, X2, X1
+	VADDPS        X1, X2, X2
+	VPERMILPS     $0xb1, X2, X1
+	VADDSS        X1, X2, X2
+	VMOVSS        X2, (DX)
+	VEXTRACTF64X4 $0x01, Z18, Y1
+	VADDPS        Y1, Y18, Y1
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X2
+	VPERMILPS     $0x4e, X2, X1
+	VADDPS        X1, X2, X2
+	VPERMILPS     $0xb1, X2, X1
+	VADDSS        X1, X2, X2
+	VMOVSS        X2, 4(DX)
+	ADDQ          $0x00000020, DX
+	ADDQ          DI, BX
+	SUBQ          $0x01, SI
+	JMP           dotQ8x2VNNI_w1
+
+dotQ8x2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dotQ8x3VNNI(y []float32, qa []byte, lda int, w []int8, ldw int, n int, groups int, mask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·dotQ8x3VNNI(SB), NOSPLIT, $0-112
+	MOVQ      qa_base+24(FP), AX
+	MOVQ      lda+48(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), CX
+	MOVQ      y_base+0(FP), BX
+	MOVQ      w_base+56(FP), SI
+	MOVQ      n+88(FP), DI
+	MOVQ      ldw+80(FP), R8
+	VMOVDQU64 q8_x80<>+0(SB), Z0
+
+dotQ8x3VNNI_w4:
+	CMPQ   DI, $0x04
+	JB     dotQ8x3VNNI_w1
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	MOVQ   SI, R9
+	XORQ   R10, R10
+	MOVQ   groups+96(FP), R11
+
+dotQ8x3VNNI_w4group:
+	TESTQ       R11, R11
+	JZ          dotQ8x3VNNI_w4partial
+	LEAQ        (R9)(R8*2), R12
+	ADDQ        R8, R12
+	PREFETCHT0  1024(R9)
+	VPXORD      (R9), Z0, Z13
+	PREFETCHT0  1024(R9)(R8*1)
+	VPXORD      (R9)(R8*1), Z0, Z14
+	PREFETCHT0  1024(R9)(R8*2)
+	VPXORD      (R9)(R8*2), Z0, Z15
+	PREFETCHT0  1024(R12)
+	VPXORD      (R12), Z0, Z16
+	VMOVDQU64   (AX)(R10*1), Z17
+	VMOVDQU64   64(AX)(R10*1), Z18
+	VMOVUPS     128(AX)(R10*1), Z19
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z13, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z1
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z14, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z4
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z15, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z7
+	VMOVDQA64   Z18, Z18
+	VPDPBUSD    Z17, Z16, Z18
+	VCVTDQ2PS   Z18, Z18
+	VFMADD231PS Z19, Z18, Z10
+	VMOVDQU64   (DX)(R10*1), Z17
+	VMOVDQU64   64(DX)(R10*1), Z18
+	VMOVUPS     128(DX)(R10*1), Z19
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z13, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z2
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z14, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z5
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z15, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z8
+	VMOVDQA64   Z18, Z18
+	VPDPBUSD    Z17, Z16, Z18
+	VCVTDQ2PS   Z18, Z18
+	VFMADD231PS Z19, Z18, Z11
+	VMOVDQU64   (CX)(R10*1), Z17
+	VMOVDQU64   64(CX)(R10*1), Z18
+	VMOVUPS     128(CX)(R10*1), Z19
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z13, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z3
+	VMOVDQA64   Z18, Z13
+	VPDPBUSD    Z17, Z14, Z13
+	VCVTDQ2PS   Z13, Z13
+	VFMADD231PS Z19, Z13, Z6
+	VMOVDQA64   Z18, Z13
+	VPDPBUSD    Z17, Z15, Z13
+	VCVTDQ2PS   Z13, Z13
+	VFMADD231PS Z19, Z13, Z9
+	VMOVDQA64   Z18, Z13
+	VPDPBUSD    Z17, Z16, Z13
+	VCVTDQ2PS   Z13, Z13
+	VFMADD231PS Z19, Z13, Z12
+	ADDQ        $0x40, R9
+	ADDQ        $0x000000c0, R10
+	DECQ        R11
+	JMP         dotQ8x3VNNI_w4group
+
+dotQ8x3VNNI_w4partial:
+	MOVQ        mask+104(FP), R11
+	TESTQ       R11, R11
+	JZ          dotQ8x3VNNI_w4reduce
+	LEAQ        (R9)(R8*2), R12
+	ADDQ        R8, R12
+	KMOVQ       R11, K1
+	VMOVDQU8.Z  (R9), K1, Z13
+	VPXORD      Z0, Z13, Z13
+	VMOVDQU8.Z  (R9)(R8*1), K1, Z14
+	VPXORD      Z0, Z14, Z14
+	VMOVDQU8.Z  (R9)(R8*2), K1, Z15
+	VPXORD      Z0, Z15, Z15
+	VMOVDQU8.Z  (R12), K1, Z16
+	VPXORD      Z0, Z16, Z16
+	VMOVDQU64   (AX)(R10*1), Z17
+	VMOVDQU64   64(AX)(R10*1), Z18
+	VMOVUPS     128(AX)(R10*1), Z19
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z13, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z1
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z14, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z4
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z15, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z7
+	VMOVDQA64   Z18, Z18
+	VPDPBUSD    Z17, Z16, Z18
+	VCVTDQ2PS   Z18, Z18
+	VFMADD231PS Z19, Z18, Z10
+	VMOVDQU64   (DX)(R10*1), Z17
+	VMOVDQU64   64(DX)(R10*1), Z18
+	VMOVUPS     128(DX)(R10*1), Z19
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z13, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z2
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z14, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z5
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z15, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z8
+	VMOVDQA64   Z18, Z18
+	VPDPBUSD    Z17, Z16, Z18
+	VCVTDQ2PS   Z18, Z18
+	VFMADD231PS Z19, Z18, Z11
+	VMOVDQU64   (CX)(R10*1), Z17
+	VMOVDQU64   64(CX)(R10*1), Z18
+	VMOVUPS     128(CX)(R10*1), Z19
+	VMOVDQA64   Z18, Z20
+	VPDPBUSD    Z17, Z13, Z20
+	VCVTDQ2PS   Z20, Z20
+	VFMADD231PS Z19, Z20, Z3
+	VMOVDQA64   Z18, Z13
+	VPDPBUSD    Z17, Z14, Z13
+	VCVTDQ2PS   Z13, Z13
+	VFMADD231PS Z19, Z13, Z6
+	VMOVDQA64   Z18, Z13
+	VPDPBUSD    Z17, Z15, Z13
+	VCVTDQ2PS   Z13, Z13
+	VFMADD231PS Z19, Z13, Z9
+	VMOVDQA64   Z18, Z13
+	VPDPBUSD    Z17, Z16, Z13
+	VCVTDQ2PS   Z13, Z13
+	VFMADD231PS Z19, Z13, Z12
+
+dotQ8x3VNNI_w4reduce:
+	VEXTRACTF64X4 $0x01, Z1, Y13
+	VADDPS        Y13, Y1, Y13
+	VEXTRACTF32X4 $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VPERMILPS     $0x4e, X14, X13
+	VADDPS        X13, X14, X14
+	VPERMILPS     $0xb1, X14, X13
+	VADDSS        X13, X14, X14
+	VMOVSS        X14, (BX)
+	VEXTRACTF64X4 $0x01, Z2, Y13
+	VADDPS        Y13, Y2, Y13
+	VEXTRACTF32X4 $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VPERMILPS     $0x4e, X14, X13
+	VADDPS        X13, X14, X14
+	VPERMILPS     $0xb1, X14, X13
+	VADDSS        X13, X14, X14
+	VMOVSS        X14, 4(BX)
+	VEXTRACTF64X4 $0x01, Z3, Y13
+	VADDPS        Y13, Y3, Y13
+	VEXTRACTF32X4 $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VPERMILPS     $0x4e, X14, X13
+	VADDPS        X13, X14, X14
+	VPERMILPS     $0xb1, X14, X13
+	VADDSS        X13, X14, X14
+	VMOVSS        X14, 8(BX)
+	VEXTRACTF64X4 $0x01, Z4, Y13
+	VADDPS        Y13, Y4, Y13
+	VEXTRACTF32X4 $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VPERMILPS     $0x4e, X14, X13
+	VADDPS        X13, X14, X14
+	VPERMILPS     $0xb1, X14, X13
+	VADDSS        X13, X14, X14
+	VMOVSS        X14, 32(BX)
+	VEXTRACTF64X4 $0x01, Z5, Y13
+	VADDPS        Y13, Y5, Y13
+	VEXTRACTF32X4 $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VPERMILPS     $0x4e, X14, X13
+	VADDPS        X13, X14, X14
+	VPERMILPS     $0xb1, X14, X13
+	VADDSS        X13, X14, X14
+	VMOVSS        X14, 36(BX)
+	VEXTRACTF64X4 $0x01, Z6, Y13
+	VADDPS        Y13, Y6, Y13
+	VEXTRACTF32X4 $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VPERMILPS     $0x4e, X14, X13
+	VADDPS        X13, X14, X14
+	VPERMILPS     $0xb1, X14, X13
+	VADDSS        X13, X14, X14
+	VMOVSS        X14, 40(BX)
+	VEXTRACTF64X4 $0x01, Z7, Y13
+	VADDPS        Y13, Y7, Y13
+	VEXTRACTF32X4 $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VPERMILPS     $0x4e, X14, X13
+	VADDPS        X13, X14, X14
+	VPERMILPS     $0xb1, X14, X13
+	VADDSS        X13, X14, X14
+	VMOVSS        X14, 64(BX)
+	VEXTRACTF64X4 $0x01, Z8, Y13
+	VADDPS        Y13, Y8, Y13
+	VEXTRACTF32X4 $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VPERMILPS     $0x4e, X14, X13
+	VADDPS        X13, X14, X14
+	VPERMILPS     $0xb1, X14, X13
+	VADDSS        X13, X14, X14
+	VMOVSS        X14, 68(BX)
+	VEXTRACTF64X4 $0x01, Z9, Y13
+	VADDPS        Y13, Y9, Y13
+	VEXTRACTF32X4 $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VPERMILPS     $0x4e, X14, X13
+	VADDPS        X13, X14, X14
+	VPERMILPS     $0xb1, X14, X13
+	VADDSS        X13, X14, X14
+	VMOVSS        X14, 72(BX)
+	VEXTRACTF64X4 $0x01, Z10, Y13
+	VADDPS        Y13, Y10, Y13
+	VEXTRACTF32X4 $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VPERMILPS     $0x4e, X14, X13
+	VADDPS        X13, X14, X14
+	VPERMILPS     $0xb1, X14, X13
+	VADDSS        X13, X14, X14
+	VMOVSS        X14, 96(BX)
+	VEXTRACTF64X4 $0x01, Z11, Y13
+	VADDPS        Y13, Y11, Y13
+	VEXTRACTF32X4 $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VPERMILPS     $0x4e, X14, X13
+	VADDPS        X13, X14, X14
+	VPERMILPS     $0xb1, X14, X13
+	VADDSS        X13, X14, X14
+	VMOVSS        X14, 100(BX)
+	VEXTRACTF64X4 $0x01, Z12, Y13
+	VADDPS        Y13, Y12, Y13
+	VEXTRACTF32X4 $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VPERMILPS     $0x4e, X14, X13
+	VADDPS        X13, X14, X14
+	VPERMILPS     $0xb1, X14, X13
+	VADDSS        X13, X14, X14
+	VMOVSS        X14, 104(BX)
+	ADDQ          $0x00000080, BX
+	ADDQ          R8, SI
+	ADDQ          R8, SI
+	ADDQ          R8, SI
+	ADDQ          R8, SI
+	SUBQ          $0x04, DI
+	JMP           dotQ8x3VNNI_w4
+
+dotQ8x3VNNI_w1:
+	CMPQ   DI, $0x01
+	JB     dotQ8x3VNNI_done
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	MOVQ   SI, R9
+	XORQ   R10, R10
+	MOVQ   groups+96(FP), R11
+
+dotQ8x3VNNI_w1group:
+	TESTQ       R11, R11
+	JZ          dotQ8x3VNNI_w1partial
+	PREFETCHT0  1024(R9)
+	VPXORD      (R9), Z0, Z1
+	VMOVDQU64   (AX)(R10*1), Z2
+	VMOVDQU64   64(AX)(R10*1), Z3
+	VMOVUPS     128(AX)(R10*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z21
+	VMOVDQU64   (DX)(R10*1), Z2
+	VMOVDQU64   64(DX)(R10*1), Z3
+	VMOVUPS     128(DX)(R10*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z22
+	VMOVDQU64   (CX)(R10*1), Z2
+	VMOVDQU64   64(CX)(R10*1), Z3
+	VMOVUPS     128(CX)(R10*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z23
+	ADDQ        $0x40, R9
+	ADDQ        $0x000000c0, R10
+	DECQ        R11
+	JMP         dotQ8x3VNNI_w1group
+
+dotQ8x3VNNI_w1partial:
+	MOVQ        mask+104(FP), R11
+	TESTQ       R11, R11
+	JZ          dotQ8x3VNNI_w1reduce
+	KMOVQ       R11, K1
+	VMOVDQU8.Z  (R9), K1, Z1
+	VPXORD      Z0, Z1, Z1
+	VMOVDQU64   (AX)(R10*1), Z2
+	VMOVDQU64   64(AX)(R10*1), Z3
+	VMOVUPS     128(AX)(R10*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z21
+	VMOVDQU64   (DX)(R10*1), Z2
+	VMOVDQU64   64(DX)(R10*1), Z3
+	VMOVUPS     128(DX)(R10*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z22
+	VMOVDQU64   (CX)(R10*1), Z2
+	VMOVDQU64   64(CX)(R10*1), Z3
+	VMOVUPS     128(CX)(R10*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z23
+
+dotQ8x3VNNI_w1reduce:
+	VEXTRACTF64X4 $0x01, Z21, Y1
+	VADDPS        Y1, Y21, Y1
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X2
+	VPERMILPS     $0x4e, X2, X1
+	VADDPS        X1, X2, X2
+	VPERMILPS     $0xb1, X2, X1
+	VADDSS        X1, X2, X2
+	VMOVSS        X2, (BX)
+	VEXTRACTF64X4 $0x01, Z22, Y1
+	VADDPS        Y1, Y22, Y1
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X2
+	VPERMILPS     $0x4e, X2, X1
+	VADDPS        X1, X2, X2
+	VPERMILPS     $0xb1, X2, X1
+	VADDSS        X1, X2, X2
+	VMOVSS        X2, 4(BX)
+	VEXTRACTF64X4 $0x01, Z23, Y1
+	VADDPS        Y1, Y23, Y1
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X2
+	VPERMILPS     $0x4e, X2, X1
+	VADDPS        X1, X2, X2
+	VPERMILPS     $0xb1, X2, X1
+	VADDSS        X1, X2, X2
+	VMOVSS        X2, 8(BX)
+	ADDQ          $0x00000020, BX
+	ADDQ          R8, SI
+	SUBQ          $0x01, DI
+	JMP           dotQ8x3VNNI_w1
+
+dotQ8x3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dotQ8x4VNNI(y []float32, qa []byte, lda int, w []int8, ldw int, n int, groups int, mask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, MMX+
+TEXT ·dotQ8x4VNNI(SB), NOSPLIT, $0-112
+	MOVQ      qa_base+24(FP), AX
+	MOVQ      lda+48(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), BX
+	LEAQ      (BX)(CX*1), CX
+	MOVQ      y_base+0(FP), SI
+	MOVQ      w_base+56(FP), DI
+	MOVQ      n+88(FP), R8
+	MOVQ      ldw+80(FP), R9
+	VMOVDQU64 q8_x80<>+0(SB), Z0
+
+dotQ8x4VNNI_w4:
+	CMPQ   R8, $0x04
+	JB     dotQ8x4VNNI_w1
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	MOVQ   DI, R10
+	XORQ   R11, R11
+	MOVQ   groups+96(FP), R12
+
+dotQ8x4VNNI_w4group:
+	TESTQ       R12, R12
+	JZ          dotQ8x4VNNI_w4partial
+	LEAQ        (R10)(R9*2), R13
+	ADDQ        R9, R13
+	PREFETCHT0  1024(R10)
+	VPXORD      (R10), Z0, Z17
+	PREFETCHT0  1024(R10)(R9*1)
+	VPXORD      (R10)(R9*1), Z0, Z18
+	PREFETCHT0  1024(R10)(R9*2)
+	VPXORD      (R10)(R9*2), Z0, Z19
+	PREFETCHT0  1024(R13)
+	VPXORD      (R13), Z0, Z20
+	VMOVDQU64   (AX)(R11*1), Z21
+	VMOVDQU64   64(AX)(R11*1), Z22
+	VMOVUPS     128(AX)(R11*1), Z23
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z17, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z1
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z18, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z5
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z19, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z9
+	VMOVDQA64   Z22, Z22
+	VPDPBUSD    Z21, Z20, Z22
+	VCVTDQ2PS   Z22, Z22
+	VFMADD231PS Z23, Z22, Z13
+	VMOVDQU64   (DX)(R11*1), Z21
+	VMOVDQU64   64(DX)(R11*1), Z22
+	VMOVUPS     128(DX)(R11*1), Z23
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z17, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z2
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z18, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z6
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z19, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z10
+	VMOVDQA64   Z22, Z22
+	VPDPBUSD    Z21, Z20, Z22
+	VCVTDQ2PS   Z22, Z22
+	VFMADD231PS Z23, Z22, Z14
+	VMOVDQU64   (BX)(R11*1), Z21
+	VMOVDQU64   64(BX)(R11*1), Z22
+	VMOVUPS     128(BX)(R11*1), Z23
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z17, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z3
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z18, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z7
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z19, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z11
+	VMOVDQA64   Z22, Z22
+	VPDPBUSD    Z21, Z20, Z22
+	VCVTDQ2PS   Z22, Z22
+	VFMADD231PS Z23, Z22, Z15
+	VMOVDQU64   (CX)(R11*1), Z21
+	VMOVDQU64   64(CX)(R11*1), Z22
+	VMOVUPS     128(CX)(R11*1), Z23
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z17, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z4
+	VMOVDQA64   Z22, Z17
+	VPDPBUSD    Z21, Z18, Z17
+	VCVTDQ2PS   Z17, Z17
+	VFMADD231PS Z23, Z17, Z8
+	VMOVDQA64   Z22, Z17
+	VPDPBUSD    Z21, Z19, Z17
+	VCVTDQ2PS   Z17, Z17
+	VFMADD231PS Z23, Z17, Z12
+	VMOVDQA64   Z22, Z17
+	VPDPBUSD    Z21, Z20, Z17
+	VCVTDQ2PS   Z17, Z17
+	VFMADD231PS Z23, Z17, Z16
+	ADDQ        $0x40, R10
+	ADDQ        $0x000000c0, R11
+	DECQ        R12
+	JMP         dotQ8x4VNNI_w4group
+
+dotQ8x4VNNI_w4partial:
+	MOVQ        mask+104(FP), R12
+	TESTQ       R12, R12
+	JZ          dotQ8x4VNNI_w4reduce
+	LEAQ        (R10)(R9*2), R13
+	ADDQ        R9, R13
+	KMOVQ       R12, K1
+	VMOVDQU8.Z  (R10), K1, Z17
+	VPXORD      Z0, Z17, Z17
+	VMOVDQU8.Z  (R10)(R9*1), K1, Z18
+	VPXORD      Z0, Z18, Z18
+	VMOVDQU8.Z  (R10)(R9*2), K1, Z19
+	VPXORD      Z0, Z19, Z19
+	VMOVDQU8.Z  (R13), K1, Z20
+	VPXORD      Z0, Z20, Z20
+	VMOVDQU64   (AX)(R11*1), Z21
+	VMOVDQU64   64(AX)(R11*1), Z22
+	VMOVUPS     128(AX)(R11*1), Z23
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z17, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z1
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z18, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z5
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z19, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z9
+	VMOVDQA64   Z22, Z22
+	VPDPBUSD    Z21, Z20, Z22
+	VCVTDQ2PS   Z22, Z22
+	VFMADD231PS Z23, Z22, Z13
+	VMOVDQU64   (DX)(R11*1), Z21
+	VMOVDQU64   64(DX)(R11*1), Z22
+	VMOVUPS     128(DX)(R11*1), Z23
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z17, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z2
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z18, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z6
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z19, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z10
+	VMOVDQA64   Z22, Z22
+	VPDPBUSD    Z21, Z20, Z22
+	VCVTDQ2PS   Z22, Z22
+	VFMADD231PS Z23, Z22, Z14
+	VMOVDQU64   (BX)(R11*1), Z21
+	VMOVDQU64   64(BX)(R11*1), Z22
+	VMOVUPS     128(BX)(R11*1), Z23
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z17, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z3
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z18, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z7
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z19, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z11
+	VMOVDQA64   Z22, Z22
+	VPDPBUSD    Z21, Z20, Z22
+	VCVTDQ2PS   Z22, Z22
+	VFMADD231PS Z23, Z22, Z15
+	VMOVDQU64   (CX)(R11*1), Z21
+	VMOVDQU64   64(CX)(R11*1), Z22
+	VMOVUPS     128(CX)(R11*1), Z23
+	VMOVDQA64   Z22, Z24
+	VPDPBUSD    Z21, Z17, Z24
+	VCVTDQ2PS   Z24, Z24
+	VFMADD231PS Z23, Z24, Z4
+	VMOVDQA64   Z22, Z17
+	VPDPBUSD    Z21, Z18, Z17
+	VCVTDQ2PS   Z17, Z17
+	VFMADD231PS Z23, Z17, Z8
+	VMOVDQA64   Z22, Z17
+	VPDPBUSD    Z21, Z19, Z17
+	VCVTDQ2PS   Z17, Z17
+	VFMADD231PS Z23, Z17, Z12
+	VMOVDQA64   Z22, Z17
+	VPDPBUSD    Z21, Z20, Z17
+	VCVTDQ2PS   Z17, Z17
+	VFMADD231PS Z23, Z17, Z16
+
+dotQ8x4VNNI_w4reduce:
+	VEXTRACTF64X4 $0x01, Z1, Y17
+	VADDPS        Y17, Y1, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, (SI)
+	VEXTRACTF64X4 $0x01, Z2, Y17
+	VADDPS        Y17, Y2, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 4(SI)
+	VEXTRACTF64X4 $0x01, Z3, Y17
+	VADDPS        Y17, Y3, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 8(SI)
+	VEXTRACTF64X4 $0x01, Z4, Y17
+	VADDPS        Y17, Y4, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 12(SI)
+	VEXTRACTF64X4 $0x01, Z5, Y17
+	VADDPS        Y17, Y5, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 32(SI)
+	VEXTRACTF64X4 $0x01, Z6, Y17
+	VADDPS        Y17, Y6, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 36(SI)
+	VEXTRACTF64X4 $0x01, Z7, Y17
+	VADDPS        Y17, Y7, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 40(SI)
+	VEXTRACTF64X4 $0x01, Z8, Y17
+	VADDPS        Y17, Y8, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 44(SI)
+	VEXTRACTF64X4 $0x01, Z9, Y17
+	VADDPS        Y17, Y9, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 64(SI)
+	VEXTRACTF64X4 $0x01, Z10, Y17
+	VADDPS        Y17, Y10, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 68(SI)
+	VEXTRACTF64X4 $0x01, Z11, Y17
+	VADDPS        Y17, Y11, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 72(SI)
+	VEXTRACTF64X4 $0x01, Z12, Y17
+	VADDPS        Y17, Y12, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 76(SI)
+	VEXTRACTF64X4 $0x01, Z13, Y17
+	VADDPS        Y17, Y13, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 96(SI)
+	VEXTRACTF64X4 $0x01, Z14, Y17
+	VADDPS        Y17, Y14, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 100(SI)
+	VEXTRACTF64X4 $0x01, Z15, Y17
+	VADDPS        Y17, Y15, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 104(SI)
+	VEXTRACTF64X4 $0x01, Z16, Y17
+	VADDPS        Y17, Y16, Y17
+	VEXTRACTF32X4 $0x01, Y17, X18
+	VADDPS        X18, X17, X18
+	VPERMILPS     $0x4e, X18, X17
+	VADDPS        X17, X18, X18
+	VPERMILPS     $0xb1, X18, X17
+	VADDSS        X17, X18, X18
+	VMOVSS        X18, 108(SI)
+	ADDQ          $0x00000080, SI
+	ADDQ          R9, DI
+	ADDQ          R9, DI
+	ADDQ          R9, DI
+	ADDQ          R9, DI
+	SUBQ          $0x04, R8
+	JMP           dotQ8x4VNNI_w4
+
+dotQ8x4VNNI_w1:
+	CMPQ   R8, $0x01
+	JB     dotQ8x4VNNI_done
+	VPXORD Z25, Z25, Z25
+	VPXORD Z26, Z26, Z26
+	VPXORD Z27, Z27, Z27
+	VPXORD Z28, Z28, Z28
+	MOVQ   DI, R10
+	XORQ   R11, R11
+	MOVQ   groups+96(FP), R12
+
+dotQ8x4VNNI_w1group:
+	TESTQ       R12, R12
+	JZ          dotQ8x4VNNI_w1partial
+	PREFETCHT0  1024(R10)
+	VPXORD      (R10), Z0, Z1
+	VMOVDQU64   (AX)(R11*1), Z2
+	VMOVDQU64   64(AX)(R11*1), Z3
+	VMOVUPS     128(AX)(R11*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z25
+	VMOVDQU64   (DX)(R11*1), Z2
+	VMOVDQU64   64(DX)(R11*1), Z3
+	VMOVUPS     128(DX)(R11*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z26
+	VMOVDQU64   (BX)(R11*1), Z2
+	VMOVDQU64   64(BX)(R11*1), Z3
+	VMOVUPS     128(BX)(R11*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z27
+	VMOVDQU64   (CX)(R11*1), Z2
+	VMOVDQU64   64(CX)(R11*1), Z3
+	VMOVUPS     128(CX)(R11*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z28
+	ADDQ        $0x40, R10
+	ADDQ        $0x000000c0, R11
+	DECQ        R12
+	JMP         dotQ8x4VNNI_w1group
+
+dotQ8x4VNNI_w1partial:
+	MOVQ        mask+104(FP), R12
+	TESTQ       R12, R12
+	JZ          dotQ8x4VNNI_w1reduce
+	KMOVQ       R12, K1
+	VMOVDQU8.Z  (R10), K1, Z1
+	VPXORD      Z0, Z1, Z1
+	VMOVDQU64   (AX)(R11*1), Z2
+	VMOVDQU64   64(AX)(R11*1), Z3
+	VMOVUPS     128(AX)(R11*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z25
+	VMOVDQU64   (DX)(R11*1), Z2
+	VMOVDQU64   64(DX)(R11*1), Z3
+	VMOVUPS     128(DX)(R11*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z26
+	VMOVDQU64   (BX)(R11*1), Z2
+	VMOVDQU64   64(BX)(R11*1), Z3
+	VMOVUPS     128(BX)(R11*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z27
+	VMOVDQU64   (CX)(R11*1), Z2
+	VMOVDQU64   64(CX)(R11*1), Z3
+	VMOVUPS     128(CX)(R11*1), Z4
+	VMOVDQA64   Z3, Z3
+	VPDPBUSD    Z2, Z1, Z3
+	VCVTDQ2PS   Z3, Z3
+	VFMADD231PS Z4, Z3, Z28
+
+dotQ8x4VNNI_w1reduce:
+	VEXTRACTF64X4 $0x01, Z25, Y1
+	VADDPS        Y1, Y25, Y1
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X2
+	VPERMILPS     $0x4e, X2, X1
+	VADDPS        X1, X2, X2
+	VPERMILPS     $0xb1, X2, X1
+	VADDSS        X1, X2, X2
+	VMOVSS        X2, (SI)
+	VEXTRACTF64X4 $0x01, Z26, Y1
+	VADDPS        Y1, Y26, Y1
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X2
+	VPERMILPS     $0x4e, X2, X1
+	VADDPS        X1, X2, X2
+	VPERMILPS     $0xb1, X2, X1
+	VADDSS        X1, X2, X2
+	VMOVSS        X2, 4(SI)
+	VEXTRACTF64X4 $0x01, Z27, Y1
+	VADDPS        Y1, Y27, Y1
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X2
+	VPERMILPS     $0x4e, X2, X1
+	VADDPS        X1, X2, X2
+	VPERMILPS     $0xb1, X2, X1
+	VADDSS        X1, X2, X2
+	VMOVSS        X2, 8(SI)
+	VEXTRACTF64X4 $0x01, Z28, Y1
+	VADDPS        Y1, Y28, Y1
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X2
+	VPERMILPS     $0x4e, X2, X1
+	VADDPS        X1, X2, X2
+	VPERMILPS     $0xb1, X2, X1
+	VADDSS        X1, X2, X2
+	VMOVSS        X2, 12(SI)
+	ADDQ          $0x00000020, SI
+	ADDQ          R9, DI
+	SUBQ          $0x01, R8
+	JMP           dotQ8x4VNNI_w1
+
+dotQ8x4VNNI_done:
+	VZEROUPPER
+	RET

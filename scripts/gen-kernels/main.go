@@ -68,6 +68,7 @@ func main() {
 	}
 	geluZ()
 	decodeF32()
+	vnniKernels()
 	Generate()
 }
 
