@@ -143,70 +143,78 @@ func run(ctx context.Context, s *batch.Scheduler, r request) (*generate.Result, 
 
 // TestIdenticalAloneAndBatched: requests of different prompt lengths, greedy and seeded,
 // with stop strings, arriving at random times, some cancelled mid-stream, give exactly the
-// ids they give alone; the cancelled ones free their backend sessions.
+// ids they give alone; the cancelled ones free their backend sessions. Under both policies
+// for prompts: ahead of the decode tokens or beside the step in flight (the default), and in
+// the decode steps (PromptsWithDecode).
 func TestIdenticalAloneAndBatched(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			m := start(t, b.name, b.bin, b.model)
-			ctx := context.Background()
-			s := batch.New(ctx, m, batch.Options{MaxBatch: 4, PrefillChunk: 5})
-			defer s.Close()
-			rng := rand.New(rand.NewPCG(7, 9))
-			reqs := requests(m, 12, rng)
-			alone := make([]*generate.Result, len(reqs))
-			for i, r := range reqs {
-				if r.cancel > 0 {
-					continue
-				}
-				res, err := run(ctx, s, r)
-				if err != nil {
-					t.Fatalf("request %d alone: %v", i, err)
-				}
-				alone[i] = res
-			}
-			delays := make([]time.Duration, len(reqs))
-			for i := range delays {
-				delays[i] = time.Duration(rng.IntN(30)) * time.Millisecond
-			}
-			together := make([]*generate.Result, len(reqs))
-			errs := make([]error, len(reqs))
-			var wg sync.WaitGroup
-			for i, r := range reqs {
-				wg.Go(func() {
-					time.Sleep(delays[i])
-					together[i], errs[i] = run(ctx, s, r)
-				})
-			}
-			wg.Wait()
-			for i, r := range reqs {
-				if r.cancel > 0 {
-					if !errors.Is(errs[i], context.Canceled) {
-						t.Errorf("request %d, cancelled after %d deltas: got %v, want context.Canceled", i, r.cancel, errs[i])
-					}
-					continue
-				}
-				if errs[i] != nil {
-					t.Fatalf("request %d batched: %v", i, errs[i])
-				}
-				got, want := together[i].Rows[0], alone[i].Rows[0]
-				if !slices.Equal(got.IDs, want.IDs) || got.FinishReason != want.FinishReason {
-					t.Errorf("request %d (prompt %d tokens, temperature %v, stop %q): batched %v (%s), alone %v (%s)",
-						i, len(r.prompt), r.opts.Sampling.Temperature, r.opts.StopStrings, got.IDs, got.FinishReason, want.IDs, want.FinishReason)
-				}
-			}
-			st, err := m.Backend.(sdk.StatsReporter).Stats(ctx, &sdk.StatsRequest{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if st.OpenSessions != 0 {
-				t.Errorf("%d backend sessions open after every request ended, want 0", st.OpenSessions)
-			}
-			mean, steps := batchMean(t, s.Metrics())
-			t.Logf("%s: batched step %v, %d steps, mean batch size %.2f", b.name, s.Batched(), steps, mean)
-			if mean <= 1 {
-				t.Errorf("mean batch size %.2f over %d steps: concurrent requests never shared a step", mean, steps)
-			}
+		for _, with := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/prompts_with_decode=%v", b.name, with), func(t *testing.T) {
+				identicalAloneAndBatched(t, b.name, b.bin, b.model, with)
+			})
+		}
+	}
+}
+
+func identicalAloneAndBatched(t *testing.T, name, bin, model string, with bool) {
+	m := start(t, name, bin, model)
+	ctx := context.Background()
+	s := batch.New(ctx, m, batch.Options{MaxBatch: 4, PrefillChunk: 5, PromptsWithDecode: with})
+	defer s.Close()
+	rng := rand.New(rand.NewPCG(7, 9))
+	reqs := requests(m, 12, rng)
+	alone := make([]*generate.Result, len(reqs))
+	for i, r := range reqs {
+		if r.cancel > 0 {
+			continue
+		}
+		res, err := run(ctx, s, r)
+		if err != nil {
+			t.Fatalf("request %d alone: %v", i, err)
+		}
+		alone[i] = res
+	}
+	delays := make([]time.Duration, len(reqs))
+	for i := range delays {
+		delays[i] = time.Duration(rng.IntN(30)) * time.Millisecond
+	}
+	together := make([]*generate.Result, len(reqs))
+	errs := make([]error, len(reqs))
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Go(func() {
+			time.Sleep(delays[i])
+			together[i], errs[i] = run(ctx, s, r)
 		})
+	}
+	wg.Wait()
+	for i, r := range reqs {
+		if r.cancel > 0 {
+			if !errors.Is(errs[i], context.Canceled) {
+				t.Errorf("request %d, cancelled after %d deltas: got %v, want context.Canceled", i, r.cancel, errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil {
+			t.Fatalf("request %d batched: %v", i, errs[i])
+		}
+		got, want := together[i].Rows[0], alone[i].Rows[0]
+		if !slices.Equal(got.IDs, want.IDs) || got.FinishReason != want.FinishReason {
+			t.Errorf("request %d (prompt %d tokens, temperature %v, stop %q): batched %v (%s), alone %v (%s)",
+				i, len(r.prompt), r.opts.Sampling.Temperature, r.opts.StopStrings, got.IDs, got.FinishReason, want.IDs, want.FinishReason)
+		}
+	}
+	st, err := m.Backend.(sdk.StatsReporter).Stats(ctx, &sdk.StatsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.OpenSessions != 0 {
+		t.Errorf("%d backend sessions open after every request ended, want 0", st.OpenSessions)
+	}
+	mean, steps := batchMean(t, s.Metrics())
+	t.Logf("%s: batched step %v, %d steps, mean batch size %.2f, %d prompts beside a step", name, s.Batched(), steps, mean, s.Metrics().Beside())
+	if mean <= 1 {
+		t.Errorf("mean batch size %.2f over %d steps: concurrent requests never shared a step", mean, steps)
 	}
 }
 
