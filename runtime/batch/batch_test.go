@@ -273,3 +273,56 @@ func TestFailingSessionIsolated(t *testing.T) {
 		t.Errorf("the broken session's step: got %v, want NotFound", badErr)
 	}
 }
+
+// TestNewcomersBesideSteps: prompts that arrive one after another while a long generation
+// decodes (fed beside its steps or ahead of its tokens) draw what they draw alone, and so does
+// the long generation.
+func TestNewcomersBesideSteps(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			m := start(t, b.name, b.bin, b.model)
+			ctx := context.Background()
+			s := batch.New(ctx, m, batch.Options{MaxBatch: 4, PrefillChunk: 8})
+			defer s.Close()
+			long := request{prompt: []int{3, 1, 4, 1, 5}, opts: generate.Options{MaxNewTokens: 60, MaxContext: m.Context, Sampling: generate.DefaultSampling()}}
+			rng := rand.New(rand.NewPCG(3, 5))
+			short := requests(m, 8, rng)
+			for i := range short {
+				short[i].cancel = 0
+				short[i].opts.MaxNewTokens = 3
+			}
+			wantLong, err := run(ctx, s, long)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := make([]*generate.Result, len(short))
+			for i, r := range short {
+				if want[i], err = run(ctx, s, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var gotLong *generate.Result
+			var longErr error
+			var wg sync.WaitGroup
+			wg.Go(func() { gotLong, longErr = run(ctx, s, long) })
+			for i, r := range short {
+				time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
+				got, err := run(ctx, s, r)
+				if err != nil {
+					t.Fatalf("newcomer %d: %v", i, err)
+				}
+				if !slices.Equal(got.Rows[0].IDs, want[i].Rows[0].IDs) {
+					t.Errorf("newcomer %d beside a generation drew %v, alone %v", i, got.Rows[0].IDs, want[i].Rows[0].IDs)
+				}
+			}
+			wg.Wait()
+			if longErr != nil {
+				t.Fatal(longErr)
+			}
+			if !slices.Equal(gotLong.Rows[0].IDs, wantLong.Rows[0].IDs) {
+				t.Errorf("the long generation drew %v beside newcomers, %v alone", gotLong.Rows[0].IDs, wantLong.Rows[0].IDs)
+			}
+			t.Logf("%s: %d of %d newcomers fed beside a step", b.name, s.Metrics().Beside(), len(short))
+		})
+	}
+}
