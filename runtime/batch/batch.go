@@ -1,7 +1,11 @@
 // Package batch is continuous batching on the host: one Scheduler per loaded causal-LM model
 // advances every open generation of that model together, one backend call per step. Requests
-// join and leave between steps; a prompt is fed in chunks interleaved with the other
-// sessions' decode tokens, so that a newcomer does not stall the streams already running.
+// join and leave between steps; a long prompt is fed in chunks interleaved with the other
+// sessions' decode tokens, so that a newcomer does not stall the streams already running. The
+// chunk that ends a prompt runs beside the step in flight (a call of its own on the newcomer's
+// session) or, between steps, in a step of its own ahead of the decode tokens, so that the
+// newcomer's first token does not wait for a step of every stream (docs/server.md,
+// "Newcomers: time to first token").
 //
 // A Scheduler hands out Sessions that implement generate.Stepper, so runtime/generate's decode
 // loop (and its samplers) run unchanged per request; only the forward passes are shared. With
@@ -16,6 +20,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelrt/modelrt/runtime/generate"
@@ -43,6 +48,13 @@ type Options struct {
 	PrefillChunk int
 	// Gather is how long a step waits for every open session's next token.
 	Gather time.Duration
+	// PromptsWithDecode runs a prompt's last (or only) chunk in the next step, with the queued
+	// decode tokens. By default (false) a prompt of at most PrefillChunk tokens that comes
+	// while a step runs is fed beside it, as a call of its own on its session (one such prompt
+	// at a time; the next step waits for it), and the last chunks queued between steps run in
+	// a step of their own, ahead of the decode tokens: a newcomer's first token does not wait
+	// for a step of every stream; the streams wait for the prompt once per newcomer.
+	PromptsWithDecode bool
 	// Logger (slog.Default() when nil).
 	Logger *slog.Logger
 }
@@ -76,6 +88,17 @@ type Scheduler struct {
 	// inflight is held while a step runs: Session.Close waits for it before it frees a
 	// backend session the step may be using.
 	inflight sync.Mutex
+
+	// The loop's own: the trace of steps (Logger at debug level) and the last step's end.
+	trace   bool
+	stepNo  int
+	lastEnd time.Time
+	ended   time.Time // when the last step ended (its logits were handed out)
+
+	// running is set while the loop runs a step; side is held by a prompt fed beside it
+	// (Session.sidePrefill), one at a time.
+	running atomic.Bool
+	side    sync.Mutex
 
 	mu      sync.Mutex
 	members int     // open sessions that may submit work
@@ -117,9 +140,12 @@ func New(ctx context.Context, m *lm.Model, opts Options) *Scheduler {
 		}
 		opts.Logger.Info("backend has no batched step: sessions advance one Infer each", "model", m.Name)
 	}
+	s.trace = opts.Logger.Enabled(ctx, slog.LevelDebug)
 	go s.loop()
 	return s
 }
+
+var traceSeq atomic.Int64
 
 // Batched reports whether steps are single batched backend calls.
 func (s *Scheduler) Batched() bool { return s.batched }
@@ -150,11 +176,14 @@ func (s *Scheduler) poke() {
 // Session is one generation in a Scheduler: a backend session of batch 1 whose steps share
 // the model's forward passes with the other Sessions. It implements generate.Stepper.
 type Session struct {
-	sc     *Scheduler
-	ls     *lm.Session
-	opened time.Time
-	last   time.Time // when the previous logits were returned (zero: none yet)
-	closed bool      // guarded by the scheduler's mu
+	sc       *Scheduler
+	ls       *lm.Session
+	opened   time.Time
+	last     time.Time   // when the previous logits were returned (zero: none yet)
+	id       int64       // trace number
+	fed      int         // ids fed so far (the loop's)
+	answered atomic.Bool // logits were returned to it: its prompt is fed
+	closed   bool        // guarded by the scheduler's mu
 }
 
 // Open opens a backend session of batch 1 and joins it to the scheduler.
@@ -172,7 +201,7 @@ func (s *Scheduler) Open(ctx context.Context) (*Session, error) {
 	s.members++
 	s.mu.Unlock()
 	s.stats.sessions.Inc()
-	return &Session{sc: s, ls: ls, opened: time.Now()}, nil
+	return &Session{sc: s, ls: ls, opened: time.Now(), id: traceSeq.Add(1)}, nil
 }
 
 // ID returns the backend's session id.
@@ -184,8 +213,11 @@ func (ss *Session) Step(ctx context.Context, ids []int64, B, T int, mask []int64
 	if B != 1 || slices.Contains(mask, 0) {
 		return ss.ls.Step(ctx, ids, B, T, mask)
 	}
-	w := &work{s: ss, ctx: ctx, ids: slices.Clone(ids[:T]), since: time.Now(), out: make(chan result, 1)}
 	sc := ss.sc
+	if ss.last.IsZero() && T <= sc.opts.PrefillChunk && !sc.opts.PromptsWithDecode && sc.running.Load() && sc.side.TryLock() {
+		return ss.sidePrefill(ctx, ids[:T])
+	}
+	w := &work{s: ss, ctx: ctx, ids: slices.Clone(ids[:T]), since: time.Now(), out: make(chan result, 1)}
 	sc.mu.Lock()
 	if sc.closed {
 		sc.mu.Unlock()
@@ -202,6 +234,9 @@ func (ss *Session) Step(ctx context.Context, ids []int64, B, T int, mask []int64
 		now := time.Now()
 		if ss.last.IsZero() {
 			sc.stats.ttft.Observe(now.Sub(ss.opened).Seconds())
+			if sc.trace {
+				sc.opts.Logger.Debug("batch first token", "session", ss.id, "beside", false, "ttft_ms", float64(now.Sub(ss.opened).Microseconds())/1e3, "members", sc.memberCount())
+			}
 		} else {
 			sc.stats.itl.Observe(now.Sub(ss.last).Seconds())
 		}
@@ -212,6 +247,42 @@ func (ss *Session) Step(ctx context.Context, ids []int64, B, T int, mask []int64
 		// session once the loop no longer holds it.
 		return nil, context.Cause(ctx)
 	}
+}
+
+// memberCount returns the open sessions (for the trace).
+func (s *Scheduler) memberCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.members
+}
+
+// sidePrefill feeds a whole prompt (one chunk at most) as a call of its own, beside the step
+// in flight, rather than after it (sc.side held; released here). On 2 cores the two calls
+// share the cores until the step ends, so the first token costs about the prompt's own step
+// and part of the step in flight, instead of the rest of that step and then a step.
+func (ss *Session) sidePrefill(ctx context.Context, ids []int64) ([]float32, error) {
+	sc := ss.sc
+	defer sc.side.Unlock()
+	t0 := time.Now()
+	logits, err := ss.ls.Step(ctx, ids, 1, len(ids), nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		return nil, err
+	}
+	now := time.Now()
+	ss.answered.Store(true)
+	sc.stats.beside.Inc()
+	sc.stats.wait.Observe(0)
+	sc.stats.tokens.Add(float64(len(ids)))
+	sc.stats.ttft.Observe(now.Sub(ss.opened).Seconds())
+	if sc.trace {
+		sc.opts.Logger.Debug("batch first token", "session", ss.id, "beside", true, "ttft_ms", float64(now.Sub(ss.opened).Microseconds())/1e3,
+			"call_ms", float64(now.Sub(t0).Microseconds())/1e3, "prompt_tokens", len(ids), "members", sc.memberCount())
+	}
+	ss.last = now
+	return logits, nil
 }
 
 // Close leaves the scheduler and frees the backend session at once (work still queued for it
@@ -255,9 +326,18 @@ func (s *Scheduler) loop() {
 			s.mu.Unlock()
 			return
 		}
-		// Gather: wait (a little) until every open session has its next token queued.
-		deadline := s.pending[0].since.Add(s.opts.Gather)
-		for len(s.pending) > 0 && len(s.pending) < min(s.members, s.opts.MaxBatch) && !s.closed {
+		// Gather: wait (a little) until every open session has its next token queued. The
+		// wait counts from the later of the first item's queueing and the previous step's end:
+		// tokens queued while a step ran are not late, and the sessions of that step are
+		// sampling its logits now. (Counting from the queueing alone split the sessions into
+		// cohorts that never met again: a session that missed one step by a millisecond was
+		// stepped alone, and while it ran the others queued, so they ran without it, for good.)
+		from := s.pending[0].since
+		if s.ended.After(from) {
+			from = s.ended
+		}
+		deadline := from.Add(s.opts.Gather)
+		for len(s.pending) > 0 && len(s.pending) < min(s.members, s.opts.MaxBatch) && !s.closed && !s.promptsFirst() {
 			d := time.Until(deadline)
 			if d <= 0 {
 				break
@@ -275,13 +355,29 @@ func (s *Scheduler) loop() {
 			timer.Stop()
 			s.mu.Lock()
 		}
-		n := min(len(s.pending), s.opts.MaxBatch)
-		batch := slices.Clone(s.pending[:n])
-		s.pending = slices.Delete(s.pending, 0, n)
+		if len(s.pending) == 0 { // every queued item's session closed while we gathered
+			s.mu.Unlock()
+			continue
+		}
+		// A prompt fed beside the step that just ended finishes before the next step starts:
+		// it has the cores to itself, and the streams wait for it as they would for a step of
+		// its own.
+		s.mu.Unlock()
+		s.side.Lock()
+		s.side.Unlock()
+		s.mu.Lock()
+		if len(s.pending) == 0 {
+			s.mu.Unlock()
+			continue
+		}
+		batch := s.take()
 		s.inflight.Lock()
+		s.running.Store(true)
 		s.mu.Unlock()
 		again := s.run(batch)
+		s.running.Store(false)
 		s.inflight.Unlock()
+		s.ended = time.Now()
 		if len(again) > 0 {
 			s.mu.Lock()
 			again = slices.DeleteFunc(again, func(w *work) bool { return w.s.closed })
@@ -289,6 +385,39 @@ func (s *Scheduler) loop() {
 			s.mu.Unlock()
 		}
 	}
+}
+
+// first reports whether w feeds the end of a prompt: its session has had no logits yet and
+// what is left of its prompt fits one chunk, so the step that runs it yields its first token.
+func (s *Scheduler) first(w *work) bool {
+	return !w.s.answered.Load() && len(w.ids) <= s.opts.PrefillChunk
+}
+
+// promptsFirst reports whether the next step is one of prompts' last chunks, ahead of the
+// decode tokens: some are queued and PromptsWithDecode is off (mu held; the loop's).
+func (s *Scheduler) promptsFirst() bool {
+	return !s.opts.PromptsWithDecode && slices.ContainsFunc(s.pending, s.first)
+}
+
+// take removes the next step's items from pending (mu held): up to MaxBatch in queue order,
+// except that (unless PromptsWithDecode) the prompts' last chunks, when some are queued, run
+// in a step of their own, ahead of the decode tokens.
+func (s *Scheduler) take() []*work {
+	if s.promptsFirst() {
+		var batch []*work
+		s.pending = slices.DeleteFunc(s.pending, func(w *work) bool {
+			if len(batch) < s.opts.MaxBatch && s.first(w) {
+				batch = append(batch, w)
+				return true
+			}
+			return false
+		})
+		return batch
+	}
+	n := min(len(s.pending), s.opts.MaxBatch)
+	batch := slices.Clone(s.pending[:n])
+	s.pending = slices.Delete(s.pending, 0, n)
+	return batch
 }
 
 // run advances batch by one step: each work item feeds at most PrefillChunk ids. It returns
@@ -313,21 +442,62 @@ func (s *Scheduler) run(batch []*work) (again []*work) {
 		return nil
 	}
 	s.stats.batch.Observe(float64(len(live)))
+	t0 := time.Now()
 	rows, errs := s.call(live, req)
+	t1 := time.Now()
 	s.stats.tokens.Add(float64(tokens))
+	if s.trace {
+		s.traceStep(live, req, now, t0, t1)
+	}
 	for i, w := range live {
 		if errs[i] != nil {
 			w.out <- result{err: fmt.Errorf("model %q: step: %w", s.m.Name, errs[i])}
 			continue
 		}
 		w.ids = w.ids[len(req.Items[i].TokenIDs):]
+		w.s.fed += len(req.Items[i].TokenIDs)
 		if len(w.ids) > 0 {
 			again = append(again, w)
 			continue
 		}
+		w.s.answered.Store(true)
 		w.out <- result{logits: rows[i]}
 	}
 	return again
+}
+
+// traceStep logs one step at debug level: its rows, how long its items waited, the gap since
+// the previous step ended, the backend call, and each newcomer's (first feed's) breakdown.
+func (s *Scheduler) traceStep(live []*work, req *sdk.StepRequest, start, t0, t1 time.Time) {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
+	s.stepNo++
+	dec, prompt := 0, 0
+	for _, it := range req.Items {
+		if len(it.TokenIDs) == 1 {
+			dec++
+		} else {
+			prompt += len(it.TokenIDs)
+		}
+	}
+	var gap float64
+	if !s.lastEnd.IsZero() {
+		gap = ms(start.Sub(s.lastEnd))
+	}
+	s.opts.Logger.Debug("batch step", "n", s.stepNo, "rows", len(live), "decode", dec, "prompt_tokens", prompt,
+		"gap_ms", gap, "call_ms", ms(t1.Sub(t0)), "prep_ms", ms(t0.Sub(start)))
+	for _, w := range live {
+		if w.s.fed > 0 {
+			continue
+		}
+		// A newcomer: the residual of the step running when it queued, then its own.
+		var residual float64
+		if s.lastEnd.After(w.since) {
+			residual = ms(s.lastEnd.Sub(w.since))
+		}
+		s.opts.Logger.Debug("batch newcomer", "session", w.s.id, "step", s.stepNo, "open_to_queue_ms", ms(w.since.Sub(w.s.opened)),
+			"queue_ms", ms(start.Sub(w.since)), "residual_ms", residual, "call_ms", ms(t1.Sub(t0)), "rows", len(live))
+	}
+	s.lastEnd = t1
 }
 
 // call runs one step of live (req has their items) and returns each item's logits row or

@@ -143,70 +143,78 @@ func run(ctx context.Context, s *batch.Scheduler, r request) (*generate.Result, 
 
 // TestIdenticalAloneAndBatched: requests of different prompt lengths, greedy and seeded,
 // with stop strings, arriving at random times, some cancelled mid-stream, give exactly the
-// ids they give alone; the cancelled ones free their backend sessions.
+// ids they give alone; the cancelled ones free their backend sessions. Under both policies
+// for prompts: ahead of the decode tokens or beside the step in flight (the default), and in
+// the decode steps (PromptsWithDecode).
 func TestIdenticalAloneAndBatched(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			m := start(t, b.name, b.bin, b.model)
-			ctx := context.Background()
-			s := batch.New(ctx, m, batch.Options{MaxBatch: 4, PrefillChunk: 5})
-			defer s.Close()
-			rng := rand.New(rand.NewPCG(7, 9))
-			reqs := requests(m, 12, rng)
-			alone := make([]*generate.Result, len(reqs))
-			for i, r := range reqs {
-				if r.cancel > 0 {
-					continue
-				}
-				res, err := run(ctx, s, r)
-				if err != nil {
-					t.Fatalf("request %d alone: %v", i, err)
-				}
-				alone[i] = res
-			}
-			delays := make([]time.Duration, len(reqs))
-			for i := range delays {
-				delays[i] = time.Duration(rng.IntN(30)) * time.Millisecond
-			}
-			together := make([]*generate.Result, len(reqs))
-			errs := make([]error, len(reqs))
-			var wg sync.WaitGroup
-			for i, r := range reqs {
-				wg.Go(func() {
-					time.Sleep(delays[i])
-					together[i], errs[i] = run(ctx, s, r)
-				})
-			}
-			wg.Wait()
-			for i, r := range reqs {
-				if r.cancel > 0 {
-					if !errors.Is(errs[i], context.Canceled) {
-						t.Errorf("request %d, cancelled after %d deltas: got %v, want context.Canceled", i, r.cancel, errs[i])
-					}
-					continue
-				}
-				if errs[i] != nil {
-					t.Fatalf("request %d batched: %v", i, errs[i])
-				}
-				got, want := together[i].Rows[0], alone[i].Rows[0]
-				if !slices.Equal(got.IDs, want.IDs) || got.FinishReason != want.FinishReason {
-					t.Errorf("request %d (prompt %d tokens, temperature %v, stop %q): batched %v (%s), alone %v (%s)",
-						i, len(r.prompt), r.opts.Sampling.Temperature, r.opts.StopStrings, got.IDs, got.FinishReason, want.IDs, want.FinishReason)
-				}
-			}
-			st, err := m.Backend.(sdk.StatsReporter).Stats(ctx, &sdk.StatsRequest{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if st.OpenSessions != 0 {
-				t.Errorf("%d backend sessions open after every request ended, want 0", st.OpenSessions)
-			}
-			mean, steps := batchMean(t, s.Metrics())
-			t.Logf("%s: batched step %v, %d steps, mean batch size %.2f", b.name, s.Batched(), steps, mean)
-			if mean <= 1 {
-				t.Errorf("mean batch size %.2f over %d steps: concurrent requests never shared a step", mean, steps)
-			}
+		for _, with := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/prompts_with_decode=%v", b.name, with), func(t *testing.T) {
+				identicalAloneAndBatched(t, b.name, b.bin, b.model, with)
+			})
+		}
+	}
+}
+
+func identicalAloneAndBatched(t *testing.T, name, bin, model string, with bool) {
+	m := start(t, name, bin, model)
+	ctx := context.Background()
+	s := batch.New(ctx, m, batch.Options{MaxBatch: 4, PrefillChunk: 5, PromptsWithDecode: with})
+	defer s.Close()
+	rng := rand.New(rand.NewPCG(7, 9))
+	reqs := requests(m, 12, rng)
+	alone := make([]*generate.Result, len(reqs))
+	for i, r := range reqs {
+		if r.cancel > 0 {
+			continue
+		}
+		res, err := run(ctx, s, r)
+		if err != nil {
+			t.Fatalf("request %d alone: %v", i, err)
+		}
+		alone[i] = res
+	}
+	delays := make([]time.Duration, len(reqs))
+	for i := range delays {
+		delays[i] = time.Duration(rng.IntN(30)) * time.Millisecond
+	}
+	together := make([]*generate.Result, len(reqs))
+	errs := make([]error, len(reqs))
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Go(func() {
+			time.Sleep(delays[i])
+			together[i], errs[i] = run(ctx, s, r)
 		})
+	}
+	wg.Wait()
+	for i, r := range reqs {
+		if r.cancel > 0 {
+			if !errors.Is(errs[i], context.Canceled) {
+				t.Errorf("request %d, cancelled after %d deltas: got %v, want context.Canceled", i, r.cancel, errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil {
+			t.Fatalf("request %d batched: %v", i, errs[i])
+		}
+		got, want := together[i].Rows[0], alone[i].Rows[0]
+		if !slices.Equal(got.IDs, want.IDs) || got.FinishReason != want.FinishReason {
+			t.Errorf("request %d (prompt %d tokens, temperature %v, stop %q): batched %v (%s), alone %v (%s)",
+				i, len(r.prompt), r.opts.Sampling.Temperature, r.opts.StopStrings, got.IDs, got.FinishReason, want.IDs, want.FinishReason)
+		}
+	}
+	st, err := m.Backend.(sdk.StatsReporter).Stats(ctx, &sdk.StatsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.OpenSessions != 0 {
+		t.Errorf("%d backend sessions open after every request ended, want 0", st.OpenSessions)
+	}
+	mean, steps := batchMean(t, s.Metrics())
+	t.Logf("%s: batched step %v, %d steps, mean batch size %.2f, %d prompts beside a step", name, s.Batched(), steps, mean, s.Metrics().Beside())
+	if mean <= 1 {
+		t.Errorf("mean batch size %.2f over %d steps: concurrent requests never shared a step", mean, steps)
 	}
 }
 
@@ -263,5 +271,58 @@ func TestFailingSessionIsolated(t *testing.T) {
 	var se *sdk.Error
 	if !errors.As(badErr, &se) || se.Code != sdk.CodeNotFound {
 		t.Errorf("the broken session's step: got %v, want NotFound", badErr)
+	}
+}
+
+// TestNewcomersBesideSteps: prompts that arrive one after another while a long generation
+// decodes (fed beside its steps or ahead of its tokens) draw what they draw alone, and so does
+// the long generation.
+func TestNewcomersBesideSteps(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			m := start(t, b.name, b.bin, b.model)
+			ctx := context.Background()
+			s := batch.New(ctx, m, batch.Options{MaxBatch: 4, PrefillChunk: 8})
+			defer s.Close()
+			long := request{prompt: []int{3, 1, 4, 1, 5}, opts: generate.Options{MaxNewTokens: 60, MaxContext: m.Context, Sampling: generate.DefaultSampling()}}
+			rng := rand.New(rand.NewPCG(3, 5))
+			short := requests(m, 8, rng)
+			for i := range short {
+				short[i].cancel = 0
+				short[i].opts.MaxNewTokens = 3
+			}
+			wantLong, err := run(ctx, s, long)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := make([]*generate.Result, len(short))
+			for i, r := range short {
+				if want[i], err = run(ctx, s, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var gotLong *generate.Result
+			var longErr error
+			var wg sync.WaitGroup
+			wg.Go(func() { gotLong, longErr = run(ctx, s, long) })
+			for i, r := range short {
+				time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
+				got, err := run(ctx, s, r)
+				if err != nil {
+					t.Fatalf("newcomer %d: %v", i, err)
+				}
+				if !slices.Equal(got.Rows[0].IDs, want[i].Rows[0].IDs) {
+					t.Errorf("newcomer %d beside a generation drew %v, alone %v", i, got.Rows[0].IDs, want[i].Rows[0].IDs)
+				}
+			}
+			wg.Wait()
+			if longErr != nil {
+				t.Fatal(longErr)
+			}
+			if !slices.Equal(gotLong.Rows[0].IDs, wantLong.Rows[0].IDs) {
+				t.Errorf("the long generation drew %v beside newcomers, %v alone", gotLong.Rows[0].IDs, wantLong.Rows[0].IDs)
+			}
+			t.Logf("%s: %d of %d newcomers fed beside a step", b.name, s.Metrics().Beside(), len(short))
+		})
 	}
 }

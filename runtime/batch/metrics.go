@@ -13,6 +13,7 @@ type Metrics struct {
 	ttft     prometheus.Histogram // seconds from a session's open to its first logits
 	itl      prometheus.Histogram // seconds between consecutive logits of a session
 	tokens   prometheus.Counter   // tokens fed to the backend (prompt and generated)
+	beside   prometheus.Counter   // prompts fed beside a step in flight
 	sessions prometheus.Gauge     // open sessions
 }
 
@@ -32,13 +33,15 @@ func newMetrics(model string) *Metrics {
 			Help: "Time between consecutive tokens' logits of one generation.", Buckets: latencyBuckets}),
 		tokens: prometheus.NewCounter(prometheus.CounterOpts{Name: "modelrt_batch_tokens_total", ConstLabels: l,
 			Help: "Tokens fed through the scheduler (prompt and generated); its rate is tokens/s."}),
+		beside: prometheus.NewCounter(prometheus.CounterOpts{Name: "modelrt_batch_prompts_beside_total", ConstLabels: l,
+			Help: "Prompts fed as a call of their own beside the step in flight (a newcomer's first token)."}),
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "modelrt_batch_sessions", ConstLabels: l,
 			Help: "Generations open in the scheduler."}),
 	}
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.batch, m.wait, m.ttft, m.itl, m.tokens, m.sessions}
+	return []prometheus.Collector{m.batch, m.wait, m.ttft, m.itl, m.tokens, m.beside, m.sessions}
 }
 
 // Describe implements prometheus.Collector.
@@ -53,6 +56,15 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range m.collectors() {
 		c.Collect(ch)
 	}
+}
+
+// Beside returns how many prompts were fed beside a step in flight (Session.Step).
+func (m *Metrics) Beside() uint64 {
+	var d dto.Metric
+	if err := m.beside.Write(&d); err != nil {
+		return 0
+	}
+	return uint64(d.GetCounter().GetValue())
 }
 
 // Steps returns how many steps the scheduler ran and how many session advances they made in
