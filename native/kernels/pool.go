@@ -112,6 +112,12 @@ func (p *workPool) helper(w int) {
 				<-p.wake[w] // the caller saw us parked and sent: take its token
 			}
 		}
+		if e == seen {
+			// Woken with no new job: the token was left from a job this helper had already
+			// taken part in. Without this check the helper would run the finished job's loop
+			// again, uncounted, and its decrement of pending could end the next job early.
+			continue
+		}
 		seen = e
 		if int64(w) <= p.active.Load() {
 			p.loop(w)

@@ -47,3 +47,40 @@ func TestPoolWakesParkedHelpers(t *testing.T) {
 
 // lostWakeup bounds one tiny job; far above any scheduling delay, far below the test timeout.
 const lostWakeup = 20 * time.Second
+
+// TestPoolIgnoresStaleWake wakes a parked helper with a token but no new job, as a token left
+// over from an earlier job does. The helper must park again without touching the finished job:
+// running its loop again would decrement pending for a job that did not count it, and the next
+// job's caller could then return while the helper still works on it.
+func TestPoolIgnoresStaleWake(t *testing.T) {
+	p := acquire()
+	defer p.release()
+	if p.workers < 2 {
+		t.Skipf("needs a helper goroutine; the pool has %d worker (GOMAXPROCS=1)", p.workers)
+	}
+	parked := func() {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !p.parked[1].Load(); {
+			if time.Now().After(deadline) {
+				t.Fatal("helper 1 did not park within 10 s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	var ran atomic.Int64
+	p.run(rangeJob(func(lo, hi int) { ran.Add(int64(hi - lo)) }), 64, 1)
+	parked()
+	if !p.parked[1].CompareAndSwap(true, false) {
+		t.Fatal("helper 1 left its park before the stale token was sent")
+	}
+	p.wake[1] <- struct{}{}
+	parked() // it woke, found no new job, and parked again
+	time.Sleep(5 * time.Millisecond)
+	if got := p.pending.Load(); got != 0 {
+		t.Fatalf("pending = %d after a stale wake-up, want 0: the helper ran the finished job again", got)
+	}
+	p.run(rangeJob(func(lo, hi int) { ran.Add(int64(hi - lo)) }), 64, 1)
+	if got := ran.Load(); got != 128 {
+		t.Fatalf("two jobs of 64 items ran %d items, want 128", got)
+	}
+}
