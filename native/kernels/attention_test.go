@@ -15,6 +15,7 @@ func testAttentionMatchesNaive(t *testing.T) {
 		{B: 3, T: 5, H: 2, D: 7, P: 11, S: 65},      // continuation after a cached prefix
 		{B: 1, T: 65, H: 4, D: 3, P: 2, S: 127},     // many queries, tiny heads
 		{B: 2, T: 130, H: 12, D: 64, P: 0, S: 1024}, // parallel path
+		{B: 2, T: 9, H: 2, D: 64, P: 70, S: 100},    // a prefill chunk after 70 cached positions
 	}
 	for i, s := range shapes {
 		for _, masked := range []bool{false, true} {

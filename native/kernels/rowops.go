@@ -101,22 +101,42 @@ func LayerNorm(dst, x, gamma, beta []float32, c int, eps float32) {
 
 // layerNormRow keeps the statistics in float64 (two passes): the row is short and the cost is
 // negligible next to the matrix products, while float32 sums lose digits when |mean| ≫ spread.
+//
+// With useSIMD the two sums run eight values at a time (sumF64AVX2, sumSqDevF64AVX2: float64
+// lanes, a fixed order, so a row's result does not depend on the rows beside it), and with
+// useAVX512 the last pass too (layerNormAffineAVX512, with this loop's roundings).
 func layerNormRow(dst, x, gamma, beta []float32, eps float32) {
 	gamma, beta, dst = gamma[:len(x)], beta[:len(x)], dst[:len(x)]
+	n8 := 0
+	if useSIMD {
+		n8 = len(x) &^ 7
+	}
 	var s float64
-	for _, e := range x {
+	if n8 > 0 {
+		s = sumF64AVX2(x[:n8])
+	}
+	for _, e := range x[n8:] {
 		s += float64(e)
 	}
 	mean := s / float64(len(x))
 	var v float64
-	for _, e := range x {
+	if n8 > 0 {
+		v = sumSqDevF64AVX2(x[:n8], mean)
+	}
+	for _, e := range x[n8:] {
 		d := float64(e) - mean
 		v += d * d
 	}
 	inv := 1 / math.Sqrt(v/float64(len(x))+float64(eps))
-	for i, e := range x {
+	i := 0
+	if n8 > 0 && useAVX512 {
+		p := [2]float64{mean, inv}
+		layerNormAffineAVX512(dst[:n8], x[:n8], gamma[:n8], beta[:n8], p[:])
+		i = n8
+	}
+	for ; i < len(x); i++ {
 		// the centring in float64: in float32, x − mean drops digits when |mean| ≫ spread
-		dst[i] = float32((float64(e)-mean)*inv)*gamma[i] + beta[i]
+		dst[i] = float32((float64(x[i])-mean)*inv)*gamma[i] + beta[i]
 	}
 }
 
