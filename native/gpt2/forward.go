@@ -161,6 +161,10 @@ func (m *Model) ForwardContext(ctx context.Context, c *Cache, ids []int64, B, T 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if lastOnly && T > 1 && l == len(m.Blocks)-1 {
+			m.Blocks[l].forwardLast(s, l)
+			continue
+		}
 		m.Blocks[l].Forward(s, l)
 	}
 	if err := ctx.Err(); err != nil {

@@ -136,6 +136,53 @@ func (blk *Block) Forward(s *step, layer int) {
 	addInPlace(x, s.proj[:n])
 }
 
+// forwardLast is Forward for the last block of a call that wants the logits of each row's last
+// position only (a prefill with lastOnly): the keys and values of every position still go to
+// the cache, but attention, its projection and the MLP run on the B last rows alone, whose
+// results nothing else reads — 63 of 64 rows of the last block's products skipped in a 64-token
+// prefill. Only those rows of s.x are updated.
+func (blk *Block) forwardLast(s *step, layer int) {
+	a := &blk.Attn
+	B, T := s.B, s.T
+	C := a.NHead * a.HeadDim
+	rows := B * T
+	x, h := s.x[:rows*C], s.h[:rows*C]
+	blk.LN1.Forward(h, x)
+	qkv := s.qkv[:rows*3*C]
+	a.CAttn.Forward(qkv, h, rows)
+	kc, vc := s.cache.k[layer], s.cache.v[layer]
+	q := s.q[:B*C]
+	d, S := a.HeadDim, s.cache.capacity
+	for b := 0; b < B; b++ {
+		for t := 0; t < T; t++ {
+			r := qkv[(b*T+t)*3*C:][:3*C]
+			if t == T-1 {
+				copy(q[b*C:][:C], r[:C])
+			}
+			for hh := 0; hh < a.NHead; hh++ {
+				at := ((b*a.NHead+hh)*S + s.P + t) * d
+				copy(kc[at:at+d], r[C+hh*d:][:d])
+				copy(vc[at:at+d], r[2*C+hh*d:][:d])
+			}
+		}
+	}
+	// The last query of each row sees the P+T keys: a one-position step after P+T−1 of them.
+	att := s.att[:B*C]
+	kernels.Attention(att, q, kc, vc, s.mask, kernels.AttentionShape{B: B, T: 1, H: a.NHead, D: d, P: s.P + T - 1, S: S})
+	proj := s.proj[:B*C]
+	a.CProj.Forward(proj, att, B)
+	hl := h[:B*C]
+	for b := 0; b < B; b++ {
+		xl := x[(b*T+T-1)*C:][:C]
+		addInPlace(xl, proj[b*C:][:C])
+		blk.LN2.Forward(hl[b*C:][:C], xl)
+	}
+	blk.MLP.Forward(proj, s.hidden, hl, B)
+	for b := 0; b < B; b++ {
+		addInPlace(x[(b*T+T-1)*C:][:C], proj[b*C:][:C])
+	}
+}
+
 func addInPlace(x, y []float32) {
 	y = y[:len(x)]
 	for i := range x {
