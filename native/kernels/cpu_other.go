@@ -132,3 +132,4 @@ func expScaledSumAVX512(x []float32, n int, s, m float32) float32 { panic("kerne
 func layerNormAffineAVX512(dst, x, gamma, beta []float32, p []float64) {
 	panic("kernels: no SIMD")
 }
+func packA6AVX512(blk, a []float32, lda, rows int) { panic("kernels: no SIMD") }

@@ -46,6 +46,7 @@ type workPool struct {
 	pk    gemmPackedJob
 	pj    panelJob
 	apack []float32 // packed A of gemmPacked
+	pa    packAJob
 	attn  attentionJob
 	rows  rowsJob
 }

@@ -383,3 +383,8 @@ func expScaledSumAVX512(x []float32, n int, s float32, m float32) float32
 //
 //go:noescape
 func layerNormAffineAVX512(dst []float32, x []float32, gamma []float32, beta []float32, p []float64)
+
+// packA6AVX512 sets blk[6q+r] = a[r·lda+q] for q < len(blk)/6, a multiple of 8, and r < rows (1…6), leaving the other lanes of blk as they are.
+//
+//go:noescape
+func packA6AVX512(blk []float32, a []float32, lda int, rows int)

@@ -10156,3 +10156,91 @@ lnaff_loop:
 lnaff_done:
 	VZEROUPPER
 	RET
+
+// func packA6AVX512(blk []float32, a []float32, lda int, rows int)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, BMI2, CMOV
+TEXT ·packA6AVX512(SB), NOSPLIT, $0-64
+	MOVQ    blk_base+0(FP), AX
+	MOVQ    blk_len+8(FP), CX
+	MOVQ    a_base+24(FP), DX
+	MOVQ    lda+48(FP), BX
+	MOVQ    rows+56(FP), SI
+	SHLQ    $0x02, BX
+	MOVL    $0x000000ff, DI
+	BZHIL   SI, DI, DI
+	KMOVB   DI, K1
+	MOVQ    DX, DI
+	ADDQ    BX, DI
+	MOVQ    DI, R8
+	CMPQ    SI, $0x01
+	CMOVQLE DX, R8
+	ADDQ    BX, DI
+	MOVQ    DI, R9
+	CMPQ    SI, $0x02
+	CMOVQLE DX, R9
+	ADDQ    BX, DI
+	MOVQ    DI, R10
+	CMPQ    SI, $0x03
+	CMOVQLE DX, R10
+	ADDQ    BX, DI
+	MOVQ    DI, R11
+	CMPQ    SI, $0x04
+	CMOVQLE DX, R11
+	ADDQ    BX, DI
+	MOVQ    DI, BX
+	CMPQ    SI, $0x05
+	CMOVQLE DX, BX
+	XORQ    SI, SI
+
+packa6_loop:
+	CMPQ       SI, CX
+	JGE        packa6_done
+	VMOVUPS    (DX), Y0
+	ADDQ       $0x20, DX
+	VMOVUPS    (R8), Y1
+	ADDQ       $0x20, R8
+	VMOVUPS    (R9), Y2
+	ADDQ       $0x20, R9
+	VMOVUPS    (R10), Y3
+	ADDQ       $0x20, R10
+	VMOVUPS    (R11), Y4
+	ADDQ       $0x20, R11
+	VMOVUPS    (BX), Y5
+	ADDQ       $0x20, BX
+	VUNPCKLPS  Y1, Y0, Y6
+	VUNPCKHPS  Y1, Y0, Y0
+	VUNPCKLPS  Y3, Y2, Y1
+	VUNPCKHPS  Y3, Y2, Y2
+	VUNPCKLPS  Y5, Y4, Y3
+	VUNPCKHPS  Y5, Y4, Y4
+	VSHUFPS    $0x44, Y1, Y6, Y5
+	VSHUFPS    $0x44, Y3, Y3, Y7
+	VSHUFPS    $0xee, Y1, Y6, Y1
+	VSHUFPS    $0xee, Y3, Y3, Y3
+	VSHUFPS    $0x44, Y2, Y0, Y6
+	VSHUFPS    $0x44, Y4, Y4, Y8
+	VSHUFPS    $0xee, Y2, Y0, Y0
+	VSHUFPS    $0xee, Y4, Y4, Y2
+	VSHUFF32X4 $0x00, Y7, Y5, Y4
+	VMOVUPS    Y4, K1, (AX)
+	VSHUFF32X4 $0x00, Y3, Y1, Y4
+	VMOVUPS    Y4, K1, 24(AX)
+	VSHUFF32X4 $0x00, Y8, Y6, Y4
+	VMOVUPS    Y4, K1, 48(AX)
+	VSHUFF32X4 $0x00, Y2, Y0, Y4
+	VMOVUPS    Y4, K1, 72(AX)
+	VSHUFF32X4 $0x03, Y7, Y5, Y4
+	VMOVUPS    Y4, K1, 96(AX)
+	VSHUFF32X4 $0x03, Y3, Y1, Y1
+	VMOVUPS    Y1, K1, 120(AX)
+	VSHUFF32X4 $0x03, Y8, Y6, Y1
+	VMOVUPS    Y1, K1, 144(AX)
+	VSHUFF32X4 $0x03, Y2, Y0, Y0
+	VMOVUPS    Y0, K1, 168(AX)
+	ADDQ       $0xc0, AX
+	ADDQ       $0x30, SI
+	JMP        packa6_loop
+
+packa6_done:
+	VZEROUPPER
+	RET

@@ -3,6 +3,7 @@ package main
 import (
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
 )
 
 // prefill2Kernels are the row kernels of a prefill's non-GEMM phases on AVX-512: the softmax
@@ -10,6 +11,87 @@ import (
 func prefill2Kernels() {
 	expScaledSumZ()
 	layerNormAffineZ()
+	packA6()
+}
+
+// packA6 is packA6AVX512(blk, a, lda, rows): the GEMM's A strip of six rows interleaved by depth,
+// blk[6q+r] = a[r·lda+q] for q < len(blk)/6 (a multiple of 8) and r < rows (1…6), the lanes
+// r ≥ rows untouched. Eight depth steps at a time: the six rows' eight values (rows past rows
+// read row 0 again) go through an 8×8 transpose (unpack, shuffle, 128-bit lane shuffle; rows 6
+// and 7 repeat 4 and 5) and each transposed row is stored under a mask of the first rows lanes,
+// so neighbouring strips and the zero rows of a partial strip are never written.
+func packA6() {
+	TEXT("packA6AVX512", NOSPLIT, "func(blk, a []float32, lda, rows int)")
+	Pragma("noescape")
+	Doc("packA6AVX512 sets blk[6q+r] = a[r·lda+q] for q < len(blk)/6, a multiple of 8, and r < rows (1…6), leaving the other lanes of blk as they are.")
+	pb := Load(Param("blk").Base(), GP64())
+	n := Load(Param("blk").Len(), GP64())
+	pa, lda, rows := GP64(), GP64(), GP64()
+	Load(Param("a").Base(), pa)
+	Load(Param("lda"), lda)
+	Load(Param("rows"), rows)
+	SHLQ(Imm(2), lda)
+	ones, bits := GP32(), GP32()
+	MOVL(U32(0xff), ones)
+	BZHIL(rows.As32(), ones, bits)
+	km := K()
+	KMOVB(bits, km)
+	// Row pointers: row r at a + r·lda when r < rows, else row 0.
+	ptr := make([]GPVirtual, 6)
+	ptr[0] = pa
+	cur := GP64()
+	MOVQ(pa, cur)
+	for r := 1; r < 6; r++ {
+		ADDQ(lda, cur)
+		ptr[r] = GP64()
+		MOVQ(cur, ptr[r])
+		CMPQ(rows, Imm(uint64(r)))
+		CMOVQLE(pa, ptr[r])
+	}
+	j := GP64()
+	XORQ(j, j)
+	Label("packa6_loop")
+	CMPQ(j, n)
+	JGE(LabelRef("packa6_done"))
+	y := make([]VecVirtual, 6)
+	for r := range y {
+		y[r] = YMM()
+		VMOVUPS(Mem{Base: ptr[r]}, y[r])
+		ADDQ(Imm(32), ptr[r])
+	}
+	// t0 = (y0,y1) low pairs, t1 high; t2, t3 of (y2,y3); t4, t5 of (y4,y5).
+	t := make([]VecVirtual, 6)
+	for i := 0; i < 3; i++ {
+		t[2*i], t[2*i+1] = YMM(), YMM()
+		VUNPCKLPS(y[2*i+1], y[2*i], t[2*i])
+		VUNPCKHPS(y[2*i+1], y[2*i], t[2*i+1])
+	}
+	// u[q] holds rows 0–3 of depth q (low lane) and q+4 (high lane); v[q] rows 4, 5.
+	u, v := make([]VecVirtual, 4), make([]VecVirtual, 4)
+	for q := 0; q < 4; q++ {
+		imm := uint64(0x44)
+		if q%2 == 1 {
+			imm = 0xee
+		}
+		u[q], v[q] = YMM(), YMM()
+		VSHUFPS(Imm(imm), t[2+q/2], t[q/2], u[q])
+		VSHUFPS(Imm(imm), t[4+q/2], t[4+q/2], v[q])
+	}
+	for q := 0; q < 8; q++ {
+		o := YMM()
+		imm := uint64(0) // low lanes: depth q < 4
+		if q >= 4 {
+			imm = 3
+		}
+		VSHUFF32X4(Imm(imm), v[q%4], u[q%4], o)
+		VMOVUPS(o, km, Mem{Base: pb, Disp: 24 * q})
+	}
+	ADDQ(Imm(8*6*4), pb)
+	ADDQ(Imm(8*6), j)
+	JMP(LabelRef("packa6_loop"))
+	Label("packa6_done")
+	VZEROUPPER()
+	RET()
 }
 
 // expScaledSumZ is expScaledSumAVX512(x, n, s, m): x[i] = exp(x[i]·s − m) (the product and the
