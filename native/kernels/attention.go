@@ -282,3 +282,42 @@ func (j *attentionJob) head(w, b, h int) {
 		}
 	}
 }
+
+// SplitQKV copies the rows of a fused query‖key‖value projection into the queries and the KV
+// cache, on the worker pool when large:
+//
+//	qkv: (B,T,3·H·D) · q: (B,T,H·D) · k, v: (B,H,S,D), written at positions P..P+T−1
+func SplitQKV(q, k, v, qkv []float32, s AttentionShape) {
+	c := s.H * s.D
+	if len(qkv) != 3*len(q) {
+		panic(fmt.Sprintf("kernels: SplitQKV: qkv has %d values, want 3×%d", len(qkv), len(q)))
+	}
+	s.check(q, q, k, v, nil)
+	p := acquire()
+	defer p.release()
+	p.split = splitJob{s: s, q: q, k: k, v: v, qkv: qkv}
+	rows := s.B * s.T
+	p.run(&p.split, rows, max(1, rowsMinWork/(3*c)))
+	p.split = splitJob{}
+}
+
+type splitJob struct {
+	s            AttentionShape
+	q, k, v, qkv []float32
+}
+
+// chunk splits rows [lo,hi) of the B·T new positions.
+func (j *splitJob) chunk(_, lo, hi int) {
+	s := j.s
+	c, d := s.H*s.D, s.D
+	for i := lo; i < hi; i++ {
+		b, t := i/s.T, i%s.T
+		r := j.qkv[i*3*c:][:3*c]
+		copy(j.q[i*c:][:c], r[:c])
+		for h := 0; h < s.H; h++ {
+			at := ((b*s.H+h)*s.S + s.P + t) * d
+			copy(j.k[at:at+d], r[c+h*d:][:d])
+			copy(j.v[at:at+d], r[2*c+h*d:][:d])
+		}
+	}
+}

@@ -56,3 +56,37 @@ func TestAttentionSingleKey(t *testing.T) {
 	// query 0 sees only padded key 0: uniform over {0} → v0; query 1 sees only key 1 → v1.
 	reportClose(t, "single key", got, []float32{10, 20, 30, 40}, 1e-6)
 }
+
+// TestSplitQKV: SplitQKV puts every query, key and value where the layouts say, and nothing
+// else of the cache changes.
+func TestSplitQKV(t *testing.T) {
+	for _, s := range []AttentionShape{{B: 2, T: 3, H: 2, D: 5, P: 4, S: 9}, {B: 1, T: 64, H: 12, D: 64, P: 0, S: 70}} {
+		c := s.H * s.D
+		qkv := randomVec(1, s.B*s.T*3*c, -1, 1)
+		q := nanVec(s.B * s.T * c)
+		k, v := randomVec(2, s.B*s.H*s.S*s.D, -1, 1), randomVec(3, s.B*s.H*s.S*s.D, -1, 1)
+		wantK, wantV := append([]float32(nil), k...), append([]float32(nil), v...)
+		for b := 0; b < s.B; b++ {
+			for t := 0; t < s.T; t++ {
+				for h := 0; h < s.H; h++ {
+					for e := 0; e < s.D; e++ {
+						at := ((b*s.H+h)*s.S+s.P+t)*s.D + e
+						wantK[at] = qkv[(b*s.T+t)*3*c+c+h*s.D+e]
+						wantV[at] = qkv[(b*s.T+t)*3*c+2*c+h*s.D+e]
+					}
+				}
+			}
+		}
+		SplitQKV(q, k, v, qkv, s)
+		for i := range q {
+			if want := qkv[i/c*3*c+i%c]; q[i] != want {
+				t.Fatalf("%+v: q[%d] = %g, want %g", s, i, q[i], want)
+			}
+		}
+		for i := range k {
+			if k[i] != wantK[i] || v[i] != wantV[i] {
+				t.Fatalf("%+v: cache value %d: k %g want %g, v %g want %g", s, i, k[i], wantK[i], v[i], wantV[i])
+			}
+		}
+	}
+}

@@ -48,6 +48,7 @@ type workPool struct {
 	apack []float32 // packed A of gemmPacked
 	pa    packAJob
 	attn  attentionJob
+	split splitJob
 	rows  rowsJob
 }
 

@@ -10,6 +10,7 @@ type rowOp int
 
 const (
 	opLayerNorm rowOp = iota
+	opAddLayerNorm
 	opGeluNew
 	opSoftmax
 )
@@ -20,7 +21,7 @@ const rowsMinWork = 1 << 14
 
 type rowsJob struct {
 	op          rowOp
-	dst, x      []float32
+	dst, x, y   []float32
 	gamma, beta []float32
 	c           int
 	eps         float32
@@ -31,6 +32,14 @@ func (j *rowsJob) chunk(_, lo, hi int) {
 	case opLayerNorm:
 		for r := lo; r < hi; r++ {
 			layerNormRow(j.dst[r*j.c:][:j.c], j.x[r*j.c:][:j.c], j.gamma, j.beta, j.eps)
+		}
+	case opAddLayerNorm:
+		for r := lo; r < hi; r++ {
+			x, y := j.x[r*j.c:][:j.c], j.y[r*j.c:][:j.c]
+			for i := range x {
+				x[i] += y[i]
+			}
+			layerNormRow(j.dst[r*j.c:][:j.c], x, j.gamma, j.beta, j.eps)
 		}
 	case opGeluNew:
 		geluNew(j.dst[lo*j.c:hi*j.c], j.x[lo*j.c:hi*j.c])
@@ -97,6 +106,21 @@ func LayerNorm(dst, x, gamma, beta []float32, c int, eps float32) {
 		panic(fmt.Sprintf("kernels: LayerNorm: gamma %d beta %d, want %d", len(gamma), len(beta), c))
 	}
 	runRows(rowsJob{op: opLayerNorm, dst: dst, x: x, gamma: gamma, beta: beta, c: c, eps: eps}, rows)
+}
+
+// AddLayerNorm adds y to x and normalizes the sum, row by row on the worker pool — a
+// transformer's residual add and the next LayerNorm in one pass:
+//
+//	x[r,i] += y[r,i]; dst[r,:] = LayerNorm(x[r,:])
+//
+// x, y, dst: (R,C) (dst must not alias x or y) · gamma, beta: (C). Each row has the bits of the
+// add followed by LayerNorm.
+func AddLayerNorm(dst, x, y, gamma, beta []float32, c int, eps float32) {
+	rows := checkRows("AddLayerNorm", dst, x, c)
+	if len(y) != len(x) || len(gamma) != c || len(beta) != c {
+		panic(fmt.Sprintf("kernels: AddLayerNorm: y %d gamma %d beta %d, want %d, %d, %d", len(y), len(gamma), len(beta), len(x), c, c))
+	}
+	runRows(rowsJob{op: opAddLayerNorm, dst: dst, x: x, y: y, gamma: gamma, beta: beta, c: c, eps: eps}, rows)
 }
 
 // layerNormRow keeps the statistics in float64 (two passes): the row is short and the cost is
