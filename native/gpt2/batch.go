@@ -94,13 +94,13 @@ func (m *Model) ForwardBatch(items []BatchItem, dst []float32) error {
 		}
 		r += T
 	}
+	last := len(m.Blocks) - 1
 	for l := range m.Blocks {
-		m.Blocks[l].forwardBatch(s, l, items, R)
+		m.Blocks[l].forwardBatch(s, l, items, R, l == last)
 	}
-	r = 0
-	for i, it := range items {
-		r += len(it.IDs)
-		m.LNF.Forward(s.lnf[i*C:(i+1)*C], s.x[(r-1)*C:][:C])
+	for i := range items {
+		// after the last block, item i's last position is row i (forwardBatch, lastRows)
+		m.LNF.Forward(s.lnf[i*C:(i+1)*C], s.x[i*C:][:C])
 	}
 	m.lmHead(dst, s.lnf, len(items))
 	for _, it := range items {
@@ -109,8 +109,11 @@ func (m *Model) ForwardBatch(items []BatchItem, dst []float32) error {
 	return nil
 }
 
-// forwardBatch is Block.Forward over the stacked rows of ForwardBatch's items.
-func (blk *Block) forwardBatch(s *batchStep, layer int, items []BatchItem, R int) {
+// forwardBatch is Block.Forward over the stacked rows of ForwardBatch's items. In the last
+// block (lastRows) only each item's last position goes on after attention, as in
+// Block.forwardLast: the items' keys and values still all go to their caches, then the last
+// rows are gathered into rows 0…len(items)−1 and the projection and the MLP run on those.
+func (blk *Block) forwardBatch(s *batchStep, layer int, items []BatchItem, R int, lastRows bool) {
 	a := &blk.Attn
 	C := a.CProj.Out
 	n := R * C
@@ -123,18 +126,23 @@ func (blk *Block) forwardBatch(s *batchStep, layer int, items []BatchItem, R int
 	for i, it := range items {
 		c, T := it.Cache, len(it.IDs)
 		kc, vc, S := c.k[layer], c.v[layer], c.capacity
-		for t := range T {
-			row := qkv[(r+t)*3*C:][:3*C]
-			copy(s.q[(r+t)*C:][:C], row[:C])
-			for hh := range a.NHead {
-				at := (hh*S + c.n + t) * d
-				copy(kc[at:at+d], row[C+hh*d:][:d])
-				copy(vc[at:at+d], row[2*C+hh*d:][:d])
-			}
+		shape := kernels.AttentionShape{B: 1, T: T, H: a.NHead, D: d, P: c.n, S: S}
+		kernels.SplitQKV(s.q[r*C:(r+T)*C], kc, vc, qkv[r*3*C:(r+T)*3*C], shape)
+		if lastRows {
+			// The last query alone (a one-position step after the others), its output to row
+			// i; the residual row too (i ≤ r: rows are only read at or after where they go).
+			shape.P, shape.T = c.n+T-1, 1
+			kernels.Attention(s.att[i*C:(i+1)*C], s.q[(r+T-1)*C:(r+T)*C], kc, vc, s.masks[i], shape)
+			copy(x[i*C:(i+1)*C], x[(r+T-1)*C:(r+T)*C])
+		} else {
+			kernels.Attention(s.att[r*C:(r+T)*C], s.q[r*C:(r+T)*C], kc, vc, s.masks[i], shape)
 		}
-		kernels.Attention(s.att[r*C:(r+T)*C], s.q[r*C:(r+T)*C], kc, vc, s.masks[i],
-			kernels.AttentionShape{B: 1, T: T, H: a.NHead, D: d, P: c.n, S: S})
 		r += T
+	}
+	if lastRows {
+		R = len(items)
+		n = R * C
+		x, h = x[:n], h[:n]
 	}
 	linearRows(&a.CProj, s.proj[:n], s.att[:n], R)
 	addInPlace(x, s.proj[:n])

@@ -126,3 +126,43 @@ func TestForwardBatchRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestLastOnlyPrefill: a prefill with lastOnly, whose last block runs on the last rows alone
+// (Block.forwardLast), gives the last rows of the full forward within selfTol, and leaves the
+// cache exactly as the full forward does: the next step's logits are bit-identical.
+func TestLastOnlyPrefill(t *testing.T) {
+	m := batchTestModel()
+	V := m.cfg.VocabSize
+	const B, T = 2, 40
+	ids := batchIDs(B*T, 7, V)
+	mask := make([]int64, B*T)
+	for i := range mask {
+		mask[i] = 1
+	}
+	for j := 0; j < 5; j++ {
+		mask[T+j] = 0 // row 1 left-padded by 5
+	}
+	full, last := make([]float32, B*T*V), make([]float32, B*V)
+	cFull, cLast := m.NewCache(B), m.NewCache(B)
+	if err := m.Forward(cFull, ids, B, T, mask, false, full); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Forward(cLast, ids, B, T, mask, true, last); err != nil {
+		t.Fatal(err)
+	}
+	for b := 0; b < B; b++ {
+		compare(t, fmt.Sprintf("row %d last position", b), last[b*V:(b+1)*V], full[(b*T+T-1)*V:][:V], selfTol)
+	}
+	next := []int64{3, 9}
+	mask2 := append(append(append([]int64{}, mask[:T]...), 1), append(mask[T:], 1)...)
+	a, c := make([]float32, B*V), make([]float32, B*V)
+	if err := m.Forward(cFull, next, B, 1, mask2, true, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Forward(cLast, next, B, 1, mask2, true, c); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a, c) {
+		t.Errorf("the step after a lastOnly prefill differs from the step after a full one (max |Δ| %g)", maxDiff(a, c))
+	}
+}

@@ -96,6 +96,7 @@ type step struct {
 	proj    []float32 // (B·T,C)
 	hidden  []float32 // (B·T,Inner)
 	lnf     []float32 // (rows,C) final norm of the rows whose logits are wanted
+	pending []float32 // the residual add a block left to the next (x += pending), or nil
 }
 
 // stepShrink is how many times larger than a call's need the working buffers may stay.
@@ -161,10 +162,18 @@ func (m *Model) ForwardContext(ctx context.Context, c *Cache, ids []int64, B, T 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if lastOnly && T > 1 && l == len(m.Blocks)-1 {
+			m.Blocks[l].forwardLast(s, l)
+			continue
+		}
 		m.Blocks[l].Forward(s, l)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if s.pending != nil { // the last block's residual add
+		addInPlace(s.x[:B*T*C], s.pending)
+		s.pending = nil
 	}
 	// Only the rows whose logits are wanted go through ln_f and the LM head, which for a prefill
 	// with lastOnly saves T−1 of T vocabulary-sized products.
@@ -229,7 +238,7 @@ func (c *Cache) prepare(cfg Config, B, T int, mask []int64) *step {
 		// session's life (20 MB for a batch-8 session of GPT-2 124M after 64 tokens).
 		*s = step{}
 	}
-	s.cache, s.B, s.T, s.P = c, B, T, c.n
+	s.cache, s.B, s.T, s.P, s.pending = c, B, T, c.n, nil
 	s.x, s.h = grow(s.x, rows*C), grow(s.h, rows*C)
 	s.qkv = grow(s.qkv, rows*3*C)
 	s.q, s.att, s.proj = grow(s.q, rows*C), grow(s.att, rows*C), grow(s.proj, rows*C)

@@ -85,20 +85,10 @@ func (a *Attention) Forward(s *step, layer int, x []float32) {
 	// Split q‖k‖v: queries to s.q, keys and values into the (B,H,S,D) cache at positions P...
 	kc, vc := s.cache.k[layer], s.cache.v[layer]
 	q := s.q[:rows*c]
-	d, S := a.HeadDim, s.cache.capacity
-	for b := 0; b < s.B; b++ {
-		for t := 0; t < s.T; t++ {
-			r := qkv[(b*s.T+t)*3*c:][:3*c]
-			copy(q[(b*s.T+t)*c:][:c], r[:c])
-			for h := 0; h < a.NHead; h++ {
-				at := ((b*a.NHead+h)*S + s.P + t) * d
-				copy(kc[at:at+d], r[c+h*d:][:d])
-				copy(vc[at:at+d], r[2*c+h*d:][:d])
-			}
-		}
-	}
+	shape := kernels.AttentionShape{B: s.B, T: s.T, H: a.NHead, D: a.HeadDim, P: s.P, S: s.cache.capacity}
+	kernels.SplitQKV(q, kc, vc, qkv, shape)
 	att := s.att[:rows*c]
-	kernels.Attention(att, q, kc, vc, s.mask, kernels.AttentionShape{B: s.B, T: s.T, H: a.NHead, D: d, P: s.P, S: S})
+	kernels.Attention(att, q, kc, vc, s.mask, shape)
 	a.CProj.Forward(s.proj[:rows*c], att, rows)
 }
 
@@ -123,17 +113,66 @@ type Block struct {
 	MLP  MLP
 }
 
-// Forward updates the residual stream s.x (B·T,C) in place.
+// Forward updates the residual stream s.x (B·T,C) in place. Its last residual add is left to
+// the next block, or to ForwardContext after the last one (s.pending: x += pending), so that each
+// add runs with the LayerNorm after it in one parallel pass (kernels.AddLayerNorm).
 func (blk *Block) Forward(s *step, layer int) {
 	rows := s.B * s.T
 	n := rows * blk.Attn.CProj.Out
 	x, h := s.x[:n], s.h[:n]
-	blk.LN1.Forward(h, x)
+	blk.ln1(s, h, x)
 	blk.Attn.Forward(s, layer, h)
-	addInPlace(x, s.proj[:n])
-	blk.LN2.Forward(h, x)
+	kernels.AddLayerNorm(h, x, s.proj[:n], blk.LN2.Weight, blk.LN2.Bias, len(blk.LN2.Weight), blk.LN2.Eps)
 	blk.MLP.Forward(s.proj[:n], s.hidden, h, rows)
-	addInPlace(x, s.proj[:n])
+	s.pending = s.proj[:n]
+}
+
+// ln1 is h = LN1(x) after the residual add the previous block left pending, if any.
+func (blk *Block) ln1(s *step, h, x []float32) {
+	if s.pending != nil {
+		kernels.AddLayerNorm(h, x, s.pending, blk.LN1.Weight, blk.LN1.Bias, len(blk.LN1.Weight), blk.LN1.Eps)
+		s.pending = nil
+		return
+	}
+	blk.LN1.Forward(h, x)
+}
+
+// forwardLast is Forward for the last block of a call that wants the logits of each row's last
+// position only (a prefill with lastOnly): the keys and values of every position still go to
+// the cache, but attention, its projection and the MLP run on the B last rows alone, whose
+// results nothing else reads — 63 of 64 rows of the last block's products skipped in a 64-token
+// prefill. Only those rows of s.x are updated.
+func (blk *Block) forwardLast(s *step, layer int) {
+	a := &blk.Attn
+	B, T := s.B, s.T
+	C := a.NHead * a.HeadDim
+	rows := B * T
+	x, h := s.x[:rows*C], s.h[:rows*C]
+	blk.ln1(s, h, x)
+	qkv := s.qkv[:rows*3*C]
+	a.CAttn.Forward(qkv, h, rows)
+	kc, vc := s.cache.k[layer], s.cache.v[layer]
+	d, S := a.HeadDim, s.cache.capacity
+	kernels.SplitQKV(s.q[:rows*C], kc, vc, qkv, kernels.AttentionShape{B: B, T: T, H: a.NHead, D: d, P: s.P, S: S})
+	q := s.q[:B*C]
+	for b := 0; b < B; b++ {
+		copy(q[b*C:][:C], s.q[(b*T+T-1)*C:][:C]) // forward: row b's last query to row b
+	}
+	// The last query of each row sees the P+T keys: a one-position step after P+T−1 of them.
+	att := s.att[:B*C]
+	kernels.Attention(att, q, kc, vc, s.mask, kernels.AttentionShape{B: B, T: 1, H: a.NHead, D: d, P: s.P + T - 1, S: S})
+	proj := s.proj[:B*C]
+	a.CProj.Forward(proj, att, B)
+	hl := h[:B*C]
+	for b := 0; b < B; b++ {
+		xl := x[(b*T+T-1)*C:][:C]
+		addInPlace(xl, proj[b*C:][:C])
+		blk.LN2.Forward(hl[b*C:][:C], xl)
+	}
+	blk.MLP.Forward(proj, s.hidden, hl, B)
+	for b := 0; b < B; b++ {
+		addInPlace(x[(b*T+T-1)*C:][:C], proj[b*C:][:C])
+	}
 }
 
 func addInPlace(x, y []float32) {

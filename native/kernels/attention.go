@@ -97,12 +97,22 @@ func Attention(dst, q, k, v []float32, mask []int64, s AttentionShape) {
 	// One item per (b, h, t); queries of one head are contiguous so a chunk reuses its keys.
 	n := s.B * s.H * s.T
 	grain := max(1, n/(8*p.workers))
-	if n*(s.P+s.T)*s.D < rowsMinWork {
+	if s.T >= attnGemmMinT && useSIMD && useAVX512 {
+		// A prefill: one item per (b, h), its scores as a product on the GEMM kernels.
+		p.attn.gemm = true
+		n, grain = s.B*s.H, 1
+	}
+	if s.B*s.H*s.T*(s.P+s.T)*s.D < rowsMinWork {
 		grain = n
 	}
 	p.run(&p.attn, n, grain)
 	p.attn = attentionJob{}
 }
+
+// attnGemmMinT is the number of new positions from which Attention computes a head's scores as
+// one product (attentionJob.head) rather than query by query: the keys are transposed once per
+// head and call, which pays off once several queries read them.
+const attnGemmMinT = 8
 
 type attentionJob struct {
 	s      AttentionShape
@@ -110,9 +120,16 @@ type attentionJob struct {
 	k, v   []float32
 	mask   []int64
 	scale  float32
+	gemm   bool // items are (b, h) pairs computed by head
 }
 
 func (j *attentionJob) chunk(w, lo, hi int) {
+	if j.gemm {
+		for it := lo; it < hi; it++ {
+			j.head(w, it/j.s.H, it%j.s.H)
+		}
+		return
+	}
 	s := j.s
 	c, l := s.H*s.D, s.P+s.T
 	scores := thePool.buf(w, l)
@@ -172,6 +189,135 @@ func (j *attentionJob) chunk(w, lo, hi int) {
 		inv := 1 / sum
 		for e := range out {
 			out[e] *= inv
+		}
+	}
+}
+
+// head computes the T queries of row b, head h on the AVX-512 GEMM kernels: the visible keys,
+// transposed into panels of 16 (zero past P+T, up to a whole 64-key group), are the B operand
+// of the queries' six-row strips (packA), so the raw scores q·k of six queries and 64 keys come
+// from one gemm<r>x64PfAVX512 call, each a single FMA chain over d from zero — the same bits for
+// a query whichever strip and group it falls in. expScaledSumAVX512 then turns a query's raw
+// scores into exp(q·k·scale − max) and their sum, and the value rows are summed as in chunk.
+func (j *attentionJob) head(w, b, h int) {
+	s := j.s
+	c, l, d := s.H*s.D, s.P+s.T, s.D
+	const group = gemmNP * gemmNR // keys per kernel call
+	lp := (l + group - 1) / group * group
+	strips := (s.T + gemmMR - 1) / gemmMR
+	buf := thePool.buf(w, lp*d+strips*gemmMR*d+gemmMR*lp)
+	kp, qp, sc := buf[:lp*d], buf[lp*d:][:strips*gemmMR*d], buf[lp*d+strips*gemmMR*d:][:gemmMR*lp]
+	kv := (b*s.H + h) * s.S * d
+	keys := j.k[kv:][:l*d]
+	for jp := 0; jp < lp/gemmNR; jp++ {
+		pan := kp[jp*d*gemmNR:][:d*gemmNR]
+		for x := 0; x < gemmNR; x++ {
+			key := jp*gemmNR + x
+			if key >= l {
+				for e := 0; e < d; e++ {
+					pan[e*gemmNR+x] = 0
+				}
+				continue
+			}
+			for e, v := range keys[key*d:][:d] {
+				pan[e*gemmNR+x] = v
+			}
+		}
+	}
+	packA(qp, s.T, d, j.q[b*s.T*c+h*d:], c)
+	var zero [group]float32
+	bs := d * gemmNR
+	for st := 0; st < strips; st++ {
+		t0 := st * gemmMR
+		r := min(gemmMR, s.T-t0)
+		a := qp[st*gemmMR*d:][:gemmMR*d]
+		for g := 0; g*group < s.P+t0+r; g++ {
+			bk := kp[g*gemmNP*bs:][:gemmNP*bs]
+			ct := sc[g*group:]
+			switch r {
+			case 6:
+				gemm6x64PfAVX512(a, bk, bs, ct, lp, zero[:], nil, 0)
+			case 5:
+				gemm5x64PfAVX512(a, bk, bs, ct, lp, zero[:], nil, 0)
+			case 4:
+				gemm4x64PfAVX512(a, bk, bs, ct, lp, zero[:], nil, 0)
+			case 3:
+				gemm3x64PfAVX512(a, bk, bs, ct, lp, zero[:], nil, 0)
+			case 2:
+				gemm2x64PfAVX512(a, bk, bs, ct, lp, zero[:], nil, 0)
+			default:
+				gemm1x64PfAVX512(a, bk, bs, ct, lp, zero[:], nil, 0)
+			}
+		}
+		for i := 0; i < r; i++ {
+			t := t0 + i
+			vis := s.P + t + 1
+			row := sc[i*lp:][:lp]
+			m := float32(math.Inf(-1))
+			if j.mask == nil {
+				for _, e := range row[:vis] {
+					m = max(m, e)
+				}
+			} else {
+				for jj, on := range j.mask[b*l:][:vis] {
+					if on == 0 {
+						row[jj] = float32(math.Inf(-1))
+						continue
+					}
+					m = max(m, row[jj])
+				}
+			}
+			if math.IsInf(float64(m), -1) { // no unmasked key: uniform over the visible ones
+				clear(row[:vis])
+				m = 0
+			}
+			sum := expScaledSumAVX512(row[:(vis+15)&^15], vis, j.scale, m*j.scale)
+			out := j.dst[(b*s.T+t)*c+h*d:][:d]
+			clear(out)
+			axpyPanelF32(out, row[:vis], j.v[kv:], d)
+			inv := 1 / sum
+			for e := range out {
+				out[e] *= inv
+			}
+		}
+	}
+}
+
+// SplitQKV copies the rows of a fused query‖key‖value projection into the queries and the KV
+// cache, on the worker pool when large:
+//
+//	qkv: (B,T,3·H·D) · q: (B,T,H·D) · k, v: (B,H,S,D), written at positions P..P+T−1
+func SplitQKV(q, k, v, qkv []float32, s AttentionShape) {
+	c := s.H * s.D
+	if len(qkv) != 3*len(q) {
+		panic(fmt.Sprintf("kernels: SplitQKV: qkv has %d values, want 3×%d", len(qkv), len(q)))
+	}
+	s.check(q, q, k, v, nil)
+	p := acquire()
+	defer p.release()
+	p.split = splitJob{s: s, q: q, k: k, v: v, qkv: qkv}
+	rows := s.B * s.T
+	p.run(&p.split, rows, max(1, rowsMinWork/(3*c)))
+	p.split = splitJob{}
+}
+
+type splitJob struct {
+	s            AttentionShape
+	q, k, v, qkv []float32
+}
+
+// chunk splits rows [lo,hi) of the B·T new positions.
+func (j *splitJob) chunk(_, lo, hi int) {
+	s := j.s
+	c, d := s.H*s.D, s.D
+	for i := lo; i < hi; i++ {
+		b, t := i/s.T, i%s.T
+		r := j.qkv[i*3*c:][:3*c]
+		copy(j.q[i*c:][:c], r[:c])
+		for h := 0; h < s.H; h++ {
+			at := ((b*s.H+h)*s.S + s.P + t) * d
+			copy(j.k[at:at+d], r[c+h*d:][:d])
+			copy(j.v[at:at+d], r[2*c+h*d:][:d])
 		}
 	}
 }

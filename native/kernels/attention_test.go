@@ -15,6 +15,7 @@ func testAttentionMatchesNaive(t *testing.T) {
 		{B: 3, T: 5, H: 2, D: 7, P: 11, S: 65},      // continuation after a cached prefix
 		{B: 1, T: 65, H: 4, D: 3, P: 2, S: 127},     // many queries, tiny heads
 		{B: 2, T: 130, H: 12, D: 64, P: 0, S: 1024}, // parallel path
+		{B: 2, T: 9, H: 2, D: 64, P: 70, S: 100},    // a prefill chunk after 70 cached positions
 	}
 	for i, s := range shapes {
 		for _, masked := range []bool{false, true} {
@@ -54,4 +55,38 @@ func TestAttentionSingleKey(t *testing.T) {
 	Attention(got, q, k, v, []int64{0, 1}, s)
 	// query 0 sees only padded key 0: uniform over {0} → v0; query 1 sees only key 1 → v1.
 	reportClose(t, "single key", got, []float32{10, 20, 30, 40}, 1e-6)
+}
+
+// TestSplitQKV: SplitQKV puts every query, key and value where the layouts say, and nothing
+// else of the cache changes.
+func TestSplitQKV(t *testing.T) {
+	for _, s := range []AttentionShape{{B: 2, T: 3, H: 2, D: 5, P: 4, S: 9}, {B: 1, T: 64, H: 12, D: 64, P: 0, S: 70}} {
+		c := s.H * s.D
+		qkv := randomVec(1, s.B*s.T*3*c, -1, 1)
+		q := nanVec(s.B * s.T * c)
+		k, v := randomVec(2, s.B*s.H*s.S*s.D, -1, 1), randomVec(3, s.B*s.H*s.S*s.D, -1, 1)
+		wantK, wantV := append([]float32(nil), k...), append([]float32(nil), v...)
+		for b := 0; b < s.B; b++ {
+			for t := 0; t < s.T; t++ {
+				for h := 0; h < s.H; h++ {
+					for e := 0; e < s.D; e++ {
+						at := ((b*s.H+h)*s.S+s.P+t)*s.D + e
+						wantK[at] = qkv[(b*s.T+t)*3*c+c+h*s.D+e]
+						wantV[at] = qkv[(b*s.T+t)*3*c+2*c+h*s.D+e]
+					}
+				}
+			}
+		}
+		SplitQKV(q, k, v, qkv, s)
+		for i := range q {
+			if want := qkv[i/c*3*c+i%c]; q[i] != want {
+				t.Fatalf("%+v: q[%d] = %g, want %g", s, i, q[i], want)
+			}
+		}
+		for i := range k {
+			if k[i] != wantK[i] || v[i] != wantV[i] {
+				t.Fatalf("%+v: cache value %d: k %g want %g, v %g want %g", s, i, k[i], wantK[i], v[i], wantV[i])
+			}
+		}
+	}
 }

@@ -128,3 +128,8 @@ func dotQ8x3VNNI(y []float32, qa []byte, lda int, w []int8, ldw, n, groups int, 
 func dotQ8x4VNNI(y []float32, qa []byte, lda int, w []int8, ldw, n, groups int, mask uint64) {
 	panic("kernels: no SIMD")
 }
+func expScaledSumAVX512(x []float32, n int, s, m float32) float32 { panic("kernels: no SIMD") }
+func layerNormAffineAVX512(dst, x, gamma, beta []float32, p []float64) {
+	panic("kernels: no SIMD")
+}
+func packA6AVX512(blk, a []float32, lda, rows int) { panic("kernels: no SIMD") }

@@ -88,38 +88,40 @@ func benchGemmPrefill(b *testing.B) {
 }
 
 // BenchmarkAttentionPrefill is one layer's attention of a 64-token GPT-2 124M prefill (12 heads
-// of 64) in a cache of 1024 positions.
+// of 64) in a cache of 1024 positions: "query" query by query (dotInner per key, as without
+// AVX-512), "head" a head's scores at once on the GEMM kernels (attentionJob.head).
 func BenchmarkAttentionPrefill(b *testing.B) {
 	s := AttentionShape{B: 1, T: 64, H: 12, D: 64, P: 0, S: 1024}
 	q := randomVec(1, s.B*s.T*s.H*s.D, -1, 1)
 	k, v := randomVec(2, s.B*s.H*s.S*s.D, -1, 1), randomVec(3, s.B*s.H*s.S*s.D, -1, 1)
 	dst := make([]float32, len(q))
-	b.ResetTimer()
-	cpu0 := cpuTime()
-	for range b.N {
-		Attention(dst, q, k, v, nil, s)
+	withAndWithoutAVX512(b, "query", "head", func() { Attention(dst, q, k, v, nil, s) })
+}
+
+// withAndWithoutAVX512 runs op as sub-benchmark off with useAVX512 false, then as on with it
+// true (when the CPU has it), reporting CPU microseconds per op.
+func withAndWithoutAVX512(b *testing.B, off, on string, op func()) {
+	defer func(z bool) { useAVX512 = z }(useAVX512)
+	for _, z := range []bool{false, true} {
+		useAVX512 = z && haveAVX512
+		name := off
+		if z {
+			name = on
+		}
+		b.Run(name, func(b *testing.B) {
+			cpu0 := cpuTime()
+			for range b.N {
+				op()
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
 	}
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
 // BenchmarkGeluPrefill is gelu_new over one GPT-2 124M MLP's hidden block at 64 tokens
 // (64×3072), with geluAVX512 ("avx512") and with geluAVX2 alone ("avx2").
 func BenchmarkGeluPrefill(b *testing.B) {
-	defer func(z bool) { useAVX512 = z }(useAVX512)
 	x := randomVec(1, 64*3072, -4, 4)
 	dst := make([]float32, len(x))
-	for _, z := range []bool{false, true} {
-		useAVX512 = z && haveAVX512
-		name := "avx2"
-		if z {
-			name = "avx512"
-		}
-		b.Run(name, func(b *testing.B) {
-			cpu0 := cpuTime()
-			for range b.N {
-				GeluNew(dst, x)
-			}
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
-		})
-	}
+	withAndWithoutAVX512(b, "avx2", "avx512", func() { GeluNew(dst, x) })
 }

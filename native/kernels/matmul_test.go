@@ -262,3 +262,31 @@ func TestGemmAVX512SameBitsAsAVX2(t *testing.T) {
 		reportClose(t, fmt.Sprintf("AVX-512 MatMul m=%d k=%d n=%d", m, k, n), on[0], want, accumTol(k))
 	}
 }
+
+// TestPackAMatchesNaive: packA (with packA6AVX512 when the CPU has it) writes every strip as the
+// definition says — rows interleaved by depth, zero rows past M — over a buffer of NaNs, for
+// depths with and without a remainder of eight and partial last strips.
+func TestPackAMatchesNaive(t *testing.T) { bothInner(t, testPackAMatchesNaive) }
+
+func testPackAMatchesNaive(t *testing.T) {
+	for _, sh := range [][3]int{{1, 1, 1}, {6, 8, 8}, {7, 17, 20}, {64, 768, 768}, {11, 24, 30}, {5, 3, 3}} {
+		m, k, lda := sh[0], sh[1], sh[2]
+		a := randomVec(uint64(m*k), (m-1)*lda+k, -1, 1)
+		strips := (m + gemmMR - 1) / gemmMR
+		got := nanVec(strips * gemmMR * k)
+		packA(got, m, k, a, lda)
+		for s := 0; s < strips; s++ {
+			for q := 0; q < k; q++ {
+				for r := 0; r < gemmMR; r++ {
+					want := float32(0)
+					if i := s*gemmMR + r; i < m {
+						want = a[i*lda+q]
+					}
+					if g := got[s*gemmMR*k+q*gemmMR+r]; g != want {
+						t.Fatalf("packA m=%d k=%d lda=%d: strip %d depth %d row %d = %g, want %g", m, k, lda, s, q, r, g, want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -24,35 +24,68 @@ const (
 func gemmPacked(p *workPool, m, n, k int, a []float32, lda int, w weights, ldb int, c []float32, ldc int, bias []float32) {
 	strips := (m + gemmMR - 1) / gemmMR
 	p.apack = grow(p.apack, strips*gemmMR*k)
-	packA(p.apack, m, k, a, lda)
+	// Packed on both workers when large (a 64-row prefill's A is 49–197 K values, 30–120 µs on
+	// one core): otherwise the helper waits for it.
+	p.pa = packAJob{ap: p.apack, a: a, m: m, k: k, lda: lda}
+	p.run(&p.pa, strips, max(1, packAGrainWork/(gemmMR*k)))
+	p.pa = packAJob{}
 	gemmPackedRun(p, m, n, k, p.apack, w, ldb, c, ldc, bias, packedBatch{n: 1})
 }
 
 // packA writes the (M,K) matrix a (row stride lda) into ap as strips of gemmMR rows interleaved
 // by depth (strip s at ap[s·gemmMR·K:], element (i,q) at q·gemmMR + i%gemmMR), zero rows past M.
+//
+// With useAVX512 whole groups of eight depth steps go through packA6AVX512 (an 8×8 transpose
+// per group), the rest in Go.
 func packA(ap []float32, m, k int, a []float32, lda int) {
-	strips := (m + gemmMR - 1) / gemmMR
-	for s := 0; s < strips; s++ {
+	packAStrips(ap, m, k, a, lda, 0, (m+gemmMR-1)/gemmMR)
+}
+
+// packAStrips is packA for strips [s0,s1) only.
+func packAStrips(ap []float32, m, k int, a []float32, lda int, s0, s1 int) {
+	k8 := 0
+	if useSIMD && useAVX512 {
+		k8 = k &^ 7
+	}
+	for s := s0; s < s1; s++ {
 		blk := ap[s*gemmMR*k:][:gemmMR*k]
 		i0 := s * gemmMR
+		rows := min(gemmMR, m-i0)
+		if k8 > 0 {
+			if rows < gemmMR {
+				clear(blk[:gemmMR*k8])
+			}
+			packA6AVX512(blk[:gemmMR*k8], a[i0*lda:][:(rows-1)*lda+k8], lda, rows)
+		}
 		for r := 0; r < gemmMR; r++ {
-			if i0+r >= m {
-				for q := 0; q < k; q++ {
+			if r >= rows {
+				for q := k8; q < k; q++ {
 					blk[q*gemmMR+r] = 0
 				}
 				continue
 			}
 			row := a[(i0+r)*lda:][:k]
-			for q, v := range row {
-				blk[q*gemmMR+r] = v
+			for q := k8; q < k; q++ {
+				blk[q*gemmMR+r] = row[q]
 			}
 		}
 	}
 }
 
+// packAJob packs the strips of A on the worker pool, one item per strip.
+type packAJob struct {
+	ap, a     []float32
+	m, k, lda int
+}
+
+func (j *packAJob) chunk(_, lo, hi int) { packAStrips(j.ap, j.m, j.k, j.a, j.lda, lo, hi) }
+
 // packedBatch describes n independent products of one shape run as a single job (Winograd's 16
 // or 36 per band): product x reads A at ap[x·a:], float32 panels at w.f32[x·b:] and writes C at
 // c[x·c:]. n = 1 is a plain product.
+// packAGrainWork is about how many values of A a packing task takes.
+const packAGrainWork = 1 << 14
+
 type packedBatch struct{ n, a, b, c int }
 
 // gemmPackedRun runs the products of batch on the worker pool with A already packed (packA's

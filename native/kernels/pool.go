@@ -51,7 +51,9 @@ type workPool struct {
 	pk    gemmPackedJob
 	pj    panelJob
 	apack []float32 // packed A of gemmPacked
+	pa    packAJob
 	attn  attentionJob
+	split splitJob
 	rows  rowsJob
 }
 

@@ -10,6 +10,7 @@ type rowOp int
 
 const (
 	opLayerNorm rowOp = iota
+	opAddLayerNorm
 	opGeluNew
 	opSoftmax
 )
@@ -20,7 +21,7 @@ const rowsMinWork = 1 << 14
 
 type rowsJob struct {
 	op          rowOp
-	dst, x      []float32
+	dst, x, y   []float32
 	gamma, beta []float32
 	c           int
 	eps         float32
@@ -31,6 +32,14 @@ func (j *rowsJob) chunk(_, lo, hi int) {
 	case opLayerNorm:
 		for r := lo; r < hi; r++ {
 			layerNormRow(j.dst[r*j.c:][:j.c], j.x[r*j.c:][:j.c], j.gamma, j.beta, j.eps)
+		}
+	case opAddLayerNorm:
+		for r := lo; r < hi; r++ {
+			x, y := j.x[r*j.c:][:j.c], j.y[r*j.c:][:j.c]
+			for i := range x {
+				x[i] += y[i]
+			}
+			layerNormRow(j.dst[r*j.c:][:j.c], x, j.gamma, j.beta, j.eps)
 		}
 	case opGeluNew:
 		geluNew(j.dst[lo*j.c:hi*j.c], j.x[lo*j.c:hi*j.c])
@@ -99,24 +108,59 @@ func LayerNorm(dst, x, gamma, beta []float32, c int, eps float32) {
 	runRows(rowsJob{op: opLayerNorm, dst: dst, x: x, gamma: gamma, beta: beta, c: c, eps: eps}, rows)
 }
 
+// AddLayerNorm adds y to x and normalizes the sum, row by row on the worker pool — a
+// transformer's residual add and the next LayerNorm in one pass:
+//
+//	x[r,i] += y[r,i]; dst[r,:] = LayerNorm(x[r,:])
+//
+// x, y, dst: (R,C) (dst must not alias x or y) · gamma, beta: (C). Each row has the bits of the
+// add followed by LayerNorm.
+func AddLayerNorm(dst, x, y, gamma, beta []float32, c int, eps float32) {
+	rows := checkRows("AddLayerNorm", dst, x, c)
+	if len(y) != len(x) || len(gamma) != c || len(beta) != c {
+		panic(fmt.Sprintf("kernels: AddLayerNorm: y %d gamma %d beta %d, want %d, %d, %d", len(y), len(gamma), len(beta), len(x), c, c))
+	}
+	runRows(rowsJob{op: opAddLayerNorm, dst: dst, x: x, y: y, gamma: gamma, beta: beta, c: c, eps: eps}, rows)
+}
+
 // layerNormRow keeps the statistics in float64 (two passes): the row is short and the cost is
 // negligible next to the matrix products, while float32 sums lose digits when |mean| ≫ spread.
+//
+// With useSIMD the two sums run eight values at a time (sumF64AVX2, sumSqDevF64AVX2: float64
+// lanes, a fixed order, so a row's result does not depend on the rows beside it), and with
+// useAVX512 the last pass too (layerNormAffineAVX512, with this loop's roundings).
 func layerNormRow(dst, x, gamma, beta []float32, eps float32) {
 	gamma, beta, dst = gamma[:len(x)], beta[:len(x)], dst[:len(x)]
+	n8 := 0
+	if useSIMD {
+		n8 = len(x) &^ 7
+	}
 	var s float64
-	for _, e := range x {
+	if n8 > 0 {
+		s = sumF64AVX2(x[:n8])
+	}
+	for _, e := range x[n8:] {
 		s += float64(e)
 	}
 	mean := s / float64(len(x))
 	var v float64
-	for _, e := range x {
+	if n8 > 0 {
+		v = sumSqDevF64AVX2(x[:n8], mean)
+	}
+	for _, e := range x[n8:] {
 		d := float64(e) - mean
 		v += d * d
 	}
 	inv := 1 / math.Sqrt(v/float64(len(x))+float64(eps))
-	for i, e := range x {
+	i := 0
+	if n8 > 0 && useAVX512 {
+		p := [2]float64{mean, inv}
+		layerNormAffineAVX512(dst[:n8], x[:n8], gamma[:n8], beta[:n8], p[:])
+		i = n8
+	}
+	for ; i < len(x); i++ {
 		// the centring in float64: in float32, x − mean drops digits when |mean| ≫ spread
-		dst[i] = float32((float64(e)-mean)*inv)*gamma[i] + beta[i]
+		dst[i] = float32((float64(x[i])-mean)*inv)*gamma[i] + beta[i]
 	}
 }
 

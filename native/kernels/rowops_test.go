@@ -104,3 +104,52 @@ func TestGeluAVX512SameBitsAsAVX2(t *testing.T) {
 		}
 	}
 }
+
+// TestLayerNormAffineAVX512Bits: layerNormAffineAVX512 rounds as layerNormRow's Go loop does, so
+// LayerNorm gives the same bits with and without it.
+func TestLayerNormAffineAVX512Bits(t *testing.T) {
+	if !haveAVX512 {
+		t.Skip("no AVX-512F kernels on this CPU or build")
+	}
+	defer func(s, z bool) { useSIMD, useAVX512 = s, z }(useSIMD, useAVX512)
+	useSIMD = true
+	for _, c := range []int{8, 17, 768} {
+		x := randomVec(uint64(c), 3*c, -4, 4)
+		for i := range x {
+			x[i] += 50
+		}
+		gamma, beta := randomVec(1, c, 0.5, 1.5), randomVec(2, c, -1, 1)
+		want, got := nanVec(len(x)), nanVec(len(x))
+		useAVX512 = false
+		LayerNorm(want, x, gamma, beta, c, 1e-5)
+		useAVX512 = true
+		LayerNorm(got, x, gamma, beta, c, 1e-5)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("c=%d: LayerNorm with layerNormAffineAVX512 differs from the Go loop at %d (row %d, column %d): %g vs %g", c, i, i/c, i%c, got[i], want[i])
+			}
+		}
+	}
+}
+
+// TestAddLayerNorm: AddLayerNorm gives the bits of the residual add followed by LayerNorm, on
+// rows enough for the worker pool and on a single row.
+func TestAddLayerNorm(t *testing.T) {
+	for _, rows := range []int{1, 64} {
+		const c = 768
+		x, y := randomVec(5, rows*c, -4, 4), randomVec(6, rows*c, -1, 1)
+		gamma, beta := randomVec(1, c, 0.5, 1.5), randomVec(2, c, -1, 1)
+		wantX := append([]float32(nil), x...)
+		for i := range wantX {
+			wantX[i] += y[i]
+		}
+		want, got := nanVec(len(x)), nanVec(len(x))
+		LayerNorm(want, wantX, gamma, beta, c, 1e-5)
+		AddLayerNorm(got, x, y, gamma, beta, c, 1e-5)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) || math.Float32bits(x[i]) != math.Float32bits(wantX[i]) {
+				t.Fatalf("rows=%d: AddLayerNorm differs from add then LayerNorm at %d (row %d, column %d): x %g vs %g, dst %g vs %g", rows, i, i/c, i%c, x[i], wantX[i], got[i], want[i])
+			}
+		}
+	}
+}

@@ -373,3 +373,18 @@ func dotQ8x3VNNI(y []float32, qa []byte, lda int, w []int8, ldw int, n int, grou
 //
 //go:noescape
 func dotQ8x4VNNI(y []float32, qa []byte, lda int, w []int8, ldw int, n int, groups int, mask uint64)
+
+// expScaledSumAVX512 sets x[i] = exp(x[i]·s − m) for i < n (0 where x[i]·s − m < −87.3), x[i] = 0 for n ≤ i < len(x), a multiple of 16, and returns Σ x[i] in a fixed order.
+//
+//go:noescape
+func expScaledSumAVX512(x []float32, n int, s float32, m float32) float32
+
+// layerNormAffineAVX512 sets dst[i] = float32((float64(x[i]) − p[0])·p[1])·gamma[i] + beta[i] for i < len(dst), a multiple of 8, with Go's roundings.
+//
+//go:noescape
+func layerNormAffineAVX512(dst []float32, x []float32, gamma []float32, beta []float32, p []float64)
+
+// packA6AVX512 sets blk[6q+r] = a[r·lda+q] for q < len(blk)/6, a multiple of 8, and r < rows (1…6), leaving the other lanes of blk as they are.
+//
+//go:noescape
+func packA6AVX512(blk []float32, a []float32, lda int, rows int)

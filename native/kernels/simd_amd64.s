@@ -10052,3 +10052,195 @@ dotQ8x4VNNI_w1reduce:
 dotQ8x4VNNI_done:
 	VZEROUPPER
 	RET
+
+// func expScaledSumAVX512(x []float32, n int, s float32, m float32) float32
+// Requires: AVX, AVX512DQ, AVX512F, BMI2, SSE
+TEXT ·expScaledSumAVX512(SB), NOSPLIT, $0-44
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	MOVQ         n+24(FP), DX
+	MOVSS        s+32(FP), X0
+	VBROADCASTSS X0, Z0
+	MOVSS        m+36(FP), X1
+	VBROADCASTSS X1, Z1
+	VBROADCASTSS exp_lo<>+0(SB), Z2
+	VXORPS       Z3, Z3, Z3
+	MOVL         $0xffffffff, BX
+	XORQ         SI, SI
+
+expss_loop:
+	CMPQ SI, CX
+	JGE  expss_done
+	MOVQ DX, DI
+	SUBQ SI, DI
+	XORL R8, R8
+	CMPQ DI, $0x00
+	JLE  expss_mask
+	CMPQ DI, $0x20
+	JL   expss_bzhi
+	MOVQ $0x00000020, DI
+
+expss_bzhi:
+	BZHIL DI, BX, R8
+
+expss_mask:
+	KMOVW             R8, K1
+	VMULPS            (AX)(SI*4), Z0, Z4
+	VSUBPS            Z1, Z4, Z4
+	VCMPPS            $0x1d, Z2, Z4, K1, K1
+	VMAXPS.BCST       exp_lo<>+0(SB), Z4, Z4
+	VMINPS.BCST       exp_hi<>+0(SB), Z4, Z4
+	VMULPS.BCST       exp_log2e<>+0(SB), Z4, Z5
+	VRNDSCALEPS       $0x00, Z5, Z5
+	VMOVAPS           Z4, Z4
+	VFNMADD231PS.BCST exp_ln2hi<>+0(SB), Z5, Z4
+	VFNMADD231PS.BCST exp_ln2lo<>+0(SB), Z5, Z4
+	VBROADCASTSS      exp_p0<>+0(SB), Z6
+	VFMADD213PS.BCST  exp_p1<>+0(SB), Z4, Z6
+	VFMADD213PS.BCST  exp_p2<>+0(SB), Z4, Z6
+	VFMADD213PS.BCST  exp_p3<>+0(SB), Z4, Z6
+	VFMADD213PS.BCST  exp_p4<>+0(SB), Z4, Z6
+	VFMADD213PS.BCST  exp_p5<>+0(SB), Z4, Z6
+	VMULPS            Z4, Z4, Z7
+	VFMADD213PS       Z4, Z7, Z6
+	VADDPS.BCST       exp_one<>+0(SB), Z6, Z6
+	VCVTPS2DQ         Z5, Z5
+	VPADDD.BCST       exp_bias<>+0(SB), Z5, Z5
+	VPSLLD            $0x17, Z5, Z5
+	VMULPS            Z5, Z6, Z6
+	VMOVAPS.Z         Z6, K1, Z6
+	VMOVUPS           Z6, (AX)(SI*4)
+	VADDPS            Z6, Z3, Z3
+	ADDQ              $0x10, SI
+	JMP               expss_loop
+
+expss_done:
+	VEXTRACTF32X8 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+40(FP)
+	RET
+
+// func layerNormAffineAVX512(dst []float32, x []float32, gamma []float32, beta []float32, p []float64)
+// Requires: AVX, AVX512F
+TEXT ·layerNormAffineAVX512(SB), NOSPLIT, $0-120
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         x_base+24(FP), DX
+	MOVQ         gamma_base+48(FP), BX
+	MOVQ         beta_base+72(FP), SI
+	MOVQ         p_base+96(FP), DI
+	VBROADCASTSD (DI), Z0
+	VBROADCASTSD 8(DI), Z1
+	XORQ         DI, DI
+
+lnaff_loop:
+	CMPQ      DI, CX
+	JGE       lnaff_done
+	VCVTPS2PD (DX)(DI*4), Z2
+	VSUBPD    Z0, Z2, Z2
+	VMULPD    Z1, Z2, Z2
+	VCVTPD2PS Z2, Y2
+	VMULPS    (BX)(DI*4), Y2, Y2
+	VADDPS    (SI)(DI*4), Y2, Y2
+	VMOVUPS   Y2, (AX)(DI*4)
+	ADDQ      $0x08, DI
+	JMP       lnaff_loop
+
+lnaff_done:
+	VZEROUPPER
+	RET
+
+// func packA6AVX512(blk []float32, a []float32, lda int, rows int)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, BMI2, CMOV
+TEXT ·packA6AVX512(SB), NOSPLIT, $0-64
+	MOVQ    blk_base+0(FP), AX
+	MOVQ    blk_len+8(FP), CX
+	MOVQ    a_base+24(FP), DX
+	MOVQ    lda+48(FP), BX
+	MOVQ    rows+56(FP), SI
+	SHLQ    $0x02, BX
+	MOVL    $0x000000ff, DI
+	BZHIL   SI, DI, DI
+	KMOVB   DI, K1
+	MOVQ    DX, DI
+	ADDQ    BX, DI
+	MOVQ    DI, R8
+	CMPQ    SI, $0x01
+	CMOVQLE DX, R8
+	ADDQ    BX, DI
+	MOVQ    DI, R9
+	CMPQ    SI, $0x02
+	CMOVQLE DX, R9
+	ADDQ    BX, DI
+	MOVQ    DI, R10
+	CMPQ    SI, $0x03
+	CMOVQLE DX, R10
+	ADDQ    BX, DI
+	MOVQ    DI, R11
+	CMPQ    SI, $0x04
+	CMOVQLE DX, R11
+	ADDQ    BX, DI
+	MOVQ    DI, BX
+	CMPQ    SI, $0x05
+	CMOVQLE DX, BX
+	XORQ    SI, SI
+
+packa6_loop:
+	CMPQ       SI, CX
+	JGE        packa6_done
+	VMOVUPS    (DX), Y0
+	ADDQ       $0x20, DX
+	VMOVUPS    (R8), Y1
+	ADDQ       $0x20, R8
+	VMOVUPS    (R9), Y2
+	ADDQ       $0x20, R9
+	VMOVUPS    (R10), Y3
+	ADDQ       $0x20, R10
+	VMOVUPS    (R11), Y4
+	ADDQ       $0x20, R11
+	VMOVUPS    (BX), Y5
+	ADDQ       $0x20, BX
+	VUNPCKLPS  Y1, Y0, Y6
+	VUNPCKHPS  Y1, Y0, Y0
+	VUNPCKLPS  Y3, Y2, Y1
+	VUNPCKHPS  Y3, Y2, Y2
+	VUNPCKLPS  Y5, Y4, Y3
+	VUNPCKHPS  Y5, Y4, Y4
+	VSHUFPS    $0x44, Y1, Y6, Y5
+	VSHUFPS    $0x44, Y3, Y3, Y7
+	VSHUFPS    $0xee, Y1, Y6, Y1
+	VSHUFPS    $0xee, Y3, Y3, Y3
+	VSHUFPS    $0x44, Y2, Y0, Y6
+	VSHUFPS    $0x44, Y4, Y4, Y8
+	VSHUFPS    $0xee, Y2, Y0, Y0
+	VSHUFPS    $0xee, Y4, Y4, Y2
+	VSHUFF32X4 $0x00, Y7, Y5, Y4
+	VMOVUPS    Y4, K1, (AX)
+	VSHUFF32X4 $0x00, Y3, Y1, Y4
+	VMOVUPS    Y4, K1, 24(AX)
+	VSHUFF32X4 $0x00, Y8, Y6, Y4
+	VMOVUPS    Y4, K1, 48(AX)
+	VSHUFF32X4 $0x00, Y2, Y0, Y4
+	VMOVUPS    Y4, K1, 72(AX)
+	VSHUFF32X4 $0x03, Y7, Y5, Y4
+	VMOVUPS    Y4, K1, 96(AX)
+	VSHUFF32X4 $0x03, Y3, Y1, Y1
+	VMOVUPS    Y1, K1, 120(AX)
+	VSHUFF32X4 $0x03, Y8, Y6, Y1
+	VMOVUPS    Y1, K1, 144(AX)
+	VSHUFF32X4 $0x03, Y2, Y0, Y0
+	VMOVUPS    Y0, K1, 168(AX)
+	ADDQ       $0xc0, AX
+	ADDQ       $0x30, SI
+	JMP        packa6_loop
+
+packa6_done:
+	VZEROUPPER
+	RET

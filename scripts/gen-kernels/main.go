@@ -69,6 +69,7 @@ func main() {
 	geluZ()
 	decodeF32()
 	vnniKernels()
+	prefill2Kernels()
 	Generate()
 }
 
