@@ -128,3 +128,27 @@ func dotQ8x3VNNI(y []float32, qa []byte, lda int, w []int8, ldw, n, groups int, 
 func dotQ8x4VNNI(y []float32, qa []byte, lda int, w []int8, ldw, n, groups int, mask uint64) {
 	panic("kernels: no SIMD")
 }
+func gemmQ8x1VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x2VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x3VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x4VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x5VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x6VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x7VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x8VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}

@@ -69,6 +69,7 @@ func main() {
 	geluZ()
 	decodeF32()
 	vnniKernels()
+	q8GemmKernels()
 	Generate()
 }
 
