@@ -376,7 +376,7 @@ func matMulTW(dst, a []float32, w weights, bias []float32, m, k, n int) {
 	p := acquire()
 	defer p.release()
 	p.mmt = gemmTJob{m: m, n: n, k: k, a: a, w: w, c: dst, bias: bias}
-	if w.i8 != nil && useVNNI && m < gemmMB {
+	if w.i8 != nil && useVNNI {
 		p.mmt.lq = q8RowBytesT(k)
 		p.mmt.qa = quantizeQ8T(a, m, k)
 	}

@@ -124,3 +124,59 @@ func BenchmarkPrefillLayersQ8(b *testing.B) {
 	b.ReportMetric(gmacs(t[1]), "vnni-GMAC/s")
 	b.ReportMetric(t[0].Seconds()/t[1].Seconds(), "old/vnni")
 }
+
+// BenchmarkGemmQ8InCache measures the prefill kernel alone on one goroutine: 64 quantized rows
+// through the 48 panels of a 768×768 int8 weight (576 KiB, in L2), in groups of q8GemmRows,
+// with scale and bias; it reports the integer-equivalent GMAC/s of the fastest pass (on a shared
+// machine the fastest is the one least disturbed).
+func BenchmarkGemmQ8InCache(b *testing.B) {
+	if !haveVNNI {
+		b.Skip("no AVX512-VNNI/VBMI kernels on this CPU or build")
+	}
+	const m, k, n = 64, 768, 768
+	q, s := quant.Int8Cols(randomVec(1, k*n, -1, 1), k, n)
+	qp, bias := PackPanels(q, k, n), randomVec(2, n, -1, 1)
+	lq := q8RowBytes(k)
+	qa := make([]byte, m*lq)
+	quantizeQ8(qa, lq, randomVec(3, m*k, -1, 1), k, m, k)
+	c := make([]float32, m*n)
+	best := time.Hour
+	for range b.N {
+		t0 := time.Now()
+		for jp := 0; jp < n/PanelWidth; jp++ {
+			w := qp[jp*k*PanelWidth:][:k*PanelWidth]
+			for i := 0; i < m; i += q8GemmRows {
+				gemmQ8(c[i*n+jp*PanelWidth:], n, qa[i*lq:], lq, w, k, q8GemmRows, s[jp*PanelWidth:], bias[jp*PanelWidth:], PanelWidth)
+			}
+		}
+		best = min(best, time.Since(t0))
+	}
+	b.ReportMetric(float64(m*k*n)/best.Seconds()/1e9, "best-GMAC/s")
+}
+
+// BenchmarkLMHeadPrefillQ8 is an int8 LM head (4096 rows of 768, the demo model's vocabulary)
+// over 64 rows, all logits of a prefill: per iteration one pass with useVNNI off (the
+// float-widening dot kernels: old) and one on (dotQ8 in groups of 4 rows: vnni), each timed, the
+// fastest pass of each reported as integer-equivalent GMAC/s.
+func BenchmarkLMHeadPrefillQ8(b *testing.B) {
+	if !haveVNNI {
+		b.Skip("no AVX512-VNNI/VBMI kernels on this CPU or build")
+	}
+	const m, k, n = 64, 768, 4096
+	q, s := quant.Int8Rows(randomVec(2, n*k, -1, 1), n, k)
+	x, dst := randomVec(1, m*k, -1, 1), make([]float32, m*n)
+	defer func(v bool) { useVNNI = v }(useVNNI)
+	best := [2]time.Duration{time.Hour, time.Hour}
+	for range b.N {
+		for v := range best {
+			useVNNI = v == 1
+			t0 := time.Now()
+			MatMulTI8(dst, x, q, s, nil, m, k, n)
+			best[v] = min(best[v], time.Since(t0))
+		}
+	}
+	gmacs := func(d time.Duration) float64 { return float64(m*k*n) / d.Seconds() / 1e9 }
+	b.ReportMetric(gmacs(best[0]), "old-GMAC/s")
+	b.ReportMetric(gmacs(best[1]), "vnni-GMAC/s")
+	b.ReportMetric(best[0].Seconds()/best[1].Seconds(), "old/vnni")
+}
