@@ -126,8 +126,8 @@ func BenchmarkPrefillLayersQ8(b *testing.B) {
 }
 
 // BenchmarkGemmQ8InCache measures the prefill kernel alone on one goroutine: 64 quantized rows
-// through the 48 panels of a 768×768 int8 weight (576 KiB, in L2), in groups of q8GemmRows,
-// with scale and bias; it reports the integer-equivalent GMAC/s of the fastest pass (on a shared
+// through the 48 panels of a 768×768 int8 weight (576 KiB, in L2), in groups of 2, 4 and
+// q8GemmRows rows, with scale and bias; it reports the integer-equivalent GMAC/s of the fastest pass (on a shared
 // machine the fastest is the one least disturbed).
 func BenchmarkGemmQ8InCache(b *testing.B) {
 	if !haveVNNI {
@@ -140,18 +140,22 @@ func BenchmarkGemmQ8InCache(b *testing.B) {
 	qa := make([]byte, m*lq)
 	quantizeQ8(qa, lq, randomVec(3, m*k, -1, 1), k, m, k)
 	c := make([]float32, m*n)
-	best := time.Hour
-	for range b.N {
-		t0 := time.Now()
-		for jp := 0; jp < n/PanelWidth; jp++ {
-			w := qp[jp*k*PanelWidth:][:k*PanelWidth]
-			for i := 0; i < m; i += q8GemmRows {
-				gemmQ8(c[i*n+jp*PanelWidth:], n, qa[i*lq:], lq, w, k, q8GemmRows, s[jp*PanelWidth:], bias[jp*PanelWidth:], PanelWidth)
+	for _, rows := range []int{2, 4, q8GemmRows} {
+		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
+			best := time.Hour
+			for range b.N {
+				t0 := time.Now()
+				for jp := 0; jp < n/PanelWidth; jp++ {
+					w := qp[jp*k*PanelWidth:][:k*PanelWidth]
+					for i := 0; i < m; i += rows {
+						gemmQ8(c[i*n+jp*PanelWidth:], n, qa[i*lq:], lq, w, k, rows, s[jp*PanelWidth:], bias[jp*PanelWidth:], PanelWidth)
+					}
+				}
+				best = min(best, time.Since(t0))
 			}
-		}
-		best = min(best, time.Since(t0))
+			b.ReportMetric(float64(m*k*n)/best.Seconds()/1e9, "best-GMAC/s")
+		})
 	}
-	b.ReportMetric(float64(m*k*n)/best.Seconds()/1e9, "best-GMAC/s")
 }
 
 // BenchmarkLMHeadPrefillQ8 is an int8 LM head (4096 rows of 768, the demo model's vocabulary)
