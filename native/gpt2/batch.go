@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/modelrt/modelrt/native/kernels"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
 // BatchItem is one session's part of ForwardBatch: new token ids to append to a batch-1 cache.
@@ -157,9 +158,15 @@ func (blk *Block) forwardBatch(s *batchStep, layer int, items []BatchItem, R int
 	addInPlace(x, s.proj[:n])
 }
 
-// linearRows is l.Forward in groups of batchRowGroup rows.
+// linearRows is l.Forward in groups of batchRowGroup rows — or all rows at once for int8 panels
+// whose products quantize their activations, where each row has its own bits at any row count
+// and a product of 16 rows or more runs the int8 GEMM (kernels.QuantizedActivations).
 func linearRows(l *Linear, dst, x []float32, rows int) {
-	for r0 := 0; r0 < rows; r0 += batchRowGroup {
-		l.Forward(dst[r0*l.Out:], x[r0*l.In:], min(batchRowGroup, rows-r0))
+	group := batchRowGroup
+	if l.Q.DType == quant.Int8 && l.Q.Panels && kernels.QuantizedActivations() {
+		group = rows
+	}
+	for r0 := 0; r0 < rows; r0 += group {
+		l.Forward(dst[r0*l.Out:], x[r0*l.In:], min(group, rows-r0))
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/modelrt/modelrt/native/kernels"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
 // batchTestModel is a small random GPT-2 whose widths are not multiples of the kernels' vector
@@ -31,8 +34,25 @@ func batchIDs(n, salt, V int) []int64 {
 // TestForwardBatchIdentical: sessions of different lengths stepped together (prefill chunks
 // beside single decode tokens, more rows than one product group) give bit for bit what each
 // gives stepped alone, and a batched decode token equals Forward with T=1.
-func TestForwardBatchIdentical(t *testing.T) {
+func TestForwardBatchIdentical(t *testing.T) { testForwardBatchIdentical(t, batchTestModel(), true) }
+
+// TestQuantizedForwardBatchIdentical is TestForwardBatchIdentical with int8 weights where int8
+// products quantize their activations, which ForwardBatch then runs over all rows at once: the
+// first batched step (63 rows, the int8 GEMM) gives each session what its own steps of 1–33 rows
+// give (below 16 rows, the decode kernels). The full recompute is not
+// compared: its LM head over 46 rows runs on float activations, the steps' on quantized ones.
+func TestQuantizedForwardBatchIdentical(t *testing.T) {
+	if !kernels.QuantizedActivations() {
+		t.Skip("int8 products do not quantize their activations on this CPU or build (no AVX512-VNNI)")
+	}
 	m := batchTestModel()
+	if err := m.Quantize(quant.Int8); err != nil {
+		t.Fatal(err)
+	}
+	testForwardBatchIdentical(t, m, false)
+}
+
+func testForwardBatchIdentical(t *testing.T, m *Model, recompute bool) {
 	V := m.cfg.VocabSize
 	// Per session: the tokens fed at each of three steps.
 	feeds := [][]int{{7, 1, 1}, {20, 3, 1}, {1, 1, 1}, {33, 1, 12}, {2, 18, 1}}
@@ -74,6 +94,9 @@ func TestForwardBatchIdentical(t *testing.T) {
 	})
 	if !slices.Equal(batched[2], single[2]) {
 		t.Errorf("decode tokens stepped in a batch differ from Forward with T=1 (max |Δ| %g)", maxDiff(batched[2], single[2]))
+	}
+	if !recompute {
+		return
 	}
 	// And within tolerance of a full recompute (the batched path is a correct forward).
 	ids := batchIDs(46, 3, V)

@@ -69,8 +69,9 @@ func benchIDs(n int) []int64 {
 // position only (what generation needs).
 func BenchmarkPrefill64(b *testing.B) { benchPrefill64(b, smallModel(b)) }
 
-// BenchmarkPrefill64Int8 is BenchmarkPrefill64 with int8 weights (dequantized as the GEMM packs
-// its panels).
+// BenchmarkPrefill64Int8 is BenchmarkPrefill64 with int8 weights: the int8 GEMM on quantized
+// activations where the CPU has AVX512-VNNI, else the weights dequantized as the GEMM packs its
+// panels.
 func BenchmarkPrefill64Int8(b *testing.B) { benchPrefill64(b, quantizedModel(b, quant.Int8)) }
 
 func benchPrefill64(b *testing.B, m *Model) {

@@ -327,10 +327,9 @@ const (
 	int8TrainedMinGreedy = 0.8
 )
 
-func TestQuantizedTrainedModel(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
+// trainedIDs returns the first trainedLen ids of the demo model's held-out file.
+func trainedIDs(t *testing.T) []int64 {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join(trainedDir, "testdata", "check.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -341,31 +340,44 @@ func TestQuantizedTrainedModel(t *testing.T) {
 	if err := json.Unmarshal(data, &check); err != nil {
 		t.Fatal(err)
 	}
-	ids := check.IDs[:min(len(check.IDs), trainedLen)]
-	run := func(m *Model) []float32 {
-		V := m.Config().VocabSize
-		c := m.NewCache(1)
-		out := make([]float32, len(ids)*V)
-		for i := 0; i < len(ids); i += trainedChunk {
-			n := min(trainedChunk, len(ids)-i)
-			if err := m.Forward(c, ids[i:i+n], 1, n, nil, false, out[i*V:(i+n)*V]); err != nil {
-				t.Fatal(err)
-			}
+	return check.IDs[:min(len(check.IDs), trainedLen)]
+}
+
+// runChunks feeds ids to a new cache of m in Forward calls of chunk tokens and returns the
+// logits of every position.
+func runChunks(t *testing.T, m *Model, ids []int64, chunk int) []float32 {
+	t.Helper()
+	V := m.Config().VocabSize
+	c := m.NewCache(1)
+	out := make([]float32, len(ids)*V)
+	for i := 0; i < len(ids); i += chunk {
+		n := min(chunk, len(ids)-i)
+		if err := m.Forward(c, ids[i:i+n], 1, n, nil, false, out[i*V:(i+n)*V]); err != nil {
+			t.Fatal(err)
 		}
-		return out
 	}
+	return out
+}
+
+func argmax(v []float32) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+func TestQuantizedTrainedModel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	ids := trainedIDs(t)
+	run := func(m *Model) []float32 { return runChunks(t, m, ids, trainedChunk) }
 	f32 := mustLoadDir(t, trainedDir, "")
 	want := run(f32)
 	V := f32.Config().VocabSize
-	argmax := func(v []float32) int {
-		best := 0
-		for i, x := range v {
-			if x > v[best] {
-				best = i
-			}
-		}
-		return best
-	}
 	for _, c := range []struct {
 		dt                quant.DType
 		minTop1, minGreed float64

@@ -133,3 +133,27 @@ func layerNormAffineAVX512(dst, x, gamma, beta []float32, p []float64) {
 	panic("kernels: no SIMD")
 }
 func packA6AVX512(blk, a []float32, lda, rows int) { panic("kernels: no SIMD") }
+func gemmQ8x1VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x2VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x3VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x4VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x5VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x6VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x7VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}
+func gemmQ8x8VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks, steps int, mask uint64, scale, bias []float32, cmask uint64) {
+	panic("kernels: no SIMD")
+}

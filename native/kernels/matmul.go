@@ -86,7 +86,10 @@ func gemmW(m, n, k int, a []float32, lda int, w weights, ldb int, c []float32, l
 		}
 		return
 	}
-	if useSIMD && m >= gemmMB {
+	// int8 panels with VNNI take the panel job at every size: a prefill runs the decode kernels'
+	// integer products (gemmQ8), not a dequantized float GEMM.
+	q8 := w.panels && w.i8 != nil && useVNNI
+	if useSIMD && m >= gemmMB && !q8 {
 		p := acquire()
 		defer p.release()
 		gemmPacked(p, m, n, k, a, lda, w, ldb, c, ldc, bias)
@@ -96,7 +99,7 @@ func gemmW(m, n, k int, a []float32, lda int, w weights, ldb int, c []float32, l
 		p := acquire()
 		defer p.release()
 		p.pj = panelJob{m: m, n: n, k: k, a: a, w: w, c: c, bias: bias, ldc: ldc}
-		if w.i8 != nil && useVNNI {
+		if q8 {
 			p.pj.lq = q8RowBytes(k)
 			q8Scratch = growBytes(q8Scratch, m*p.pj.lq)
 			p.pj.qa = q8Scratch
@@ -373,7 +376,7 @@ func matMulTW(dst, a []float32, w weights, bias []float32, m, k, n int) {
 	p := acquire()
 	defer p.release()
 	p.mmt = gemmTJob{m: m, n: n, k: k, a: a, w: w, c: dst, bias: bias}
-	if w.i8 != nil && useVNNI && m < gemmMB {
+	if w.i8 != nil && useVNNI {
 		p.mmt.lq = q8RowBytesT(k)
 		p.mmt.qa = quantizeQ8T(a, m, k)
 	}

@@ -115,6 +115,10 @@ type panelJob struct {
 }
 
 func (j *panelJob) chunk(_, lo, hi int) {
+	if j.qa != nil && j.m >= gemmMB {
+		j.chunkGemmQ8(lo, hi)
+		return
+	}
 	var y [gemvRowsZ * PanelWidth]float32
 	most := gemvRows
 	if useSIMD && useAVX512 || j.qa != nil {
@@ -138,7 +142,8 @@ func (j *panelJob) chunk(_, lo, hi int) {
 				for x := range ci {
 					v := yq[x]
 					if j.w.i8 != nil {
-						v *= j.w.scale[j0+x]
+						// Rounded before the bias (never fused into an FMA), as gemmQ8 does it.
+						v = float32(v * j.w.scale[j0+x])
 					}
 					if j.bias != nil {
 						v += j.bias[j0+x]

@@ -18,7 +18,7 @@ import (
 // values (zero past k), its float32 scale and the int32 −128·Σq of the block (little endian).
 // The kernel adds 128 to each weight byte to use VPDPBUSD's unsigned operand, and starts each
 // block's sums from −128·Σq, so they end exactly Σ q_a·q_w. The LM head (MatMulTI8 with int8
-// weights, fewer than gemmMB rows) does the same with the dotQ8x*VNNI kernels over its own layout
+// weights) does the same with the dotQ8x*VNNI kernels over its own layout
 // of the activations (quantizeQ8T).
 //
 // q8Block and q8Rec must match scripts/gen-kernels/vnni.go.
@@ -27,8 +27,8 @@ const (
 	q8Rec   = q8Block + 8
 )
 
-// useVNNI routes int8 panel products and int8 LM heads of fewer than gemmMB rows (decode) to the
-// quantized-activation kernels. Tests turn it off to test the float-widening kernels, which every other
+// useVNNI routes int8 panel products and int8 LM heads of any row count (decode and prefill) to
+// the quantized-activation kernels. Tests turn it off to test the float-widening kernels, which every other
 // CPU (and -tags purego) runs.
 var useVNNI = haveVNNI
 

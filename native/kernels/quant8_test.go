@@ -299,12 +299,13 @@ func TestDotQ8MatchesNaive(t *testing.T) {
 	}
 }
 
-// TestMatMulTI8VNNI: MatMulTI8 on the VNNI path (1–15 rows) equals the reference bit for bit,
+// TestMatMulTI8VNNI: MatMulTI8 on the VNNI path (1–23 rows: decode and prefill) equals the
+// reference bit for bit,
 // each row of a batch equals the row alone, and the quantized product stays within the
 // activation rounding bound of the float product of the dequantized weights.
 func TestMatMulTI8VNNI(t *testing.T) {
 	requireVNNI(t)
-	const m, n = 15, 150 // more than one 64-row piece, and a partial one
+	const m, n = 23, 150 // gemmMB rows or more; more than one 64-row piece, and a partial one
 	for _, k := range q8Sizes {
 		seed := uint64(8000 + k)
 		a := q8Activations(seed, m, k)

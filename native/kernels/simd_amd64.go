@@ -388,3 +388,43 @@ func layerNormAffineAVX512(dst []float32, x []float32, gamma []float32, beta []f
 //
 //go:noescape
 func packA6AVX512(blk []float32, a []float32, lda int, rows int)
+
+// gemmQ8x1VNNI stores to c (row stride ldc) the quantized-activation product of 1 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w (blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step), times scale plus bias (none when empty), in the columns set in cmask.
+//
+//go:noescape
+func gemmQ8x1VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+
+// gemmQ8x2VNNI stores to c (row stride ldc) the quantized-activation product of 2 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w (blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step), times scale plus bias (none when empty), in the columns set in cmask.
+//
+//go:noescape
+func gemmQ8x2VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+
+// gemmQ8x3VNNI stores to c (row stride ldc) the quantized-activation product of 3 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w (blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step), times scale plus bias (none when empty), in the columns set in cmask.
+//
+//go:noescape
+func gemmQ8x3VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+
+// gemmQ8x4VNNI stores to c (row stride ldc) the quantized-activation product of 4 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w (blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step), times scale plus bias (none when empty), in the columns set in cmask.
+//
+//go:noescape
+func gemmQ8x4VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+
+// gemmQ8x5VNNI stores to c (row stride ldc) the quantized-activation product of 5 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w (blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step), times scale plus bias (none when empty), in the columns set in cmask.
+//
+//go:noescape
+func gemmQ8x5VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+
+// gemmQ8x6VNNI stores to c (row stride ldc) the quantized-activation product of 6 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w (blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step), times scale plus bias (none when empty), in the columns set in cmask.
+//
+//go:noescape
+func gemmQ8x6VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+
+// gemmQ8x7VNNI stores to c (row stride ldc) the quantized-activation product of 7 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w (blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step), times scale plus bias (none when empty), in the columns set in cmask.
+//
+//go:noescape
+func gemmQ8x7VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+
+// gemmQ8x8VNNI stores to c (row stride ldc) the quantized-activation product of 8 rows of activation records (qa, row stride lda bytes) and one int8 weight panel w (blocks whole blocks of 16 k, then a partial block of steps 4-k steps and a masked last step), times scale plus bias (none when empty), in the columns set in cmask.
+//
+//go:noescape
+func gemmQ8x8VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)

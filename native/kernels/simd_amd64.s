@@ -10244,3 +10244,1374 @@ packa6_loop:
 packa6_done:
 	VZEROUPPER
 	RET
+
+// func gemmQ8x1VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemmQ8x1VNNI(SB), NOSPLIT, $0-168
+	MOVQ      qa_base+32(FP), AX
+	MOVQ      w_base+64(FP), CX
+	MOVQ      blocks+88(FP), DX
+	XORQ      BX, BX
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+
+gemmQ8x1VNNI_block:
+	TESTQ            DX, DX
+	JZ               gemmQ8x1VNNI_partial
+	VPBROADCASTD     20(AX)(BX*1), Z4
+	PREFETCHT0       1024(CX)
+	VPERMB           (CX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(BX*1), Z2, Z4
+	PREFETCHT0       1088(CX)
+	VPERMB           64(CX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(BX*1), Z2, Z4
+	PREFETCHT0       1152(CX)
+	VPERMB           128(CX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(BX*1), Z2, Z4
+	PREFETCHT0       1216(CX)
+	VPERMB           192(CX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(BX*1), Z2, Z4
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(BX*1), Z4, Z3
+	ADDQ             $0x18, BX
+	ADDQ             $0x00000100, CX
+	DECQ             DX
+	JMP              gemmQ8x1VNNI_block
+
+gemmQ8x1VNNI_partial:
+	MOVQ         steps+96(FP), DX
+	MOVQ         mask+104(FP), SI
+	MOVQ         DX, DI
+	ORQ          SI, DI
+	JZ           gemmQ8x1VNNI_store
+	VPBROADCASTD 20(AX)(BX*1), Z4
+	MOVQ         BX, DI
+
+gemmQ8x1VNNI_step:
+	TESTQ         DX, DX
+	JZ            gemmQ8x1VNNI_masked
+	VPERMB        (CX), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(DI*1), Z2, Z4
+	ADDQ          $0x04, DI
+	ADDQ          $0x40, CX
+	DECQ          DX
+	JMP           gemmQ8x1VNNI_step
+
+gemmQ8x1VNNI_masked:
+	TESTQ         SI, SI
+	JZ            gemmQ8x1VNNI_finish
+	KMOVQ         SI, K1
+	VMOVDQU8.Z    (CX), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(DI*1), Z2, Z4
+
+gemmQ8x1VNNI_finish:
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(BX*1), Z4, Z3
+
+gemmQ8x1VNNI_store:
+	MOVQ      cmask+160(FP), AX
+	KMOVQ     AX, K1
+	MOVQ      scale_base+112(FP), AX
+	VMOVUPS.Z (AX), K1, Z0
+	MOVQ      c_base+0(FP), AX
+	MOVQ      ldc+24(FP), CX
+	SHLQ      $0x02, CX
+	MOVQ      bias_len+144(FP), CX
+	TESTQ     CX, CX
+	JZ        gemmQ8x1VNNI_nobias
+	MOVQ      bias_base+136(FP), CX
+	VMOVUPS.Z (CX), K1, Z1
+	VMULPS    Z0, Z3, Z3
+	VADDPS    Z1, Z3, Z3
+	VMOVUPS   Z3, K1, (AX)
+	JMP       gemmQ8x1VNNI_done
+
+gemmQ8x1VNNI_nobias:
+	VMULPS  Z0, Z3, Z3
+	VMOVUPS Z3, K1, (AX)
+
+gemmQ8x1VNNI_done:
+	VZEROUPPER
+	RET
+
+// func gemmQ8x2VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemmQ8x2VNNI(SB), NOSPLIT, $0-168
+	MOVQ      qa_base+32(FP), AX
+	MOVQ      lda+56(FP), CX
+	LEAQ      (AX)(CX*1), CX
+	MOVQ      w_base+64(FP), DX
+	MOVQ      blocks+88(FP), BX
+	XORQ      SI, SI
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z5, Z5, Z5
+
+gemmQ8x2VNNI_block:
+	TESTQ            BX, BX
+	JZ               gemmQ8x2VNNI_partial
+	VPBROADCASTD     20(AX)(SI*1), Z4
+	VPBROADCASTD     20(CX)(SI*1), Z6
+	PREFETCHT0       1024(DX)
+	VPERMB           (DX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(SI*1), Z2, Z4
+	VPDPBUSD.BCST    (CX)(SI*1), Z2, Z6
+	PREFETCHT0       1088(DX)
+	VPERMB           64(DX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(SI*1), Z2, Z4
+	VPDPBUSD.BCST    4(CX)(SI*1), Z2, Z6
+	PREFETCHT0       1152(DX)
+	VPERMB           128(DX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(SI*1), Z2, Z4
+	VPDPBUSD.BCST    8(CX)(SI*1), Z2, Z6
+	PREFETCHT0       1216(DX)
+	VPERMB           192(DX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(SI*1), Z2, Z4
+	VPDPBUSD.BCST    12(CX)(SI*1), Z2, Z6
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(SI*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(CX)(SI*1), Z6, Z5
+	ADDQ             $0x18, SI
+	ADDQ             $0x00000100, DX
+	DECQ             BX
+	JMP              gemmQ8x2VNNI_block
+
+gemmQ8x2VNNI_partial:
+	MOVQ         steps+96(FP), BX
+	MOVQ         mask+104(FP), DI
+	MOVQ         BX, R8
+	ORQ          DI, R8
+	JZ           gemmQ8x2VNNI_store
+	VPBROADCASTD 20(AX)(SI*1), Z4
+	VPBROADCASTD 20(CX)(SI*1), Z6
+	MOVQ         SI, R8
+
+gemmQ8x2VNNI_step:
+	TESTQ         BX, BX
+	JZ            gemmQ8x2VNNI_masked
+	VPERMB        (DX), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R8*1), Z2, Z4
+	VPDPBUSD.BCST (CX)(R8*1), Z2, Z6
+	ADDQ          $0x04, R8
+	ADDQ          $0x40, DX
+	DECQ          BX
+	JMP           gemmQ8x2VNNI_step
+
+gemmQ8x2VNNI_masked:
+	TESTQ         DI, DI
+	JZ            gemmQ8x2VNNI_finish
+	KMOVQ         DI, K1
+	VMOVDQU8.Z    (DX), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R8*1), Z2, Z4
+	VPDPBUSD.BCST (CX)(R8*1), Z2, Z6
+
+gemmQ8x2VNNI_finish:
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(SI*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(CX)(SI*1), Z6, Z5
+
+gemmQ8x2VNNI_store:
+	MOVQ      cmask+160(FP), AX
+	KMOVQ     AX, K1
+	MOVQ      scale_base+112(FP), AX
+	VMOVUPS.Z (AX), K1, Z0
+	MOVQ      c_base+0(FP), AX
+	MOVQ      ldc+24(FP), CX
+	SHLQ      $0x02, CX
+	MOVQ      bias_len+144(FP), DX
+	TESTQ     DX, DX
+	JZ        gemmQ8x2VNNI_nobias
+	MOVQ      bias_base+136(FP), DX
+	VMOVUPS.Z (DX), K1, Z1
+	VMULPS    Z0, Z3, Z3
+	VADDPS    Z1, Z3, Z3
+	VMOVUPS   Z3, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z5, Z5
+	VADDPS    Z1, Z5, Z5
+	VMOVUPS   Z5, K1, (AX)
+	JMP       gemmQ8x2VNNI_done
+
+gemmQ8x2VNNI_nobias:
+	VMULPS  Z0, Z3, Z3
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z5, Z5
+	VMOVUPS Z5, K1, (AX)
+
+gemmQ8x2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func gemmQ8x3VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemmQ8x3VNNI(SB), NOSPLIT, $0-168
+	MOVQ      qa_base+32(FP), AX
+	MOVQ      lda+56(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), CX
+	MOVQ      w_base+64(FP), BX
+	MOVQ      blocks+88(FP), SI
+	XORQ      DI, DI
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z5, Z5, Z5
+	VPXORD    Z7, Z7, Z7
+
+gemmQ8x3VNNI_block:
+	TESTQ            SI, SI
+	JZ               gemmQ8x3VNNI_partial
+	VPBROADCASTD     20(AX)(DI*1), Z4
+	VPBROADCASTD     20(DX)(DI*1), Z6
+	VPBROADCASTD     20(CX)(DI*1), Z8
+	PREFETCHT0       1024(BX)
+	VPERMB           (BX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(DI*1), Z2, Z4
+	VPDPBUSD.BCST    (DX)(DI*1), Z2, Z6
+	VPDPBUSD.BCST    (CX)(DI*1), Z2, Z8
+	PREFETCHT0       1088(BX)
+	VPERMB           64(BX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(DI*1), Z2, Z4
+	VPDPBUSD.BCST    4(DX)(DI*1), Z2, Z6
+	VPDPBUSD.BCST    4(CX)(DI*1), Z2, Z8
+	PREFETCHT0       1152(BX)
+	VPERMB           128(BX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(DI*1), Z2, Z4
+	VPDPBUSD.BCST    8(DX)(DI*1), Z2, Z6
+	VPDPBUSD.BCST    8(CX)(DI*1), Z2, Z8
+	PREFETCHT0       1216(BX)
+	VPERMB           192(BX), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(DI*1), Z2, Z4
+	VPDPBUSD.BCST    12(DX)(DI*1), Z2, Z6
+	VPDPBUSD.BCST    12(CX)(DI*1), Z2, Z8
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(DI*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(DX)(DI*1), Z6, Z5
+	VCVTDQ2PS        Z8, Z8
+	VFMADD231PS.BCST 16(CX)(DI*1), Z8, Z7
+	ADDQ             $0x18, DI
+	ADDQ             $0x00000100, BX
+	DECQ             SI
+	JMP              gemmQ8x3VNNI_block
+
+gemmQ8x3VNNI_partial:
+	MOVQ         steps+96(FP), SI
+	MOVQ         mask+104(FP), R8
+	MOVQ         SI, R9
+	ORQ          R8, R9
+	JZ           gemmQ8x3VNNI_store
+	VPBROADCASTD 20(AX)(DI*1), Z4
+	VPBROADCASTD 20(DX)(DI*1), Z6
+	VPBROADCASTD 20(CX)(DI*1), Z8
+	MOVQ         DI, R9
+
+gemmQ8x3VNNI_step:
+	TESTQ         SI, SI
+	JZ            gemmQ8x3VNNI_masked
+	VPERMB        (BX), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R9*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R9*1), Z2, Z6
+	VPDPBUSD.BCST (CX)(R9*1), Z2, Z8
+	ADDQ          $0x04, R9
+	ADDQ          $0x40, BX
+	DECQ          SI
+	JMP           gemmQ8x3VNNI_step
+
+gemmQ8x3VNNI_masked:
+	TESTQ         R8, R8
+	JZ            gemmQ8x3VNNI_finish
+	KMOVQ         R8, K1
+	VMOVDQU8.Z    (BX), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R9*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R9*1), Z2, Z6
+	VPDPBUSD.BCST (CX)(R9*1), Z2, Z8
+
+gemmQ8x3VNNI_finish:
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(DI*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(DX)(DI*1), Z6, Z5
+	VCVTDQ2PS        Z8, Z8
+	VFMADD231PS.BCST 16(CX)(DI*1), Z8, Z7
+
+gemmQ8x3VNNI_store:
+	MOVQ      cmask+160(FP), AX
+	KMOVQ     AX, K1
+	MOVQ      scale_base+112(FP), AX
+	VMOVUPS.Z (AX), K1, Z0
+	MOVQ      c_base+0(FP), AX
+	MOVQ      ldc+24(FP), CX
+	SHLQ      $0x02, CX
+	MOVQ      bias_len+144(FP), DX
+	TESTQ     DX, DX
+	JZ        gemmQ8x3VNNI_nobias
+	MOVQ      bias_base+136(FP), DX
+	VMOVUPS.Z (DX), K1, Z1
+	VMULPS    Z0, Z3, Z3
+	VADDPS    Z1, Z3, Z3
+	VMOVUPS   Z3, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z5, Z5
+	VADDPS    Z1, Z5, Z5
+	VMOVUPS   Z5, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z7, Z7
+	VADDPS    Z1, Z7, Z7
+	VMOVUPS   Z7, K1, (AX)
+	JMP       gemmQ8x3VNNI_done
+
+gemmQ8x3VNNI_nobias:
+	VMULPS  Z0, Z3, Z3
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z5, Z5
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z7, Z7
+	VMOVUPS Z7, K1, (AX)
+
+gemmQ8x3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func gemmQ8x4VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemmQ8x4VNNI(SB), NOSPLIT, $0-168
+	MOVQ      qa_base+32(FP), AX
+	MOVQ      lda+56(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), BX
+	LEAQ      (BX)(CX*1), CX
+	MOVQ      w_base+64(FP), SI
+	MOVQ      blocks+88(FP), DI
+	XORQ      R8, R8
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z5, Z5, Z5
+	VPXORD    Z7, Z7, Z7
+	VPXORD    Z9, Z9, Z9
+
+gemmQ8x4VNNI_block:
+	TESTQ            DI, DI
+	JZ               gemmQ8x4VNNI_partial
+	VPBROADCASTD     20(AX)(R8*1), Z4
+	VPBROADCASTD     20(DX)(R8*1), Z6
+	VPBROADCASTD     20(BX)(R8*1), Z8
+	VPBROADCASTD     20(CX)(R8*1), Z10
+	PREFETCHT0       1024(SI)
+	VPERMB           (SI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(R8*1), Z2, Z4
+	VPDPBUSD.BCST    (DX)(R8*1), Z2, Z6
+	VPDPBUSD.BCST    (BX)(R8*1), Z2, Z8
+	VPDPBUSD.BCST    (CX)(R8*1), Z2, Z10
+	PREFETCHT0       1088(SI)
+	VPERMB           64(SI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(R8*1), Z2, Z4
+	VPDPBUSD.BCST    4(DX)(R8*1), Z2, Z6
+	VPDPBUSD.BCST    4(BX)(R8*1), Z2, Z8
+	VPDPBUSD.BCST    4(CX)(R8*1), Z2, Z10
+	PREFETCHT0       1152(SI)
+	VPERMB           128(SI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(R8*1), Z2, Z4
+	VPDPBUSD.BCST    8(DX)(R8*1), Z2, Z6
+	VPDPBUSD.BCST    8(BX)(R8*1), Z2, Z8
+	VPDPBUSD.BCST    8(CX)(R8*1), Z2, Z10
+	PREFETCHT0       1216(SI)
+	VPERMB           192(SI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(R8*1), Z2, Z4
+	VPDPBUSD.BCST    12(DX)(R8*1), Z2, Z6
+	VPDPBUSD.BCST    12(BX)(R8*1), Z2, Z8
+	VPDPBUSD.BCST    12(CX)(R8*1), Z2, Z10
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R8*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(DX)(R8*1), Z6, Z5
+	VCVTDQ2PS        Z8, Z8
+	VFMADD231PS.BCST 16(BX)(R8*1), Z8, Z7
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(CX)(R8*1), Z10, Z9
+	ADDQ             $0x18, R8
+	ADDQ             $0x00000100, SI
+	DECQ             DI
+	JMP              gemmQ8x4VNNI_block
+
+gemmQ8x4VNNI_partial:
+	MOVQ         steps+96(FP), DI
+	MOVQ         mask+104(FP), R9
+	MOVQ         DI, R10
+	ORQ          R9, R10
+	JZ           gemmQ8x4VNNI_store
+	VPBROADCASTD 20(AX)(R8*1), Z4
+	VPBROADCASTD 20(DX)(R8*1), Z6
+	VPBROADCASTD 20(BX)(R8*1), Z8
+	VPBROADCASTD 20(CX)(R8*1), Z10
+	MOVQ         R8, R10
+
+gemmQ8x4VNNI_step:
+	TESTQ         DI, DI
+	JZ            gemmQ8x4VNNI_masked
+	VPERMB        (SI), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R10*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R10*1), Z2, Z6
+	VPDPBUSD.BCST (BX)(R10*1), Z2, Z8
+	VPDPBUSD.BCST (CX)(R10*1), Z2, Z10
+	ADDQ          $0x04, R10
+	ADDQ          $0x40, SI
+	DECQ          DI
+	JMP           gemmQ8x4VNNI_step
+
+gemmQ8x4VNNI_masked:
+	TESTQ         R9, R9
+	JZ            gemmQ8x4VNNI_finish
+	KMOVQ         R9, K1
+	VMOVDQU8.Z    (SI), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R10*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R10*1), Z2, Z6
+	VPDPBUSD.BCST (BX)(R10*1), Z2, Z8
+	VPDPBUSD.BCST (CX)(R10*1), Z2, Z10
+
+gemmQ8x4VNNI_finish:
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R8*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(DX)(R8*1), Z6, Z5
+	VCVTDQ2PS        Z8, Z8
+	VFMADD231PS.BCST 16(BX)(R8*1), Z8, Z7
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(CX)(R8*1), Z10, Z9
+
+gemmQ8x4VNNI_store:
+	MOVQ      cmask+160(FP), AX
+	KMOVQ     AX, K1
+	MOVQ      scale_base+112(FP), AX
+	VMOVUPS.Z (AX), K1, Z0
+	MOVQ      c_base+0(FP), AX
+	MOVQ      ldc+24(FP), CX
+	SHLQ      $0x02, CX
+	MOVQ      bias_len+144(FP), DX
+	TESTQ     DX, DX
+	JZ        gemmQ8x4VNNI_nobias
+	MOVQ      bias_base+136(FP), DX
+	VMOVUPS.Z (DX), K1, Z1
+	VMULPS    Z0, Z3, Z3
+	VADDPS    Z1, Z3, Z3
+	VMOVUPS   Z3, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z5, Z5
+	VADDPS    Z1, Z5, Z5
+	VMOVUPS   Z5, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z7, Z7
+	VADDPS    Z1, Z7, Z7
+	VMOVUPS   Z7, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z9, Z9
+	VADDPS    Z1, Z9, Z9
+	VMOVUPS   Z9, K1, (AX)
+	JMP       gemmQ8x4VNNI_done
+
+gemmQ8x4VNNI_nobias:
+	VMULPS  Z0, Z3, Z3
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z5, Z5
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z7, Z7
+	VMOVUPS Z7, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z9, Z9
+	VMOVUPS Z9, K1, (AX)
+
+gemmQ8x4VNNI_done:
+	VZEROUPPER
+	RET
+
+// func gemmQ8x5VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemmQ8x5VNNI(SB), NOSPLIT, $0-168
+	MOVQ      qa_base+32(FP), AX
+	MOVQ      lda+56(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), BX
+	LEAQ      (BX)(CX*1), SI
+	LEAQ      (SI)(CX*1), CX
+	MOVQ      w_base+64(FP), DI
+	MOVQ      blocks+88(FP), R8
+	XORQ      R9, R9
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z5, Z5, Z5
+	VPXORD    Z7, Z7, Z7
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z11, Z11, Z11
+
+gemmQ8x5VNNI_block:
+	TESTQ            R8, R8
+	JZ               gemmQ8x5VNNI_partial
+	VPBROADCASTD     20(AX)(R9*1), Z4
+	VPBROADCASTD     20(DX)(R9*1), Z6
+	VPBROADCASTD     20(BX)(R9*1), Z8
+	VPBROADCASTD     20(SI)(R9*1), Z10
+	VPBROADCASTD     20(CX)(R9*1), Z12
+	PREFETCHT0       1024(DI)
+	VPERMB           (DI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(R9*1), Z2, Z4
+	VPDPBUSD.BCST    (DX)(R9*1), Z2, Z6
+	VPDPBUSD.BCST    (BX)(R9*1), Z2, Z8
+	VPDPBUSD.BCST    (SI)(R9*1), Z2, Z10
+	VPDPBUSD.BCST    (CX)(R9*1), Z2, Z12
+	PREFETCHT0       1088(DI)
+	VPERMB           64(DI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(R9*1), Z2, Z4
+	VPDPBUSD.BCST    4(DX)(R9*1), Z2, Z6
+	VPDPBUSD.BCST    4(BX)(R9*1), Z2, Z8
+	VPDPBUSD.BCST    4(SI)(R9*1), Z2, Z10
+	VPDPBUSD.BCST    4(CX)(R9*1), Z2, Z12
+	PREFETCHT0       1152(DI)
+	VPERMB           128(DI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(R9*1), Z2, Z4
+	VPDPBUSD.BCST    8(DX)(R9*1), Z2, Z6
+	VPDPBUSD.BCST    8(BX)(R9*1), Z2, Z8
+	VPDPBUSD.BCST    8(SI)(R9*1), Z2, Z10
+	VPDPBUSD.BCST    8(CX)(R9*1), Z2, Z12
+	PREFETCHT0       1216(DI)
+	VPERMB           192(DI), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(R9*1), Z2, Z4
+	VPDPBUSD.BCST    12(DX)(R9*1), Z2, Z6
+	VPDPBUSD.BCST    12(BX)(R9*1), Z2, Z8
+	VPDPBUSD.BCST    12(SI)(R9*1), Z2, Z10
+	VPDPBUSD.BCST    12(CX)(R9*1), Z2, Z12
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R9*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(DX)(R9*1), Z6, Z5
+	VCVTDQ2PS        Z8, Z8
+	VFMADD231PS.BCST 16(BX)(R9*1), Z8, Z7
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(SI)(R9*1), Z10, Z9
+	VCVTDQ2PS        Z12, Z12
+	VFMADD231PS.BCST 16(CX)(R9*1), Z12, Z11
+	ADDQ             $0x18, R9
+	ADDQ             $0x00000100, DI
+	DECQ             R8
+	JMP              gemmQ8x5VNNI_block
+
+gemmQ8x5VNNI_partial:
+	MOVQ         steps+96(FP), R8
+	MOVQ         mask+104(FP), R10
+	MOVQ         R8, R11
+	ORQ          R10, R11
+	JZ           gemmQ8x5VNNI_store
+	VPBROADCASTD 20(AX)(R9*1), Z4
+	VPBROADCASTD 20(DX)(R9*1), Z6
+	VPBROADCASTD 20(BX)(R9*1), Z8
+	VPBROADCASTD 20(SI)(R9*1), Z10
+	VPBROADCASTD 20(CX)(R9*1), Z12
+	MOVQ         R9, R11
+
+gemmQ8x5VNNI_step:
+	TESTQ         R8, R8
+	JZ            gemmQ8x5VNNI_masked
+	VPERMB        (DI), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R11*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R11*1), Z2, Z6
+	VPDPBUSD.BCST (BX)(R11*1), Z2, Z8
+	VPDPBUSD.BCST (SI)(R11*1), Z2, Z10
+	VPDPBUSD.BCST (CX)(R11*1), Z2, Z12
+	ADDQ          $0x04, R11
+	ADDQ          $0x40, DI
+	DECQ          R8
+	JMP           gemmQ8x5VNNI_step
+
+gemmQ8x5VNNI_masked:
+	TESTQ         R10, R10
+	JZ            gemmQ8x5VNNI_finish
+	KMOVQ         R10, K1
+	VMOVDQU8.Z    (DI), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R11*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R11*1), Z2, Z6
+	VPDPBUSD.BCST (BX)(R11*1), Z2, Z8
+	VPDPBUSD.BCST (SI)(R11*1), Z2, Z10
+	VPDPBUSD.BCST (CX)(R11*1), Z2, Z12
+
+gemmQ8x5VNNI_finish:
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R9*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(DX)(R9*1), Z6, Z5
+	VCVTDQ2PS        Z8, Z8
+	VFMADD231PS.BCST 16(BX)(R9*1), Z8, Z7
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(SI)(R9*1), Z10, Z9
+	VCVTDQ2PS        Z12, Z12
+	VFMADD231PS.BCST 16(CX)(R9*1), Z12, Z11
+
+gemmQ8x5VNNI_store:
+	MOVQ      cmask+160(FP), AX
+	KMOVQ     AX, K1
+	MOVQ      scale_base+112(FP), AX
+	VMOVUPS.Z (AX), K1, Z0
+	MOVQ      c_base+0(FP), AX
+	MOVQ      ldc+24(FP), CX
+	SHLQ      $0x02, CX
+	MOVQ      bias_len+144(FP), DX
+	TESTQ     DX, DX
+	JZ        gemmQ8x5VNNI_nobias
+	MOVQ      bias_base+136(FP), DX
+	VMOVUPS.Z (DX), K1, Z1
+	VMULPS    Z0, Z3, Z3
+	VADDPS    Z1, Z3, Z3
+	VMOVUPS   Z3, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z5, Z5
+	VADDPS    Z1, Z5, Z5
+	VMOVUPS   Z5, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z7, Z7
+	VADDPS    Z1, Z7, Z7
+	VMOVUPS   Z7, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z9, Z9
+	VADDPS    Z1, Z9, Z9
+	VMOVUPS   Z9, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z11, Z11
+	VADDPS    Z1, Z11, Z11
+	VMOVUPS   Z11, K1, (AX)
+	JMP       gemmQ8x5VNNI_done
+
+gemmQ8x5VNNI_nobias:
+	VMULPS  Z0, Z3, Z3
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z5, Z5
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z7, Z7
+	VMOVUPS Z7, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z9, Z9
+	VMOVUPS Z9, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z11, Z11
+	VMOVUPS Z11, K1, (AX)
+
+gemmQ8x5VNNI_done:
+	VZEROUPPER
+	RET
+
+// func gemmQ8x6VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemmQ8x6VNNI(SB), NOSPLIT, $0-168
+	MOVQ      qa_base+32(FP), AX
+	MOVQ      lda+56(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), BX
+	LEAQ      (BX)(CX*1), SI
+	LEAQ      (SI)(CX*1), DI
+	LEAQ      (DI)(CX*1), CX
+	MOVQ      w_base+64(FP), R8
+	MOVQ      blocks+88(FP), R9
+	XORQ      R10, R10
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z5, Z5, Z5
+	VPXORD    Z7, Z7, Z7
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z11, Z11, Z11
+	VPXORD    Z13, Z13, Z13
+
+gemmQ8x6VNNI_block:
+	TESTQ            R9, R9
+	JZ               gemmQ8x6VNNI_partial
+	VPBROADCASTD     20(AX)(R10*1), Z4
+	VPBROADCASTD     20(DX)(R10*1), Z6
+	VPBROADCASTD     20(BX)(R10*1), Z8
+	VPBROADCASTD     20(SI)(R10*1), Z10
+	VPBROADCASTD     20(DI)(R10*1), Z12
+	VPBROADCASTD     20(CX)(R10*1), Z14
+	PREFETCHT0       1024(R8)
+	VPERMB           (R8), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(R10*1), Z2, Z4
+	VPDPBUSD.BCST    (DX)(R10*1), Z2, Z6
+	VPDPBUSD.BCST    (BX)(R10*1), Z2, Z8
+	VPDPBUSD.BCST    (SI)(R10*1), Z2, Z10
+	VPDPBUSD.BCST    (DI)(R10*1), Z2, Z12
+	VPDPBUSD.BCST    (CX)(R10*1), Z2, Z14
+	PREFETCHT0       1088(R8)
+	VPERMB           64(R8), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(R10*1), Z2, Z4
+	VPDPBUSD.BCST    4(DX)(R10*1), Z2, Z6
+	VPDPBUSD.BCST    4(BX)(R10*1), Z2, Z8
+	VPDPBUSD.BCST    4(SI)(R10*1), Z2, Z10
+	VPDPBUSD.BCST    4(DI)(R10*1), Z2, Z12
+	VPDPBUSD.BCST    4(CX)(R10*1), Z2, Z14
+	PREFETCHT0       1152(R8)
+	VPERMB           128(R8), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(R10*1), Z2, Z4
+	VPDPBUSD.BCST    8(DX)(R10*1), Z2, Z6
+	VPDPBUSD.BCST    8(BX)(R10*1), Z2, Z8
+	VPDPBUSD.BCST    8(SI)(R10*1), Z2, Z10
+	VPDPBUSD.BCST    8(DI)(R10*1), Z2, Z12
+	VPDPBUSD.BCST    8(CX)(R10*1), Z2, Z14
+	PREFETCHT0       1216(R8)
+	VPERMB           192(R8), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(R10*1), Z2, Z4
+	VPDPBUSD.BCST    12(DX)(R10*1), Z2, Z6
+	VPDPBUSD.BCST    12(BX)(R10*1), Z2, Z8
+	VPDPBUSD.BCST    12(SI)(R10*1), Z2, Z10
+	VPDPBUSD.BCST    12(DI)(R10*1), Z2, Z12
+	VPDPBUSD.BCST    12(CX)(R10*1), Z2, Z14
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R10*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(DX)(R10*1), Z6, Z5
+	VCVTDQ2PS        Z8, Z8
+	VFMADD231PS.BCST 16(BX)(R10*1), Z8, Z7
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(SI)(R10*1), Z10, Z9
+	VCVTDQ2PS        Z12, Z12
+	VFMADD231PS.BCST 16(DI)(R10*1), Z12, Z11
+	VCVTDQ2PS        Z14, Z14
+	VFMADD231PS.BCST 16(CX)(R10*1), Z14, Z13
+	ADDQ             $0x18, R10
+	ADDQ             $0x00000100, R8
+	DECQ             R9
+	JMP              gemmQ8x6VNNI_block
+
+gemmQ8x6VNNI_partial:
+	MOVQ         steps+96(FP), R9
+	MOVQ         mask+104(FP), R11
+	MOVQ         R9, R12
+	ORQ          R11, R12
+	JZ           gemmQ8x6VNNI_store
+	VPBROADCASTD 20(AX)(R10*1), Z4
+	VPBROADCASTD 20(DX)(R10*1), Z6
+	VPBROADCASTD 20(BX)(R10*1), Z8
+	VPBROADCASTD 20(SI)(R10*1), Z10
+	VPBROADCASTD 20(DI)(R10*1), Z12
+	VPBROADCASTD 20(CX)(R10*1), Z14
+	MOVQ         R10, R12
+
+gemmQ8x6VNNI_step:
+	TESTQ         R9, R9
+	JZ            gemmQ8x6VNNI_masked
+	VPERMB        (R8), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R12*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R12*1), Z2, Z6
+	VPDPBUSD.BCST (BX)(R12*1), Z2, Z8
+	VPDPBUSD.BCST (SI)(R12*1), Z2, Z10
+	VPDPBUSD.BCST (DI)(R12*1), Z2, Z12
+	VPDPBUSD.BCST (CX)(R12*1), Z2, Z14
+	ADDQ          $0x04, R12
+	ADDQ          $0x40, R8
+	DECQ          R9
+	JMP           gemmQ8x6VNNI_step
+
+gemmQ8x6VNNI_masked:
+	TESTQ         R11, R11
+	JZ            gemmQ8x6VNNI_finish
+	KMOVQ         R11, K1
+	VMOVDQU8.Z    (R8), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R12*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R12*1), Z2, Z6
+	VPDPBUSD.BCST (BX)(R12*1), Z2, Z8
+	VPDPBUSD.BCST (SI)(R12*1), Z2, Z10
+	VPDPBUSD.BCST (DI)(R12*1), Z2, Z12
+	VPDPBUSD.BCST (CX)(R12*1), Z2, Z14
+
+gemmQ8x6VNNI_finish:
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R10*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(DX)(R10*1), Z6, Z5
+	VCVTDQ2PS        Z8, Z8
+	VFMADD231PS.BCST 16(BX)(R10*1), Z8, Z7
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(SI)(R10*1), Z10, Z9
+	VCVTDQ2PS        Z12, Z12
+	VFMADD231PS.BCST 16(DI)(R10*1), Z12, Z11
+	VCVTDQ2PS        Z14, Z14
+	VFMADD231PS.BCST 16(CX)(R10*1), Z14, Z13
+
+gemmQ8x6VNNI_store:
+	MOVQ      cmask+160(FP), AX
+	KMOVQ     AX, K1
+	MOVQ      scale_base+112(FP), AX
+	VMOVUPS.Z (AX), K1, Z0
+	MOVQ      c_base+0(FP), AX
+	MOVQ      ldc+24(FP), CX
+	SHLQ      $0x02, CX
+	MOVQ      bias_len+144(FP), DX
+	TESTQ     DX, DX
+	JZ        gemmQ8x6VNNI_nobias
+	MOVQ      bias_base+136(FP), DX
+	VMOVUPS.Z (DX), K1, Z1
+	VMULPS    Z0, Z3, Z3
+	VADDPS    Z1, Z3, Z3
+	VMOVUPS   Z3, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z5, Z5
+	VADDPS    Z1, Z5, Z5
+	VMOVUPS   Z5, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z7, Z7
+	VADDPS    Z1, Z7, Z7
+	VMOVUPS   Z7, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z9, Z9
+	VADDPS    Z1, Z9, Z9
+	VMOVUPS   Z9, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z11, Z11
+	VADDPS    Z1, Z11, Z11
+	VMOVUPS   Z11, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z13, Z13
+	VADDPS    Z1, Z13, Z13
+	VMOVUPS   Z13, K1, (AX)
+	JMP       gemmQ8x6VNNI_done
+
+gemmQ8x6VNNI_nobias:
+	VMULPS  Z0, Z3, Z3
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z5, Z5
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z7, Z7
+	VMOVUPS Z7, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z9, Z9
+	VMOVUPS Z9, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z11, Z11
+	VMOVUPS Z11, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z13, Z13
+	VMOVUPS Z13, K1, (AX)
+
+gemmQ8x6VNNI_done:
+	VZEROUPPER
+	RET
+
+// func gemmQ8x7VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemmQ8x7VNNI(SB), NOSPLIT, $0-168
+	MOVQ      qa_base+32(FP), AX
+	MOVQ      lda+56(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), BX
+	LEAQ      (BX)(CX*1), SI
+	LEAQ      (SI)(CX*1), DI
+	LEAQ      (DI)(CX*1), R8
+	LEAQ      (R8)(CX*1), CX
+	MOVQ      w_base+64(FP), R9
+	MOVQ      blocks+88(FP), R10
+	XORQ      R11, R11
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z5, Z5, Z5
+	VPXORD    Z7, Z7, Z7
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z11, Z11, Z11
+	VPXORD    Z13, Z13, Z13
+	VPXORD    Z15, Z15, Z15
+
+gemmQ8x7VNNI_block:
+	TESTQ            R10, R10
+	JZ               gemmQ8x7VNNI_partial
+	VPBROADCASTD     20(AX)(R11*1), Z4
+	VPBROADCASTD     20(DX)(R11*1), Z6
+	VPBROADCASTD     20(BX)(R11*1), Z8
+	VPBROADCASTD     20(SI)(R11*1), Z10
+	VPBROADCASTD     20(DI)(R11*1), Z12
+	VPBROADCASTD     20(R8)(R11*1), Z14
+	VPBROADCASTD     20(CX)(R11*1), Z16
+	PREFETCHT0       1024(R9)
+	VPERMB           (R9), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(R11*1), Z2, Z4
+	VPDPBUSD.BCST    (DX)(R11*1), Z2, Z6
+	VPDPBUSD.BCST    (BX)(R11*1), Z2, Z8
+	VPDPBUSD.BCST    (SI)(R11*1), Z2, Z10
+	VPDPBUSD.BCST    (DI)(R11*1), Z2, Z12
+	VPDPBUSD.BCST    (R8)(R11*1), Z2, Z14
+	VPDPBUSD.BCST    (CX)(R11*1), Z2, Z16
+	PREFETCHT0       1088(R9)
+	VPERMB           64(R9), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(R11*1), Z2, Z4
+	VPDPBUSD.BCST    4(DX)(R11*1), Z2, Z6
+	VPDPBUSD.BCST    4(BX)(R11*1), Z2, Z8
+	VPDPBUSD.BCST    4(SI)(R11*1), Z2, Z10
+	VPDPBUSD.BCST    4(DI)(R11*1), Z2, Z12
+	VPDPBUSD.BCST    4(R8)(R11*1), Z2, Z14
+	VPDPBUSD.BCST    4(CX)(R11*1), Z2, Z16
+	PREFETCHT0       1152(R9)
+	VPERMB           128(R9), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(R11*1), Z2, Z4
+	VPDPBUSD.BCST    8(DX)(R11*1), Z2, Z6
+	VPDPBUSD.BCST    8(BX)(R11*1), Z2, Z8
+	VPDPBUSD.BCST    8(SI)(R11*1), Z2, Z10
+	VPDPBUSD.BCST    8(DI)(R11*1), Z2, Z12
+	VPDPBUSD.BCST    8(R8)(R11*1), Z2, Z14
+	VPDPBUSD.BCST    8(CX)(R11*1), Z2, Z16
+	PREFETCHT0       1216(R9)
+	VPERMB           192(R9), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(R11*1), Z2, Z4
+	VPDPBUSD.BCST    12(DX)(R11*1), Z2, Z6
+	VPDPBUSD.BCST    12(BX)(R11*1), Z2, Z8
+	VPDPBUSD.BCST    12(SI)(R11*1), Z2, Z10
+	VPDPBUSD.BCST    12(DI)(R11*1), Z2, Z12
+	VPDPBUSD.BCST    12(R8)(R11*1), Z2, Z14
+	VPDPBUSD.BCST    12(CX)(R11*1), Z2, Z16
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R11*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(DX)(R11*1), Z6, Z5
+	VCVTDQ2PS        Z8, Z8
+	VFMADD231PS.BCST 16(BX)(R11*1), Z8, Z7
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(SI)(R11*1), Z10, Z9
+	VCVTDQ2PS        Z12, Z12
+	VFMADD231PS.BCST 16(DI)(R11*1), Z12, Z11
+	VCVTDQ2PS        Z14, Z14
+	VFMADD231PS.BCST 16(R8)(R11*1), Z14, Z13
+	VCVTDQ2PS        Z16, Z16
+	VFMADD231PS.BCST 16(CX)(R11*1), Z16, Z15
+	ADDQ             $0x18, R11
+	ADDQ             $0x00000100, R9
+	DECQ             R10
+	JMP              gemmQ8x7VNNI_block
+
+gemmQ8x7VNNI_partial:
+	MOVQ         steps+96(FP), R10
+	MOVQ         mask+104(FP), R12
+	MOVQ         R10, R13
+	ORQ          R12, R13
+	JZ           gemmQ8x7VNNI_store
+	VPBROADCASTD 20(AX)(R11*1), Z4
+	VPBROADCASTD 20(DX)(R11*1), Z6
+	VPBROADCASTD 20(BX)(R11*1), Z8
+	VPBROADCASTD 20(SI)(R11*1), Z10
+	VPBROADCASTD 20(DI)(R11*1), Z12
+	VPBROADCASTD 20(R8)(R11*1), Z14
+	VPBROADCASTD 20(CX)(R11*1), Z16
+	MOVQ         R11, R13
+
+gemmQ8x7VNNI_step:
+	TESTQ         R10, R10
+	JZ            gemmQ8x7VNNI_masked
+	VPERMB        (R9), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R13*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R13*1), Z2, Z6
+	VPDPBUSD.BCST (BX)(R13*1), Z2, Z8
+	VPDPBUSD.BCST (SI)(R13*1), Z2, Z10
+	VPDPBUSD.BCST (DI)(R13*1), Z2, Z12
+	VPDPBUSD.BCST (R8)(R13*1), Z2, Z14
+	VPDPBUSD.BCST (CX)(R13*1), Z2, Z16
+	ADDQ          $0x04, R13
+	ADDQ          $0x40, R9
+	DECQ          R10
+	JMP           gemmQ8x7VNNI_step
+
+gemmQ8x7VNNI_masked:
+	TESTQ         R12, R12
+	JZ            gemmQ8x7VNNI_finish
+	KMOVQ         R12, K1
+	VMOVDQU8.Z    (R9), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R13*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R13*1), Z2, Z6
+	VPDPBUSD.BCST (BX)(R13*1), Z2, Z8
+	VPDPBUSD.BCST (SI)(R13*1), Z2, Z10
+	VPDPBUSD.BCST (DI)(R13*1), Z2, Z12
+	VPDPBUSD.BCST (R8)(R13*1), Z2, Z14
+	VPDPBUSD.BCST (CX)(R13*1), Z2, Z16
+
+gemmQ8x7VNNI_finish:
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R11*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(DX)(R11*1), Z6, Z5
+	VCVTDQ2PS        Z8, Z8
+	VFMADD231PS.BCST 16(BX)(R11*1), Z8, Z7
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(SI)(R11*1), Z10, Z9
+	VCVTDQ2PS        Z12, Z12
+	VFMADD231PS.BCST 16(DI)(R11*1), Z12, Z11
+	VCVTDQ2PS        Z14, Z14
+	VFMADD231PS.BCST 16(R8)(R11*1), Z14, Z13
+	VCVTDQ2PS        Z16, Z16
+	VFMADD231PS.BCST 16(CX)(R11*1), Z16, Z15
+
+gemmQ8x7VNNI_store:
+	MOVQ      cmask+160(FP), AX
+	KMOVQ     AX, K1
+	MOVQ      scale_base+112(FP), AX
+	VMOVUPS.Z (AX), K1, Z0
+	MOVQ      c_base+0(FP), AX
+	MOVQ      ldc+24(FP), CX
+	SHLQ      $0x02, CX
+	MOVQ      bias_len+144(FP), DX
+	TESTQ     DX, DX
+	JZ        gemmQ8x7VNNI_nobias
+	MOVQ      bias_base+136(FP), DX
+	VMOVUPS.Z (DX), K1, Z1
+	VMULPS    Z0, Z3, Z3
+	VADDPS    Z1, Z3, Z3
+	VMOVUPS   Z3, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z5, Z5
+	VADDPS    Z1, Z5, Z5
+	VMOVUPS   Z5, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z7, Z7
+	VADDPS    Z1, Z7, Z7
+	VMOVUPS   Z7, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z9, Z9
+	VADDPS    Z1, Z9, Z9
+	VMOVUPS   Z9, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z11, Z11
+	VADDPS    Z1, Z11, Z11
+	VMOVUPS   Z11, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z13, Z13
+	VADDPS    Z1, Z13, Z13
+	VMOVUPS   Z13, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z15, Z15
+	VADDPS    Z1, Z15, Z15
+	VMOVUPS   Z15, K1, (AX)
+	JMP       gemmQ8x7VNNI_done
+
+gemmQ8x7VNNI_nobias:
+	VMULPS  Z0, Z3, Z3
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z5, Z5
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z7, Z7
+	VMOVUPS Z7, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z9, Z9
+	VMOVUPS Z9, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z11, Z11
+	VMOVUPS Z11, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z13, Z13
+	VMOVUPS Z13, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z15, Z15
+	VMOVUPS Z15, K1, (AX)
+
+gemmQ8x7VNNI_done:
+	VZEROUPPER
+	RET
+
+// func gemmQ8x8VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VBMI, AVX512_VNNI, MMX+
+TEXT ·gemmQ8x8VNNI(SB), NOSPLIT, $0-168
+	MOVQ      qa_base+32(FP), AX
+	MOVQ      lda+56(FP), CX
+	LEAQ      (AX)(CX*1), DX
+	LEAQ      (DX)(CX*1), BX
+	LEAQ      (BX)(CX*1), SI
+	LEAQ      (SI)(CX*1), DI
+	LEAQ      (DI)(CX*1), R8
+	LEAQ      (R8)(CX*1), R9
+	LEAQ      (R9)(CX*1), CX
+	MOVQ      w_base+64(FP), R10
+	MOVQ      blocks+88(FP), R11
+	XORQ      R12, R12
+	VMOVDQU64 q8_perm<>+0(SB), Z0
+	VMOVDQU64 q8_x80<>+0(SB), Z1
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z5, Z5, Z5
+	VPXORD    Z7, Z7, Z7
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z11, Z11, Z11
+	VPXORD    Z13, Z13, Z13
+	VPXORD    Z15, Z15, Z15
+	VPXORD    Z17, Z17, Z17
+
+gemmQ8x8VNNI_block:
+	TESTQ            R11, R11
+	JZ               gemmQ8x8VNNI_partial
+	VPBROADCASTD     20(AX)(R12*1), Z4
+	VPBROADCASTD     20(DX)(R12*1), Z6
+	VPBROADCASTD     20(BX)(R12*1), Z8
+	VPBROADCASTD     20(SI)(R12*1), Z10
+	VPBROADCASTD     20(DI)(R12*1), Z12
+	VPBROADCASTD     20(R8)(R12*1), Z14
+	VPBROADCASTD     20(R9)(R12*1), Z16
+	VPBROADCASTD     20(CX)(R12*1), Z18
+	PREFETCHT0       1024(R10)
+	VPERMB           (R10), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    (AX)(R12*1), Z2, Z4
+	VPDPBUSD.BCST    (DX)(R12*1), Z2, Z6
+	VPDPBUSD.BCST    (BX)(R12*1), Z2, Z8
+	VPDPBUSD.BCST    (SI)(R12*1), Z2, Z10
+	VPDPBUSD.BCST    (DI)(R12*1), Z2, Z12
+	VPDPBUSD.BCST    (R8)(R12*1), Z2, Z14
+	VPDPBUSD.BCST    (R9)(R12*1), Z2, Z16
+	VPDPBUSD.BCST    (CX)(R12*1), Z2, Z18
+	PREFETCHT0       1088(R10)
+	VPERMB           64(R10), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    4(AX)(R12*1), Z2, Z4
+	VPDPBUSD.BCST    4(DX)(R12*1), Z2, Z6
+	VPDPBUSD.BCST    4(BX)(R12*1), Z2, Z8
+	VPDPBUSD.BCST    4(SI)(R12*1), Z2, Z10
+	VPDPBUSD.BCST    4(DI)(R12*1), Z2, Z12
+	VPDPBUSD.BCST    4(R8)(R12*1), Z2, Z14
+	VPDPBUSD.BCST    4(R9)(R12*1), Z2, Z16
+	VPDPBUSD.BCST    4(CX)(R12*1), Z2, Z18
+	PREFETCHT0       1152(R10)
+	VPERMB           128(R10), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    8(AX)(R12*1), Z2, Z4
+	VPDPBUSD.BCST    8(DX)(R12*1), Z2, Z6
+	VPDPBUSD.BCST    8(BX)(R12*1), Z2, Z8
+	VPDPBUSD.BCST    8(SI)(R12*1), Z2, Z10
+	VPDPBUSD.BCST    8(DI)(R12*1), Z2, Z12
+	VPDPBUSD.BCST    8(R8)(R12*1), Z2, Z14
+	VPDPBUSD.BCST    8(R9)(R12*1), Z2, Z16
+	VPDPBUSD.BCST    8(CX)(R12*1), Z2, Z18
+	PREFETCHT0       1216(R10)
+	VPERMB           192(R10), Z0, Z2
+	VPXORD           Z1, Z2, Z2
+	VPDPBUSD.BCST    12(AX)(R12*1), Z2, Z4
+	VPDPBUSD.BCST    12(DX)(R12*1), Z2, Z6
+	VPDPBUSD.BCST    12(BX)(R12*1), Z2, Z8
+	VPDPBUSD.BCST    12(SI)(R12*1), Z2, Z10
+	VPDPBUSD.BCST    12(DI)(R12*1), Z2, Z12
+	VPDPBUSD.BCST    12(R8)(R12*1), Z2, Z14
+	VPDPBUSD.BCST    12(R9)(R12*1), Z2, Z16
+	VPDPBUSD.BCST    12(CX)(R12*1), Z2, Z18
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R12*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(DX)(R12*1), Z6, Z5
+	VCVTDQ2PS        Z8, Z8
+	VFMADD231PS.BCST 16(BX)(R12*1), Z8, Z7
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(SI)(R12*1), Z10, Z9
+	VCVTDQ2PS        Z12, Z12
+	VFMADD231PS.BCST 16(DI)(R12*1), Z12, Z11
+	VCVTDQ2PS        Z14, Z14
+	VFMADD231PS.BCST 16(R8)(R12*1), Z14, Z13
+	VCVTDQ2PS        Z16, Z16
+	VFMADD231PS.BCST 16(R9)(R12*1), Z16, Z15
+	VCVTDQ2PS        Z18, Z18
+	VFMADD231PS.BCST 16(CX)(R12*1), Z18, Z17
+	ADDQ             $0x18, R12
+	ADDQ             $0x00000100, R10
+	DECQ             R11
+	JMP              gemmQ8x8VNNI_block
+
+gemmQ8x8VNNI_partial:
+	MOVQ         steps+96(FP), R11
+	MOVQ         mask+104(FP), R13
+	MOVQ         R11, R14
+	ORQ          R13, R14
+	JZ           gemmQ8x8VNNI_store
+	VPBROADCASTD 20(AX)(R12*1), Z4
+	VPBROADCASTD 20(DX)(R12*1), Z6
+	VPBROADCASTD 20(BX)(R12*1), Z8
+	VPBROADCASTD 20(SI)(R12*1), Z10
+	VPBROADCASTD 20(DI)(R12*1), Z12
+	VPBROADCASTD 20(R8)(R12*1), Z14
+	VPBROADCASTD 20(R9)(R12*1), Z16
+	VPBROADCASTD 20(CX)(R12*1), Z18
+	MOVQ         R12, R14
+
+gemmQ8x8VNNI_step:
+	TESTQ         R11, R11
+	JZ            gemmQ8x8VNNI_masked
+	VPERMB        (R10), Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R14*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R14*1), Z2, Z6
+	VPDPBUSD.BCST (BX)(R14*1), Z2, Z8
+	VPDPBUSD.BCST (SI)(R14*1), Z2, Z10
+	VPDPBUSD.BCST (DI)(R14*1), Z2, Z12
+	VPDPBUSD.BCST (R8)(R14*1), Z2, Z14
+	VPDPBUSD.BCST (R9)(R14*1), Z2, Z16
+	VPDPBUSD.BCST (CX)(R14*1), Z2, Z18
+	ADDQ          $0x04, R14
+	ADDQ          $0x40, R10
+	DECQ          R11
+	JMP           gemmQ8x8VNNI_step
+
+gemmQ8x8VNNI_masked:
+	TESTQ         R13, R13
+	JZ            gemmQ8x8VNNI_finish
+	KMOVQ         R13, K1
+	VMOVDQU8.Z    (R10), K1, Z2
+	VPERMB        Z2, Z0, Z2
+	VPXORD        Z1, Z2, Z2
+	VPDPBUSD.BCST (AX)(R14*1), Z2, Z4
+	VPDPBUSD.BCST (DX)(R14*1), Z2, Z6
+	VPDPBUSD.BCST (BX)(R14*1), Z2, Z8
+	VPDPBUSD.BCST (SI)(R14*1), Z2, Z10
+	VPDPBUSD.BCST (DI)(R14*1), Z2, Z12
+	VPDPBUSD.BCST (R8)(R14*1), Z2, Z14
+	VPDPBUSD.BCST (R9)(R14*1), Z2, Z16
+	VPDPBUSD.BCST (CX)(R14*1), Z2, Z18
+
+gemmQ8x8VNNI_finish:
+	VCVTDQ2PS        Z4, Z4
+	VFMADD231PS.BCST 16(AX)(R12*1), Z4, Z3
+	VCVTDQ2PS        Z6, Z6
+	VFMADD231PS.BCST 16(DX)(R12*1), Z6, Z5
+	VCVTDQ2PS        Z8, Z8
+	VFMADD231PS.BCST 16(BX)(R12*1), Z8, Z7
+	VCVTDQ2PS        Z10, Z10
+	VFMADD231PS.BCST 16(SI)(R12*1), Z10, Z9
+	VCVTDQ2PS        Z12, Z12
+	VFMADD231PS.BCST 16(DI)(R12*1), Z12, Z11
+	VCVTDQ2PS        Z14, Z14
+	VFMADD231PS.BCST 16(R8)(R12*1), Z14, Z13
+	VCVTDQ2PS        Z16, Z16
+	VFMADD231PS.BCST 16(R9)(R12*1), Z16, Z15
+	VCVTDQ2PS        Z18, Z18
+	VFMADD231PS.BCST 16(CX)(R12*1), Z18, Z17
+
+gemmQ8x8VNNI_store:
+	MOVQ      cmask+160(FP), AX
+	KMOVQ     AX, K1
+	MOVQ      scale_base+112(FP), AX
+	VMOVUPS.Z (AX), K1, Z0
+	MOVQ      c_base+0(FP), AX
+	MOVQ      ldc+24(FP), CX
+	SHLQ      $0x02, CX
+	MOVQ      bias_len+144(FP), DX
+	TESTQ     DX, DX
+	JZ        gemmQ8x8VNNI_nobias
+	MOVQ      bias_base+136(FP), DX
+	VMOVUPS.Z (DX), K1, Z1
+	VMULPS    Z0, Z3, Z3
+	VADDPS    Z1, Z3, Z3
+	VMOVUPS   Z3, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z5, Z5
+	VADDPS    Z1, Z5, Z5
+	VMOVUPS   Z5, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z7, Z7
+	VADDPS    Z1, Z7, Z7
+	VMOVUPS   Z7, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z9, Z9
+	VADDPS    Z1, Z9, Z9
+	VMOVUPS   Z9, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z11, Z11
+	VADDPS    Z1, Z11, Z11
+	VMOVUPS   Z11, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z13, Z13
+	VADDPS    Z1, Z13, Z13
+	VMOVUPS   Z13, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z15, Z15
+	VADDPS    Z1, Z15, Z15
+	VMOVUPS   Z15, K1, (AX)
+	ADDQ      CX, AX
+	VMULPS    Z0, Z17, Z17
+	VADDPS    Z1, Z17, Z17
+	VMOVUPS   Z17, K1, (AX)
+	JMP       gemmQ8x8VNNI_done
+
+gemmQ8x8VNNI_nobias:
+	VMULPS  Z0, Z3, Z3
+	VMOVUPS Z3, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z5, Z5
+	VMOVUPS Z5, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z7, Z7
+	VMOVUPS Z7, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z9, Z9
+	VMOVUPS Z9, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z11, Z11
+	VMOVUPS Z11, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z13, Z13
+	VMOVUPS Z13, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z15, Z15
+	VMOVUPS Z15, K1, (AX)
+	ADDQ    CX, AX
+	VMULPS  Z0, Z17, Z17
+	VMOVUPS Z17, K1, (AX)
+
+gemmQ8x8VNNI_done:
+	VZEROUPPER
+	RET

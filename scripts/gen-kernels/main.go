@@ -70,6 +70,7 @@ func main() {
 	decodeF32()
 	vnniKernels()
 	prefill2Kernels()
+	q8GemmKernels()
 	Generate()
 }
 

@@ -87,111 +87,14 @@ func bytes64(name string, f func(i int) byte) Mem {
 // with row i's quantized activations in records of q8Rec bytes at qa[i·lda + b·q8Rec:]
 // (q8Block int8 values zero-padded, the float32 block scale, the int32 −128·Σq of the block).
 //
-// A depth step loads 64 weight bytes — 4 rows of k × 16 columns — and VPERMB (AVX512_VBMI)
-// gathers them into 16 dwords of 4 consecutive k per column; VPXORD with 0x80 makes them
-// unsigned (w+128), and one VPDPBUSD per row of activations adds the 4 products of its
-// broadcast dword (4 signed quantized activations) to each column's int32 sum. A block's sum
-// starts from −128·Σq, so it ends exactly Σ q·w (even and odd steps in two accumulators, added
-// at the end of the block: integer sums, exact in any order). Then, per row, the sum converts
-// to float32 and one FMA with the block's scale adds it to the row's float accumulator: the same
-// float operations in the same order whatever r is, so a batched row has the bits of the row
-// alone. The weight vector is loaded and permuted once for all r rows.
-//
-// blocks whole blocks are followed, when steps or mask is non-zero, by one partial block of
-// steps whole depth steps and a last step of 1–3 rows of k loaded under the byte mask mask
-// (masked-off bytes are neither read nor faulted on). The kernel prefetches its weight stream
-// gemvPrefetch bytes ahead, one line per step, as the float kernels do (panelDepthLoop).
+// The sums are q8PanelSums' (scripts/gen-kernels/q8gemm.go), with even and odd depth steps in two
+// accumulators per row; the rows' float accumulators are stored to y.
 func gemvPanelQ8(r int) {
 	name := fmt.Sprintf("gemvPanelQ8x%dVNNI", r)
 	TEXT(name, NOSPLIT, "func(y []float32, qa []byte, lda int, w []int8, blocks, steps int, mask uint64)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s sets y[16i:16i+16] to the quantized-activation product of %d rows of activation records (qa, row stride lda bytes) and one int8 weight panel w: blocks whole blocks of %d k, then a partial block of steps 4-k steps and a masked last step.", name, r, q8Block))
-	rows := activationRows(r)
-	pw := Load(Param("w").Base(), GP64())
-	nb := Load(Param("blocks"), GP64())
-	j := GP64() // byte offset of the current block record in every row
-	XORQ(j, j)
-	idx, c80, wp := ZMM(), ZMM(), ZMM()
-	VMOVDQU64(q8Perm, idx)
-	VMOVDQU64(q8x80, c80)
-	facc := make([]VecVirtual, r)
-	acc := make([][2]VecVirtual, r)
-	for i := range facc {
-		facc[i] = ZMM()
-		VPXORD(facc[i], facc[i], facc[i])
-		acc[i] = [2]VecVirtual{ZMM(), ZMM()}
-	}
-	l := func(s string) string { return name + "_" + s }
-	// start sets each row's block sums to −128·Σq of the block at record offset rec.
-	start := func(rec Register) {
-		for i := range acc {
-			VPBROADCASTD(Mem{Base: rows[i], Index: rec, Scale: 1, Disp: q8Block + 4}, acc[i][0])
-			VPXORD(acc[i][1], acc[i][1], acc[i][1])
-		}
-	}
-	// finish adds each row's block sum times the block's scale to its float accumulator.
-	finish := func(rec Register) {
-		for i := range acc {
-			VPADDD(acc[i][1], acc[i][0], acc[i][0])
-			VCVTDQ2PS(acc[i][0], acc[i][0])
-			VFMADD231PS_BCST(Mem{Base: rows[i], Index: rec, Scale: 1, Disp: q8Block}, acc[i][0], facc[i])
-		}
-	}
-	// step adds one depth step (the 64 permuted weight bytes in wp) for the activations at
-	// record offset off+disp into accumulator h.
-	step := func(off Register, disp, h int) {
-		VPXORD(c80, wp, wp)
-		for i := range acc {
-			vpdpbusd(Mem{Base: rows[i], Index: off, Scale: 1, Disp: disp}, wp, acc[i][h], true)
-		}
-	}
-
-	Label(l("block"))
-	TESTQ(nb, nb)
-	JZ(LabelRef(l("partial")))
-	start(j)
-	for s := 0; s < q8Block/4; s++ {
-		PREFETCHT0(Mem{Base: pw, Disp: gemvPrefetch + 64*s})
-		VPERMB(Mem{Base: pw, Disp: 64 * s}, idx, wp)
-		step(j, 4*s, s%2)
-	}
-	finish(j)
-	ADDQ(Imm(q8Rec), j)
-	ADDQ(U32(16*q8Block), pw)
-	DECQ(nb)
-	JMP(LabelRef(l("block")))
-
-	Label(l("partial"))
-	ns := Load(Param("steps"), GP64())
-	mask := Load(Param("mask"), GP64())
-	t := GP64()
-	MOVQ(ns, t)
-	ORQ(mask, t)
-	JZ(LabelRef(l("store")))
-	start(j)
-	MOVQ(j, t) // activation offset of the step
-	Label(l("step"))
-	TESTQ(ns, ns)
-	JZ(LabelRef(l("masked")))
-	VPERMB(Mem{Base: pw}, idx, wp)
-	step(t, 0, 0)
-	ADDQ(Imm(4), t)
-	ADDQ(Imm(64), pw)
-	DECQ(ns)
-	JMP(LabelRef(l("step")))
-	Label(l("masked"))
-	TESTQ(mask, mask)
-	JZ(LabelRef(l("finish")))
-	k := K()
-	KMOVQ(mask, k)
-	wv := ZMM()
-	VMOVDQU8_Z(Mem{Base: pw}, k, wv)
-	VPERMB(wv, idx, wp)
-	step(t, 0, 1)
-	Label(l("finish"))
-	finish(j)
-
-	Label(l("store"))
+	facc := q8PanelSums(name, r, 2) // two accumulators per row: few rows, short chains
 	py := Load(Param("y").Base(), GP64())
 	for i := range facc {
 		VMOVUPS(facc[i], Mem{Base: py, Disp: 64 * i})
