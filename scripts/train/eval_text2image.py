@@ -89,7 +89,8 @@ def requested(styles):
 
 
 def score(preds, targets):
-    """targets: list of (char, {attr: value}); returns dict of accuracies and counts."""
+    """targets: list of (char, {attr: value}); returns dict of accuracies and counts, per
+    attribute and per requested value ("weight:bold")."""
     n = len(targets)
     ok = {"char": 0}
     cnt = {"char": n}
@@ -99,6 +100,9 @@ def score(preds, targets):
             names = {"weight": gd.WEIGHTS, "slant": gd.SLANTS, "family": gd.FAMILIES, "width": gd.WIDTHS}[key]
             cnt[key] = cnt.get(key, 0) + 1
             ok[key] = ok.get(key, 0) + int(names[preds[key][i]] == val)
+            # Per requested value too ("family:mono"): the recall of each value.
+            cnt[key + ":" + val] = cnt.get(key + ":" + val, 0) + 1
+            ok[key + ":" + val] = ok.get(key + ":" + val, 0) + int(names[preds[key][i]] == val)
     return {k: {"acc": ok[k] / cnt[k], "n": cnt[k]} for k in cnt}
 
 
@@ -219,7 +223,7 @@ def main():
             preds["char"] = first["char"]
             store[args.attributes][key] = score(preds, targets)
         return store[args.attributes if inst is not None else clfs[0][0]][key]
-    results = {"config": {k: getattr(args, k) for k in ("guidance", "temperature", "top_k", "n", "seed", "modelrt", "classifier")},
+    results = {"config": {k: getattr(args, k) for k in ("guidance", "temperature", "top_k", "n", "seed", "modelrt", "classifier", "attributes")},
                "sets": {p: {} for p in [c for c, _ in clfs] + ([args.attributes] if inst is not None else [])}}
     rng = random.Random(args.seed)
     sets = {name: make_set(name, data, held, args.n, random.Random(args.seed * 31 + i))
@@ -260,8 +264,15 @@ def main():
     for p in results["sets"]:
         print_table(p, results["sets"][p])
     if args.json_out:
+        # Paths inside the repository relative to it, so the file can be committed.
+        def rel(path):
+            return os.path.relpath(path, gd.REPO) if path and os.path.abspath(path).startswith(gd.REPO + os.sep) else path
+        results["config"]["classifier"] = ",".join(rel(c) for c in args.classifier.split(","))
+        results["config"]["attributes"] = rel(args.attributes)
+        results["sets"] = {rel(k): v for k, v in results["sets"].items()}
         with open(args.json_out, "w") as f:
             json.dump(results, f, indent=1)
+            f.write("\n")
     if args.grid:
         from train_vae_glyphs import grid
         rows = [np.repeat(r[..., None], 3, -1) for r in grid_rows]
