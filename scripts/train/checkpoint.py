@@ -6,6 +6,7 @@ evaluation history and the training seconds so far. It is written to a temporary
 renamed, so an interruption never leaves a torn checkpoint behind.
 """
 
+import json
 import os
 import time
 
@@ -14,6 +15,13 @@ import torch
 
 def log(msg):
     print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def write_json(path, obj):
+    """obj as indented UTF-8 JSON with a final newline (the model cards' metadata files)."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=1)
+        f.write("\n")
 
 
 def save(path, model, opt, gen, step, history, elapsed):

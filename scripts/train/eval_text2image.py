@@ -18,6 +18,12 @@ Scores: character accuracy (classifier's top-1 equals the requested character) a
 attribute requested in the caption, its accuracy: weight (bold, light), slant (italic), family
 (serif, sans, mono), width (condensed); attributes that were not requested are not scored.
 
+Instruments: every --classifier (CNN, train_glyph_classifier.py) reads character and attributes
+from the image alone; --attributes (glyph_attributes.py, default eval/attributes.npz) reads the
+attributes GIVEN the requested character (which face of that character the image resembles) and
+gets its own table, whose character column is the first classifier's. In the ceiling rows it
+leaves each glyph's own (character, face, size) out of its references (its leave-size-out test).
+
 Sampling in PyTorch (default): prior + codebook + VAE decoder, seeded: logits restricted to the
 code ids, classifier-free guidance l_u + s (l_c - l_u) with the null caption, --temperature,
 --top-k. With --modelrt BIN it instead runs `BIN text2image --model DIR --prompt TEXT --n 1
@@ -41,6 +47,7 @@ import torch
 from PIL import Image
 
 import glyphdata as gd
+import glyph_attributes
 import glyph_codebook
 import train_glyph_classifier as tgc
 import train_glyph_prior as tgp
@@ -82,7 +89,8 @@ def requested(styles):
 
 
 def score(preds, targets):
-    """targets: list of (char, {attr: value}); returns dict of accuracies and counts."""
+    """targets: list of (char, {attr: value}); returns dict of accuracies and counts, per
+    attribute and per requested value ("weight:bold")."""
     n = len(targets)
     ok = {"char": 0}
     cnt = {"char": n}
@@ -92,6 +100,9 @@ def score(preds, targets):
             names = {"weight": gd.WEIGHTS, "slant": gd.SLANTS, "family": gd.FAMILIES, "width": gd.WIDTHS}[key]
             cnt[key] = cnt.get(key, 0) + 1
             ok[key] = ok.get(key, 0) + int(names[preds[key][i]] == val)
+            # Per requested value too ("family:mono"): the recall of each value.
+            cnt[key + ":" + val] = cnt.get(key + ":" + val, 0) + 1
+            ok[key + ":" + val] = ok.get(key + ":" + val, 0) + int(names[preds[key][i]] == val)
     return {k: {"acc": ok[k] / cnt[k], "n": cnt[k]} for k in cnt}
 
 
@@ -166,6 +177,9 @@ def main():
     ap.add_argument("--model", default=gd.PRIOR_DIR)
     ap.add_argument("--classifier", default=os.path.join(gd.PRIOR_DIR, "eval", "classifier.onnx"),
                     help="comma-separated classifier ONNX files: the same samples are scored by each, one table per file")
+    ap.add_argument("--attributes", default=os.path.join(gd.PRIOR_DIR, "eval", "attributes.npz"),
+                    help="glyph_attributes.py's instrument: scores the attributes given the requested character (its "
+                    "own table, character column from the first --classifier); empty to skip")
     ap.add_argument("--guidance", default="2", help="comma-separated CFG scales to evaluate")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-k", type=int, default=0)
@@ -183,8 +197,34 @@ def main():
     prior, lay, enc, cb, t2i = tgp.load_prior(args.model)
     vae, _ = gd.load_vae(os.path.normpath(os.path.join(args.model, t2i["vae"])))
     clfs = [(p, load_classifier(p)) for p in args.classifier.split(",")]
-    results = {"config": {k: getattr(args, k) for k in ("guidance", "temperature", "top_k", "n", "seed", "modelrt", "classifier")},
-               "sets": {p: {} for p, _ in clfs}}
+    inst = glyph_attributes.Instrument.load(args.attributes) if args.attributes else None
+    if inst is not None and inst.faces != list(data["faces"]):
+        raise SystemExit("%s: faces %s differ from the renders' %s" % (args.attributes, inst.faces, data["faces"]))
+
+    sizes = glyph_attributes.size_ids(data)
+
+    def score_all(store, key, imgs, targets, renders=None):
+        """Score imgs with every classifier, and with the attribute instrument (conditioned on
+        the target characters, character column from the first classifier). renders: indices
+        of the renders imgs are made from (ceiling rows): the instrument then leaves each one's
+        own (character, face, size) out of its references, as in glyph_attributes.py's test."""
+        first = None
+        for p, clf in clfs:
+            preds = classify(clf, imgs)
+            first = first or preds
+            store[p][key] = score(preds, targets)
+        if inst is not None:
+            chars = np.array([gd.CHARS.index(t[0]) for t in targets])
+            if renders is None:
+                preds = dict(inst.predict(glyph_attributes.features(imgs), chars))
+            else:
+                preds = dict(inst.predict(glyph_attributes.features(imgs), chars, data["face"][renders].astype(np.int64),
+                                          sizes[renders], "size"))
+            preds["char"] = first["char"]
+            store[args.attributes][key] = score(preds, targets)
+        return store[args.attributes if inst is not None else clfs[0][0]][key]
+    results = {"config": {k: getattr(args, k) for k in ("guidance", "temperature", "top_k", "n", "seed", "modelrt", "classifier", "attributes")},
+               "sets": {p: {} for p in [c for c, _ in clfs] + ([args.attributes] if inst is not None else [])}}
     rng = random.Random(args.seed)
     sets = {name: make_set(name, data, held, args.n, random.Random(args.seed * 31 + i))
             for i, name in enumerate(("full", "held_out", "partial", "null"))}
@@ -199,10 +239,9 @@ def main():
             q, _ = glyph_codebook.quantise(lat, cb)
             recq = gd.decode(vae, q)[:, :1]
         real = gd.to_tensor(data["images"][ix])[:, :1]
-        for p, clf in clfs:
-            results["sets"][p][name + "_real"] = score(classify(clf, real), targets)
-            results["sets"][p][name] = score(classify(clf, rec), targets)
-            results["sets"][p][name + "_codebook"] = score(classify(clf, recq), targets)
+        score_all(results["sets"], name + "_real", real, targets, ix)
+        score_all(results["sets"], name, rec, targets, ix)
+        score_all(results["sets"], name + "_codebook", recq, targets, ix)
     grid_rows = []
     for g in [float(x) for x in args.guidance.split(",")]:
         for name in args.sets.split(","):
@@ -219,16 +258,21 @@ def main():
                 targets = [(items[j][1], items[j][2]) for j in perm]
             else:
                 targets = [(s[1], s[2]) for s in items]
-            for p, clf in clfs:
-                sc = score(classify(clf, imgs), targets)
-                results["sets"][p]["%s@%g" % (name, g)] = sc
+            sc = score_all(results["sets"], "%s@%g" % (name, g), imgs, targets)
             grid_rows.append(((imgs[:16, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
             log("guidance %g %-9s %s (%.0fs)" % (g, name, "  ".join("%s %.3f" % (k, v["acc"]) for k, v in sc.items()), time.time() - t0))
-    for p, _ in clfs:
+    for p in results["sets"]:
         print_table(p, results["sets"][p])
     if args.json_out:
+        # Paths inside the repository relative to it, so the file can be committed.
+        def rel(path):
+            return os.path.relpath(path, gd.REPO) if path and os.path.abspath(path).startswith(gd.REPO + os.sep) else path
+        results["config"]["classifier"] = ",".join(rel(c) for c in args.classifier.split(","))
+        results["config"]["attributes"] = rel(args.attributes)
+        results["sets"] = {rel(k): v for k, v in results["sets"].items()}
         with open(args.json_out, "w") as f:
             json.dump(results, f, indent=1)
+            f.write("\n")
     if args.grid:
         from train_vae_glyphs import grid
         rows = [np.repeat(r[..., None], 3, -1) for r in grid_rows]

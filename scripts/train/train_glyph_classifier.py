@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 import glyph_codebook
 import glyphdata as gd
-from checkpoint import log
+from checkpoint import log, write_json
 
 HEADS = (("char", len(gd.CHARS)), ("weight", 3), ("slant", 2), ("family", 3), ("width", 2))
 LABELS = {"char": list(gd.CHARS), "weight": list(gd.WEIGHTS), "slant": list(gd.SLANTS),
@@ -269,9 +269,7 @@ def main():
             "test_renders": len(test), "test_reconstructions": len(rec_test), "train_reconstructions": len(rec_train), "accuracy_real_renders": acc_real, "accuracy_vae_reconstructions": acc_rec,
             "arch": args.arch, "split": args.split, "recon_codebook": args.recon_codebook, "optimizer": args.optimizer,
             "data": "renders of all 21 faces (held-out face of the prior included) and VAE reconstructions of some; test set: --split"}
-    with open(os.path.join(args.out, "classifier.json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    write_json(os.path.join(args.out, "classifier.json"), meta)
     log("wrote %s (%d bytes)" % (path, os.path.getsize(path)))
 
 

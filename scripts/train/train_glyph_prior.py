@@ -221,6 +221,8 @@ def main():
                     "tokenizer and codebook (fresh optimizer, step 0 of --steps, checkpoint WORK/prior-finetune-ckpt.pt)")
     ap.add_argument("--full", type=float, default=0.0, help="probability that a caption carries every true style word "
                     "(otherwise a random subset, each size equally likely)")
+    ap.add_argument("--oversample", default="", help="WORDS:FACTOR, e.g. condensed,mono:2: glyphs of faces with any of "
+                    "these style words are drawn FACTOR times as often (default: every training glyph equally often)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
@@ -302,10 +304,21 @@ def main():
         model.train()
         return out
 
+    draw_weights = None
+    if args.oversample:
+        words, factor = args.oversample.rsplit(":", 1)
+        hard = [f for f, a in enumerate(face_attrs) if set(words.split(",")) & set(gd.face_style_words(a))]
+        draw_weights = torch.from_numpy(np.where(np.isin(data["face"][tr_idx], hard), float(factor), 1.0))
+        log("oversampling %s x%s: %.0f%% of draws" % ([faces[f] for f in hard], factor,
+                                                      100 * draw_weights[draw_weights > 1].sum() / draw_weights.sum()))
+
     def loss_at(step):
         # Python-side caption randomness derived from the step, so a resumed run draws the same.
         gen_py = random.Random(args.seed * 1000003 + step)
-        idx = tr_idx[torch.randint(0, len(tr_idx), (args.batch,), generator=g).numpy()]
+        if draw_weights is None:
+            idx = tr_idx[torch.randint(0, len(tr_idx), (args.batch,), generator=g).numpy()]
+        else:
+            idx = tr_idx[torch.multinomial(draw_weights, args.batch, replacement=True, generator=g).numpy()]
         caps, cod = make_batch(idx, gen_py, args.drop)
         return code_loss(model, lay, caps, cod)
 
