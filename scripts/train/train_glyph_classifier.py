@@ -1,7 +1,7 @@
 """A small glyph classifier, the measuring instrument of eval_text2image.py.
 
 It reads a 32x32 grayscale glyph ([N,1,32,32], [-1, 1], dark ink on white, as the VAE's output
-channel 0) and returns logits for five heads: char (the 131 characters of
+channel 0) and returns logits for five heads: char (the 132 characters of
 train_vae_glyphs.py, in CHARS order), weight (regular, bold, light), slant (upright, italic),
 family (serif, sans, mono) and width (normal, condensed).
 
