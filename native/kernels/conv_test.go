@@ -139,6 +139,9 @@ func TestConv2DWinogradMatchesNaive(t *testing.T) {
 	shapes = append(shapes, pad(Conv2DShape{B: 2, Cin: 128, H: 22, W: 128, Cout: 128, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
 		pad(Conv2DShape{B: 1, Cin: 64, H: 67, W: 129, Cout: 70, KH: 3, KW: 3, Stride: 1}, 0, 1, 0, 1),
 		pad(Conv2DShape{B: 1, Cin: 16, H: 40, W: 64, Cout: 16, KH: 3, KW: 3, Stride: 1}, 2, 0, 1, 1))
+	// F(4×4,3×3) past winograd43WholeCout: output channels in blocks of winograd43CoutBlock, the
+	// last block not a whole number of 6-row strips.
+	shapes = append(shapes, pad(Conv2DShape{B: 1, Cin: 256, H: 9, W: 64, Cout: 200, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1))
 	for i, s := range shapes {
 		inp, w, bias, want := convCase(uint64(70*i), s, i%2 == 1)
 		for _, f43 := range []bool{false, true} {
@@ -227,4 +230,35 @@ func convCase(seed uint64, s Conv2DShape, noBias bool) (inp, w, bias, want []flo
 	want = make([]float32, s.B*s.Cout*s.OutH()*s.OutW())
 	Conv2DNaive(want, inp, w, bias, s)
 	return inp, w, bias, want
+}
+
+// TestConv2DWeightsMatchesConv2D holds Conv2DWeights (transforms kept across calls) to Conv2D
+// bit for bit on each fast path — F(2×2,3×3), F(4×4,3×3) whole and blocked over Cout, the
+// implicit GEMM, a pointwise conv — on its first call and on a second one that reuses them.
+func TestConv2DWeightsMatchesConv2D(t *testing.T) {
+	same := func(cin, h, w, cout int) Conv2DShape {
+		return Conv2DShape{B: 1, Cin: cin, H: h, W: w, Cout: cout, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1}
+	}
+	shapes := []Conv2DShape{
+		same(32, 10, 20, 24), same(64, 9, 64, 70), same(256, 5, 64, 136), same(3, 12, 16, 16),
+		{B: 2, Cin: 24, H: 17, W: 30, Cout: 24, KH: 3, KW: 3, Stride: 2, PadBottom: 1, PadRight: 1},
+		{B: 1, Cin: 8, H: 5, W: 7, Cout: 9, KH: 1, KW: 1, Stride: 1},
+	}
+	for i, s := range shapes {
+		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
+			inp, w, bias, _ := convCase(uint64(30*i), s, i%2 == 1)
+			want := nanVec(s.B * s.Cout * s.OutH() * s.OutW())
+			Conv2D(want, inp, w, bias, s)
+			cw := NewConvWeights(w, s.Cout, s.Cin, s.KH, s.KW)
+			for call := 0; call < 2; call++ {
+				got := nanVec(len(want))
+				Conv2DWeights(got, inp, cw, bias, s)
+				for j := range want {
+					if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+						t.Fatalf("shape %+v, call %d: [%d] = %g, Conv2D gives %g", s, call, j, got[j], want[j])
+					}
+				}
+			}
+		})
+	}
 }

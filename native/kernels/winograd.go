@@ -95,27 +95,31 @@ func winogradOutLen(cout, nt int) int { return cout*nt + winogradSkew }
 // runs the band's input transform (into the panel layout the micro-kernels read in place), its
 // 16 products and its output transform on its own, with no barrier between the steps.
 func conv3x3Winograd(out, inp, weight, bias []float32, s Conv2DShape) {
+	conv3x3WinogradW(out, inp, weight, nil, bias, s)
+}
+
+// conv3x3WinogradW is conv3x3Winograd taking U from cw when it is not nil.
+func conv3x3WinogradW(out, inp, weight []float32, cw *ConvWeights, bias []float32, s Conv2DShape) {
 	oh, ow := s.OutH(), s.OutW()
 	tile, nx := 2, 16 // output tile side, transformed matrices
 	if useWinograd43(s) {
 		tile, nx = 4, 36
 	}
 	th, tw := (oh+tile-1)/tile, (ow+tile-1)/tile
-	pu := winogradPool.Get().(*[]float32)
-	defer winogradPool.Put(pu)
-	u := growTo(pu, nx*winogradStripLen(s.Cout, s.Cin))
-	if tile == 4 {
-		winograd43Weights(u, weight, s.Cout, s.Cin)
-	} else {
-		winogradWeights(u, weight, s.Cout, s.Cin)
+	u, done := winogradU(weight, cw, s.Cout, s.Cin, tile)
+	defer done()
+
+	cb := s.Cout
+	if tile == 4 && s.Cout > winograd43WholeCout {
+		cb = winograd43CoutBlock
 	}
 
 	p := acquire()
 	defer p.release()
 	// Bands fit winogradBandBudget (bandRows: at least 64 tiles, two bands per worker).
-	rows, bands := bandRows(th, tw, winogradBandBudget/(nx*max(s.Cin, s.Cout)*tw), p.workers)
+	rows, bands := bandRows(th, tw, winogradBandBudget/(nx*max(s.Cin, cb)*tw), p.workers)
 	j := &winogradJob{p: p, out: out, inp: inp, u: u, bias: bias, s: s, oh: oh, ow: ow, th: th, tw: tw, rows: rows, bands: bands,
-		tile: tile, nx: nx, bufs: make([]*[]float32, p.workers)}
+		tile: tile, nx: nx, cb: cb, bufs: make([]*[]float32, p.workers)}
 	p.run(j, s.B*bands, 1)
 	putAll(&winogradPool, j.bufs)
 }
@@ -128,13 +132,14 @@ type winogradJob struct {
 	oh, ow, th, tw    int
 	rows, bands       int
 	tile, nx          int          // F(2×2,3×3): 2, 16; F(4×4,3×3): 4, 36
+	cb                int          // output channels per product and output transform (a multiple of gemmMR, or Cout)
 	bufs              []*[]float32 // per worker: V, M and the transforms' scratch
 }
 
 func (j *winogradJob) chunk(w, lo, hi int) {
 	s := j.s
 	maxNT := j.rows * j.tw
-	sv, sm := winogradPanelLen(s.Cin, maxNT), winogradOutLen(s.Cout, maxNT)
+	sv, sm := winogradPanelLen(s.Cin, maxNT), winogradOutLen(j.cb, maxNT)
 	scratch := 8*(2*j.tw+2) + 16*j.tw
 	if j.tile == 4 {
 		scratch = winograd43Scratch(j.tw)
@@ -143,13 +148,15 @@ func (j *winogradJob) chunk(w, lo, hi int) {
 		j.bufs[w] = winogradPool.Get().(*[]float32)
 	}
 	buf := growTo(j.bufs[w], j.nx*sv+j.nx*sm+scratch)
+	vbuf, mbuf, tmp := buf[:j.nx*sv], buf[j.nx*sv:][:j.nx*sm], buf[j.nx*(sv+sm):]
+	su := winogradStripLen(s.Cout, s.Cin)
 	for i := lo; i < hi; i++ {
 		b, band := i/j.bands, i%j.bands
 		ty0 := band * j.rows
 		ty1 := min(j.th, ty0+j.rows)
 		nt := (ty1 - ty0) * j.tw
-		sv, sm := winogradPanelLen(s.Cin, nt), winogradOutLen(s.Cout, nt)
-		v, m, tmp := buf[:j.nx*sv], buf[j.nx*winogradPanelLen(s.Cin, maxNT):][:j.nx*sm], buf[j.nx*winogradPanelLen(s.Cin, maxNT)+j.nx*winogradOutLen(s.Cout, maxNT):]
+		sv := winogradPanelLen(s.Cin, nt)
+		v := vbuf[:j.nx*sv]
 		src := j.inp[b*s.Cin*s.H*s.W : (b+1)*s.Cin*s.H*s.W]
 		dst := j.out[b*s.Cout*j.oh*j.ow : (b+1)*s.Cout*j.oh*j.ow]
 		if j.tile == 4 {
@@ -158,14 +165,26 @@ func (j *winogradJob) chunk(w, lo, hi int) {
 			winogradInput(v, src, s, ty0, ty1, j.tw, tmp)
 		}
 		groups := (nt + gemmNP*gemmNR - 1) / (gemmNP * gemmNR)
-		mblocks := (s.Cout + gemmMC - 1) / gemmMC
-		g := gemmPackedJob{p: j.p, m: s.Cout, n: nt, k: s.Cin, ap: j.u, w: weights{f32: v, panels: true}, ldb: nt, c: m, ldc: nt,
-			groups: groups, mblocks: mblocks, batch: packedBatch{n: j.nx, a: winogradStripLen(s.Cout, s.Cin), b: sv, c: sm}}
-		g.chunk(w, 0, j.nx*mblocks*groups)
-		if j.tile == 4 {
-			winograd43Output(dst, m, j.bias, s.Cout, j.oh, j.ow, ty0, ty1, j.tw, tmp)
-		} else {
-			winogradOutput(dst, m, j.bias, s.Cout, j.oh, j.ow, ty0, ty1, j.tw, tmp)
+		// Output channels in blocks of cb: the block's 36 products M stay in L2 until its output
+		// transform reads them (all of Cout at 256 channels would not).
+		for co0 := 0; co0 < s.Cout; co0 += j.cb {
+			cn := min(j.cb, s.Cout-co0)
+			sm := winogradOutLen(cn, nt)
+			m := mbuf[:j.nx*sm]
+			mblocks := (cn + gemmMC - 1) / gemmMC
+			g := gemmPackedJob{p: j.p, m: cn, n: nt, k: s.Cin, ap: j.u[co0*s.Cin:], w: weights{f32: v, panels: true}, ldb: nt, c: m, ldc: nt,
+				groups: groups, mblocks: mblocks, batch: packedBatch{n: j.nx, a: su, b: sv, c: sm}}
+			g.chunk(w, 0, j.nx*mblocks*groups)
+			var bias []float32
+			if j.bias != nil {
+				bias = j.bias[co0 : co0+cn]
+			}
+			d := dst[co0*j.oh*j.ow:]
+			if j.tile == 4 {
+				winograd43Output(d, m, bias, cn, j.oh, j.ow, ty0, ty1, j.tw, tmp)
+			} else {
+				winogradOutput(d, m, bias, cn, j.oh, j.ow, ty0, ty1, j.tw, tmp)
+			}
 		}
 	}
 }

@@ -15,8 +15,19 @@ var winograd43 = true
 // of 64 tiles (the least for the GEMM's 6×64 tiles) holds 36·C·64 values of V and as many of M:
 // 2.4 MiB at 128 channels, 4.7 MiB at 256, past the 2 MiB L2, where F(4×4,3×3) measured slower
 // than F(2×2,3×3) (BenchmarkConv2D, cpu-ms/op: 64ch@256 30.6 → 22, 128ch@128 28.6 → 21.2,
-// 256ch@64 25.3 → 30.0).
-const winograd43MaxChannels = 128
+// 256ch@64 25.3 → 30.0) until the products and output transform were blocked over output
+// channels (winograd43CoutBlock; 256ch@64 then 33–36 → 28–30 with U transformed per call).
+const winograd43MaxChannels = 256
+
+// winograd43WholeCout is the largest Cout whose products one F(4×4,3×3) band computes at once;
+// above it they go in blocks of winograd43CoutBlock output channels.
+const winograd43WholeCout = 128
+
+// winograd43CoutBlock is the number of output channels whose products and output transform
+// one F(4×4,3×3) band computes at a time when Cout exceeds winograd43WholeCout: a multiple of
+// gemmMR (so that the block is a run of U's packed strips) whose 36 product matrices over 64
+// tiles (553 KiB) stay in L2 beside the band's V, which is streamed once per block.
+const winograd43CoutBlock = 60
 
 // useWinograd43 reports whether conv3x3Winograd computes s with F(4×4,3×3).
 func useWinograd43(s Conv2DShape) bool {

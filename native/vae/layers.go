@@ -91,6 +91,8 @@ type conv2d struct {
 	weight, bias         []float32
 	cin, cout, k, stride int
 	pad                  [4]int
+	// prep keeps the fast paths' transforms of weight across calls (nil: computed per call).
+	prep *kernels.ConvWeights
 }
 
 // Forward: x (B,Cin,H,W) → (B,Cout,H',W'), the output from p.alloc.
@@ -98,7 +100,11 @@ func (l *conv2d) Forward(p *pass, x tensor) tensor {
 	s := kernels.Conv2DShape{B: x.b, Cin: x.c, H: x.h, W: x.w, Cout: l.cout, KH: l.k, KW: l.k, Stride: l.stride,
 		PadTop: l.pad[0], PadBottom: l.pad[1], PadLeft: l.pad[2], PadRight: l.pad[3]}
 	y := p.alloc(x.b, l.cout, s.OutH(), s.OutW())
-	kernels.Conv2D(y.data, x.data, l.weight, l.bias, s)
+	if l.prep != nil {
+		kernels.Conv2DWeights(y.data, x.data, l.prep, l.bias, s)
+	} else {
+		kernels.Conv2D(y.data, x.data, l.weight, l.bias, s)
+	}
 	return y
 }
 
