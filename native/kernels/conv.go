@@ -109,6 +109,10 @@ func conv2D(out, inp, weight []float32, cw *ConvWeights, bias []float32, s Conv2
 	n := oh * ow
 	k := s.Cin * s.KH * s.KW
 	pointwise := s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.PadTop == 0 && s.PadBottom == 0 && s.PadLeft == 0 && s.PadRight == 0
+	if !pointwise && useConvDirect(s) {
+		convDirect(out, inp, weight, cw, bias, s)
+		return
+	}
 	if !pointwise && useSIMD && convImplicit {
 		convBandedW(out, inp, weight, cw, bias, s)
 		return

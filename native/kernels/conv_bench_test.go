@@ -31,7 +31,7 @@ func BenchmarkConv2D(b *testing.B) {
 	var names []string
 	for _, name := range []string{"3x3_64ch_256", "3x3_128ch_128", "3x3_256ch_64", "3x3_256ch_32", "3x3s2_64ch_256", "3x3s2_128ch_128",
 		"3x3s2_256ch_64", "3x3_3to64_256", "3x3_64to3_256", "1x1_64to128_128"} {
-		if s := shapes[name]; useWinograd43(s) {
+		if s := shapes[name]; useWinograd(s) && useWinograd43(s) {
 			// Winograd F(2×2,3×3) and F(4×4,3×3), alternated.
 			names = append(names, name+"/f22", name+"/f43")
 			continue
@@ -39,17 +39,21 @@ func BenchmarkConv2D(b *testing.B) {
 			names = append(names, name)
 			continue
 		}
-		// The banded implicit GEMM and the im2col path it replaced, alternated.
+		// The banded implicit GEMM and the im2col path it replaced, alternated, and the direct
+		// convolution where it applies.
 		names = append(names, name+"/im2col", name+"/banded")
+		if useConvDirect(shapes[name]) {
+			names = append(names, name+"/direct")
+		}
 	}
 	for _, name := range names {
 		base, variant, _ := strings.Cut(name, "/")
 		s := shapes[base]
 		b.Run(name, func(b *testing.B) {
-			defer func(old, old43 bool) { convImplicit, winograd43 = old, old43 }(convImplicit, winograd43)
+			defer func(old, old43, direct bool) { convImplicit, winograd43, convDirectOn = old, old43, direct }(convImplicit, winograd43, convDirectOn)
 			switch variant {
-			case "im2col", "banded":
-				convImplicit = variant == "banded"
+			case "im2col", "banded", "direct":
+				convImplicit, convDirectOn = variant != "im2col", variant == "direct"
 			case "f22", "f43":
 				winograd43 = variant == "f43"
 			}

@@ -199,8 +199,8 @@ func TestConv2DBandedMatchesNaive(t *testing.T) {
 		n := len(want)
 		for _, implicit := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%d/implicit=%v", i, implicit), func(t *testing.T) {
-				defer func(old bool) { convImplicit = old }(convImplicit)
-				convImplicit = implicit
+				defer func(old, direct bool) { convImplicit, convDirectOn = old, direct }(convImplicit, convDirectOn)
+				convImplicit, convDirectOn = implicit, false
 				got := nanVec(n)
 				if implicit {
 					convBanded(got, inp, w, bias, s)
@@ -212,6 +212,45 @@ func TestConv2DBandedMatchesNaive(t *testing.T) {
 		}
 	}
 }
+
+// TestConv2DDirectMatchesNaive holds convDirect (and Conv2D where it dispatches to it) to
+// Conv2DNaive: stride-2 downsampling with an odd input height, depth past convDirectKC (several
+// depth blocks), Cout not a multiple of the 6-row strips (1–5 row kernels), conv_in and
+// conv_out shapes, runs of 16 outputs spanning two output rows, batch 2, a 5×4 stride-3 kernel.
+func TestConv2DDirectMatchesNaive(t *testing.T) {
+	if !useAVX512 {
+		t.Skip("the direct convolution's micro-kernels need AVX-512; this CPU or build has none")
+	}
+	same := func(b, cin, h, w, cout int) Conv2DShape {
+		return Conv2DShape{B: b, Cin: cin, H: h, W: w, Cout: cout, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1}
+	}
+	down := func(b, c, h, w, cout int) Conv2DShape {
+		return Conv2DShape{B: b, Cin: c, H: h, W: w, Cout: cout, KH: 3, KW: 3, Stride: 2, PadBottom: 1, PadRight: 1}
+	}
+	shapes := []Conv2DShape{
+		down(1, 64, 64, 64, 64), down(2, 20, 33, 64, 13), down(1, 256, 32, 32, 256), down(1, 128, 64, 32, 130),
+		same(1, 3, 64, 64, 64), same(2, 3, 16, 32, 16), same(1, 64, 48, 64, 3), same(1, 256, 16, 16, 8), same(1, 9, 8, 16, 1),
+		{B: 1, Cin: 7, H: 49, W: 94, Cout: 11, KH: 5, KW: 4, Stride: 3, PadTop: 2, PadBottom: 1, PadLeft: 3},
+	}
+	for i, s := range shapes {
+		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
+			if !useConvDirect(s) {
+				t.Fatalf("useConvDirect(%+v) is false; the test wants every shape on the direct path", s)
+			}
+			inp, w, bias, want := convCase(uint64(110*i), s, i%3 == 1)
+			got := nanVec(len(want))
+			convDirect(got, inp, w, nil, bias, s)
+			reportClose(t, fmt.Sprintf("direct %+v", s), got, want, convDirectTol)
+			got = nanVec(len(want))
+			Conv2D(got, inp, w, bias, s)
+			reportClose(t, fmt.Sprintf("Conv2D(direct) %+v", s), got, want, convDirectTol)
+		})
+	}
+}
+
+// convDirectTol bounds the direct convolution against the float64 one, relative as in
+// reportClose: one float32 FMA chain over K = Cin·KH·KW terms per output, as convBanded's.
+const convDirectTol = 1e-4
 
 // convBandedTol bounds the implicit GEMM against the float64 direct convolution, relative as in
 // reportClose: one float32 FMA chain over K = Cin·KH·KW terms per output. Measured max abs

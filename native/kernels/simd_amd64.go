@@ -373,3 +373,33 @@ func dotQ8x3VNNI(y []float32, qa []byte, lda int, w []int8, ldw int, n int, grou
 //
 //go:noescape
 func dotQ8x4VNNI(y []float32, qa []byte, lda int, w []int8, ldw int, n int, groups int, mask uint64)
+
+// convDirect1x64AVX512 sets the 1×64 tile of c (run q of row i at c[co[q]+i·ldc], q < 4) to bias[i] (or, when bias is empty, its values) plus Σ_p a[p·6+i]·x[xo[q]+offs[p]+0..15] over p < len(offs).
+//
+//go:noescape
+func convDirect1x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+
+// convDirect2x64AVX512 sets the 2×64 tile of c (run q of row i at c[co[q]+i·ldc], q < 4) to bias[i] (or, when bias is empty, its values) plus Σ_p a[p·6+i]·x[xo[q]+offs[p]+0..15] over p < len(offs).
+//
+//go:noescape
+func convDirect2x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+
+// convDirect3x64AVX512 sets the 3×64 tile of c (run q of row i at c[co[q]+i·ldc], q < 4) to bias[i] (or, when bias is empty, its values) plus Σ_p a[p·6+i]·x[xo[q]+offs[p]+0..15] over p < len(offs).
+//
+//go:noescape
+func convDirect3x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+
+// convDirect4x64AVX512 sets the 4×64 tile of c (run q of row i at c[co[q]+i·ldc], q < 4) to bias[i] (or, when bias is empty, its values) plus Σ_p a[p·6+i]·x[xo[q]+offs[p]+0..15] over p < len(offs).
+//
+//go:noescape
+func convDirect4x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+
+// convDirect5x64AVX512 sets the 5×64 tile of c (run q of row i at c[co[q]+i·ldc], q < 4) to bias[i] (or, when bias is empty, its values) plus Σ_p a[p·6+i]·x[xo[q]+offs[p]+0..15] over p < len(offs).
+//
+//go:noescape
+func convDirect5x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+
+// convDirect6x64AVX512 sets the 6×64 tile of c (run q of row i at c[co[q]+i·ldc], q < 4) to bias[i] (or, when bias is empty, its values) plus Σ_p a[p·6+i]·x[xo[q]+offs[p]+0..15] over p < len(offs).
+//
+//go:noescape
+func convDirect6x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)

@@ -10052,3 +10052,882 @@ dotQ8x4VNNI_w1reduce:
 dotQ8x4VNNI_done:
 	VZEROUPPER
 	RET
+
+// func convDirect1x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+// Requires: AVX, AVX512F
+TEXT ·convDirect1x64AVX512(SB), NOSPLIT, $0-176
+	MOVQ         bias_len+160(FP), AX
+	TESTQ        AX, AX
+	JZ           convDirect1x64AVX512_fromc
+	MOVQ         bias_base+152(FP), AX
+	VBROADCASTSS (AX), Z0
+	VMOVAPS      Z0, Z1
+	VMOVAPS      Z0, Z2
+	VMOVAPS      Z0, Z3
+	JMP          convDirect1x64AVX512_start
+
+convDirect1x64AVX512_fromc:
+	MOVQ    c_base+96(FP), AX
+	MOVQ    co_base+120(FP), CX
+	MOVQ    (CX), DX
+	LEAQ    (AX)(DX*4), DX
+	MOVQ    8(CX), BX
+	LEAQ    (AX)(BX*4), BX
+	MOVQ    16(CX), SI
+	LEAQ    (AX)(SI*4), SI
+	MOVQ    24(CX), CX
+	LEAQ    (AX)(CX*4), CX
+	MOVQ    ldc+144(FP), AX
+	SHLQ    $0x02, AX
+	VMOVUPS (DX), Z0
+	VMOVUPS (BX), Z1
+	VMOVUPS (SI), Z2
+	VMOVUPS (CX), Z3
+
+convDirect1x64AVX512_start:
+	MOVQ a_base+0(FP), AX
+	MOVQ offs_base+24(FP), CX
+	MOVQ offs_len+32(FP), DX
+	LEAQ (CX)(DX*4), DX
+	MOVQ x_base+48(FP), BX
+	MOVQ xo_base+72(FP), SI
+	MOVQ (SI), DI
+	LEAQ (BX)(DI*4), DI
+	MOVQ 8(SI), R8
+	LEAQ (BX)(R8*4), R8
+	MOVQ 16(SI), R9
+	LEAQ (BX)(R9*4), R9
+	MOVQ 24(SI), SI
+	LEAQ (BX)(SI*4), SI
+
+convDirect1x64AVX512_loop:
+	CMPQ         CX, DX
+	JAE          convDirect1x64AVX512_done
+	MOVLQSX      (CX), BX
+	VMOVUPS      (DI)(BX*4), Z4
+	VMOVUPS      (R8)(BX*4), Z5
+	VMOVUPS      (R9)(BX*4), Z6
+	VMOVUPS      (SI)(BX*4), Z7
+	VBROADCASTSS (AX), Z8
+	VFMADD231PS  Z4, Z8, Z0
+	VFMADD231PS  Z5, Z8, Z1
+	VFMADD231PS  Z6, Z8, Z2
+	VFMADD231PS  Z7, Z8, Z3
+	ADDQ         $0x18, AX
+	ADDQ         $0x04, CX
+	JMP          convDirect1x64AVX512_loop
+
+convDirect1x64AVX512_done:
+	MOVQ    c_base+96(FP), AX
+	MOVQ    co_base+120(FP), CX
+	MOVQ    (CX), DX
+	LEAQ    (AX)(DX*4), DX
+	MOVQ    8(CX), BX
+	LEAQ    (AX)(BX*4), BX
+	MOVQ    16(CX), SI
+	LEAQ    (AX)(SI*4), SI
+	MOVQ    24(CX), CX
+	LEAQ    (AX)(CX*4), CX
+	MOVQ    ldc+144(FP), AX
+	SHLQ    $0x02, AX
+	VMOVUPS Z0, (DX)
+	VMOVUPS Z1, (BX)
+	VMOVUPS Z2, (SI)
+	VMOVUPS Z3, (CX)
+	VZEROUPPER
+	RET
+
+// func convDirect2x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+// Requires: AVX, AVX512F
+TEXT ·convDirect2x64AVX512(SB), NOSPLIT, $0-176
+	MOVQ         bias_len+160(FP), AX
+	TESTQ        AX, AX
+	JZ           convDirect2x64AVX512_fromc
+	MOVQ         bias_base+152(FP), AX
+	VBROADCASTSS (AX), Z0
+	VMOVAPS      Z0, Z1
+	VMOVAPS      Z0, Z2
+	VMOVAPS      Z0, Z3
+	VBROADCASTSS 4(AX), Z4
+	VMOVAPS      Z4, Z5
+	VMOVAPS      Z4, Z6
+	VMOVAPS      Z4, Z7
+	JMP          convDirect2x64AVX512_start
+
+convDirect2x64AVX512_fromc:
+	MOVQ    c_base+96(FP), AX
+	MOVQ    co_base+120(FP), CX
+	MOVQ    (CX), DX
+	LEAQ    (AX)(DX*4), DX
+	MOVQ    8(CX), BX
+	LEAQ    (AX)(BX*4), BX
+	MOVQ    16(CX), SI
+	LEAQ    (AX)(SI*4), SI
+	MOVQ    24(CX), CX
+	LEAQ    (AX)(CX*4), CX
+	MOVQ    ldc+144(FP), AX
+	SHLQ    $0x02, AX
+	VMOVUPS (DX), Z0
+	VMOVUPS (BX), Z1
+	VMOVUPS (SI), Z2
+	VMOVUPS (CX), Z3
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z4
+	VMOVUPS (BX), Z5
+	VMOVUPS (SI), Z6
+	VMOVUPS (CX), Z7
+
+convDirect2x64AVX512_start:
+	MOVQ a_base+0(FP), AX
+	MOVQ offs_base+24(FP), CX
+	MOVQ offs_len+32(FP), DX
+	LEAQ (CX)(DX*4), DX
+	MOVQ x_base+48(FP), BX
+	MOVQ xo_base+72(FP), SI
+	MOVQ (SI), DI
+	LEAQ (BX)(DI*4), DI
+	MOVQ 8(SI), R8
+	LEAQ (BX)(R8*4), R8
+	MOVQ 16(SI), R9
+	LEAQ (BX)(R9*4), R9
+	MOVQ 24(SI), SI
+	LEAQ (BX)(SI*4), SI
+
+convDirect2x64AVX512_loop:
+	CMPQ         CX, DX
+	JAE          convDirect2x64AVX512_done
+	MOVLQSX      (CX), BX
+	VMOVUPS      (DI)(BX*4), Z8
+	VMOVUPS      (R8)(BX*4), Z9
+	VMOVUPS      (R9)(BX*4), Z10
+	VMOVUPS      (SI)(BX*4), Z11
+	VBROADCASTSS (AX), Z12
+	VFMADD231PS  Z8, Z12, Z0
+	VFMADD231PS  Z9, Z12, Z1
+	VFMADD231PS  Z10, Z12, Z2
+	VFMADD231PS  Z11, Z12, Z3
+	VBROADCASTSS 4(AX), Z12
+	VFMADD231PS  Z8, Z12, Z4
+	VFMADD231PS  Z9, Z12, Z5
+	VFMADD231PS  Z10, Z12, Z6
+	VFMADD231PS  Z11, Z12, Z7
+	ADDQ         $0x18, AX
+	ADDQ         $0x04, CX
+	JMP          convDirect2x64AVX512_loop
+
+convDirect2x64AVX512_done:
+	MOVQ    c_base+96(FP), AX
+	MOVQ    co_base+120(FP), CX
+	MOVQ    (CX), DX
+	LEAQ    (AX)(DX*4), DX
+	MOVQ    8(CX), BX
+	LEAQ    (AX)(BX*4), BX
+	MOVQ    16(CX), SI
+	LEAQ    (AX)(SI*4), SI
+	MOVQ    24(CX), CX
+	LEAQ    (AX)(CX*4), CX
+	MOVQ    ldc+144(FP), AX
+	SHLQ    $0x02, AX
+	VMOVUPS Z0, (DX)
+	VMOVUPS Z1, (BX)
+	VMOVUPS Z2, (SI)
+	VMOVUPS Z3, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z4, (DX)
+	VMOVUPS Z5, (BX)
+	VMOVUPS Z6, (SI)
+	VMOVUPS Z7, (CX)
+	VZEROUPPER
+	RET
+
+// func convDirect3x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+// Requires: AVX, AVX512F
+TEXT ·convDirect3x64AVX512(SB), NOSPLIT, $0-176
+	MOVQ         bias_len+160(FP), AX
+	TESTQ        AX, AX
+	JZ           convDirect3x64AVX512_fromc
+	MOVQ         bias_base+152(FP), AX
+	VBROADCASTSS (AX), Z0
+	VMOVAPS      Z0, Z1
+	VMOVAPS      Z0, Z2
+	VMOVAPS      Z0, Z3
+	VBROADCASTSS 4(AX), Z4
+	VMOVAPS      Z4, Z5
+	VMOVAPS      Z4, Z6
+	VMOVAPS      Z4, Z7
+	VBROADCASTSS 8(AX), Z8
+	VMOVAPS      Z8, Z9
+	VMOVAPS      Z8, Z10
+	VMOVAPS      Z8, Z11
+	JMP          convDirect3x64AVX512_start
+
+convDirect3x64AVX512_fromc:
+	MOVQ    c_base+96(FP), AX
+	MOVQ    co_base+120(FP), CX
+	MOVQ    (CX), DX
+	LEAQ    (AX)(DX*4), DX
+	MOVQ    8(CX), BX
+	LEAQ    (AX)(BX*4), BX
+	MOVQ    16(CX), SI
+	LEAQ    (AX)(SI*4), SI
+	MOVQ    24(CX), CX
+	LEAQ    (AX)(CX*4), CX
+	MOVQ    ldc+144(FP), AX
+	SHLQ    $0x02, AX
+	VMOVUPS (DX), Z0
+	VMOVUPS (BX), Z1
+	VMOVUPS (SI), Z2
+	VMOVUPS (CX), Z3
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z4
+	VMOVUPS (BX), Z5
+	VMOVUPS (SI), Z6
+	VMOVUPS (CX), Z7
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z8
+	VMOVUPS (BX), Z9
+	VMOVUPS (SI), Z10
+	VMOVUPS (CX), Z11
+
+convDirect3x64AVX512_start:
+	MOVQ a_base+0(FP), AX
+	MOVQ offs_base+24(FP), CX
+	MOVQ offs_len+32(FP), DX
+	LEAQ (CX)(DX*4), DX
+	MOVQ x_base+48(FP), BX
+	MOVQ xo_base+72(FP), SI
+	MOVQ (SI), DI
+	LEAQ (BX)(DI*4), DI
+	MOVQ 8(SI), R8
+	LEAQ (BX)(R8*4), R8
+	MOVQ 16(SI), R9
+	LEAQ (BX)(R9*4), R9
+	MOVQ 24(SI), SI
+	LEAQ (BX)(SI*4), SI
+
+convDirect3x64AVX512_loop:
+	CMPQ         CX, DX
+	JAE          convDirect3x64AVX512_done
+	MOVLQSX      (CX), BX
+	VMOVUPS      (DI)(BX*4), Z12
+	VMOVUPS      (R8)(BX*4), Z13
+	VMOVUPS      (R9)(BX*4), Z14
+	VMOVUPS      (SI)(BX*4), Z15
+	VBROADCASTSS (AX), Z16
+	VFMADD231PS  Z12, Z16, Z0
+	VFMADD231PS  Z13, Z16, Z1
+	VFMADD231PS  Z14, Z16, Z2
+	VFMADD231PS  Z15, Z16, Z3
+	VBROADCASTSS 4(AX), Z16
+	VFMADD231PS  Z12, Z16, Z4
+	VFMADD231PS  Z13, Z16, Z5
+	VFMADD231PS  Z14, Z16, Z6
+	VFMADD231PS  Z15, Z16, Z7
+	VBROADCASTSS 8(AX), Z16
+	VFMADD231PS  Z12, Z16, Z8
+	VFMADD231PS  Z13, Z16, Z9
+	VFMADD231PS  Z14, Z16, Z10
+	VFMADD231PS  Z15, Z16, Z11
+	ADDQ         $0x18, AX
+	ADDQ         $0x04, CX
+	JMP          convDirect3x64AVX512_loop
+
+convDirect3x64AVX512_done:
+	MOVQ    c_base+96(FP), AX
+	MOVQ    co_base+120(FP), CX
+	MOVQ    (CX), DX
+	LEAQ    (AX)(DX*4), DX
+	MOVQ    8(CX), BX
+	LEAQ    (AX)(BX*4), BX
+	MOVQ    16(CX), SI
+	LEAQ    (AX)(SI*4), SI
+	MOVQ    24(CX), CX
+	LEAQ    (AX)(CX*4), CX
+	MOVQ    ldc+144(FP), AX
+	SHLQ    $0x02, AX
+	VMOVUPS Z0, (DX)
+	VMOVUPS Z1, (BX)
+	VMOVUPS Z2, (SI)
+	VMOVUPS Z3, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z4, (DX)
+	VMOVUPS Z5, (BX)
+	VMOVUPS Z6, (SI)
+	VMOVUPS Z7, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z8, (DX)
+	VMOVUPS Z9, (BX)
+	VMOVUPS Z10, (SI)
+	VMOVUPS Z11, (CX)
+	VZEROUPPER
+	RET
+
+// func convDirect4x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+// Requires: AVX, AVX512F
+TEXT ·convDirect4x64AVX512(SB), NOSPLIT, $0-176
+	MOVQ         bias_len+160(FP), AX
+	TESTQ        AX, AX
+	JZ           convDirect4x64AVX512_fromc
+	MOVQ         bias_base+152(FP), AX
+	VBROADCASTSS (AX), Z0
+	VMOVAPS      Z0, Z1
+	VMOVAPS      Z0, Z2
+	VMOVAPS      Z0, Z3
+	VBROADCASTSS 4(AX), Z4
+	VMOVAPS      Z4, Z5
+	VMOVAPS      Z4, Z6
+	VMOVAPS      Z4, Z7
+	VBROADCASTSS 8(AX), Z8
+	VMOVAPS      Z8, Z9
+	VMOVAPS      Z8, Z10
+	VMOVAPS      Z8, Z11
+	VBROADCASTSS 12(AX), Z12
+	VMOVAPS      Z12, Z13
+	VMOVAPS      Z12, Z14
+	VMOVAPS      Z12, Z15
+	JMP          convDirect4x64AVX512_start
+
+convDirect4x64AVX512_fromc:
+	MOVQ    c_base+96(FP), AX
+	MOVQ    co_base+120(FP), CX
+	MOVQ    (CX), DX
+	LEAQ    (AX)(DX*4), DX
+	MOVQ    8(CX), BX
+	LEAQ    (AX)(BX*4), BX
+	MOVQ    16(CX), SI
+	LEAQ    (AX)(SI*4), SI
+	MOVQ    24(CX), CX
+	LEAQ    (AX)(CX*4), CX
+	MOVQ    ldc+144(FP), AX
+	SHLQ    $0x02, AX
+	VMOVUPS (DX), Z0
+	VMOVUPS (BX), Z1
+	VMOVUPS (SI), Z2
+	VMOVUPS (CX), Z3
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z4
+	VMOVUPS (BX), Z5
+	VMOVUPS (SI), Z6
+	VMOVUPS (CX), Z7
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z8
+	VMOVUPS (BX), Z9
+	VMOVUPS (SI), Z10
+	VMOVUPS (CX), Z11
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z12
+	VMOVUPS (BX), Z13
+	VMOVUPS (SI), Z14
+	VMOVUPS (CX), Z15
+
+convDirect4x64AVX512_start:
+	MOVQ a_base+0(FP), AX
+	MOVQ offs_base+24(FP), CX
+	MOVQ offs_len+32(FP), DX
+	LEAQ (CX)(DX*4), DX
+	MOVQ x_base+48(FP), BX
+	MOVQ xo_base+72(FP), SI
+	MOVQ (SI), DI
+	LEAQ (BX)(DI*4), DI
+	MOVQ 8(SI), R8
+	LEAQ (BX)(R8*4), R8
+	MOVQ 16(SI), R9
+	LEAQ (BX)(R9*4), R9
+	MOVQ 24(SI), SI
+	LEAQ (BX)(SI*4), SI
+
+convDirect4x64AVX512_loop:
+	CMPQ         CX, DX
+	JAE          convDirect4x64AVX512_done
+	MOVLQSX      (CX), BX
+	VMOVUPS      (DI)(BX*4), Z16
+	VMOVUPS      (R8)(BX*4), Z17
+	VMOVUPS      (R9)(BX*4), Z18
+	VMOVUPS      (SI)(BX*4), Z19
+	VBROADCASTSS (AX), Z20
+	VFMADD231PS  Z16, Z20, Z0
+	VFMADD231PS  Z17, Z20, Z1
+	VFMADD231PS  Z18, Z20, Z2
+	VFMADD231PS  Z19, Z20, Z3
+	VBROADCASTSS 4(AX), Z20
+	VFMADD231PS  Z16, Z20, Z4
+	VFMADD231PS  Z17, Z20, Z5
+	VFMADD231PS  Z18, Z20, Z6
+	VFMADD231PS  Z19, Z20, Z7
+	VBROADCASTSS 8(AX), Z20
+	VFMADD231PS  Z16, Z20, Z8
+	VFMADD231PS  Z17, Z20, Z9
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z11
+	VBROADCASTSS 12(AX), Z20
+	VFMADD231PS  Z16, Z20, Z12
+	VFMADD231PS  Z17, Z20, Z13
+	VFMADD231PS  Z18, Z20, Z14
+	VFMADD231PS  Z19, Z20, Z15
+	ADDQ         $0x18, AX
+	ADDQ         $0x04, CX
+	JMP          convDirect4x64AVX512_loop
+
+convDirect4x64AVX512_done:
+	MOVQ    c_base+96(FP), AX
+	MOVQ    co_base+120(FP), CX
+	MOVQ    (CX), DX
+	LEAQ    (AX)(DX*4), DX
+	MOVQ    8(CX), BX
+	LEAQ    (AX)(BX*4), BX
+	MOVQ    16(CX), SI
+	LEAQ    (AX)(SI*4), SI
+	MOVQ    24(CX), CX
+	LEAQ    (AX)(CX*4), CX
+	MOVQ    ldc+144(FP), AX
+	SHLQ    $0x02, AX
+	VMOVUPS Z0, (DX)
+	VMOVUPS Z1, (BX)
+	VMOVUPS Z2, (SI)
+	VMOVUPS Z3, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z4, (DX)
+	VMOVUPS Z5, (BX)
+	VMOVUPS Z6, (SI)
+	VMOVUPS Z7, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z8, (DX)
+	VMOVUPS Z9, (BX)
+	VMOVUPS Z10, (SI)
+	VMOVUPS Z11, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z12, (DX)
+	VMOVUPS Z13, (BX)
+	VMOVUPS Z14, (SI)
+	VMOVUPS Z15, (CX)
+	VZEROUPPER
+	RET
+
+// func convDirect5x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+// Requires: AVX, AVX512F
+TEXT ·convDirect5x64AVX512(SB), NOSPLIT, $0-176
+	MOVQ         bias_len+160(FP), AX
+	TESTQ        AX, AX
+	JZ           convDirect5x64AVX512_fromc
+	MOVQ         bias_base+152(FP), AX
+	VBROADCASTSS (AX), Z0
+	VMOVAPS      Z0, Z1
+	VMOVAPS      Z0, Z2
+	VMOVAPS      Z0, Z3
+	VBROADCASTSS 4(AX), Z4
+	VMOVAPS      Z4, Z5
+	VMOVAPS      Z4, Z6
+	VMOVAPS      Z4, Z7
+	VBROADCASTSS 8(AX), Z8
+	VMOVAPS      Z8, Z9
+	VMOVAPS      Z8, Z10
+	VMOVAPS      Z8, Z11
+	VBROADCASTSS 12(AX), Z12
+	VMOVAPS      Z12, Z13
+	VMOVAPS      Z12, Z14
+	VMOVAPS      Z12, Z15
+	VBROADCASTSS 16(AX), Z16
+	VMOVAPS      Z16, Z17
+	VMOVAPS      Z16, Z18
+	VMOVAPS      Z16, Z19
+	JMP          convDirect5x64AVX512_start
+
+convDirect5x64AVX512_fromc:
+	MOVQ    c_base+96(FP), AX
+	MOVQ    co_base+120(FP), CX
+	MOVQ    (CX), DX
+	LEAQ    (AX)(DX*4), DX
+	MOVQ    8(CX), BX
+	LEAQ    (AX)(BX*4), BX
+	MOVQ    16(CX), SI
+	LEAQ    (AX)(SI*4), SI
+	MOVQ    24(CX), CX
+	LEAQ    (AX)(CX*4), CX
+	MOVQ    ldc+144(FP), AX
+	SHLQ    $0x02, AX
+	VMOVUPS (DX), Z0
+	VMOVUPS (BX), Z1
+	VMOVUPS (SI), Z2
+	VMOVUPS (CX), Z3
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z4
+	VMOVUPS (BX), Z5
+	VMOVUPS (SI), Z6
+	VMOVUPS (CX), Z7
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z8
+	VMOVUPS (BX), Z9
+	VMOVUPS (SI), Z10
+	VMOVUPS (CX), Z11
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z12
+	VMOVUPS (BX), Z13
+	VMOVUPS (SI), Z14
+	VMOVUPS (CX), Z15
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z16
+	VMOVUPS (BX), Z17
+	VMOVUPS (SI), Z18
+	VMOVUPS (CX), Z19
+
+convDirect5x64AVX512_start:
+	MOVQ a_base+0(FP), AX
+	MOVQ offs_base+24(FP), CX
+	MOVQ offs_len+32(FP), DX
+	LEAQ (CX)(DX*4), DX
+	MOVQ x_base+48(FP), BX
+	MOVQ xo_base+72(FP), SI
+	MOVQ (SI), DI
+	LEAQ (BX)(DI*4), DI
+	MOVQ 8(SI), R8
+	LEAQ (BX)(R8*4), R8
+	MOVQ 16(SI), R9
+	LEAQ (BX)(R9*4), R9
+	MOVQ 24(SI), SI
+	LEAQ (BX)(SI*4), SI
+
+convDirect5x64AVX512_loop:
+	CMPQ         CX, DX
+	JAE          convDirect5x64AVX512_done
+	MOVLQSX      (CX), BX
+	VMOVUPS      (DI)(BX*4), Z20
+	VMOVUPS      (R8)(BX*4), Z21
+	VMOVUPS      (R9)(BX*4), Z22
+	VMOVUPS      (SI)(BX*4), Z23
+	VBROADCASTSS (AX), Z24
+	VFMADD231PS  Z20, Z24, Z0
+	VFMADD231PS  Z21, Z24, Z1
+	VFMADD231PS  Z22, Z24, Z2
+	VFMADD231PS  Z23, Z24, Z3
+	VBROADCASTSS 4(AX), Z24
+	VFMADD231PS  Z20, Z24, Z4
+	VFMADD231PS  Z21, Z24, Z5
+	VFMADD231PS  Z22, Z24, Z6
+	VFMADD231PS  Z23, Z24, Z7
+	VBROADCASTSS 8(AX), Z24
+	VFMADD231PS  Z20, Z24, Z8
+	VFMADD231PS  Z21, Z24, Z9
+	VFMADD231PS  Z22, Z24, Z10
+	VFMADD231PS  Z23, Z24, Z11
+	VBROADCASTSS 12(AX), Z24
+	VFMADD231PS  Z20, Z24, Z12
+	VFMADD231PS  Z21, Z24, Z13
+	VFMADD231PS  Z22, Z24, Z14
+	VFMADD231PS  Z23, Z24, Z15
+	VBROADCASTSS 16(AX), Z24
+	VFMADD231PS  Z20, Z24, Z16
+	VFMADD231PS  Z21, Z24, Z17
+	VFMADD231PS  Z22, Z24, Z18
+	VFMADD231PS  Z23, Z24, Z19
+	ADDQ         $0x18, AX
+	ADDQ         $0x04, CX
+	JMP          convDirect5x64AVX512_loop
+
+convDirect5x64AVX512_done:
+	MOVQ    c_base+96(FP), AX
+	MOVQ    co_base+120(FP), CX
+	MOVQ    (CX), DX
+	LEAQ    (AX)(DX*4), DX
+	MOVQ    8(CX), BX
+	LEAQ    (AX)(BX*4), BX
+	MOVQ    16(CX), SI
+	LEAQ    (AX)(SI*4), SI
+	MOVQ    24(CX), CX
+	LEAQ    (AX)(CX*4), CX
+	MOVQ    ldc+144(FP), AX
+	SHLQ    $0x02, AX
+	VMOVUPS Z0, (DX)
+	VMOVUPS Z1, (BX)
+	VMOVUPS Z2, (SI)
+	VMOVUPS Z3, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z4, (DX)
+	VMOVUPS Z5, (BX)
+	VMOVUPS Z6, (SI)
+	VMOVUPS Z7, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z8, (DX)
+	VMOVUPS Z9, (BX)
+	VMOVUPS Z10, (SI)
+	VMOVUPS Z11, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z12, (DX)
+	VMOVUPS Z13, (BX)
+	VMOVUPS Z14, (SI)
+	VMOVUPS Z15, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z16, (DX)
+	VMOVUPS Z17, (BX)
+	VMOVUPS Z18, (SI)
+	VMOVUPS Z19, (CX)
+	VZEROUPPER
+	RET
+
+// func convDirect6x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+// Requires: AVX, AVX512F
+TEXT ·convDirect6x64AVX512(SB), NOSPLIT, $0-176
+	MOVQ         bias_len+160(FP), AX
+	TESTQ        AX, AX
+	JZ           convDirect6x64AVX512_fromc
+	MOVQ         bias_base+152(FP), AX
+	VBROADCASTSS (AX), Z0
+	VMOVAPS      Z0, Z1
+	VMOVAPS      Z0, Z2
+	VMOVAPS      Z0, Z3
+	VBROADCASTSS 4(AX), Z4
+	VMOVAPS      Z4, Z5
+	VMOVAPS      Z4, Z6
+	VMOVAPS      Z4, Z7
+	VBROADCASTSS 8(AX), Z8
+	VMOVAPS      Z8, Z9
+	VMOVAPS      Z8, Z10
+	VMOVAPS      Z8, Z11
+	VBROADCASTSS 12(AX), Z12
+	VMOVAPS      Z12, Z13
+	VMOVAPS      Z12, Z14
+	VMOVAPS      Z12, Z15
+	VBROADCASTSS 16(AX), Z16
+	VMOVAPS      Z16, Z17
+	VMOVAPS      Z16, Z18
+	VMOVAPS      Z16, Z19
+	VBROADCASTSS 20(AX), Z20
+	VMOVAPS      Z20, Z21
+	VMOVAPS      Z20, Z22
+	VMOVAPS      Z20, Z23
+	JMP          convDirect6x64AVX512_start
+
+convDirect6x64AVX512_fromc:
+	MOVQ    c_base+96(FP), AX
+	MOVQ    co_base+120(FP), CX
+	MOVQ    (CX), DX
+	LEAQ    (AX)(DX*4), DX
+	MOVQ    8(CX), BX
+	LEAQ    (AX)(BX*4), BX
+	MOVQ    16(CX), SI
+	LEAQ    (AX)(SI*4), SI
+	MOVQ    24(CX), CX
+	LEAQ    (AX)(CX*4), CX
+	MOVQ    ldc+144(FP), AX
+	SHLQ    $0x02, AX
+	VMOVUPS (DX), Z0
+	VMOVUPS (BX), Z1
+	VMOVUPS (SI), Z2
+	VMOVUPS (CX), Z3
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z4
+	VMOVUPS (BX), Z5
+	VMOVUPS (SI), Z6
+	VMOVUPS (CX), Z7
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z8
+	VMOVUPS (BX), Z9
+	VMOVUPS (SI), Z10
+	VMOVUPS (CX), Z11
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z12
+	VMOVUPS (BX), Z13
+	VMOVUPS (SI), Z14
+	VMOVUPS (CX), Z15
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z16
+	VMOVUPS (BX), Z17
+	VMOVUPS (SI), Z18
+	VMOVUPS (CX), Z19
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS (DX), Z20
+	VMOVUPS (BX), Z21
+	VMOVUPS (SI), Z22
+	VMOVUPS (CX), Z23
+
+convDirect6x64AVX512_start:
+	MOVQ a_base+0(FP), AX
+	MOVQ offs_base+24(FP), CX
+	MOVQ offs_len+32(FP), DX
+	LEAQ (CX)(DX*4), DX
+	MOVQ x_base+48(FP), BX
+	MOVQ xo_base+72(FP), SI
+	MOVQ (SI), DI
+	LEAQ (BX)(DI*4), DI
+	MOVQ 8(SI), R8
+	LEAQ (BX)(R8*4), R8
+	MOVQ 16(SI), R9
+	LEAQ (BX)(R9*4), R9
+	MOVQ 24(SI), SI
+	LEAQ (BX)(SI*4), SI
+
+convDirect6x64AVX512_loop:
+	CMPQ         CX, DX
+	JAE          convDirect6x64AVX512_done
+	MOVLQSX      (CX), BX
+	VMOVUPS      (DI)(BX*4), Z24
+	VMOVUPS      (R8)(BX*4), Z25
+	VMOVUPS      (R9)(BX*4), Z26
+	VMOVUPS      (SI)(BX*4), Z27
+	VBROADCASTSS (AX), Z28
+	VFMADD231PS  Z24, Z28, Z0
+	VFMADD231PS  Z25, Z28, Z1
+	VFMADD231PS  Z26, Z28, Z2
+	VFMADD231PS  Z27, Z28, Z3
+	VBROADCASTSS 4(AX), Z28
+	VFMADD231PS  Z24, Z28, Z4
+	VFMADD231PS  Z25, Z28, Z5
+	VFMADD231PS  Z26, Z28, Z6
+	VFMADD231PS  Z27, Z28, Z7
+	VBROADCASTSS 8(AX), Z28
+	VFMADD231PS  Z24, Z28, Z8
+	VFMADD231PS  Z25, Z28, Z9
+	VFMADD231PS  Z26, Z28, Z10
+	VFMADD231PS  Z27, Z28, Z11
+	VBROADCASTSS 12(AX), Z28
+	VFMADD231PS  Z24, Z28, Z12
+	VFMADD231PS  Z25, Z28, Z13
+	VFMADD231PS  Z26, Z28, Z14
+	VFMADD231PS  Z27, Z28, Z15
+	VBROADCASTSS 16(AX), Z28
+	VFMADD231PS  Z24, Z28, Z16
+	VFMADD231PS  Z25, Z28, Z17
+	VFMADD231PS  Z26, Z28, Z18
+	VFMADD231PS  Z27, Z28, Z19
+	VBROADCASTSS 20(AX), Z28
+	VFMADD231PS  Z24, Z28, Z20
+	VFMADD231PS  Z25, Z28, Z21
+	VFMADD231PS  Z26, Z28, Z22
+	VFMADD231PS  Z27, Z28, Z23
+	ADDQ         $0x18, AX
+	ADDQ         $0x04, CX
+	JMP          convDirect6x64AVX512_loop
+
+convDirect6x64AVX512_done:
+	MOVQ    c_base+96(FP), AX
+	MOVQ    co_base+120(FP), CX
+	MOVQ    (CX), DX
+	LEAQ    (AX)(DX*4), DX
+	MOVQ    8(CX), BX
+	LEAQ    (AX)(BX*4), BX
+	MOVQ    16(CX), SI
+	LEAQ    (AX)(SI*4), SI
+	MOVQ    24(CX), CX
+	LEAQ    (AX)(CX*4), CX
+	MOVQ    ldc+144(FP), AX
+	SHLQ    $0x02, AX
+	VMOVUPS Z0, (DX)
+	VMOVUPS Z1, (BX)
+	VMOVUPS Z2, (SI)
+	VMOVUPS Z3, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z4, (DX)
+	VMOVUPS Z5, (BX)
+	VMOVUPS Z6, (SI)
+	VMOVUPS Z7, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z8, (DX)
+	VMOVUPS Z9, (BX)
+	VMOVUPS Z10, (SI)
+	VMOVUPS Z11, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z12, (DX)
+	VMOVUPS Z13, (BX)
+	VMOVUPS Z14, (SI)
+	VMOVUPS Z15, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z16, (DX)
+	VMOVUPS Z17, (BX)
+	VMOVUPS Z18, (SI)
+	VMOVUPS Z19, (CX)
+	ADDQ    AX, DX
+	ADDQ    AX, BX
+	ADDQ    AX, SI
+	ADDQ    AX, CX
+	VMOVUPS Z20, (DX)
+	VMOVUPS Z21, (BX)
+	VMOVUPS Z22, (SI)
+	VMOVUPS Z23, (CX)
+	VZEROUPPER
+	RET

@@ -69,6 +69,9 @@ func main() {
 	geluZ()
 	decodeF32()
 	vnniKernels()
+	for r := 1; r <= 6; r++ {
+		convDirectRx64(r)
+	}
 	Generate()
 }
 

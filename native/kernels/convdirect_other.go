@@ -1,0 +1,30 @@
+//go:build purego || !amd64
+
+package kernels
+
+// Stand-ins for the direct convolution's micro-kernels, never called: useAVX512 is false in
+// these builds.
+
+func convDirect6x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32) {
+	panic("kernels: no SIMD")
+}
+
+func convDirect5x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32) {
+	panic("kernels: no SIMD")
+}
+
+func convDirect4x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32) {
+	panic("kernels: no SIMD")
+}
+
+func convDirect3x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32) {
+	panic("kernels: no SIMD")
+}
+
+func convDirect2x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32) {
+	panic("kernels: no SIMD")
+}
+
+func convDirect1x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32) {
+	panic("kernels: no SIMD")
+}
