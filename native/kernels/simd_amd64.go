@@ -403,3 +403,8 @@ func convDirect5x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []
 //
 //go:noescape
 func convDirect6x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+
+// expSubSumAVX2 sets dst[i] = exp(x[i]−m) for i < len(dst), a multiple of 8, and sum[l] = Σ_t dst[8t+l], l < 8.
+//
+//go:noescape
+func expSubSumAVX2(dst []float32, x []float32, m float32, sum []float32)

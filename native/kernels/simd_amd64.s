@@ -10931,3 +10931,50 @@ convDirect6x64AVX512_done:
 	VMOVUPS Z23, (CX)
 	VZEROUPPER
 	RET
+
+// func expSubSumAVX2(dst []float32, x []float32, m float32, sum []float32)
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·expSubSumAVX2(SB), NOSPLIT, $0-80
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         x_base+24(FP), DX
+	MOVQ         sum_base+56(FP), BX
+	MOVSS        m+48(FP), X0
+	VBROADCASTSS X0, Y0
+	VXORPS       Y1, Y1, Y1
+	XORQ         SI, SI
+
+expsub_loop:
+	CMPQ         SI, CX
+	JGE          expsub_done
+	VMOVUPS      (DX)(SI*4), Y2
+	VSUBPS       Y0, Y2, Y2
+	VMAXPS       exp_lo<>+0(SB), Y2, Y2
+	VMINPS       exp_hi<>+0(SB), Y2, Y2
+	VMULPS       exp_log2e<>+0(SB), Y2, Y3
+	VROUNDPS     $0x00, Y3, Y3
+	VMOVAPS      Y2, Y2
+	VFNMADD231PS exp_ln2hi<>+0(SB), Y3, Y2
+	VFNMADD231PS exp_ln2lo<>+0(SB), Y3, Y2
+	VMOVUPS      exp_p0<>+0(SB), Y4
+	VFMADD213PS  exp_p1<>+0(SB), Y2, Y4
+	VFMADD213PS  exp_p2<>+0(SB), Y2, Y4
+	VFMADD213PS  exp_p3<>+0(SB), Y2, Y4
+	VFMADD213PS  exp_p4<>+0(SB), Y2, Y4
+	VFMADD213PS  exp_p5<>+0(SB), Y2, Y4
+	VMULPS       Y2, Y2, Y5
+	VFMADD213PS  Y2, Y5, Y4
+	VADDPS       exp_one<>+0(SB), Y4, Y4
+	VCVTPS2DQ    Y3, Y3
+	VPADDD       exp_bias<>+0(SB), Y3, Y3
+	VPSLLD       $0x17, Y3, Y3
+	VMULPS       Y3, Y4, Y4
+	VMOVUPS      Y4, (AX)(SI*4)
+	VADDPS       Y4, Y1, Y1
+	ADDQ         $0x08, SI
+	JMP          expsub_loop
+
+expsub_done:
+	VMOVUPS Y1, (BX)
+	VZEROUPPER
+	RET

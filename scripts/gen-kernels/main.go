@@ -72,6 +72,7 @@ func main() {
 	for r := 1; r <= 6; r++ {
 		convDirectRx64(r)
 	}
+	expSubSum()
 	Generate()
 }
 

@@ -117,3 +117,37 @@ func runAddrs(base, offs string) [4]Register {
 	}
 	return runs
 }
+
+// expSubSum is the exponentials of a softmax row: dst[i] = exp(x[i] − m) for i < len(dst), a
+// multiple of 8, with the eight lane sums of dst (lane l: Σ dst[8t+l] in order of t) written
+// to sum[0:8]; dst may alias x.
+func expSubSum() {
+	TEXT("expSubSumAVX2", NOSPLIT, "func(dst, x []float32, m float32, sum []float32)")
+	Pragma("noescape")
+	Doc("expSubSumAVX2 sets dst[i] = exp(x[i]−m) for i < len(dst), a multiple of 8, and sum[l] = Σ_t dst[8t+l], l < 8.")
+	pd := Load(Param("dst").Base(), GP64())
+	n := Load(Param("dst").Len(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	ps := Load(Param("sum").Base(), GP64())
+	mx := Load(Param("m"), XMM())
+	mv, acc := YMM(), YMM()
+	VBROADCASTSS(mx, mv)
+	VXORPS(acc, acc, acc)
+	j := GP64()
+	XORQ(j, j)
+	Label("expsub_loop")
+	CMPQ(j, n)
+	JGE(LabelRef("expsub_done"))
+	v := YMM()
+	VMOVUPS(Mem{Base: px, Index: j, Scale: 4}, v)
+	VSUBPS(mv, v, v)
+	e := expPS(v)
+	VMOVUPS(e, Mem{Base: pd, Index: j, Scale: 4})
+	VADDPS(e, acc, acc)
+	ADDQ(Imm(8), j)
+	JMP(LabelRef("expsub_loop"))
+	Label("expsub_done")
+	VMOVUPS(acc, Mem{Base: ps})
+	VZEROUPPER()
+	RET()
+}

@@ -2,7 +2,8 @@
 
 package kernels
 
-// Stand-ins for the direct convolution's micro-kernels, never called: useAVX512 is false in
+// Stand-ins for the kernels scripts/gen-kernels/vae2.go generates (the direct convolution's
+// micro-kernels, the softmax exponentials), never called: useAVX512 and useSIMD are false in
 // these builds.
 
 func convDirect6x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32) {
@@ -26,5 +27,9 @@ func convDirect2x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []
 }
 
 func convDirect1x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32) {
+	panic("kernels: no SIMD")
+}
+
+func expSubSumAVX2(dst, x []float32, m float32, sum []float32) {
 	panic("kernels: no SIMD")
 }
