@@ -142,6 +142,12 @@ func TestConv2DWinogradMatchesNaive(t *testing.T) {
 	// F(4×4,3×3) past winograd43WholeCout: output channels in blocks of winograd43CoutBlock, the
 	// last block not a whole number of 6-row strips.
 	shapes = append(shapes, pad(Conv2DShape{B: 1, Cin: 256, H: 9, W: 64, Cout: 200, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1))
+	// F(4×4,3×3) on pairs of 8-tile rows (OutW 32), one band split over output channels
+	// (winograd43Split): the VAE's 256 channels at 32², batch 2 with a last pair past OutH,
+	// asymmetric padding with an odd OutH.
+	shapes = append(shapes, pad(Conv2DShape{B: 1, Cin: 256, H: 32, W: 32, Cout: 256, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
+		pad(Conv2DShape{B: 2, Cin: 40, H: 30, W: 32, Cout: 50, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
+		pad(Conv2DShape{B: 1, Cin: 24, H: 29, W: 32, Cout: 16, KH: 3, KW: 3, Stride: 1}, 2, 0, 0, 2))
 	for i, s := range shapes {
 		inp, w, bias, want := convCase(uint64(70*i), s, i%2 == 1)
 		for _, f43 := range []bool{false, true} {

@@ -408,3 +408,13 @@ func convDirect6x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []
 //
 //go:noescape
 func expSubSumAVX2(dst []float32, x []float32, m float32, sum []float32)
+
+// winograd43In8x2AVX512 writes the Winograd F(4×4,3×3) input transform of 16 tiles, tiles 0–7 from the 6×36 patch r0[i·ld+x] and 8–15 from r1[i·ld+x], to v[ξ·stride+t], ξ < 36, t < 16; tmp holds 576 values.
+//
+//go:noescape
+func winograd43In8x2AVX512(v []float32, stride int, r0 []float32, r1 []float32, ld int, tmp []float32)
+
+// winograd43Out8x2AVX512 writes the Winograd F(4×4,3×3) output transform of 16 tiles (M[ξ] at m[ξ·stride+t]) plus bias[0], tiles 0–7 to y0[r·ldy:r·ldy+32] and 8–15 to y1[r·ldy:r·ldy+32], r < 4; tmp holds 384 values.
+//
+//go:noescape
+func winograd43Out8x2AVX512(y0 []float32, y1 []float32, ldy int, m []float32, stride int, bias []float32, tmp []float32)

@@ -73,6 +73,8 @@ func main() {
 		convDirectRx64(r)
 	}
 	expSubSum()
+	winograd43In8x2()
+	winograd43Out8x2()
 	Generate()
 }
 
