@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/modelrt/modelrt/native/kernels"
 )
@@ -22,10 +23,13 @@ type pass struct {
 	// (every producer writes all of its output), which saves the allocator's clearing of a
 	// fresh buffer and keeps the memory warm in cache.
 	free map[int][][]float32
+	// shared, when not nil, takes the activations the pass is done with (dropFree, finish) and
+	// hands them to later passes.
+	shared *actPool
 }
 
 // alloc returns an activation of the shape: a released one of the same length if there is one
-// (its values arbitrary), else a new one. p may be nil (no reuse).
+// (its values arbitrary), else one from p.shared, else a new one. p may be nil (no reuse).
 func (p *pass) alloc(b, c, h, w int) tensor {
 	n := b * c * h * w
 	if p != nil {
@@ -34,22 +38,80 @@ func (p *pass) alloc(b, c, h, w int) tensor {
 			p.free[n] = l[:len(l)-1]
 			return tensor{data: d, b: b, c: c, h: h, w: w}
 		}
+		if d := p.shared.get(n); d != nil {
+			return tensor{data: d, b: b, c: c, h: h, w: w}
+		}
 	}
 	return newTensor(b, c, h, w)
 }
 
-// dropFree forgets the released activations except those of the given lengths, so that
-// sizes a pass will not ask for again are collected instead of held to its end (holding all
-// of them cost ~90 MiB of peak RSS on the 256² VAE).
+// dropFree gives up the released activations except those of the given lengths (to p.shared,
+// or to the collector), so that sizes a pass will not ask for again are not held to its end
+// (holding all of them cost ~90 MiB of peak RSS on the 256² VAE).
 func (p *pass) dropFree(keep ...int) {
 	if p == nil {
 		return
 	}
-	for n := range p.free {
+	for n, l := range p.free {
 		if !slices.Contains(keep, n) {
+			for _, d := range l {
+				p.shared.put(d)
+			}
 			delete(p.free, n)
 		}
 	}
+}
+
+// finish hands the pass's released activations to p.shared.
+func (p *pass) finish() { p.dropFree() }
+
+// actPool keeps activations between passes of one model, by length, up to actPoolMax bytes: a
+// fresh activation costs the kernel's page faults and the allocator's zeroing, ~5 ms for a
+// 16 MiB one (the 64-channel maps at 256²), and an encode or decode makes a few dozen. (A
+// sync.Pool per length kept few: the collector, run by the passes' other allocations, emptied
+// them between passes.) A nil *actPool keeps nothing.
+type actPool struct {
+	mu    sync.Mutex
+	free  map[int][][]float32
+	bytes int
+}
+
+// actPoolMax bounds what an actPool holds (bytes): the encoder's and the decoder's largest
+// maps at 256² with room to spare; larger images fall back to fresh allocations in part.
+const actPoolMax = 256 << 20
+
+// get returns a kept activation of n values (its values arbitrary), or nil.
+func (a *actPool) get(n int) []float32 {
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l := a.free[n]
+	if len(l) == 0 {
+		return nil
+	}
+	d := l[len(l)-1]
+	a.free[n] = l[:len(l)-1]
+	a.bytes -= 4 * n
+	return d
+}
+
+// put keeps d for a later get of its length, unless that would exceed actPoolMax.
+func (a *actPool) put(d []float32) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.bytes+4*len(d) > actPoolMax {
+		return
+	}
+	if a.free == nil {
+		a.free = map[int][][]float32{}
+	}
+	a.free[len(d)] = append(a.free[len(d)], d)
+	a.bytes += 4 * len(d)
 }
 
 // release hands t back to alloc; nothing may read t afterwards. p may be nil.
@@ -240,7 +302,8 @@ func (d *downBlock) Forward(p *pass, x tensor) (tensor, error) {
 			return tensor{}, err
 		}
 		y := d.down.Forward(p, x)
-		// Activations of the old resolution never come back: let the collector have them.
+		p.release(x)
+		// Activations of the old resolution never come back in this pass.
 		p.dropFree()
 		x = y
 	}
