@@ -195,11 +195,7 @@ func (l *groupNorm) forwardInPlace(x tensor) tensor {
 }
 
 // addInto adds src to dst element-wise (a residual connection).
-func addInto(dst, src tensor) {
-	for i, v := range src.data {
-		dst.data[i] += v
-	}
-}
+func addInto(dst, src tensor) { kernels.Add(dst.data, src.data) }
 
 // resnetBlock is diffusers' ResnetBlock2D without a time embedding:
 // out = shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x)))))), shortcut a 1×1 conv when the
