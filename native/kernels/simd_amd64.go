@@ -418,3 +418,8 @@ func winograd43In8x2AVX512(v []float32, stride int, r0 []float32, r1 []float32, 
 //
 //go:noescape
 func winograd43Out8x2AVX512(y0 []float32, y1 []float32, ldy int, m []float32, stride int, bias []float32, tmp []float32)
+
+// groupNormAffineSiLUAVX512 sets dst[i] = silu((x[i] − p[0] − p[1])·p[2] + p[3]) for i < len(dst), a multiple of 16, with groupNormAffineAVX2's and siluAVX2's bits.
+//
+//go:noescape
+func groupNormAffineSiLUAVX512(dst []float32, x []float32, p []float32)

@@ -12030,3 +12030,65 @@ DATA w43s_hi<>+52(SB)/4, $0x0000001e
 DATA w43s_hi<>+56(SB)/4, $0x0000000f
 DATA w43s_hi<>+60(SB)/4, $0x0000001f
 GLOBL w43s_hi<>(SB), RODATA|NOPTR, $64
+
+// func groupNormAffineSiLUAVX512(dst []float32, x []float32, p []float32)
+// Requires: AVX, AVX512F
+TEXT ·groupNormAffineSiLUAVX512(SB), NOSPLIT, $0-72
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         x_base+24(FP), DX
+	MOVQ         p_base+48(FP), BX
+	VBROADCASTSS (BX), Z0
+	VBROADCASTSS 4(BX), Z1
+	VBROADCASTSS 8(BX), Z2
+	VBROADCASTSS 12(BX), Z3
+	VPBROADCASTD gnsilu_sign<>+0(SB), Z4
+	XORQ         BX, BX
+
+gnsilu_loop:
+	CMPQ              BX, CX
+	JGE               gnsilu_done
+	VMOVUPS           (DX)(BX*4), Z5
+	VSUBPS            Z0, Z5, Z5
+	VSUBPS            Z1, Z5, Z5
+	VFMADD213PS       Z3, Z2, Z5
+	VPXORD            Z4, Z5, Z6
+	VMAXPS.BCST       exp_lo<>+0(SB), Z6, Z6
+	VMINPS.BCST       exp_hi<>+0(SB), Z6, Z6
+	VMULPS.BCST       exp_log2e<>+0(SB), Z6, Z7
+	VRNDSCALEPS       $0x00, Z7, Z7
+	VMOVAPS           Z6, Z6
+	VFNMADD231PS.BCST exp_ln2hi<>+0(SB), Z7, Z6
+	VFNMADD231PS.BCST exp_ln2lo<>+0(SB), Z7, Z6
+	VBROADCASTSS      exp_p0<>+0(SB), Z8
+	VFMADD213PS.BCST  exp_p1<>+0(SB), Z6, Z8
+	VFMADD213PS.BCST  exp_p2<>+0(SB), Z6, Z8
+	VFMADD213PS.BCST  exp_p3<>+0(SB), Z6, Z8
+	VFMADD213PS.BCST  exp_p4<>+0(SB), Z6, Z8
+	VFMADD213PS.BCST  exp_p5<>+0(SB), Z6, Z8
+	VMULPS            Z6, Z6, Z9
+	VFMADD213PS       Z6, Z9, Z8
+	VADDPS.BCST       exp_one<>+0(SB), Z8, Z8
+	VCVTPS2DQ         Z7, Z7
+	VPADDD.BCST       exp_bias<>+0(SB), Z7, Z7
+	VPSLLD            $0x17, Z7, Z7
+	VMULPS            Z7, Z8, Z8
+	VADDPS.BCST       exp_one<>+0(SB), Z8, Z8
+	VDIVPS            Z8, Z5, Z5
+	VMOVUPS           Z5, (AX)(BX*4)
+	ADDQ              $0x10, BX
+	JMP               gnsilu_loop
+
+gnsilu_done:
+	VZEROUPPER
+	RET
+
+DATA gnsilu_sign<>+0(SB)/4, $0x80000000
+DATA gnsilu_sign<>+4(SB)/4, $0x80000000
+DATA gnsilu_sign<>+8(SB)/4, $0x80000000
+DATA gnsilu_sign<>+12(SB)/4, $0x80000000
+DATA gnsilu_sign<>+16(SB)/4, $0x80000000
+DATA gnsilu_sign<>+20(SB)/4, $0x80000000
+DATA gnsilu_sign<>+24(SB)/4, $0x80000000
+DATA gnsilu_sign<>+28(SB)/4, $0x80000000
+GLOBL gnsilu_sign<>(SB), RODATA|NOPTR, $32

@@ -75,6 +75,7 @@ func main() {
 	expSubSum()
 	winograd43In8x2()
 	winograd43Out8x2()
+	groupNormAffineSiLUZ()
 	Generate()
 }
 

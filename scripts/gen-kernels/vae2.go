@@ -308,3 +308,43 @@ func w43OutBody(prefix string, store func(h int, v VecVirtual), next func()) {
 	VZEROUPPER()
 	RET()
 }
+
+// groupNormAffineSiLUZ is groupNormAffineAVX2 followed by siluAVX2 in one pass, sixteen lanes
+// at a time: dst[i] = silu((x[i] − p[0] − p[1])·p[2] + p[3]) with the two kernels' operations
+// on ZMM registers (expPSZ has expPS's bits), so each element has their bits.
+func groupNormAffineSiLUZ() {
+	TEXT("groupNormAffineSiLUAVX512", NOSPLIT, "func(dst, x, p []float32)")
+	Pragma("noescape")
+	Doc("groupNormAffineSiLUAVX512 sets dst[i] = silu((x[i] − p[0] − p[1])·p[2] + p[3]) for i < len(dst), a multiple of 16, with groupNormAffineAVX2's and siluAVX2's bits.")
+	pd := Load(Param("dst").Base(), GP64())
+	n := Load(Param("dst").Len(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	pp := Load(Param("p").Base(), GP64())
+	var c [4]VecVirtual
+	for i := range c {
+		c[i] = ZMM()
+		VBROADCASTSS(Mem{Base: pp, Disp: 4 * i}, c[i])
+	}
+	sign := ZMM()
+	VPBROADCASTD(constant("gnsilu_sign", uint32(0x80000000)), sign)
+	j := GP64()
+	XORQ(j, j)
+	Label("gnsilu_loop")
+	CMPQ(j, n)
+	JGE(LabelRef("gnsilu_done"))
+	x, v := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: px, Index: j, Scale: 4}, x)
+	VSUBPS(c[0], x, x)
+	VSUBPS(c[1], x, x)
+	VFMADD213PS(c[3], c[2], x) // x·p[2] + p[3]
+	VPXORD(sign, x, v)
+	e := expPSZ(v)
+	VADDPS_BCST(expConstants().one, e, e)
+	VDIVPS(e, x, x)
+	VMOVUPS(x, Mem{Base: pd, Index: j, Scale: 4})
+	ADDQ(Imm(16), j)
+	JMP(LabelRef("gnsilu_loop"))
+	Label("gnsilu_done")
+	VZEROUPPER()
+	RET()
+}
