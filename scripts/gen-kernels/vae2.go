@@ -316,15 +316,7 @@ func groupNormAffineSiLUZ() {
 	TEXT("groupNormAffineSiLUAVX512", NOSPLIT, "func(dst, x, p []float32)")
 	Pragma("noescape")
 	Doc("groupNormAffineSiLUAVX512 sets dst[i] = silu((x[i] − p[0] − p[1])·p[2] + p[3]) for i < len(dst), a multiple of 16, with groupNormAffineAVX2's and siluAVX2's bits.")
-	pd := Load(Param("dst").Base(), GP64())
-	n := Load(Param("dst").Len(), GP64())
-	px := Load(Param("x").Base(), GP64())
-	pp := Load(Param("p").Base(), GP64())
-	var c [4]VecVirtual
-	for i := range c {
-		c[i] = ZMM()
-		VBROADCASTSS(Mem{Base: pp, Disp: 4 * i}, c[i])
-	}
+	pd, n, px, c := affineParams(ZMM)
 	sign := ZMM()
 	VPBROADCASTD(constant("gnsilu_sign", uint32(0x80000000)), sign)
 	j := GP64()
@@ -347,4 +339,18 @@ func groupNormAffineSiLUZ() {
 	Label("gnsilu_done")
 	VZEROUPPER()
 	RET()
+}
+
+// affineParams loads the parameters of the GroupNorm affine kernels, func(dst, x, p []float32):
+// dst's base and length, x's base, and p[0:4] broadcast into four vectors made by vec.
+func affineParams(vec func() VecVirtual) (pd, n, px Register, c [4]VecVirtual) {
+	pd = Load(Param("dst").Base(), GP64())
+	n = Load(Param("dst").Len(), GP64())
+	px = Load(Param("x").Base(), GP64())
+	pp := Load(Param("p").Base(), GP64())
+	for i := range c {
+		c[i] = vec()
+		VBROADCASTSS(Mem{Base: pp, Disp: 4 * i}, c[i])
+	}
+	return pd, n, px, c
 }
