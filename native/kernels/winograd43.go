@@ -95,11 +95,16 @@ func winograd43Input(v, src []float32, s Conv2DShape, ty0, ty1, tw, ci0, ci1 int
 	rows := func(dst, img []float32, ty int) {
 		for i := 0; i < 6; i++ {
 			ri := dst[i*wp:][:wp]
-			clear(ri)
-			if y := 4*ty - s.PadTop + i; y >= 0 && y < s.H {
-				line := img[y*s.W : (y+1)*s.W]
-				copy(ri[max(0, s.PadLeft):], line[max(0, -s.PadLeft):])
+			y := 4*ty - s.PadTop + i
+			if y < 0 || y >= s.H {
+				clear(ri)
+				continue
 			}
+			// Only the margins need clearing: the copy covers the rest.
+			line := img[y*s.W : (y+1)*s.W]
+			n := copy(ri[max(0, s.PadLeft):], line[max(0, -s.PadLeft):])
+			clear(ri[:max(0, s.PadLeft)])
+			clear(ri[max(0, s.PadLeft)+n:])
 		}
 	}
 	if winograd43Pairs(tw) {
