@@ -307,3 +307,30 @@ func TestConv2DWeightsMatchesConv2D(t *testing.T) {
 		})
 	}
 }
+
+// winogradWeightsTol bounds winogradWeightsGemm (U as one float32 product) against the float64
+// transforms winogradWeights and winograd43Weights, relative to max(1, |U|): a float32 sum of
+// nine products whose constants (1/6, 1/24, …) are themselves rounded.
+const winogradWeightsTol = 1e-6
+
+// TestWinogradWeightsGemmMatchesNaive holds winogradWeightsGemm to the float64 weight
+// transforms (which stay as its reference) for both tiles, Cout not a multiple of the 6-row
+// strips (zero rows past Cout).
+func TestWinogradWeightsGemmMatchesNaive(t *testing.T) {
+	for _, sz := range [][2]int{{16, 16}, {70, 33}, {256, 64}} {
+		cout, cin := sz[0], sz[1]
+		w := randomVec(uint64(cout+cin), cout*cin*9, -0.5, 0.5)
+		for _, tile := range []int{2, 4} {
+			nx := map[int]int{2: 16, 4: 36}[tile]
+			n := nx * winogradStripLen(cout, cin)
+			want, got := nanVec(n), nanVec(n)
+			if tile == 4 {
+				winograd43Weights(want, w, cout, cin)
+			} else {
+				winogradWeights(want, w, cout, cin)
+			}
+			winogradWeightsGemm(got, w, cout, cin, tile)
+			reportClose(t, fmt.Sprintf("U tile %d, %d×%d", tile, cout, cin), got, want, winogradWeightsTol)
+		}
+	}
+}

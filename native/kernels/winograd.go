@@ -32,7 +32,8 @@ func useWinograd(s Conv2DShape) bool {
 	return s.KH == 3 && s.KW == 3 && s.Stride == 1 && s.Cin >= winogradMinChannels && s.Cout >= winogradMinChannels && useSIMD
 }
 
-// winogradWeights writes U: 16 matrices (Cout,Cin), U[ξ][co,ci] = (G g Gᵀ)[ξ] for the 3×3
+// winogradWeights is the float64 reference of winogradWeightsGemm for F(2×2,3×3). It writes U:
+// 16 matrices (Cout,Cin), U[ξ][co,ci] = (G g Gᵀ)[ξ] for the 3×3
 // kernel g = weight[co,ci], with G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]], each in packA's layout
 // (strips of gemmMR output channels interleaved by input channel, zero rows past Cout) at
 // u[ξ·winogradStripLen(cout,cin):], so the products read them without packing.
@@ -91,8 +92,8 @@ func winogradPanelLen(cin, nt int) int { return (nt+gemmNR-1)/gemmNR*gemmNR*cin 
 func winogradOutLen(cout, nt int) int { return cout*nt + winogradSkew }
 
 // conv3x3Winograd computes Conv2D for a 3×3 stride-1 shape (any zero padding). U is computed
-// once, straight into the packed-A layout; then each worker takes whole bands of tile rows and
-// runs the band's input transform (into the panel layout the micro-kernels read in place), its
+// once per call, straight into the packed-A layout (winogradWeightsGemm); then each worker
+// takes whole bands of tile rows and runs the band's input transform (into the panel layout the micro-kernels read in place), its
 // 16 products and its output transform on its own, with no barrier between the steps.
 func conv3x3Winograd(out, inp, weight, bias []float32, s Conv2DShape) {
 	conv3x3WinogradW(out, inp, weight, nil, bias, s)

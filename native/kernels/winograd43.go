@@ -43,7 +43,8 @@ func useWinograd43(s Conv2DShape) bool {
 // winograd43Out8x2AVX512), and bands hold an even number of tile rows.
 func winograd43Pairs(tw int) bool { return tw == gemmNR/2 }
 
-// winograd43Weights writes U: 36 matrices (Cout,Cin), U[6k+l][co,ci] = (G g Gᵀ)[k][l] for the 3×3
+// winograd43Weights is the float64 reference of winogradWeightsGemm for F(4×4,3×3). It writes
+// U: 36 matrices (Cout,Cin), U[6k+l][co,ci] = (G g Gᵀ)[k][l] for the 3×3
 // kernel g = weight[co,ci], G = [[¼,0,0],[−⅙,−⅙,−⅙],[−⅙,⅙,−⅙],[1/24,1/12,⅙],[1/24,−1/12,⅙],[0,0,1]]
 // (computed in float64), each in packA's layout as in winogradWeights.
 func winograd43Weights(u, weight []float32, cout, cin int) {
