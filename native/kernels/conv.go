@@ -95,17 +95,26 @@ var convColPool = sync.Pool{New: func() any { return new([]float32) }}
 // out[co, band] = weight[co, K] · col[K, band] + bias[co], where K = Cin·KH·KW and col is the
 // im2col unfolding of the input. It panics when a slice length does not match s.
 func Conv2D(out, inp, weight, bias []float32, s Conv2DShape) {
+	conv2D(out, inp, weight, nil, bias, s)
+}
+
+// conv2D is Conv2D, reading the fast paths' derived weights from cw when it is not nil.
+func conv2D(out, inp, weight []float32, cw *ConvWeights, bias []float32, s Conv2DShape) {
 	s.check(out, inp, weight, bias)
 	if useWinograd(s) {
-		conv3x3Winograd(out, inp, weight, bias, s)
+		conv3x3WinogradW(out, inp, weight, cw, bias, s)
 		return
 	}
 	oh, ow := s.OutH(), s.OutW()
 	n := oh * ow
 	k := s.Cin * s.KH * s.KW
 	pointwise := s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.PadTop == 0 && s.PadBottom == 0 && s.PadLeft == 0 && s.PadRight == 0
+	if !pointwise && useConvDirect(s) {
+		convDirect(out, inp, weight, cw, bias, s)
+		return
+	}
 	if !pointwise && useSIMD && convImplicit {
-		convBanded(out, inp, weight, bias, s)
+		convBandedW(out, inp, weight, cw, bias, s)
 		return
 	}
 	rows := oh
@@ -234,12 +243,15 @@ const convBandBudget = 1 << 18
 // the steps. It replaces whole-image im2col + Gemm, which wrote K·OutH·OutW values to memory,
 // read them back to pack them and synchronized both workers per band.
 func convBanded(out, inp, weight, bias []float32, s Conv2DShape) {
+	convBandedW(out, inp, weight, nil, bias, s)
+}
+
+// convBandedW is convBanded taking the packed weight from cw when it is not nil.
+func convBandedW(out, inp, weight []float32, cw *ConvWeights, bias []float32, s Conv2DShape) {
 	oh, ow := s.OutH(), s.OutW()
 	k := s.Cin * s.KH * s.KW
-	pa := convColPool.Get().(*[]float32)
-	defer convColPool.Put(pa)
-	ap := growTo(pa, (s.Cout+gemmMR-1)/gemmMR*gemmMR*k)
-	packA(ap, s.Cout, k, weight, k)
+	ap, done := packedConvA(weight, cw, s.Cout, k)
+	defer done()
 
 	p := acquire()
 	defer p.release()

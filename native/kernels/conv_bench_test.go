@@ -11,7 +11,8 @@ import (
 // [64,128,256,256] channels): 3×3 stride 1 at each resolution, the stride-2 down-sampling conv
 // after diffusers' (0,1,0,1) pad, and a 1×1 shortcut. GFLOP/s counts the direct convolution's
 // 2·Cout·Cin·KH·KW multiply-adds per output, whatever the algorithm; cpu-ms/op is the process's
-// CPU time per call, steadier than wall time on a shared machine.
+// CPU time per call, steadier than wall time on a shared machine. The weights are prepared
+// once (ConvWeights), as the VAE runs them: the per-call figures leave out the transforms.
 func BenchmarkConv2D(b *testing.B) {
 	same := func(c, hw, cout int) Conv2DShape {
 		return Conv2DShape{B: 1, Cin: c, H: hw, W: hw, Cout: cout, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1}
@@ -31,7 +32,7 @@ func BenchmarkConv2D(b *testing.B) {
 	var names []string
 	for _, name := range []string{"3x3_64ch_256", "3x3_128ch_128", "3x3_256ch_64", "3x3_256ch_32", "3x3s2_64ch_256", "3x3s2_128ch_128",
 		"3x3s2_256ch_64", "3x3_3to64_256", "3x3_64to3_256", "1x1_64to128_128"} {
-		if s := shapes[name]; useWinograd43(s) {
+		if s := shapes[name]; useWinograd(s) && useWinograd43(s) {
 			// Winograd F(2×2,3×3) and F(4×4,3×3), alternated.
 			names = append(names, name+"/f22", name+"/f43")
 			continue
@@ -39,17 +40,21 @@ func BenchmarkConv2D(b *testing.B) {
 			names = append(names, name)
 			continue
 		}
-		// The banded implicit GEMM and the im2col path it replaced, alternated.
+		// The banded implicit GEMM and the im2col path it replaced, alternated, and the direct
+		// convolution where it applies.
 		names = append(names, name+"/im2col", name+"/banded")
+		if useConvDirect(shapes[name]) {
+			names = append(names, name+"/direct")
+		}
 	}
 	for _, name := range names {
 		base, variant, _ := strings.Cut(name, "/")
 		s := shapes[base]
 		b.Run(name, func(b *testing.B) {
-			defer func(old, old43 bool) { convImplicit, winograd43 = old, old43 }(convImplicit, winograd43)
+			defer func(old, old43, direct bool) { convImplicit, winograd43, convDirectOn = old, old43, direct }(convImplicit, winograd43, convDirectOn)
 			switch variant {
-			case "im2col", "banded":
-				convImplicit = variant == "banded"
+			case "im2col", "banded", "direct":
+				convImplicit, convDirectOn = variant != "im2col", variant == "direct"
 			case "f22", "f43":
 				winograd43 = variant == "f43"
 			}
@@ -57,11 +62,12 @@ func BenchmarkConv2D(b *testing.B) {
 			w := randomVec(2, s.Cout*s.Cin*s.KH*s.KW, -0.5, 0.5)
 			bias := randomVec(3, s.Cout, -1, 1)
 			out := make([]float32, s.B*s.Cout*s.OutH()*s.OutW())
-			Conv2D(out, inp, w, bias, s) // warm the pools
+			cw := NewConvWeights(w, s.Cout, s.Cin, s.KH, s.KW)
+			Conv2DWeights(out, inp, cw, bias, s) // warm the pools, transform the weights
 			b.ResetTimer()
 			c0 := processCPU(b)
 			for b.Loop() {
-				Conv2D(out, inp, w, bias, s)
+				Conv2DWeights(out, inp, cw, bias, s)
 			}
 			b.ReportMetric(float64(processCPU(b)-c0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 			flop := 2 * float64(s.B*s.Cout*s.OutH()*s.OutW()*s.Cin*s.KH*s.KW)

@@ -139,6 +139,15 @@ func TestConv2DWinogradMatchesNaive(t *testing.T) {
 	shapes = append(shapes, pad(Conv2DShape{B: 2, Cin: 128, H: 22, W: 128, Cout: 128, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
 		pad(Conv2DShape{B: 1, Cin: 64, H: 67, W: 129, Cout: 70, KH: 3, KW: 3, Stride: 1}, 0, 1, 0, 1),
 		pad(Conv2DShape{B: 1, Cin: 16, H: 40, W: 64, Cout: 16, KH: 3, KW: 3, Stride: 1}, 2, 0, 1, 1))
+	// F(4×4,3×3) past winograd43WholeCout: output channels in blocks of winograd43CoutBlock, the
+	// last block not a whole number of 6-row strips.
+	shapes = append(shapes, pad(Conv2DShape{B: 1, Cin: 256, H: 9, W: 64, Cout: 200, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1))
+	// F(4×4,3×3) on pairs of 8-tile rows (OutW 32), one band split over output channels
+	// (winograd43Split): the VAE's 256 channels at 32², batch 2 with a last pair past OutH,
+	// asymmetric padding with an odd OutH.
+	shapes = append(shapes, pad(Conv2DShape{B: 1, Cin: 256, H: 32, W: 32, Cout: 256, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
+		pad(Conv2DShape{B: 2, Cin: 40, H: 30, W: 32, Cout: 50, KH: 3, KW: 3, Stride: 1}, 1, 1, 1, 1),
+		pad(Conv2DShape{B: 1, Cin: 24, H: 29, W: 32, Cout: 16, KH: 3, KW: 3, Stride: 1}, 2, 0, 0, 2))
 	for i, s := range shapes {
 		inp, w, bias, want := convCase(uint64(70*i), s, i%2 == 1)
 		for _, f43 := range []bool{false, true} {
@@ -196,8 +205,8 @@ func TestConv2DBandedMatchesNaive(t *testing.T) {
 		n := len(want)
 		for _, implicit := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%d/implicit=%v", i, implicit), func(t *testing.T) {
-				defer func(old bool) { convImplicit = old }(convImplicit)
-				convImplicit = implicit
+				defer func(old, direct bool) { convImplicit, convDirectOn = old, direct }(convImplicit, convDirectOn)
+				convImplicit, convDirectOn = implicit, false
 				got := nanVec(n)
 				if implicit {
 					convBanded(got, inp, w, bias, s)
@@ -209,6 +218,45 @@ func TestConv2DBandedMatchesNaive(t *testing.T) {
 		}
 	}
 }
+
+// TestConv2DDirectMatchesNaive holds convDirect (and Conv2D where it dispatches to it) to
+// Conv2DNaive: stride-2 downsampling with an odd input height, depth past convDirectKC (several
+// depth blocks), Cout not a multiple of the 6-row strips (1–5 row kernels), conv_in and
+// conv_out shapes, runs of 16 outputs spanning two output rows, batch 2, a 5×4 stride-3 kernel.
+func TestConv2DDirectMatchesNaive(t *testing.T) {
+	if !useAVX512 {
+		t.Skip("the direct convolution's micro-kernels need AVX-512; this CPU or build has none")
+	}
+	same := func(b, cin, h, w, cout int) Conv2DShape {
+		return Conv2DShape{B: b, Cin: cin, H: h, W: w, Cout: cout, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1}
+	}
+	down := func(b, c, h, w, cout int) Conv2DShape {
+		return Conv2DShape{B: b, Cin: c, H: h, W: w, Cout: cout, KH: 3, KW: 3, Stride: 2, PadBottom: 1, PadRight: 1}
+	}
+	shapes := []Conv2DShape{
+		down(1, 64, 64, 64, 64), down(2, 20, 33, 64, 13), down(1, 256, 32, 32, 256), down(1, 128, 64, 32, 130),
+		same(1, 3, 64, 64, 64), same(2, 3, 16, 32, 16), same(1, 64, 48, 64, 3), same(1, 256, 16, 16, 8), same(1, 9, 8, 16, 1),
+		{B: 1, Cin: 7, H: 49, W: 94, Cout: 11, KH: 5, KW: 4, Stride: 3, PadTop: 2, PadBottom: 1, PadLeft: 3},
+	}
+	for i, s := range shapes {
+		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
+			if !useConvDirect(s) {
+				t.Fatalf("useConvDirect(%+v) is false; the test wants every shape on the direct path", s)
+			}
+			inp, w, bias, want := convCase(uint64(110*i), s, i%3 == 1)
+			got := nanVec(len(want))
+			convDirect(got, inp, w, nil, bias, s)
+			reportClose(t, fmt.Sprintf("direct %+v", s), got, want, convDirectTol)
+			got = nanVec(len(want))
+			Conv2D(got, inp, w, bias, s)
+			reportClose(t, fmt.Sprintf("Conv2D(direct) %+v", s), got, want, convDirectTol)
+		})
+	}
+}
+
+// convDirectTol bounds the direct convolution against the float64 one, relative as in
+// reportClose: one float32 FMA chain over K = Cin·KH·KW terms per output, as convBanded's.
+const convDirectTol = 1e-4
 
 // convBandedTol bounds the implicit GEMM against the float64 direct convolution, relative as in
 // reportClose: one float32 FMA chain over K = Cin·KH·KW terms per output. Measured max abs
@@ -227,4 +275,62 @@ func convCase(seed uint64, s Conv2DShape, noBias bool) (inp, w, bias, want []flo
 	want = make([]float32, s.B*s.Cout*s.OutH()*s.OutW())
 	Conv2DNaive(want, inp, w, bias, s)
 	return inp, w, bias, want
+}
+
+// TestConv2DWeightsMatchesConv2D holds Conv2DWeights (transforms kept across calls) to Conv2D
+// bit for bit on each fast path — F(2×2,3×3), F(4×4,3×3) whole and blocked over Cout, the
+// implicit GEMM, a pointwise conv — on its first call and on a second one that reuses them.
+func TestConv2DWeightsMatchesConv2D(t *testing.T) {
+	same := func(cin, h, w, cout int) Conv2DShape {
+		return Conv2DShape{B: 1, Cin: cin, H: h, W: w, Cout: cout, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1}
+	}
+	shapes := []Conv2DShape{
+		same(32, 10, 20, 24), same(64, 9, 64, 70), same(256, 5, 64, 136), same(3, 12, 16, 16),
+		{B: 2, Cin: 24, H: 17, W: 30, Cout: 24, KH: 3, KW: 3, Stride: 2, PadBottom: 1, PadRight: 1},
+		{B: 1, Cin: 8, H: 5, W: 7, Cout: 9, KH: 1, KW: 1, Stride: 1},
+	}
+	for i, s := range shapes {
+		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
+			inp, w, bias, _ := convCase(uint64(30*i), s, i%2 == 1)
+			want := nanVec(s.B * s.Cout * s.OutH() * s.OutW())
+			Conv2D(want, inp, w, bias, s)
+			cw := NewConvWeights(w, s.Cout, s.Cin, s.KH, s.KW)
+			for call := 0; call < 2; call++ {
+				got := nanVec(len(want))
+				Conv2DWeights(got, inp, cw, bias, s)
+				for j := range want {
+					if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+						t.Fatalf("shape %+v, call %d: [%d] = %g, Conv2D gives %g", s, call, j, got[j], want[j])
+					}
+				}
+			}
+		})
+	}
+}
+
+// winogradWeightsTol bounds winogradWeightsGemm (U as one float32 product) against the float64
+// transforms winogradWeights and winograd43Weights, relative to max(1, |U|): a float32 sum of
+// nine products whose constants (1/6, 1/24, …) are themselves rounded.
+const winogradWeightsTol = 1e-6
+
+// TestWinogradWeightsGemmMatchesNaive holds winogradWeightsGemm to the float64 weight
+// transforms (which stay as its reference) for both tiles, Cout not a multiple of the 6-row
+// strips (zero rows past Cout).
+func TestWinogradWeightsGemmMatchesNaive(t *testing.T) {
+	for _, sz := range [][2]int{{16, 16}, {70, 33}, {256, 64}} {
+		cout, cin := sz[0], sz[1]
+		w := randomVec(uint64(cout+cin), cout*cin*9, -0.5, 0.5)
+		for _, tile := range []int{2, 4} {
+			nx := map[int]int{2: 16, 4: 36}[tile]
+			n := nx * winogradStripLen(cout, cin)
+			want, got := nanVec(n), nanVec(n)
+			if tile == 4 {
+				winograd43Weights(want, w, cout, cin)
+			} else {
+				winogradWeights(want, w, cout, cin)
+			}
+			winogradWeightsGemm(got, w, cout, cin, tile)
+			reportClose(t, fmt.Sprintf("U tile %d, %d×%d", tile, cout, cin), got, want, winogradWeightsTol)
+		}
+	}
 }

@@ -101,19 +101,24 @@ func groupNorm(out, inp, gamma, beta []float32, b, c, hw, g int, eps float32, si
 				sh := float64(beta[ch])
 				src := inp[base+j*hw : base+(j+1)*hw]
 				dst := out[base+j*hw : base+(j+1)*hw]
-				m8 := 0
+				m8, m16 := 0, 0 // dst[:m16] takes the fused AVX-512 kernel, dst[:m8] the AVX2 affine
 				if useSIMD {
 					// (x − μ_hi − μ_lo)·a + β in float32: x − μ_hi is exact near μ.
 					m8 = hw &^ 7
 					hi := float32(mean)
 					p := [4]float32{hi, float32(mean - float64(hi)), float32(a), float32(sh)}
-					groupNormAffineAVX2(dst[:m8], src[:m8], p[:])
+					if silu && useAVX512 {
+						// Affine and SiLU in one pass over the row, with the AVX2 kernels' bits.
+						m16 = hw &^ 15
+						groupNormAffineSiLUAVX512(dst[:m16], src[:m16], p[:])
+					}
+					groupNormAffineAVX2(dst[m16:m8], src[m16:m8], p[:])
 				}
 				for p, xv := range src[m8:] {
 					dst[m8+p] = float32((float64(xv)-mean)*a + sh)
 				}
 				if silu {
-					siluSpan(dst, dst)
+					siluSpan(dst[m16:], dst[m16:])
 				}
 			}
 		}

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"testing"
 )
 
@@ -63,4 +64,28 @@ func BenchmarkGroupNormSiLU(b *testing.B) {
 		GroupNormSiLU(out, inp, gamma, beta, 1, c, hw, 32, 1e-6)
 	}
 	b.ReportMetric(float64(processCPU(b)-c0)/1e6/float64(b.N), "cpu-ms/op")
+}
+
+// TestGroupNormSiLUFusedBits holds the fused AVX-512 affine+SiLU (groupNormAffineSiLUAVX512)
+// to the AVX2 kernels it replaces, bit for bit, on rows that are and are not whole groups of 16.
+func TestGroupNormSiLUFusedBits(t *testing.T) {
+	if !haveAVX512 {
+		t.Skip("no AVX-512 on this CPU or build")
+	}
+	defer func(z bool) { useAVX512 = z }(useAVX512)
+	for i, hw := range []int{16, 129, 1032, 4096} {
+		const b, c, g = 1, 8, 4
+		inp := randomVec(uint64(i+20), b*c*hw, -6, 6)
+		gamma, beta := randomVec(uint64(i+21), c, 0.5, 1.5), randomVec(uint64(i+22), c, -0.5, 0.5)
+		want, got := make([]float32, len(inp)), make([]float32, len(inp))
+		useAVX512 = false
+		GroupNormSiLU(want, inp, gamma, beta, b, c, hw, g, 1e-6)
+		useAVX512 = true
+		GroupNormSiLU(got, inp, gamma, beta, b, c, hw, g, 1e-6)
+		for j := range want {
+			if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+				t.Fatalf("hw %d: [%d] = %g, the AVX2 kernels give %g", hw, j, got[j], want[j])
+			}
+		}
+	}
 }

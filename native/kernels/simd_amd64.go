@@ -428,3 +428,53 @@ func gemmQ8x7VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int
 //
 //go:noescape
 func gemmQ8x8VNNI(c []float32, ldc int, qa []byte, lda int, w []int8, blocks int, steps int, mask uint64, scale []float32, bias []float32, cmask uint64)
+
+// convDirect1x64AVX512 sets the 1×64 tile of c (run q of row i at c[co[q]+i·ldc], q < 4) to bias[i] (or, when bias is empty, its values) plus Σ_p a[p·6+i]·x[xo[q]+offs[p]+0..15] over p < len(offs).
+//
+//go:noescape
+func convDirect1x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+
+// convDirect2x64AVX512 sets the 2×64 tile of c (run q of row i at c[co[q]+i·ldc], q < 4) to bias[i] (or, when bias is empty, its values) plus Σ_p a[p·6+i]·x[xo[q]+offs[p]+0..15] over p < len(offs).
+//
+//go:noescape
+func convDirect2x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+
+// convDirect3x64AVX512 sets the 3×64 tile of c (run q of row i at c[co[q]+i·ldc], q < 4) to bias[i] (or, when bias is empty, its values) plus Σ_p a[p·6+i]·x[xo[q]+offs[p]+0..15] over p < len(offs).
+//
+//go:noescape
+func convDirect3x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+
+// convDirect4x64AVX512 sets the 4×64 tile of c (run q of row i at c[co[q]+i·ldc], q < 4) to bias[i] (or, when bias is empty, its values) plus Σ_p a[p·6+i]·x[xo[q]+offs[p]+0..15] over p < len(offs).
+//
+//go:noescape
+func convDirect4x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+
+// convDirect5x64AVX512 sets the 5×64 tile of c (run q of row i at c[co[q]+i·ldc], q < 4) to bias[i] (or, when bias is empty, its values) plus Σ_p a[p·6+i]·x[xo[q]+offs[p]+0..15] over p < len(offs).
+//
+//go:noescape
+func convDirect5x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+
+// convDirect6x64AVX512 sets the 6×64 tile of c (run q of row i at c[co[q]+i·ldc], q < 4) to bias[i] (or, when bias is empty, its values) plus Σ_p a[p·6+i]·x[xo[q]+offs[p]+0..15] over p < len(offs).
+//
+//go:noescape
+func convDirect6x64AVX512(a []float32, offs []int32, x []float32, xo []int, c []float32, co []int, ldc int, bias []float32)
+
+// expSubSumAVX2 sets dst[i] = exp(x[i]−m) for i < len(dst), a multiple of 8, and sum[l] = Σ_t dst[8t+l], l < 8.
+//
+//go:noescape
+func expSubSumAVX2(dst []float32, x []float32, m float32, sum []float32)
+
+// winograd43In8x2AVX512 writes the Winograd F(4×4,3×3) input transform of 16 tiles, tiles 0–7 from the 6×36 patch r0[i·ld+x] and 8–15 from r1[i·ld+x], to v[ξ·stride+t], ξ < 36, t < 16; tmp holds 576 values.
+//
+//go:noescape
+func winograd43In8x2AVX512(v []float32, stride int, r0 []float32, r1 []float32, ld int, tmp []float32)
+
+// winograd43Out8x2AVX512 writes the Winograd F(4×4,3×3) output transform of 16 tiles (M[ξ] at m[ξ·stride+t]) plus bias[0], tiles 0–7 to y0[r·ldy:r·ldy+32] and 8–15 to y1[r·ldy:r·ldy+32], r < 4; tmp holds 384 values.
+//
+//go:noescape
+func winograd43Out8x2AVX512(y0 []float32, y1 []float32, ldy int, m []float32, stride int, bias []float32, tmp []float32)
+
+// groupNormAffineSiLUAVX512 sets dst[i] = silu((x[i] − p[0] − p[1])·p[2] + p[3]) for i < len(dst), a multiple of 16, with groupNormAffineAVX2's and siluAVX2's bits.
+//
+//go:noescape
+func groupNormAffineSiLUAVX512(dst []float32, x []float32, p []float32)

@@ -75,34 +75,75 @@ func SpatialAttentionStoppable(out, q, k, v []float32, b, c, n int, scale float3
 	o := make([]float32, rows*c)
 	for bi := 0; bi < b; bi++ {
 		base := bi * c * n
-		transposeInto(qt, q[base:base+c*n], c, n)
-		for i := range qt {
-			qt[i] *= scale
-		}
-		transposeInto(vt, v[base:base+c*n], c, n)
+		transposeScaled(qt, q[base:base+c*n], c, n, scale)
+		transposeScaled(vt, v[base:base+c*n], c, n, 1)
 		for i0 := 0; i0 < n; i0 += rows {
 			if stop != nil && stop() {
 				return false
 			}
 			r := min(rows, n-i0)
 			Gemm(r, n, c, qt[i0*c:], c, k[base:], n, sc, n, nil)
-			Softmax(sc[:r*n], sc[:r*n], n)
+			spatialSoftmax(sc[:r*n], n)
 			Gemm(r, c, n, sc, n, vt, c, o, c, nil)
-			for i := 0; i < r; i++ {
-				for ch := 0; ch < c; ch++ {
-					out[base+ch*n+i0+i] = o[i*c+ch]
+			parallelRange(c, r, func(lo, hi int) {
+				for ch := lo; ch < hi; ch++ {
+					dst := out[base+ch*n+i0:][:r]
+					for i := range dst {
+						dst[i] = o[i*c+ch]
+					}
 				}
-			}
+			})
 		}
 	}
 	return true
 }
 
-// transposeInto writes dst (cols×rows) = srcᵀ for src (rows×cols).
-func transposeInto(dst, src []float32, rows, cols int) {
-	for i := 0; i < rows; i++ {
-		for j, x := range src[i*cols : (i+1)*cols] {
-			dst[j*rows+i] = x
+// transposeScaled writes dst (cols×rows) = scale·srcᵀ for src (rows×cols), on the worker pool
+// in blocks of 16 destination rows (whose writes then stay within a few cache lines per source
+// row).
+func transposeScaled(dst, src []float32, rows, cols int, scale float32) {
+	const blk = 16
+	parallelRange((cols+blk-1)/blk, blk*rows, func(lo, hi int) {
+		for i := 0; i < rows; i++ {
+			row := src[i*cols : (i+1)*cols]
+			for j := lo * blk; j < min(cols, hi*blk); j++ {
+				dst[j*rows+i] = row[j] * scale
+			}
 		}
+	})
+}
+
+// spatialSoftmax is Softmax over the rows of width n of s in place, on the worker pool, with
+// the exponentials 8 lanes at a time on AVX2 (expSubSumAVX2, Cephes' expf: about 1 ulp) and the
+// row sum in float64 from the lanes' float32 sums.
+func spatialSoftmax(s []float32, n int) {
+	if !useSIMD {
+		Softmax(s, s, n)
+		return
 	}
+	parallelRange(len(s)/n, 2*n, func(lo, hi int) {
+		var lanes [8]float32
+		for r := lo; r < hi; r++ {
+			row := s[r*n : (r+1)*n]
+			m := float32(math.Inf(-1))
+			for _, e := range row {
+				m = max(m, e)
+			}
+			n8 := n &^ 7
+			expSubSumAVX2(row[:n8], row[:n8], m, lanes[:])
+			var sum float64
+			for _, l := range lanes {
+				sum += float64(l)
+			}
+			for i, e := range row[n8:] {
+				v := float32(math.Exp(float64(e - m)))
+				row[n8+i] = v
+				sum += float64(v)
+			}
+			inv := float32(1 / sum)
+			for i := range row {
+				row[i] *= inv
+			}
+		}
+	})
 }

@@ -32,3 +32,15 @@ func TestSpatialAttentionUniform(t *testing.T) {
 	SpatialAttentionNaive(out, q, q, v, 1, 1, 3, 1)
 	reportClose(t, "uniform attention", out, []float32{3, 3, 3}, 1e-7)
 }
+
+// TestSpatialSoftmaxMatchesNaive holds spatialSoftmax (the AVX2 exponentials) to SoftmaxNaive on
+// rows that are and are not whole groups of 8, with scores over a wide range.
+func TestSpatialSoftmaxMatchesNaive(t *testing.T) {
+	for i, n := range []int{1, 7, 64, 1029} {
+		x := randomVec(uint64(i+40), 5*n, -30, 30)
+		want, got := make([]float32, len(x)), append([]float32(nil), x...)
+		SoftmaxNaive(want, x, n)
+		spatialSoftmax(got, n)
+		reportClose(t, fmt.Sprintf("softmax width %d", n), got, want, fastVsNaiveTol)
+	}
+}

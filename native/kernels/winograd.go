@@ -32,7 +32,8 @@ func useWinograd(s Conv2DShape) bool {
 	return s.KH == 3 && s.KW == 3 && s.Stride == 1 && s.Cin >= winogradMinChannels && s.Cout >= winogradMinChannels && useSIMD
 }
 
-// winogradWeights writes U: 16 matrices (Cout,Cin), U[ξ][co,ci] = (G g Gᵀ)[ξ] for the 3×3
+// winogradWeights is the float64 reference of winogradWeightsGemm for F(2×2,3×3). It writes U:
+// 16 matrices (Cout,Cin), U[ξ][co,ci] = (G g Gᵀ)[ξ] for the 3×3
 // kernel g = weight[co,ci], with G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]], each in packA's layout
 // (strips of gemmMR output channels interleaved by input channel, zero rows past Cout) at
 // u[ξ·winogradStripLen(cout,cin):], so the products read them without packing.
@@ -91,36 +92,99 @@ func winogradPanelLen(cin, nt int) int { return (nt+gemmNR-1)/gemmNR*gemmNR*cin 
 func winogradOutLen(cout, nt int) int { return cout*nt + winogradSkew }
 
 // conv3x3Winograd computes Conv2D for a 3×3 stride-1 shape (any zero padding). U is computed
-// once, straight into the packed-A layout; then each worker takes whole bands of tile rows and
-// runs the band's input transform (into the panel layout the micro-kernels read in place), its
+// once per call, straight into the packed-A layout (winogradWeightsGemm); then each worker
+// takes whole bands of tile rows and runs the band's input transform (into the panel layout the micro-kernels read in place), its
 // 16 products and its output transform on its own, with no barrier between the steps.
 func conv3x3Winograd(out, inp, weight, bias []float32, s Conv2DShape) {
+	conv3x3WinogradW(out, inp, weight, nil, bias, s)
+}
+
+// conv3x3WinogradW is conv3x3Winograd taking U from cw when it is not nil.
+func conv3x3WinogradW(out, inp, weight []float32, cw *ConvWeights, bias []float32, s Conv2DShape) {
 	oh, ow := s.OutH(), s.OutW()
 	tile, nx := 2, 16 // output tile side, transformed matrices
 	if useWinograd43(s) {
 		tile, nx = 4, 36
 	}
 	th, tw := (oh+tile-1)/tile, (ow+tile-1)/tile
-	pu := winogradPool.Get().(*[]float32)
-	defer winogradPool.Put(pu)
-	u := growTo(pu, nx*winogradStripLen(s.Cout, s.Cin))
-	if tile == 4 {
-		winograd43Weights(u, weight, s.Cout, s.Cin)
-	} else {
-		winogradWeights(u, weight, s.Cout, s.Cin)
+	u, done := winogradU(weight, cw, s.Cout, s.Cin, tile)
+	defer done()
+
+	cb := s.Cout
+	if tile == 4 && s.Cout > winograd43WholeCout {
+		cb = winograd43CoutBlock
 	}
 
 	p := acquire()
 	defer p.release()
 	// Bands fit winogradBandBudget (bandRows: at least 64 tiles, two bands per worker).
-	rows, bands := bandRows(th, tw, winogradBandBudget/(nx*max(s.Cin, s.Cout)*tw), p.workers)
+	rows, bands := bandRows(th, tw, winogradBandBudget/(nx*max(s.Cin, cb)*tw), p.workers)
+	if tile == 4 {
+		// F(4×4,3×3) keeps whole groups of 64 tiles (and pairs of tile rows) even when that
+		// leaves fewer than two bands per worker: the products are then split over output
+		// channels instead (winograd43Split).
+		rows = max(rows, (gemmNP*gemmNR+tw-1)/tw)
+		if winograd43Pairs(tw) {
+			rows += rows % 2 // whole pairs of tile rows (th is even: useWinograd43)
+		}
+		bands = (th + rows - 1) / rows
+	}
 	j := &winogradJob{p: p, out: out, inp: inp, u: u, bias: bias, s: s, oh: oh, ow: ow, th: th, tw: tw, rows: rows, bands: bands,
-		tile: tile, nx: nx, bufs: make([]*[]float32, p.workers)}
-	p.run(j, s.B*bands, 1)
+		tile: tile, nx: nx, cb: cb, bufs: make([]*[]float32, p.workers)}
+	if tile == 4 && s.B*bands < 2*p.workers {
+		winograd43Split(j)
+	} else {
+		p.run(j, s.B*bands, 1)
+	}
 	putAll(&winogradPool, j.bufs)
 }
 
-// winogradJob is conv3x3Winograd's work: item i is band i%bands of batch item i/bands.
+// winograd43Split runs j in two steps when it has fewer bands than two per worker (a 32×32
+// output is one band of 64 tiles): the input transforms of every band, spread over blocks of
+// input channels, into one shared V; then the products and output transforms, spread over
+// blocks of output channels (at least two per worker, each a multiple of gemmMR channels).
+func winograd43Split(j *winogradJob) {
+	s, p := j.s, j.p
+	nb := s.B * j.bands
+	blocks := max((s.Cout+j.cb-1)/j.cb, (2*p.workers+nb-1)/nb)
+	j.cb = ((s.Cout+blocks-1)/blocks + gemmMR - 1) / gemmMR * gemmMR
+	j.blocks = (s.Cout + j.cb - 1) / j.cb
+	sv := winogradPanelLen(s.Cin, j.rows*j.tw)
+	pv := winogradPool.Get().(*[]float32)
+	defer winogradPool.Put(pv)
+	j.vall = growTo(pv, nb*j.nx*sv)
+	const chans = 16 // input channels per item of the input transforms
+	cchunks := (s.Cin + chans - 1) / chans
+	in := &winograd43InputJob{j: j, sv: sv, chans: chans, cchunks: cchunks}
+	p.run(in, nb*cchunks, 1)
+	p.run(j, nb*j.blocks, 1)
+	j.vall = nil
+}
+
+// winograd43InputJob is the first step of winograd43Split: item i is input channels
+// [c·chans, (c+1)·chans) of band i/cchunks (counted over batch items), c = i%cchunks.
+type winograd43InputJob struct {
+	j                  *winogradJob
+	sv, chans, cchunks int
+}
+
+func (in *winograd43InputJob) chunk(w, lo, hi int) {
+	j, s := in.j, in.j.s
+	tmp := j.p.buf(w, winograd43Scratch(j.tw))
+	for i := lo; i < hi; i++ {
+		bb, c := i/in.cchunks, i%in.cchunks
+		b, band := bb/j.bands, bb%j.bands
+		ty0 := band * j.rows
+		ty1 := min(j.th, ty0+j.rows)
+		nt := (ty1 - ty0) * j.tw
+		v := j.vall[bb*j.nx*in.sv:][:j.nx*winogradPanelLen(s.Cin, nt)]
+		src := j.inp[b*s.Cin*s.H*s.W : (b+1)*s.Cin*s.H*s.W]
+		winograd43Input(v, src, s, ty0, ty1, j.tw, c*in.chans, min(s.Cin, (c+1)*in.chans), tmp)
+	}
+}
+
+// winogradJob is conv3x3Winograd's work: item i is band i%bands of batch item i/bands (or,
+// after winograd43Split's input step, output channel block i%blocks of band i/blocks).
 type winogradJob struct {
 	p                 *workPool
 	out, inp, u, bias []float32
@@ -128,13 +192,16 @@ type winogradJob struct {
 	oh, ow, th, tw    int
 	rows, bands       int
 	tile, nx          int          // F(2×2,3×3): 2, 16; F(4×4,3×3): 4, 36
+	cb                int          // output channels per product and output transform (a multiple of gemmMR, or Cout)
 	bufs              []*[]float32 // per worker: V, M and the transforms' scratch
+	vall              []float32    // winograd43Split: every band's V, winogradPanelLen(Cin, rows·tw)·nx apart
+	blocks            int          // winograd43Split: output channel blocks of cb
 }
 
 func (j *winogradJob) chunk(w, lo, hi int) {
 	s := j.s
 	maxNT := j.rows * j.tw
-	sv, sm := winogradPanelLen(s.Cin, maxNT), winogradOutLen(s.Cout, maxNT)
+	sv, sm := winogradPanelLen(s.Cin, maxNT), winogradOutLen(j.cb, maxNT)
 	scratch := 8*(2*j.tw+2) + 16*j.tw
 	if j.tile == 4 {
 		scratch = winograd43Scratch(j.tw)
@@ -142,30 +209,67 @@ func (j *winogradJob) chunk(w, lo, hi int) {
 	if j.bufs[w] == nil {
 		j.bufs[w] = winogradPool.Get().(*[]float32)
 	}
-	buf := growTo(j.bufs[w], j.nx*sv+j.nx*sm+scratch)
+	nv := j.nx * sv // the band's own V; none when winograd43Split made them all
+	if j.vall != nil {
+		nv = 0
+	}
+	buf := growTo(j.bufs[w], nv+j.nx*sm+scratch)
+	vbuf, mbuf, tmp := buf[:nv], buf[nv:][:j.nx*sm], buf[nv+j.nx*sm:]
 	for i := lo; i < hi; i++ {
-		b, band := i/j.bands, i%j.bands
+		bb, co0, co1 := i, 0, s.Cout
+		if j.vall != nil {
+			bb = i / j.blocks
+			co0 = i % j.blocks * j.cb
+			co1 = min(s.Cout, co0+j.cb)
+		}
+		b, band := bb/j.bands, bb%j.bands
 		ty0 := band * j.rows
 		ty1 := min(j.th, ty0+j.rows)
 		nt := (ty1 - ty0) * j.tw
-		sv, sm := winogradPanelLen(s.Cin, nt), winogradOutLen(s.Cout, nt)
-		v, m, tmp := buf[:j.nx*sv], buf[j.nx*winogradPanelLen(s.Cin, maxNT):][:j.nx*sm], buf[j.nx*winogradPanelLen(s.Cin, maxNT)+j.nx*winogradOutLen(s.Cout, maxNT):]
-		src := j.inp[b*s.Cin*s.H*s.W : (b+1)*s.Cin*s.H*s.W]
-		dst := j.out[b*s.Cout*j.oh*j.ow : (b+1)*s.Cout*j.oh*j.ow]
-		if j.tile == 4 {
-			winograd43Input(v, src, s, ty0, ty1, j.tw, tmp)
+		sv := winogradPanelLen(s.Cin, nt)
+		var v []float32
+		if j.vall != nil {
+			v = j.vall[bb*j.nx*winogradPanelLen(s.Cin, maxNT):][:j.nx*sv]
 		} else {
-			winogradInput(v, src, s, ty0, ty1, j.tw, tmp)
+			v = vbuf[:j.nx*sv]
+			src := j.inp[b*s.Cin*s.H*s.W : (b+1)*s.Cin*s.H*s.W]
+			if j.tile == 4 {
+				winograd43Input(v, src, s, ty0, ty1, j.tw, 0, s.Cin, tmp)
+			} else {
+				winogradInput(v, src, s, ty0, ty1, j.tw, tmp)
+			}
 		}
-		groups := (nt + gemmNP*gemmNR - 1) / (gemmNP * gemmNR)
-		mblocks := (s.Cout + gemmMC - 1) / gemmMC
-		g := gemmPackedJob{p: j.p, m: s.Cout, n: nt, k: s.Cin, ap: j.u, w: weights{f32: v, panels: true}, ldb: nt, c: m, ldc: nt,
-			groups: groups, mblocks: mblocks, batch: packedBatch{n: j.nx, a: winogradStripLen(s.Cout, s.Cin), b: sv, c: sm}}
+		dst := j.out[b*s.Cout*j.oh*j.ow : (b+1)*s.Cout*j.oh*j.ow]
+		j.products(w, v, dst, ty0, ty1, co0, co1, mbuf, tmp)
+	}
+}
+
+// products runs the band's products for output channels [co0,co1), in blocks of cb (the
+// block's 36 product matrices M stay in L2 until its output transform reads them; all of Cout
+// at 256 channels would not), and their output transforms into dst (one image).
+func (j *winogradJob) products(w int, v, dst []float32, ty0, ty1, co0, co1 int, mbuf, tmp []float32) {
+	s := j.s
+	nt := (ty1 - ty0) * j.tw
+	sv := winogradPanelLen(s.Cin, nt)
+	su := winogradStripLen(s.Cout, s.Cin)
+	groups := (nt + gemmNP*gemmNR - 1) / (gemmNP * gemmNR)
+	for c0 := co0; c0 < co1; c0 += j.cb {
+		cn := min(j.cb, co1-c0)
+		sm := winogradOutLen(cn, nt)
+		m := mbuf[:j.nx*sm]
+		mblocks := (cn + gemmMC - 1) / gemmMC
+		g := gemmPackedJob{p: j.p, m: cn, n: nt, k: s.Cin, ap: j.u[c0*s.Cin:], w: weights{f32: v, panels: true}, ldb: nt, c: m, ldc: nt,
+			groups: groups, mblocks: mblocks, batch: packedBatch{n: j.nx, a: su, b: sv, c: sm}}
 		g.chunk(w, 0, j.nx*mblocks*groups)
+		var bias []float32
+		if j.bias != nil {
+			bias = j.bias[c0 : c0+cn]
+		}
+		d := dst[c0*j.oh*j.ow:]
 		if j.tile == 4 {
-			winograd43Output(dst, m, j.bias, s.Cout, j.oh, j.ow, ty0, ty1, j.tw, tmp)
+			winograd43Output(d, m, bias, cn, j.oh, j.ow, ty0, ty1, j.tw, tmp)
 		} else {
-			winogradOutput(dst, m, j.bias, s.Cout, j.oh, j.ow, ty0, ty1, j.tw, tmp)
+			winogradOutput(d, m, bias, cn, j.oh, j.ow, ty0, ty1, j.tw, tmp)
 		}
 	}
 }

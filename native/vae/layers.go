@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/modelrt/modelrt/native/kernels"
 )
@@ -22,10 +23,13 @@ type pass struct {
 	// (every producer writes all of its output), which saves the allocator's clearing of a
 	// fresh buffer and keeps the memory warm in cache.
 	free map[int][][]float32
+	// shared, when not nil, takes the activations the pass is done with (dropFree, finish) and
+	// hands them to later passes.
+	shared *actPool
 }
 
 // alloc returns an activation of the shape: a released one of the same length if there is one
-// (its values arbitrary), else a new one. p may be nil (no reuse).
+// (its values arbitrary), else one from p.shared, else a new one. p may be nil (no reuse).
 func (p *pass) alloc(b, c, h, w int) tensor {
 	n := b * c * h * w
 	if p != nil {
@@ -34,22 +38,81 @@ func (p *pass) alloc(b, c, h, w int) tensor {
 			p.free[n] = l[:len(l)-1]
 			return tensor{data: d, b: b, c: c, h: h, w: w}
 		}
+		if d := p.shared.get(n); d != nil {
+			return tensor{data: d, b: b, c: c, h: h, w: w}
+		}
 	}
 	return newTensor(b, c, h, w)
 }
 
-// dropFree forgets the released activations except those of the given lengths, so that
-// sizes a pass will not ask for again are collected instead of held to its end (holding all
-// of them cost ~90 MiB of peak RSS on the 256² VAE).
+// dropFree gives up the released activations except those of the given lengths (to p.shared,
+// or to the collector), so that sizes a pass will not ask for again are not held to its end
+// (holding all of them cost ~90 MiB of peak RSS on the 256² VAE).
 func (p *pass) dropFree(keep ...int) {
 	if p == nil {
 		return
 	}
-	for n := range p.free {
+	for n, l := range p.free {
 		if !slices.Contains(keep, n) {
+			for _, d := range l {
+				p.shared.put(d)
+			}
 			delete(p.free, n)
 		}
 	}
+}
+
+// finish hands the pass's released activations to p.shared.
+func (p *pass) finish() { p.dropFree() }
+
+// actPool keeps activations between passes of one model, by length, up to actPoolMax bytes: a
+// fresh activation costs the kernel's page faults and the allocator's zeroing, ~5 ms for a
+// 16 MiB one (the 64-channel maps at 256²), and an encode or decode makes a few dozen. (A
+// sync.Pool per length kept few: the collector, run by the passes' other allocations, emptied
+// them between passes.) A nil *actPool keeps nothing.
+type actPool struct {
+	mu    sync.Mutex
+	free  map[int][][]float32
+	bytes int
+}
+
+// actPoolMax bounds what an actPool holds (bytes): four of the 16 MiB maps at 256² (the
+// costliest to fault in). At 256 MiB the plugin's peak RSS over an encode and a decode grew by
+// ~120 MiB (what encode leaves is held while decode allocates its other sizes).
+const actPoolMax = 64 << 20
+
+// get returns a kept activation of n values (its values arbitrary), or nil.
+func (a *actPool) get(n int) []float32 {
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l := a.free[n]
+	if len(l) == 0 {
+		return nil
+	}
+	d := l[len(l)-1]
+	a.free[n] = l[:len(l)-1]
+	a.bytes -= 4 * n
+	return d
+}
+
+// put keeps d for a later get of its length, unless that would exceed actPoolMax.
+func (a *actPool) put(d []float32) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.bytes+4*len(d) > actPoolMax {
+		return
+	}
+	if a.free == nil {
+		a.free = map[int][][]float32{}
+	}
+	a.free[len(d)] = append(a.free[len(d)], d)
+	a.bytes += 4 * len(d)
 }
 
 // release hands t back to alloc; nothing may read t afterwards. p may be nil.
@@ -91,6 +154,8 @@ type conv2d struct {
 	weight, bias         []float32
 	cin, cout, k, stride int
 	pad                  [4]int
+	// prep keeps the fast paths' transforms of weight across calls (nil: computed per call).
+	prep *kernels.ConvWeights
 }
 
 // Forward: x (B,Cin,H,W) → (B,Cout,H',W'), the output from p.alloc.
@@ -98,7 +163,11 @@ func (l *conv2d) Forward(p *pass, x tensor) tensor {
 	s := kernels.Conv2DShape{B: x.b, Cin: x.c, H: x.h, W: x.w, Cout: l.cout, KH: l.k, KW: l.k, Stride: l.stride,
 		PadTop: l.pad[0], PadBottom: l.pad[1], PadLeft: l.pad[2], PadRight: l.pad[3]}
 	y := p.alloc(x.b, l.cout, s.OutH(), s.OutW())
-	kernels.Conv2D(y.data, x.data, l.weight, l.bias, s)
+	if l.prep != nil {
+		kernels.Conv2DWeights(y.data, x.data, l.prep, l.bias, s)
+	} else {
+		kernels.Conv2D(y.data, x.data, l.weight, l.bias, s)
+	}
 	return y
 }
 
@@ -127,11 +196,7 @@ func (l *groupNorm) forwardInPlace(x tensor) tensor {
 }
 
 // addInto adds src to dst element-wise (a residual connection).
-func addInto(dst, src tensor) {
-	for i, v := range src.data {
-		dst.data[i] += v
-	}
-}
+func addInto(dst, src tensor) { kernels.Add(dst.data, src.data) }
 
 // resnetBlock is diffusers' ResnetBlock2D without a time embedding:
 // out = shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x)))))), shortcut a 1×1 conv when the
@@ -234,7 +299,8 @@ func (d *downBlock) Forward(p *pass, x tensor) (tensor, error) {
 			return tensor{}, err
 		}
 		y := d.down.Forward(p, x)
-		// Activations of the old resolution never come back: let the collector have them.
+		p.release(x)
+		// Activations of the old resolution never come back in this pass.
 		p.dropFree()
 		x = y
 	}

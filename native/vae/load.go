@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/modelrt/modelrt/native/kernels"
 	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
@@ -155,12 +156,17 @@ func (b *builder) pick(names ...string) string {
 }
 
 // conv binds name.weight (cout,cin,k,k) and name.bias (cout).
+// A k×k weight (k > 1) is wrapped for Conv2DWeights, which keeps its transforms across calls.
 func (b *builder) conv(name string, cin, cout, k, stride int, pad [4]int) conv2d {
-	return conv2d{
+	c := conv2d{
 		weight: b.tensor(name+".weight", initFanIn, []int{cout, cin, k, k}),
 		bias:   b.tensor(name+".bias", initZero, []int{cout}),
 		cin:    cin, cout: cout, k: k, stride: stride, pad: pad,
 	}
+	if c.weight != nil && k > 1 {
+		c.prep = kernels.NewConvWeights(c.weight, cout, cin, k, k)
+	}
+	return c
 }
 
 // same3x3 is a 3×3 stride-1 conv padded to keep H and W.

@@ -33,6 +33,7 @@ type Model struct {
 	dec       decoder
 	quant     *conv2d // quant_conv, 1×1 over 2L channels; nil when use_quant_conv is false
 	postQuant *conv2d // post_quant_conv, 1×1 over L channels
+	acts      actPool // activations kept between passes
 }
 
 // Config returns the model's configuration.
@@ -59,7 +60,9 @@ func (m *Model) EncodeContext(ctx context.Context, img []float32, b, c, h, w int
 	case len(img) != b*c*h*w:
 		return nil, nil, fmt.Errorf("%w: image has %d values, shape [%d,%d,%d,%d] needs %d", ErrInvalidInput, len(img), b, c, h, w, b*c*h*w)
 	}
-	x, err := m.enc.Forward(&pass{ctx: ctx}, tensor{data: img, b: b, c: c, h: h, w: w})
+	p := &pass{ctx: ctx, shared: &m.acts}
+	x, err := m.enc.Forward(p, tensor{data: img, b: b, c: c, h: h, w: w})
+	p.finish()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -102,7 +105,9 @@ func (m *Model) DecodeContext(ctx context.Context, latent []float32, b, l, h, w 
 	if m.postQuant != nil {
 		z = m.postQuant.Forward(nil, z)
 	}
-	x, err := m.dec.Forward(&pass{ctx: ctx}, z)
+	p := &pass{ctx: ctx, shared: &m.acts}
+	x, err := m.dec.Forward(p, z)
+	p.finish()
 	if err != nil {
 		return nil, err
 	}

@@ -71,6 +71,13 @@ func main() {
 	vnniKernels()
 	prefill2Kernels()
 	q8GemmKernels()
+	for r := 1; r <= 6; r++ {
+		convDirectRx64(r)
+	}
+	expSubSum()
+	winograd43In8x2()
+	winograd43Out8x2()
+	groupNormAffineSiLUZ()
 	Generate()
 }
 
@@ -978,15 +985,7 @@ func groupNormAffine() {
 	TEXT("groupNormAffineAVX2", NOSPLIT, "func(dst, x, p []float32)")
 	Pragma("noescape")
 	Doc("groupNormAffineAVX2 sets dst[i] = (x[i] − p[0] − p[1])·p[2] + p[3] for i < len(dst), a multiple of 8.")
-	pd := Load(Param("dst").Base(), GP64())
-	n := Load(Param("dst").Len(), GP64())
-	px := Load(Param("x").Base(), GP64())
-	pp := Load(Param("p").Base(), GP64())
-	var c [4]VecVirtual
-	for i := range c {
-		c[i] = YMM()
-		VBROADCASTSS(Mem{Base: pp, Disp: 4 * i}, c[i])
-	}
+	pd, n, px, c := affineParams(YMM)
 	j := GP64()
 	XORQ(j, j)
 	Label("gnaff_loop")

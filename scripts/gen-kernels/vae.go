@@ -130,56 +130,12 @@ func winograd43In16() {
 	pv, stride := Load(Param("v").Base(), GP64()), loadStride("stride")
 	pr, ld := Load(Param("r").Base(), GP64()), loadStride("ld")
 	pt := Load(Param("tmp").Base(), GP64())
-	c := w43Load(false)
-	stride6 := GP64() // from V[6k+l] to V[6(k+1)+l]
-	LEAQ(Mem{Base: stride, Index: stride, Scale: 2}, stride6)
-	SHLQ(Imm(1), stride6)
-	even, odd := ZMM(), ZMM()
-	VMOVDQU32(indices("w43_even", func(i int) int { return 2 * i }), even)
-	VMOVDQU32(indices("w43_odd", func(i int) int { return 2*i + 1 }), odd)
-	for i := 0; i < 6; i++ {
-		var x [8]VecVirtual
+	w43InBody("w43", pv, stride, pt, func(x *[8]VecVirtual) {
 		for h, off := range []int{0, 16, 32, 48, 4, 20, 36, 52} {
 			x[h] = ZMM()
 			VMOVUPS(Mem{Base: pr, Disp: 4 * off}, x[h])
 		}
-		e01, o01 := permute(x[0], x[1], even), permute(x[0], x[1], odd)
-		e23, o23 := permute(x[2], x[3], even), permute(x[2], x[3], odd)
-		var p [6]VecVirtual
-		p[0], p[2] = permute(e01, e23, even), permute(e01, e23, odd)
-		p[1], p[3] = permute(o01, o23, even), permute(o01, o23, odd)
-		e45, o45 := permute(x[4], x[5], even), permute(x[4], x[5], odd)
-		e67, o67 := permute(x[6], x[7], even), permute(x[6], x[7], odd)
-		p[4], p[5] = permute(e45, e67, even), permute(o45, o67, even)
-		w := w43Bt(c, p)
-		for l := range w {
-			VMOVUPS(w[l], Mem{Base: pt, Disp: 64 * (6*i + l)})
-		}
-		if i < 5 {
-			ADDQ(ld, pr)
-		}
-	}
-	for l := 0; l < 6; l++ {
-		var d [6]VecVirtual
-		for i := range d {
-			d[i] = ZMM()
-			VMOVUPS(Mem{Base: pt, Disp: 64 * (6*i + l)}, d[i])
-		}
-		o := w43Bt(c, d)
-		out := GP64()
-		MOVQ(pv, out)
-		for k := range o {
-			VMOVUPS(o[k], Mem{Base: out})
-			if k < 5 {
-				ADDQ(stride6, out)
-			}
-		}
-		if l < 5 {
-			ADDQ(stride, pv)
-		}
-	}
-	VZEROUPPER()
-	RET()
+	}, func() { ADDQ(ld, pr) })
 }
 
 // winograd43Out16 is the F(4×4,3×3) output transform of sixteen neighbouring tiles of one
@@ -192,55 +148,5 @@ func winograd43Out16() {
 	Pragma("noescape")
 	Doc("winograd43Out16AVX512 writes the Winograd F(4×4,3×3) output transform of 16 tiles (M[ξ] at m[ξ·stride+t]) plus bias[0] to y[r·ldy:r·ldy+64], r < 4; tmp holds 384 values.")
 	py, ldy := Load(Param("y").Base(), GP64()), loadStride("ldy")
-	pm, stride := Load(Param("m").Base(), GP64()), loadStride("stride")
-	pb := Load(Param("bias").Base(), GP64())
-	pt := Load(Param("tmp").Base(), GP64())
-	c := w43Load(true)
-	// stride6 = 6·stride: from M[6k+l] to M[6(k+1)+l].
-	stride6 := GP64()
-	LEAQ(Mem{Base: stride, Index: stride, Scale: 2}, stride6)
-	SHLQ(Imm(1), stride6)
-	for l := 0; l < 6; l++ {
-		var d [6]VecVirtual
-		q := GP64()
-		MOVQ(pm, q)
-		for k := range d {
-			d[k] = ZMM()
-			VMOVUPS(Mem{Base: q}, d[k])
-			if k < 5 {
-				ADDQ(stride6, q)
-			}
-		}
-		o := w43At(c, d, nil)
-		for r := range o {
-			VMOVUPS(o[r], Mem{Base: pt, Disp: 64 * (6*r + l)})
-		}
-		if l < 5 {
-			ADDQ(stride, pm)
-		}
-	}
-	bv := ZMM()
-	VBROADCASTSS(Mem{Base: pb}, bv)
-	lo, hi := ZMM(), ZMM()
-	VMOVDQU32(indices("w43_lo", func(i int) int { return i/2 + 16*(i%2) }), lo)
-	VMOVDQU32(indices("w43_hi", func(i int) int { return 8 + i/2 + 16*(i%2) }), hi)
-	for r := 0; r < 4; r++ {
-		var t [6]VecVirtual
-		for l := range t {
-			t[l] = ZMM()
-			VMOVUPS(Mem{Base: pt, Disp: 64 * (6*r + l)}, t[l])
-		}
-		y := w43At(c, t, bv)
-		// (y0,y2) and (y1,y3) interleaved, then the two results: y0[t],y1[t],y2[t],y3[t].
-		a0, a1 := permute(y[0], y[2], lo), permute(y[0], y[2], hi)
-		b0, b1 := permute(y[1], y[3], lo), permute(y[1], y[3], hi)
-		for h, v := range []VecVirtual{permute(a0, b0, lo), permute(a0, b0, hi), permute(a1, b1, lo), permute(a1, b1, hi)} {
-			VMOVUPS(v, Mem{Base: py, Disp: 64 * h})
-		}
-		if r < 3 {
-			ADDQ(ldy, py)
-		}
-	}
-	VZEROUPPER()
-	RET()
+	w43OutBody("w43", func(h int, v VecVirtual) { VMOVUPS(v, Mem{Base: py, Disp: 64 * h}) }, func() { ADDQ(ldy, py) })
 }
