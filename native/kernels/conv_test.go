@@ -279,7 +279,8 @@ func convCase(seed uint64, s Conv2DShape, noBias bool) (inp, w, bias, want []flo
 
 // TestConv2DWeightsMatchesConv2D holds Conv2DWeights (transforms kept across calls) to Conv2D
 // bit for bit on each fast path — F(2×2,3×3), F(4×4,3×3) whole and blocked over Cout, the
-// implicit GEMM, a pointwise conv — on its first call and on a second one that reuses them.
+// implicit GEMM, a pointwise conv — on its first call and on a second one that reuses them, and
+// with RecomputeWinograd (transforms recomputed per call).
 func TestConv2DWeightsMatchesConv2D(t *testing.T) {
 	same := func(cin, h, w, cout int) Conv2DShape {
 		return Conv2DShape{B: 1, Cin: cin, H: h, W: w, Cout: cout, KH: 3, KW: 3, Stride: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1}
@@ -294,14 +295,22 @@ func TestConv2DWeightsMatchesConv2D(t *testing.T) {
 			inp, w, bias, _ := convCase(uint64(30*i), s, i%2 == 1)
 			want := nanVec(s.B * s.Cout * s.OutH() * s.OutW())
 			Conv2D(want, inp, w, bias, s)
-			cw := NewConvWeights(w, s.Cout, s.Cin, s.KH, s.KW)
-			for call := 0; call < 2; call++ {
-				got := nanVec(len(want))
-				Conv2DWeights(got, inp, cw, bias, s)
-				for j := range want {
-					if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
-						t.Fatalf("shape %+v, call %d: [%d] = %g, Conv2D gives %g", s, call, j, got[j], want[j])
+			for _, recompute := range []bool{false, true} {
+				cw := NewConvWeights(w, s.Cout, s.Cin, s.KH, s.KW)
+				if recompute {
+					cw.RecomputeWinograd()
+				}
+				for call := 0; call < 2; call++ {
+					got := nanVec(len(want))
+					Conv2DWeights(got, inp, cw, bias, s)
+					for j := range want {
+						if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+							t.Fatalf("shape %+v, recompute %v, call %d: [%d] = %g, Conv2D gives %g", s, recompute, call, j, got[j], want[j])
+						}
 					}
+				}
+				if recompute && (cw.u22.v != nil || cw.u43.v != nil) {
+					t.Fatalf("shape %+v: RecomputeWinograd kept a transform", s)
 				}
 			}
 		})

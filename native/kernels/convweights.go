@@ -16,7 +16,13 @@ type ConvWeights struct {
 	w                 []float32
 	cout, cin, kh, kw int
 	u22, u43, packed  lazyWeights
+	recomputeU        bool // Winograd transforms are computed per call, not kept
 }
+
+// RecomputeWinograd makes w compute its Winograd transforms on every call instead of keeping
+// them (4× the weight's memory for F(4×4,3×3)); results are the same bits. Call it before
+// first use.
+func (w *ConvWeights) RecomputeWinograd() { w.recomputeU = true }
 
 // lazyWeights is one derived form, computed once.
 type lazyWeights struct {
@@ -61,7 +67,7 @@ func winogradU(weight []float32, cw *ConvWeights, cout, cin, tile int) (u []floa
 	}
 	n := nx * winogradStripLen(cout, cin)
 	fill := func(u []float32) { winogradWeightsGemm(u, weight, cout, cin, tile) }
-	if cw != nil {
+	if cw != nil && !cw.recomputeU {
 		l := &cw.u22
 		if tile == 4 {
 			l = &cw.u43

@@ -82,7 +82,16 @@ type builder struct {
 	used   map[string]bool
 	err    error
 	params int
+	keptU  int // bytes of Winograd transforms the model's convs keep (up to keptUMax)
 }
+
+// keptUMax bounds the Winograd weight transforms a model keeps across calls (bytes). A kept
+// F(4×4,3×3) transform is 4× its weight (36 values per 3×3 kernel), and keeping all of them
+// took the SD-shaped VAE plugin from ~280 to 700–820 MiB peak RSS, above ONNX Runtime's ~600.
+// What is not kept is recomputed per call (winogradWeightsGemm: about 50 CPU-ms per 256² encode
+// for all layers). The time saved per byte kept is the same for every layer (both scale with
+// cin·cout), so the first convs built keep theirs until the budget is spent.
+const keptUMax = 160 << 20
 
 type initKind int
 
@@ -165,6 +174,13 @@ func (b *builder) conv(name string, cin, cout, k, stride int, pad [4]int) conv2d
 	}
 	if c.weight != nil && k > 1 {
 		c.prep = kernels.NewConvWeights(c.weight, cout, cin, k, k)
+		if k == 3 && stride == 1 {
+			if u := 4 * 4 * len(c.weight); b.keptU+u <= keptUMax {
+				b.keptU += u
+			} else {
+				c.prep.RecomputeWinograd()
+			}
+		}
 	}
 	return c
 }
