@@ -122,17 +122,16 @@ func (blk *Block) forwardBatch(s *batchStep, layer int, items []BatchItem, R int
 	r := 0
 	for i, it := range items {
 		c, T := it.Cache, len(it.IDs)
-		kc, vc, S := c.k[layer], c.v[layer], c.capacity
+		S := c.capacity
 		for t := range T {
 			row := qkv[(r+t)*3*C:][:3*C]
 			copy(s.q[(r+t)*C:][:C], row[:C])
 			for hh := range a.NHead {
 				at := (hh*S + c.n + t) * d
-				copy(kc[at:at+d], row[C+hh*d:][:d])
-				copy(vc[at:at+d], row[2*C+hh*d:][:d])
+				c.put(layer, at, row[C+hh*d:][:d], row[2*C+hh*d:][:d])
 			}
 		}
-		kernels.Attention(s.att[r*C:(r+T)*C], s.q[r*C:(r+T)*C], kc, vc, s.masks[i],
+		c.attend(layer, s.att[r*C:(r+T)*C], s.q[r*C:(r+T)*C], s.masks[i],
 			kernels.AttentionShape{B: 1, T: T, H: a.NHead, D: d, P: c.n, S: S})
 		r += T
 	}

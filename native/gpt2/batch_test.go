@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
 // batchTestModel is a small random GPT-2 whose widths are not multiples of the kernels' vector
@@ -32,7 +34,18 @@ func batchIDs(n, salt, V int) []int64 {
 // beside single decode tokens, more rows than one product group) give bit for bit what each
 // gives stepped alone, and a batched decode token equals Forward with T=1.
 func TestForwardBatchIdentical(t *testing.T) {
-	m := batchTestModel()
+	for _, kv := range []quant.DType{quant.F32, quant.F16} {
+		t.Run("kv="+string(kv), func(t *testing.T) {
+			m := batchTestModel()
+			if err := m.SetKVCache(kv); err != nil {
+				t.Fatal(err)
+			}
+			testForwardBatchIdentical(t, m)
+		})
+	}
+}
+
+func testForwardBatchIdentical(t *testing.T, m *Model) {
 	V := m.cfg.VocabSize
 	// Per session: the tokens fed at each of three steps.
 	feeds := [][]int{{7, 1, 1}, {20, 3, 1}, {1, 1, 1}, {33, 1, 12}, {2, 18, 1}}

@@ -83,7 +83,6 @@ func (a *Attention) Forward(s *step, layer int, x []float32) {
 	qkv := s.qkv[:rows*3*c]
 	a.CAttn.Forward(qkv, x, rows)
 	// Split q‖k‖v: queries to s.q, keys and values into the (B,H,S,D) cache at positions P...
-	kc, vc := s.cache.k[layer], s.cache.v[layer]
 	q := s.q[:rows*c]
 	d, S := a.HeadDim, s.cache.capacity
 	for b := 0; b < s.B; b++ {
@@ -92,13 +91,12 @@ func (a *Attention) Forward(s *step, layer int, x []float32) {
 			copy(q[(b*s.T+t)*c:][:c], r[:c])
 			for h := 0; h < a.NHead; h++ {
 				at := ((b*a.NHead+h)*S + s.P + t) * d
-				copy(kc[at:at+d], r[c+h*d:][:d])
-				copy(vc[at:at+d], r[2*c+h*d:][:d])
+				s.cache.put(layer, at, r[c+h*d:][:d], r[2*c+h*d:][:d])
 			}
 		}
 	}
 	att := s.att[:rows*c]
-	kernels.Attention(att, q, kc, vc, s.mask, kernels.AttentionShape{B: s.B, T: s.T, H: a.NHead, D: d, P: s.P, S: S})
+	s.cache.attend(layer, att, q, s.mask, kernels.AttentionShape{B: s.B, T: s.T, H: a.NHead, D: d, P: s.P, S: S})
 	a.CProj.Forward(s.proj[:rows*c], att, rows)
 }
 
@@ -157,7 +155,8 @@ type Model struct {
 	LNF     LayerNorm
 	LMHead  []float32 // (V,C)
 	LMHeadQ QWeights
-	mem     *weightMem // the float32 matrices' memory (weightmem.go), nil on the Go heap
+	mem     *weightMem  // the weight matrices' memory (weightmem.go), nil on the Go heap
+	kv      quant.DType // the KV cache type SetKVCache chose, "" for the default (kvcache.go)
 }
 
 // Config returns the model's configuration.
@@ -238,9 +237,9 @@ func growBuf[T any](s []T, n int) []T {
 func (b *binder) linear(name string, in, out int) Linear {
 	w, q := b.matrix(name+".weight", in, out, true)
 	if w != nil { // float32, in the scratch buffer: pack it
-		q, w = QWeights{DType: quant.F32, F32: kernels.PackPanelsInto(b.f32(kernels.PanelLen(in, out)), w, in, out), Panels: true}, nil
+		q, w = QWeights{DType: quant.F32, F32: kernels.PackPanelsInto(keep[float32](b, kernels.PanelLen(in, out)), w, in, out), Panels: true}, nil
 	}
-	return Linear{Weight: w, Q: q.packed(in, out), Bias: b.get(name+".bias", out), In: in, Out: out}
+	return Linear{Weight: w, Q: packKept(b, q, in, out), Bias: b.get(name+".bias", out), In: in, Out: out}
 }
 
 func (b *binder) layerNorm(name string, c int, eps float64) LayerNorm {
@@ -293,9 +292,7 @@ func LoadWith(dir string, opts LoadOptions) (*Model, error) {
 		b.prefix = "transformer."
 	}
 	c, v, inner := cfg.NEmbd, cfg.VocabSize, cfg.Inner()
-	if weightsOffHeap && cfg.Weights == "" && (opts.Weights == "" || opts.Weights == quant.F32) {
-		b.mem = kernels.NewHugeMem(kernels.HugeBytes(hugeLayout(cfg, f.Has("lm_head.weight"))...))
-	}
+	b.mem = newWeightMem(cfg, f.Has("lm_head.weight"), cfg.Weights)
 	m := &Model{cfg: cfg}
 	m.WTE, m.WTEQ = b.matrix("wte.weight", v, c, false)
 	m.WPE = b.get("wpe.weight", cfg.NPositions, c)
@@ -320,9 +317,7 @@ func LoadWith(dir string, opts LoadOptions) (*Model, error) {
 			b.err = hb.err
 		}
 	}
-	if b.mem != nil {
-		m.setMem(b.mem)
-	}
+	m.setMem(b.mem)
 	if b.err != nil {
 		m.mem.free()
 		return nil, b.err
@@ -331,13 +326,17 @@ func LoadWith(dir string, opts LoadOptions) (*Model, error) {
 		m.mem.free()
 		return nil, fmt.Errorf("gpt2: %s: tensor %q exists but config.json says n_layer=%d", path, b.prefix+fmt.Sprintf("h.%d.ln_1.weight", cfg.NLayer), cfg.NLayer)
 	}
+	if err := m.SetKVCache(opts.KVCache); err != nil {
+		m.mem.free()
+		return nil, fmt.Errorf("gpt2: load %s: %w", dir, err)
+	}
 	if opts.Weights != "" {
 		if err := m.Quantize(opts.Weights); err != nil {
 			return nil, fmt.Errorf("gpt2: load %s: %w", dir, err)
 		}
 	}
 	m.packLinears()
-	slog.Debug("gpt2: loaded", "dir", dir, "weights", orF32(m.cfg.Weights), "bytes", m.WeightBytes(), "vocab", cfg.VocabSize, "n_embd", cfg.NEmbd, "n_layer", cfg.NLayer,
+	slog.Debug("gpt2: loaded", "dir", dir, "weights", orF32(m.cfg.Weights), "kv_cache", m.KVCache(), "bytes", m.WeightBytes(), "vocab", cfg.VocabSize, "n_embd", cfg.NEmbd, "n_layer", cfg.NLayer,
 		"n_head", cfg.NHead, "elapsed", time.Since(start))
 	return m, nil
 }
