@@ -30,6 +30,9 @@ func loadGPT2(dir string, opts map[string]string) (*gpt2.Model, error) {
 	}
 	if v, ok := opts[kvCacheOption]; ok {
 		dt, err := quant.ParseDType(v)
+		if err == nil && dt != quant.F32 && dt != quant.F16 {
+			err = fmt.Errorf("a KV cache is %s or %s, not %s", quant.F32, quant.F16, dt)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("option %q: %w", kvCacheOption, err)
 		}
