@@ -126,17 +126,16 @@ func (blk *Block) forwardBatch(s *batchStep, layer int, items []BatchItem, R int
 	r := 0
 	for i, it := range items {
 		c, T := it.Cache, len(it.IDs)
-		kc, vc, S := c.k[layer], c.v[layer], c.capacity
-		shape := kernels.AttentionShape{B: 1, T: T, H: a.NHead, D: d, P: c.n, S: S}
-		kernels.SplitQKV(s.q[r*C:(r+T)*C], kc, vc, qkv[r*3*C:(r+T)*3*C], shape)
+		shape := kernels.AttentionShape{B: 1, T: T, H: a.NHead, D: d, P: c.n, S: c.capacity}
+		c.split(layer, s.q[r*C:(r+T)*C], qkv[r*3*C:(r+T)*3*C], shape)
 		if lastRows {
 			// The last query alone (a one-position step after the others), its output to row
 			// i; the residual row too (i ≤ r: rows are only read at or after where they go).
 			shape.P, shape.T = c.n+T-1, 1
-			kernels.Attention(s.att[i*C:(i+1)*C], s.q[(r+T-1)*C:(r+T)*C], kc, vc, s.masks[i], shape)
+			c.attend(layer, s.att[i*C:(i+1)*C], s.q[(r+T-1)*C:(r+T)*C], s.masks[i], shape)
 			copy(x[i*C:(i+1)*C], x[(r+T-1)*C:(r+T)*C])
 		} else {
-			kernels.Attention(s.att[r*C:(r+T)*C], s.q[r*C:(r+T)*C], kc, vc, s.masks[i], shape)
+			c.attend(layer, s.att[r*C:(r+T)*C], s.q[r*C:(r+T)*C], s.masks[i], shape)
 		}
 		r += T
 	}

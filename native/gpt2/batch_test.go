@@ -34,13 +34,24 @@ func batchIDs(n, salt, V int) []int64 {
 // TestForwardBatchIdentical: sessions of different lengths stepped together (prefill chunks
 // beside single decode tokens, more rows than one product group) give bit for bit what each
 // gives stepped alone, and a batched decode token equals Forward with T=1.
-func TestForwardBatchIdentical(t *testing.T) { testForwardBatchIdentical(t, batchTestModel(), true) }
+func TestForwardBatchIdentical(t *testing.T) {
+	for _, kv := range []quant.DType{quant.F32, quant.F16} {
+		t.Run("kv="+string(kv), func(t *testing.T) {
+			m := batchTestModel()
+			if err := m.SetKVCache(kv); err != nil {
+				t.Fatal(err)
+			}
+			testForwardBatchIdentical(t, m, true)
+		})
+	}
+}
 
 // TestQuantizedForwardBatchIdentical is TestForwardBatchIdentical with int8 weights where int8
 // products quantize their activations, which ForwardBatch then runs over all rows at once: the
 // first batched step (63 rows, the int8 GEMM) gives each session what its own steps of 1–33 rows
 // give (below 16 rows, the decode kernels). The full recompute is not
 // compared: its LM head over 46 rows runs on float activations, the steps' on quantized ones.
+// The model's default KV cache for int8 weights is half precision.
 func TestQuantizedForwardBatchIdentical(t *testing.T) {
 	if !kernels.QuantizedActivations() {
 		t.Skip("int8 products do not quantize their activations on this CPU or build (no AVX512-VNNI)")
@@ -152,9 +163,21 @@ func TestForwardBatchRejects(t *testing.T) {
 
 // TestLastOnlyPrefill: a prefill with lastOnly, whose last block runs on the last rows alone
 // (Block.forwardLast), gives the last rows of the full forward within selfTol, and leaves the
-// cache exactly as the full forward does: the next step's logits are bit-identical.
+// cache exactly as the full forward does: the next step's logits are bit-identical. With a
+// float32 and a half-precision KV cache.
 func TestLastOnlyPrefill(t *testing.T) {
-	m := batchTestModel()
+	for _, kv := range []quant.DType{quant.F32, quant.F16} {
+		t.Run("kv="+string(kv), func(t *testing.T) {
+			m := batchTestModel()
+			if err := m.SetKVCache(kv); err != nil {
+				t.Fatal(err)
+			}
+			testLastOnlyPrefill(t, m)
+		})
+	}
+}
+
+func testLastOnlyPrefill(t *testing.T, m *Model) {
 	V := m.cfg.VocabSize
 	const B, T = 2, 40
 	ids := batchIDs(B*T, 7, V)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+
+	"github.com/modelrt/modelrt/native/kernels"
 )
 
 // Cache is the KV cache of one session; its batch size is fixed when created. It also keeps the
@@ -14,6 +16,8 @@ type Cache struct {
 	batch, capacity int
 	n               int         // positions stored
 	k, v            [][]float32 // per layer (B,H,S,D), S = capacity ≤ n_positions
+	k16, v16        [][]uint16  // instead of k and v when half: half-precision bits, same layout
+	half            bool        // the cache stores keys and values in half precision (kvcache.go)
 	mask            []int64     // (B,S): 1 attend, 0 padding, for positions [0,n)
 	seen            []int64     // (B): Σ mask[b, :n], the next real token's position id
 	padded          bool        // some stored position is padding
@@ -33,7 +37,12 @@ func (m *Model) NewCache(batch int) *Cache {
 	if batch < 1 {
 		panic(fmt.Sprintf("gpt2: NewCache(%d): batch must be positive", batch))
 	}
-	c := &Cache{owner: m, batch: batch, seen: make([]int64, batch), k: make([][]float32, m.cfg.NLayer), v: make([][]float32, m.cfg.NLayer)}
+	c := &Cache{owner: m, batch: batch, seen: make([]int64, batch), half: m.halfKV()}
+	if c.half {
+		c.k16, c.v16 = make([][]uint16, m.cfg.NLayer), make([][]uint16, m.cfg.NLayer)
+	} else {
+		c.k, c.v = make([][]float32, m.cfg.NLayer), make([][]float32, m.cfg.NLayer)
+	}
 	c.mem = newKVMemory(c)
 	c.reserve(m.cfg, min(initialCacheCapacity, m.cfg.NPositions))
 	return c
@@ -51,15 +60,11 @@ func (c *Cache) reserve(cfg Config, need int) {
 	if c.capacity == 0 && kvOffHeap && c.mapAll(groups*cfg.NPositions*d) {
 		capacity = cfg.NPositions
 	} else {
-		relayout := func(old []float32) []float32 {
-			nw := make([]float32, groups*capacity*d)
-			for g := 0; g < groups; g++ {
-				copy(nw[g*capacity*d:][:c.n*d], old[g*c.capacity*d:][:c.n*d])
-			}
-			return nw
-		}
 		for l := range c.k {
-			c.k[l], c.v[l] = relayout(c.k[l]), relayout(c.v[l])
+			c.k[l], c.v[l] = relayout(c.k[l], groups, c.capacity, capacity, c.n, d), relayout(c.v[l], groups, c.capacity, capacity, c.n, d)
+		}
+		for l := range c.k16 {
+			c.k16[l], c.v16[l] = relayout(c.k16[l], groups, c.capacity, capacity, c.n, d), relayout(c.v16[l], groups, c.capacity, capacity, c.n, d)
 		}
 	}
 	mask := make([]int64, c.batch*capacity)
@@ -67,6 +72,16 @@ func (c *Cache) reserve(cfg Config, need int) {
 		copy(mask[b*capacity:][:c.n], c.mask[b*c.capacity:][:c.n])
 	}
 	c.mask, c.capacity = mask, capacity
+}
+
+// relayout returns a heap cache layer of groups (row, head) groups of capacity positions, with
+// the first n positions of old (groups of oldCap positions) copied in.
+func relayout[T float32 | uint16](old []T, groups, oldCap, capacity, n, d int) []T {
+	nw := make([]T, groups*capacity*d)
+	for g := 0; g < groups; g++ {
+		copy(nw[g*capacity*d:][:n*d], old[g*oldCap*d:][:n*d])
+	}
+	return nw
 }
 
 // Len returns the number of positions already stored per row.
@@ -235,8 +250,10 @@ func (c *Cache) prepare(cfg Config, B, T int, mask []int64) *step {
 	if cap(s.x) > stepShrink*rows*C {
 		// A prefill's buffers (B·T rows) are far more than the decode steps after it need (B
 		// rows): reallocated once, at the first such step, they do not stay resident for the
-		// session's life (20 MB for a batch-8 session of GPT-2 124M after 64 tokens).
+		// session's life (20 MB for a batch-8 session of GPT-2 124M after 64 tokens). The
+		// kernels' packed copy of the prefill's activations goes too.
 		*s = step{}
+		kernels.ReleaseScratch()
 	}
 	s.cache, s.B, s.T, s.P, s.pending = c, B, T, c.n, nil
 	s.x, s.h = grow(s.x, rows*C), grow(s.h, rows*C)

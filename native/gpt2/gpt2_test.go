@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/modelrt/modelrt/native/gpt2/gpt2ref"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 	"github.com/modelrt/modelrt/sdk/safetensors"
 )
 
@@ -324,7 +325,16 @@ func TestForwardRejectsBadInput(t *testing.T) {
 
 // TestDecodeDoesNotAllocate: a decode step reuses the cache's buffers.
 func TestDecodeDoesNotAllocate(t *testing.T) {
-	m := mustLoad(t, "gpt2-odd")
+	for _, kv := range []quant.DType{quant.F32, quant.F16} {
+		m := mustLoad(t, "gpt2-odd")
+		if err := m.SetKVCache(kv); err != nil {
+			t.Fatal(err)
+		}
+		testDecodeDoesNotAllocate(t, m)
+	}
+}
+
+func testDecodeDoesNotAllocate(t *testing.T, m *Model) {
 	c := m.NewCache(1)
 	logits := make([]float32, m.Config().VocabSize)
 	if err := m.Forward(c, []int64{1, 2, 3}, 1, 3, nil, true, logits); err != nil {
@@ -337,7 +347,7 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 		}
 	})
 	if allocs != 0 {
-		t.Errorf("decode step: %v allocations, want 0", allocs)
+		t.Errorf("decode step, %s KV cache: %v allocations, want 0", m.KVCache(), allocs)
 	}
 }
 
@@ -379,18 +389,23 @@ func TestConcurrentSessions(t *testing.T) {
 // 200 positions) and compares every step with a full recompute.
 func TestCacheGrowth(t *testing.T) {
 	for _, off := range []bool{true, false} {
-		t.Run(fmt.Sprintf("offHeap=%v", off), func(t *testing.T) {
-			defer func(v bool) { kvOffHeap = v }(kvOffHeap)
-			kvOffHeap = off
-			testCacheGrowth(t)
-		})
+		for _, kv := range []quant.DType{quant.F32, quant.F16} {
+			t.Run(fmt.Sprintf("offHeap=%v/kv=%s", off, kv), func(t *testing.T) {
+				defer func(v bool) { kvOffHeap = v }(kvOffHeap)
+				kvOffHeap = off
+				testCacheGrowth(t, kv)
+			})
+		}
 	}
 }
 
-func testCacheGrowth(t *testing.T) {
+func testCacheGrowth(t *testing.T, kv quant.DType) {
 	cfg := Config{VocabSize: 50, NPositions: 200, NEmbd: 8, NLayer: 2, NHead: 2,
 		LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 49, EOSTokenID: 49}
 	m := NewRandom(cfg, 3)
+	if err := m.SetKVCache(kv); err != nil {
+		t.Fatal(err)
+	}
 	// NewRandom's std 0.02 leaves logits near 1e-3; std 0.1 makes positions and attention
 	// visible against the tolerance, as in the PyTorch fixtures.
 	for _, w := range [][]float32{m.WTE, m.WPE} {

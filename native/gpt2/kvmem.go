@@ -36,31 +36,39 @@ func newKVMemory(c *Cache) *kvMemory {
 	return m
 }
 
-// mapAll points every layer's k and v at a new mapping of n zero floats; on failure it unmaps
-// what it mapped and returns false, leaving k and v as they were (empty: it is only called on a
-// cache without memory).
+// mapAll points every layer's k and v (k16 and v16 for a half-precision cache) at a new
+// mapping of n zero values; on failure it unmaps what it mapped and returns false, leaving the
+// slices as they were (empty: it is only called on a cache without memory).
 func (c *Cache) mapAll(n int) bool {
-	k, v := make([][]float32, len(c.k)), make([][]float32, len(c.v))
-	for l := range k {
+	if c.half {
+		return mapLayers(c.mem, c.k16, c.v16, n)
+	}
+	return mapLayers(c.mem, c.k, c.v, n)
+}
+
+func mapLayers[T float32 | uint16](m *kvMemory, k, v [][]T, n int) bool {
+	nk, nv := make([][]T, len(k)), make([][]T, len(v))
+	for l := range nk {
 		var ok1, ok2 bool
-		k[l], ok1 = c.mem.mapFloats(n)
-		v[l], ok2 = c.mem.mapFloats(n)
+		nk[l], ok1 = mapValues[T](m, n)
+		nv[l], ok2 = mapValues[T](m, n)
 		if !ok1 || !ok2 {
-			c.mem.freeAll()
+			m.freeAll()
 			return false
 		}
 	}
-	copy(c.k, k)
-	copy(c.v, v)
+	copy(k, nk)
+	copy(v, nv)
 	return true
 }
 
-// mapFloats maps n zero floats outside the Go heap.
-func (m *kvMemory) mapFloats(n int) ([]float32, bool) {
+// mapValues maps n zero values outside the Go heap.
+func mapValues[T float32 | uint16](m *kvMemory, n int) ([]T, bool) {
 	if n <= 0 {
 		return nil, false
 	}
-	b, err := unix.Mmap(-1, 0, 4*n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	var z T
+	b, err := unix.Mmap(-1, 0, int(unsafe.Sizeof(z))*n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
 		slog.Debug("gpt2: KV cache stays on the Go heap", "err", err)
 		return nil, false
@@ -70,7 +78,7 @@ func (m *kvMemory) mapFloats(n int) ([]float32, bool) {
 	m.mu.Lock()
 	m.slabs = append(m.slabs, b)
 	m.mu.Unlock()
-	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n), true
+	return unsafe.Slice((*T)(unsafe.Pointer(&b[0])), n), true
 }
 
 // freeAll unmaps every mapping.
@@ -102,9 +110,10 @@ func (c *Cache) mapped() int64 {
 // so that the next session does not wait for a garbage collection to get the pages back. The
 // caller must not use a slice of the old cache afterwards (none is handed out).
 func (c *Cache) Release() {
-	for l := range c.k {
-		c.k[l], c.v[l] = nil, nil
-	}
+	clear(c.k)
+	clear(c.v)
+	clear(c.k16)
+	clear(c.v16)
 	c.mem.freeAll()
 	c.mask, c.capacity = nil, 0
 	c.buf = step{}

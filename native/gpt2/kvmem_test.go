@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
 // residentBytes counts the resident pages of the cache's mappings (mincore).
@@ -32,9 +34,22 @@ func residentBytes(t *testing.T, c *Cache) int64 {
 // TestCacheResidentGrowsWithUse checks what the off-heap cache is for: it reserves n_positions
 // but only the pages of the positions written become resident, and Release unmaps them.
 func TestCacheResidentGrowsWithUse(t *testing.T) {
+	for _, kv := range []quant.DType{quant.F32, quant.F16} {
+		t.Run("kv="+string(kv), func(t *testing.T) { testCacheResidentGrowsWithUse(t, kv) })
+	}
+}
+
+func testCacheResidentGrowsWithUse(t *testing.T, kv quant.DType) {
 	cfg := Config{VocabSize: 64, NPositions: 1024, NEmbd: 128, NLayer: 2, NHead: 2,
 		LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 63, EOSTokenID: 63}
 	m := NewRandom(cfg, 5)
+	if err := m.SetKVCache(kv); err != nil {
+		t.Fatal(err)
+	}
+	size := int64(4)
+	if kv == quant.F16 {
+		size = 2
+	}
 	const B, T = 3, 40
 	c := m.NewCache(B)
 	ids := make([]int64, B*T)
@@ -42,12 +57,12 @@ func TestCacheResidentGrowsWithUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	groups := int64(2 * cfg.NLayer * B * cfg.NHead) // k and v of every (layer, row, head)
-	full := groups * int64(cfg.NPositions*cfg.HeadDim()*4)
+	full := groups * int64(cfg.NPositions*cfg.HeadDim()) * size
 	if got := c.mapped(); got != full {
 		t.Fatalf("mapped %d bytes, want n_positions' worth %d", got, full)
 	}
 	page := int64(os.Getpagesize())
-	used := int64(T * cfg.HeadDim() * 4)
+	used := int64(T*cfg.HeadDim()) * size
 	// Each group's positions are contiguous: its written bytes, rounded out to pages.
 	limit := groups * ((used+page-1)/page + 1) * page
 	res := residentBytes(t, c)

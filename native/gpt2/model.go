@@ -83,12 +83,11 @@ func (a *Attention) Forward(s *step, layer int, x []float32) {
 	qkv := s.qkv[:rows*3*c]
 	a.CAttn.Forward(qkv, x, rows)
 	// Split q‖k‖v: queries to s.q, keys and values into the (B,H,S,D) cache at positions P...
-	kc, vc := s.cache.k[layer], s.cache.v[layer]
 	q := s.q[:rows*c]
 	shape := kernels.AttentionShape{B: s.B, T: s.T, H: a.NHead, D: a.HeadDim, P: s.P, S: s.cache.capacity}
-	kernels.SplitQKV(q, kc, vc, qkv, shape)
+	s.cache.split(layer, q, qkv, shape)
 	att := s.att[:rows*c]
-	kernels.Attention(att, q, kc, vc, s.mask, shape)
+	s.cache.attend(layer, att, q, s.mask, shape)
 	a.CProj.Forward(s.proj[:rows*c], att, rows)
 }
 
@@ -151,16 +150,15 @@ func (blk *Block) forwardLast(s *step, layer int) {
 	blk.ln1(s, h, x)
 	qkv := s.qkv[:rows*3*C]
 	a.CAttn.Forward(qkv, h, rows)
-	kc, vc := s.cache.k[layer], s.cache.v[layer]
 	d, S := a.HeadDim, s.cache.capacity
-	kernels.SplitQKV(s.q[:rows*C], kc, vc, qkv, kernels.AttentionShape{B: B, T: T, H: a.NHead, D: d, P: s.P, S: S})
+	s.cache.split(layer, s.q[:rows*C], qkv, kernels.AttentionShape{B: B, T: T, H: a.NHead, D: d, P: s.P, S: S})
 	q := s.q[:B*C]
 	for b := 0; b < B; b++ {
 		copy(q[b*C:][:C], s.q[(b*T+T-1)*C:][:C]) // forward: row b's last query to row b
 	}
 	// The last query of each row sees the P+T keys: a one-position step after P+T−1 of them.
 	att := s.att[:B*C]
-	kernels.Attention(att, q, kc, vc, s.mask, kernels.AttentionShape{B: B, T: 1, H: a.NHead, D: d, P: s.P + T - 1, S: S})
+	s.cache.attend(layer, att, q, s.mask, kernels.AttentionShape{B: B, T: 1, H: a.NHead, D: d, P: s.P + T - 1, S: S})
 	proj := s.proj[:B*C]
 	a.CProj.Forward(proj, att, B)
 	hl := h[:B*C]
@@ -196,7 +194,8 @@ type Model struct {
 	LNF     LayerNorm
 	LMHead  []float32 // (V,C)
 	LMHeadQ QWeights
-	mem     *weightMem // the float32 matrices' memory (weightmem.go), nil on the Go heap
+	mem     *weightMem  // the weight matrices' memory (weightmem.go), nil on the Go heap
+	kv      quant.DType // the KV cache type SetKVCache chose, "" for the default (kvcache.go)
 }
 
 // Config returns the model's configuration.
@@ -277,9 +276,9 @@ func growBuf[T any](s []T, n int) []T {
 func (b *binder) linear(name string, in, out int) Linear {
 	w, q := b.matrix(name+".weight", in, out, true)
 	if w != nil { // float32, in the scratch buffer: pack it
-		q, w = QWeights{DType: quant.F32, F32: kernels.PackPanelsInto(b.f32(kernels.PanelLen(in, out)), w, in, out), Panels: true}, nil
+		q, w = QWeights{DType: quant.F32, F32: kernels.PackPanelsInto(keep[float32](b, kernels.PanelLen(in, out)), w, in, out), Panels: true}, nil
 	}
-	return Linear{Weight: w, Q: q.packed(in, out), Bias: b.get(name+".bias", out), In: in, Out: out}
+	return Linear{Weight: w, Q: packKept(b, q, in, out), Bias: b.get(name+".bias", out), In: in, Out: out}
 }
 
 func (b *binder) layerNorm(name string, c int, eps float64) LayerNorm {
@@ -332,9 +331,7 @@ func LoadWith(dir string, opts LoadOptions) (*Model, error) {
 		b.prefix = "transformer."
 	}
 	c, v, inner := cfg.NEmbd, cfg.VocabSize, cfg.Inner()
-	if weightsOffHeap && cfg.Weights == "" && (opts.Weights == "" || opts.Weights == quant.F32) {
-		b.mem = kernels.NewHugeMem(kernels.HugeBytes(hugeLayout(cfg, f.Has("lm_head.weight"))...))
-	}
+	b.mem = newWeightMem(cfg, f.Has("lm_head.weight"), cfg.Weights)
 	m := &Model{cfg: cfg}
 	m.WTE, m.WTEQ = b.matrix("wte.weight", v, c, false)
 	m.WPE = b.get("wpe.weight", cfg.NPositions, c)
@@ -359,9 +356,7 @@ func LoadWith(dir string, opts LoadOptions) (*Model, error) {
 			b.err = hb.err
 		}
 	}
-	if b.mem != nil {
-		m.setMem(b.mem)
-	}
+	m.setMem(b.mem)
 	if b.err != nil {
 		m.mem.free()
 		return nil, b.err
@@ -370,13 +365,17 @@ func LoadWith(dir string, opts LoadOptions) (*Model, error) {
 		m.mem.free()
 		return nil, fmt.Errorf("gpt2: %s: tensor %q exists but config.json says n_layer=%d", path, b.prefix+fmt.Sprintf("h.%d.ln_1.weight", cfg.NLayer), cfg.NLayer)
 	}
+	if err := m.SetKVCache(opts.KVCache); err != nil {
+		m.mem.free()
+		return nil, fmt.Errorf("gpt2: load %s: %w", dir, err)
+	}
 	if opts.Weights != "" {
 		if err := m.Quantize(opts.Weights); err != nil {
 			return nil, fmt.Errorf("gpt2: load %s: %w", dir, err)
 		}
 	}
 	m.packLinears()
-	slog.Debug("gpt2: loaded", "dir", dir, "weights", orF32(m.cfg.Weights), "bytes", m.WeightBytes(), "vocab", cfg.VocabSize, "n_embd", cfg.NEmbd, "n_layer", cfg.NLayer,
+	slog.Debug("gpt2: loaded", "dir", dir, "weights", orF32(m.cfg.Weights), "kv_cache", m.KVCache(), "bytes", m.WeightBytes(), "vocab", cfg.VocabSize, "n_embd", cfg.NEmbd, "n_layer", cfg.NLayer,
 		"n_head", cfg.NHead, "elapsed", time.Since(start))
 	return m, nil
 }

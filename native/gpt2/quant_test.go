@@ -327,6 +327,65 @@ const (
 	int8TrainedMinGreedy = 0.8
 )
 
+func TestQuantizedTrainedModel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	f32 := mustLoadDir(t, trainedDir, "")
+	for _, c := range []struct {
+		dt                quant.DType
+		minTop1, minGreed float64
+	}{{quant.Int8, int8TrainedMinTop1, int8TrainedMinGreedy}, {quant.F16, f16MinAgreement, f16MinAgreement}} {
+		q := mustLoadDir(t, trainedDir, c.dt)
+		r := compareTrained(t, f32, q)
+		msg := fmt.Sprintf("gpt2-go %s weights, %s KV cache: %s", c.dt, q.KVCache(), r)
+		if r.top1 < c.minTop1 || r.greedy < c.minGreed {
+			t.Errorf("%s; want top-1 ≥ %.0f%%, greedy ≥ %.0f%%", msg, 100*c.minTop1, 100*c.minGreed)
+		} else {
+			t.Log(msg)
+		}
+	}
+}
+
+// TestKVCacheF16Trained reports what a half-precision KV cache costs on the trained demo model,
+// against float32 weights and cache: float32 and int8 weights, each with either cache. The
+// half-precision cache must stay within the int8 bars (it is the int8 default).
+func TestKVCacheF16Trained(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	f32 := mustLoadDir(t, trainedDir, "")
+	for _, c := range []struct{ weights, kv quant.DType }{
+		{quant.F32, quant.F16}, {quant.Int8, quant.F32}, {quant.Int8, quant.F16},
+	} {
+		m, err := LoadWith(trainedDir, LoadOptions{Weights: c.weights, KVCache: c.kv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := compareTrained(t, f32, m)
+		msg := fmt.Sprintf("gpt2-go %s weights, %s KV cache: %s", c.weights, m.KVCache(), r)
+		if r.top1 < int8TrainedMinTop1 || r.greedy < int8TrainedMinGreedy {
+			t.Errorf("%s; want top-1 ≥ %.0f%%, greedy ≥ %.0f%%", msg, 100*int8TrainedMinTop1, 100*int8TrainedMinGreedy)
+		} else {
+			t.Log(msg)
+		}
+	}
+}
+
+// trainedResult is how a model's outputs on the demo model's held-out file compare with the
+// float32 model's.
+type trainedResult struct {
+	rel                   float64 // max |Δlogit| / max |logit|
+	top1, greedy          float64 // fractions
+	top1N, positions      int
+	agree, total, prompts int
+}
+
+func (r trainedResult) String() string {
+	return fmt.Sprintf("max |Δlogit| / max |logit| = %.3g; top-1 agrees at %d/%d positions (%.1f%%); greedy %d/%d tokens before the first divergence (%.1f%%, %d prompts)",
+		r.rel, r.top1N, r.positions, 100*r.top1, r.agree, r.total, 100*r.greedy, r.prompts)
+}
+
 // trainedIDs returns the first trainedLen ids of the demo model's held-out file.
 func trainedIDs(t *testing.T) []int64 {
 	t.Helper()
@@ -369,47 +428,31 @@ func argmax(v []float32) int {
 	return best
 }
 
-func TestQuantizedTrainedModel(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
+// compareTrained runs the demo model's held-out file through f32 and q in decode steps of
+// trainedChunk tokens and greedy continuations of trainedPrompts windows of it.
+func compareTrained(t *testing.T, f32, q *Model) trainedResult {
+	t.Helper()
 	ids := trainedIDs(t)
-	run := func(m *Model) []float32 { return runChunks(t, m, ids, trainedChunk) }
-	f32 := mustLoadDir(t, trainedDir, "")
-	want := run(f32)
+	want, got := runChunks(t, f32, ids, trainedChunk), runChunks(t, q, ids, trainedChunk)
 	V := f32.Config().VocabSize
-	for _, c := range []struct {
-		dt                quant.DType
-		minTop1, minGreed float64
-	}{{quant.Int8, int8TrainedMinTop1, int8TrainedMinGreedy}, {quant.F16, f16MinAgreement, f16MinAgreement}} {
-		q := mustLoadDir(t, trainedDir, c.dt)
-		got := run(q)
-		rel, _ := relLogitErr(got, want)
-		top1 := 0
-		for p := range ids {
-			if argmax(got[p*V:(p+1)*V]) == argmax(want[p*V:(p+1)*V]) {
-				top1++
-			}
-		}
-		var agree, total int
-		for i := 0; i < trainedPrompts; i++ {
-			prompt := ids[i*(len(ids)-trainedChunk)/trainedPrompts:][:trainedChunk]
-			w := greedy(t, f32, prompt, trainedSteps)[trainedChunk:]
-			g := greedy(t, q, prompt, trainedSteps)[trainedChunk:]
-			n := 0
-			for n < len(w) && g[n] == w[n] {
-				n++
-			}
-			agree += n
-			total += len(w)
-		}
-		r1, rg := float64(top1)/float64(len(ids)), float64(agree)/float64(total)
-		msg := fmt.Sprintf("gpt2-go %s: max |Δlogit| / max |logit| = %.3g; top-1 agrees at %d/%d positions (%.1f%%); greedy %d/%d tokens before the first divergence (%.1f%%, %d prompts)",
-			c.dt, rel, top1, len(ids), 100*r1, agree, total, 100*rg, trainedPrompts)
-		if r1 < c.minTop1 || rg < c.minGreed {
-			t.Errorf("%s; want top-1 ≥ %.0f%%, greedy ≥ %.0f%%", msg, 100*c.minTop1, 100*c.minGreed)
-		} else {
-			t.Log(msg)
+	r := trainedResult{positions: len(ids), prompts: trainedPrompts}
+	r.rel, _ = relLogitErr(got, want)
+	for p := range ids {
+		if argmax(got[p*V:(p+1)*V]) == argmax(want[p*V:(p+1)*V]) {
+			r.top1N++
 		}
 	}
+	for i := 0; i < trainedPrompts; i++ {
+		prompt := ids[i*(len(ids)-trainedChunk)/trainedPrompts:][:trainedChunk]
+		w := greedy(t, f32, prompt, trainedSteps)[trainedChunk:]
+		g := greedy(t, q, prompt, trainedSteps)[trainedChunk:]
+		n := 0
+		for n < len(w) && g[n] == w[n] {
+			n++
+		}
+		r.agree += n
+		r.total += len(w)
+	}
+	r.top1, r.greedy = float64(r.top1N)/float64(len(ids)), float64(r.agree)/float64(r.total)
+	return r
 }

@@ -4,30 +4,78 @@ import (
 	"runtime"
 
 	"github.com/modelrt/modelrt/native/kernels"
+	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
-// A float32 model keeps its large matrices — every Linear's panels and the token embeddings
-// (the LM head) — in one kernels.HugeMem: a mapping advised for transparent huge pages, which
-// each decoded token streams once (498 MB for GPT-2 124M). The mapping is unmapped by a cleanup
-// once the Model is unreachable (Forward keeps the model alive while it runs), or by Quantize,
-// which replaces those matrices. Quantized weights stay on the Go heap.
+// A model keeps its large matrices — every Linear's panels and the token embeddings (the LM
+// head), float32, int8 with their scales, or fp16 — in one kernels.HugeMem: a mapping advised for
+// transparent huge pages, which each decoded token streams once (498 MB for GPT-2 124M in
+// float32, 128 MB in int8), outside the Go heap, so that the garbage collector neither scans nor
+// paces on them. The mapping is unmapped by a cleanup once the Model is unreachable (Forward
+// keeps the model alive while it runs), or by Quantize, which moves the quantized matrices into
+// a mapping of their own.
 
-// weightsOffHeap is false to keep the float32 matrices on the Go heap (A/B measurements, tests).
+// weightsOffHeap is false to keep the matrices on the Go heap (A/B measurements, tests).
 var weightsOffHeap = true
 
-// hugeLayout returns the byte lengths of the matrices a float32 model of shape cfg keeps in
-// its HugeMem: wte, lm_head when untied, and each block's four Conv1D weights in panels.
-func hugeLayout(cfg Config, untied bool) []int {
-	vc := 4 * cfg.VocabSize * cfg.NEmbd
-	n := []int{vc}
-	if untied {
-		n = append(n, vc)
+// hugeLayout returns the byte lengths of the matrices a model of shape cfg with weights of type
+// dt ("" or quant.F32, quant.Int8, quant.F16) keeps in its HugeMem: wte, lm_head when untied,
+// and each block's four Conv1D weights in panels; int8 matrices are followed by their scales.
+func hugeLayout(cfg Config, untied bool, dt quant.DType) []int {
+	size, scales := 4, false
+	switch dt {
+	case quant.Int8:
+		size, scales = 1, true
+	case quant.F16:
+		size = 2
 	}
-	c, inner := cfg.NEmbd, cfg.Inner()
+	var n []int
+	add := func(values, channels int) {
+		n = append(n, size*values)
+		if scales {
+			n = append(n, 4*channels)
+		}
+	}
+	v, c, inner := cfg.VocabSize, cfg.NEmbd, cfg.Inner()
+	add(v*c, v)
+	if untied {
+		add(v*c, v)
+	}
 	for range cfg.NLayer {
-		n = append(n, 4*kernels.PanelLen(c, 3*c), 4*kernels.PanelLen(c, c), 4*kernels.PanelLen(c, inner), 4*kernels.PanelLen(inner, c))
+		add(kernels.PanelLen(c, 3*c), 3*c)
+		add(kernels.PanelLen(c, c), c)
+		add(kernels.PanelLen(c, inner), inner)
+		add(kernels.PanelLen(inner, c), c)
 	}
 	return n
+}
+
+// newWeightMem returns a HugeMem for the matrices of a model of shape cfg with weights dt, or
+// nil when weightsOffHeap is false.
+func newWeightMem(cfg Config, untied bool, dt quant.DType) *kernels.HugeMem {
+	if !weightsOffHeap {
+		return nil
+	}
+	return kernels.NewHugeMem(kernels.HugeBytes(hugeLayout(cfg, untied, dt)...))
+}
+
+// toHuge returns s copied into h, or s itself when h is nil.
+func toHuge[T float32 | int8 | uint16](h *kernels.HugeMem, s []T) []T {
+	if h == nil || len(s) == 0 {
+		return s
+	}
+	d := kernels.HugeSlice[T](h, len(s))
+	copy(d, s)
+	return d
+}
+
+// moveQ returns q with its values copied into h (nil: q unchanged); the order of copies follows
+// hugeLayout's.
+func moveQ(h *kernels.HugeMem, q QWeights) QWeights {
+	q.F32, q.F16 = toHuge(h, q.F32), toHuge(h, q.F16)
+	q.I8 = toHuge(h, q.I8)
+	q.Scale = toHuge(h, q.Scale)
+	return q
 }
 
 func sameF32(a, b []float32) bool {
@@ -41,29 +89,29 @@ func (m *Model) moveToHugeMem() {
 	if !weightsOffHeap || m.cfg.Weights != "" || m.mem != nil || len(m.WTE) == 0 {
 		return
 	}
-	h := kernels.NewHugeMem(kernels.HugeBytes(hugeLayout(m.cfg, !sameF32(m.LMHead, m.WTE))...))
-	move := func(s []float32) []float32 {
-		d := kernels.HugeSlice[float32](h, len(s))
-		copy(d, s)
-		return d
-	}
+	h := newWeightMem(m.cfg, !sameF32(m.LMHead, m.WTE), "")
 	tied := sameF32(m.LMHead, m.WTE)
-	m.WTE = move(m.WTE)
+	m.WTE = toHuge(h, m.WTE)
 	if tied {
 		m.LMHead = m.WTE
 	} else {
-		m.LMHead = move(m.LMHead)
+		m.LMHead = toHuge(h, m.LMHead)
 	}
 	for i := range m.Blocks {
 		for _, l := range m.Blocks[i].linears() {
-			l.Q.F32 = move(l.Q.F32)
+			l.Q.F32 = toHuge(h, l.Q.F32)
 		}
 	}
 	m.setMem(h)
 }
 
-// setMem makes h the model's weight memory, freed when the model becomes unreachable.
+// setMem makes h the model's weight memory, freed when the model becomes unreachable (nil: the
+// matrices are on the Go heap).
 func (m *Model) setMem(h *kernels.HugeMem) {
+	if h == nil {
+		m.mem = nil
+		return
+	}
 	m.mem = &weightMem{h: h}
 	runtime.AddCleanup(m, func(w *weightMem) { w.free() }, m.mem)
 }

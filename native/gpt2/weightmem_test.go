@@ -2,6 +2,7 @@ package gpt2
 
 import (
 	"math"
+	"path/filepath"
 	"testing"
 	"unsafe"
 
@@ -10,13 +11,24 @@ import (
 )
 
 // inMem reports whether s lies inside the model's weight mapping.
-func inMem(m *Model, s []float32) bool {
+func inMem[T float32 | int8 | uint16](m *Model, s []T) bool {
 	if m.mem == nil || m.mem.h == nil || len(s) == 0 {
 		return false
 	}
 	lo := uintptr(unsafe.Pointer(m.mem.h.Base()))
 	p := uintptr(unsafe.Pointer(&s[0]))
-	return p >= lo && p+4*uintptr(len(s)) <= lo+uintptr(m.mem.h.Len())
+	return p >= lo && p+unsafe.Sizeof(s[0])*uintptr(len(s)) <= lo+uintptr(m.mem.h.Len())
+}
+
+// qInMem reports whether q's values (and scales) lie inside the model's weight mapping.
+func qInMem(m *Model, q *QWeights) bool {
+	switch q.DType {
+	case quant.Int8:
+		return inMem(m, q.I8) && inMem(m, q.Scale)
+	case quant.F16:
+		return inMem(m, q.F16)
+	}
+	return inMem(m, q.F32)
 }
 
 // TestWeightsOffHeapSameLogits loads the fixtures (tied and untied LM heads) with the float32
@@ -29,19 +41,7 @@ func TestWeightsOffHeapSameLogits(t *testing.T) {
 			if name == "gpt2-odd-dual" {
 				dir = untiedDir(t)
 			}
-			weightsOffHeap = false
-			heap, err := Load(dir)
-			weightsOffHeap = true
-			if err != nil {
-				t.Fatal(err)
-			}
-			off, err := Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if heap.mem != nil {
-				t.Fatal("weightsOffHeap = false: the model has a weight mapping")
-			}
+			heap, off := loadHeapAndOff(t, dir)
 			if !inMem(off, off.WTE) || !inMem(off, off.LMHead) {
 				t.Fatal("wte / lm_head are not in the weight mapping")
 			}
@@ -55,32 +55,93 @@ func TestWeightsOffHeapSameLogits(t *testing.T) {
 			if got, want := off.WeightBytes(), heap.WeightBytes(); got != want {
 				t.Errorf("WeightBytes %d off the heap, %d on it", got, want)
 			}
-			a, b := forwardAll(t, heap), forwardAll(t, off)
-			for i := range a {
-				if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-					t.Fatalf("logit %d: %v on the heap, %v off it", i, a[i], b[i])
-				}
-			}
+			sameForward(t, heap, off)
 		})
 	}
 }
 
-// TestQuantizeFreesWeightMem: quantizing a float32 model unmaps its float32 matrices.
+// TestQuantizeFreesWeightMem: quantizing a float32 model unmaps its float32 matrices and puts
+// the quantized ones (with their scales) in a mapping of their own.
 func TestQuantizeFreesWeightMem(t *testing.T) {
-	m, err := Load(fixtureDir("gpt2-odd"))
+	for _, dt := range []quant.DType{quant.Int8, quant.F16} {
+		m, err := Load(fixtureDir("gpt2-odd"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.mem == nil || m.mem.h == nil {
+			t.Fatal("no weight mapping after Load")
+		}
+		old := m.mem
+		if err := m.Quantize(dt); err != nil {
+			t.Fatal(err)
+		}
+		if old.h != nil {
+			t.Fatalf("%s: the float32 weight mapping outlives Quantize", dt)
+		}
+		checkQuantizedInMem(t, m)
+		forwardAll(t, m)
+	}
+}
+
+// checkQuantizedInMem fails unless every quantized matrix of m lies in its weight mapping.
+func checkQuantizedInMem(t *testing.T, m *Model) {
+	t.Helper()
+	if !qInMem(m, &m.WTEQ) || !qInMem(m, &m.LMHeadQ) {
+		t.Fatalf("%s: wte / lm_head are not in the weight mapping", m.cfg.Weights)
+	}
+	for i := range m.Blocks {
+		for j, l := range m.Blocks[i].linears() {
+			if !qInMem(m, &l.Q) || !l.Q.Panels {
+				t.Fatalf("%s: block %d linear %d is not in the weight mapping in panels", m.cfg.Weights, i, j)
+			}
+		}
+	}
+}
+
+// TestQuantizedDirOffHeapSameLogits loads int8 and fp16 directories with their matrices in the
+// weight mapping and on the Go heap: the logits must be bit-identical.
+func TestQuantizedDirOffHeapSameLogits(t *testing.T) {
+	for _, dt := range []quant.DType{quant.Int8, quant.F16} {
+		dir := filepath.Join(t.TempDir(), "q")
+		if err := WriteQuantized(fixtureDir("gpt2-odd"), dir, dt); err != nil {
+			t.Fatal(err)
+		}
+		heap, off := loadHeapAndOff(t, dir)
+		checkQuantizedInMem(t, off)
+		if got, want := off.WeightBytes(), heap.WeightBytes(); got != want {
+			t.Errorf("%s: WeightBytes %d off the heap, %d on it", dt, got, want)
+		}
+		sameForward(t, heap, off)
+	}
+}
+
+// loadHeapAndOff loads dir with its matrices on the Go heap and in the weight mapping.
+func loadHeapAndOff(t *testing.T, dir string) (heap, off *Model) {
+	t.Helper()
+	weightsOffHeap = false
+	heap, err := Load(dir)
+	weightsOffHeap = true
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.mem == nil || m.mem.h == nil {
-		t.Fatal("no weight mapping after Load")
-	}
-	if err := m.Quantize(quant.Int8); err != nil {
+	if off, err = Load(dir); err != nil {
 		t.Fatal(err)
 	}
-	if m.mem.h != nil {
-		t.Fatal("the weight mapping outlives Quantize")
+	if heap.mem != nil {
+		t.Fatal("weightsOffHeap = false: the model has a weight mapping")
 	}
-	forwardAll(t, m)
+	return heap, off
+}
+
+// sameForward fails unless heap and off give bit-identical logits.
+func sameForward(t *testing.T, heap, off *Model) {
+	t.Helper()
+	a, b := forwardAll(t, heap), forwardAll(t, off)
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			t.Fatalf("%s: logit %d: %v on the heap, %v off it", orF32(off.cfg.Weights), i, a[i], b[i])
+		}
+	}
 }
 
 // forwardAll returns the logits of every position of a fixed 5-token prompt.

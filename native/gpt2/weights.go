@@ -99,6 +99,9 @@ type LoadOptions struct {
 	// position embeddings stay float32). Empty keeps what the directory stores. Asking a
 	// quantized directory for another type is an error wrapping ErrQuantized.
 	Weights quant.DType
+	// KVCache is the storage type of the sessions' KV caches: quant.F32, quant.F16, or empty
+	// for the default (F16 with int8 weights, else F32; see Model.SetKVCache).
+	KVCache quant.DType
 }
 
 // Quantize converts the model's weight matrices to dt in place (quant.Int8 or quant.F16),
@@ -119,20 +122,24 @@ func (m *Model) Quantize(dt quant.DType) error {
 	}
 	c := m.cfg.NEmbd
 	tied := &m.LMHead[0] == &m.WTE[0]
-	m.WTEQ = quantizeMatrix(m.WTE, m.cfg.VocabSize, c, false, dt)
+	// Each quantized matrix moves into the new mapping as soon as it exists, so that only one
+	// matrix at a time has a heap copy.
+	h := newWeightMem(m.cfg, !tied, dt)
+	m.WTEQ = moveQ(h, quantizeMatrix(m.WTE, m.cfg.VocabSize, c, false, dt))
 	m.LMHeadQ = m.WTEQ
 	if !tied {
-		m.LMHeadQ = quantizeMatrix(m.LMHead, m.cfg.VocabSize, c, false, dt)
+		m.LMHeadQ = moveQ(h, quantizeMatrix(m.LMHead, m.cfg.VocabSize, c, false, dt))
 	}
 	m.WTE, m.LMHead = nil, nil
 	for i := range m.Blocks {
 		for _, l := range m.Blocks[i].linears() {
-			l.Q = quantizeMatrix(l.float32Weight(), l.In, l.Out, true, dt).packed(l.In, l.Out)
+			l.Q = moveQ(h, quantizeMatrix(l.float32Weight(), l.In, l.Out, true, dt).packed(l.In, l.Out))
 			l.Weight = nil
 		}
 	}
 	m.cfg.Weights = dt
 	m.mem.free() // the float32 matrices are gone
+	m.setMem(h)
 	return nil
 }
 
@@ -233,7 +240,13 @@ func (b *binder) matrix(name string, rows, cols int, perCol bool) ([]float32, QW
 		if perCol {
 			nch = cols
 		}
-		scale := b.get(name+".scale", nch)
+		var scale []float32
+		if b.mem != nil {
+			scale = kernels.HugeSlice[float32](b.mem, nch)
+			scale = b.getInto(&scale, name+".scale", nch)
+		} else {
+			scale = b.get(name+".scale", nch)
+		}
 		if b.err != nil {
 			return nil, QWeights{}
 		}
@@ -242,7 +255,7 @@ func (b *binder) matrix(name string, rows, cols int, perCol bool) ([]float32, QW
 			b.scratchI8 = growBuf(b.scratchI8, len(raw))
 			q = b.scratchI8
 		} else {
-			q = make([]int8, len(raw))
+			q = keep[int8](b, len(raw))
 		}
 		for i, v := range raw {
 			q[i] = int8(v)
@@ -259,7 +272,7 @@ func (b *binder) matrix(name string, rows, cols int, perCol bool) ([]float32, QW
 			b.scratchF16 = growBuf(b.scratchF16, len(raw)/2)
 			h = b.scratchF16
 		} else {
-			h = make([]uint16, len(raw)/2)
+			h = keep[uint16](b, len(raw)/2)
 		}
 		for i := range h {
 			h[i] = binary.LittleEndian.Uint16(raw[2*i:])
@@ -271,18 +284,33 @@ func (b *binder) matrix(name string, rows, cols int, perCol bool) ([]float32, QW
 		return b.getInto(&b.scratchF32, name, rows, cols), QWeights{}
 	}
 	if b.mem != nil {
-		buf := b.f32(rows * cols)
+		buf := keep[float32](b, rows*cols)
 		return b.getInto(&buf, name, rows, cols), QWeights{}
 	}
 	return b.get(name, rows, cols), QWeights{}
 }
 
-// f32 returns n floats for a float32 matrix the model keeps: from b.mem when set, else the heap.
-func (b *binder) f32(n int) []float32 {
+// keep returns n values for a matrix the model keeps: from b.mem when set, else the heap.
+func keep[T float32 | int8 | uint16](b *binder, n int) []T {
 	if b.mem != nil {
-		return kernels.HugeSlice[float32](b.mem, n)
+		return kernels.HugeSlice[T](b.mem, n)
 	}
-	return make([]float32, n)
+	return make([]T, n)
+}
+
+// packKept returns q, a Linear's (in,out) weight in the binder's scratch buffers, packed in
+// panels into memory the model keeps.
+func packKept(b *binder, q QWeights, in, out int) QWeights {
+	switch q.DType {
+	case quant.Int8:
+		q.I8 = kernels.PackPanelsInto(keep[int8](b, kernels.PanelLen(in, out)), q.I8, in, out)
+	case quant.F16:
+		q.F16 = kernels.PackPanelsInto(keep[uint16](b, kernels.PanelLen(in, out)), q.F16, in, out)
+	default:
+		return q
+	}
+	q.Panels = true
+	return q
 }
 
 // raw returns the stored bytes of tensor name, which must have dtype dt and the given shape; the

@@ -13,7 +13,8 @@ type AttentionShape struct {
 	P, S       int // cached positions before this step, cache capacity
 }
 
-func (s AttentionShape) check(dst, q, k, v []float32, mask []int64) {
+// check panics unless the arguments fit s; nk and nv are the lengths of the cache's keys and values.
+func (s AttentionShape) check(dst, q []float32, nk, nv int, mask []int64) {
 	if s.B <= 0 || s.T <= 0 || s.H <= 0 || s.D <= 0 || s.P < 0 || s.S < s.P+s.T {
 		panic(fmt.Sprintf("kernels: bad attention shape %+v", s))
 	}
@@ -23,8 +24,8 @@ func (s AttentionShape) check(dst, q, k, v []float32, mask []int64) {
 		panic(fmt.Sprintf("kernels: attention q has %d values, want %d", len(q), s.B*s.T*c))
 	case len(dst) != s.B*s.T*c:
 		panic(fmt.Sprintf("kernels: attention dst has %d values, want %d", len(dst), s.B*s.T*c))
-	case len(k) != s.B*s.H*s.S*s.D || len(v) != len(k):
-		panic(fmt.Sprintf("kernels: attention k/v have %d/%d values, want %d", len(k), len(v), s.B*s.H*s.S*s.D))
+	case nk != s.B*s.H*s.S*s.D || nv != nk:
+		panic(fmt.Sprintf("kernels: attention k/v have %d/%d values, want %d", nk, nv, s.B*s.H*s.S*s.D))
 	case mask != nil && len(mask) != s.B*(s.P+s.T):
 		panic(fmt.Sprintf("kernels: attention mask has %d values, want %d", len(mask), s.B*(s.P+s.T)))
 	}
@@ -32,7 +33,7 @@ func (s AttentionShape) check(dst, q, k, v []float32, mask []int64) {
 
 // AttentionNaive is the reference for Attention, in float64.
 func AttentionNaive(dst, q, k, v []float32, mask []int64, s AttentionShape) {
-	s.check(dst, q, k, v, mask)
+	s.check(dst, q, len(k), len(v), mask)
 	c, l := s.H*s.D, s.P+s.T
 	scale := 1 / math.Sqrt(float64(s.D))
 	w := make([]float64, l)
@@ -90,15 +91,23 @@ func AttentionNaive(dst, q, k, v []float32, mask []int64, s AttentionShape) {
 // attends uniformly to all its visible keys, as Hugging Face's eager attention does; its output
 // is finite and nothing should use it.
 func Attention(dst, q, k, v []float32, mask []int64, s AttentionShape) {
-	s.check(dst, q, k, v, mask)
+	s.check(dst, q, len(k), len(v), mask)
+	runAttention(attentionJob{s: s, dst: dst, q: q, k: k, v: v, mask: mask})
+}
+
+// runAttention runs job j (its scale set here) on the worker pool.
+func runAttention(j attentionJob) {
+	s := j.s
+	j.scale = float32(1 / math.Sqrt(float64(s.D)))
 	p := acquire()
 	defer p.release()
-	p.attn = attentionJob{s: s, dst: dst, q: q, k: k, v: v, mask: mask, scale: float32(1 / math.Sqrt(float64(s.D)))}
+	p.attn = j
 	// One item per (b, h, t); queries of one head are contiguous so a chunk reuses its keys.
 	n := s.B * s.H * s.T
 	grain := max(1, n/(8*p.workers))
-	if s.T >= attnGemmMinT && useSIMD && useAVX512 {
-		// A prefill: one item per (b, h), its scores as a product on the GEMM kernels.
+	if j.k16 == nil && s.T >= attnGemmMinT && useSIMD && useAVX512 {
+		// A prefill over a float32 cache: one item per (b, h), its scores as a product on the
+		// GEMM kernels. (A half-precision cache is read query by query, widened as read.)
 		p.attn.gemm = true
 		n, grain = s.B*s.H, 1
 	}
@@ -115,12 +124,13 @@ func Attention(dst, q, k, v []float32, mask []int64, s AttentionShape) {
 const attnGemmMinT = 8
 
 type attentionJob struct {
-	s      AttentionShape
-	dst, q []float32
-	k, v   []float32
-	mask   []int64
-	scale  float32
-	gemm   bool // items are (b, h) pairs computed by head
+	s        AttentionShape
+	dst, q   []float32
+	k, v     []float32
+	k16, v16 []uint16 // AttentionF16's cache, half-precision bits, instead of k and v
+	mask     []int64
+	scale    float32
+	gemm     bool // items are (b, h) pairs computed by head
 }
 
 func (j *attentionJob) chunk(w, lo, hi int) {
@@ -154,7 +164,12 @@ func (j *attentionJob) chunk(w, lo, hi int) {
 				continue
 			}
 			seen = true
-			d := dotInner(qr, j.k[kv+jj*s.D:][:s.D]) * j.scale
+			var d float32
+			if j.k16 != nil {
+				d = dotF16(qr, j.k16[kv+jj*s.D:][:s.D]) * j.scale
+			} else {
+				d = dotInner(qr, j.k[kv+jj*s.D:][:s.D]) * j.scale
+			}
 			sc[jj] = d
 			m = max(m, d)
 		}
@@ -174,7 +189,9 @@ func (j *attentionJob) chunk(w, lo, hi int) {
 			sum += x
 		}
 		clear(out)
-		if useSIMD {
+		if j.v16 != nil {
+			axpyPanelF16(out, sc, j.v16[kv:], s.D)
+		} else if useSIMD {
 			// All value rows in one call, four per load and store of out; each element is the
 			// same FMA chain in key order as row by row (a masked key's weight is 0 and adds 0).
 			axpyPanelF32(out, sc, j.v[kv:], s.D)
@@ -292,7 +309,7 @@ func SplitQKV(q, k, v, qkv []float32, s AttentionShape) {
 	if len(qkv) != 3*len(q) {
 		panic(fmt.Sprintf("kernels: SplitQKV: qkv has %d values, want 3×%d", len(qkv), len(q)))
 	}
-	s.check(q, q, k, v, nil)
+	s.check(q, q, len(k), len(v), nil)
 	p := acquire()
 	defer p.release()
 	p.split = splitJob{s: s, q: q, k: k, v: v, qkv: qkv}

@@ -25,23 +25,37 @@ func testAttentionMatchesNaive(t *testing.T) {
 			v := randomVec(uint64(i+200), s.B*s.H*s.S*s.D, -1, 1)
 			var mask []int64
 			if masked {
-				// left padding: row b has b+1 padding keys (clamped), so the first queries of
-				// the padded rows see no unmasked key at all
-				mask = make([]int64, s.B*l)
-				for b := 0; b < s.B; b++ {
-					for j := 0; j < l; j++ {
-						if j >= min(b+1, l-1) {
-							mask[b*l+j] = 1
-						}
-					}
-				}
+				mask = leftPadMask(s.B, l)
 			}
 			want, got := make([]float32, len(q)), nanVec(len(q))
 			AttentionNaive(want, q, k, v, mask, s)
 			Attention(got, q, k, v, mask, s)
 			reportClose(t, fmt.Sprintf("Attention %+v masked=%v", s, masked), got, want, fastVsNaiveTol)
+			// The same over a half-precision cache: only the float32 arithmetic differs from
+			// the reference, which reads the same rounded keys and values.
+			k16, v16 := make([]uint16, len(k)), make([]uint16, len(v))
+			NarrowF16(k16, k)
+			NarrowF16(v16, v)
+			want, got = make([]float32, len(q)), nanVec(len(q))
+			AttentionF16Naive(want, q, k16, v16, mask, s)
+			AttentionF16(got, q, k16, v16, mask, s)
+			reportClose(t, fmt.Sprintf("AttentionF16 %+v masked=%v", s, masked), got, want, fastVsNaiveTol)
 		}
 	}
+}
+
+// leftPadMask is a (B,l) mask of left padding: row b has b+1 padding keys (clamped), so the
+// first queries of the padded rows see no unmasked key at all.
+func leftPadMask(B, l int) []int64 {
+	mask := make([]int64, B*l)
+	for b := 0; b < B; b++ {
+		for j := 0; j < l; j++ {
+			if j >= min(b+1, l-1) {
+				mask[b*l+j] = 1
+			}
+		}
+	}
+	return mask
 }
 
 // TestAttentionSingleKey: with one visible key the output is that key's value, whatever the

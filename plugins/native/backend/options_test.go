@@ -36,3 +36,28 @@ func TestLoadGPT2Options(t *testing.T) {
 		t.Errorf("fp16 over an int8 directory: err = %v, want gpt2.ErrQuantized", err)
 	}
 }
+
+// TestLoadGPT2KVCacheOption: int8 weights default to an fp16 KV cache, float32 to float32, and
+// the kv_cache option overrides either; an unsupported type is an error naming the option.
+func TestLoadGPT2KVCacheOption(t *testing.T) {
+	dir := filepath.Join("..", "..", "..", "testdata", "models", "gpt2-odd")
+	for _, c := range []struct {
+		weights, kv string
+		want        quant.DType
+	}{{"", "", quant.F32}, {"int8", "", quant.F16}, {"int8", "f32", quant.F32}, {"", "fp16", quant.F16}} {
+		opts := map[string]string{weightsOption: c.weights}
+		if c.kv != "" {
+			opts[kvCacheOption] = c.kv
+		}
+		m, err := loadGPT2(dir, opts)
+		if err != nil {
+			t.Fatalf("%v: %v", opts, err)
+		}
+		if got := m.KVCache(); got != c.want {
+			t.Errorf("%v: KV cache %q, want %q", opts, got, c.want)
+		}
+	}
+	if _, err := loadGPT2(dir, map[string]string{kvCacheOption: "int8"}); err == nil || !strings.Contains(err.Error(), `option "kv_cache"`) {
+		t.Errorf("kv_cache=int8: err = %v, want the option named", err)
+	}
+}
