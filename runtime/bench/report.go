@@ -198,9 +198,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		if r.LM == nil || r.LM.WeightBytes <= 0 || r.LM.PeakRSSBytes <= 0 {
 			continue
 		}
-		fmt.Fprintf(w, "%s GPT-2 plugin peak RSS: %.0f MiB after load, %.0f MiB after decoding (weights %.0f MiB; 1.15×weights + 64 MiB = %.0f MiB; float32 KV cache at batch %d × %d positions: %.0f MiB)\n",
+		fmt.Fprintf(w, "%s GPT-2 plugin peak RSS: %.0f MiB after load, %.0f MiB after decoding (weights %.0f MiB; 1.15×weights + 64 MiB = %.0f MiB; KV cache at batch %d × %d positions: %.0f MiB in float32, %.0f MiB in fp16, the native int8 default)\n",
 			r.Name, mib(r.LM.LoadPeakRSSBytes), mib(r.LM.PeakRSSBytes), mib(r.LM.WeightBytes), RSSTargetMiB(r.LM.WeightBytes),
-			maxBatch, positions, mib(rep.Shape.KVBytes(maxBatch)))
+			maxBatch, positions, mib(rep.Shape.KVBytes(maxBatch)), mib(rep.Shape.KVBytes(maxBatch))/2)
 	}
 	for _, r := range rep.Rows {
 		if r.Error != "" {
