@@ -87,11 +87,12 @@ type builder struct {
 
 // keptUMax bounds the Winograd weight transforms a model keeps across calls (bytes). A kept
 // F(4×4,3×3) transform is 4× its weight (36 values per 3×3 kernel), and keeping all of them
-// took the SD-shaped VAE plugin from ~280 to 700–820 MiB peak RSS, above ONNX Runtime's ~600.
+// took the SD-shaped VAE plugin from ~280 to 700–820 MiB peak RSS, above ONNX Runtime's ~600;
+// with 160 MiB kept it peaked at 571–618 MiB against ONNX Runtime's 626 (AMD EPYC, 2 cores).
 // What is not kept is recomputed per call (winogradWeightsGemm: about 50 CPU-ms per 256² encode
 // for all layers). The time saved per byte kept is the same for every layer (both scale with
 // cin·cout), so the first convs built keep theirs until the budget is spent.
-const keptUMax = 160 << 20
+const keptUMax = 64 << 20
 
 type initKind int
 
