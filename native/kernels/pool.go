@@ -37,11 +37,6 @@ type workPool struct {
 	grain int
 	next  atomic.Int64
 
-	// The spin budget follows the work: see spinBudget. burstStart and lastEnd belong to the
-	// caller (under mu); spin is read by the helpers.
-	burstStart, lastEnd time.Time
-	spin                atomic.Int64 // nanoseconds a helper polls before it parks
-
 	scratch [][]float32 // per worker, grown on demand
 	parts   []float32   // split-K partial sums
 
@@ -70,7 +65,6 @@ func acquire() *workPool {
 		p.scratch = make([][]float32, p.workers)
 		p.wake = make([]chan struct{}, p.workers)
 		p.parked = make([]atomic.Bool, p.workers)
-		p.spin.Store(int64(spinFor))
 		for w := 1; w < p.workers; w++ {
 			p.wake[w] = make(chan struct{}, 1)
 			go p.helper(w)
@@ -85,44 +79,28 @@ func (p *workPool) release() {
 	p.mu.Unlock()
 }
 
-// spinFor is the least a helper polls for the next job before it parks on its channel, and
-// spinPolls how often the caller polls for its helpers before it yields. A decode step is ~60
+// spinFor is how long a helper polls for the next job before it parks on its channel (and
+// spinPolls how often the caller polls for its helpers before it yields). A decode step is ~60
 // parallel kernels with serial work between them; waking a parked goroutine costs tens of
 // microseconds each time, which left the second core idle for a large part of an int8 step
 // (BenchmarkDecodeInt8 on the 2-core Xeon: 68 tokens/s parking at once, 108 polling ~80 µs,
-// 112 polling 100 or 200 µs, 117 never parking).
-//
-// Between two steps of a generation served through the plugin there is a gap of ~1.5 ms (the
-// logits go to the host, which samples and sends the next token). A helper that parks in that
-// gap made an int8 step at batch 1 take 13 ms in the plugin against 7 ms in a test process;
-// polling 3 ms instead gave 1.28× the tokens/s — but with a small model, whose steps are short
-// and whose host work (HTTP, sampling for many streams) is large, polling that long took the
-// core from the host (the demo's 16-stream serving fell from 2.9× to 2.3× its 1-stream rate).
-// So the budget adapts: a helper polls for a quarter of the length of the last burst of jobs
-// (jobs closer than spinFor to each other), between spinFor and spinMax. Polling therefore
-// costs at most a quarter of the compute it keeps fed.
+// 112 polling 100 or 200 µs, 117 never parking). Short, because the plugin shares the cores
+// with its host: a helper that polls on after a step takes CPU from the host's sampling.
 const (
 	spinFor   = 100 * time.Microsecond
-	spinMax   = 3 * time.Millisecond
 	spinPolls = 1 << 12
 )
-
-// spinBudget is how long helpers poll after a burst of jobs that lasted burst.
-func spinBudget(burst time.Duration) time.Duration {
-	return min(spinMax, max(spinFor, burst/4))
-}
 
 func (p *workPool) helper(w int) {
 	var seen uint64
 	for {
 		e := p.epoch.Load()
 		if e == seen {
-			budget := time.Duration(p.spin.Load())
 			for start := time.Now(); ; {
 				for i := 0; e == seen && i < spinPolls; i++ {
 					e = p.epoch.Load()
 				}
-				if e != seen || time.Since(start) > budget {
+				if e != seen || time.Since(start) > spinFor {
 					break
 				}
 			}
@@ -168,9 +146,6 @@ func (p *workPool) run(j job, n, grain int) {
 		j.chunk(0, 0, n)
 		return
 	}
-	if now := time.Now(); now.Sub(p.lastEnd) > spinFor {
-		p.burstStart = now
-	}
 	p.cur, p.n, p.grain = j, n, grain
 	p.next.Store(0)
 	helpers := min(p.workers-1, (n+grain-1)/grain-1)
@@ -188,8 +163,6 @@ func (p *workPool) run(j job, n, grain int) {
 			runtime.Gosched()
 		}
 	}
-	p.lastEnd = time.Now()
-	p.spin.Store(int64(spinBudget(p.lastEnd.Sub(p.burstStart))))
 }
 
 // buf returns worker w's scratch buffer with at least n elements.

@@ -16,13 +16,13 @@ func (j *countJob) chunk(_, lo, hi int) {
 }
 
 // TestPoolWakesParkedHelpers runs jobs back to back (helpers polling) and after pauses longer
-// than spinMax (helpers parked on their channels, woken by the caller): every item of every job
+// than spinFor (helpers parked on their channels, woken by the caller): every item of every job
 // must be processed exactly once, and run must return (a lost wake-up hangs it).
 func TestPoolWakesParkedHelpers(t *testing.T) {
 	const n = 257
 	for round := range 60 {
 		if round%3 == 0 {
-			time.Sleep(2 * spinMax) // let the helpers park
+			time.Sleep(2 * spinFor) // let the helpers park
 		}
 		j := &countJob{seen: make([]atomic.Int32, n)}
 		done := make(chan struct{})
@@ -82,39 +82,5 @@ func TestPoolIgnoresStaleWake(t *testing.T) {
 	p.run(rangeJob(func(lo, hi int) { ran.Add(int64(hi - lo)) }), 64, 1)
 	if got := ran.Load(); got != 128 {
 		t.Fatalf("two jobs of 64 items ran %d items, want 128", got)
-	}
-}
-
-// TestPoolSpinFollowsBursts checks the helpers' polling budget: a quarter of the last burst of
-// jobs, at least spinFor and at most spinMax, and a new burst after a pause longer than spinFor.
-func TestPoolSpinFollowsBursts(t *testing.T) {
-	for _, c := range []struct{ burst, want time.Duration }{
-		{0, spinFor}, {200 * time.Microsecond, spinFor}, {2 * time.Millisecond, 500 * time.Microsecond},
-		{8 * time.Millisecond, 2 * time.Millisecond}, {time.Second, spinMax},
-	} {
-		if got := spinBudget(c.burst); got != c.want {
-			t.Errorf("spinBudget(%v) = %v, want %v", c.burst, got, c.want)
-		}
-	}
-	p := acquire()
-	defer p.release()
-	if p.workers < 2 {
-		t.Skipf("jobs stay on the caller with %d worker (GOMAXPROCS=1); nothing polls", p.workers)
-	}
-	busy := rangeJob(func(lo, hi int) {
-		for end := time.Now().Add(time.Duration(hi-lo) * 100 * time.Microsecond); time.Now().Before(end); {
-		}
-	})
-	for range 4 { // a burst of ≥ 4 × 16 × 100 µs / 2 workers ≈ 3.2 ms
-		p.run(busy, 16, 1)
-	}
-	if got := time.Duration(p.spin.Load()); got < 700*time.Microsecond {
-		t.Fatalf("after a burst of ≥ 3 ms the helpers poll %v, want ≥ 700 µs", got)
-	}
-	time.Sleep(2 * spinFor) // the pause ends the burst
-	before := time.Now()
-	p.run(rangeJob(func(lo, hi int) {}), 2, 1)
-	if !p.burstStart.After(before) {
-		t.Fatalf("a job after a pause of %v did not start a new burst (burst started %v before it)", 2*spinFor, before.Sub(p.burstStart))
 	}
 }
