@@ -69,3 +69,6 @@ func (h *HugeMem) Base() *byte {
 	}
 	return &h.mem[0]
 }
+
+// hugePage is the size of a transparent huge page on amd64 and arm64 (4 KiB base pages).
+const hugePage = 2 << 20

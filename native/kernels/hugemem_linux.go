@@ -7,9 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// hugePage is the size of a transparent huge page on amd64 and arm64 (4 KiB base pages).
-const hugePage = 2 << 20
-
 // NewHugeMem returns bytes of zeroed memory: an anonymous mapping rounded up to whole 2 MiB
 // pages, starting on a 2 MiB boundary, and advised MADV_HUGEPAGE (with transparent_hugepage in
 // "madvise" mode, the only way a process gets huge pages) when UseHugePages is set, except the
