@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelrt/modelrt/runtime/generate"
 	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
@@ -418,16 +419,6 @@ func runChunks(t *testing.T, m *Model, ids []int64, chunk int) []float32 {
 	return out
 }
 
-func argmax(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
-}
-
 // compareTrained runs the demo model's held-out file through f32 and q in decode steps of
 // trainedChunk tokens and greedy continuations of trainedPrompts windows of it.
 func compareTrained(t *testing.T, f32, q *Model) trainedResult {
@@ -438,7 +429,7 @@ func compareTrained(t *testing.T, f32, q *Model) trainedResult {
 	r := trainedResult{positions: len(ids), prompts: trainedPrompts}
 	r.rel, _ = relLogitErr(got, want)
 	for p := range ids {
-		if argmax(got[p*V:(p+1)*V]) == argmax(want[p*V:(p+1)*V]) {
+		if generate.Greedy(got[p*V:(p+1)*V]) == generate.Greedy(want[p*V:(p+1)*V]) {
 			r.top1N++
 		}
 	}
