@@ -30,6 +30,12 @@ const (
 	// ParamTask selects the task of an Infer call on a model that serves several (a VAE:
 	// TaskVAEEncode or TaskVAEDecode).
 	ParamTask = "task"
+	// ParamLinger is a hint on a causal-lm session's Infer call: the caller will send the
+	// session's next call within about this long (a Go duration, e.g. "3ms"), as a decode loop
+	// does when nothing else shares its process. A backend may keep its threads polling for that
+	// long instead of parking them, spending CPU to save the wake-ups; it may also ignore it.
+	// The daemon, whose steps share the cores with its HTTP work, does not send it.
+	ParamLinger = "linger"
 )
 
 // Backend is what every backend implements. Each method gets the caller's context first:

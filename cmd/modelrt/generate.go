@@ -123,6 +123,7 @@ func runGenerate(cmd *cobra.Command, g *globals, f *generateFlags) error {
 	if err != nil {
 		return fmt.Errorf("load %s in %s: %w", f.model, p.Name(), err)
 	}
+	m.Linger = lm.DecodeLinger // this loop is the only work of the process
 	sess, err := m.Open(ctx, 1)
 	if err != nil {
 		return err

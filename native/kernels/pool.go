@@ -91,6 +91,22 @@ const (
 	spinPolls = 1 << 12
 )
 
+// lingerUntil (Unix nanoseconds) extends the helpers' polling past spinFor: see Linger.
+var lingerUntil atomic.Int64
+
+// MaxLinger bounds Linger's d.
+const MaxLinger = 10 * time.Millisecond
+
+// Linger asks the pool's helpers to keep polling for the next job for d (at most MaxLinger)
+// from now instead of parking after spinFor. A caller that knows the next parallel kernel
+// follows shortly, though not within spinFor (the next decode step of a generation loop whose
+// host is in another process, one gRPC round trip away), spends up to d of one core's time to
+// spare each helper a wake-up per kernel of the next step. Helpers already parked stay parked
+// until the next job wakes them.
+func Linger(d time.Duration) {
+	lingerUntil.Store(time.Now().Add(min(d, MaxLinger)).UnixNano())
+}
+
 func (p *workPool) helper(w int) {
 	var seen uint64
 	for {
@@ -100,7 +116,7 @@ func (p *workPool) helper(w int) {
 				for i := 0; e == seen && i < spinPolls; i++ {
 					e = p.epoch.Load()
 				}
-				if e != seen || time.Since(start) > spinFor {
+				if e != seen || time.Since(start) > spinFor && time.Now().UnixNano() > lingerUntil.Load() {
 					break
 				}
 			}

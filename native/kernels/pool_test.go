@@ -84,3 +84,51 @@ func TestPoolIgnoresStaleWake(t *testing.T) {
 		t.Fatalf("two jobs of 64 items ran %d items, want 128", got)
 	}
 }
+
+// TestLingerKeepsHelpersPolling runs a job right after Linger(MaxLinger): within the linger the
+// helpers must not park (they poll for the next job), and once it has passed they must park
+// again (a linger that never ended would burn a core for good). The 3 ms check sits well inside
+// the 10 ms linger; a helper that is merely descheduled still counts as polling.
+func TestLingerKeepsHelpersPolling(t *testing.T) {
+	p := acquire()
+	workers := p.workers
+	p.release()
+	if workers < 2 {
+		t.Skipf("needs a helper goroutine; the pool has %d worker (GOMAXPROCS=1)", workers)
+	}
+	runJob := func() {
+		p := acquire()
+		defer p.release()
+		p.run(&countJob{seen: make([]atomic.Int32, 64)}, 64, 1)
+	}
+	parked := func() bool { return thePool.parked[1].Load() }
+	// Linger first: the helper takes part in the job and then polls until the linger ends. A
+	// round whose sleep overran most of the linger (a descheduled test) proves nothing and is
+	// not counted.
+	checked := 0
+	for range 20 {
+		t0 := time.Now()
+		Linger(MaxLinger)
+		runJob()
+		time.Sleep(2 * time.Millisecond) // > spinFor: without the linger the helper would park
+		p := parked()
+		if time.Since(t0) > MaxLinger/2 {
+			continue
+		}
+		if p {
+			t.Fatalf("helper parked within %v of Linger(%v)", time.Since(t0), MaxLinger)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatalf("every round overran %v: the machine is too loaded to check the linger", MaxLinger/2)
+	}
+	deadline := time.Now().Add(lostWakeup)
+	for !parked() {
+		if time.Now().After(deadline) {
+			t.Fatalf("helper still polling %v after Linger(%v)", lostWakeup, MaxLinger)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	runJob() // a parked helper still wakes for the next job
+}

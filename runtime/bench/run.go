@@ -232,6 +232,7 @@ func measureLM(ctx context.Context, s Shape, p plan, start Starter, progress fun
 	if err != nil {
 		return nil, fmt.Errorf("load %s in %s: %w", p.lmDir, p.row.Backend, err)
 	}
+	model.Linger = lm.DecodeLinger // as modelrt generate runs its loop
 	res := &LMResult{LoadMS: ms(time.Since(t0))}
 	if res.LoadPeakRSSBytes, err = PeakRSS(b.Pid()); err != nil {
 		return res, err

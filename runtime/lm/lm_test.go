@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelrt/modelrt/native/gpt2/gpt2ref"
 	"github.com/modelrt/modelrt/plugins/native/backend"
@@ -97,5 +98,55 @@ func TestFromInfoRejectsBadMetadata(t *testing.T) {
 	_, err := FromInfo(backend.New(), sdk.ModelInfo{Name: "m", Metadata: map[string]string{"vocab_size": "lots"}})
 	if err == nil || !strings.Contains(err.Error(), `vocab_size = "lots"`) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// paramsSeen records the Params of every Infer call that reaches the backend.
+type paramsSeen struct {
+	Backend
+	seen []map[string]string
+}
+
+func (p *paramsSeen) Infer(ctx context.Context, req *sdk.InferRequest) (*sdk.InferResponse, error) {
+	p.seen = append(p.seen, req.Params)
+	return p.Backend.Infer(ctx, req)
+}
+
+// TestLingerGoesWithEveryStep checks that Model.Linger reaches the backend as ParamLinger on
+// every step (the native backend polls on it), and that a Model without it sends none, as the
+// daemon's must not. The native backend answers both the same.
+func TestLingerGoesWithEveryStep(t *testing.T) {
+	ctx := context.Background()
+	for _, linger := range []time.Duration{0, DecodeLinger} {
+		b := &paramsSeen{Backend: backend.New()}
+		m, err := Load(ctx, b, "odd", "../../testdata/models/gpt2-odd", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Linger = linger
+		s, err := m.Open(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ids := range [][]int64{{1, 2, 3}, {4}, {5}} {
+			if _, err := s.Step(ctx, ids, 1, len(ids), nil); err != nil {
+				t.Fatalf("linger %v: %v", linger, err)
+			}
+		}
+		want := ""
+		if linger > 0 {
+			want = linger.String()
+		}
+		if len(b.seen) != 3 {
+			t.Fatalf("linger %v: %d Infer calls, want 3", linger, len(b.seen))
+		}
+		for i, p := range b.seen {
+			if got := p[sdk.ParamLinger]; got != want {
+				t.Errorf("linger %v: step %d sent %s=%q, want %q", linger, i, sdk.ParamLinger, got, want)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -15,8 +15,10 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/modelrt/modelrt/native/gpt2"
+	"github.com/modelrt/modelrt/native/kernels"
 	"github.com/modelrt/modelrt/native/vae"
 	"github.com/modelrt/modelrt/sdk"
 )
@@ -279,6 +281,12 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 		return nil, sdk.Internal("%v", err)
 	}
 	if sess != nil {
+		if v := req.Params[sdk.ParamLinger]; v != "" {
+			// A malformed or negative hint is ignored: it asks for nothing the reply depends on.
+			if d, err := time.ParseDuration(v); err == nil && d > 0 {
+				kernels.Linger(d)
+			}
+		}
 		switch {
 		case in.Batch*in.Len >= trimRows:
 			sess.prefilled = true

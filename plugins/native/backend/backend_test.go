@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -64,5 +65,48 @@ func TestLoadModelErrors(t *testing.T) {
 	}
 	if _, err := b.OpenSession(ctx, &sdk.OpenSessionRequest{Model: "vae"}); sdk.CodeOf(err) != sdk.CodeFailedPrecondition {
 		t.Errorf("OpenSession on a VAE: %v, want FailedPrecondition", err)
+	}
+}
+
+// TestLingerHintIsOnlyAHint sends the same steps with ParamLinger well-formed, malformed and
+// absent: every call succeeds and the logits are the same bits (the hint changes how the
+// pool's helpers wait, never what they compute).
+func TestLingerHintIsOnlyAHint(t *testing.T) {
+	ctx := context.Background()
+	b := New()
+	if _, err := b.LoadModel(ctx, &sdk.LoadModelRequest{Name: "m", Path: fixtures + "gpt2-odd"}); err != nil {
+		t.Fatal(err)
+	}
+	var first []float32
+	for _, linger := range []string{"", "3ms", "soon", "-1ms", "1h"} {
+		s, err := b.OpenSession(ctx, &sdk.OpenSessionRequest{Model: "m", BatchSize: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []float32
+		for _, ids := range [][]int64{{1, 2, 3}, {4}} {
+			params := map[string]string{sdk.ParamLogits: "last"}
+			if linger != "" {
+				params[sdk.ParamLinger] = linger
+			}
+			r, err := b.Infer(ctx, &sdk.InferRequest{Model: "m", Session: s.Session, Params: params,
+				Inputs: map[string]*sdk.Tensor{"input_ids": sdk.FromInt64([]int64{1, int64(len(ids))}, ids)}})
+			if err != nil {
+				t.Fatalf("linger %q: %v", linger, err)
+			}
+			v, err := r.Outputs["logits"].Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, v...)
+		}
+		if first == nil {
+			first = got
+		} else if !slices.Equal(got, first) {
+			t.Errorf("linger %q: logits differ from the steps without the hint", linger)
+		}
+		if _, err := b.CloseSession(ctx, &sdk.CloseSessionRequest{Session: s.Session}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
