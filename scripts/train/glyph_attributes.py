@@ -316,6 +316,9 @@ def main():
     ap.add_argument("--shrink", type=float, default=0.5, help="covariance shrinkage towards its diagonal")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--codebook", default=os.path.join(gd.PRIOR_DIR, "codebook.safetensors"),
+                    help="codebook of the through-the-codebook test: a .safetensors with a 'codebook' tensor, or "
+                    "glyph_codebook.py's codebook-K.pt")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import gpt2_torch
@@ -326,7 +329,10 @@ def main():
     C, S = len(gd.CHARS), len(np.unique(sz))
     perm = np.random.default_rng(args.seed).permutation(len(ch))
     cal, test = perm[: args.n_cal], perm[args.n_cal : args.n_cal + args.n_test]
-    cb = gpt2_torch.load_safetensors(os.path.join(gd.PRIOR_DIR, "codebook.safetensors"))["codebook"].float()
+    if args.codebook.endswith(".pt"):
+        cb = torch.load(args.codebook).float()
+    else:
+        cb = gpt2_torch.load_safetensors(args.codebook)["codebook"].float()
     t0 = time.time()
     f_render = features(gd.to_tensor(data["images"])[:, :1])
     f_test = features(reconstructions(data, args.work, test))

@@ -29,7 +29,9 @@ import vae_torch  # noqa: E402
 from checkpoint import log  # noqa: E402
 
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
-VAE_DIR = os.path.join(REPO, "examples", "models", "vae-glyphs")
+# MODELRT_GLYPH_VAE points the scripts at another glyph VAE (an experiment with a finer latent,
+# say); their --work directory must then be a fresh one, since it caches latents and decodes.
+VAE_DIR = os.environ.get("MODELRT_GLYPH_VAE") or os.path.join(REPO, "examples", "models", "vae-glyphs")
 PRIOR_DIR = os.path.join(REPO, "examples", "models", "glyph-prior")
 WORK = "/tmp/modelrt-train/glyph-prior"
 HELD_OUT = tvg.VAL_FONT  # DejaVuSerifCondensed-BoldItalic.ttf
