@@ -145,13 +145,14 @@ def sample_torch(prior, lay, enc, cb, vae, captions, guidance, seed, temperature
         part = captions[s : s + 128]
         ids = torch.tensor([lay.caption_ids(enc, c) for c in part], dtype=torch.long)
         codes = tgp.sample_codes(prior, lay, ids, guidance, gen, temperature, top_k)
-        imgs.append(decode_codes(vae, cb, codes))
+        imgs.append(decode_codes(vae, cb, codes, lay))
     return torch.cat(imgs)
 
 
-def decode_codes(vae, cb, codes):
+def decode_codes(vae, cb, codes, lay):
     b = len(codes)
-    lat = cb[codes].reshape(b, 4, 4, cb.shape[1]).permute(0, 3, 1, 2)
+    _, h, w = lay.latent_shape
+    lat = cb[codes].reshape(b, h, w, cb.shape[1]).permute(0, 3, 1, 2)
     return vae.decode(lat)[:, :1].clamp(-1, 1)
 
 

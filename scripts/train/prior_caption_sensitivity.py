@@ -41,7 +41,7 @@ def losses(prior, lay, enc, ch_list, styles_list, codes):
     """Per-glyph mean code cross-entropy [N] for captions (character, style words) or None."""
     caps = [lay.caption_ids(enc, None if st is None else gd.canonical(gd.valid_kinds(c)[0], c, st)) for c, st in zip(ch_list, styles_list)]
     ce = tgp.code_loss(prior, lay, torch.tensor(caps, dtype=torch.long), codes, "none")
-    return ce.reshape(len(codes), 16).mean(1).numpy()
+    return ce.reshape(len(codes), lay.N).mean(1).numpy()
 
 
 def main():

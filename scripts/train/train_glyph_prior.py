@@ -89,8 +89,10 @@ def build_tokenizer(work, faces, vocab_size, seed):
 class Layout:
     """Token ids of the sequence layout (text2image.json)."""
 
-    def __init__(self, n_bpe, k, prefix_length):
+    def __init__(self, n_bpe, k, prefix_length, latent_shape=(4, 4, 4)):
         self.P = prefix_length
+        self.latent_shape = [int(d) for d in latent_shape]  # [C, h, w]: N = h*w codes per image
+        self.N = self.latent_shape[1] * self.latent_shape[2]
         self.pad = n_bpe
         self.image = n_bpe + 1
         self.code_offset = n_bpe + 2
@@ -108,7 +110,7 @@ class Layout:
 
 
 def code_loss(model, lay, cap_ids, codes, reduction="mean"):
-    """Cross-entropy of the codes given caption ids [B,P] and codes [B,16] (0..K-1)."""
+    """Cross-entropy of the codes given caption ids [B,P] and codes [B,N] (0..K-1)."""
     b = len(codes)
     x = torch.cat([cap_ids, torch.full((b, 1), lay.image, dtype=torch.long), codes[:, :-1] + lay.code_offset], 1)
     lg = code_logits(model, lay, x)
@@ -132,7 +134,7 @@ def code_logits(model, lay, x):
 
 @torch.no_grad()
 def sample_codes(model, lay, cap_ids, guidance, gen, temperature=1.0, top_k=0):
-    """Codes [B,16] for caption ids [B,P]: logits restricted to the code range, classifier-free
+    """Codes [B,N] for caption ids [B,P]: logits restricted to the code range, classifier-free
     guidance l_u + s (l_c - l_u) against the null caption (skipped for s == 1), temperature,
     top-k (0 = all), one multinomial draw per position from gen."""
     b = len(cap_ids)
@@ -142,7 +144,7 @@ def sample_codes(model, lay, cap_ids, guidance, gen, temperature=1.0, top_k=0):
     x = torch.cat([rows, torch.full((len(rows), 1), lay.image, dtype=torch.long)], 1)
     past = None
     codes = []
-    for t in range(16):
+    for t in range(lay.N):
         logits, past = model(x, past_key_values=past)
         lg = logits[:, -1, lay.code_offset : lay.code_offset + lay.K].float()
         if guidance != 1.0:
@@ -187,7 +189,7 @@ def load_prior(directory):
     n_bpe = t2i["pad_id"]
     bvocab = {t: i for t, i in vocab.items() if i < n_bpe}
     enc = bpe.Encoder(bvocab, merges, EOT)
-    lay = Layout(n_bpe, t2i["codebook_size"], t2i["prefix_length"])
+    lay = Layout(n_bpe, t2i["codebook_size"], t2i["prefix_length"], t2i["latent_shape"])
     assert lay.image == t2i["image_marker_id"] and lay.code_offset == t2i["code_offset"]
     cb = gpt2_torch.load_safetensors(os.path.join(directory, t2i["codebook"]))["codebook"]
     return model, lay, enc, cb, t2i
@@ -253,8 +255,8 @@ def main():
 
     vocab, merges = build_tokenizer(args.work, faces, args.vocab_size, args.seed)
     enc = bpe.Encoder(vocab, merges, EOT)
-    lay = Layout(len(vocab), args.k, args.prefix_length)
-    n_pos = lay.P + 1 + 16
+    lay = Layout(len(vocab), args.k, args.prefix_length, lat.shape[1:])
+    n_pos = lay.P + 1 + lay.N
     cfg = gpt2_torch.default_config(vocab_size=lay.V, n_positions=n_pos, n_embd=args.n_embd, n_layer=args.n_layer,
                                     n_head=args.n_head, initializer_range=0.02, bos_token_id=vocab[EOT], eos_token_id=vocab[EOT])
     cfg["n_ctx"] = n_pos
@@ -300,7 +302,7 @@ def main():
                     part = ix[s : s + 256]
                     caps = torch.tensor([full_caption_ids(i) if mode == "full" else [lay.pad] * lay.P for i in part])
                     tot += code_loss(model, lay, caps, codes[torch.from_numpy(part.astype(np.int64))], "sum").item()
-                out["%s_%s" % (name, mode)] = tot / (len(ix) * 16)
+                out["%s_%s" % (name, mode)] = tot / (len(ix) * lay.N)
         model.train()
         return out
 
@@ -357,9 +359,9 @@ def export(args, model, cfg, vocab, merges, enc, lay, cb, history, step, elapsed
     assert sorted(full.values()) == list(range(lay.V))
     bpe.save(out, full, merges)
     gpt2_torch.save_safetensors(os.path.join(out, "codebook.safetensors"), {"codebook": cb.float().contiguous()}, dtype="F32")
-    t2i = {"format": "modelrt-text2image/v1", "vae": "../vae-glyphs", "codebook": "codebook.safetensors",
+    t2i = {"format": "modelrt-text2image/v1", "vae": os.path.relpath(gd.VAE_DIR, out), "codebook": "codebook.safetensors",
            "prefix_length": lay.P, "pad_id": lay.pad, "image_marker_id": lay.image, "code_offset": lay.code_offset,
-           "codebook_size": lay.K, "latent_shape": [int(cb.shape[1]), 4, 4], "order": "raster",
+           "codebook_size": lay.K, "latent_shape": lay.latent_shape, "order": "raster",
            "latent_space": "unscaled", "null_caption": "all-pad"}
     with open(os.path.join(out, "text2image.json"), "w") as f:
         json.dump(t2i, f, indent=2)
