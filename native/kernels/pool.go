@@ -107,6 +107,10 @@ func Linger(d time.Duration) {
 	lingerUntil.Store(time.Now().Add(min(d, MaxLinger)).UnixNano())
 }
 
+// LingerDeadline returns when the helpers' current linger ends (a time in the past when none
+// is in force).
+func LingerDeadline() time.Time { return time.Unix(0, lingerUntil.Load()) }
+
 func (p *workPool) helper(w int) {
 	var seen uint64
 	for {

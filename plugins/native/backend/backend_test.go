@@ -5,7 +5,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/modelrt/modelrt/native/kernels"
 	"github.com/modelrt/modelrt/sdk"
 )
 
@@ -70,7 +72,8 @@ func TestLoadModelErrors(t *testing.T) {
 
 // TestLingerHintIsOnlyAHint sends the same steps with ParamLinger well-formed, malformed and
 // absent: every call succeeds and the logits are the same bits (the hint changes how the
-// pool's helpers wait, never what they compute).
+// pool's helpers wait, never what they compute); a well-formed hint reaches kernels.Linger
+// (clamped to MaxLinger) and a malformed or absent one does not.
 func TestLingerHintIsOnlyAHint(t *testing.T) {
 	ctx := context.Background()
 	b := New()
@@ -79,6 +82,12 @@ func TestLingerHintIsOnlyAHint(t *testing.T) {
 	}
 	var first []float32
 	for _, linger := range []string{"", "3ms", "soon", "-1ms", "1h"} {
+		// A well-formed hint must reach the pool (a step's linger ends after the step returns,
+		// at most kernels.MaxLinger later); the others must leave no linger in force.
+		wantLinger := linger == "3ms" || linger == "1h"
+		if !wantLinger {
+			time.Sleep(time.Until(kernels.LingerDeadline())) // let an earlier case's linger end
+		}
 		s, err := b.OpenSession(ctx, &sdk.OpenSessionRequest{Model: "m", BatchSize: 1})
 		if err != nil {
 			t.Fatal(err)
@@ -99,6 +108,11 @@ func TestLingerHintIsOnlyAHint(t *testing.T) {
 				t.Fatal(err)
 			}
 			got = append(got, v...)
+			after := time.Now()
+			if until := kernels.LingerDeadline(); wantLinger != until.After(after) || until.After(after.Add(kernels.MaxLinger)) {
+				t.Errorf("linger %q: the pool lingers until %v after the step (want lingering: %v, at most %v)",
+					linger, until.Sub(after), wantLinger, kernels.MaxLinger)
+			}
 		}
 		if first == nil {
 			first = got
