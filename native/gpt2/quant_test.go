@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelrt/modelrt/native/kernels"
 	"github.com/modelrt/modelrt/runtime/generate"
 	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
@@ -84,6 +85,59 @@ func TestQuantizedLogitsNearF32(t *testing.T) {
 		}
 		checkLogits(t, "gpt2-odd "+string(c.dt), logitsOf(t, m, ids), want, c.tol)
 	}
+}
+
+// TestQuantizedEmbeddingFromPanels: an int8 model keeps its token embeddings only as the LM
+// head's panels, and the embedding it reads from them is the dequantized stored row, bit for
+// bit, for every id: after Quantize on a vocabulary that is not a multiple of the panel width
+// (61), and read from an int8 directory (gpt2-odd's, written by WriteQuantized).
+func TestQuantizedEmbeddingFromPanels(t *testing.T) {
+	check := func(name string, m *Model, want []float32) {
+		t.Helper()
+		if !m.WTEQ.Panels || !m.LMHeadQ.Panels {
+			t.Fatalf("%s: WTEQ.Panels %v, LMHeadQ.Panels %v; want the LM head's panels", name, m.WTEQ.Panels, m.LMHeadQ.Panels)
+		}
+		cfg := m.Config()
+		c := cfg.NEmbd
+		x := make([]float32, c)
+		wpe := m.WPE
+		m.WPE = make([]float32, len(wpe)) // embed adds the position embedding; read the token's alone
+		defer func() { m.WPE = wpe }()
+		for id := range cfg.VocabSize {
+			m.embed(x, int64(id), 0)
+			for e, v := range x {
+				if w := want[id*c+e]; math.Float32bits(v) != math.Float32bits(w) {
+					t.Fatalf("%s: embedding of id %d, channel %d: %v from the panels, want %v (the dequantized row)", name, id, e, v, w)
+				}
+			}
+		}
+	}
+	dequant := func(m *Model) []float32 {
+		cfg := m.Config()
+		q, s := quant.Int8Rows(m.WTE, cfg.VocabSize, cfg.NEmbd)
+		return quant.DequantRows(q, s, cfg.VocabSize, cfg.NEmbd)
+	}
+
+	m := batchTestModel()
+	if m.Config().VocabSize%kernels.PanelWidth == 0 {
+		t.Fatal("batchTestModel's vocabulary is a multiple of the panel width: the padded panel goes untested")
+	}
+	want := dequant(m)
+	if err := m.Quantize(quant.Int8); err != nil {
+		t.Fatal(err)
+	}
+	check("Quantize", m, want)
+
+	want = dequant(mustLoad(t, "gpt2-odd"))
+	dir := t.TempDir()
+	if err := WriteQuantized(fixtureDir("gpt2-odd"), dir, quant.Int8); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("gpt2-odd's int8 directory", m, want)
 }
 
 // TestQuantized124MShape runs GPT-2 124M's exact shape (vocab 50257, n_embd 768, 12 layers, 12

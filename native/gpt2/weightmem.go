@@ -37,9 +37,13 @@ func hugeLayout(cfg Config, untied bool, dt quant.DType) []int {
 		}
 	}
 	v, c, inner := cfg.VocabSize, cfg.NEmbd, cfg.Inner()
-	add(v*c, v)
+	wte := v * c
+	if dt == quant.Int8 {
+		wte = kernels.PanelLen(c, v) // int8 embeddings are kept as the LM head's panels (packedT)
+	}
+	add(wte, v)
 	if untied {
-		add(v*c, v)
+		add(wte, v)
 	}
 	for range cfg.NLayer {
 		add(kernels.PanelLen(c, 3*c), 3*c)

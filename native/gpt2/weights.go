@@ -3,6 +3,7 @@ package gpt2
 import (
 	"encoding/binary"
 	"fmt"
+	"unsafe"
 
 	"github.com/modelrt/modelrt/native/kernels"
 	"github.com/modelrt/modelrt/sdk/modeldir/quant"
@@ -15,7 +16,9 @@ import (
 // output channel. F16 holds IEEE half-precision bits in the same layout as the float32 matrix.
 //
 // A Linear's QWeights are kept in kernels.PackPanels' layout (Panels set): 16-column panels of
-// all In rows, which the decode product streams sequentially; files store them row-major.
+// all In rows, which the decode product streams sequentially; files store them row-major. Int8
+// token embeddings are kept the same way, as the panels of the LM head's (C,V) weight
+// (packedT; Scale stays one per vocabulary entry), and embed reads a token's row from them.
 type QWeights struct {
 	DType  quant.DType // "" when the matrix is in the owner's float32 field
 	I8     []int8
@@ -40,6 +43,19 @@ func (q QWeights) packed(rows, cols int) QWeights {
 	default:
 		return q
 	}
+	q.Panels = true
+	return q
+}
+
+// packedT returns the int8 token embeddings q (rows = vocabulary, cols = channels, one scale
+// per row) as the panels of their transpose, the LM head's (cols,rows) weight: the layout the
+// decode product streams fastest (MatMulPanelsI8), which embed reads a row of in place. Other
+// types are returned unchanged.
+func (q QWeights) packedT(rows, cols int) QWeights {
+	if q.Panels || q.DType != quant.Int8 {
+		return q
+	}
+	q.I8 = kernels.PackPanelsT(make([]int8, kernels.PanelLen(cols, rows)), q.I8, cols, rows)
 	q.Panels = true
 	return q
 }
@@ -125,10 +141,10 @@ func (m *Model) Quantize(dt quant.DType) error {
 	// Each quantized matrix moves into the new mapping as soon as it exists, so that only one
 	// matrix at a time has a heap copy.
 	h := newWeightMem(m.cfg, !tied, dt)
-	m.WTEQ = moveQ(h, quantizeMatrix(m.WTE, m.cfg.VocabSize, c, false, dt))
+	m.WTEQ = moveQ(h, quantizeMatrix(m.WTE, m.cfg.VocabSize, c, false, dt).packedT(m.cfg.VocabSize, c))
 	m.LMHeadQ = m.WTEQ
 	if !tied {
-		m.LMHeadQ = moveQ(h, quantizeMatrix(m.LMHead, m.cfg.VocabSize, c, false, dt))
+		m.LMHeadQ = moveQ(h, quantizeMatrix(m.LMHead, m.cfg.VocabSize, c, false, dt).packedT(m.cfg.VocabSize, c))
 	}
 	m.WTE, m.LMHead = nil, nil
 	for i := range m.Blocks {
@@ -203,7 +219,15 @@ func (m *Model) embed(x []float32, id, pos int64) {
 	pe := m.WPE[pos*c:][:c]
 	switch m.WTEQ.DType {
 	case quant.Int8:
-		quant.DequantRowsInto(x, m.WTEQ.I8[id*c:][:c], m.WTEQ.Scale[id:id+1], int(c))
+		q, s := m.WTEQ.I8, m.WTEQ.Scale[id]
+		if m.WTEQ.Panels { // column id of the LM head's panels (packedT)
+			q = q[id/kernels.PanelWidth*c*kernels.PanelWidth+id%kernels.PanelWidth:]
+			for e := range x {
+				x[e] = float32(q[e*kernels.PanelWidth]) * s
+			}
+			break
+		}
+		quant.DequantRowsInto(x, q[id*c:][:c], m.WTEQ.Scale[id:id+1], int(c))
 	case quant.F16:
 		quant.FromF16(x, m.WTEQ.F16[id*c:][:c])
 	default:
@@ -219,6 +243,10 @@ func (m *Model) lmHead(dst, h []float32, rows int) {
 	c, v := m.cfg.NEmbd, m.cfg.VocabSize
 	switch q := &m.LMHeadQ; q.DType {
 	case quant.Int8:
+		if q.Panels {
+			kernels.MatMulPanelsI8(dst, h, q.I8, q.Scale, nil, rows, c, v)
+			return
+		}
 		kernels.MatMulTI8(dst, h, q.I8, q.Scale, nil, rows, c, v)
 	case quant.F16:
 		kernels.MatMulTF16(dst, h, q.F16, nil, rows, c, v)
@@ -250,13 +278,15 @@ func (b *binder) matrix(name string, rows, cols int, perCol bool) ([]float32, QW
 		if b.err != nil {
 			return nil, QWeights{}
 		}
-		var q []int8
-		if perCol {
-			b.scratchI8 = growBuf(b.scratchI8, len(raw))
-			q = b.scratchI8
-		} else {
-			q = keep[int8](b, len(raw))
+		if !perCol {
+			// Token embeddings (the LM head): straight from the file into the panels of their
+			// transpose (QWeights.packedT), without a row-major copy.
+			q := kernels.PackPanelsT(keep[int8](b, kernels.PanelLen(cols, rows)), unsafe.Slice((*int8)(unsafe.Pointer(&raw[0])), len(raw)), cols, rows)
+			b.release(b.prefix + name)
+			return nil, QWeights{DType: quant.Int8, I8: q, Scale: scale, Panels: true}
 		}
+		b.scratchI8 = growBuf(b.scratchI8, len(raw))
+		q := b.scratchI8
 		for i, v := range raw {
 			q[i] = int8(v)
 		}

@@ -44,6 +44,26 @@ func PackPanelsInto[T float32 | int8 | uint16](out, w []T, k, n int) []T {
 	return out
 }
 
+// PackPanelsT is PackPanelsInto for the transpose of w: w is (N,K) row-major — one row per
+// output channel, as token embeddings are stored — and out gets the panels of the (K,N) matrix
+// wᵀ, out[(jp·K + p)·16 + x] = w[(jp·16 + x)·K + p], without a transposed copy. out must have
+// PanelLen(k, n) elements; it returns out.
+func PackPanelsT[T float32 | int8 | uint16](out, w []T, k, n int) []T {
+	if len(w) != k*n || len(out) != panelLen(k, n) {
+		panic(fmt.Sprintf("kernels: PackPanelsT: %d values for (%d,%d)ᵀ into %d", len(w), n, k, len(out)))
+	}
+	if n%PanelWidth != 0 {
+		clear(out)
+	}
+	for j := 0; j < n; j++ {
+		base := j/PanelWidth*k*PanelWidth + j%PanelWidth
+		for p, v := range w[j*k:][:k] {
+			out[base+p*PanelWidth] = v
+		}
+	}
+	return out
+}
+
 // UnpackPanels is the inverse of PackPanels: the (K,N) row-major matrix.
 func UnpackPanels[T float32 | int8 | uint16](panels []T, k, n int) []T {
 	np := (n + PanelWidth - 1) / PanelWidth

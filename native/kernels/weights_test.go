@@ -66,6 +66,14 @@ func testMatMulQuantizedMatchesNaive(t *testing.T) {
 				got = nanVec(m * n)
 				MatMulTI8(got, a, qt, st, bias, m, k, n)
 				reportClose(t, fmt.Sprintf("MatMulTI8 m=%d k=%d n=%d", m, k, n), got, want, accumTol(k))
+				// The same rows packed as the panels of their transpose (an int8 LM head).
+				qtp := PackPanelsT(make([]int8, PanelLen(k, n)), qt, k, n)
+				if wantP := PackPanels(transposeI8(qt, n, k), k, n); string(int8Bytes(qtp)) != string(int8Bytes(wantP)) {
+					t.Fatalf("PackPanelsT(q) != PackPanels(qᵀ) for k=%d n=%d", k, n)
+				}
+				got = nanVec(m * n)
+				MatMulPanelsI8(got, a, qtp, st, bias, m, k, n)
+				reportClose(t, fmt.Sprintf("MatMulPanelsI8 on PackPanelsT m=%d k=%d n=%d", m, k, n), got, want, accumTol(k))
 				ht := quant.ToF16(wt)
 				quant.FromF16(wt, ht)
 				MatMulTNaive(want, a, wt, bias, m, k, n)
@@ -336,4 +344,15 @@ func BenchmarkLMHeadBatch8(b *testing.B) {
 			MatMulTI8(dst, a, q, s, nil, m, k, n)
 		}
 	})
+}
+
+// transposeI8 returns the (cols,rows) transpose of the (rows,cols) row-major w.
+func transposeI8(w []int8, rows, cols int) []int8 {
+	out := make([]int8, len(w))
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			out[c*rows+r] = w[r*cols+c]
+		}
+	}
+	return out
 }
