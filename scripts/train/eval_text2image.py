@@ -138,15 +138,27 @@ def make_set(kind, data, held, n, rng):
 
 
 @torch.no_grad()
-def sample_torch(prior, lay, enc, cb, vae, captions, guidance, seed, temperature, top_k):
+def sample_torch(prior, lay, enc, cb, vae, captions, guidance, seed, temperature, top_k, style_guidance=None):
     gen = torch.Generator().manual_seed(seed)
     imgs = []
     for s in range(0, len(captions), 128):
         part = captions[s : s + 128]
         ids = torch.tensor([lay.caption_ids(enc, c) for c in part], dtype=torch.long)
-        codes = tgp.sample_codes(prior, lay, ids, guidance, gen, temperature, top_k)
+        base = None
+        if style_guidance is not None:
+            base = torch.tensor([lay.caption_ids(enc, without_styles(c)) for c in part], dtype=torch.long)
+        codes = tgp.sample_codes(prior, lay, ids, guidance, gen, temperature, top_k, base, style_guidance)
         imgs.append(decode_codes(vae, cb, codes, lay))
     return torch.cat(imgs)
+
+
+def without_styles(caption):
+    """The caption without its style words ("the letter a, bold serif" -> "the letter a"); None
+    (the null caption) stays None."""
+    if caption is None or ", " not in caption:
+        return caption
+    head, tail = caption.rsplit(", ", 1)
+    return head if all(w in gd.STYLE_WORDS for w in tail.split()) else caption
 
 
 def decode_codes(vae, cb, codes, lay):
@@ -184,6 +196,8 @@ def main():
     ap.add_argument("--guidance", default="2", help="comma-separated CFG scales to evaluate")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-k", type=int, default=0)
+    ap.add_argument("--style-guidance", type=float, default=None,
+                    help="split the guidance: --guidance weighs the character, this the style words (default: one scale)")
     ap.add_argument("--n", type=int, default=512, help="captions per set")
     ap.add_argument("--sets", default="full,held_out,partial,null")
     ap.add_argument("--seed", type=int, default=1)
@@ -224,7 +238,7 @@ def main():
             preds["char"] = first["char"]
             store[args.attributes][key] = score(preds, targets)
         return store[args.attributes if inst is not None else clfs[0][0]][key]
-    results = {"config": {k: getattr(args, k) for k in ("guidance", "temperature", "top_k", "n", "seed", "modelrt", "classifier", "attributes")},
+    results = {"config": {k: getattr(args, k) for k in ("guidance", "temperature", "top_k", "style_guidance", "n", "seed", "modelrt", "classifier", "attributes")},
                "sets": {p: {} for p in [c for c, _ in clfs] + ([args.attributes] if inst is not None else [])}}
     rng = random.Random(args.seed)
     sets = {name: make_set(name, data, held, args.n, random.Random(args.seed * 31 + i))
@@ -252,7 +266,7 @@ def main():
             if args.modelrt:
                 imgs = sample_modelrt(args.modelrt, args.model, caps, g, args.seed)
             else:
-                imgs = sample_torch(prior, lay, enc, cb, vae, caps, g, args.seed, args.temperature, args.top_k)
+                imgs = sample_torch(prior, lay, enc, cb, vae, caps, g, args.seed, args.temperature, args.top_k, args.style_guidance)
             if name == "null":
                 # Targets of the null set: random characters and faces, so the scores measure chance.
                 perm = rng.sample(range(len(items)), len(items))

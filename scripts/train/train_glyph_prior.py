@@ -42,7 +42,9 @@ import checkpoint
 import glyphdata as gd
 import gpt2_torch
 from checkpoint import log
+import glyph_attributes
 import glyph_codebook
+import train_vae_glyphs as tvg
 from train_gpt2_go import new_model, train_loop  # GPT-2's initialization, AdamW, warm-up + cosine schedule
 
 EOT = "<|endoftext|>"
@@ -133,21 +135,33 @@ def code_logits(model, lay, x):
 
 
 @torch.no_grad()
-def sample_codes(model, lay, cap_ids, guidance, gen, temperature=1.0, top_k=0):
+def sample_codes(model, lay, cap_ids, guidance, gen, temperature=1.0, top_k=0, base_ids=None, style_guidance=None):
     """Codes [B,N] for caption ids [B,P]: logits restricted to the code range, classifier-free
     guidance l_u + s (l_c - l_u) against the null caption (skipped for s == 1), temperature,
-    top-k (0 = all), one multinomial draw per position from gen."""
+    top-k (0 = all), one multinomial draw per position from gen.
+
+    With base_ids (the same captions without their style words) and style_guidance s2, the
+    guidance is split in two: l_u + s (l_b - l_u) + s2 (l_c - l_b): s weighs what the character
+    adds to the null caption, s2 what the style words add to the character (s2 == s is plain
+    guidance)."""
     b = len(cap_ids)
-    rows = cap_ids
-    if guidance != 1.0:
-        rows = torch.cat([cap_ids, torch.full_like(cap_ids, lay.pad)])
+    parts = [cap_ids]
+    split = base_ids is not None and style_guidance is not None
+    if split:
+        parts.append(base_ids)
+    if guidance != 1.0 or split:
+        parts.append(torch.full_like(cap_ids, lay.pad))
+    rows = torch.cat(parts)
     x = torch.cat([rows, torch.full((len(rows), 1), lay.image, dtype=torch.long)], 1)
     past = None
     codes = []
     for t in range(lay.N):
         logits, past = model(x, past_key_values=past)
         lg = logits[:, -1, lay.code_offset : lay.code_offset + lay.K].float()
-        if guidance != 1.0:
+        if split:
+            lc, lb, lu = lg[:b], lg[b : 2 * b], lg[2 * b :]
+            lg = lu + guidance * (lb - lu) + style_guidance * (lc - lb)
+        elif guidance != 1.0:
             lc, lu = lg[:b], lg[b:]
             lg = lu + guidance * (lc - lu)
         lg = lg / temperature
@@ -157,7 +171,7 @@ def sample_codes(model, lay, cap_ids, guidance, gen, temperature=1.0, top_k=0):
         c = torch.multinomial(F.softmax(lg, -1), 1, generator=gen)
         codes.append(c)
         nxt = c + lay.code_offset
-        x = torch.cat([nxt, nxt]) if guidance != 1.0 else nxt
+        x = torch.cat([nxt] * len(parts))
     return torch.cat(codes, 1)
 
 
@@ -225,6 +239,9 @@ def main():
                     "(otherwise a random subset, each size equally likely)")
     ap.add_argument("--oversample", default="", help="WORDS:FACTOR, e.g. condensed,mono:2: glyphs of faces with any of "
                     "these style words are drawn FACTOR times as often (default: every training glyph equally often)")
+    ap.add_argument("--sizes", default="", help="comma-separated render sizes (of train_vae_glyphs.SIZES) to train on, "
+                    "e.g. 22: the caption never names a size, so every size but one is variation the prior must "
+                    "model without being told (default: all sizes)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
@@ -249,8 +266,15 @@ def main():
     _, codes = glyph_codebook.quantise(lat, cb)
     face_attrs = [gd.face_attributes(f) for f in faces]
     is_train = data["face"] != held
-    tr_idx = np.nonzero(is_train)[0]
-    va_idx = np.nonzero(~is_train)[0]
+    keep = np.ones(len(is_train), bool)
+    if args.sizes:
+        want = [int(x) for x in args.sizes.split(",")]
+        bad = [x for x in want if x not in tvg.SIZES]
+        if bad:
+            raise SystemExit("--sizes: %s not among the renders' sizes %s" % (bad, tvg.SIZES))
+        keep = np.isin(np.array(tvg.SIZES)[glyph_attributes.size_ids(data)], want)
+    tr_idx = np.nonzero(is_train & keep)[0]
+    va_idx = np.nonzero(~is_train & keep)[0]
     log("data: %d training glyphs, %d held-out (%s); codebook K=%d" % (len(tr_idx), len(va_idx), gd.HELD_OUT, args.k))
 
     vocab, merges = build_tokenizer(args.work, faces, args.vocab_size, args.seed)
