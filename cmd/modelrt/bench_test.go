@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +112,15 @@ func TestBenchTiny(t *testing.T) {
 	}
 	if len(rep.Ratios) == 0 {
 		t.Error("no ratios against onnxrt")
+	}
+	// The bandwidth is probed before the rows and after each; the ceiling is the best probe.
+	if n := len(rep.Host.ReadGBpsProbes); n != len(rep.Rows)+1 {
+		t.Errorf("%d bandwidth probes %v; want %d (before the rows and after each)", n, rep.Host.ReadGBpsProbes, len(rep.Rows)+1)
+	} else if best := slices.Max(rep.Host.ReadGBpsProbes); rep.Host.ReadGBps != best || best <= 0 {
+		t.Errorf("read_gbps %v; want the best probe of %v", rep.Host.ReadGBps, rep.Host.ReadGBpsProbes)
+	}
+	if !strings.Contains(table, fmt.Sprintf("the best of %d probes", len(rep.Rows)+1)) {
+		t.Errorf("table does not report the probes:\n%s", table)
 	}
 
 	f, err := os.Open(plotPath)

@@ -140,8 +140,12 @@ type Host struct {
 	Date   string `json:"date"`
 	// ReadGBps is the streaming read bandwidth of the native kernels' workers
 	// (kernels.ReadBandwidth over ProbeBytes, best of ProbePasses), probed in this process
-	// before the rows run: the ceiling of a memory-bound decode step. 0 when not probed.
-	ReadGBps float64 `json:"read_gbps,omitempty"`
+	// before the rows run and again after each row (ReadGBpsProbes, in that order), the best
+	// probe kept: the ceiling of a memory-bound decode step. A VM's memory bandwidth drifts
+	// over minutes; one probe taken in a slow minute would flatter every row measured in a fast
+	// one. 0 when not probed.
+	ReadGBps       float64   `json:"read_gbps,omitempty"`
+	ReadGBpsProbes []float64 `json:"read_gbps_probes,omitempty"`
 	// ProbeBytes is the probe's buffer and LLCBytes the last-level cache the system reports
 	// (0: unknown); the buffer is ProbeSize(LLCBytes), far larger, unless the shape fixes it.
 	ProbeBytes int64 `json:"probe_bytes,omitempty"`

@@ -179,8 +179,16 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		if h.LLCBytes > 0 {
 			llc = fmt.Sprintf("%.0f MiB, buffer = %.1f×", mib(h.LLCBytes), float64(h.ProbeBytes)/float64(h.LLCBytes))
 		}
-		fmt.Fprintf(w, "streaming read bandwidth (kernels.ReadBandwidth, %d workers, %.0f MiB buffer, last-level cache %s, best of %d passes): %.1f GB/s\n",
-			h.CPUs, mib(h.ProbeBytes), llc, ProbePasses, bw)
+		probes := ""
+		if n := len(h.ReadGBpsProbes); n > 1 {
+			each := make([]string, n)
+			for i, v := range h.ReadGBpsProbes {
+				each[i] = fmt.Sprintf("%.1f", v)
+			}
+			probes = fmt.Sprintf("; the best of %d probes, before the rows and after each: %s GB/s", n, strings.Join(each, ", "))
+		}
+		fmt.Fprintf(w, "streaming read bandwidth (kernels.ReadBandwidth, %d workers, %.0f MiB buffer, last-level cache %s, best of %d passes%s): %.1f GB/s\n",
+			h.CPUs, mib(h.ProbeBytes), llc, ProbePasses, probes, bw)
 		for _, r := range rep.Rows {
 			if r.LM == nil || r.LM.WeightBytes <= 0 {
 				continue

@@ -132,10 +132,17 @@ func Run(ctx context.Context, s Shape, m *Models, opts Options) (*Report, error)
 	rep := &Report{Format: Format, Shape: s, Host: Host{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(),
 		Date: time.Now().UTC().Format(time.RFC3339), LoadAvg: LoadAvg(), Reps: reps}}
 	defer func() { rep.Host.LoadAvgEnd = LoadAvg() }()
-	if s.ProbeBytes != 0 {
+	// probeNow probes the bandwidth before the rows and after each, keeping the best.
+	probeNow := func() {
+		if s.ProbeBytes == 0 {
+			return
+		}
 		pr := probe(s.ProbeBytes)
-		rep.Host.ReadGBps, rep.Host.ProbeBytes, rep.Host.LLCBytes = pr.GBps, pr.Bytes, pr.LLCBytes
+		rep.Host.ReadGBpsProbes = append(rep.Host.ReadGBpsProbes, pr.GBps)
+		rep.Host.ReadGBps = max(rep.Host.ReadGBps, pr.GBps)
+		rep.Host.ProbeBytes, rep.Host.LLCBytes = pr.Bytes, pr.LLCBytes
 	}
+	probeNow()
 	var failed []string
 	for _, p := range ps {
 		row := p.row
@@ -159,6 +166,7 @@ func Run(ctx context.Context, s Shape, m *Models, opts Options) (*Report, error)
 		if ctx.Err() != nil {
 			return rep, ctx.Err()
 		}
+		probeNow()
 	}
 	rep.Base, rep.Ratios = ratios(rep.Rows)
 	if len(failed) > 0 {
