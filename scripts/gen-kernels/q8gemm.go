@@ -92,8 +92,8 @@ func gemmQ8(r int) {
 //
 // blocks whole blocks are followed, when steps or mask is non-zero, by one partial block of
 // steps whole depth steps and a last step of 1–3 rows of k loaded under the byte mask mask
-// (masked-off bytes are neither read nor faulted on). The weight stream is prefetched
-// gemvPrefetch bytes ahead, one line per step, as the float kernels do (panelDepthLoop).
+// (masked-off bytes are neither read nor faulted on). The weight stream is prefetched one line
+// per step, as q8Prefetch says.
 func q8PanelSums(name string, r, nacc int) []VecVirtual {
 	rows := activationRows(r)
 	pw := Load(Param("w").Base(), GP64())
@@ -147,7 +147,7 @@ func q8PanelSums(name string, r, nacc int) []VecVirtual {
 	JZ(LabelRef(l("partial")))
 	start(j)
 	for s := 0; s < q8Block/4; s++ {
-		PREFETCHT0(Mem{Base: pw, Disp: gemvPrefetch + 64*s})
+		q8Prefetch.emit(Mem{Base: pw, Disp: 64 * s})
 		VPERMB(Mem{Base: pw, Disp: 64 * s}, idx, wp)
 		step(j, 4*s, s%2)
 	}
@@ -188,4 +188,21 @@ func q8PanelSums(name string, r, nacc int) []VecVirtual {
 	finish(j)
 	Label(l("store"))
 	return facc
+}
+
+// q8Prefetch is how q8PanelSums prefetches the weight stream: dist bytes ahead, into L1 (PREFETCHT0)
+// or, with l2, into L2 only (PREFETCHT1).
+var q8Prefetch = prefetchSpec{dist: gemvPrefetch}
+
+type prefetchSpec struct {
+	dist int
+	l2   bool
+}
+
+func (p prefetchSpec) emit(m Mem) {
+	if p.l2 {
+		PREFETCHT1(m.Offset(p.dist))
+		return
+	}
+	PREFETCHT0(m.Offset(p.dist))
 }

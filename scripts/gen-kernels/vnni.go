@@ -22,6 +22,15 @@ const (
 	dotQ8W  = 4           // weight rows per dotQ8 pass
 )
 
+// gemvQ8Prefetch is the weight prefetch of gemvPanelQ8. GPT-2 124M's 48 int8 layer weights in
+// panels, one row, two workers (a benchmark of generated variants side by side, four runs of 60
+// passes, 2026-12-07): PREFETCHT1 2 KiB ahead read 30.3-32.5 GB/s, PREFETCHT1 4 KiB 29.7-32.2,
+// no prefetch 27.9-30.2, PREFETCHT0 2 KiB 25.5-27.7, PREFETCHT0 1 KiB (gemvPrefetch, what the
+// kernels had) 25.6-26.7. On one 115 MB matrix and one worker, PREFETCHT0 1 KiB read 26.7-28.4
+// GB/s, no prefetch 31.7-33.6, PREFETCHT1 2 KiB 30.7-33.3: lines fetched into L1 ahead of a
+// single stream compete with the hardware prefetcher's.
+var gemvQ8Prefetch = prefetchSpec{dist: 2048, l2: true}
+
 // q8Perm and q8x80 are the kernels' constants, emitted once: the VPERMB index that gathers a
 // depth step's 4 rows × 16 columns into 16 dwords of 4 consecutive k per column (result byte
 // 4x+t, column x and depth t, is source byte 16t+x), and 64 bytes of 0x80.
@@ -94,6 +103,10 @@ func gemvPanelQ8(r int) {
 	TEXT(name, NOSPLIT, "func(y []float32, qa []byte, lda int, w []int8, blocks, steps int, mask uint64)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s sets y[16i:16i+16] to the quantized-activation product of %d rows of activation records (qa, row stride lda bytes) and one int8 weight panel w: blocks whole blocks of %d k, then a partial block of steps 4-k steps and a masked last step.", name, r, q8Block))
+	// The decode product streams each weight once from memory: prefetched 2 KiB ahead into L2
+	// (gemvQ8Prefetch), not 1 KiB ahead into L1 as the prefill product, which reuses its panels.
+	defer func(p prefetchSpec) { q8Prefetch = p }(q8Prefetch)
+	q8Prefetch = gemvQ8Prefetch
 	facc := q8PanelSums(name, r, 2) // two accumulators per row: few rows, short chains
 	py := Load(Param("y").Base(), GP64())
 	for i := range facc {
