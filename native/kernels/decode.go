@@ -40,8 +40,21 @@ func SetDecodeVariant(rows, prefetch2K bool, chunkBytes int) (restore func()) {
 // c_proj product, and for a whole task when the other worker was descheduled mid-task.
 var panelChunkBytes = 4 * 768 * PanelWidth * 4
 
-// panelGrain returns how many panels of k rows one task of a panel product takes.
-func panelGrain(k int, w weights) int {
+// q8PanelChunkBytes is the most int8 weight bytes one task of a decode (m < gemmMB) panel
+// product takes on the quantized-activation path: 16 panels of 768 rows, 4 of 3072. With four
+// panels a task whatever their rows, as before, two workers handed each other a task every 48
+// KiB of GPT-2's 768-row int8 weights. GPT-2 124M's 48 int8 layer matrices at one row, alternated
+// in one test binary (five runs of 60 passes): 36.1–42.7 GB/s at four panels a task, 39.5–44.8
+// at 192 KiB; BenchmarkDecodeInt8, alternated 3 times: 228–255 against 244–262 tokens/s.
+// Prefill keeps four panels a task: its products are compute-bound, and 16 panels would leave a
+// worker idle for a third of a 48-panel product.
+var q8PanelChunkBytes = 192 << 10
+
+// panelGrain returns how many panels of k rows one task of a panel product of m rows takes.
+func panelGrain(m, k int, w weights) int {
+	if w.i8 != nil && m < gemmMB && useVNNI && q8PanelChunkBytes > 0 {
+		return max(1, min(16, q8PanelChunkBytes/(k*PanelWidth)))
+	}
 	if w.f32 == nil || panelChunkBytes == 0 {
 		return 4
 	}

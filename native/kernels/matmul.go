@@ -105,7 +105,7 @@ func gemmW(m, n, k int, a []float32, lda int, w weights, ldb int, c []float32, l
 			p.pj.qa = q8Scratch
 			quantizeQ8(p.pj.qa, p.pj.lq, a, lda, m, k)
 		}
-		p.run(&p.pj, (n+PanelWidth-1)/PanelWidth, panelGrain(k, w))
+		p.run(&p.pj, (n+PanelWidth-1)/PanelWidth, panelGrain(m, k, w))
 		p.pj = panelJob{}
 		return
 	}
