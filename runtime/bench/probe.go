@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -132,4 +133,18 @@ func probe(bytes int) Probe {
 	pr := Probe{Bytes: n, LLCBytes: llc, Passes: ProbePasses}
 	pr.GBps = kernels.ReadBandwidth(int(n), ProbePasses) / 1e9
 	return pr
+}
+
+// Median returns the median of v (the mean of the middle two for an even count; 0 for none),
+// leaving v unchanged.
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }

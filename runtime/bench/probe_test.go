@@ -127,3 +127,20 @@ func BenchmarkProbe(b *testing.B) {
 		})
 	}
 }
+
+// TestMedian: odd and even counts, unsorted input left as it was, none.
+func TestMedian(t *testing.T) {
+	v := []float64{62.2, 34.6, 31.4, 35.7, 34.8, 35.6}
+	if got := Median(v); got != (34.8+35.6)/2 {
+		t.Errorf("Median(%v) = %v, want %v", v, got, (34.8+35.6)/2)
+	}
+	if v[0] != 62.2 || v[2] != 31.4 {
+		t.Errorf("Median reordered its input: %v", v)
+	}
+	if got := Median(v[:5]); got != 34.8 {
+		t.Errorf("Median(%v) = %v, want 34.8", v[:5], got)
+	}
+	if got := Median(nil); got != 0 {
+		t.Errorf("Median(nil) = %v, want 0", got)
+	}
+}

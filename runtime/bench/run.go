@@ -132,15 +132,16 @@ func Run(ctx context.Context, s Shape, m *Models, opts Options) (*Report, error)
 	rep := &Report{Format: Format, Shape: s, Host: Host{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(),
 		Date: time.Now().UTC().Format(time.RFC3339), LoadAvg: LoadAvg(), Reps: reps}}
 	defer func() { rep.Host.LoadAvgEnd = LoadAvg() }()
-	// probeNow probes the bandwidth before the rows and after each, keeping the best.
+	// probeNow probes the bandwidth before the rows and after each (Host.ReadGBps says why).
 	probeNow := func() {
 		if s.ProbeBytes == 0 {
 			return
 		}
 		pr := probe(s.ProbeBytes)
-		rep.Host.ReadGBpsProbes = append(rep.Host.ReadGBpsProbes, pr.GBps)
-		rep.Host.ReadGBps = max(rep.Host.ReadGBps, pr.GBps)
-		rep.Host.ProbeBytes, rep.Host.LLCBytes = pr.Bytes, pr.LLCBytes
+		h := &rep.Host
+		h.ReadGBpsProbes = append(h.ReadGBpsProbes, pr.GBps)
+		h.ReadGBps, h.ReadGBpsBest = Median(h.ReadGBpsProbes), max(h.ReadGBpsBest, pr.GBps)
+		h.ProbeBytes, h.LLCBytes = pr.Bytes, pr.LLCBytes
 	}
 	probeNow()
 	var failed []string
