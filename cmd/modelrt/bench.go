@@ -23,12 +23,13 @@ type benchFlags struct {
 	int8           bool
 	config         []string
 	reps           int
+	rounds         int
 }
 
 func newBenchCmd(g *globals) *cobra.Command {
 	f := &benchFlags{}
 	cmd := &cobra.Command{
-		Use:   "bench [--quick] [--json FILE] [--plot FILE.png] [--backends native,onnxrt] [--cache DIR]",
+		Use:   "bench [--quick] [--json FILE] [--plot FILE.png] [--backends native,onnxrt] [--cache DIR] [--rounds N]",
 		Short: "Measure the backends side by side on GPT-2 124M and an SD-shaped VAE (random weights)",
 		Long: `Creates deterministic random-weight models once (cached under --cache): GPT-2 124M as
 safetensors for the native backend (and as int8 weights), the same weights exported to ONNX for
@@ -38,8 +39,11 @@ generate runs (one gRPC call per decode step, greedy sampling on the host): load
 of 64 tokens, decode tokens/s at batch 1, 2, 4 and 8 (128 new tokens per row), the plugin's peak
 RSS (right after the load and after decoding), and VAE encode and decode of 256×256 images.
 Every prefill, decode and VAE figure is the best of --reps measurements in the same process
-(loads are measured once). Before the rows it probes the streaming-read bandwidth over a buffer
-8× the last-level cache (1–4 GiB) and reports each batch-1 decode as a share of that limit.
+(loads are measured once). --rounds N runs the whole sequence of rows N times, in fresh
+processes, and keeps each figure's best over the rounds: on a shared machine whose speed drifts
+over minutes, the rows then alternate instead of each getting one stretch of time. Before the
+rows and after each it probes the streaming-read bandwidth over a buffer 8× the last-level cache
+(1–4 GiB) and reports each batch-1 decode as a share of the median probe.
 It prints a table with ratios against onnxrt, headed by the load average, and writes JSON
 (--json) and a plot of tokens/s against batch size (--plot).
 
@@ -61,6 +65,7 @@ well under a minute once its models are cached.`,
 	fl.StringVar(&f.cache, "cache", "", "directory of the generated models (default: the user cache dir's modelrt/bench)")
 	fl.BoolVar(&f.int8, "int8", true, "add a native row with int8 weights")
 	fl.IntVar(&f.reps, "reps", 3, "measure each prefill, decode and VAE figure this many times and keep the best")
+	fl.IntVar(&f.rounds, "rounds", 1, "run all rows this many times, alternating, and keep each figure's best")
 	fl.StringArrayVar(&f.config, "config", nil, "backend config attribute BACKEND.KEY=VALUE, as in an HCL backend's config block (repeatable; e.g. onnxrt.allow_spinning=false)")
 	return cmd
 }
@@ -90,6 +95,9 @@ func runBench(cmd *cobra.Command, g *globals, f *benchFlags) error {
 	}
 	if f.reps < 1 {
 		return fmt.Errorf("--reps %d: want at least 1", f.reps)
+	}
+	if f.rounds < 1 {
+		return fmt.Errorf("--rounds %d: want at least 1", f.rounds)
 	}
 	hasNative := slices.ContainsFunc(backends, func(b string) bool { return bench.PluginKind(b) == "native" })
 	config := map[string]map[string]any{}
@@ -124,7 +132,7 @@ func runBench(cmd *cobra.Command, g *globals, f *benchFlags) error {
 		return err
 	}
 	rep, runErr := bench.Run(cmd.Context(), shape, models, bench.Options{
-		Backends: backends, Int8: f.int8, Config: config, Reps: f.reps,
+		Backends: backends, Int8: f.int8, Config: config, Reps: f.reps, Rounds: f.rounds,
 		Start: func(ctx context.Context, b string) (bench.Backend, error) { return startBackend(ctx, g, b) },
 		Progress: func(step, total int, what string) {
 			say("[%d/%d] %s", step, total, what)

@@ -136,9 +136,26 @@ func TestBenchTiny(t *testing.T) {
 		t.Errorf("plot is %v", b)
 	}
 
-	// A second run reuses the cached models.
-	if _, stderr := runBenchCLI(t, "--shape", "tiny", "--cache", cache, "--backends", "native", "--int8=false"); strings.Contains(stderr, "(once; cached)") {
+	// A second run reuses the cached models; with --rounds 2 its one row runs twice, probed
+	// after each round's row.
+	json2 := filepath.Join(dir, "bench2.json")
+	table2, stderr := runBenchCLI(t, "--shape", "tiny", "--cache", cache, "--backends", "native", "--int8=false", "--rounds", "2", "--json", json2)
+	if strings.Contains(stderr, "(once; cached)") {
 		t.Errorf("second run re-created models:\n%s", stderr)
+	}
+	if !strings.Contains(table2, "in each of 2 rounds") {
+		t.Errorf("table does not say it ran 2 rounds:\n%s", table2)
+	}
+	data, err = os.ReadFile(json2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep2 bench.Report
+	if err := json.Unmarshal(data, &rep2); err != nil {
+		t.Fatalf("parse %s: %v", json2, err)
+	}
+	if rep2.Host.Rounds != 2 || len(rep2.Rows) != 1 || len(rep2.Host.ReadGBpsProbes) != 3 {
+		t.Errorf("--rounds 2, one row: rounds %d, %d rows, %d probes; want 2, 1, 3", rep2.Host.Rounds, len(rep2.Rows), len(rep2.Host.ReadGBpsProbes))
 	}
 }
 

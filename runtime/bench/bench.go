@@ -159,6 +159,9 @@ type Host struct {
 	LoadAvgEnd [3]float64 `json:"loadavg_end"`
 	// Reps is how many times each decode and VAE figure was measured; the best is reported.
 	Reps int `json:"reps"`
+	// Rounds is how many times the whole sequence of rows ran (Options.Rounds); each figure
+	// is the best over the rounds.
+	Rounds int `json:"rounds,omitempty"`
 }
 
 // Row is one backend configuration: a backend plugin with one weight format.

@@ -7,6 +7,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -319,5 +321,35 @@ func TestBandwidthFraction(t *testing.T) {
 	}
 	if got := (&LMResult{Decode: r.Decode}).BandwidthFraction(20); got != 0 {
 		t.Errorf("without WeightBytes: %v, want 0", got)
+	}
+}
+
+// TestMergeRows: two rounds of a row keep the best time and speed of each metric, the largest
+// peak RSS, and both errors.
+func TestMergeRows(t *testing.T) {
+	a := Row{Name: "native", LM: &LMResult{LoadMS: 50, PrefillMS: 40, PrefillCPUMS: 80, PeakRSSBytes: 100, LoadPeakRSSBytes: 90, WeightBytes: 7,
+		Decode: []DecodePoint{{Batch: 1, TokensPerSec: 30, TokensPerCPUSec: 20}, {Batch: 8, TokensPerSec: 120, TokensPerCPUSec: 70}}},
+		VAE: &VAEResult{LoadMS: 3, EncodeMS: 200, DecodeMS: 300, EncodeCPUMS: 390, DecodeCPUMS: 600, PeakRSSBytes: 10}}
+	b := Row{Name: "native", Error: "round 2 failed", LM: &LMResult{LoadMS: 60, PrefillMS: 35, PrefillCPUMS: 90, PeakRSSBytes: 110, LoadPeakRSSBytes: 80, WeightBytes: 7,
+		Decode: []DecodePoint{{Batch: 1, TokensPerSec: 33, TokensPerCPUSec: 19}, {Batch: 8, TokensPerSec: 100, TokensPerCPUSec: 75}}},
+		VAE: &VAEResult{LoadMS: 2, EncodeMS: 210, DecodeMS: 280, EncodeCPUMS: 380, DecodeCPUMS: 610, PeakRSSBytes: 12}}
+	aDecode := slices.Clone(a.LM.Decode)
+	m := mergeRows(a, b)
+	want := LMResult{LoadMS: 50, PrefillMS: 35, PrefillCPUMS: 80, PeakRSSBytes: 110, LoadPeakRSSBytes: 90, WeightBytes: 7,
+		Decode: []DecodePoint{{Batch: 1, TokensPerSec: 33, TokensPerCPUSec: 20}, {Batch: 8, TokensPerSec: 120, TokensPerCPUSec: 75}}}
+	if !reflect.DeepEqual(*m.LM, want) {
+		t.Errorf("merged LM %+v; want %+v", *m.LM, want)
+	}
+	if wantV := (VAEResult{LoadMS: 2, EncodeMS: 200, DecodeMS: 280, EncodeCPUMS: 380, DecodeCPUMS: 600, PeakRSSBytes: 12}); *m.VAE != wantV {
+		t.Errorf("merged VAE %+v; want %+v", *m.VAE, wantV)
+	}
+	if m.Error != "round 2 failed" {
+		t.Errorf("merged error %q; want round 2's", m.Error)
+	}
+	if !reflect.DeepEqual(a.LM.Decode, aDecode) {
+		t.Errorf("mergeRows changed its first argument's decode points: %+v", a.LM.Decode)
+	}
+	if m := mergeRows(Row{Error: "x"}, Row{Error: "y", LM: b.LM}); m.Error != "x; y" || m.LM != b.LM {
+		t.Errorf("merging into a failed round: error %q, LM %v", m.Error, m.LM)
 	}
 }

@@ -135,8 +135,12 @@ func metricsFor(rows []Row) []metric {
 // (row ÷ base, >1 = row faster; for RSS row ÷ base, <1 = row smaller) for each non-base row.
 func (rep *Report) WriteTable(w io.Writer) error {
 	h := rep.Host
-	fmt.Fprintf(w, "modelrt bench %s, %s, %d CPUs, load average %.2f %.2f %.2f at the start, %.2f at the end; best of %d per figure (loads: one)\n",
-		rep.Shape.Name, h.Date, h.CPUs, h.LoadAvg[0], h.LoadAvg[1], h.LoadAvg[2], h.LoadAvgEnd[0], max(h.Reps, 1))
+	rounds := ""
+	if h.Rounds > 1 {
+		rounds = fmt.Sprintf(" in each of %d rounds of all rows", h.Rounds)
+	}
+	fmt.Fprintf(w, "modelrt bench %s, %s, %d CPUs, load average %.2f %.2f %.2f at the start, %.2f at the end; best of %d per figure%s (loads: one per round)\n",
+		rep.Shape.Name, h.Date, h.CPUs, h.LoadAvg[0], h.LoadAvg[1], h.LoadAvg[2], h.LoadAvgEnd[0], max(h.Reps, 1), rounds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := []string{"metric"}
 	var base *Row

@@ -52,6 +52,12 @@ type Options struct {
 	// Reps is how many times each decode batch, prefill and VAE call is measured (in the same
 	// process); the best figure of each metric is kept. 0 means 1. Loads are measured once.
 	Reps int
+	// Rounds is how many times the whole sequence of rows runs, each round in fresh
+	// processes; every metric keeps its best over the rounds (peak RSS its largest). On a
+	// shared machine whose speed drifts over minutes, one round can give one row a slow
+	// minute and the next row a fast one; rows alternating over several rounds each get their
+	// chance at the fast minutes. 0 means 1.
+	Rounds int
 }
 
 // plan is one row to measure and the directories it loads.
@@ -112,13 +118,16 @@ func Run(ctx context.Context, s Shape, m *Models, opts Options) (*Report, error)
 	if len(opts.Config) > 0 {
 		start = configured(opts.Start, opts.Config)
 	}
+	rounds := max(opts.Rounds, 1)
 	total := 0
-	for _, p := range ps {
-		if p.lmDir != "" {
-			total += 1 + len(s.Batches)
-		}
-		if p.vaeDir != "" {
-			total += 3
+	for range rounds {
+		for _, p := range ps {
+			if p.lmDir != "" {
+				total += 1 + len(s.Batches)
+			}
+			if p.vaeDir != "" {
+				total += 3
+			}
 		}
 	}
 	step := 0
@@ -130,7 +139,7 @@ func Run(ctx context.Context, s Shape, m *Models, opts Options) (*Report, error)
 	}
 	reps := max(opts.Reps, 1)
 	rep := &Report{Format: Format, Shape: s, Host: Host{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(),
-		Date: time.Now().UTC().Format(time.RFC3339), LoadAvg: LoadAvg(), Reps: reps}}
+		Date: time.Now().UTC().Format(time.RFC3339), LoadAvg: LoadAvg(), Reps: reps, Rounds: rounds}}
 	defer func() { rep.Host.LoadAvgEnd = LoadAvg() }()
 	// probeNow probes the bandwidth before the rows and after each (Host.ReadGBps says why).
 	probeNow := func() {
@@ -145,35 +154,86 @@ func Run(ctx context.Context, s Shape, m *Models, opts Options) (*Report, error)
 	}
 	probeNow()
 	var failed []string
-	for _, p := range ps {
-		row := p.row
-		row.Config = opts.Config[row.Backend]
-		var errs []error
-		if p.lmDir != "" {
-			lmr, err := measureLM(ctx, s, p, start, progress, reps)
-			row.LM = lmr
-			errs = append(errs, err)
+	for round := range rounds {
+		for i, p := range ps {
+			row, err := measureRow(ctx, s, p, opts, start, progress, reps)
+			if round == 0 {
+				rep.Rows = append(rep.Rows, row)
+			} else {
+				rep.Rows[i] = mergeRows(rep.Rows[i], row)
+			}
+			if err != nil && !slices.Contains(failed, row.Name) {
+				failed = append(failed, row.Name)
+			}
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			probeNow()
 		}
-		if p.vaeDir != "" {
-			vr, err := measureVAE(ctx, s, p, start, progress, reps)
-			row.VAE = vr
-			errs = append(errs, err)
-		}
-		if err := errors.Join(errs...); err != nil {
-			row.Error = err.Error()
-			failed = append(failed, row.Name)
-		}
-		rep.Rows = append(rep.Rows, row)
-		if ctx.Err() != nil {
-			return rep, ctx.Err()
-		}
-		probeNow()
 	}
 	rep.Base, rep.Ratios = ratios(rep.Rows)
 	if len(failed) > 0 {
 		return rep, fmt.Errorf("%w: %v", ErrBackend, failed)
 	}
 	return rep, nil
+}
+
+// measureRow measures one row of p in fresh processes; the error is also in Row.Error.
+func measureRow(ctx context.Context, s Shape, p plan, opts Options, start Starter, progress func(string), reps int) (Row, error) {
+	row := p.row
+	row.Config = opts.Config[row.Backend]
+	var errs []error
+	if p.lmDir != "" {
+		lmr, err := measureLM(ctx, s, p, start, progress, reps)
+		row.LM = lmr
+		errs = append(errs, err)
+	}
+	if p.vaeDir != "" {
+		vr, err := measureVAE(ctx, s, p, start, progress, reps)
+		row.VAE = vr
+		errs = append(errs, err)
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		row.Error = err.Error()
+	}
+	return row, err
+}
+
+// mergeRows combines two rounds of one row: the best of each time and speed, the largest peak
+// RSS, both errors.
+func mergeRows(a, b Row) Row {
+	if a.Error != "" && b.Error != "" {
+		a.Error += "; " + b.Error
+	} else if b.Error != "" {
+		a.Error = b.Error
+	}
+	switch {
+	case a.LM == nil:
+		a.LM = b.LM
+	case b.LM != nil:
+		l, m := *a.LM, b.LM
+		l.LoadMS, l.PrefillMS, l.PrefillCPUMS = minPositive(l.LoadMS, m.LoadMS), minPositive(l.PrefillMS, m.PrefillMS), minPositive(l.PrefillCPUMS, m.PrefillCPUMS)
+		l.PeakRSSBytes, l.LoadPeakRSSBytes = max(l.PeakRSSBytes, m.PeakRSSBytes), max(l.LoadPeakRSSBytes, m.LoadPeakRSSBytes)
+		l.WeightBytes = max(l.WeightBytes, m.WeightBytes)
+		l.Decode = slices.Clone(l.Decode)
+		for i, d := range l.Decode {
+			o := m.Point(d.Batch)
+			l.Decode[i].TokensPerSec, l.Decode[i].TokensPerCPUSec = max(d.TokensPerSec, o.TokensPerSec), max(d.TokensPerCPUSec, o.TokensPerCPUSec)
+		}
+		a.LM = &l
+	}
+	switch {
+	case a.VAE == nil:
+		a.VAE = b.VAE
+	case b.VAE != nil:
+		v, w := *a.VAE, b.VAE
+		v.LoadMS, v.EncodeMS, v.DecodeMS = minPositive(v.LoadMS, w.LoadMS), minPositive(v.EncodeMS, w.EncodeMS), minPositive(v.DecodeMS, w.DecodeMS)
+		v.EncodeCPUMS, v.DecodeCPUMS = minPositive(v.EncodeCPUMS, w.EncodeCPUMS), minPositive(v.DecodeCPUMS, w.DecodeCPUMS)
+		v.PeakRSSBytes = max(v.PeakRSSBytes, w.PeakRSSBytes)
+		a.VAE = &v
+	}
+	return a
 }
 
 // configured wraps start so that each new process of a backend with a config gets it.
