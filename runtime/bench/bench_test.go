@@ -349,6 +349,11 @@ func TestMergeRows(t *testing.T) {
 	if !reflect.DeepEqual(a.LM.Decode, aDecode) {
 		t.Errorf("mergeRows changed its first argument's decode points: %+v", a.LM.Decode)
 	}
+	// A round that failed after its load keeps zeros; they do not replace the other round's.
+	failed := Row{Name: "native", Error: "decode failed", LM: &LMResult{LoadMS: 40, WeightBytes: 7}, VAE: &VAEResult{LoadMS: 1}}
+	if m := mergeRows(a, failed); m.LM.PrefillMS != 40 || m.LM.LoadMS != 40 || m.LM.Point(1).TokensPerSec != 30 || m.VAE.EncodeMS != 200 || m.VAE.LoadMS != 1 {
+		t.Errorf("merging a failed round: LM %+v, VAE %+v; want round 1's figures, the failed round's faster loads", *m.LM, *m.VAE)
+	}
 	if m := mergeRows(Row{Error: "x"}, Row{Error: "y", LM: b.LM}); m.Error != "x; y" || m.LM != b.LM {
 		t.Errorf("merging into a failed round: error %q, LM %v", m.Error, m.LM)
 	}

@@ -213,7 +213,7 @@ func mergeRows(a, b Row) Row {
 		a.LM = b.LM
 	case b.LM != nil:
 		l, m := *a.LM, b.LM
-		l.LoadMS, l.PrefillMS, l.PrefillCPUMS = minPositive(l.LoadMS, m.LoadMS), minPositive(l.PrefillMS, m.PrefillMS), minPositive(l.PrefillCPUMS, m.PrefillCPUMS)
+		l.LoadMS, l.PrefillMS, l.PrefillCPUMS = lowest(l.LoadMS, m.LoadMS), lowest(l.PrefillMS, m.PrefillMS), lowest(l.PrefillCPUMS, m.PrefillCPUMS)
 		l.PeakRSSBytes, l.LoadPeakRSSBytes = max(l.PeakRSSBytes, m.PeakRSSBytes), max(l.LoadPeakRSSBytes, m.LoadPeakRSSBytes)
 		l.WeightBytes = max(l.WeightBytes, m.WeightBytes)
 		l.Decode = slices.Clone(l.Decode)
@@ -228,8 +228,8 @@ func mergeRows(a, b Row) Row {
 		a.VAE = b.VAE
 	case b.VAE != nil:
 		v, w := *a.VAE, b.VAE
-		v.LoadMS, v.EncodeMS, v.DecodeMS = minPositive(v.LoadMS, w.LoadMS), minPositive(v.EncodeMS, w.EncodeMS), minPositive(v.DecodeMS, w.DecodeMS)
-		v.EncodeCPUMS, v.DecodeCPUMS = minPositive(v.EncodeCPUMS, w.EncodeCPUMS), minPositive(v.DecodeCPUMS, w.DecodeCPUMS)
+		v.LoadMS, v.EncodeMS, v.DecodeMS = lowest(v.LoadMS, w.LoadMS), lowest(v.EncodeMS, w.EncodeMS), lowest(v.DecodeMS, w.DecodeMS)
+		v.EncodeCPUMS, v.DecodeCPUMS = lowest(v.EncodeCPUMS, w.EncodeCPUMS), lowest(v.DecodeCPUMS, w.DecodeCPUMS)
 		v.PeakRSSBytes = max(v.PeakRSSBytes, w.PeakRSSBytes)
 		a.VAE = &v
 	}
@@ -434,6 +434,15 @@ func pattern(n, k int) []float32 {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // minPositive is the smaller of a and b, where 0 means not measured yet.
+// lowest is the smaller of the positive ones of a and b (0 when neither is): a round whose
+// measurement failed and left 0 does not replace another round's figure.
+func lowest(a, b float64) float64 {
+	if b <= 0 {
+		return max(a, 0)
+	}
+	return minPositive(a, b)
+}
+
 func minPositive(a, b float64) float64 {
 	if a <= 0 {
 		return b
