@@ -172,3 +172,19 @@ func nonNegative(t *testing.T, what string, v float64) {
 		t.Errorf("%s = %v; want >= 0", what, v)
 	}
 }
+
+// TestBenchRefusesBadCounts: --reps and --rounds below 1 are refused with an error naming the
+// flag, before any model is created.
+func TestBenchRefusesBadCounts(t *testing.T) {
+	for _, flag := range []string{"--reps", "--rounds"} {
+		cache := t.TempDir()
+		cmd := exec.Command(filepath.Join(binDir, "modelrt"), "bench", "--shape", "tiny", "--cache", cache, flag, "0")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), flag+" 0: want at least 1") {
+			t.Errorf("modelrt bench %s 0: %v\n%s\nwant an error naming %s", flag, err, out, flag)
+		}
+		if entries, _ := os.ReadDir(cache); len(entries) != 0 {
+			t.Errorf("modelrt bench %s 0 created models in %s before refusing", flag, cache)
+		}
+	}
+}
