@@ -23,6 +23,16 @@ type Cache struct {
 	padded          bool        // some stored position is padding
 	buf             step
 	mem             *kvMemory // k and v's mappings when off the heap (kvmem.go)
+	shrank          bool      // a Forward dropped working buffers since Shrank was last called
+}
+
+// Shrank reports whether a Forward since the last call dropped working buffers far larger than
+// it needed (a large prefill's, at the first decode step after it), and so left garbage that a
+// caller keeping its memory low may want returned to the system now.
+func (c *Cache) Shrank() bool {
+	s := c.shrank
+	c.shrank = false
+	return s
 }
 
 // initialCacheCapacity is the number of positions a new cache holds before it first grows.
@@ -37,7 +47,7 @@ func (m *Model) NewCache(batch int) *Cache {
 	if batch < 1 {
 		panic(fmt.Sprintf("gpt2: NewCache(%d): batch must be positive", batch))
 	}
-	c := &Cache{owner: m, batch: batch, seen: make([]int64, batch), half: m.halfKV()}
+	c := &Cache{owner: m, batch: batch, seen: make([]int64, batch), half: m.halfKV(), buf: m.takeSpare()}
 	if c.half {
 		c.k16, c.v16 = make([][]uint16, m.cfg.NLayer), make([][]uint16, m.cfg.NLayer)
 	} else {
@@ -114,8 +124,29 @@ type step struct {
 	pending []float32 // the residual add a block left to the next (x += pending), or nil
 }
 
-// stepShrink is how many times larger than a call's need the working buffers may stay.
-const stepShrink = 4
+// stepShrink is how many times larger than a call's need the working buffers may stay, once
+// they hold more than stepKeepBytes. Below that they stay as they are for the cache's life, and
+// Release hands them to the next NewCache of the model (Model.spare): a one-row session's
+// 64-token prefill needs 2.5 MB of them for GPT-2 124M, and getting those pages back from the
+// system (a page fault each, ~3 µs of system time here) cost each new session's prefill more
+// than their memory is worth.
+const (
+	stepShrink    = 4
+	stepKeepBytes = 4 << 20
+)
+
+// keepSteps is false in benchmarks that measure the cache without stepKeepBytes (every
+// prefill's buffers dropped at the first decode step, none handed to the next cache).
+var keepSteps = true
+
+// bytes returns the size of the buffers in s.
+func (s *step) bytes() int {
+	n := 0
+	for _, b := range [][]float32{s.x, s.h, s.qkv, s.q, s.att, s.proj, s.hidden, s.lnf} {
+		n += 4 * cap(b)
+	}
+	return n + 8*(cap(s.pos)+cap(s.maskBuf))
+}
 
 func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
@@ -247,13 +278,14 @@ func (c *Cache) prepare(cfg Config, B, T int, mask []int64) *step {
 	c.reserve(cfg, c.n+T)
 	s := &c.buf
 	rows, C := B*T, cfg.NEmbd
-	if cap(s.x) > stepShrink*rows*C {
+	if cap(s.x) > stepShrink*rows*C && (s.bytes() > stepKeepBytes || !keepSteps) {
 		// A prefill's buffers (B·T rows) are far more than the decode steps after it need (B
 		// rows): reallocated once, at the first such step, they do not stay resident for the
 		// session's life (20 MB for a batch-8 session of GPT-2 124M after 64 tokens). The
 		// kernels' packed copy of the prefill's activations goes too.
 		*s = step{}
 		kernels.ReleaseScratch()
+		c.shrank = true
 	}
 	s.cache, s.B, s.T, s.P, s.pending = c, B, T, c.n, nil
 	s.x, s.h = grow(s.x, rows*C), grow(s.h, rows*C)

@@ -352,7 +352,9 @@ func testDecodeDoesNotAllocate(t *testing.T, m *Model) {
 }
 
 // TestConcurrentSessions: sessions of one model on separate goroutines (as the plugin serves
-// them) give the logits they give alone; run with -race to check the kernels' worker pool.
+// them: a new cache each, released at the end, its working buffers handed to the next
+// NewCache) give the logits they give alone; run with -race to check the kernels' worker pool
+// and the model's spare buffers.
 func TestConcurrentSessions(t *testing.T) {
 	m := mustLoad(t, "gpt2-odd")
 	r := mustReference(t, fixtureDir("gpt2-odd"))
@@ -363,11 +365,12 @@ func TestConcurrentSessions(t *testing.T) {
 	for s := range sessions {
 		go func() {
 			out := make([]float32, len(want))
-			c := m.NewCache(r.B)
 			var err error
 			for range 3 {
-				c.Reset()
-				if err = m.Forward(c, r.InputIDs, r.B, r.T, r.AttentionMask, false, out); err != nil {
+				c := m.NewCache(r.B)
+				err = m.Forward(c, r.InputIDs, r.B, r.T, r.AttentionMask, false, out)
+				c.Release()
+				if err != nil {
 					break
 				}
 			}

@@ -67,6 +67,7 @@ func (c *Cache) attend(layer int, dst, q []float32, mask []int64, s kernels.Atte
 // and into layer's cache at positions s.P.. (kernels.SplitQKV, on the worker pool, for a float32
 // cache; narrowed head by head for a half-precision one).
 func (c *Cache) split(layer int, q, qkv []float32, s kernels.AttentionShape) {
+	c.populate(layer, s)
 	if !c.half {
 		kernels.SplitQKV(q, c.k[layer], c.v[layer], qkv, s)
 		return

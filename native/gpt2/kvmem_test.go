@@ -1,34 +1,23 @@
 package gpt2
 
 import (
+	"bytes"
+	"fmt"
+	"math"
 	"os"
 	"testing"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/modelrt/modelrt/native/kernels"
 	"github.com/modelrt/modelrt/sdk/modeldir/quant"
 )
 
 // residentBytes counts the resident pages of the cache's mappings (mincore).
 func residentBytes(t *testing.T, c *Cache) int64 {
 	t.Helper()
-	page := os.Getpagesize()
-	var n int64
-	c.mem.mu.Lock()
-	defer c.mem.mu.Unlock()
-	for _, b := range c.mem.slabs {
-		vec := make([]byte, (len(b)+page-1)/page)
-		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
-			t.Fatalf("mincore: %v", e)
-		}
-		for _, v := range vec {
-			if v&1 != 0 {
-				n += int64(page)
-			}
-		}
-	}
-	return n
+	return int64(bytes.Count(residentPages(t, c), []byte{1}) * os.Getpagesize())
 }
 
 // TestCacheResidentGrowsWithUse checks what the off-heap cache is for: it reserves n_positions
@@ -98,5 +87,188 @@ func TestCacheReleaseReuse(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("after Release: logit %d = %v, fresh cache %v", i, got[i], want[i])
 		}
+	}
+}
+
+// residentPages returns the mincore bits of every page of the cache's mappings, in order.
+func residentPages(t *testing.T, c *Cache) []byte {
+	t.Helper()
+	page := os.Getpagesize()
+	var all []byte
+	c.mem.mu.Lock()
+	defer c.mem.mu.Unlock()
+	for _, b := range c.mem.slabs {
+		vec := make([]byte, (len(b)+page-1)/page)
+		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+			t.Fatalf("mincore: %v", e)
+		}
+		for i := range vec {
+			vec[i] &= 1
+		}
+		all = append(all, vec...)
+	}
+	return all
+}
+
+// TestPopulateSamePages checks that populating the cache ahead of its writes (kvPopulate) makes
+// resident exactly the pages that the writes alone make resident, after a prefill and after each
+// of the decode steps that follow (float32 and fp16 caches; groups of 16 and 32 positions a
+// page, some of them not page-aligned: 96-value heads), and that the logits are the same.
+func TestPopulateSamePages(t *testing.T) {
+	defer func(p bool) { kvPopulate = p }(kvPopulate)
+	for _, kv := range []quant.DType{quant.F32, quant.F16} {
+		for _, d := range []int{64, 96} {
+			t.Run(fmt.Sprintf("kv=%s,head=%d", kv, d), func(t *testing.T) {
+				cfg := Config{VocabSize: 64, NPositions: 200, NEmbd: 2 * d, NLayer: 2, NHead: 2,
+					LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 63, EOSTokenID: 63}
+				m := NewRandom(cfg, 5)
+				if err := m.SetKVCache(kv); err != nil {
+					t.Fatal(err)
+				}
+				const B, T, steps = 2, 23, 40
+				type trace struct {
+					pages  [][]byte
+					logits []float32
+				}
+				run := func(populate bool) trace {
+					kvPopulate = populate
+					c := m.NewCache(B)
+					defer c.Release()
+					var tr trace
+					logits := make([]float32, B*cfg.VocabSize)
+					ids := make([]int64, B*T)
+					for i := range ids {
+						ids[i] = int64(i % cfg.VocabSize)
+					}
+					for s := 0; s <= steps; s++ {
+						if err := m.Forward(c, ids, B, len(ids)/B, nil, true, logits); err != nil {
+							t.Fatal(err)
+						}
+						tr.pages = append(tr.pages, residentPages(t, c))
+						tr.logits = append(tr.logits, logits...)
+						ids = ids[:B]
+					}
+					return tr
+				}
+				off, on := run(false), run(true)
+				for s := range off.pages {
+					if !bytes.Equal(on.pages[s], off.pages[s]) {
+						n := func(v []byte) int { return bytes.Count(v, []byte{1}) }
+						t.Fatalf("after step %d: %d pages resident with populate, %d without (of %d); first difference at page %d",
+							s, n(on.pages[s]), n(off.pages[s]), len(off.pages[s]), firstDiff(on.pages[s], off.pages[s]))
+					}
+				}
+				if last := off.pages[len(off.pages)-1]; bytes.Count(last, []byte{1}) == 0 || !bytes.Contains(last, []byte{0}) {
+					t.Fatalf("the test covers nothing: %d of %d pages resident", bytes.Count(last, []byte{1}), len(last))
+				}
+				for i := range off.logits {
+					if math.Float32bits(on.logits[i]) != math.Float32bits(off.logits[i]) {
+						t.Fatalf("logit %d = %v with populate, %v without", i, on.logits[i], off.logits[i])
+					}
+				}
+			})
+		}
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestPopulateMakesResident checks that populate itself makes a step's pages resident before
+// anything is written to them: layer 0's keys and values of positions [0,T) of every group, and
+// no page of layer 1.
+func TestPopulateMakesResident(t *testing.T) {
+	cfg := Config{VocabSize: 64, NPositions: 256, NEmbd: 128, NLayer: 2, NHead: 2,
+		LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 63, EOSTokenID: 63}
+	m := NewRandom(cfg, 5)
+	const B, T = 2, 40
+	c := m.NewCache(B)
+	defer c.Release()
+	c.prepare(cfg, B, T, nil)
+	if n := bytes.Count(residentPages(t, c), []byte{1}); n != 0 {
+		t.Fatalf("%d pages resident before anything was written", n)
+	}
+	c.populate(0, kernels.AttentionShape{B: B, T: T, H: cfg.NHead, D: cfg.HeadDim(), P: 0, S: c.capacity})
+	page := os.Getpagesize()
+	perGroup := (T*cfg.HeadDim()*4 + page - 1) / page
+	want := 2 * B * cfg.NHead * perGroup // k and v of layer 0
+	if got := bytes.Count(residentPages(t, c), []byte{1}); got != want {
+		t.Fatalf("populate made %d pages resident, want %d (%d groups × 2 × %d pages)", got, want, B*cfg.NHead, perGroup)
+	}
+}
+
+// TestStepBuffersHandedOn checks the working buffers' life (stepKeepBytes): a small prefill's
+// stay with its cache through the decode steps after it and go to the model's next NewCache
+// after Release, which then computes what a cache of its own computes, bit for bit (nothing of
+// the last session's state leaks); a prefill's buffers over stepKeepBytes are dropped at the
+// first decode step, Shrank reports it once, and they are not handed on.
+func TestStepBuffersHandedOn(t *testing.T) {
+	cfg := Config{VocabSize: 50, NPositions: 256, NEmbd: 64, NLayer: 2, NHead: 2,
+		LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 49, EOSTokenID: 49}
+	m := NewRandom(cfg, 9)
+	ids := func(n, seed int) []int64 {
+		v := make([]int64, n)
+		for i := range v {
+			v[i] = int64((i*7 + seed) % cfg.VocabSize)
+		}
+		return v
+	}
+	forward := func(c *Cache, B int, x []int64) []float32 {
+		out := make([]float32, B*cfg.VocabSize)
+		if err := c.owner.Forward(c, x, B, len(x)/B, nil, true, out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// The reference: a second session's prompt and two steps on a model that never had a cache.
+	fresh := NewRandom(cfg, 9)
+	ref := fresh.NewCache(1)
+	want := forward(ref, 1, ids(30, 2))
+	wantNext := forward(ref, 1, ids(1, 5))
+
+	small := m.NewCache(1)
+	forward(small, 1, ids(40, 1)) // 40 rows: well under stepKeepBytes
+	x0, pb := &small.buf.x[:1][0], small.buf.bytes()
+	forward(small, 1, ids(1, 3))
+	if small.Shrank() || &small.buf.x[:1][0] != x0 {
+		t.Fatalf("a decode step after a prefill of %d bytes of buffers dropped them (kept up to %d)", pb, stepKeepBytes)
+	}
+	small.Release()
+	next := m.NewCache(1)
+	if next.buf.x == nil || &next.buf.x[:1][0] != x0 {
+		t.Fatal("NewCache after Release did not take the released cache's buffers")
+	}
+	got := forward(next, 1, ids(30, 2))
+	gotNext := forward(next, 1, ids(1, 5))
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) || math.Float32bits(gotNext[i]) != math.Float32bits(wantNext[i]) {
+			t.Fatalf("on handed-on buffers: logit %d = %v then %v, a cache of its own gives %v then %v", i, got[i], gotNext[i], want[i], wantNext[i])
+		}
+	}
+	next.Release()
+
+	// Over stepKeepBytes: 8 rows of 200 positions.
+	big := m.NewCache(8)
+	forward(big, 8, ids(8*200, 4))
+	if b := big.buf.bytes(); b <= stepKeepBytes {
+		t.Fatalf("the large prefill's buffers are %d bytes, not over stepKeepBytes %d: the test needs a larger one", b, stepKeepBytes)
+	}
+	if big.Shrank() {
+		t.Fatal("Shrank before any decode step")
+	}
+	forward(big, 8, ids(8, 6))
+	if !big.Shrank() || big.Shrank() {
+		t.Fatal("Shrank did not report the dropped prefill buffers exactly once")
+	}
+	m.takeSpare() // the small session's buffers, if still kept
+	big.Release()
+	if s := m.takeSpare(); s.x != nil && s.bytes() > stepKeepBytes {
+		t.Fatalf("Release handed on %d bytes of buffers, over stepKeepBytes", s.bytes())
 	}
 }

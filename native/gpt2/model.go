@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/modelrt/modelrt/native/kernels"
@@ -196,6 +197,31 @@ type Model struct {
 	LMHeadQ QWeights
 	mem     *weightMem  // the weight matrices' memory (weightmem.go), nil on the Go heap
 	kv      quant.DType // the KV cache type SetKVCache chose, "" for the default (kvcache.go)
+
+	spareMu sync.Mutex
+	spare   step // working buffers a released cache left for the next NewCache (stepKeepBytes)
+}
+
+// putSpare keeps s for the next NewCache when it is at most stepKeepBytes and no spare is kept.
+func (m *Model) putSpare(s step) {
+	if s.x == nil || s.bytes() > stepKeepBytes || !keepSteps {
+		return
+	}
+	m.spareMu.Lock()
+	defer m.spareMu.Unlock()
+	if m.spare.x == nil {
+		s.cache, s.mask, s.pending = nil, nil, nil
+		m.spare = s
+	}
+}
+
+// takeSpare returns the spare working buffers, if any, and forgets them.
+func (m *Model) takeSpare() step {
+	m.spareMu.Lock()
+	defer m.spareMu.Unlock()
+	s := m.spare
+	m.spare = step{}
+	return s
 }
 
 // Config returns the model's configuration.

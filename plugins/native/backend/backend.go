@@ -45,18 +45,7 @@ type model struct {
 type session struct {
 	mu    sync.Mutex // one call at a time per session: the cache is not safe for concurrent use
 	cache *gpt2.Cache
-	// prefilled is set by a step of at least trimRows rows and cleared by the next one-token
-	// step, which then returns the garbage of the prefill to the system (inferLM).
-	prefilled bool
 }
-
-// trimRows is the size (batch × tokens) of a step after which the session's next decode step
-// returns the freed heap to the system. The first decode step after a prefill drops the
-// prefill's working buffers (gpt2.Cache, kernels.ReleaseScratch: 26 MiB for a batch-8, 64-token
-// prompt of GPT-2 124M); left to the collector and the background scavenger, they stayed
-// resident while the KV cache grew, and set the int8 plugin's peak RSS. One forced collection
-// per session costs a few milliseconds: the heap holds no weights.
-const trimRows = 32
 
 // New returns an empty native backend.
 func New() *Backend {
@@ -287,11 +276,13 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 				kernels.Linger(d)
 			}
 		}
-		switch {
-		case in.Batch*in.Len >= trimRows:
-			sess.prefilled = true
-		case in.Len == 1 && sess.prefilled:
-			sess.prefilled = false
+		// The first decode step after a large prefill drops the prefill's working buffers
+		// (gpt2.Cache.Shrank; 26 MiB for a batch-8, 64-token prompt of GPT-2 124M). Left to the
+		// collector and the background scavenger, they stayed resident while the KV cache grew
+		// and set the int8 plugin's peak RSS, so they are returned to the system at once: one
+		// forced collection per such session, a few milliseconds (the heap holds no weights). A
+		// small prefill's buffers stay with the cache (and the next session's), resident.
+		if cache.Shrank() {
 			debug.FreeOSMemory()
 		}
 	}
