@@ -172,6 +172,13 @@ type InferRequest struct {
 // InferResponse carries the named outputs.
 type InferResponse struct {
 	Outputs map[string]*Tensor
+	// Release, when set, is the backend's: Serve calls it exactly once when it no longer reads
+	// the memory of Outputs' Data — after copying them into the call's shared-memory slot, or
+	// into memory of its own for those that travel inline — and before the answer leaves. A
+	// backend that returns pooled buffers (a decode step's logits) takes them back here, so
+	// that a step allocates nothing for its outputs. It never crosses the wire; a caller of a
+	// Backend in process that keeps the outputs simply never calls it.
+	Release func()
 }
 
 // OpenSessionRequest opens a session of Model for BatchSize rows.

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -203,11 +204,23 @@ func (s *grpcServer) Infer(ctx context.Context, req *pb.InferRequest) (_ *pb.Inf
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if r.Release != nil {
+		defer r.Release()
+	}
 	out, err := tensorsToPB(r.Outputs)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "backend produced a malformed output: %v", err)
 	}
 	s.shm.writeOutputs(req, out)
+	if r.Release != nil {
+		// What did not go to shared memory is marshalled after this returns, when the backend
+		// may already have reused the memory: those outputs travel in copies.
+		for _, t := range out {
+			if t.Data != nil {
+				t.Data = bytes.Clone(t.Data)
+			}
+		}
+	}
 	return &pb.InferResponse{Outputs: out}, nil
 }
 

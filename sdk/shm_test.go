@@ -302,3 +302,75 @@ func TestSharedMemoryCannotBeShrunk(t *testing.T) {
 	}
 	m.giveBack(slot, ticket)
 }
+
+// poolBackend is rowBackend with its outputs in one pair of buffers that it reuses for every
+// call and overwrites with NaN (and -1) in InferResponse.Release: what a backend that pools its
+// logits does, at its most careless. released counts the Release calls.
+type poolBackend struct {
+	recordingBackend
+	mu       sync.Mutex
+	row      []float32
+	count    []int64
+	released int
+}
+
+func (b *poolBackend) Infer(_ context.Context, r *InferRequest) (*InferResponse, error) {
+	n, err := r.Inputs["n"].Int64s()
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock() // held until Release: one call at a time uses the buffers
+	b.row = append(b.row[:0], testRow(int(n[0]))...)
+	b.count = append(b.count[:0], n[0])
+	return &InferResponse{Outputs: map[string]*Tensor{
+		"row":   FromFloat32([]int64{1, n[0]}, b.row),
+		"count": FromInt64([]int64{1}, b.count),
+	}, Release: func() {
+		for i := range b.row {
+			b.row[i] = float32(math.NaN())
+		}
+		b.count[0] = -1
+		b.released++
+		b.mu.Unlock()
+	}}, nil
+}
+
+// TestInferReleaseAfterCopy checks InferResponse.Release: Serve calls it once per call, and
+// only when it no longer needs the outputs' memory — the host receives the values the backend
+// returned, not the poison Release writes over them, through shared memory, inline (no segment,
+// small outputs, outputs larger than a slot) and in calls from several goroutines.
+func TestInferReleaseAfterCopy(t *testing.T) {
+	b := &poolBackend{}
+	withShm := connectShm(t, b, newTestShm(t, 2, 1<<20))
+	conn, _ := plugin.TestPluginGRPCConn(t, false, serverPlugins(b, nil)[ProtocolVersion])
+	t.Cleanup(func() { conn.Close() })
+	raw, err := conn.Dispense(PluginName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inline := raw.(*Client)
+	calls := 0
+	for _, c := range []*Client{withShm, inline} {
+		for _, n := range []int{50257, 100, 1 << 19} {
+			inferRow(t, c, n)
+			calls++
+		}
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				inferRow(t, withShm, 30000)
+			}
+		}()
+	}
+	wg.Wait()
+	calls += 20
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.released != calls {
+		t.Fatalf("Release called %d times for %d calls", b.released, calls)
+	}
+}

@@ -40,6 +40,37 @@ type model struct {
 	gpt2  *gpt2.Model
 	vae   *vae.Model
 	bytes int64
+	// spare is the buffer of the last logits Infer returned, taken back through
+	// InferResponse.Release once the SDK has copied them out, for the next call. Without it
+	// every decode step left its logits (200 KB at batch 1) as garbage, and with the small heap
+	// target the plugin keeps (main.go) the collector ran every 10–25 ms, each time on one of
+	// the two cores the kernels' workers were using. One buffer, not a pool: a sync.Pool kept
+	// the logits of every batch size the bench had run until a collection, which were now
+	// rare, and that 2 MB set the int8 plugin's peak RSS over its target.
+	spareMu sync.Mutex
+	spare   []float32
+}
+
+// logitsBuf returns a buffer of n logits: the spare when it is large enough.
+func (m *model) logitsBuf(n int) []float32 {
+	m.spareMu.Lock()
+	defer m.spareMu.Unlock()
+	if cap(m.spare) >= n {
+		s := m.spare[:n]
+		m.spare = nil
+		return s
+	}
+	return make([]float32, n)
+}
+
+// release makes logits the spare (InferResponse.Release); a smaller spare it replaces is left
+// to the collector.
+func (m *model) release(logits []float32) {
+	m.spareMu.Lock()
+	defer m.spareMu.Unlock()
+	if cap(logits) >= cap(m.spare) {
+		m.spare = logits
+	}
 }
 
 type session struct {
@@ -259,8 +290,9 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 		return nil, err
 	}
 	V := m.gpt2.Config().VocabSize
-	logits := make([]float32, in.Batch*in.OutLen()*V)
+	logits := m.logitsBuf(in.Batch * in.OutLen() * V)
 	if err := m.gpt2.ForwardContext(ctx, cache, in.IDs, in.Batch, in.Len, in.Mask, in.LastOnly, logits); err != nil {
+		m.release(logits)
 		if errors.Is(err, gpt2.ErrInvalidInput) {
 			return nil, sdk.InvalidArgument("%v", err)
 		}
@@ -288,7 +320,7 @@ func (b *Backend) inferLM(ctx context.Context, m *model, req *sdk.InferRequest) 
 	}
 	return &sdk.InferResponse{Outputs: map[string]*sdk.Tensor{
 		"logits": sdk.FromFloat32([]int64{int64(in.Batch), int64(in.OutLen()), int64(V)}, logits),
-	}}, nil
+	}, Release: func() { m.release(logits) }}, nil
 }
 
 func (b *Backend) inferVAE(ctx context.Context, m *model, req *sdk.InferRequest) (*sdk.InferResponse, error) {
