@@ -1,8 +1,8 @@
 package sdk
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
