@@ -108,7 +108,7 @@ func (c *Cache) Reset() {
 }
 
 // step holds the working buffers of one Forward call: grown as needed, and shrunk when a call
-// needs less than 1/stepShrink of them.
+// needs less than 1/stepShrink of them and they hold more than stepKeepBytes.
 type step struct {
 	cache   *Cache
 	B, T, P int

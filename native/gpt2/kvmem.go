@@ -107,9 +107,10 @@ func (c *Cache) mapped() int64 {
 	return n
 }
 
-// Release returns the cache's memory to the system and empties it (as Reset does). The cache
-// stays usable: the next Forward reserves memory again. A backend calls it when a session ends,
-// so that the next session does not wait for a garbage collection to get the pages back. The
+// Release returns the cache's memory to the system and empties it (as Reset does); working
+// buffers of at most stepKeepBytes go to the model's next NewCache instead. The cache stays
+// usable: the next Forward reserves memory again. A backend calls it when a session ends, so
+// that the next session does not wait for a garbage collection to get the pages back. The
 // caller must not use a slice of the old cache afterwards (none is handed out).
 func (c *Cache) Release() {
 	clear(c.k)

@@ -63,9 +63,18 @@ func (m *model) logitsBuf(n int) []float32 {
 	return make([]float32, n)
 }
 
-// release makes logits the spare (InferResponse.Release); a smaller spare it replaces is left
-// to the collector.
+// maxSpareLogits bounds the spare: the logits of one large call (a batch of full-length
+// prompts without last_only) are not kept for the process's life. 4 Mi values (16 MiB) hold a
+// batch of 83 GPT-2 logits rows, and equal a shared-memory slot, beyond which outputs travel
+// inline anyway.
+const maxSpareLogits = 4 << 20
+
+// release makes logits the spare (InferResponse.Release); a smaller spare it replaces, and a
+// buffer over maxSpareLogits, are left to the collector.
 func (m *model) release(logits []float32) {
+	if cap(logits) > maxSpareLogits {
+		return
+	}
 	m.spareMu.Lock()
 	defer m.spareMu.Unlock()
 	if cap(logits) >= cap(m.spare) {
