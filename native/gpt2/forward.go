@@ -343,5 +343,9 @@ func (c *Cache) commit(B, T int, mask []int64) {
 			}
 		}
 	}
+	if c.n == 0 {
+		c.mem.prompt = T // the first call's positions: what kvSpare keeps resident
+	}
 	c.n = l
+	c.mem.written = max(c.mem.written, l)
 }

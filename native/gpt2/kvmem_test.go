@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -115,7 +117,8 @@ func residentPages(t *testing.T, c *Cache) []byte {
 // of the decode steps that follow (float32 and fp16 caches; groups of 16 and 32 positions a
 // page, some of them not page-aligned: 96-value heads), and that the logits are the same.
 func TestPopulateSamePages(t *testing.T) {
-	defer func(p bool) { kvPopulate = p }(kvPopulate)
+	defer func(p bool, d time.Duration) { kvPopulate, kvSpareIdle = p, d }(kvPopulate, kvSpareIdle)
+	kvSpareIdle = 0 // each run maps its own cache
 	for _, kv := range []quant.DType{quant.F32, quant.F16} {
 		for _, d := range []int{64, 96} {
 			t.Run(fmt.Sprintf("kv=%s,head=%d", kv, d), func(t *testing.T) {
@@ -270,5 +273,130 @@ func TestStepBuffersHandedOn(t *testing.T) {
 	big.Release()
 	if s := m.takeSpare(); s.x != nil && s.bytes() > stepKeepBytes {
 		t.Fatalf("Release handed on %d bytes of buffers, over stepKeepBytes", s.bytes())
+	}
+}
+
+// TestKVSpareReuse checks kvSpare: a released cache's mappings go to the next NewCache of the
+// same batch size and KV type with only its prompt's pages still resident, and the new cache
+// computes what a cache of its own computes, bit for bit,
+// though its pages hold the last session's keys and values (a longer session before a shorter
+// one, then decode steps past where the first one stopped); populate then skips the pages
+// already resident. A NewCache of another batch size unmaps the spare before mapping its own,
+// and an idle spare is unmapped after kvSpareIdle.
+func TestKVSpareReuse(t *testing.T) {
+	defer func(d time.Duration) { kvSpareIdle = d }(kvSpareIdle)
+	kvSpareIdle = time.Hour // the timer is tested below
+	for _, kv := range []quant.DType{quant.F32, quant.F16} {
+		t.Run("kv="+string(kv), func(t *testing.T) {
+			cfg := Config{VocabSize: 50, NPositions: 128, NEmbd: 64, NLayer: 2, NHead: 2,
+				LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 49, EOSTokenID: 49}
+			session := func(m *Model, c *Cache, prompt, steps, seed int) []float32 {
+				var all []float32
+				ids := make([]int64, 2*prompt)
+				for i := range ids {
+					ids[i] = int64((i*11 + seed) % cfg.VocabSize)
+				}
+				for s := 0; s <= steps; s++ {
+					out := make([]float32, 2*cfg.VocabSize)
+					if err := m.Forward(c, ids, 2, len(ids)/2, nil, true, out); err != nil {
+						t.Fatal(err)
+					}
+					all = append(all, out...)
+					ids = []int64{int64((s + seed) % cfg.VocabSize), int64((3*s + seed) % cfg.VocabSize)}
+				}
+				return all
+			}
+			own := NewRandom(cfg, 9)
+			if err := own.SetKVCache(kv); err != nil {
+				t.Fatal(err)
+			}
+			want := session(own, own.NewCache(2), 7, 30, 1)
+
+			m := NewRandom(cfg, 9)
+			if err := m.SetKVCache(kv); err != nil {
+				t.Fatal(err)
+			}
+			first := m.NewCache(2)
+			session(m, first, 20, 60, 2) // a 20-position prompt and 60 steps of another session
+			slab := &first.mem.slabs[0][0]
+			first.Release()
+			if first.mapped() != 0 {
+				t.Fatalf("after Release the cache still maps %d bytes", first.mapped())
+			}
+			second := m.NewCache(2)
+			if &second.mem.slabs[0][0] != slab {
+				t.Fatal("NewCache after Release did not take the released cache's mappings")
+			}
+			// Only the prompt's pages stay resident: one page per (layer, k/v, row, head)
+			// group here (groups of 16 KiB, or 8 KiB in fp16, page-aligned; 20 positions
+			// fit in the first page).
+			if second.mem.written != 20 {
+				t.Fatalf("the reused mappings say %d positions written, want the prompt's 20", second.mem.written)
+			}
+			groups := 2 * cfg.NLayer * 2 * cfg.NHead
+			if got, want := residentBytes(t, second), int64(groups*os.Getpagesize()); got != want {
+				t.Fatalf("the reused mappings hold %d bytes resident, want the prompt's pages: %d", got, want)
+			}
+			got := session(m, second, 7, 30, 1)
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("on reused mappings: logit %d (step %d) = %v, a cache of its own gives %v", i, i/(2*cfg.VocabSize), got[i], want[i])
+				}
+			}
+			second.Release()
+			if m.kvSpare.slabs == nil {
+				t.Fatal("Release did not keep the mappings")
+			}
+			other := m.NewCache(3)
+			defer other.Release()
+			if m.kvSpare.slabs != nil || &other.mem.slabs[0][0] == slab {
+				t.Fatal("a NewCache of batch 3 did not unmap the spare of batch 2")
+			}
+		})
+	}
+	t.Run("idle", func(t *testing.T) {
+		kvSpareIdle = 20 * time.Millisecond
+		m := NewRandom(Config{VocabSize: 50, NPositions: 64, NEmbd: 32, NLayer: 1, NHead: 2,
+			LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 49, EOSTokenID: 49}, 3)
+		m.NewCache(1).Release()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			m.kvSpare.mu.Lock()
+			kept := m.kvSpare.slabs != nil
+			m.kvSpare.mu.Unlock()
+			if !kept {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the spare was still mapped 5 s after Release (kvSpareIdle %v)", kvSpareIdle)
+			}
+		}
+	})
+}
+
+// TestKVSpareDoesNotKeepModel checks that a kept spare (its timer pending for an hour) does not
+// keep its model reachable: once the model is dropped, a collection runs its cleanups, which
+// unmap the spare as well as the weights.
+func TestKVSpareDoesNotKeepModel(t *testing.T) {
+	defer func(d time.Duration) { kvSpareIdle = d }(kvSpareIdle)
+	kvSpareIdle = time.Hour
+	m := NewRandom(Config{VocabSize: 50, NPositions: 64, NEmbd: 32, NLayer: 1, NHead: 2,
+		LayerNormEpsilon: 1e-5, ActivationFunction: "gelu_new", BOSTokenID: 49, EOSTokenID: 49}, 3)
+	m.NewCache(1).Release()
+	k := m.kvSpare
+	if k.slabs == nil {
+		t.Fatal("Release kept no mappings")
+	}
+	m = nil
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		runtime.GC()
+		k.mu.Lock()
+		kept := k.slabs != nil
+		k.mu.Unlock()
+		if !kept {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the spare was still mapped 5 s after its model was dropped: something keeps the model reachable")
+		}
 	}
 }

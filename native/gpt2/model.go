@@ -199,7 +199,8 @@ type Model struct {
 	kv      quant.DType // the KV cache type SetKVCache chose, "" for the default (kvcache.go)
 
 	spareMu sync.Mutex
-	spare   step // working buffers a released cache left for the next NewCache (stepKeepBytes)
+	spare   step     // working buffers a released cache left for the next NewCache (stepKeepBytes)
+	kvSpare *kvSpare // the KV mappings a released cache left for the next NewCache (kvmem.go)
 }
 
 // putSpare keeps s for the next NewCache when it is at most stepKeepBytes and no spare is kept.
@@ -359,6 +360,7 @@ func LoadWith(dir string, opts LoadOptions) (*Model, error) {
 	c, v, inner := cfg.NEmbd, cfg.VocabSize, cfg.Inner()
 	b.mem = newWeightMem(cfg, f.Has("lm_head.weight"), cfg.Weights)
 	m := &Model{cfg: cfg}
+	m.kvSpare = newKVSpare(m)
 	m.WTE, m.WTEQ = b.matrix("wte.weight", v, c, false)
 	m.WPE = b.get("wpe.weight", cfg.NPositions, c)
 	for i := 0; i < cfg.NLayer && b.err == nil; i++ {
@@ -433,6 +435,7 @@ func NewRandom(cfg Config, seed uint64) *Model {
 	lin := func(in, out int) Linear { return Linear{Weight: fill(in * out), Bias: fill(out), In: in, Out: out} }
 	c, inner := cfg.NEmbd, cfg.Inner()
 	m := &Model{cfg: cfg, WTE: fill(cfg.VocabSize * c), WPE: fill(cfg.NPositions * c), LNF: ln(c)}
+	m.kvSpare = newKVSpare(m)
 	for range cfg.NLayer {
 		m.Blocks = append(m.Blocks, Block{
 			LN1:  ln(c),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -14,10 +15,11 @@ import (
 // 64-token prefill (timed), one decode step, Release, and the heap returned to the system when
 // the native plugin would (debug.FreeOSMemory after the step that drops the prefill's buffers).
 // "before" makes every page of a new session's cache and working buffers fault in on first
-// write (no MADV_POPULATE_WRITE, buffers dropped after every prefill and not handed on); "after"
-// is the default (kvPopulate, keepSteps). It reports the page faults and the system CPU time of
-// the process during the prefill; the two alternate over three rounds. float32 weights (and
-// cache), then int8 (fp16 cache).
+// write (no MADV_POPULATE_WRITE, no released cache's mappings reused, buffers dropped after
+// every prefill and not handed on); "after" is the default (kvPopulate, kvSpareIdle,
+// keepSteps). It reports the page faults and the system CPU time of the process during the
+// prefill; the two alternate over three rounds. float32 weights (and cache), then int8 (fp16
+// cache).
 func BenchmarkPrefill64Session(b *testing.B) {
 	for _, dt := range []string{"f32", "int8"} {
 		b.Run(dt, func(b *testing.B) {
@@ -34,12 +36,16 @@ func benchPrefill64Session(b *testing.B, m *Model) {
 	const T = 64
 	ids := benchIDs(T)
 	logits := make([]float32, gpt2Small.VocabSize)
-	defer func(p, k bool) { kvPopulate, keepSteps = p, k }(kvPopulate, keepSteps)
+	defer func(p, k bool, d time.Duration) { kvPopulate, keepSteps, kvSpareIdle = p, k, d }(kvPopulate, keepSteps, kvSpareIdle)
+	idle := kvSpareIdle
 	for r := range 3 {
 		for _, after := range []bool{false, true} {
 			name := map[bool]string{false: "before", true: "after"}[after]
 			b.Run(fmt.Sprintf("%s/%d", name, r), func(b *testing.B) {
-				kvPopulate, keepSteps = after, after
+				kvPopulate, keepSteps, kvSpareIdle = after, after, 0
+				if after {
+					kvSpareIdle = idle
+				}
 				var faults, sys int64
 				for range b.N {
 					b.StopTimer()
