@@ -18,10 +18,10 @@ import (
 // what the positions stored so far need (rounded up to a page per group) — never the full
 // reservation, no relayout as a session grows, and no copy left behind for the garbage
 // collector: Release and the end of a session return the pages to the system — at once, or,
-// for the last released cache, when the next session turns out to need another shape or after
-// kvSpareIdle (kvSpare) — where a Go-heap cache stays resident until a collection runs (with
-// the weights as the live heap, GOGC's headroom is tens of MiB). Where mapping fails the cache falls back to the Go heap and
-// grows by doubling, as before.
+// for the prompt's pages of the last released cache, when the next session turns out to need
+// another shape or after kvSpareIdle (kvSpare) — where a Go-heap cache stays resident until a
+// collection runs (with the weights as the live heap, GOGC's headroom is tens of MiB). Where
+// mapping fails the cache falls back to the Go heap and grows by doubling, as before.
 
 // kvOffHeap is false in tests that exercise the Go-heap fallback.
 var kvOffHeap = true
@@ -197,8 +197,9 @@ func populateGroups[T float32 | uint16](x []T, s kernels.AttentionShape) {
 // batch size and KV type before they are unmapped. A plugin serves a generation as one session:
 // open, prefill, decode, close. Unmapping at close and mapping again at the next open made every
 // new session's prefill fault (or populate) its cache's pages in again: 1152 pages, ~2.5 ms of
-// system time, for a 64-token prefill of GPT-2 124M. Kept, they are still resident and are
-// written over; what a new session reads is only what it wrote itself (positions [0, Len)).
+// system time, for a 64-token prefill of GPT-2 124M. Kept, their prompt's pages are still
+// resident (trimGroups) and are written over; what a new session reads is only what it wrote
+// itself (positions [0, Len)).
 var kvSpareIdle = 2 * time.Second
 
 // kvSpare holds the mappings of the last released off-heap cache of a model. At most one is
